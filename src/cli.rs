@@ -1,0 +1,45 @@
+//! The command line as the user types it (clap derive). Each subcommand's
+//! arguments live beside its handler in `commands/`; nothing below the commands
+//! reads these types.
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{graph, run, schema, validate};
+
+/// Run declarative LLM workflows ("squads") with your own API keys.
+#[derive(Debug, Parser)]
+#[command(name = "byok-flow", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log more on stderr: -v info, -vv debug, -vvv trace.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Print only results and errors: no progress, no closing table.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a workflow.
+    Run(run::Args),
+    /// Check workflow files and report every problem; exit 0 or 2.
+    Validate(validate::Args),
+    /// Draw a workflow's agents and their edges (Mermaid or Graphviz DOT).
+    Graph(graph::Args),
+    /// Print the workflow JSON Schema (for editors and CI).
+    Schema(schema::Args),
+}
+
+/// Options every command shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    pub quiet: bool,
+    /// Whether stderr is a terminal that takes colour.
+    pub color: bool,
+    /// Whether stderr is a terminal (for the live view).
+    pub terminal: bool,
+}

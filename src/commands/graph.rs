@@ -1,0 +1,42 @@
+//! `byok-flow graph`: the squad as a Mermaid flowchart or Graphviz DOT.
+
+use std::path::PathBuf;
+
+use crate::cli::Global;
+use crate::error::{Exit, Result};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The workflow file.
+    #[arg(value_name = "WORKFLOW.yaml")]
+    pub file: PathBuf,
+
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Mermaid)]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum Format {
+    /// A Mermaid flowchart (renders in GitHub Markdown).
+    Mermaid,
+    /// Graphviz DOT (`dot -Tsvg`).
+    Dot,
+}
+
+pub fn run(args: &Args, global: Global) -> Result<Exit> {
+    let checked = super::load_checked(&args.file, global)?;
+    let models: Vec<&str> = checked
+        .workflow
+        .agents
+        .values()
+        .map(|a| a.model.as_str())
+        .collect();
+    let label = |i: usize| format!("{}\n{}", checked.dag.name(i), models[i]);
+    let text = match args.format {
+        Format::Mermaid => checked.dag.to_mermaid(|i| label(i).replace('\n', "<br/>")),
+        Format::Dot => checked.dag.to_dot(|i| label(i).replace('\n', "\\n")),
+    };
+    print!("{text}");
+    Ok(Exit::Success)
+}

@@ -1,0 +1,47 @@
+//! `byok-flow validate FILE...`: every problem in every file; exit 0 or 2.
+
+use std::path::PathBuf;
+
+use crate::cli::Global;
+use crate::error::{Error, Exit, Result};
+use crate::workflow::{self, diagnostic::counted};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Workflow files to check.
+    #[arg(required = true, value_name = "WORKFLOW.yaml")]
+    pub files: Vec<PathBuf>,
+}
+
+pub fn run(args: &Args, global: Global) -> Result<Exit> {
+    let mut invalid = 0;
+    for file in &args.files {
+        match workflow::check_file(file) {
+            Ok((checked, report)) => {
+                if !report.diagnostics.is_empty() {
+                    eprint!("{}", report.render(global.color));
+                }
+                let edges: usize = (0..checked.dag.len())
+                    .map(|i| checked.dag.dependencies(i).count())
+                    .sum();
+                println!(
+                    "{}: ok ({}, {})",
+                    file.display(),
+                    counted(checked.dag.len(), "agent"),
+                    counted(edges, "edge")
+                );
+            }
+            Err(report) => {
+                eprint!("{}", report.render(global.color));
+                invalid += 1;
+            }
+        }
+    }
+    if invalid > 0 {
+        if args.files.len() > 1 {
+            eprintln!("{} of {} files are invalid.", invalid, args.files.len());
+        }
+        return Err(Error::reported(Exit::Invalid));
+    }
+    Ok(Exit::Success)
+}

@@ -1,0 +1,19 @@
+//! byok-flow: run declarative LLM workflows ("squads") with your own API keys.
+//!
+//! The binary's `main.rs` only parses the command line and maps the result to an
+//! exit code; everything else lives in these modules, one concern each.
+
+pub mod cli;
+pub mod commands;
+pub mod dag;
+pub mod error;
+pub mod events;
+pub mod logging;
+pub mod providers;
+pub mod record;
+pub mod report;
+pub mod runner;
+pub mod scheduler;
+pub mod suggest;
+pub mod template;
+pub mod workflow;

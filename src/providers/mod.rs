@@ -1,0 +1,100 @@
+//! Model providers: one trait every API implements, the built-in provider table,
+//! and the implementations. The scheduler only sees [`Provider`].
+
+pub mod mock;
+pub mod registry;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::workflow::model::OutputKind;
+
+/// A boxed future, so providers can be trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One call to a model, with everything rendered.
+#[derive(Debug, Clone, Serialize)]
+pub struct Request {
+    /// The provider's name in the workflow (`anthropic`, `local`, …).
+    pub provider: String,
+    /// The model id as the provider knows it.
+    pub model: String,
+    pub system: Option<String>,
+    pub prompt: String,
+    pub max_tokens: Option<u32>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub stop: Vec<String>,
+    pub output: OutputKind,
+    pub schema: Option<serde_json::Value>,
+    pub stream: bool,
+    #[serde(skip)]
+    pub timeout: Option<Duration>,
+}
+
+/// Tokens a call used, by kind, as the provider reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Usage {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl std::ops::AddAssign for Usage {
+    fn add_assign(&mut self, other: Usage) {
+        self.input += other.input;
+        self.output += other.output;
+        self.cache_read += other.cache_read;
+        self.cache_write += other.cache_write;
+    }
+}
+
+/// A model's reply.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reply {
+    pub text: String,
+    /// The parsed reply, for `output: json`.
+    pub json: Option<serde_json::Value>,
+    pub usage: Usage,
+    /// Why the model stopped (`end_turn`, `max_tokens`, …).
+    pub stop_reason: Option<String>,
+}
+
+/// Why a call failed, in a way that decides whether to retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallError {
+    pub kind: ErrorKind,
+    pub message: String,
+    /// What the person running can do about it.
+    pub hint: Option<String>,
+}
+
+/// The kinds of failure the retry policy tells apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Worth another try: rate limits, overload, 5xx, time-outs, dropped connections.
+    Transient,
+    /// Will fail the same way again: bad request, bad key, unknown model.
+    Permanent,
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+/// A model API.
+pub trait Provider: Send + Sync {
+    /// Sends one request and waits for the whole reply.
+    fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, CallError>>;
+}

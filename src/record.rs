@@ -1,0 +1,100 @@
+//! The run record: what happened to each agent and to the run as a whole. It is
+//! what `--json` prints, what `--out DIR/run.json` holds, and what every report
+//! reads. It never holds a key.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::providers::Usage;
+
+/// How an agent ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Succeeded => "ok",
+            AgentStatus::Failed => "failed",
+            AgentStatus::Skipped => "skipped",
+            AgentStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One agent's part of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRecord {
+    pub name: String,
+    pub provider: String,
+    pub model: String,
+    pub status: AgentStatus,
+    /// Why it failed or was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub seconds: f64,
+    pub usage: Usage,
+    /// Dollars spent; `None` when the model has no known price.
+    pub cost_usd: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json: Option<serde_json::Value>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+/// A whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub workflow: String,
+    pub file: String,
+    pub started_at: String,
+    pub seconds: f64,
+    pub status: RunStatus,
+    /// Whether every agent was answered by the mock provider.
+    pub mock: bool,
+    pub inputs: IndexMap<String, String>,
+    pub agents: Vec<AgentRecord>,
+    /// The workflow's `outputs`, or the outputs of agents nothing depends on.
+    pub outputs: IndexMap<String, String>,
+    pub usage: Usage,
+    pub cost_usd: f64,
+}
+
+impl RunRecord {
+    /// The exit code the run's outcome maps to (SPEC §3).
+    pub fn failed_agents(&self) -> usize {
+        self.agents
+            .iter()
+            .filter(|a| a.status == AgentStatus::Failed)
+            .count()
+    }
+}
+
+/// A fresh run id: time-ordered and unique enough for one user's history.
+pub fn new_run_id() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let noise = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ u64::from(now.subsec_nanos());
+    format!("{}-{:06x}", now.as_secs(), noise & 0xff_ffff)
+}

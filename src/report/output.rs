@@ -1,0 +1,108 @@
+//! Results: on stdout (the workflow's outputs, or one JSON run record with
+//! `--json`) and, with `--out DIR`, a file per agent plus `run.json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::events::{Event, Subscriber};
+use crate::record::{AgentStatus, RunRecord};
+
+/// Prints the outputs (or the run record) on stdout when the run ends.
+pub struct Stdout {
+    pub json: bool,
+}
+
+/// The outputs as text: one output alone, several each under a `## NAME` heading.
+pub fn render_outputs(record: &RunRecord) -> String {
+    let mut out = String::new();
+    if record.outputs.len() == 1 {
+        if let Some(text) = record.outputs.values().next() {
+            out.push_str(text);
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        return out;
+    }
+    for (i, (name, text)) in record.outputs.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&format!("## {name}\n\n{}", text.trim_end()));
+        out.push('\n');
+    }
+    out
+}
+
+impl Subscriber for Stdout {
+    fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        if let Event::RunFinished { record } = event {
+            let text = if self.json {
+                let mut text =
+                    serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+                text.push('\n');
+                text
+            } else {
+                render_outputs(record)
+            };
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes `DIR/AGENT.md` (or `.json`) as each agent finishes, and `DIR/run.json` at the end.
+pub struct OutDir {
+    dir: PathBuf,
+}
+
+impl OutDir {
+    pub fn new(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(OutDir {
+            dir: dir.to_path_buf(),
+        })
+    }
+}
+
+/// Writes a file through a temporary file and a rename, so a reader never sees half of it.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Subscriber for OutDir {
+    fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        match event {
+            Event::AgentFinished { record } if record.status == AgentStatus::Succeeded => {
+                if let Some(json) = &record.json {
+                    let mut text =
+                        serde_json::to_string_pretty(json).map_err(std::io::Error::other)?;
+                    text.push('\n');
+                    write_atomic(
+                        &self.dir.join(format!("{}.json", record.name)),
+                        text.as_bytes(),
+                    )
+                } else {
+                    let text = record.output.as_deref().unwrap_or_default();
+                    write_atomic(
+                        &self.dir.join(format!("{}.md", record.name)),
+                        text.as_bytes(),
+                    )
+                }
+            }
+            Event::RunFinished { record } => {
+                let mut text =
+                    serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
+                text.push('\n');
+                write_atomic(&self.dir.join("run.json"), text.as_bytes())
+            }
+            _ => Ok(()),
+        }
+    }
+}

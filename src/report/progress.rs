@@ -1,0 +1,118 @@
+//! Progress on stderr: a live per-agent view on a terminal (indicatif), plain
+//! lines elsewhere (CI logs, pipes), nothing with `-q`.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::{Event, Subscriber};
+use crate::record::{AgentRecord, AgentStatus};
+
+/// One line per agent event, for logs.
+pub struct Plain {
+    start: Instant,
+}
+
+impl Default for Plain {
+    fn default() -> Self {
+        Plain {
+            start: Instant::now(),
+        }
+    }
+}
+
+/// The line that says how an agent ended.
+pub fn settled_line(record: &AgentRecord) -> String {
+    match record.status {
+        AgentStatus::Succeeded => format!(
+            "ok       {}  {} in, {} out  {:.2}s  {}",
+            record.name,
+            record.usage.input,
+            record.usage.output,
+            record.seconds,
+            super::usd(record.cost_usd)
+        ),
+        AgentStatus::Failed => format!(
+            "failed   {}: {}",
+            record.name,
+            record.reason.as_deref().unwrap_or("unknown error")
+        ),
+        AgentStatus::Skipped => format!(
+            "skipped  {}: {}",
+            record.name,
+            record.reason.as_deref().unwrap_or("not run")
+        ),
+        AgentStatus::Cancelled => format!("cancelled {}", record.name),
+    }
+}
+
+impl Subscriber for Plain {
+    fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let line = match event {
+            Event::AgentStarted { agent, model } => format!("started  {agent} ({model})"),
+            Event::AgentFinished { record } | Event::AgentSkipped { record } => {
+                settled_line(record)
+            }
+            Event::RunStarted { .. } | Event::RunFinished { .. } => return Ok(()),
+        };
+        writeln!(std::io::stderr().lock(), "[{elapsed:7.2}s] {line}")
+    }
+}
+
+/// A spinner per running agent; settled agents scroll above them.
+pub struct Live {
+    multi: MultiProgress,
+    bars: HashMap<String, ProgressBar>,
+    style: ProgressStyle,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {msg} {elapsed:.dim}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        Live {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: HashMap::new(),
+            style,
+        }
+    }
+}
+
+impl Subscriber for Live {
+    fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        match event {
+            Event::AgentStarted { agent, model } => {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(self.style.clone());
+                bar.set_prefix((*agent).to_string());
+                bar.set_message(format!("running on {model}"));
+                bar.enable_steady_tick(Duration::from_millis(100));
+                self.bars.insert((*agent).to_string(), bar);
+            }
+            Event::AgentFinished { record } | Event::AgentSkipped { record } => {
+                if let Some(bar) = self.bars.remove(&record.name) {
+                    bar.finish_and_clear();
+                    self.multi.remove(&bar);
+                }
+                let mark = match record.status {
+                    AgentStatus::Succeeded => "✓",
+                    AgentStatus::Failed => "✗",
+                    AgentStatus::Skipped | AgentStatus::Cancelled => "-",
+                };
+                self.multi
+                    .println(format!("{mark} {}", settled_line(record)))?;
+            }
+            Event::RunFinished { .. } => {
+                for (_, bar) in self.bars.drain() {
+                    bar.finish_and_clear();
+                }
+                self.multi.clear()?;
+            }
+            Event::RunStarted { .. } => {}
+        }
+        Ok(())
+    }
+}

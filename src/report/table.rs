@@ -1,0 +1,105 @@
+//! The closing table on stderr (SPEC §3): agent, model, status, tokens in and out,
+//! seconds, dollars, and the total.
+
+use std::io::Write;
+
+use crate::events::{Event, Subscriber};
+use crate::record::RunRecord;
+
+/// Renders the table of a run.
+pub fn render(record: &RunRecord) -> String {
+    let header = [
+        "agent",
+        "model",
+        "status",
+        "tokens in",
+        "tokens out",
+        "seconds",
+        "cost",
+    ];
+    let mut rows: Vec<[String; 7]> = record
+        .agents
+        .iter()
+        .map(|a| {
+            let mut status = a.status.as_str().to_string();
+            if a.stop_reason.as_deref() == Some("max_tokens") {
+                status.push_str(" (cut at max_tokens)");
+            }
+            [
+                a.name.clone(),
+                format!("{}/{}", a.provider, a.model),
+                status,
+                a.usage.input.to_string(),
+                a.usage.output.to_string(),
+                format!("{:.2}", a.seconds),
+                super::usd(a.cost_usd),
+            ]
+        })
+        .collect();
+    let unpriced = record
+        .agents
+        .iter()
+        .any(|a| a.cost_usd.is_none() && a.usage.input + a.usage.output > 0);
+    let total_cost = if unpriced {
+        format!(">= {}", super::usd(Some(record.cost_usd)))
+    } else {
+        super::usd(Some(record.cost_usd))
+    };
+    rows.push([
+        "total".into(),
+        String::new(),
+        String::new(),
+        record.usage.input.to_string(),
+        record.usage.output.to_string(),
+        format!("{:.2}", record.seconds),
+        total_cost,
+    ]);
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            if i >= 3 {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            }
+            out.push_str(if i + 1 < cells.len() { "  " } else { "" });
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header.map(String::from));
+    out.push_str(&line(&widths.map(|w| "-".repeat(w))));
+    let (total, agents) = rows
+        .split_last()
+        .map_or((None, &rows[..]), |(t, a)| (Some(t), a));
+    for row in agents {
+        out.push_str(&line(row));
+    }
+    if let Some(total) = total {
+        out.push_str(&line(&widths.map(|w| "-".repeat(w))));
+        out.push_str(&line(total));
+    }
+    out
+}
+
+/// Prints the closing table on stderr when the run ends.
+pub struct ClosingTable;
+
+impl Subscriber for ClosingTable {
+    fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        if let Event::RunFinished { record } = event {
+            let mut err = std::io::stderr().lock();
+            writeln!(err)?;
+            err.write_all(render(record).as_bytes())?;
+        }
+        Ok(())
+    }
+}

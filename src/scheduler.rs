@@ -1,0 +1,295 @@
+//! The scheduler: starts each agent as soon as every agent it depends on has
+//! finished (not layer by layer), at most `concurrency` at once and at most each
+//! lane's (provider's) own limit; skips the dependents of a failed agent; stops
+//! starting new agents after a failure unless told to keep going; and on
+//! cancellation (Ctrl-C) aborts what is running and keeps what finished.
+//!
+//! It knows nothing of prompts or providers: a [`Runner`] runs one agent.
+
+use std::collections::{BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::dag::Dag;
+use crate::providers::BoxFuture;
+
+/// Runs one agent, given the outputs of the agents it depends on.
+pub trait Runner: Send + Sync + 'static {
+    type Output: Send + Sync + 'static;
+    type Error: Send + Sync + 'static;
+
+    /// Which concurrency lane (provider) the agent uses.
+    fn lane(&self, agent: usize) -> usize;
+
+    /// Runs the agent.
+    fn run(
+        self: Arc<Self>,
+        agent: usize,
+        upstream: Vec<(usize, Arc<Self::Output>)>,
+    ) -> BoxFuture<'static, Result<Self::Output, Self::Error>>;
+}
+
+/// Decides, just before an agent would start, whether it may (a budget, say).
+pub trait Gate {
+    /// `Start` to start it now, `Wait` to try again when a running agent settles,
+    /// `Skip` to give up on it.
+    fn admit(&mut self, agent: usize, running: usize) -> Admission;
+    /// Called when an agent settles, so a reservation can be released.
+    fn settled(&mut self, _agent: usize) {}
+}
+
+/// A [`Gate`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    Start,
+    Wait,
+    Skip,
+}
+
+/// A gate that admits everything.
+pub struct Open;
+
+impl Gate for Open {
+    fn admit(&mut self, _: usize, _: usize) -> Admission {
+        Admission::Start
+    }
+}
+
+/// How to schedule.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The most agents running at once.
+    pub concurrency: usize,
+    /// Each lane's own limit (`usize::MAX` for none), indexed by [`Runner::lane`].
+    pub lane_limits: Vec<usize>,
+    /// After a failure, go on with independent branches.
+    pub keep_going: bool,
+}
+
+/// Why an agent did not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    /// An agent it depends on failed or was skipped.
+    Dependency(usize),
+    /// Another agent failed and `--keep-going` was not given.
+    RunStopped,
+    /// The run was interrupted.
+    Interrupted,
+    /// Its worst-case cost could take spend over the budget.
+    Budget,
+}
+
+/// Where an agent ended up.
+#[derive(Debug)]
+pub enum State<O, E> {
+    Waiting,
+    Running,
+    Done(Arc<O>),
+    Failed(E),
+    Skipped(SkipReason),
+    /// It was running when the run was interrupted.
+    Cancelled,
+}
+
+/// What the scheduler tells its caller as it goes.
+pub enum Event<'a, O, E> {
+    Started(usize),
+    Finished(usize, &'a Arc<O>),
+    Failed(usize, &'a E),
+    Skipped(usize, &'a SkipReason),
+    Cancelled(usize),
+}
+
+/// The end state of every agent.
+#[derive(Debug)]
+pub struct Outcome<O, E> {
+    pub states: Vec<State<O, E>>,
+    pub interrupted: bool,
+}
+
+/// An agent's index and how its run ended.
+type Settled<R> = (usize, Result<<R as Runner>::Output, <R as Runner>::Error>);
+
+/// Runs every agent of `dag`.
+pub async fn run<R: Runner>(
+    dag: &Dag,
+    runner: Arc<R>,
+    options: &Options,
+    gate: &mut dyn Gate,
+    cancel: impl Future<Output = ()>,
+    mut on_event: impl FnMut(Event<'_, R::Output, R::Error>),
+) -> Outcome<R::Output, R::Error> {
+    let n = dag.len();
+    let mut states: Vec<State<R::Output, R::Error>> = (0..n).map(|_| State::Waiting).collect();
+    let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
+    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+    let lanes: Vec<usize> = (0..n).map(|i| runner.lane(i)).collect();
+    let mut lane_running: HashMap<usize, usize> = HashMap::new();
+    let mut tasks: JoinSet<Settled<R>> = JoinSet::new();
+    let mut task_agent: HashMap<tokio::task::Id, usize> = HashMap::new();
+    let mut stopped = false;
+    let mut interrupted = false;
+    let concurrency = options.concurrency.max(1);
+    tokio::pin!(cancel);
+
+    loop {
+        if !stopped {
+            let mut skipped = Vec::new();
+            for &agent in &ready {
+                if tasks.len() >= concurrency {
+                    break;
+                }
+                let lane = lanes[agent];
+                let limit = options
+                    .lane_limits
+                    .get(lane)
+                    .copied()
+                    .unwrap_or(usize::MAX)
+                    .max(1);
+                if lane_running.get(&lane).copied().unwrap_or(0) >= limit {
+                    continue;
+                }
+                match gate.admit(agent, tasks.len()) {
+                    Admission::Wait => continue,
+                    Admission::Skip => {
+                        skipped.push(agent);
+                        continue;
+                    }
+                    Admission::Start => {}
+                }
+                *lane_running.entry(lane).or_default() += 1;
+                let upstream = dag
+                    .dependencies(agent)
+                    .filter_map(|d| match &states[d] {
+                        State::Done(out) => Some((d, out.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                states[agent] = State::Running;
+                on_event(Event::Started(agent));
+                let fut = runner.clone().run(agent, upstream);
+                let handle = tasks.spawn(async move { (agent, fut.await) });
+                task_agent.insert(handle.id(), agent);
+            }
+            ready.retain(|a| matches!(states[*a], State::Waiting) && !skipped.contains(a));
+            for agent in skipped {
+                skip(dag, agent, SkipReason::Budget, &mut states, &mut on_event);
+            }
+        }
+        if tasks.is_empty() {
+            break;
+        }
+        let joined = tokio::select! {
+            joined = tasks.join_next_with_id() => joined,
+            () = &mut cancel => {
+                interrupted = true;
+                tasks.abort_all();
+                for (_, agent) in task_agent.drain() {
+                    states[agent] = State::Cancelled;
+                    on_event(Event::Cancelled(agent));
+                }
+                break;
+            }
+        };
+        let Some(joined) = joined else { break };
+        let (agent, result) = match joined {
+            Ok((id, (agent, result))) => {
+                task_agent.remove(&id);
+                (agent, result)
+            }
+            Err(e) => {
+                // A panicking agent task is a bug; the run goes on without that agent.
+                let Some(agent) = task_agent.remove(&e.id()) else {
+                    continue;
+                };
+                states[agent] = State::Skipped(SkipReason::Interrupted);
+                on_event(Event::Skipped(agent, &SkipReason::Interrupted));
+                if let Some(count) = lane_running.get_mut(&lanes[agent]) {
+                    *count -= 1;
+                }
+                gate.settled(agent);
+                stopped |= !options.keep_going;
+                for d in dag.dependents(agent).collect::<Vec<_>>() {
+                    skip(
+                        dag,
+                        d,
+                        SkipReason::Dependency(agent),
+                        &mut states,
+                        &mut on_event,
+                    );
+                }
+                continue;
+            }
+        };
+        if let Some(count) = lane_running.get_mut(&lanes[agent]) {
+            *count -= 1;
+        }
+        gate.settled(agent);
+        match result {
+            Ok(output) => {
+                let output = Arc::new(output);
+                on_event(Event::Finished(agent, &output));
+                states[agent] = State::Done(output);
+                for d in dag.dependents(agent) {
+                    remaining[d] -= 1;
+                    if remaining[d] == 0 && matches!(states[d], State::Waiting) {
+                        ready.insert(d);
+                    }
+                }
+            }
+            Err(error) => {
+                on_event(Event::Failed(agent, &error));
+                states[agent] = State::Failed(error);
+                stopped |= !options.keep_going;
+                for d in dag.dependents(agent).collect::<Vec<_>>() {
+                    skip(
+                        dag,
+                        d,
+                        SkipReason::Dependency(agent),
+                        &mut states,
+                        &mut on_event,
+                    );
+                }
+            }
+        }
+    }
+
+    let reason = if interrupted {
+        SkipReason::Interrupted
+    } else {
+        SkipReason::RunStopped
+    };
+    for (agent, state) in states.iter_mut().enumerate() {
+        if matches!(state, State::Waiting) {
+            on_event(Event::Skipped(agent, &reason));
+            *state = State::Skipped(reason.clone());
+        }
+    }
+    Outcome {
+        states,
+        interrupted,
+    }
+}
+
+/// Skips `agent` and, transitively, everything that depends on it.
+fn skip<O, E>(
+    dag: &Dag,
+    agent: usize,
+    reason: SkipReason,
+    states: &mut [State<O, E>],
+    on_event: &mut impl FnMut(Event<'_, O, E>),
+) {
+    let mut stack = vec![(agent, reason)];
+    while let Some((a, reason)) = stack.pop() {
+        if !matches!(states[a], State::Waiting) {
+            continue;
+        }
+        on_event(Event::Skipped(a, &reason));
+        states[a] = State::Skipped(reason);
+        for d in dag.dependents(a) {
+            stack.push((d, SkipReason::Dependency(a)));
+        }
+    }
+}

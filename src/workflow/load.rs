@@ -1,0 +1,434 @@
+//! Loading a workflow file: read, parse (positions kept), check the structure
+//! against the schema, then fill in the typed model. Every structural problem is
+//! reported at once, each at its place in the file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use serde_json::Value as Json;
+
+use super::diagnostic::{Diagnostic, FileReport, Span};
+use super::model::Workflow;
+use super::schema;
+use super::tree::{self, PosIndex};
+use super::yaml;
+use crate::suggest;
+
+/// The largest workflow file accepted.
+pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+
+/// A workflow that parsed and passed the structural checks.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub workflow: Workflow,
+    pub index: PosIndex,
+}
+
+/// Reads and parses a file; on failure the report holds every problem found.
+pub fn load_file(path: &Path) -> Result<(Loaded, FileReport), FileReport> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            let d = Diagnostic::error(
+                "workflow::read",
+                Span::NONE,
+                format!("cannot read the file: {e}"),
+            )
+            .help("check the path; `byok-flow validate` takes the workflow file's path");
+            return Err(FileReport::new(path, Arc::from(""), vec![d]));
+        }
+    };
+    let source: Arc<str> = match String::from_utf8(bytes) {
+        Ok(text) => Arc::from(text),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let prefix = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+            let line = prefix.matches('\n').count() + 1;
+            let column = prefix.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let pos = yaml::Pos {
+                line,
+                column,
+                offset: prefix.len(),
+            };
+            let d = Diagnostic::error(
+                "workflow::encoding",
+                Span::at(Some(pos), 1),
+                format!("the file is not UTF-8 text (invalid byte at offset {valid})"),
+            )
+            .help("a workflow is a YAML text file saved as UTF-8; is this the right file?");
+            return Err(FileReport::new(path, Arc::from(text), vec![d]));
+        }
+    };
+    load_source(path, source)
+}
+
+/// Parses and checks workflow text that came from `path`.
+pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport), FileReport> {
+    let fail = |d: Diagnostic| Err(FileReport::new(path, source.clone(), vec![d]));
+    if source.len() > MAX_FILE_BYTES {
+        return fail(
+            Diagnostic::error(
+                "workflow::too-large",
+                Span::NONE,
+                format!(
+                    "the file is {} MiB; the limit is {} MiB",
+                    source.len() >> 20,
+                    MAX_FILE_BYTES >> 20
+                ),
+            )
+            .help("split the workflow, or pass long text with `--input NAME=@FILE`"),
+        );
+    }
+    if let Some(offset) = source.find('\0') {
+        let line = source[..offset].matches('\n').count() + 1;
+        let pos = yaml::Pos {
+            line,
+            column: 1,
+            offset,
+        };
+        return fail(
+            Diagnostic::error(
+                "workflow::binary",
+                Span::at(Some(pos), 1),
+                "the file contains a NUL byte: it is binary, not YAML",
+            )
+            .help("a workflow is a YAML text file; is this the right file?"),
+        );
+    }
+    let node = match yaml::parse(&source) {
+        Ok(node) => node,
+        Err(e) => {
+            let help = yaml_help(&e.message, &source);
+            return fail(
+                Diagnostic::error("workflow::yaml", Span::at(e.pos, 1), e.message).help(help),
+            );
+        }
+    };
+    let (mut json, index) = tree::to_json(&node);
+    match &mut json {
+        Json::Object(map) => map.retain(|k, _| !k.starts_with("x-")),
+        Json::Null => {
+            return fail(
+                Diagnostic::error("workflow::empty", Span::NONE, "the file is empty").help(
+                    "a workflow needs at least `version: 1` and `agents:`; see `byok-flow schema`",
+                ),
+            );
+        }
+        _ => {
+            return fail(
+                Diagnostic::error(
+                    "workflow::not-a-mapping",
+                    Span::at(node.pos, 1),
+                    format!(
+                        "a workflow is a mapping of fields, but this file holds {}",
+                        describe(&json)
+                    ),
+                )
+                .help("start the file with `version: 1`, then `agents:`"),
+            );
+        }
+    }
+    let diagnostics = structural_errors(&json, &index);
+    if !diagnostics.is_empty() {
+        return Err(FileReport::new(path, source.clone(), diagnostics));
+    }
+    match serde_json::from_value::<Workflow>(json) {
+        Ok(workflow) => Ok((
+            Loaded { workflow, index },
+            FileReport::new(path, source, Vec::new()),
+        )),
+        Err(e) => fail(Diagnostic::error(
+            "workflow::invalid",
+            Span::NONE,
+            e.to_string(),
+        )),
+    }
+}
+
+fn yaml_help(message: &str, source: &str) -> String {
+    let lower = message.to_lowercase();
+    if lower.contains("duplicate") {
+        "each key may appear once in a mapping; remove or rename one of them".into()
+    } else if lower.contains("tab") || source.contains("\n\t") {
+        "YAML indents with spaces, never tabs; replace the tabs with spaces".into()
+    } else if lower.contains("budget")
+        || lower.contains("alias")
+        || lower.contains("depth")
+        || lower.contains("limit")
+    {
+        "the file is nested too deeply or expands too many aliases; simplify it".into()
+    } else {
+        "fix the YAML syntax at this place; quote text that contains `: ` or starts with `{`, `[`, `*` or `&`".into()
+    }
+}
+
+/// Every way the document differs from the schema.
+fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::new();
+    for error in schema::validator().iter_errors(json) {
+        let pointer = error.instance_path().as_str().to_string();
+        let schema_path = error.schema_path().as_str().to_string();
+        let instance = error.instance().as_ref();
+        let d = match error.kind() {
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                let parent = schema_path.rsplit_once('/').map_or("", |(p, _)| p);
+                let valid = valid_fields(parent);
+                let names_only = valid.is_empty();
+                for name in unexpected {
+                    let child = format!("{pointer}/{}", tree::escape(name));
+                    let (pos, len) = index.key(&child);
+                    if names_only {
+                        out.push(
+                            Diagnostic::error("workflow::name", Span::at(pos, len), format!("`{name}`{} is not a valid name", place(&pointer)))
+                                .help("names use only letters, digits, `_` and `-`, like `lead-writer`"),
+                        );
+                        continue;
+                    }
+                    let mut help = suggest::did_you_mean(name, valid.iter().map(String::as_str))
+                        .map(|s| format!("{s} "))
+                        .unwrap_or_default();
+                    help.push_str(&format!("valid fields here: {}", valid.join(", ")));
+                    out.push(with_agent(
+                        Diagnostic::error(
+                            "workflow::unknown-field",
+                            Span::at(pos, len),
+                            format!("unknown field `{name}`{}", place(&pointer)),
+                        )
+                        .help(help),
+                        &pointer,
+                    ));
+                }
+                continue;
+            }
+            ValidationErrorKind::Required { property } => {
+                let name = property.as_str().unwrap_or_default();
+                let (pos, len) = index.key(&pointer);
+                let help = match (pointer.as_str(), name) {
+                    ("", "version") => "add `version: 1` at the top of the file".to_string(),
+                    ("", "agents") => {
+                        "add an `agents:` mapping with at least one agent".to_string()
+                    }
+                    (_, "model") => {
+                        "add `model: PROVIDER/MODEL`, like `model: openai/gpt-4o`".to_string()
+                    }
+                    (_, "prompt") => {
+                        "add `prompt:` with the text to send (a Handlebars template)".to_string()
+                    }
+                    _ => format!("add `{name}:`"),
+                };
+                Diagnostic::error(
+                    "workflow::missing-field",
+                    Span::at(pos, len),
+                    format!("missing field `{name}`{}", place(&pointer)),
+                )
+                .help(help)
+            }
+            ValidationErrorKind::Type { kind } => {
+                let (pos, len) = index.value(&pointer);
+                let expected = match kind {
+                    TypeKind::Single(t) => article(&t.to_string()),
+                    TypeKind::Multiple(ts) => {
+                        let names: Vec<String> =
+                            (*ts).into_iter().map(|t| article(&t.to_string())).collect();
+                        names.join(" or ")
+                    }
+                };
+                Diagnostic::error(
+                    "workflow::type",
+                    Span::at(pos, len),
+                    format!(
+                        "{} must be {expected}, but it is {}",
+                        field_name(&pointer),
+                        describe(instance)
+                    ),
+                )
+                .help(type_help(&pointer, &expected))
+            }
+            ValidationErrorKind::Constant { expected_value } => {
+                let (pos, len) = index.value(&pointer);
+                Diagnostic::error(
+                    "workflow::version",
+                    Span::at(pos, len),
+                    format!(
+                        "{} must be {expected_value}, not {instance}",
+                        field_name(&pointer)
+                    ),
+                )
+                .help("this byok-flow reads format version 1; write `version: 1`")
+            }
+            ValidationErrorKind::Enum { options } => {
+                let (pos, len) = index.value(&pointer);
+                let choices: Vec<String> = options
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(str::to_string))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let typed = instance.as_str().unwrap_or_default();
+                let help = suggest::did_you_mean(typed, choices.iter().map(String::as_str))
+                    .unwrap_or_else(|| format!("use one of: {}", choices.join(", ")));
+                Diagnostic::error(
+                    "workflow::choice",
+                    Span::at(pos, len),
+                    format!(
+                        "{} is {instance}, which is not one of: {}",
+                        field_name(&pointer),
+                        choices.join(", ")
+                    ),
+                )
+                .help(help)
+            }
+            ValidationErrorKind::Pattern { .. } => {
+                let (pos, len) = index.value(&pointer);
+                let last = pointer.rsplit('/').next().unwrap_or_default();
+                let (message, help) = if last == "model" || pointer.contains("/fallback/") {
+                    (
+                        format!("model {instance} is not `PROVIDER/MODEL`"),
+                        "write the provider, a slash, then the model id, like `anthropic/claude-3-5-sonnet-latest`".to_string(),
+                    )
+                } else {
+                    (
+                        format!(
+                            "{} is {instance}, which is not a duration",
+                            field_name(&pointer)
+                        ),
+                        "write a duration like `90s`, `2m` or `500ms`".to_string(),
+                    )
+                };
+                Diagnostic::error("workflow::format", Span::at(pos, len), message).help(help)
+            }
+            ValidationErrorKind::MinProperties { .. } => {
+                let (pos, len) = index.key(&pointer);
+                Diagnostic::error(
+                    "workflow::no-agents",
+                    Span::at(pos, len),
+                    format!("{} is empty", field_name(&pointer)),
+                )
+                .help("a workflow needs at least one agent")
+            }
+            ValidationErrorKind::Minimum { limit }
+            | ValidationErrorKind::ExclusiveMinimum { limit } => {
+                let (pos, len) = index.value(&pointer);
+                Diagnostic::error(
+                    "workflow::range",
+                    Span::at(pos, len),
+                    format!(
+                        "{} is {instance}, below the minimum {limit}",
+                        field_name(&pointer)
+                    ),
+                )
+                .help(format!("use a value of at least {limit}"))
+            }
+            ValidationErrorKind::Maximum { limit }
+            | ValidationErrorKind::ExclusiveMaximum { limit } => {
+                let (pos, len) = index.value(&pointer);
+                Diagnostic::error(
+                    "workflow::range",
+                    Span::at(pos, len),
+                    format!(
+                        "{} is {instance}, above the maximum {limit}",
+                        field_name(&pointer)
+                    ),
+                )
+                .help(format!("use a value of at most {limit}"))
+            }
+            _ => {
+                let (pos, len) = index.value(&pointer);
+                Diagnostic::error(
+                    "workflow::invalid",
+                    Span::at(pos, len),
+                    format!("{}: {error}", field_name(&pointer)),
+                )
+            }
+        };
+        out.push(with_agent(d, &pointer));
+    }
+    out.sort_by_key(|d| d.span.pos.map(|p| p.offset));
+    out.dedup();
+    out
+}
+
+/// Names the agent when the pointer is inside one.
+fn with_agent(d: Diagnostic, pointer: &str) -> Diagnostic {
+    let mut parts = pointer.split('/').skip(1);
+    match (parts.next(), parts.next()) {
+        (Some("agents"), Some(agent)) => d.agent(agent.replace("~1", "/").replace("~0", "~")),
+        _ => d,
+    }
+}
+
+/// The field names the schema object at `schema_pointer` allows.
+fn valid_fields(schema_pointer: &str) -> Vec<String> {
+    schema::schema_at(schema_pointer)
+        .and_then(|s| s.get("properties"))
+        .and_then(Json::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Where a field's parent is, as in "unknown field `x` in `defaults`".
+fn place(pointer: &str) -> String {
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    match parts.as_slice() {
+        [] => " at the top level".to_string(),
+        ["agents", _] => String::new(),
+        _ => format!(" in `{}`", parts.join(".")),
+    }
+}
+
+/// `` `agents.writer.max_tokens` `` for a pointer.
+fn field_name(pointer: &str) -> String {
+    let mut parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    if parts.len() > 2 && parts[0] == "agents" {
+        parts.drain(..2);
+    }
+    if parts.is_empty() {
+        "the workflow".to_string()
+    } else {
+        format!("`{}`", parts.join("."))
+    }
+}
+
+fn article(t: &str) -> String {
+    match t {
+        "integer" => "an integer".into(),
+        "object" => "a mapping".into(),
+        "array" => "a list".into(),
+        "string" => "a string".into(),
+        "number" => "a number".into(),
+        "boolean" => "`true` or `false`".into(),
+        "null" => "empty".into(),
+        other => other.into(),
+    }
+}
+
+fn describe(value: &Json) -> String {
+    match value {
+        Json::Null => "empty".into(),
+        Json::Bool(b) => format!("the boolean `{b}`"),
+        Json::Number(n) => format!("the number {n}"),
+        Json::String(s) if s.len() > 40 => "a string".into(),
+        Json::String(s) => format!("the string \"{s}\""),
+        Json::Array(_) => "a list".into(),
+        Json::Object(_) => "a mapping".into(),
+    }
+}
+
+fn type_help(pointer: &str, expected: &str) -> String {
+    let last = pointer.rsplit('/').next().unwrap_or_default();
+    match last {
+        "needs" | "fallback" | "stop" => format!("write a list, like `{last}: [a, b]`"),
+        "prompt" | "system" => {
+            "write the text after the colon; use `|` for text over several lines".into()
+        }
+        _ if expected.contains("mapping") => {
+            "indent the fields under this key, one per line as `name: value`".into()
+        }
+        _ if expected == "a string" => "quote the value to make it text, like \"yes\"".into(),
+        _ => format!("write {expected} here"),
+    }
+}

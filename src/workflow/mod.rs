@@ -1,0 +1,21 @@
+//! The workflow file: its types, loading with positions, and every check SPEC §2
+//! names that needs neither keys nor prices.
+
+pub mod diagnostic;
+pub mod duration;
+pub mod load;
+pub mod model;
+pub mod schema;
+pub mod tree;
+pub mod validate;
+pub mod yaml;
+
+pub use diagnostic::{Diagnostic, FileReport, Severity, Span};
+pub use model::{Agent, OutputKind, Workflow};
+pub use validate::Checked;
+
+/// Loads a file and runs every check; the report carries warnings too.
+pub fn check_file(path: &std::path::Path) -> Result<(Checked, FileReport), FileReport> {
+    let (loaded, report) = load::load_file(path)?;
+    validate::check(loaded, report)
+}

@@ -1,0 +1,458 @@
+//! The checks that need the whole workflow: names, providers and models, template
+//! syntax and references, `needs`, outputs, and cycles. Every problem is reported,
+//! each at its place in the file, with the agent's name and a fix.
+
+use std::collections::HashMap;
+
+use super::diagnostic::{Diagnostic, FileReport, Span};
+use super::load::Loaded;
+use super::model::{OutputKind, Workflow};
+use super::tree::{PosIndex, escape};
+use super::yaml::{Pos, offset_of};
+use crate::dag::{Dag, EdgeKind};
+use crate::providers::registry::{self, ProviderProblem};
+use crate::suggest;
+use crate::template::{self, Target};
+
+/// A workflow that passed every check, with its graph.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub workflow: Workflow,
+    pub dag: Dag,
+    pub index: PosIndex,
+}
+
+impl Checked {
+    /// The agents in declaration order, which is also the DAG's node order.
+    pub fn agent_names(&self) -> Vec<String> {
+        self.workflow.agents.keys().cloned().collect()
+    }
+}
+
+/// Runs every check on a loaded workflow.
+pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileReport), FileReport> {
+    let mut c = Checker {
+        w: &loaded.workflow,
+        index: &loaded.index,
+        source: &report.source,
+        out: Vec::new(),
+    };
+    c.names();
+    c.providers();
+    let edges = c.templates_and_needs();
+    c.outputs();
+    let names: Vec<String> = loaded.workflow.agents.keys().cloned().collect();
+    let dag = Dag::new(&names, edges);
+    c.cycles(&dag);
+    let diagnostics = c.out;
+    report.diagnostics.extend(diagnostics);
+    report
+        .diagnostics
+        .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
+    if report.has_errors() {
+        return Err(report);
+    }
+    Ok((
+        Checked {
+            workflow: loaded.workflow,
+            dag,
+            index: loaded.index,
+        },
+        report,
+    ))
+}
+
+/// Whether a name is an identifier: letters, digits, `_` and `-`.
+pub fn is_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+struct Checker<'a> {
+    w: &'a Workflow,
+    index: &'a PosIndex,
+    source: &'a str,
+    out: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn key_span(&self, pointer: &str) -> Span {
+        let (pos, len) = self.index.key(pointer);
+        Span::at(pos, len)
+    }
+
+    fn value_span(&self, pointer: &str) -> Span {
+        let (pos, len) = self.index.value(pointer);
+        Span::at(pos, len)
+    }
+
+    fn names(&mut self) {
+        let sections: [(&str, Vec<&String>); 4] = [
+            ("agents", self.w.agents.keys().collect()),
+            ("inputs", self.w.inputs.keys().collect()),
+            ("providers", self.w.providers.keys().collect()),
+            ("outputs", self.w.outputs.keys().collect()),
+        ];
+        for (section, names) in sections {
+            for name in names {
+                if !is_identifier(name) {
+                    let span = self.key_span(&format!("/{section}/{}", escape(name)));
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::name",
+                            span,
+                            format!("`{name}` in `{section}` is not a valid name"),
+                        )
+                        .help("names use only letters, digits, `_` and `-`, like `lead-writer`"),
+                    );
+                }
+            }
+        }
+        for (name, agent) in &self.w.agents {
+            let keys = [("key", agent.key.as_deref())];
+            for (field, key) in keys {
+                if let Some(key) = key {
+                    self.key_name(
+                        &format!("/agents/{}/{field}", escape(name)),
+                        key,
+                        Some(name),
+                    );
+                }
+            }
+            if agent.schema.is_some() && agent.output != OutputKind::Json {
+                let span = self.key_span(&format!("/agents/{}/schema", escape(name)));
+                self.out.push(
+                    Diagnostic::warning(
+                        "workflow::schema-unused",
+                        span,
+                        "`schema` is ignored unless `output: json`",
+                    )
+                    .agent(name)
+                    .help("add `output: json`, or remove `schema`"),
+                );
+            }
+            if let Some(schema) = &agent.schema {
+                if let Err(e) = jsonschema::validator_for(schema) {
+                    let span = self.value_span(&format!("/agents/{}/schema", escape(name)));
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::output-schema",
+                            span,
+                            format!("`schema` is not a valid JSON Schema: {e}"),
+                        )
+                        .agent(name)
+                        .help("see https://json-schema.org for the format"),
+                    );
+                }
+            }
+            if let (Some(expected), Some(max)) = (
+                agent.expected_output_tokens,
+                agent.max_tokens.or(self.w.defaults.max_tokens),
+            ) {
+                if expected > max {
+                    let span = self
+                        .value_span(&format!("/agents/{}/expected_output_tokens", escape(name)));
+                    self.out.push(
+                        Diagnostic::warning("workflow::expected-over-max", span, format!("`expected_output_tokens` ({expected}) is above `max_tokens` ({max})"))
+                            .agent(name)
+                            .help("the reply cannot be longer than `max_tokens`; estimates use the smaller number"),
+                    );
+                }
+            }
+        }
+        for (name, provider) in &self.w.providers {
+            if let Some(key) = &provider.key {
+                self.key_name(&format!("/providers/{}/key", escape(name)), key, None);
+            }
+        }
+    }
+
+    fn key_name(&mut self, pointer: &str, key: &str, agent: Option<&String>) {
+        let name = key.strip_prefix("env:").unwrap_or(key);
+        let ok = if key.starts_with("env:") {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        } else {
+            is_identifier(name)
+        };
+        if !ok {
+            let mut d = Diagnostic::error(
+                "workflow::key-name",
+                self.value_span(pointer),
+                format!("`{key}` is not a key name"),
+            )
+            .help("write a key file name like `anthropic`, `env:VARIABLE`, or `none`");
+            if let Some(agent) = agent {
+                d = d.agent(agent);
+            }
+            self.out.push(d);
+        }
+    }
+
+    fn providers(&mut self) {
+        let known: Vec<String> = registry::builtin_names()
+            .map(str::to_string)
+            .chain(self.w.providers.keys().cloned())
+            .collect();
+        for (name, agent) in &self.w.agents {
+            let mut models = vec![(
+                format!("/agents/{}/model", escape(name)),
+                agent.model.as_str(),
+            )];
+            for (i, model) in agent.fallback.iter().enumerate() {
+                models.push((
+                    format!("/agents/{}/fallback/{i}", escape(name)),
+                    model.as_str(),
+                ));
+            }
+            for (pointer, model) in models {
+                let Some((provider, id)) = model.split_once('/') else {
+                    continue;
+                };
+                let span = self.value_span(&pointer);
+                match registry::resolve(self.w, provider) {
+                    Ok(info) => {
+                        if let Err(e) = registry::check_model(info.kind, id) {
+                            self.out.push(
+                                Diagnostic::error("workflow::model", span, e)
+                                    .agent(name)
+                                    .help(format!("check the model id on {provider}'s model list")),
+                            );
+                        }
+                    }
+                    Err(ProviderProblem::Unknown) => {
+                        let hint =
+                            suggest::did_you_mean(provider, known.iter().map(String::as_str))
+                                .map_or(String::new(), |s| format!("{s} "));
+                        self.out.push(
+                            Diagnostic::error("workflow::unknown-provider", span, format!("unknown provider `{provider}` in `{model}`"))
+                                .agent(name)
+                                .help(format!("{hint}built-in providers: {}; or declare `{provider}` under `providers:` with a `type:` and `base_url:`", registry::builtin_names().collect::<Vec<_>>().join(", "))),
+                        );
+                    }
+                    Err(_) => {}
+                }
+            }
+        }
+        for name in self.w.providers.keys() {
+            let problem = match registry::resolve(self.w, name) {
+                Err(ProviderProblem::MissingType) => (
+                    "needs a `type:`",
+                    "add `type: openai-compatible` (or `anthropic`, `openai`, `gemini`, `mock`)",
+                ),
+                Err(ProviderProblem::MissingBaseUrl) => {
+                    ("needs a `base_url:`", "add `base_url: https://…/v1`")
+                }
+                _ => continue,
+            };
+            let span = self.key_span(&format!("/providers/{}", escape(name)));
+            self.out.push(
+                Diagnostic::error(
+                    "workflow::provider",
+                    span,
+                    format!("provider `{name}` {}", problem.0),
+                )
+                .help(problem.1),
+            );
+        }
+    }
+
+    /// Checks every agent's templates and `needs`, and returns the graph's edges.
+    fn templates_and_needs(&mut self) -> Vec<(usize, usize, EdgeKind)> {
+        let positions: HashMap<&str, usize> = self
+            .w
+            .agents
+            .keys()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
+        let mut edges = Vec::new();
+        for (to, (name, agent)) in self.w.agents.iter().enumerate() {
+            for (field, text) in [
+                ("system", agent.system.as_deref()),
+                ("prompt", Some(agent.prompt.as_str())),
+            ] {
+                let Some(text) = text else { continue };
+                let pointer = format!("/agents/{}/{field}", escape(name));
+                for target in self.template(&pointer, text, Some(name)) {
+                    if let Target::Agent { name: upstream, .. } = target {
+                        if let Some(&from) = positions.get(upstream.as_str()) {
+                            edges.push((from, to, EdgeKind::Data));
+                        }
+                    }
+                }
+            }
+            for (i, need) in agent.needs.iter().enumerate() {
+                if let Some(&from) = positions.get(need.as_str()) {
+                    edges.push((from, to, EdgeKind::Order));
+                } else {
+                    {
+                        let span = self.value_span(&format!("/agents/{}/needs/{i}", escape(name)));
+                        let help = self.agent_hint(need);
+                        self.out.push(
+                            Diagnostic::error(
+                                "workflow::unknown-agent",
+                                span,
+                                format!("`needs` names `{need}`, which is not an agent"),
+                            )
+                            .agent(name)
+                            .help(help),
+                        );
+                    }
+                }
+            }
+        }
+        edges
+    }
+
+    fn outputs(&mut self) {
+        for (name, text) in &self.w.outputs {
+            self.template(&format!("/outputs/{}", escape(name)), text, None);
+        }
+    }
+
+    fn agent_hint(&self, missing: &str) -> String {
+        let names = self.w.agents.keys().map(String::as_str);
+        suggest::did_you_mean(missing, names).unwrap_or_else(|| {
+            format!(
+                "agents in this workflow: {}",
+                self.w.agents.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+    }
+
+    /// Checks one template; returns the valid targets it references.
+    fn template(&mut self, pointer: &str, text: &str, agent: Option<&String>) -> Vec<Target> {
+        let tag = |d: Diagnostic| match agent {
+            Some(a) => d.agent(a),
+            None => d,
+        };
+        let value_pos = self.index.value(pointer).0;
+        let refs = match template::references(text) {
+            Ok(refs) => refs,
+            Err(problem) => {
+                let pos = problem.at.map_or(value_pos, |(line, col)| {
+                    self.in_scalar(value_pos, text, line, col)
+                });
+                self.out.push(tag(
+                    Diagnostic::error("workflow::template", Span::at(pos, 2), format!("template error: {}", problem.message))
+                        .help("fix the Handlebars syntax: `{{inputs.NAME}}`, `{{agents.NAME.output}}`, `{{#if …}}…{{/if}}`"),
+                ));
+                return Vec::new();
+            }
+        };
+        let mut valid = Vec::new();
+        for r in refs {
+            let pos = self.in_scalar_offset(value_pos, text, r.offset);
+            let span = Span::at(pos, r.raw.len());
+            let problem = match &r.target {
+                Err(message) => Some((
+                    message.clone(),
+                    "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+                        .to_string(),
+                )),
+                Ok(Target::Input(input)) if !self.w.inputs.contains_key(input) => {
+                    let hint = suggest::did_you_mean(input, self.w.inputs.keys().map(String::as_str))
+                        .unwrap_or_else(|| format!("declare it under `inputs:`, like `inputs: {{{input}: {{required: true}}}}`"));
+                    Some((
+                        format!(
+                            "`{}` refers to input `{input}`, which is not declared",
+                            r.raw
+                        ),
+                        hint,
+                    ))
+                }
+                Ok(Target::Agent { name, json }) => match self.w.agents.get(name) {
+                    None => Some((
+                        format!("`{}` refers to agent `{name}`, which does not exist", r.raw),
+                        self.agent_hint(name),
+                    )),
+                    Some(upstream) if *json && upstream.output != OutputKind::Json => Some((
+                        format!("`{}` reads JSON, but agent `{name}` has text output", r.raw),
+                        format!("add `output: json` to `{name}`, or read `agents.{name}.output`"),
+                    )),
+                    Some(_) => None,
+                },
+                Ok(_) => None,
+            };
+            match problem {
+                Some((message, help)) => {
+                    let code = if matches!(r.target, Ok(Target::Agent { .. })) {
+                        "workflow::unknown-agent"
+                    } else {
+                        "workflow::reference"
+                    };
+                    self.out
+                        .push(tag(Diagnostic::error(code, span, message).help(help)));
+                }
+                None => valid.extend(r.target.ok()),
+            }
+        }
+        valid
+    }
+
+    fn in_scalar_offset(&self, value: Option<Pos>, text: &str, offset: usize) -> Option<Pos> {
+        let before = &text[..offset.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        self.in_scalar(value, text, line, col)
+    }
+
+    /// Maps a (line, column) inside a template to the file, for plain, quoted and
+    /// literal (`|`) scalars; other styles fall back to where the value starts.
+    fn in_scalar(&self, value: Option<Pos>, text: &str, line: usize, col: usize) -> Option<Pos> {
+        let value = value?;
+        let src = self.source;
+        let offset = value.offset.min(src.len());
+        let first = src[offset..].chars().next()?;
+        let indicator = src[..offset].trim_end().chars().last();
+        let at = |line: usize, column: usize| {
+            Some(Pos {
+                line,
+                column,
+                offset: offset_of(src, line, column),
+            })
+        };
+        if indicator.is_some_and(|c| {
+            c == '|'
+                || (c.is_ascii_digit() || c == '-' || c == '+')
+                    && src[..offset].trim_end().contains('|')
+        }) && first != '|'
+        {
+            // A literal block: each template line is a file line, indented alike.
+            return at(value.line + line - 1, value.column + col - 1);
+        }
+        match first {
+            '"' | '\'' if line == 1 && !text.contains('\n') => at(value.line, value.column + col),
+            c if line == 1 && !matches!(c, '>' | '|' | '"' | '\'') => {
+                at(value.line, value.column + col - 1)
+            }
+            _ => Some(value),
+        }
+    }
+
+    fn cycles(&mut self, dag: &Dag) {
+        for cycle in dag.cycles() {
+            let names: Vec<&str> = cycle.iter().map(|&i| dag.name(i)).collect();
+            let first = names[0];
+            let span = self.key_span(&format!("/agents/{}", escape(first)));
+            let (message, help) = if names.len() == 1 {
+                (format!("agent `{first}` depends on itself"), "an agent cannot read its own output; remove the reference or the `needs` entry".to_string())
+            } else {
+                let mut path = names.join(" -> ");
+                path.push_str(&format!(" -> {first}"));
+                (
+                    format!("cycle: {path}"),
+                    "agents must form a DAG; remove one of these references or `needs` entries"
+                        .to_string(),
+                )
+            };
+            self.out.push(
+                Diagnostic::error("workflow::cycle", span, message)
+                    .agent(first)
+                    .help(help),
+            );
+        }
+    }
+}

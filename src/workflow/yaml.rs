@@ -1,0 +1,273 @@
+//! The one module that touches the YAML crate.
+//!
+//! It parses a workflow file into a [`Node`] tree in which every value keeps the
+//! line, column and byte offset it came from. Everything above this module works
+//! on that tree (or on JSON made from it), so the YAML crate can be replaced here
+//! alone. The parser is `serde-saphyr`: maintained, panic-free on malformed input,
+//! YAML 1.2 scalars (`no` stays a string), anchors and `<<` merge keys, a budget
+//! against alias bombs and deep nesting, and a source location on every error.
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::{Budget, Options, Spanned};
+use std::fmt;
+
+/// A place in the workflow file: 1-based line and column, and the byte offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pos {
+    pub line: usize,
+    pub column: usize,
+    pub offset: usize,
+}
+
+impl Pos {
+    fn from_location(loc: serde_saphyr::Location, src: &str) -> Option<Self> {
+        if loc.line() == 0 {
+            return None;
+        }
+        let line = usize::try_from(loc.line()).ok()?;
+        let column = usize::try_from(loc.column()).ok()?;
+        let offset = loc
+            .span()
+            .byte_offset()
+            .and_then(|o| usize::try_from(o).ok())
+            .unwrap_or_else(|| offset_of(src, line, column));
+        Some(Pos {
+            line,
+            column,
+            offset,
+        })
+    }
+}
+
+/// Byte offset of a 1-based line and (character) column, clamped to the text.
+pub fn offset_of(src: &str, line: usize, column: usize) -> usize {
+    let mut start = 0;
+    for _ in 1..line {
+        match src[start..].find('\n') {
+            Some(i) => start += i + 1,
+            None => return src.len(),
+        }
+    }
+    let rest = &src[start..];
+    let end_of_line = rest.find('\n').unwrap_or(rest.len());
+    rest[..end_of_line]
+        .char_indices()
+        .nth(column.saturating_sub(1))
+        .map_or(start + end_of_line, |(i, _)| start + i)
+}
+
+/// A YAML value with the position of each of its parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub pos: Option<Pos>,
+    pub value: Value,
+}
+
+/// The shape of a [`Node`]. Mappings keep their order and their keys' positions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+/// A YAML problem: the parser's message and where it happened.
+#[derive(Debug, Clone)]
+pub struct YamlError {
+    pub message: String,
+    pub pos: Option<Pos>,
+}
+
+/// Parses one YAML document into a positioned tree.
+pub fn parse(src: &str) -> Result<Node, YamlError> {
+    let mut budget = Budget::default();
+    budget.max_events = 4_000_000;
+    budget.max_nodes = 2_000_000;
+    budget.max_depth = 64;
+    budget.max_documents = 1;
+    let mut options = Options::default();
+    options.budget = Some(budget);
+    options.strict_booleans = true;
+    options.with_snippet = false;
+    let spanned: Spanned<RawValue> =
+        serde_saphyr::from_str_with_options(src, options).map_err(|e| YamlError {
+            pos: e.location().and_then(|l| Pos::from_location(l, src)),
+            message: clean_message(&e.to_string()),
+        })?;
+    Ok(to_node(spanned, src))
+}
+
+/// The parser's message without the position it appends (we print our own).
+fn clean_message(message: &str) -> String {
+    let first = message.lines().next().unwrap_or(message).trim();
+    let cut = first
+        .rfind(" at line ")
+        .map_or(first, |i| &first[..i])
+        .trim_end_matches([':', ',']);
+    cut.to_string()
+}
+
+fn to_node(spanned: Spanned<RawValue>, src: &str) -> Node {
+    let pos = Pos::from_location(spanned.referenced, src);
+    let value = match spanned.value {
+        RawValue::Null => Value::Null,
+        RawValue::Bool(b) => Value::Bool(b),
+        RawValue::Int(i) => Value::Int(i),
+        RawValue::Float(f) => Value::Float(f),
+        RawValue::String(s) => Value::String(s),
+        RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| to_node(n, src)).collect()),
+        RawValue::Map(entries) => Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (to_node(k, src), to_node(v, src)))
+                .collect(),
+        ),
+    };
+    Node { pos, value }
+}
+
+/// What the YAML deserializer fills in; each part wrapped in `Spanned`.
+enum RawValue {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<Spanned<RawValue>>),
+    Map(Vec<(Spanned<RawValue>, Spanned<RawValue>)>),
+}
+
+impl<'de> Deserialize<'de> for RawValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(RawVisitor)
+    }
+}
+
+struct RawVisitor;
+
+impl<'de> Visitor<'de> for RawVisitor {
+    type Value = RawValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<RawValue, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_none<E>(self) -> Result<RawValue, E> {
+        Ok(RawValue::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
+        RawValue::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<RawValue, E> {
+        Ok(RawValue::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<RawValue, E> {
+        Ok(RawValue::Int(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
+        i64::try_from(v).map_or(Ok(RawValue::Float(v as f64)), |i| Ok(RawValue::Int(i)))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawValue, E> {
+        i64::try_from(v).map_or(Ok(RawValue::Float(v as f64)), |i| Ok(RawValue::Int(i)))
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawValue, E> {
+        i64::try_from(v).map_or(Ok(RawValue::Float(v as f64)), |i| Ok(RawValue::Int(i)))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<RawValue, E> {
+        Ok(RawValue::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<RawValue, E> {
+        Ok(RawValue::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<RawValue, E> {
+        Ok(RawValue::String(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawValue, E> {
+        Ok(RawValue::String(String::from_utf8_lossy(v).into_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(RawValue::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(entry) = map.next_entry()? {
+            entries.push(entry);
+        }
+        Ok(RawValue::Map(entries))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn get<'a>(node: &'a Node, key: &str) -> &'a Node {
+        let Value::Map(entries) = &node.value else {
+            panic!("not a map: {node:?}")
+        };
+        &entries
+            .iter()
+            .find(|(k, _)| k.value == Value::String(key.into()))
+            .unwrap_or_else(|| panic!("no key {key}"))
+            .1
+    }
+
+    #[test]
+    fn keeps_positions() {
+        let src = "a: 1\nb:\n  c: hello\n";
+        let root = parse(src).unwrap();
+        let c = get(get(&root, "b"), "c");
+        assert_eq!(c.value, Value::String("hello".into()));
+        let pos = c.pos.unwrap();
+        assert_eq!((pos.line, pos.column), (3, 6));
+        assert_eq!(&src[pos.offset..pos.offset + 5], "hello");
+    }
+
+    #[test]
+    fn yaml_1_2_scalars() {
+        let root = parse("a: no\nb: yes\nc: on\nd: true\ne: 012\n").unwrap();
+        assert_eq!(get(&root, "a").value, Value::String("no".into()));
+        assert_eq!(get(&root, "b").value, Value::String("yes".into()));
+        assert_eq!(get(&root, "c").value, Value::String("on".into()));
+        assert_eq!(get(&root, "d").value, Value::Bool(true));
+    }
+
+    #[test]
+    fn merge_keys_and_anchors() {
+        let src = "base: &b\n  x: 1\n  y: 2\nuse:\n  <<: *b\n  y: 3\nalias: *b\n";
+        let root = parse(src).unwrap();
+        let used = get(&root, "use");
+        assert_eq!(get(used, "x").value, Value::Int(1));
+        assert_eq!(get(used, "y").value, Value::Int(3));
+        assert_eq!(get(get(&root, "alias"), "y").value, Value::Int(2));
+    }
+
+    #[test]
+    fn duplicate_keys_are_errors_with_a_position() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.pos.map(|p| p.line), Some(3), "{err:?}");
+    }
+
+    #[test]
+    fn alias_bomb_is_refused() {
+        let mut src = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            src.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(parse(&src).is_err());
+    }
+}

@@ -1,0 +1,63 @@
+//! Every example workflow validates against the committed schema and byok-flow's
+//! own checks, and runs end to end with `--mock`.
+
+use std::path::PathBuf;
+
+use crate::support::{byok_flow, repo};
+
+fn examples() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(repo().join("workflows"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "expected the example workflows, found {files:?}");
+    files
+}
+
+/// Inputs each example needs, written into the temp dir as files where useful.
+fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut args = Vec::new();
+    if text.contains("inputs.topic") {
+        args.push("topic=Rust async runtimes".to_string());
+    }
+    if text.contains("inputs.diff") {
+        let diff = dir.join("changes.diff");
+        std::fs::write(&diff, "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-fn a() {}\n+fn a() -> u8 { 1 }\n").unwrap();
+        args.push(format!("diff=@{}", diff.display()));
+    }
+    args
+}
+
+#[test]
+fn examples_match_the_committed_schema() {
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo().join("schemas/workflow.schema.json")).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for file in examples() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.starts_with("# yaml-language-server: $schema=../schemas/workflow.schema.json"), "{} lacks the schema modeline", file.display());
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{}: {errors:?}", file.display());
+    }
+}
+
+#[test]
+fn examples_validate_and_run_with_mock() {
+    for file in examples() {
+        let home = tempfile::tempdir().unwrap();
+        let out = byok_flow(home.path()).arg("validate").arg(&file).output().unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+
+        let mut cmd = byok_flow(home.path());
+        cmd.arg("run").arg(&file).arg("--mock");
+        for input in inputs_for(&file, home.path()) {
+            cmd.arg("--input").arg(input);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.is_empty(), "{} printed no result", file.display());
+    }
+}

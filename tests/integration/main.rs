@@ -1,0 +1,6 @@
+//! The one integration-test binary: every test runs the real `byok-flow` binary.
+
+mod support;
+
+mod cli;
+mod examples;
