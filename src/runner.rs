@@ -10,9 +10,19 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
 use crate::events::{Bus, Event};
+use secrecy::SecretString;
+
+use crate::providers::anthropic::Anthropic;
+use crate::providers::call::{self, Attempt, Target};
+use crate::providers::client::{HttpProvider, KeySource};
+use crate::providers::gemini::Gemini;
+use crate::providers::http::{Http, Timeouts};
 use crate::providers::mock::Mock;
+use crate::providers::openai::OpenAi;
 use crate::providers::registry::{self, ProviderInfo};
-use crate::providers::{BoxFuture, Provider, Request, Usage};
+use crate::providers::retry::Policy;
+use crate::providers::wire::Wire;
+use crate::providers::{AttemptError, BoxFuture, Provider, Request, Usage};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::template::Renderer;
@@ -37,6 +47,9 @@ pub struct AgentOutput {
     pub usage: Usage,
     pub stop_reason: Option<String>,
     pub seconds: f64,
+    /// `provider/model` that answered (a fallback's, when the agent's own failed).
+    pub model: String,
+    pub attempts: Vec<Attempt>,
 }
 
 /// A failed agent's error.
@@ -44,6 +57,7 @@ pub struct AgentOutput {
 pub struct AgentFailure {
     pub message: String,
     pub seconds: f64,
+    pub attempts: Vec<Attempt>,
 }
 
 /// The model an agent calls: provider name and model id, and its lane.
@@ -54,6 +68,38 @@ struct Call {
     lane: usize,
 }
 
+/// Finds API keys for providers, when a call first needs one.
+pub trait Keys: Send + Sync {
+    /// The key named `key_ref` (a key file name, or `env:VAR`).
+    fn get(&self, key_ref: &str) -> BoxFuture<'static, Result<SecretString, AttemptError>>;
+}
+
+/// Keys from environment variables only (`key: env:NAME`).
+pub struct EnvKeys;
+
+impl Keys for EnvKeys {
+    fn get(&self, key_ref: &str) -> BoxFuture<'static, Result<SecretString, AttemptError>> {
+        let key_ref = key_ref.to_string();
+        Box::pin(async move {
+            let Some(var) = key_ref.strip_prefix("env:") else {
+                return Err(AttemptError::permanent(
+                    format!("key `{key_ref}` is a key file, which this run cannot read"),
+                    None,
+                ));
+            };
+            match std::env::var(var) {
+                Ok(value) if !value.trim().is_empty() => {
+                    Ok(SecretString::from(value.trim().to_string()))
+                }
+                _ => Err(AttemptError::permanent(
+                    format!("the environment variable `{var}` is not set"),
+                    Some(format!("set {var} to the API key, or use a key file")),
+                )),
+            }
+        })
+    }
+}
+
 /// Runs agents for the scheduler.
 pub struct AgentRunner {
     checked: Arc<Checked>,
@@ -61,45 +107,73 @@ pub struct AgentRunner {
     inputs: Json,
     renderer: Renderer,
     calls: Vec<Call>,
-    lanes: Vec<Arc<dyn Provider>>,
+    /// Each agent's models in the order to try them: its own, then its fallbacks.
+    targets: Vec<Vec<Target>>,
+    retries: Vec<u32>,
 }
 
 /// Builds the providers and templates of a run. Fails with a message when a
-/// provider this build cannot call is needed.
+/// provider cannot be set up.
 pub fn prepare(
     checked: Arc<Checked>,
     settings: &RunSettings,
+    keys: &Arc<dyn Keys>,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
     let w = &checked.workflow;
-    let mut lane_of: IndexMap<String, usize> = IndexMap::new();
-    let mut lanes: Vec<Arc<dyn Provider>> = Vec::new();
+    let http = Http::new(Timeouts::default())?;
+    let mut clients: IndexMap<String, (Arc<dyn Provider>, usize)> = IndexMap::new();
     let mut limits = Vec::new();
-    let mut calls = Vec::new();
     let mock_latency = registry::resolve(w, "mock").ok().and_then(|p| p.latency);
-    for agent in w.agents.values() {
-        let provider = agent.provider().to_string();
-        let lane = if let Some(&lane) = lane_of.get(&provider) {
-            lane
+    let mut client_for = |provider: &str| -> Result<(Arc<dyn Provider>, usize), String> {
+        if let Some(found) = clients.get(provider) {
+            return Ok(found.clone());
+        }
+        let info =
+            registry::resolve(w, provider).map_err(|_| format!("unknown provider `{provider}`"))?;
+        let client: Arc<dyn Provider> = if settings.mock || info.kind == ProviderKind::Mock {
+            Arc::new(Mock {
+                latency: info.latency.or(mock_latency),
+            })
         } else {
-            let info = registry::resolve(w, &provider)
-                .map_err(|_| format!("unknown provider `{provider}`"))?;
-            let client: Arc<dyn Provider> = if settings.mock || info.kind == ProviderKind::Mock {
-                Arc::new(Mock {
-                    latency: info.latency.or(mock_latency),
-                })
-            } else {
-                connect(&info)?
-            };
-            lanes.push(client);
-            limits.push(info.max_concurrency.map_or(usize::MAX, |m| m as usize));
-            lane_of.insert(provider.clone(), lanes.len() - 1);
-            lanes.len() - 1
+            connect(&info, &http, keys.clone())
         };
+        limits.push(info.max_concurrency.map_or(usize::MAX, |m| m as usize));
+        let entry = (client, limits.len() - 1);
+        clients.insert(provider.to_string(), entry.clone());
+        Ok(entry)
+    };
+    let mut calls = Vec::new();
+    let mut targets = Vec::new();
+    let mut retries = Vec::new();
+    for agent in w.agents.values() {
+        let (client, lane) = client_for(agent.provider())?;
         calls.push(Call {
-            provider,
+            provider: agent.provider().to_string(),
             model: agent.model_id().to_string(),
             lane,
         });
+        let mut chain = vec![Target {
+            client,
+            provider: agent.provider().to_string(),
+            model: agent.model_id().to_string(),
+        }];
+        for fallback in &agent.fallback {
+            if let Some((provider, model)) = fallback.split_once('/') {
+                let (client, _) = client_for(provider)?;
+                chain.push(Target {
+                    client,
+                    provider: provider.to_string(),
+                    model: model.to_string(),
+                });
+            }
+        }
+        targets.push(chain);
+        retries.push(
+            agent
+                .retries
+                .or(w.defaults.retries)
+                .unwrap_or(DEFAULT_RETRIES),
+        );
     }
     let mut renderer = Renderer::default();
     for (name, agent) in &w.agents {
@@ -126,18 +200,52 @@ pub fn prepare(
             inputs,
             renderer,
             calls,
-            lanes,
+            targets,
+            retries,
         },
         limits,
     ))
 }
 
-/// A client for a provider that is not the mock.
-fn connect(info: &ProviderInfo) -> Result<Arc<dyn Provider>, String> {
-    Err(format!(
-        "provider `{}` ({:?} API) cannot be called by this build of byok-flow yet; run with `--mock` to test the workflow offline",
-        info.name, info.kind
-    ))
+/// Retries per model when neither the agent nor `defaults` says.
+pub const DEFAULT_RETRIES: u32 = 3;
+
+/// A client for a provider reached over HTTP.
+fn connect(info: &ProviderInfo, http: &Http, keys: Arc<dyn Keys>) -> Arc<dyn Provider> {
+    let wire: Box<dyn Wire> = match info.kind {
+        ProviderKind::Anthropic => Box::new(Anthropic),
+        ProviderKind::Gemini => Box::new(Gemini),
+        ProviderKind::Openai => Box::new(OpenAi { first_party: true }),
+        ProviderKind::OpenaiCompatible | ProviderKind::Mock => {
+            Box::new(OpenAi { first_party: false })
+        }
+    };
+    let key_ref = info.key.clone();
+    let cached: Arc<tokio::sync::OnceCell<Option<SecretString>>> =
+        Arc::new(tokio::sync::OnceCell::new());
+    let key: KeySource = Arc::new(move || {
+        let (keys, key_ref, cached) = (keys.clone(), key_ref.clone(), cached.clone());
+        Box::pin(async move {
+            let value = cached
+                .get_or_try_init(|| async {
+                    match &key_ref {
+                        None => Ok(None),
+                        Some(name) => keys.get(name).await.map(Some),
+                    }
+                })
+                .await?;
+            Ok(value.clone())
+        })
+    });
+    Arc::new(HttpProvider {
+        name: info.name.clone(),
+        wire,
+        base_url: info.base_url.clone(),
+        key,
+        http: http.clone(),
+        timeouts: Timeouts::default(),
+        key_name: info.key.clone(),
+    })
 }
 
 impl AgentRunner {
@@ -180,6 +288,7 @@ impl AgentRunner {
             schema: spec.schema.clone(),
             stream: spec.stream.or(defaults.stream).unwrap_or(true),
             timeout: spec.timeout.or(defaults.timeout).map(|d| d.0),
+            correction: None,
         })
     }
 }
@@ -199,31 +308,46 @@ impl scheduler::Runner for AgentRunner {
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
         Box::pin(async move {
             let start = Instant::now();
-            let fail = |message: String| AgentFailure {
-                message,
-                seconds: start.elapsed().as_secs_f64(),
-            };
             let context = self.context(&upstream);
-            let request = self.request(agent, &context).map_err(fail)?;
-            let provider = &self.lanes[self.calls[agent].lane];
-            let call = provider.complete(&request);
-            let reply = match request.timeout {
-                Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    fail(format!(
-                        "timed out after {}",
-                        humantime::format_duration(limit)
-                    ))
-                })?,
-                None => call.await,
+            let request = match self.request(agent, &context) {
+                Ok(request) => request,
+                Err(message) => {
+                    return Err(AgentFailure {
+                        message,
+                        seconds: 0.0,
+                        attempts: Vec::new(),
+                    });
+                }
+            };
+            let policy = Policy::new(self.retries[agent]);
+            let called = call::call(&self.targets[agent], &request, &policy).await;
+            let seconds = start.elapsed().as_secs_f64();
+            match called.result {
+                Ok(answer) => Ok(AgentOutput {
+                    text: answer.reply.text,
+                    json: answer.reply.json,
+                    usage: answer.usage,
+                    stop_reason: answer.reply.stop_reason,
+                    seconds,
+                    model: answer.model,
+                    attempts: called.attempts,
+                }),
+                Err(e) => {
+                    let tries = called.attempts.len();
+                    let mut message = e.message;
+                    if tries > 1 {
+                        message.push_str(&format!(" (after {tries} attempts)"));
+                    }
+                    if let Some(hint) = e.hint {
+                        message.push_str(&format!("; {hint}"));
+                    }
+                    Err(AgentFailure {
+                        message,
+                        seconds,
+                        attempts: called.attempts,
+                    })
+                }
             }
-            .map_err(|e| fail(e.to_string()))?;
-            Ok(AgentOutput {
-                text: reply.text,
-                json: reply.json,
-                usage: reply.usage,
-                stop_reason: reply.stop_reason,
-                seconds: start.elapsed().as_secs_f64(),
-            })
         })
     }
 }
@@ -267,6 +391,8 @@ pub async fn execute(
         stop_reason: None,
         output: None,
         json: None,
+        answered_by: None,
+        attempts: Vec::new(),
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
     let outcome = scheduler::run(
@@ -291,10 +417,13 @@ pub async fn execute(
                     output: Some(out.text.clone()),
                     json: out.json.clone(),
                     cost_usd: cost(settings, &calls[i], out.usage),
+                    answered_by: (out.model != models[i].1).then(|| out.model.clone()),
+                    attempts: out.attempts.clone(),
                     ..record_of(i, AgentStatus::Succeeded, None)
                 },
                 SchedEvent::Failed(i, e) => AgentRecord {
                     seconds: e.seconds,
+                    attempts: e.attempts.clone(),
                     ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
                 },
                 SchedEvent::Skipped(i, reason) => {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{BoxFuture, CallError, ErrorKind, Provider, Reply, Request, Usage};
+use super::{AttemptError, BoxFuture, Provider, Reply, Request, Usage};
 use crate::workflow::model::OutputKind;
 
 /// How many words of the prompt the reply quotes.
@@ -23,7 +23,7 @@ pub struct Mock {
 }
 
 impl Provider for Mock {
-    fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, CallError>> {
+    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
             if let Some(latency) = self.latency {
                 tokio::time::sleep(latency).await;
@@ -34,13 +34,12 @@ impl Provider for Mock {
 }
 
 /// The mock's answer to a request.
-pub fn reply(request: &Request) -> Result<Reply, CallError> {
+pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
     if request.model == "fail" {
-        return Err(CallError {
-            kind: ErrorKind::Permanent,
-            message: "the mock model `fail` always fails".into(),
-            hint: Some("use another model id to get a reply".into()),
-        });
+        return Err(AttemptError::permanent(
+            "the mock model `fail` always fails".into(),
+            Some("use another model id to get a reply".into()),
+        ));
     }
     let mut hasher = Sha256::new();
     for part in [
@@ -105,7 +104,7 @@ pub fn estimate_tokens(text: &str) -> u64 {
 }
 
 /// A value that matches a JSON Schema's basic shape, for `output: json` agents.
-fn example(schema: &Value, text: &str) -> Value {
+pub fn example(schema: &Value, text: &str) -> Value {
     if let Some(c) = schema.get("const") {
         return c.clone();
     }
@@ -177,6 +176,7 @@ mod tests {
             schema: None,
             stream: false,
             timeout: None,
+            correction: None,
         }
     }
 

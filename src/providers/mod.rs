@@ -1,8 +1,16 @@
 //! Model providers: one trait every API implements, the built-in provider table,
 //! and the implementations. The scheduler only sees [`Provider`].
 
+pub mod anthropic;
+pub mod call;
+pub mod client;
+pub mod gemini;
+pub mod http;
 pub mod mock;
+pub mod openai;
 pub mod registry;
+pub mod retry;
+pub mod wire;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,9 +41,14 @@ pub struct Request {
     pub stream: bool,
     #[serde(skip)]
     pub timeout: Option<Duration>,
+    /// For a second try at `output: json`: the reply that did not match, and what was wrong.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correction: Option<(String, String)>,
 }
 
-/// Tokens a call used, by kind, as the provider reports them.
+/// Tokens a call used, by kind, as the provider reports them. `input` counts only
+/// the input tokens billed at the base rate: tokens read from or written to the
+/// provider's prompt cache are in `cache_read` and `cache_write`, never twice.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Usage {
     pub input: u64,
@@ -64,13 +77,43 @@ pub struct Reply {
     pub stop_reason: Option<String>,
 }
 
-/// Why a call failed, in a way that decides whether to retry.
+/// Why one attempt failed, in a way that decides whether to retry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CallError {
+pub struct AttemptError {
+    /// The HTTP status, when there was a response.
+    pub status: Option<u16>,
     pub kind: ErrorKind,
+    /// The provider's own error type and message, or what went wrong in transport.
     pub message: String,
     /// What the person running can do about it.
     pub hint: Option<String>,
+    /// How long the provider asked us to wait.
+    #[serde(skip)]
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptError {
+    /// A failure worth another try.
+    pub fn transient(status: Option<u16>, message: String) -> Self {
+        AttemptError {
+            status,
+            kind: ErrorKind::Transient,
+            message,
+            hint: None,
+            retry_after: None,
+        }
+    }
+
+    /// A failure that will happen again.
+    pub fn permanent(message: String, hint: Option<String>) -> Self {
+        AttemptError {
+            status: None,
+            kind: ErrorKind::Permanent,
+            message,
+            hint,
+            retry_after: None,
+        }
+    }
 }
 
 /// The kinds of failure the retry policy tells apart.
@@ -83,18 +126,14 @@ pub enum ErrorKind {
     Permanent,
 }
 
-impl std::fmt::Display for CallError {
+impl std::fmt::Display for AttemptError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, " ({hint})")?;
-        }
-        Ok(())
+        f.write_str(&self.message)
     }
 }
 
-/// A model API.
+/// A model API: one attempt at one call. Retries and fallbacks are `call`'s.
 pub trait Provider: Send + Sync {
     /// Sends one request and waits for the whole reply.
-    fn complete<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, CallError>>;
+    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>>;
 }

@@ -4,3 +4,5 @@ mod support;
 
 mod cli;
 mod examples;
+mod providers;
+mod wire_specs;

@@ -1,0 +1,276 @@
+//! Anthropic's Messages API: `POST /v1/messages` with `x-api-key` and
+//! `anthropic-version: 2023-06-01`; streamed as named SSE events
+//! (`message_start`, `content_block_delta`, `message_delta`, `message_stop`, …).
+//! `output: json` is a forced tool call whose input is the JSON.
+
+use serde_json::{Value as Json, json};
+
+use super::http::{Auth, SseEvent};
+use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
+use super::{Reply, Request, Usage};
+use crate::workflow::model::OutputKind;
+
+/// The API version byok-flow speaks.
+pub const VERSION: &str = "2023-06-01";
+/// The `max_tokens` sent when a workflow sets none (the API requires one).
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+/// The tool whose input carries an `output: json` reply.
+const TOOL: &str = "emit_output";
+
+pub struct Anthropic;
+
+/// Models that reject `temperature` and `top_p` (Opus 4.7 and later, the 5 family).
+fn rejects_sampling(model: &str) -> bool {
+    [
+        "claude-opus-4-7",
+        "claude-opus-4-8",
+        "claude-opus-5",
+        "claude-sonnet-5",
+        "claude-fable-5",
+        "claude-mythos",
+    ]
+    .iter()
+    .any(|p| model.starts_with(p))
+}
+
+/// The tool schema for a JSON reply: an object schema as is, anything else wrapped in `value`.
+fn tool_schema(schema: Option<&Json>) -> (Json, bool) {
+    match schema {
+        Some(s) if s.get("type").and_then(Json::as_str) == Some("object") => (s.clone(), false),
+        Some(s) => (
+            json!({"type": "object", "properties": {"value": s}, "required": ["value"]}),
+            true,
+        ),
+        None => (json!({"type": "object"}), false),
+    }
+}
+
+fn messages(request: &Request) -> Json {
+    let mut messages = vec![json!({"role": "user", "content": request.prompt})];
+    if let Some((previous, correction)) = &request.correction {
+        messages.push(json!({"role": "assistant", "content": previous}));
+        messages.push(json!({"role": "user", "content": correction}));
+    }
+    Json::Array(messages)
+}
+
+impl Wire for Anthropic {
+    fn auth(&self) -> Auth {
+        Auth::Header("x-api-key")
+    }
+
+    fn url(&self, base_url: &str, _model: &str, _stream: bool) -> String {
+        join(base_url, "/v1/messages")
+    }
+
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        vec![("anthropic-version", VERSION.to_string())]
+    }
+
+    fn body(&self, request: &Request, stream: bool) -> Json {
+        let mut body = json!({
+            "model": request.model,
+            "max_tokens": request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+            "messages": messages(request),
+        });
+        let map = body.as_object_mut().expect("a JSON object");
+        if let Some(system) = &request.system {
+            map.insert("system".into(), json!(system));
+        }
+        if !rejects_sampling(&request.model) {
+            if let Some(t) = request.temperature {
+                map.insert("temperature".into(), json!(t));
+            }
+            if let Some(p) = request.top_p {
+                map.insert("top_p".into(), json!(p));
+            }
+        }
+        if !request.stop.is_empty() {
+            map.insert("stop_sequences".into(), json!(request.stop));
+        }
+        if request.output == OutputKind::Json {
+            let (schema, _) = tool_schema(request.schema.as_ref());
+            map.insert("tools".into(), json!([{"name": TOOL, "description": "Return the answer as JSON that matches this schema.", "input_schema": schema}]));
+            map.insert("tool_choice".into(), json!({"type": "tool", "name": TOOL}));
+        }
+        if stream {
+            map.insert("stream".into(), json!(true));
+        }
+        body
+    }
+
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
+        let message: Json =
+            serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+        let content = message
+            .get("content")
+            .and_then(Json::as_array)
+            .ok_or("the reply has no `content`")?;
+        let mut text = String::new();
+        let mut tool_input = None;
+        for block in content {
+            match block.get("type").and_then(Json::as_str) {
+                Some("text") => {
+                    text.push_str(block.get("text").and_then(Json::as_str).unwrap_or_default());
+                }
+                Some("tool_use") => tool_input = block.get("input").cloned(),
+                _ => {}
+            }
+        }
+        let mut usage = Usage::default();
+        read_usage(message.get("usage"), &mut usage);
+        let stop_reason = message
+            .get("stop_reason")
+            .and_then(Json::as_str)
+            .map(str::to_string);
+        Ok(finish(request, text, tool_input, usage, stop_reason))
+    }
+
+    fn stream(&self, request: &Request) -> Box<dyn StreamParser> {
+        Box::new(Stream {
+            request: request.clone(),
+            text: String::new(),
+            tool_json: String::new(),
+            usage: Usage::default(),
+            stop_reason: None,
+        })
+    }
+
+    fn error(&self, status: u16, body: &str) -> ApiError {
+        let json: Json = serde_json::from_str(body).unwrap_or_default();
+        match (
+            json.pointer("/error/type").and_then(Json::as_str),
+            json.pointer("/error/message").and_then(Json::as_str),
+        ) {
+            (Some(kind), Some(message)) => ApiError {
+                kind: kind.to_string(),
+                message: message.to_string(),
+                retryable: None,
+            },
+            _ => fallback_error(status, body),
+        }
+    }
+}
+
+fn read_usage(value: Option<&Json>, usage: &mut Usage) {
+    let Some(u) = value else { return };
+    let field = |name: &str| u.get(name).and_then(Json::as_u64);
+    if let Some(n) = field("input_tokens") {
+        usage.input = n;
+    }
+    if let Some(n) = field("output_tokens") {
+        usage.output = n;
+    }
+    if let Some(n) = field("cache_read_input_tokens") {
+        usage.cache_read = n;
+    }
+    if let Some(n) = field("cache_creation_input_tokens") {
+        usage.cache_write = n;
+    }
+}
+
+fn finish(
+    request: &Request,
+    text: String,
+    tool_input: Option<Json>,
+    usage: Usage,
+    stop_reason: Option<String>,
+) -> Reply {
+    let json = tool_input.map(|input| {
+        let (_, wrapped) = tool_schema(request.schema.as_ref());
+        if wrapped {
+            input.get("value").cloned().unwrap_or(Json::Null)
+        } else {
+            input
+        }
+    });
+    let text = json.as_ref().map_or(text, Json::to_string);
+    Reply {
+        text,
+        json,
+        usage,
+        stop_reason,
+    }
+}
+
+struct Stream {
+    request: Request,
+    text: String,
+    tool_json: String,
+    usage: Usage,
+    stop_reason: Option<String>,
+}
+
+impl StreamParser for Stream {
+    fn event(&mut self, event: &SseEvent) -> Result<bool, StreamFault> {
+        if event.name == "ping" || event.data.trim().is_empty() {
+            return Ok(false);
+        }
+        let data: Json = serde_json::from_str(&event.data).map_err(|e| {
+            StreamFault::Malformed(format!("a `{}` event is not valid JSON: {e}", event.name))
+        })?;
+        let kind = data
+            .get("type")
+            .and_then(Json::as_str)
+            .unwrap_or(event.name.as_str());
+        match kind {
+            "message_start" => read_usage(data.pointer("/message/usage"), &mut self.usage),
+            "content_block_delta" => match data.pointer("/delta/type").and_then(Json::as_str) {
+                Some("text_delta") => self.text.push_str(
+                    data.pointer("/delta/text")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default(),
+                ),
+                Some("input_json_delta") => self.tool_json.push_str(
+                    data.pointer("/delta/partial_json")
+                        .and_then(Json::as_str)
+                        .unwrap_or_default(),
+                ),
+                _ => {}
+            },
+            "message_delta" => {
+                read_usage(data.get("usage"), &mut self.usage);
+                if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Json::as_str) {
+                    self.stop_reason = Some(reason.to_string());
+                }
+            }
+            "message_stop" => return Ok(true),
+            "error" => {
+                return Err(StreamFault::Error(ApiError {
+                    kind: data
+                        .pointer("/error/type")
+                        .and_then(Json::as_str)
+                        .unwrap_or("error")
+                        .to_string(),
+                    message: data
+                        .pointer("/error/message")
+                        .and_then(Json::as_str)
+                        .unwrap_or("the stream reported an error")
+                        .to_string(),
+                    retryable: None,
+                }));
+            }
+            // Unknown event types are ignored, as Anthropic's versioning policy asks.
+            _ => {}
+        }
+        Ok(false)
+    }
+
+    fn reply(&mut self) -> Reply {
+        let mut tool_input = None;
+        if !self.tool_json.is_empty() {
+            match serde_json::from_str(&self.tool_json) {
+                Ok(input) => tool_input = Some(input),
+                // Left as text, so the JSON check reports it and asks again.
+                Err(_) => self.text = std::mem::take(&mut self.tool_json),
+            }
+        }
+        finish(
+            &self.request,
+            std::mem::take(&mut self.text),
+            tool_input,
+            self.usage,
+            self.stop_reason.take(),
+        )
+    }
+}

@@ -1,0 +1,208 @@
+//! One agent's call, start to finish: each model in turn (the agent's own, then
+//! its `fallback` models), each tried up to its retry budget with back-off, and a
+//! JSON reply checked against the agent's schema, with one more try that feeds the
+//! validation errors back. Every attempt is recorded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::retry::Policy;
+use super::wire::parse_json_text;
+use super::{AttemptError, ErrorKind, Provider, Reply, Request, Usage};
+use crate::workflow::model::OutputKind;
+
+/// A model to try: its client, and its `provider/model` name.
+#[derive(Clone)]
+pub struct Target {
+    pub client: Arc<dyn Provider>,
+    pub provider: String,
+    pub model: String,
+}
+
+/// One attempt, as the run record keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Attempt {
+    /// `provider/model`.
+    pub model: String,
+    /// The HTTP status, when there was a response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// `ok`, or what went wrong.
+    pub outcome: String,
+    pub seconds: f64,
+    /// How long byok-flow waited after this attempt before the next, in milliseconds.
+    pub delay_ms: u64,
+}
+
+/// How a call ended.
+pub struct Called {
+    pub result: Result<Answer, AttemptError>,
+    pub attempts: Vec<Attempt>,
+}
+
+/// A successful call.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub reply: Reply,
+    /// `provider/model` that answered.
+    pub model: String,
+    /// Usage of every successful reply (the JSON retry's first reply included).
+    pub usage: Usage,
+}
+
+/// Runs the call through `targets` in order.
+pub async fn call(targets: &[Target], request: &Request, policy: &Policy) -> Called {
+    let mut attempts = Vec::new();
+    let mut last = AttemptError::permanent("no model to call".into(), None);
+    for target in targets {
+        let mut request = request.clone();
+        request.model.clone_from(&target.model);
+        request.provider.clone_from(&target.provider);
+        match with_retries(target, &request, policy, &mut attempts).await {
+            Ok(answer) => {
+                return Called {
+                    result: Ok(answer),
+                    attempts,
+                };
+            }
+            Err(e) => last = e,
+        }
+    }
+    Called {
+        result: Err(last),
+        attempts,
+    }
+}
+
+async fn with_retries(
+    target: &Target,
+    request: &Request,
+    policy: &Policy,
+    attempts: &mut Vec<Attempt>,
+) -> Result<Answer, AttemptError> {
+    let name = format!("{}/{}", target.provider, target.model);
+    let mut request = request.clone();
+    let mut usage = Usage::default();
+    let mut retry = 0;
+    loop {
+        let start = Instant::now();
+        let outcome = match request.timeout {
+            Some(total) => tokio::time::timeout(total, target.client.attempt(&request))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(AttemptError::transient(
+                        None,
+                        format!("timed out after {}", humantime::format_duration(total)),
+                    ))
+                }),
+            None => target.client.attempt(&request).await,
+        };
+        let seconds = start.elapsed().as_secs_f64();
+        let error = match outcome {
+            Ok(reply) => {
+                usage += reply.usage;
+                match check_json(&request, reply) {
+                    Ok(reply) => {
+                        attempts.push(Attempt {
+                            model: name.clone(),
+                            status: None,
+                            outcome: "ok".into(),
+                            seconds,
+                            delay_ms: 0,
+                        });
+                        return Ok(Answer {
+                            reply,
+                            model: name,
+                            usage,
+                        });
+                    }
+                    Err(bad) if request.correction.is_none() => {
+                        let (reply, problem) = *bad;
+                        attempts.push(Attempt {
+                            model: name.clone(),
+                            status: None,
+                            outcome: format!("reply did not match the schema: {problem}"),
+                            seconds,
+                            delay_ms: 0,
+                        });
+                        request.correction = Some((
+                            reply.text,
+                            format!(
+                                "Your reply did not match the required JSON Schema: {problem}. Reply again with only JSON that matches the schema."
+                            ),
+                        ));
+                        continue;
+                    }
+                    Err(bad) => AttemptError::permanent(
+                        format!("the reply did not match the JSON Schema twice: {}", bad.1),
+                        Some("loosen `schema`, or make the prompt say what to return".into()),
+                    ),
+                }
+            }
+            Err(e) => e,
+        };
+        let give_up = error.kind == ErrorKind::Permanent
+            || retry >= policy.retries
+            || error
+                .retry_after
+                .is_some_and(|d| d > policy.max_retry_after);
+        let delay = if give_up {
+            Duration::ZERO
+        } else {
+            policy.delay(retry, error.retry_after)
+        };
+        attempts.push(Attempt {
+            model: name.clone(),
+            status: error.status,
+            outcome: error.message.clone(),
+            seconds,
+            delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        });
+        if give_up {
+            let mut error = error;
+            if let Some(wait) = error.retry_after.filter(|d| *d > policy.max_retry_after) {
+                error.hint = Some(format!(
+                    "the provider asked to wait {}; try again later",
+                    humantime::format_duration(wait)
+                ));
+            }
+            return Err(error);
+        }
+        tracing::info!(model = %name, retry = retry + 1, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "retrying after: {}", error.message);
+        tokio::time::sleep(policy.sleep_for(delay)).await;
+        retry += 1;
+    }
+}
+
+/// For `output: json`: the reply's JSON, checked against the schema.
+fn check_json(request: &Request, mut reply: Reply) -> Result<Reply, Box<(Reply, String)>> {
+    if request.output != OutputKind::Json {
+        return Ok(reply);
+    }
+    let value = match reply
+        .json
+        .take()
+        .map_or_else(|| parse_json_text(&reply.text), Ok)
+    {
+        Ok(value) => value,
+        Err(problem) => return Err(Box::new((reply, problem))),
+    };
+    if let Some(schema) = &request.schema {
+        let problems: Vec<String> = match jsonschema::validator_for(schema) {
+            Ok(validator) => validator
+                .iter_errors(&value)
+                .take(5)
+                .map(|e| format!("{} at `{}`", e, e.instance_path()))
+                .collect(),
+            Err(e) => vec![format!("the schema does not compile: {e}")],
+        };
+        if !problems.is_empty() {
+            return Err(Box::new((reply, problems.join("; "))));
+        }
+    }
+    reply.text = value.to_string();
+    reply.json = Some(value);
+    Ok(reply)
+}

@@ -1,0 +1,173 @@
+//! A provider reached over HTTP: one attempt of one call, in whatever API the
+//! provider speaks, with its failures sorted into retryable and not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use secrecy::SecretString;
+
+use super::http::{Body, Http, Post, Timeouts};
+use super::retry;
+use super::wire::{StreamFault, Wire};
+use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
+
+/// Gets the provider's key when the first call needs it (decrypted once per run).
+pub type KeySource =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<Option<SecretString>, AttemptError>> + Send + Sync>;
+
+/// A provider over HTTP.
+pub struct HttpProvider {
+    pub name: String,
+    pub wire: Box<dyn Wire>,
+    pub base_url: String,
+    pub key: KeySource,
+    pub http: Http,
+    pub timeouts: Timeouts,
+    /// The key file or variable, for error messages.
+    pub key_name: Option<String>,
+}
+
+impl Provider for HttpProvider {
+    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+        Box::pin(self.send(request))
+    }
+}
+
+impl HttpProvider {
+    async fn send(&self, request: &Request) -> Result<Reply, AttemptError> {
+        let key = (self.key)().await?;
+        let url = self
+            .wire
+            .url(&self.base_url, &request.model, request.stream);
+        let body = self.wire.body(request, request.stream);
+        let headers = self.wire.headers();
+        let mut timeouts = self.timeouts;
+        if let Some(total) = request.timeout {
+            timeouts.first_byte = timeouts.first_byte.min(total);
+        }
+        let post = Post {
+            url: &url,
+            headers: &headers,
+            auth: self.wire.auth(),
+            key: key.as_ref(),
+            body: &body,
+            stream: request.stream,
+            timeouts,
+        };
+        let response = self
+            .http
+            .post(post)
+            .await
+            .map_err(|e| AttemptError::transient(None, e.to_string()))?;
+        if !(200..300).contains(&response.status) {
+            let Body::Whole(text) = response.body else {
+                unreachable!("error bodies are read whole")
+            };
+            return Err(self.http_error(response.status, &response.headers, &text, request));
+        }
+        match response.body {
+            Body::Whole(text) => self.wire.parse(request, &text).map_err(|e| {
+                AttemptError::transient(Some(response.status), format!("malformed reply: {e}"))
+            }),
+            Body::Events(mut events) => {
+                let mut parser = self.wire.stream(request);
+                loop {
+                    match events.next().await {
+                        None if parser.whole_at_close() => return Ok(parser.reply()),
+                        None => {
+                            return Err(AttemptError::transient(
+                                Some(response.status),
+                                "the stream ended before its final event".into(),
+                            ));
+                        }
+                        Some(Err(e)) => {
+                            return Err(AttemptError::transient(
+                                Some(response.status),
+                                e.to_string(),
+                            ));
+                        }
+                        Some(Ok(event)) => match parser.event(&event) {
+                            Ok(true) => return Ok(parser.reply()),
+                            Ok(false) => {}
+                            Err(StreamFault::Malformed(e)) => {
+                                return Err(AttemptError::transient(
+                                    Some(response.status),
+                                    format!("malformed stream: {e}"),
+                                ));
+                            }
+                            Err(StreamFault::Error(e)) => {
+                                let kind = if e.retryable == Some(false) {
+                                    ErrorKind::Permanent
+                                } else {
+                                    ErrorKind::Transient
+                                };
+                                return Err(AttemptError {
+                                    status: Some(response.status),
+                                    kind,
+                                    message: format!("{} (mid-stream): {}", e.kind, e.message),
+                                    hint: None,
+                                    retry_after: None,
+                                });
+                            }
+                        },
+                    }
+                }
+            }
+        }
+    }
+
+    fn http_error(
+        &self,
+        status: u16,
+        headers: &super::http::Headers,
+        body: &str,
+        request: &Request,
+    ) -> AttemptError {
+        let api = self.wire.error(status, body);
+        let retryable = api
+            .retryable
+            .unwrap_or_else(|| retry::retryable_status(status));
+        let key_file = self
+            .key_name
+            .as_deref()
+            .map_or_else(|| "the key".to_string(), describe_key);
+        let hint = match status {
+            401 | 403 => Some(format!("{} was refused by {}; replace it with `byok-flow keys add {} --provider {}`", key_file, self.name, self.key_name.as_deref().unwrap_or(&self.name), self.name)),
+            400 if api.message.contains("API key") => Some(format!("{key_file} was refused by {}; replace it with `byok-flow keys add`", self.name)),
+            404 => Some(format!("check the model id `{}`: list the models {} serves in its console or API", request.model, self.name)),
+            429 if !retryable => Some(format!("{} needs you to act (quota or billing) before it will answer", self.name)),
+            429 => Some("still rate-limited after every retry: lower `--concurrency` or the provider's `max_concurrency`".to_string()),
+            300..=399 => Some("byok-flow never follows redirects with a key; point `base_url` at the final address".to_string()),
+            _ => None,
+        };
+        AttemptError {
+            status: Some(status),
+            kind: if retryable {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            },
+            message: format!("{} {status} {}: {}", self.name, api.kind, api.message),
+            hint,
+            retry_after: retry::hint(headers, body),
+        }
+    }
+}
+
+fn describe_key(name: &str) -> String {
+    match name.strip_prefix("env:") {
+        Some(var) => format!("the key in ${var}"),
+        None => format!("the key in .byok/keys/{name}.age"),
+    }
+}
+
+/// The default time-outs, shortened for a call with its own total.
+pub fn timeouts_for(total: Option<Duration>) -> Timeouts {
+    let mut t = Timeouts::default();
+    if let Some(total) = total {
+        t.first_byte = t.first_byte.min(total);
+        t.idle = t.idle.min(total);
+    }
+    t
+}

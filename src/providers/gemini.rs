@@ -1,0 +1,213 @@
+//! Google's Gemini API: `models/MODEL:generateContent`, streamed with
+//! `:streamGenerateContent?alt=sse` (unnamed `data:` events, each a whole
+//! response with cumulative usage; the stream just ends), key in `x-goog-api-key`.
+//! `output: json` sets `responseMimeType` and `responseJsonSchema`.
+
+use serde_json::{Value as Json, json};
+
+use super::http::{Auth, SseEvent};
+use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
+use super::{Reply, Request, Usage};
+use crate::workflow::model::OutputKind;
+
+pub struct Gemini;
+
+impl Wire for Gemini {
+    fn auth(&self) -> Auth {
+        Auth::Header("x-goog-api-key")
+    }
+
+    fn url(&self, base_url: &str, model: &str, stream: bool) -> String {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        let method = if stream {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        join(base_url, &format!("/models/{model}:{method}"))
+    }
+
+    fn body(&self, request: &Request, _stream: bool) -> Json {
+        let mut contents = vec![json!({"role": "user", "parts": [{"text": request.prompt}]})];
+        if let Some((previous, correction)) = &request.correction {
+            contents.push(json!({"role": "model", "parts": [{"text": previous}]}));
+            contents.push(json!({"role": "user", "parts": [{"text": correction}]}));
+        }
+        let mut config = serde_json::Map::new();
+        if let Some(t) = request.temperature {
+            config.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = request.top_p {
+            config.insert("topP".into(), json!(p));
+        }
+        if let Some(max) = request.max_tokens {
+            config.insert("maxOutputTokens".into(), json!(max));
+        }
+        if !request.stop.is_empty() {
+            config.insert("stopSequences".into(), json!(request.stop));
+        }
+        if request.output == OutputKind::Json {
+            config.insert("responseMimeType".into(), json!("application/json"));
+            if let Some(schema) = &request.schema {
+                config.insert("responseJsonSchema".into(), schema.clone());
+            }
+        }
+        // The model is in the path too, but the published schema requires it in the body.
+        let model = request
+            .model
+            .strip_prefix("models/")
+            .unwrap_or(&request.model);
+        let mut body = json!({"model": format!("models/{model}"), "contents": contents});
+        let map = body.as_object_mut().expect("a JSON object");
+        if let Some(system) = &request.system {
+            map.insert(
+                "systemInstruction".into(),
+                json!({"parts": [{"text": system}]}),
+            );
+        }
+        if !config.is_empty() {
+            map.insert("generationConfig".into(), Json::Object(config));
+        }
+        body
+    }
+
+    fn parse(&self, _request: &Request, body: &str) -> Result<Reply, String> {
+        let reply: Json =
+            serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+        let mut acc = Accumulated::default();
+        acc.add(&reply)?;
+        Ok(acc.reply())
+    }
+
+    fn stream(&self, _request: &Request) -> Box<dyn StreamParser> {
+        Box::new(Accumulated::default())
+    }
+
+    fn error(&self, status: u16, body: &str) -> ApiError {
+        let json: Json = serde_json::from_str(body).unwrap_or_default();
+        // Without `alt=sse` errors come wrapped in an array.
+        let error = json.get("error").or_else(|| json.pointer("/0/error"));
+        let Some(message) = error.and_then(|e| e.get("message")).and_then(Json::as_str) else {
+            return fallback_error(status, body);
+        };
+        let status_name = error
+            .and_then(|e| e.get("status"))
+            .and_then(Json::as_str)
+            .unwrap_or("ERROR");
+        let details = error
+            .and_then(|e| e.get("details"))
+            .map(Json::to_string)
+            .unwrap_or_default();
+        // A per-day quota will not come back by waiting a few seconds.
+        let per_day = status_name == "RESOURCE_EXHAUSTED" && details.contains("PerDay");
+        ApiError {
+            kind: status_name.to_string(),
+            message: message.to_string(),
+            retryable: per_day.then_some(false),
+        }
+    }
+}
+
+/// A reply built from one response or from a stream of them.
+#[derive(Default)]
+struct Accumulated {
+    text: String,
+    usage: Usage,
+    finish: Option<String>,
+}
+
+impl Accumulated {
+    fn add(&mut self, chunk: &Json) -> Result<(), String> {
+        if let Some(reason) = chunk
+            .pointer("/promptFeedback/blockReason")
+            .and_then(Json::as_str)
+        {
+            return Err(format!("Gemini blocked the prompt ({reason})"));
+        }
+        if let Some(parts) = chunk
+            .pointer("/candidates/0/content/parts")
+            .and_then(Json::as_array)
+        {
+            for part in parts {
+                if part.get("thought").and_then(Json::as_bool) == Some(true) {
+                    continue;
+                }
+                self.text
+                    .push_str(part.get("text").and_then(Json::as_str).unwrap_or_default());
+            }
+        }
+        if let Some(reason) = chunk
+            .pointer("/candidates/0/finishReason")
+            .and_then(Json::as_str)
+        {
+            self.finish = Some(if reason == "MAX_TOKENS" {
+                "max_tokens".into()
+            } else {
+                reason.to_ascii_lowercase()
+            });
+        }
+        if let Some(u) = chunk.get("usageMetadata") {
+            let n = |name: &str| u.get(name).and_then(Json::as_u64).unwrap_or(0);
+            let cached = n("cachedContentTokenCount");
+            self.usage = Usage {
+                input: n("promptTokenCount").saturating_sub(cached),
+                output: n("candidatesTokenCount") + n("thoughtsTokenCount"),
+                cache_read: cached,
+                cache_write: 0,
+            };
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self) -> Reply {
+        Reply {
+            text: std::mem::take(&mut self.text),
+            json: None,
+            usage: self.usage,
+            stop_reason: self.finish.take(),
+        }
+    }
+}
+
+impl StreamParser for Accumulated {
+    fn event(&mut self, event: &SseEvent) -> Result<bool, StreamFault> {
+        if event.data.trim().is_empty() {
+            return Ok(false);
+        }
+        let chunk: Json = serde_json::from_str(&event.data).map_err(|e| {
+            StreamFault::Malformed(format!("a stream chunk is not valid JSON: {e}"))
+        })?;
+        if let Some(error) = chunk.get("error") {
+            return Err(StreamFault::Error(ApiError {
+                kind: error
+                    .get("status")
+                    .and_then(Json::as_str)
+                    .unwrap_or("ERROR")
+                    .to_string(),
+                message: error
+                    .get("message")
+                    .and_then(Json::as_str)
+                    .unwrap_or("the stream reported an error")
+                    .to_string(),
+                retryable: None,
+            }));
+        }
+        self.add(&chunk).map_err(|message| {
+            StreamFault::Error(ApiError {
+                kind: "BLOCKED".into(),
+                message,
+                retryable: Some(false),
+            })
+        })?;
+        Ok(false)
+    }
+
+    /// The stream has no end marker: it is whole when a chunk gave a finish reason.
+    fn whole_at_close(&self) -> bool {
+        self.finish.is_some()
+    }
+
+    fn reply(&mut self) -> Reply {
+        Accumulated::reply(self)
+    }
+}

@@ -1,0 +1,330 @@
+//! The one module that touches the HTTP client (reqwest over rustls).
+//!
+//! It sends one JSON request and hands back the status, the headers and the body,
+//! either whole or as server-sent events, enforcing the time-outs on the way:
+//! connect, first byte (the response head), idle (between body chunks) and total
+//! (the caller's). It never follows a redirect, so a key never travels to wherever
+//! a response points, and the key header is built here alone and marked sensitive.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use futures_util::{Stream, StreamExt};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How long to wait for each phase of a call.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From sending to the response head.
+    pub first_byte: Duration,
+    /// Between two chunks of the body (or two stream events).
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            first_byte: Duration::from_secs(120),
+            idle: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the key goes in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// No key is sent.
+    None,
+    /// `NAME: KEY`, like Anthropic's `x-api-key` or Gemini's `x-goog-api-key`.
+    Header(&'static str),
+    /// `Authorization: Bearer KEY`.
+    Bearer,
+}
+
+/// What went wrong below HTTP: nothing came back, or it stopped coming.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransportError {
+    Connect(String),
+    /// No response head within the first-byte time-out.
+    FirstByte(Duration),
+    /// No body chunk within the idle time-out.
+    Idle(Duration),
+    /// The connection dropped or the body could not be read.
+    Body(String),
+    /// The request could not be built (bad URL or header).
+    Request(String),
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Connect(e) => write!(f, "cannot connect: {e}"),
+            TransportError::FirstByte(d) => {
+                write!(f, "no response within {}", humantime::format_duration(*d))
+            }
+            TransportError::Idle(d) => write!(
+                f,
+                "the reply stalled for {}",
+                humantime::format_duration(*d)
+            ),
+            TransportError::Body(e) => write!(f, "the connection dropped mid-reply: {e}"),
+            TransportError::Request(e) => write!(f, "cannot build the request: {e}"),
+        }
+    }
+}
+
+/// Response headers, names lower-case.
+#[derive(Debug, Clone, Default)]
+pub struct Headers(Vec<(String, String)>);
+
+impl Headers {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every header whose name starts with `prefix`.
+    pub fn with_prefix<'a>(
+        &'a self,
+        prefix: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
+        self.0
+            .iter()
+            .filter(move |(n, _)| n.starts_with(prefix))
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Headers from (name, value) pairs, as a test or a fake response would give them.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        Headers(
+            pairs
+                .iter()
+                .map(|(n, v)| (n.to_ascii_lowercase(), (*v).to_string()))
+                .collect(),
+        )
+    }
+
+    fn from_map(map: &HeaderMap) -> Self {
+        Headers(
+            map.iter()
+                .filter_map(|(n, v)| {
+                    v.to_str()
+                        .ok()
+                        .map(|v| (n.as_str().to_string(), v.to_string()))
+                })
+                .collect(),
+        )
+    }
+}
+
+/// One server-sent event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SseEvent {
+    /// The `event:` name, empty when the stream names none.
+    pub name: String,
+    pub data: String,
+}
+
+/// A response's body.
+pub enum Body {
+    /// The whole body.
+    Whole(String),
+    /// Events as they arrive; the stream ends when the connection closes.
+    Events(Pin<Box<dyn Stream<Item = Result<SseEvent, TransportError>> + Send>>),
+}
+
+/// A response: status, headers, body.
+pub struct Response {
+    pub status: u16,
+    pub headers: Headers,
+    pub body: Body,
+}
+
+/// One JSON POST.
+pub struct Post<'a> {
+    pub url: &'a str,
+    pub headers: &'a [(&'static str, String)],
+    pub auth: Auth,
+    pub key: Option<&'a SecretString>,
+    pub body: &'a serde_json::Value,
+    /// Read the body as server-sent events (only when the status is a success).
+    pub stream: bool,
+    pub timeouts: Timeouts,
+}
+
+/// An HTTP client shared by every provider of a run.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+}
+
+/// The largest body read from an error response.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The largest whole body accepted.
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+impl Http {
+    pub fn new(timeouts: Timeouts) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeouts.connect)
+            .user_agent(concat!("byok-flow/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
+        Ok(Http { client })
+    }
+
+    /// Sends the request and waits for the response head.
+    pub async fn post(&self, post: Post<'_>) -> Result<Response, TransportError> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in post.headers {
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| TransportError::Request(format!("header `{name}`: {e}")))?;
+            headers.insert(HeaderName::from_static(name), value);
+        }
+        if let Some(key) = post.key {
+            let (name, value) = match post.auth {
+                Auth::None => (None, String::new()),
+                Auth::Header(name) => (
+                    Some(HeaderName::from_static(name)),
+                    key.expose_secret().to_string(),
+                ),
+                Auth::Bearer => (
+                    Some(reqwest::header::AUTHORIZATION),
+                    format!("Bearer {}", key.expose_secret()),
+                ),
+            };
+            if let Some(name) = name {
+                let mut value = HeaderValue::from_str(&value).map_err(|_| {
+                    TransportError::Request(
+                        "the API key contains characters a header cannot carry".into(),
+                    )
+                })?;
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
+        let request = self.client.post(post.url).headers(headers).json(post.body);
+        let response = match tokio::time::timeout(post.timeouts.first_byte, request.send()).await {
+            Err(_) => return Err(TransportError::FirstByte(post.timeouts.first_byte)),
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let status = response.status().as_u16();
+        let headers = Headers::from_map(response.headers());
+        let success = (200..300).contains(&status);
+        let idle = post.timeouts.idle;
+        let body = if success && post.stream {
+            let events = response.bytes_stream().eventsource().map(|e| {
+                e.map(|e| SseEvent {
+                    name: if e.event == "message" {
+                        String::new()
+                    } else {
+                        e.event
+                    },
+                    data: e.data,
+                })
+                .map_err(|e| TransportError::Body(e.to_string()))
+            });
+            Body::Events(Box::pin(with_idle_timeout(events, idle)))
+        } else {
+            let limit = if success { MAX_BODY } else { MAX_ERROR_BODY };
+            Body::Whole(read_body(response, idle, limit).await?)
+        };
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn classify(e: &reqwest::Error) -> TransportError {
+    // reqwest's messages name the URL, never the headers, and a key never goes in a URL.
+    let text = e.to_string();
+    if e.is_connect() {
+        TransportError::Connect(root_cause(e).unwrap_or(text))
+    } else if e.is_builder() {
+        TransportError::Request(text)
+    } else {
+        TransportError::Body(source_chain(e).unwrap_or(text))
+    }
+}
+
+/// The innermost error, which says what actually happened ("Connection refused").
+fn root_cause(e: &dyn std::error::Error) -> Option<String> {
+    let mut source = e.source()?;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    Some(source.to_string())
+}
+
+fn source_chain(e: &dyn std::error::Error) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    (!parts.is_empty()).then(|| parts.join(": "))
+}
+
+async fn read_body(
+    response: reqwest::Response,
+    idle: Duration,
+    limit: usize,
+) -> Result<String, TransportError> {
+    let mut stream = response.bytes_stream();
+    let mut body = Vec::new();
+    loop {
+        match tokio::time::timeout(idle, stream.next()).await {
+            Err(_) => return Err(TransportError::Idle(idle)),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return Err(TransportError::Body(
+                    source_chain(&e).unwrap_or_else(|| e.to_string()),
+                ));
+            }
+            Ok(Some(Ok(chunk))) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > limit {
+                    body.truncate(limit);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn with_idle_timeout<S>(
+    stream: S,
+    idle: Duration,
+) -> impl Stream<Item = Result<SseEvent, TransportError>> + Send
+where
+    S: Stream<Item = Result<SseEvent, TransportError>> + Send + 'static,
+{
+    futures_util::stream::unfold(
+        (Box::pin(stream), false),
+        move |(mut stream, done)| async move {
+            if done {
+                return None;
+            }
+            match tokio::time::timeout(idle, stream.next()).await {
+                Err(_) => Some((Err(TransportError::Idle(idle)), (stream, true))),
+                Ok(None) => None,
+                Ok(Some(item)) => {
+                    let failed = item.is_err();
+                    Some((item, (stream, failed)))
+                }
+            }
+        },
+    )
+}

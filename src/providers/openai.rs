@@ -1,0 +1,227 @@
+//! OpenAI's Chat Completions API (`POST /v1/chat/completions`, `Authorization:
+//! Bearer`), also spoken by OpenRouter, Groq, Mistral, DeepSeek, Together, xAI,
+//! Ollama and any `type: openai-compatible` endpoint. Streams are `data:` chunks
+//! ending with `data: [DONE]`; usage comes in a last chunk (`include_usage`).
+
+use serde_json::{Value as Json, json};
+
+use super::http::{Auth, SseEvent};
+use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
+use super::{Reply, Request, Usage};
+use crate::workflow::model::OutputKind;
+
+/// Chat Completions, from OpenAI itself or from a compatible endpoint.
+pub struct OpenAi {
+    /// OpenAI's own API: `max_completion_tokens`, and no sampling parameters for reasoning models.
+    pub first_party: bool,
+}
+
+/// OpenAI's reasoning models: they take `max_completion_tokens` and reject `temperature`/`top_p`.
+fn reasoning(model: &str) -> bool {
+    model.starts_with('o') && model.chars().nth(1).is_some_and(|c| c.is_ascii_digit())
+        || model.starts_with("gpt-5")
+}
+
+impl Wire for OpenAi {
+    fn auth(&self) -> Auth {
+        Auth::Bearer
+    }
+
+    fn url(&self, base_url: &str, _model: &str, _stream: bool) -> String {
+        join(base_url, "/chat/completions")
+    }
+
+    fn body(&self, request: &Request, stream: bool) -> Json {
+        let mut messages = Vec::new();
+        if let Some(system) = &request.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        messages.push(json!({"role": "user", "content": request.prompt}));
+        if let Some((previous, correction)) = &request.correction {
+            messages.push(json!({"role": "assistant", "content": previous}));
+            messages.push(json!({"role": "user", "content": correction}));
+        }
+        let mut body = json!({"model": request.model, "messages": messages});
+        let map = body.as_object_mut().expect("a JSON object");
+        let reasoning = self.first_party && reasoning(&request.model);
+        if let Some(max) = request.max_tokens {
+            let field = if self.first_party {
+                "max_completion_tokens"
+            } else {
+                "max_tokens"
+            };
+            map.insert(field.into(), json!(max));
+        }
+        if !reasoning {
+            if let Some(t) = request.temperature {
+                map.insert("temperature".into(), json!(t));
+            }
+            if let Some(p) = request.top_p {
+                map.insert("top_p".into(), json!(p));
+            }
+        }
+        if !request.stop.is_empty() {
+            map.insert("stop".into(), json!(request.stop));
+        }
+        if request.output == OutputKind::Json {
+            let format = match &request.schema {
+                Some(schema) => {
+                    json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": false}})
+                }
+                None => json!({"type": "json_object"}),
+            };
+            map.insert("response_format".into(), format);
+        }
+        if stream {
+            map.insert("stream".into(), json!(true));
+            map.insert("stream_options".into(), json!({"include_usage": true}));
+        }
+        body
+    }
+
+    fn parse(&self, _request: &Request, body: &str) -> Result<Reply, String> {
+        let reply: Json =
+            serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+        let choice = reply
+            .pointer("/choices/0")
+            .ok_or("the reply has no `choices`")?;
+        let message = choice
+            .get("message")
+            .ok_or("the reply's choice has no `message`")?;
+        let text = match (
+            message.get("content").and_then(Json::as_str),
+            message.get("refusal").and_then(Json::as_str),
+        ) {
+            (Some(text), _) => text.to_string(),
+            (None, Some(refusal)) => return Err(format!("the model refused: {refusal}")),
+            (None, None) => String::new(),
+        };
+        let usage = read_usage(reply.get("usage"));
+        let stop_reason = choice
+            .get("finish_reason")
+            .and_then(Json::as_str)
+            .map(stop_reason);
+        Ok(Reply {
+            text,
+            json: None,
+            usage,
+            stop_reason,
+        })
+    }
+
+    fn stream(&self, _request: &Request) -> Box<dyn StreamParser> {
+        Box::new(Stream {
+            text: String::new(),
+            usage: Usage::default(),
+            stop_reason: None,
+        })
+    }
+
+    fn error(&self, status: u16, body: &str) -> ApiError {
+        let json: Json = serde_json::from_str(body).unwrap_or_default();
+        let error = json.get("error");
+        let message = error.and_then(|e| e.get("message")).and_then(Json::as_str);
+        let code = error.and_then(|e| e.get("code")).and_then(Json::as_str);
+        let kind = error.and_then(|e| e.get("type")).and_then(Json::as_str);
+        match message {
+            Some(message) => ApiError {
+                kind: code.or(kind).unwrap_or("error").to_string(),
+                message: message.to_string(),
+                // Out of credit: waiting will not help.
+                retryable: (code == Some("insufficient_quota")
+                    || kind == Some("insufficient_quota"))
+                .then_some(false),
+            },
+            None => fallback_error(status, body),
+        }
+    }
+}
+
+/// `length` means the reply was cut at `max_tokens`; call it that, as the other APIs do.
+fn stop_reason(finish: &str) -> String {
+    if finish == "length" {
+        "max_tokens".to_string()
+    } else {
+        finish.to_string()
+    }
+}
+
+/// Usage with cached prompt tokens taken out of `input`, so every kind is priced once.
+fn read_usage(value: Option<&Json>) -> Usage {
+    let Some(u) = value.filter(|u| !u.is_null()) else {
+        return Usage::default();
+    };
+    let n = |p: &str| u.pointer(p).and_then(Json::as_u64).unwrap_or(0);
+    let prompt = n("/prompt_tokens");
+    // DeepSeek reports cache hits its own way.
+    let cached = n("/prompt_tokens_details/cached_tokens").max(n("/prompt_cache_hit_tokens"));
+    let written = n("/prompt_tokens_details/cache_write_tokens");
+    Usage {
+        input: prompt.saturating_sub(cached + written),
+        output: n("/completion_tokens"),
+        cache_read: cached,
+        cache_write: written,
+    }
+}
+
+struct Stream {
+    text: String,
+    usage: Usage,
+    stop_reason: Option<String>,
+}
+
+impl StreamParser for Stream {
+    fn event(&mut self, event: &SseEvent) -> Result<bool, StreamFault> {
+        let data = event.data.trim();
+        if data.is_empty() {
+            return Ok(false);
+        }
+        if data == "[DONE]" {
+            return Ok(true);
+        }
+        let chunk: Json = serde_json::from_str(data).map_err(|e| {
+            StreamFault::Malformed(format!("a stream chunk is not valid JSON: {e}"))
+        })?;
+        if let Some(error) = chunk.get("error") {
+            return Err(StreamFault::Error(ApiError {
+                kind: error
+                    .get("code")
+                    .or_else(|| error.get("type"))
+                    .and_then(Json::as_str)
+                    .unwrap_or("error")
+                    .to_string(),
+                message: error
+                    .get("message")
+                    .and_then(Json::as_str)
+                    .unwrap_or("the stream reported an error")
+                    .to_string(),
+                retryable: None,
+            }));
+        }
+        if let Some(content) = chunk
+            .pointer("/choices/0/delta/content")
+            .and_then(Json::as_str)
+        {
+            self.text.push_str(content);
+        }
+        if let Some(finish) = chunk
+            .pointer("/choices/0/finish_reason")
+            .and_then(Json::as_str)
+        {
+            self.stop_reason = Some(stop_reason(finish));
+        }
+        if chunk.get("usage").is_some_and(|u| !u.is_null()) {
+            self.usage = read_usage(chunk.get("usage"));
+        }
+        Ok(false)
+    }
+
+    fn reply(&mut self) -> Reply {
+        Reply {
+            text: std::mem::take(&mut self.text),
+            json: None,
+            usage: self.usage,
+            stop_reason: self.stop_reason.take(),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! What every model API implements: how to shape a request, where to send it, how
+//! to read a reply (whole or streamed), and how to read its errors. One module
+//! per API implements it; the call loop in `call.rs` does the rest.
+
+use serde_json::Value as Json;
+
+use super::http::{Auth, SseEvent};
+use super::{Reply, Request};
+
+/// A provider's own account of an error: its type and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The provider's error type or code (`rate_limit_error`, `insufficient_quota`, …).
+    pub kind: String,
+    pub message: String,
+    /// Overrides the status-based retry rule: `Some(false)` for a 429 that needs the user.
+    pub retryable: Option<bool>,
+}
+
+/// A streamed reply being put together.
+pub trait StreamParser: Send {
+    /// Takes one event. `Ok(true)` when it was the final one.
+    fn event(&mut self, event: &SseEvent) -> Result<bool, StreamFault>;
+    /// When the connection closes without a final event: whether the reply is whole
+    /// anyway (Gemini's streams have no end marker).
+    fn whole_at_close(&self) -> bool {
+        false
+    }
+    /// The reply so far (called once the final event arrived).
+    fn reply(&mut self) -> Reply;
+}
+
+/// A stream that said something wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamFault {
+    /// An event we could not read.
+    Malformed(String),
+    /// The provider sent an error event.
+    Error(ApiError),
+}
+
+/// A model API.
+pub trait Wire: Send + Sync {
+    /// Where the key goes.
+    fn auth(&self) -> Auth;
+    /// The URL for a call (never carrying the key).
+    fn url(&self, base_url: &str, model: &str, stream: bool) -> String;
+    /// Headers besides the key and content type.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+    /// The request body.
+    fn body(&self, request: &Request, stream: bool) -> Json;
+    /// Reads a whole (non-streamed) successful reply.
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String>;
+    /// A parser for a streamed reply.
+    fn stream(&self, request: &Request) -> Box<dyn StreamParser>;
+    /// Reads an error body.
+    fn error(&self, status: u16, body: &str) -> ApiError;
+}
+
+/// Joins a base URL and a path without doubling or dropping the `/`.
+pub fn join(base: &str, path: &str) -> String {
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
+}
+
+/// A JSON body's error message when it has none of the known shapes.
+pub fn fallback_error(status: u16, body: &str) -> ApiError {
+    let text: String = body.chars().take(300).collect();
+    ApiError {
+        kind: format!("http_{status}"),
+        message: if text.trim().is_empty() {
+            format!("HTTP {status} with an empty body")
+        } else {
+            format!("HTTP {status}: {}", text.trim())
+        },
+        retryable: None,
+    }
+}
+
+/// The JSON reply for `output: json`: parsed from the text, or an error saying why not.
+pub fn parse_json_text(text: &str) -> Result<Json, String> {
+    let trimmed = text.trim();
+    // Models sometimes fence JSON in Markdown despite being told not to.
+    let unfenced = trimmed
+        .strip_prefix("```json")
+        .or_else(|| trimmed.strip_prefix("```"))
+        .and_then(|t| t.strip_suffix("```"))
+        .map_or(trimmed, str::trim);
+    serde_json::from_str(unfenced).map_err(|e| format!("the reply is not valid JSON: {e}"))
+}

@@ -1,0 +1,649 @@
+//! A fake model-provider server in the test process. It speaks Anthropic's
+//! Messages API, OpenAI's Chat Completions (and so every compatible endpoint) and
+//! Gemini's generateContent, as JSON and as SSE, records every request, and
+//! injects faults on demand: `server.script("marker", [Fault::Status(429)...])`
+//! makes the requests whose body contains "marker" meet those faults in order.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{Value, json};
+
+/// One thing that goes wrong with one request.
+#[derive(Debug, Clone)]
+pub enum Fault {
+    /// An error status with the provider's own error body; `retry_after` in seconds.
+    Status {
+        code: u16,
+        retry_after: Option<u64>,
+        kind: &'static str,
+    },
+    /// The connection drops after a few stream events.
+    DropMidStream,
+    /// The stream stops without its final event.
+    TruncateStream,
+    /// A 200 whose body is not valid JSON (or a stream with a broken event).
+    Malformed,
+    /// The response head comes only after this long.
+    SlowFirstByte(Duration),
+    /// Each stream event comes this long after the one before.
+    SlowStream(Duration),
+    /// An error event in the middle of a 200 stream.
+    ErrorEvent,
+    /// A JSON reply that does not match the requested schema.
+    WrongJson,
+}
+
+impl Fault {
+    pub fn status(code: u16) -> Self {
+        let kind = match code {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        };
+        Fault::Status {
+            code,
+            retry_after: None,
+            kind,
+        }
+    }
+
+    pub fn retry_after(code: u16, seconds: u64) -> Self {
+        match Fault::status(code) {
+            Fault::Status { kind, .. } => Fault::Status {
+                code,
+                retry_after: Some(seconds),
+                kind,
+            },
+            other => other,
+        }
+    }
+
+    /// OpenAI's 429 that needs the user to pay: never retried.
+    pub fn insufficient_quota() -> Self {
+        Fault::Status {
+            code: 429,
+            retry_after: None,
+            kind: "insufficient_quota",
+        }
+    }
+}
+
+/// A request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    /// The host the request was sent to (the `host` header).
+    pub host: String,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+    scripts: Mutex<Vec<(String, VecDeque<Fault>)>>,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    /// Usage reported as cache reads and writes on every reply.
+    cache: Mutex<(u64, u64)>,
+}
+
+/// The server; it stops when dropped.
+pub struct FakeServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeServer {
+    pub fn start() -> Self {
+        let shared = Arc::new(Shared::default());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let state = shared.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("a port");
+                addr_tx
+                    .send(listener.local_addr().expect("an address"))
+                    .expect("the test is waiting");
+                let app = axum::Router::new().fallback(handle).with_state(state);
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stop.await;
+                    })
+                    .await
+                    .expect("the fake server runs");
+            });
+        });
+        let addr = addr_rx.recv().expect("the server started");
+        FakeServer {
+            addr,
+            shared,
+            shutdown: Some(shutdown),
+            thread: Some(thread),
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests whose body contains `marker` meet `faults`, one each, in order.
+    pub fn script(&self, marker: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.shared
+            .scripts
+            .lock()
+            .unwrap()
+            .push((marker.to_string(), faults.into_iter().collect()));
+    }
+
+    /// Every reply reports this many cache-read and cache-write tokens.
+    pub fn report_cache(&self, read: u64, write: u64) {
+        *self.shared.cache.lock().unwrap() = (read, write);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// The most requests that were being answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The three wire protocols the server speaks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Api {
+    Anthropic,
+    OpenAi,
+    Gemini,
+}
+
+struct InFlight(Arc<Shared>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let guard = InFlight(shared.clone());
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let headers = request.headers().clone();
+    let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
+        .await
+        .unwrap_or_default();
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let recorded = Recorded {
+        path: path.clone(),
+        query: query.clone(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_string(),
+                    v.to_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect(),
+        host: headers
+            .get("host")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default()
+            .to_string(),
+        body: body.clone(),
+    };
+    shared.requests.lock().unwrap().push(recorded);
+    let api = if path.ends_with("/messages") {
+        Api::Anthropic
+    } else if path.ends_with("/chat/completions") {
+        Api::OpenAi
+    } else if path.contains(":generateContent") || path.contains(":streamGenerateContent") {
+        Api::Gemini
+    } else {
+        return json_response(
+            404,
+            &json!({"error": {"message": format!("no route {path}")}}),
+            &[],
+        );
+    };
+    // A local server (Ollama and the like) takes no key.
+    let local = path.starts_with("/local/");
+    if let Some(refused) = check_auth(api, &headers).filter(|_| !local) {
+        return refused;
+    }
+    let text = body.to_string();
+    let fault = {
+        let mut scripts = shared.scripts.lock().unwrap();
+        scripts
+            .iter_mut()
+            .find(|(m, _)| text.contains(m.as_str()))
+            .and_then(|(_, faults)| faults.pop_front())
+    };
+    let stream = match api {
+        Api::Gemini => path.contains(":streamGenerateContent") && query.contains("alt=sse"),
+        _ => body.get("stream").and_then(Value::as_bool) == Some(true),
+    };
+    let cache = *shared.cache.lock().unwrap();
+    let response = respond(api, &body, stream, fault, cache).await;
+    drop(guard);
+    response
+}
+
+fn check_auth(api: Api, headers: &HeaderMap) -> Option<Response> {
+    let has = |name: &str| headers.get(name).is_some_and(|v| !v.is_empty());
+    match api {
+        Api::Anthropic if !has("x-api-key") => {
+            Some(error(api, 401, "authentication_error", "invalid x-api-key"))
+        }
+        Api::Anthropic if headers.get("anthropic-version").is_none() => Some(error(
+            api,
+            400,
+            "invalid_request_error",
+            "anthropic-version: header is required",
+        )),
+        Api::OpenAi
+            if !headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.starts_with("Bearer ") && v.len() > 7) =>
+        {
+            Some(error(
+                api,
+                401,
+                "invalid_api_key",
+                "You didn't provide an API key.",
+            ))
+        }
+        Api::Gemini if !has("x-goog-api-key") => Some(error(
+            api,
+            400,
+            "INVALID_ARGUMENT",
+            "API key not valid. Please pass a valid API key.",
+        )),
+        _ => None,
+    }
+}
+
+/// What the fake model says: it quotes the first words of the last user turn.
+fn reply_text(api: Api, body: &Value) -> String {
+    let prompt = match api {
+        Api::Anthropic | Api::OpenAi => body
+            .get("messages")
+            .and_then(Value::as_array)
+            .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+            .map(|m| m["content"].as_str().unwrap_or_default().to_string()),
+        Api::Gemini => body
+            .pointer("/contents")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().rev().find(|c| c["role"] == "user"))
+            .and_then(|c| c.pointer("/parts/0/text"))
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    }
+    .unwrap_or_default();
+    let words: Vec<&str> = prompt.split_whitespace().take(6).collect();
+    format!("fake reply to: {}", words.join(" "))
+}
+
+/// The JSON the request asked for, when it asked for JSON.
+fn wanted_json(api: Api, body: &Value) -> Option<Value> {
+    let schema = match api {
+        Api::Anthropic => body.pointer("/tools/0/input_schema").cloned(),
+        Api::OpenAi => match body
+            .pointer("/response_format/type")
+            .and_then(Value::as_str)
+        {
+            Some("json_schema") => body.pointer("/response_format/json_schema/schema").cloned(),
+            Some("json_object") => Some(json!({"type": "object"})),
+            _ => None,
+        },
+        Api::Gemini => body
+            .pointer("/generationConfig/responseMimeType")
+            .filter(|m| *m == "application/json")
+            .map(|_| {
+                body.pointer("/generationConfig/responseJsonSchema")
+                    .cloned()
+                    .unwrap_or(json!({"type": "object"}))
+            }),
+    }?;
+    Some(byok_flow::providers::mock::example(&schema, "fake"))
+}
+
+fn input_tokens(body: &Value) -> u64 {
+    (body.to_string().len() as u64).div_ceil(8)
+}
+
+async fn respond(
+    api: Api,
+    body: &Value,
+    stream: bool,
+    fault: Option<Fault>,
+    cache: (u64, u64),
+) -> Response {
+    let mut delay = Duration::ZERO;
+    match &fault {
+        Some(Fault::Status {
+            code,
+            retry_after,
+            kind,
+        }) => {
+            let mut response = error(api, *code, kind, &format!("fake {kind}"));
+            if let Some(secs) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", secs.to_string().parse().unwrap());
+            }
+            return response;
+        }
+        Some(Fault::SlowFirstByte(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::SlowStream(d)) => delay = *d,
+        Some(Fault::Malformed) if !stream => {
+            return raw(
+                200,
+                "application/json",
+                "{\"id\": \"broken\", \"content\": [",
+                &[],
+            );
+        }
+        _ => {}
+    }
+    let mut json = wanted_json(api, body);
+    if matches!(fault, Some(Fault::WrongJson)) {
+        json = Some(json!({"unexpected": true}));
+    }
+    let text = json
+        .as_ref()
+        .map_or_else(|| reply_text(api, body), Value::to_string);
+    let usage = (
+        input_tokens(body),
+        (text.len() as u64).div_ceil(4),
+        cache.0,
+        cache.1,
+    );
+    if !stream {
+        return json_response(200, &whole(api, body, &text, json.as_ref(), usage), &[]);
+    }
+    let mut events = events(api, body, &text, json.as_ref(), usage);
+    match fault {
+        Some(Fault::TruncateStream) => events.truncate(events.len().saturating_sub(2)),
+        Some(Fault::Malformed) => events.insert(
+            events.len() / 2,
+            sse(
+                api,
+                "content_block_delta",
+                "{\"type\": \"content_block_delta\", \"delta\": {",
+            ),
+        ),
+        Some(Fault::ErrorEvent) => {
+            let error_event = match api {
+                Api::Anthropic => sse(
+                    api,
+                    "error",
+                    r#"{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}"#,
+                ),
+                Api::OpenAi => sse(
+                    api,
+                    "",
+                    r#"{"error": {"message": "The server had an error while processing your request.", "type": "server_error"}}"#,
+                ),
+                Api::Gemini => sse(
+                    api,
+                    "",
+                    r#"{"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}"#,
+                ),
+            };
+            events.insert(2.min(events.len()), error_event);
+            events.truncate(3);
+        }
+        _ => {}
+    }
+    let drop_after = matches!(fault, Some(Fault::DropMidStream)).then_some(2);
+    let stream = futures_util::stream::unfold(
+        (events.into_iter().enumerate(), delay, drop_after),
+        |(mut it, delay, drop_after)| async move {
+            let (i, event) = it.next()?;
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if drop_after == Some(i) {
+                return Some((
+                    Err(std::io::Error::other("connection dropped")),
+                    (it, delay, None),
+                ));
+            }
+            Some((
+                Ok::<Bytes, std::io::Error>(Bytes::from(event)),
+                (it, delay, drop_after),
+            ))
+        },
+    );
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap()
+}
+
+fn sse(api: Api, name: &str, data: &str) -> String {
+    match api {
+        Api::Anthropic => format!("event: {name}\ndata: {data}\n\n"),
+        Api::OpenAi => format!("data: {data}\n\n"),
+        Api::Gemini => format!("data: {data}\r\n\r\n"),
+    }
+}
+
+/// A whole reply in the API's shape.
+pub fn whole(
+    api: Api,
+    body: &Value,
+    text: &str,
+    json: Option<&Value>,
+    (input, output, cache_read, cache_write): (u64, u64, u64, u64),
+) -> Value {
+    let model = body.get("model").cloned().unwrap_or(json!("gemini"));
+    match api {
+        Api::Anthropic => {
+            let content = match json {
+                Some(input_json) => {
+                    json!([{"type": "tool_use", "id": "toolu_fake", "name": body.pointer("/tools/0/name").cloned().unwrap_or(json!("tool")), "input": input_json}])
+                }
+                None => json!([{"type": "text", "text": text, "citations": null}]),
+            };
+            json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
+                "usage": {"input_tokens": input, "output_tokens": output, "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read,
+                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": 0}, "server_tool_use": null, "service_tier": "standard"}})
+        }
+        Api::OpenAi => {
+            json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": input + cache_read + cache_write, "completion_tokens": output, "total_tokens": input + output + cache_read + cache_write,
+                "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write}}})
+        }
+        Api::Gemini => {
+            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
+            "usageMetadata": {"promptTokenCount": input + cache_read, "cachedContentTokenCount": cache_read, "candidatesTokenCount": output, "totalTokenCount": input + output + cache_read},
+            "modelVersion": "fake"})
+        }
+    }
+}
+
+/// A streamed reply in the API's shape, event by event.
+pub fn events(
+    api: Api,
+    body: &Value,
+    text: &str,
+    json: Option<&Value>,
+    (input, output, cache_read, cache_write): (u64, u64, u64, u64),
+) -> Vec<String> {
+    let model = body.get("model").cloned().unwrap_or(json!("gemini"));
+    let pieces: Vec<String> = {
+        let chars: Vec<char> = text.chars().collect();
+        chars.chunks(8).map(|c| c.iter().collect()).collect()
+    };
+    match api {
+        Api::Anthropic => {
+            let mut out = vec![sse(api, "message_start", &json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read, "output_tokens": 1,
+                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": 0}, "server_tool_use": null, "service_tier": "standard"}}}).to_string())];
+            let block = if json.is_some() {
+                json!({"type": "tool_use", "id": "toolu_fake", "name": "emit_output", "input": {}})
+            } else {
+                json!({"type": "text", "text": "", "citations": null})
+            };
+            out.push(sse(
+                api,
+                "content_block_start",
+                &json!({"type": "content_block_start", "index": 0, "content_block": block})
+                    .to_string(),
+            ));
+            out.push(sse(api, "ping", r#"{"type": "ping"}"#));
+            for piece in &pieces {
+                let delta = if json.is_some() {
+                    json!({"type": "input_json_delta", "partial_json": piece})
+                } else {
+                    json!({"type": "text_delta", "text": piece})
+                };
+                out.push(sse(
+                    api,
+                    "content_block_delta",
+                    &json!({"type": "content_block_delta", "index": 0, "delta": delta}).to_string(),
+                ));
+            }
+            out.push(sse(
+                api,
+                "content_block_stop",
+                r#"{"type": "content_block_stop", "index": 0}"#,
+            ));
+            out.push(sse(api, "message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
+                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read, "output_tokens": output, "server_tool_use": null}}).to_string()));
+            out.push(sse(api, "message_stop", r#"{"type": "message_stop"}"#));
+            out
+        }
+        Api::OpenAi => {
+            let chunk = |delta: Value, finish: Value| {
+                json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}], "usage": null}).to_string()
+            };
+            let mut out = vec![sse(
+                api,
+                "",
+                &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+            )];
+            out.push(": keep-alive\n\n".to_string());
+            for piece in &pieces {
+                out.push(sse(api, "", &chunk(json!({"content": piece}), Value::Null)));
+            }
+            out.push(sse(api, "", &chunk(json!({}), json!("stop"))));
+            out.push(sse(api, "", &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [],
+                "usage": {"prompt_tokens": input + cache_read + cache_write, "completion_tokens": output, "total_tokens": input + output + cache_read + cache_write, "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write}}}).to_string()));
+            out.push(sse(api, "", "[DONE]"));
+            out
+        }
+        Api::Gemini => {
+            let n = pieces.len();
+            pieces
+                .iter()
+                .enumerate()
+                .map(|(i, piece)| {
+                    let last = i + 1 == n;
+                    let mut candidate = json!({"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0});
+                    if last {
+                        candidate["finishReason"] = json!("STOP");
+                    }
+                    let usage = if last {
+                        json!({"promptTokenCount": input + cache_read, "cachedContentTokenCount": cache_read, "candidatesTokenCount": output, "totalTokenCount": input + output + cache_read})
+                    } else {
+                        json!({"promptTokenCount": input + cache_read, "totalTokenCount": input + cache_read})
+                    };
+                    sse(api, "", &json!({"candidates": [candidate], "usageMetadata": usage, "modelVersion": "fake"}).to_string())
+                })
+                .collect()
+        }
+    }
+}
+
+fn error(api: Api, code: u16, kind: &str, message: &str) -> Response {
+    let body = match api {
+        Api::Anthropic => {
+            json!({"type": "error", "error": {"type": kind, "message": message}, "request_id": "req_fake"})
+        }
+        Api::OpenAi => {
+            json!({"error": {"message": message, "type": if kind == "insufficient_quota" { "insufficient_quota" } else { "invalid_request_error" }, "param": null, "code": kind}})
+        }
+        Api::Gemini => {
+            let status = match code {
+                400 => "INVALID_ARGUMENT",
+                403 => "PERMISSION_DENIED",
+                404 => "NOT_FOUND",
+                429 => "RESOURCE_EXHAUSTED",
+                503 => "UNAVAILABLE",
+                _ => "INTERNAL",
+            };
+            json!({"error": {"code": code, "message": message, "status": if kind.chars().all(|c| c.is_ascii_uppercase() || c == '_') { kind } else { status }}})
+        }
+    };
+    json_response(code, &body, &[])
+}
+
+fn json_response(code: u16, body: &Value, headers: &[(&str, &str)]) -> Response {
+    raw(code, "application/json", &body.to_string(), headers)
+}
+
+fn raw(code: u16, content_type: &str, body: &str, headers: &[(&str, &str)]) -> Response {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap())
+        .header("content-type", content_type);
+    for (n, v) in headers {
+        builder = builder.header(*n, *v);
+    }
+    builder.body(Body::from(body.to_string())).unwrap()
+}
