@@ -2,6 +2,9 @@
 //! `--json`, `--out`) is a [`Subscriber`]; a new output format is a new subscriber,
 //! not an edit to the scheduler.
 
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
 
 /// Something that happened in a run.
@@ -14,6 +17,16 @@ pub enum Event<'a> {
     AgentStarted {
         agent: &'a str,
         model: &'a str,
+    },
+    /// An attempt failed; another follows after `attempt.delay_ms` (or a fallback, or nothing).
+    AttemptFailed {
+        agent: &'a str,
+        attempt: &'a Attempt,
+    },
+    /// A streamed reply has brought this many characters so far.
+    AgentProgress {
+        agent: &'a str,
+        chars: usize,
     },
     /// An agent succeeded or failed.
     AgentFinished {
@@ -28,32 +41,45 @@ pub enum Event<'a> {
 }
 
 /// Listens to a run.
-pub trait Subscriber {
+pub trait Subscriber: Send {
     fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()>;
 }
 
-/// Sends each event to every subscriber; the first I/O error is kept and returned at the end.
-#[derive(Default)]
+/// Sends each event to every subscriber; the first I/O error is kept and returned
+/// at the end. Clones share the subscribers, so agents' tasks can report progress.
+#[derive(Clone, Default)]
 pub struct Bus {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
     subscribers: Vec<Box<dyn Subscriber>>,
     error: Option<std::io::Error>,
 }
 
 impl Bus {
-    pub fn subscribe(&mut self, subscriber: Box<dyn Subscriber>) {
-        self.subscribers.push(subscriber);
+    pub fn subscribe(&self, subscriber: Box<dyn Subscriber>) {
+        self.lock().subscribers.push(subscriber);
     }
 
-    pub fn emit(&mut self, event: &Event<'_>) {
-        for s in &mut self.subscribers {
+    pub fn emit(&self, event: &Event<'_>) {
+        let mut inner = self.lock();
+        let Inner { subscribers, error } = &mut *inner;
+        for s in subscribers.iter_mut() {
             if let Err(e) = s.on_event(event) {
-                self.error.get_or_insert(e);
+                error.get_or_insert(e);
             }
         }
     }
 
     /// The first error any subscriber hit.
-    pub fn finish(self) -> Option<std::io::Error> {
-        self.error
+    pub fn finish(&self) -> Option<std::io::Error> {
+        self.lock().error.take()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A subscriber that panicked leaves nothing half-written worth guarding.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }

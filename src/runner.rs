@@ -22,7 +22,7 @@ use crate::providers::openai::OpenAi;
 use crate::providers::registry::{self, ProviderInfo};
 use crate::providers::retry::Policy;
 use crate::providers::wire::Wire;
-use crate::providers::{AttemptError, BoxFuture, Provider, Request, Usage};
+use crate::providers::{AttemptError, BoxFuture, Progress, Provider, Request, Usage};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::template::Renderer;
@@ -110,6 +110,8 @@ pub struct AgentRunner {
     /// Each agent's models in the order to try them: its own, then its fallbacks.
     targets: Vec<Vec<Target>>,
     retries: Vec<u32>,
+    /// Where agents report retries and streamed progress.
+    bus: Bus,
 }
 
 /// Builds the providers and templates of a run. Fails with a message when a
@@ -118,6 +120,7 @@ pub fn prepare(
     checked: Arc<Checked>,
     settings: &RunSettings,
     keys: &Arc<dyn Keys>,
+    bus: &Bus,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
     let w = &checked.workflow;
     let http = Http::new(Timeouts::default())?;
@@ -202,6 +205,7 @@ pub fn prepare(
             calls,
             targets,
             retries,
+            bus: bus.clone(),
         },
         limits,
     ))
@@ -288,6 +292,7 @@ impl AgentRunner {
             schema: spec.schema.clone(),
             stream: spec.stream.or(defaults.stream).unwrap_or(true),
             timeout: spec.timeout.or(defaults.timeout).map(|d| d.0),
+            progress: Progress::default(),
             correction: None,
         })
     }
@@ -320,7 +325,22 @@ impl scheduler::Runner for AgentRunner {
                 }
             };
             let policy = Policy::new(self.retries[agent]);
-            let called = call::call(&self.targets[agent], &request, &policy).await;
+            let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let mut request = request;
+            request.progress = Progress::new(move |chars| {
+                bus.emit(&Event::AgentProgress {
+                    agent: &name,
+                    chars,
+                })
+            });
+            let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let on_failure = move |attempt: &Attempt| {
+                bus.emit(&Event::AttemptFailed {
+                    agent: &name,
+                    attempt,
+                })
+            };
+            let called = call::call(&self.targets[agent], &request, &policy, &on_failure).await;
             let seconds = start.elapsed().as_secs_f64();
             match called.result {
                 Ok(answer) => Ok(AgentOutput {
@@ -358,7 +378,7 @@ pub async fn execute(
     lane_limits: Vec<usize>,
     settings: &RunSettings,
     gate: &mut dyn Gate,
-    bus: &mut Bus,
+    bus: &Bus,
     cancel: impl Future<Output = ()>,
 ) -> RunRecord {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();

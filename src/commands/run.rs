@@ -58,13 +58,14 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         concurrency: args.concurrency as usize,
         keep_going: args.keep_going,
     };
+    let bus = Bus::default();
     let (agent_runner, limits) = runner::prepare(
         checked,
         &settings,
         &(Arc::new(runner::EnvKeys) as Arc<dyn runner::Keys>),
+        &bus,
     )
     .map_err(Error::usage)?;
-    let mut bus = Bus::default();
     if !global.quiet {
         if global.terminal {
             bus.subscribe(Box::new(progress::Live::default()));
@@ -92,7 +93,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 std::future::pending::<()>().await;
             }
         };
-        runner::execute(agent_runner, limits, &settings, &mut Open, &mut bus, cancel).await
+        runner::execute(agent_runner, limits, &settings, &mut Open, &bus, cancel).await
     });
     if let Some(e) = bus.finish() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {

@@ -256,6 +256,10 @@ impl StreamParser for Stream {
         Ok(false)
     }
 
+    fn received(&self) -> usize {
+        self.text.len() + self.tool_json.len()
+    }
+
     fn reply(&mut self) -> Reply {
         let mut tool_input = None;
         if !self.tool_json.is_empty() {

@@ -53,14 +53,19 @@ pub struct Answer {
 }
 
 /// Runs the call through `targets` in order.
-pub async fn call(targets: &[Target], request: &Request, policy: &Policy) -> Called {
+pub async fn call(
+    targets: &[Target],
+    request: &Request,
+    policy: &Policy,
+    on_failure: &(dyn Fn(&Attempt) + Send + Sync),
+) -> Called {
     let mut attempts = Vec::new();
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for target in targets {
         let mut request = request.clone();
         request.model.clone_from(&target.model);
         request.provider.clone_from(&target.provider);
-        match with_retries(target, &request, policy, &mut attempts).await {
+        match with_retries(target, &request, policy, &mut attempts, on_failure).await {
             Ok(answer) => {
                 return Called {
                     result: Ok(answer),
@@ -81,6 +86,7 @@ async fn with_retries(
     request: &Request,
     policy: &Policy,
     attempts: &mut Vec<Attempt>,
+    on_failure: &(dyn Fn(&Attempt) + Send + Sync),
 ) -> Result<Answer, AttemptError> {
     let name = format!("{}/{}", target.provider, target.model);
     let mut request = request.clone();
@@ -127,6 +133,7 @@ async fn with_retries(
                             seconds,
                             delay_ms: 0,
                         });
+                        on_failure(attempts.last().expect("just pushed"));
                         request.correction = Some((
                             reply.text,
                             format!(
@@ -160,6 +167,7 @@ async fn with_retries(
             seconds,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         });
+        on_failure(attempts.last().expect("just pushed"));
         if give_up {
             let mut error = error;
             if let Some(wait) = error.retry_after.filter(|d| *d > policy.max_retry_after) {

@@ -89,7 +89,7 @@ impl HttpProvider {
                         }
                         Some(Ok(event)) => match parser.event(&event) {
                             Ok(true) => return Ok(parser.reply()),
-                            Ok(false) => {}
+                            Ok(false) => request.progress.report(parser.received()),
                             Err(StreamFault::Malformed(e)) => {
                                 return Err(AttemptError::transient(
                                     Some(response.status),

@@ -202,6 +202,10 @@ impl StreamParser for Accumulated {
         Ok(false)
     }
 
+    fn received(&self) -> usize {
+        self.text.len()
+    }
+
     /// The stream has no end marker: it is whole when a chunk gave a finish reason.
     fn whole_at_close(&self) -> bool {
         self.finish.is_some()

@@ -176,6 +176,7 @@ mod tests {
             schema: None,
             stream: false,
             timeout: None,
+            progress: super::Progress::default(),
             correction: None,
         }
     }

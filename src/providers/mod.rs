@@ -41,9 +41,34 @@ pub struct Request {
     pub stream: bool,
     #[serde(skip)]
     pub timeout: Option<Duration>,
+    /// Told how much of a streamed reply has arrived.
+    #[serde(skip)]
+    pub progress: Progress,
     /// For a second try at `output: json`: the reply that did not match, and what was wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correction: Option<(String, String)>,
+}
+
+/// Reports how many characters of a streamed reply have arrived.
+#[derive(Clone, Default)]
+pub struct Progress(Option<std::sync::Arc<dyn Fn(usize) + Send + Sync>>);
+
+impl Progress {
+    pub fn new(report: impl Fn(usize) + Send + Sync + 'static) -> Self {
+        Progress(Some(std::sync::Arc::new(report)))
+    }
+
+    pub fn report(&self, chars: usize) {
+        if let Some(report) = &self.0 {
+            report(chars);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// Tokens a call used, by kind, as the provider reports them. `input` counts only

@@ -216,6 +216,10 @@ impl StreamParser for Stream {
         Ok(false)
     }
 
+    fn received(&self) -> usize {
+        self.text.len()
+    }
+
     fn reply(&mut self) -> Reply {
         Reply {
             text: std::mem::take(&mut self.text),

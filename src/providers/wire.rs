@@ -21,6 +21,8 @@ pub struct ApiError {
 pub trait StreamParser: Send {
     /// Takes one event. `Ok(true)` when it was the final one.
     fn event(&mut self, event: &SseEvent) -> Result<bool, StreamFault>;
+    /// Characters of reply received so far, for the live view.
+    fn received(&self) -> usize;
     /// When the connection closes without a final event: whether the reply is whole
     /// anyway (Gemini's streams have no end marker).
     fn whole_at_close(&self) -> bool {

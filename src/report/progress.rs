@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Subscriber};
+use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, AgentStatus};
 
 /// One line per agent event, for logs.
@@ -48,6 +49,19 @@ pub fn settled_line(record: &AgentRecord) -> String {
     }
 }
 
+/// The line that says an attempt failed and what happens next.
+pub fn attempt_line(agent: &str, attempt: &Attempt) -> String {
+    let then = if attempt.delay_ms > 0 {
+        format!("; retrying in {:.1}s", attempt.delay_ms as f64 / 1000.0)
+    } else {
+        String::new()
+    };
+    format!(
+        "retry    {agent} ({}): {}{then}",
+        attempt.model, attempt.outcome
+    )
+}
+
 impl Subscriber for Plain {
     fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
         let elapsed = self.start.elapsed().as_secs_f64();
@@ -56,7 +70,10 @@ impl Subscriber for Plain {
             Event::AgentFinished { record } | Event::AgentSkipped { record } => {
                 settled_line(record)
             }
-            Event::RunStarted { .. } | Event::RunFinished { .. } => return Ok(()),
+            Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
+            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::AgentProgress { .. } => {
+                return Ok(());
+            }
         };
         writeln!(std::io::stderr().lock(), "[{elapsed:7.2}s] {line}")
     }
@@ -110,6 +127,16 @@ impl Subscriber for Live {
                     bar.finish_and_clear();
                 }
                 self.multi.clear()?;
+            }
+            Event::AttemptFailed { agent, attempt } => {
+                if let Some(bar) = self.bars.get(*agent) {
+                    bar.set_message(format!("{} failed: {}", attempt.model, attempt.outcome));
+                }
+            }
+            Event::AgentProgress { agent, chars } => {
+                if let Some(bar) = self.bars.get(*agent) {
+                    bar.set_message(format!("receiving, ~{} tokens", chars.div_ceil(4)));
+                }
             }
             Event::RunStarted { .. } => {}
         }
