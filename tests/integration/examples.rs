@@ -23,6 +23,9 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
     if text.contains("inputs.topic") {
         args.push("topic=Rust async runtimes".to_string());
     }
+    if text.contains("inputs.product") {
+        args.push("product=an open-source feature-flag service".to_string());
+    }
     if text.contains("inputs.diff") {
         let diff = dir.join("changes.diff");
         std::fs::write(&diff, "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-fn a() {}\n+fn a() -> u8 { 1 }\n").unwrap();
