@@ -58,8 +58,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         concurrency: args.concurrency as usize,
         keep_going: args.keep_going,
     };
-    let (agent_runner, limits) =
-        runner::prepare(checked, &settings).map_err(Error::usage)?;
+    let (agent_runner, limits) = runner::prepare(checked, &settings).map_err(Error::usage)?;
     let mut bus = Bus::default();
     if !global.quiet {
         if global.terminal {

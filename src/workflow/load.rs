@@ -181,8 +181,14 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
                     let (pos, len) = index.key(&child);
                     if names_only {
                         out.push(
-                            Diagnostic::error("workflow::name", Span::at(pos, len), format!("`{name}`{} is not a valid name", place(&pointer)))
-                                .help("names use only letters, digits, `_` and `-`, like `lead-writer`"),
+                            Diagnostic::error(
+                                "workflow::name",
+                                Span::at(pos, len),
+                                format!("`{name}`{} is not a valid name", place(&pointer)),
+                            )
+                            .help(
+                                "names use only letters, digits, `_` and `-`, like `lead-writer`",
+                            ),
                         );
                         continue;
                     }

@@ -76,12 +76,7 @@ fn scalar_len(value: &Value) -> usize {
     }
 }
 
-fn convert(
-    node: &Node,
-    pointer: &str,
-    key: Option<(&Node, usize)>,
-    index: &mut PosIndex,
-) -> Json {
+fn convert(node: &Node, pointer: &str, key: Option<(&Node, usize)>, index: &mut PosIndex) -> Json {
     index.values.insert(
         pointer.to_string(),
         Located {

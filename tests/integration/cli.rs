@@ -7,7 +7,10 @@ fn version_prints_the_package_version() {
     let home = tempfile::tempdir().unwrap();
     let out = byok_flow(home.path()).arg("--version").output().unwrap();
     assert!(out.status.success());
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("byok-flow {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("byok-flow {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[test]
@@ -25,10 +28,21 @@ fn committed_schema_is_current() {
 #[test]
 fn graph_draws_mermaid_and_dot() {
     let home = tempfile::tempdir().unwrap();
-    let out = byok_flow(home.path()).args(["graph"]).arg(example("research.yaml")).output().unwrap();
+    let out = byok_flow(home.path())
+        .args(["graph"])
+        .arg(example("research.yaml"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
-    insta::assert_snapshot!("graph_research_mermaid", String::from_utf8_lossy(&out.stdout));
-    let out = byok_flow(home.path()).args(["graph", "--format", "dot"]).arg(example("research.yaml")).output().unwrap();
+    insta::assert_snapshot!(
+        "graph_research_mermaid",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = byok_flow(home.path())
+        .args(["graph", "--format", "dot"])
+        .arg(example("research.yaml"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     insta::assert_snapshot!("graph_research_dot", String::from_utf8_lossy(&out.stdout));
 }

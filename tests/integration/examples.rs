@@ -12,7 +12,10 @@ fn examples() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
         .collect();
     files.sort();
-    assert!(files.len() >= 3, "expected the example workflows, found {files:?}");
+    assert!(
+        files.len() >= 3,
+        "expected the example workflows, found {files:?}"
+    );
     files
 }
 
@@ -28,7 +31,11 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
     }
     if text.contains("inputs.diff") {
         let diff = dir.join("changes.diff");
-        std::fs::write(&diff, "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-fn a() {}\n+fn a() -> u8 { 1 }\n").unwrap();
+        std::fs::write(
+            &diff,
+            "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-fn a() {}\n+fn a() -> u8 { 1 }\n",
+        )
+        .unwrap();
         args.push(format!("diff=@{}", diff.display()));
     }
     args
@@ -36,13 +43,23 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
 
 #[test]
 fn examples_match_the_committed_schema() {
-    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(repo().join("schemas/workflow.schema.json")).unwrap()).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("schemas/workflow.schema.json")).unwrap(),
+    )
+    .unwrap();
     let validator = jsonschema::validator_for(&schema).unwrap();
     for file in examples() {
         let text = std::fs::read_to_string(&file).unwrap();
-        assert!(text.starts_with("# yaml-language-server: $schema=../schemas/workflow.schema.json"), "{} lacks the schema modeline", file.display());
+        assert!(
+            text.starts_with("# yaml-language-server: $schema=../schemas/workflow.schema.json"),
+            "{} lacks the schema modeline",
+            file.display()
+        );
         let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
-        let errors: Vec<String> = validator.iter_errors(&value).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&value)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", file.display());
     }
 }
@@ -51,8 +68,17 @@ fn examples_match_the_committed_schema() {
 fn examples_validate_and_run_with_mock() {
     for file in examples() {
         let home = tempfile::tempdir().unwrap();
-        let out = byok_flow(home.path()).arg("validate").arg(&file).output().unwrap();
-        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+        let out = byok_flow(home.path())
+            .arg("validate")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
 
         let mut cmd = byok_flow(home.path());
         cmd.arg("run").arg(&file).arg("--mock");
@@ -60,7 +86,16 @@ fn examples_validate_and_run_with_mock() {
             cmd.arg("--input").arg(input);
         }
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
-        assert!(!out.stdout.is_empty(), "{} printed no result", file.display());
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !out.stdout.is_empty(),
+            "{} printed no result",
+            file.display()
+        );
     }
 }

@@ -19,7 +19,10 @@ pub fn example(name: &str) -> PathBuf {
 /// `byok-flow` with a cleared environment: only what the test sets reaches it.
 pub fn byok_flow(home: &Path) -> Command {
     let mut cmd = Command::cargo_bin("byok-flow").expect("the byok-flow binary is built");
-    cmd.env_clear().env("HOME", home).env("NO_COLOR", "1").current_dir(home);
+    cmd.env_clear()
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .current_dir(home);
     cmd
 }
 
@@ -27,7 +30,10 @@ pub fn byok_flow(home: &Path) -> Command {
 pub fn transcript(output: &Output) -> String {
     format!(
         "exit: {}\n----- stdout -----\n{}----- stderr -----\n{}",
-        output.status.code().map_or_else(|| "signal".to_string(), |c| c.to_string()),
+        output
+            .status
+            .code()
+            .map_or_else(|| "signal".to_string(), |c| c.to_string()),
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
@@ -40,13 +46,20 @@ pub fn filters(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         (r"/tmp/\.tmp[A-Za-z0-9]+".into(), "[TMP]".into()),
         (r"\[ *\d+\.\d+s\]".into(), "[TIME]".into()),
         (r"\b\d+\.\d\ds\b".into(), "[SECS]".into()),
-        (r"(?m)^(total|\S+) ( +\S.*?) +\d+\.\d\d( +\S+)$".into(), "$1 $2 [SECS]$3".into()),
+        (
+            r"(?m)^(total|\S+) ( +\S.*?) +\d+\.\d\d( +\S+)$".into(),
+            "$1 $2 [SECS]$3".into(),
+        ),
         (r"127\.0\.0\.1:\d+".into(), "127.0.0.1:[PORT]".into()),
         (r"\b\d{10}-[0-9a-f]{6}\b".into(), "[RUN_ID]".into()),
         (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ".into(), "[DATE]".into()),
         (regex_escape(env!("CARGO_PKG_VERSION")), "[VERSION]".into()),
     ];
-    filters.extend(extra.iter().map(|(a, b)| ((*a).to_string(), (*b).to_string())));
+    filters.extend(
+        extra
+            .iter()
+            .map(|(a, b)| ((*a).to_string(), (*b).to_string())),
+    );
     filters
 }
 
