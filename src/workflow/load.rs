@@ -100,7 +100,7 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
     let node = match yaml::parse(&source) {
         Ok(node) => node,
         Err(e) => {
-            let help = yaml_help(&e.message, &source);
+            let help = e.help.unwrap_or_else(|| yaml_help(&e.message, &source));
             return fail(
                 Diagnostic::error("workflow::yaml", Span::at(e.pos, 1), e.message).help(help),
             );
@@ -148,17 +148,8 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
 }
 
 fn yaml_help(message: &str, source: &str) -> String {
-    let lower = message.to_lowercase();
-    if lower.contains("duplicate") {
-        "each key may appear once in a mapping; remove or rename one of them".into()
-    } else if lower.contains("tab") || source.contains("\n\t") {
+    if message.to_lowercase().contains("tab") || source.contains("\n\t") {
         "YAML indents with spaces, never tabs; replace the tabs with spaces".into()
-    } else if lower.contains("budget")
-        || lower.contains("alias")
-        || lower.contains("depth")
-        || lower.contains("limit")
-    {
-        "the file is nested too deeply or expands too many aliases; simplify it".into()
     } else {
         "fix the YAML syntax at this place; quote text that contains `: ` or starts with `{`, `[`, `*` or `&`".into()
     }
