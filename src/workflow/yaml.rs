@@ -115,12 +115,25 @@ pub fn parse(src: &str) -> Result<Node, YamlError> {
         serde_saphyr::from_str_with_options(src, options).map_err(|e| {
             let (message, help) = explain(&e.to_string());
             YamlError {
-                pos: e.location().and_then(|l| Pos::from_location(l, src)),
+                pos: e
+                    .location()
+                    .and_then(|l| Pos::from_location(l, src))
+                    .map(|p| back_over_tabs(p, src)),
                 message,
                 help,
             }
         })?;
     Ok(to_node(spanned, src))
+}
+
+/// The parser reports a tab where it stopped reading, just after it; the caret
+/// belongs on the tab itself.
+fn back_over_tabs(mut pos: Pos, src: &str) -> Pos {
+    while pos.offset > 0 && pos.column > 1 && src.as_bytes().get(pos.offset - 1) == Some(&b'\t') {
+        pos.offset -= 1;
+        pos.column -= 1;
+    }
+    pos
 }
 
 /// The parser's message in the workflow's terms, without the position it appends
@@ -360,6 +373,13 @@ mod tests {
         assert_eq!(err.message, "the file holds more than one YAML document");
         let err = parse("a: *nope\n").unwrap_err();
         assert!(err.message.contains("anchor"), "{err:?}");
+    }
+
+    #[test]
+    fn tabs_are_pointed_at() {
+        let err = parse("a:\n\tb: 1\n").unwrap_err();
+        let pos = err.pos.unwrap();
+        assert_eq!((pos.line, pos.column, pos.offset), (2, 1, 3), "{err:?}");
     }
 
     #[test]
