@@ -480,6 +480,12 @@ fn type_help(pointer: &str, expected: &str) -> String {
         "timeout" | "latency" => {
             "write a duration with its unit, like `90s`, `2m` or `500ms`".into()
         }
+        "agents" | "inputs" | "providers" | "outputs" if pointer.len() == last.len() + 1 => {
+            let one = last.trim_end_matches('s');
+            format!(
+                "write each {one} as its name and a colon, with its fields indented under it (`writer:`, not `- name: writer`)"
+            )
+        }
         _ if expected.contains("mapping") => {
             "indent the fields under this key, one per line as `name: value`".into()
         }

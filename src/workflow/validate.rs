@@ -366,8 +366,14 @@ impl Checker<'_> {
             let problem = match &r.target {
                 Err(message) => Some((
                     message.clone(),
-                    "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
-                        .to_string(),
+                    if self.w.inputs.contains_key(&r.raw) {
+                        format!("did you mean `inputs.{}`?", r.raw)
+                    } else if self.w.agents.contains_key(&r.raw) {
+                        format!("did you mean `agents.{}.output`?", r.raw)
+                    } else {
+                        "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+                            .to_string()
+                    },
                 )),
                 Ok(Target::Input(input)) if !self.w.inputs.contains_key(input) => {
                     let hint = suggest::did_you_mean(input, self.w.inputs.keys().map(String::as_str))
