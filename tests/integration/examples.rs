@@ -41,6 +41,27 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
     args
 }
 
+/// The examples are what users copy: each declares its outputs and gives every
+/// agent an expected output size, so `estimate` has something real to add up.
+#[test]
+fn examples_declare_outputs_and_expected_sizes() {
+    for file in examples() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let name = file.display();
+        assert!(
+            value["outputs"].as_object().is_some_and(|o| !o.is_empty()),
+            "{name} declares no outputs"
+        );
+        for (agent, spec) in value["agents"].as_object().unwrap() {
+            assert!(
+                spec["expected_output_tokens"].is_u64(),
+                "{name}: agent `{agent}` has no expected_output_tokens"
+            );
+        }
+    }
+}
+
 #[test]
 fn examples_match_the_committed_schema() {
     let schema: serde_json::Value = serde_json::from_str(
