@@ -178,6 +178,13 @@ fn explain(message: &str) -> (String, Option<String>) {
     if cut.starts_with("alias replay") || cut.starts_with("alias expansion") {
         return bomb();
     }
+    if let Some(rest) = cut.strip_prefix("non-finite float ") {
+        let value = rest.split(" rejected").next().unwrap_or(rest);
+        return known(
+            format!("{value} is not a finite number"),
+            "write a number such as `0.5`, or quote the value if it is text",
+        );
+    }
     if cut == "recursion limit exceeded" {
         return known(
             format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
