@@ -486,6 +486,9 @@ fn type_help(pointer: &str, expected: &str) -> String {
                 "write each {one} as its name and a colon, with its fields indented under it (`writer:`, not `- name: writer`)"
             )
         }
+        _ if expected.contains("mapping") && pointer.starts_with("/inputs/") => format!(
+            "an input's settings go under its name, like `{last}: {{description: …, required: true}}`"
+        ),
         _ if expected.contains("mapping") => {
             "indent the fields under this key, one per line as `name: value`".into()
         }
