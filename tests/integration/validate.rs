@@ -40,15 +40,22 @@ fn assert_invalid(file: &str, output: &Output, at: Option<&str>, message: &str) 
         "{file}: expected {message:?} in:\n{stderr}"
     );
     match at {
-        // `"4:"` checks the line only, `""` only that there is a place.
+        // `"4:"` checks the line only, `""` only that there is a place. The place is
+        // in the quoted snippet's header, or before the message when the line is
+        // too long to quote.
         Some(at) => {
-            let place = if at.is_empty() || at.ends_with(':') {
-                format!("[{file}:{at}")
-            } else {
-                format!("[{file}:{at}]")
+            let whole = !(at.is_empty() || at.ends_with(':'));
+            let end = |after: &str| {
+                if whole {
+                    after.to_string()
+                } else {
+                    String::new()
+                }
             };
+            let quoted = format!("[{file}:{at}{}", end("]"));
+            let unquoted = format!("× {file}:{at}{}", end(": "));
             assert!(
-                stderr.contains(&place),
+                stderr.contains(&quoted) || stderr.contains(&unquoted),
                 "{file}: expected the place {file}:{at} in:\n{stderr}"
             );
         }
@@ -135,6 +142,9 @@ invalid_fixtures! {
     wrong_type_agents_list: "3:3", "`agents` must be a mapping, but it is a list";
     wrong_type_prompt_mapping: "6:7", "`prompt` must be a string, but it is a mapping";
     wrong_type_required: "4:15", "`inputs.topic.required` must be `true` or `false`";
+    input_without_mapping: "3:10", "`inputs.topic` must be a mapping, but it is the string";
+    max_tokens_too_big: "5:17", "`max_tokens` is 5000000000, above the maximum 4294967295";
+    not_a_number: "5:18", "`.nan` is not a finite number";
     bad_duration: "5:14", "`timeout` is \"soon\", which is not a duration";
     bad_duration_number: "3:12", "`defaults.timeout` must be a string, but it is the number 90";
     temperature_out_of_range: "5:18", "`temperature` is 3.5, above the maximum 2.0";
@@ -164,6 +174,7 @@ invalid_fixtures! {
     // templates
     handlebars_unclosed_block: "10:7", "`{{#if …}}` is never closed";
     handlebars_unclosed_braces: "8:38", "this `{{` is never closed with `}}`";
+    mismatched_block: "10:7", "`{{#if …}}` is closed by `{{/each}}`; close it with `{{/if}}`";
     unknown_helper: "7:7", "unknown helper `readFile`";
     partial: "6:7", "partials (`{{> …}}`) are not supported";
     decorator: "5:14", "decorators (`{{* …}}`) are not supported";
@@ -324,6 +335,23 @@ fn a_five_megabyte_file() {
         "`max_tokens` must be an integer",
     );
     snapshot!("generated_five_megabytes", output);
+}
+
+/// A problem a million columns into a line: no quoted line, but still its place.
+#[test]
+fn a_megabyte_long_line() {
+    let text = format!(
+        "version: 1\nagents:\n  writer:\n    model: openai/gpt-4o\n    prompt: {} {{{{inputs.nope}}}}\n",
+        "word ".repeat(200_000)
+    );
+    let output = validate_generated("long-line.yaml", text.as_bytes());
+    assert_invalid(
+        "long-line.yaml",
+        &output,
+        None,
+        "long-line.yaml:5:1000016: agent `writer`: `inputs.nope` refers to input `nope`",
+    );
+    snapshot!("generated_long_line", output);
 }
 
 #[test]
