@@ -5,4 +5,5 @@ mod support;
 mod cli;
 mod examples;
 mod run;
+mod scheduling;
 mod validate;

@@ -44,16 +44,11 @@ fn assert_invalid(file: &str, output: &Output, at: Option<&str>, message: &str) 
         // in the quoted snippet's header, or before the message when the line is
         // too long to quote.
         Some(at) => {
-            let whole = !(at.is_empty() || at.ends_with(':'));
-            let end = |after: &str| {
-                if whole {
-                    after.to_string()
-                } else {
-                    String::new()
-                }
+            let (quoted, unquoted) = if at.is_empty() || at.ends_with(':') {
+                (format!("[{file}:{at}"), format!("× {file}:{at}"))
+            } else {
+                (format!("[{file}:{at}]"), format!("× {file}:{at}: "))
             };
-            let quoted = format!("[{file}:{at}{}", end("]"));
-            let unquoted = format!("× {file}:{at}{}", end(": "));
             assert!(
                 stderr.contains(&quoted) || stderr.contains(&unquoted),
                 "{file}: expected the place {file}:{at} in:\n{stderr}"
