@@ -331,14 +331,14 @@ impl scheduler::Runner for AgentRunner {
                 bus.emit(&Event::AgentProgress {
                     agent: &name,
                     chars,
-                })
+                });
             });
             let (name, bus) = (self.names[agent].clone(), self.bus.clone());
             let on_failure = move |attempt: &Attempt| {
                 bus.emit(&Event::AttemptFailed {
                     agent: &name,
                     attempt,
-                })
+                });
             };
             let called = call::call(&self.targets[agent], &request, &policy, &on_failure).await;
             let seconds = start.elapsed().as_secs_f64();
@@ -359,7 +359,7 @@ impl scheduler::Runner for AgentRunner {
                         message.push_str(&format!(" (after {tries} attempts)"));
                     }
                     if let Some(hint) = e.hint {
-                        message.push_str(&format!("; {hint}"));
+                        message.push_str(&format!(" ({hint})"));
                     }
                     Err(AgentFailure {
                         message,

@@ -38,26 +38,135 @@ pub struct Reference {
     pub offset: usize,
 }
 
-/// A template problem: a message and the (1-based line, 1-based column) in the template.
+/// A template problem: a message, the (1-based line, 1-based column) in the
+/// template, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TemplateProblem {
     pub message: String,
     pub at: Option<(usize, usize)>,
+    pub help: String,
+}
+
+/// What to do about a Handlebars syntax error.
+const SYNTAX_HELP: &str =
+    "fix the Handlebars syntax: `{{inputs.NAME}}`, `{{agents.NAME.output}}`, `{{#if …}}…{{/if}}`";
+
+/// How to get a file's text into a prompt instead.
+const INPUT_HELP: &str = "pass it with `--input NAME=@FILE` and write `{{inputs.NAME}}`";
+
+impl TemplateProblem {
+    /// A problem at byte `offset` of `text` (or nowhere in particular).
+    fn new(text: &str, offset: Option<usize>, message: String, help: impl Into<String>) -> Self {
+        TemplateProblem {
+            message,
+            at: offset.map(|o| line_col(text, o)),
+            help: help.into(),
+        }
+    }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
 }
 
 /// Parses a template and lists what it refers to.
 pub fn references(text: &str) -> Result<Vec<Reference>, TemplateProblem> {
-    let template = Template::compile(text).map_err(|e| TemplateProblem {
-        message: match e.reason().to_string() {
-            m if m.starts_with("invalid handlebars syntax") => "invalid Handlebars syntax: an unclosed `{{`, a block without its `{{/…}}`, or a stray character in an expression".to_string(),
-            m => m,
+    let template = Template::compile(text).map_err(|e| match unbalanced(text) {
+        Some((offset, message)) => TemplateProblem::new(text, Some(offset), message, SYNTAX_HELP),
+        None => TemplateProblem {
+            message: match e.reason().to_string() {
+                m if m.starts_with("invalid handlebars syntax") => "invalid Handlebars syntax: an unclosed `{{`, a block without its `{{/…}}`, or a stray character in an expression".to_string(),
+                m => m,
+            },
+            at: e.pos().map(|(l, c)| (l, c.max(1))),
+            help: SYNTAX_HELP.to_string(),
         },
-        at: e.pos().map(|(l, c)| (l, c.max(1))),
     })?;
     let mut refs = Vec::new();
     let mut cursor = 0;
     walk(&template.elements, text, &mut cursor, 0, &mut refs)?;
     Ok(refs)
+}
+
+/// The first `{{` never closed, or a block opened and never closed (or closed
+/// under another name), with its offset: Handlebars reports these at the end of
+/// the template, far from the mistake.
+fn unbalanced(text: &str) -> Option<(usize, String)> {
+    let mut open: Vec<(usize, &str)> = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("{{") {
+        let start = from + i;
+        let Some(len) = text[start..].find("}}") else {
+            return Some((start, "this `{{` is never closed with `}}`".into()));
+        };
+        let inner = text[start + 2..start + len]
+            .trim_start_matches(['{', '~'])
+            .trim_start();
+        if let Some(rest) = inner.strip_prefix('#') {
+            open.push((start, tag_name(rest)));
+        } else if let Some(rest) = inner.strip_prefix('/') {
+            let closing = tag_name(rest);
+            match open.pop() {
+                Some((_, opened)) if opened == closing => {}
+                Some((at, opened)) => {
+                    return Some((
+                        at,
+                        format!(
+                            "`{{{{#{opened} …}}}}` is closed by `{{{{/{closing}}}}}`; close it with `{{{{/{opened}}}}}`"
+                        ),
+                    ));
+                }
+                None => {
+                    return Some((
+                        start,
+                        format!("`{{{{/{closing}}}}}` closes a block that was never opened"),
+                    ));
+                }
+            }
+        }
+        from = start + len + 2;
+    }
+    open.pop().map(|(at, name)| {
+        (
+            at,
+            format!(
+                "`{{{{#{name} …}}}}` is never closed; add `{{{{/{name}}}}}` where the block ends"
+            ),
+        )
+    })
+}
+
+/// The helper name at the start of a tag's body (`if` in `if inputs.x}}`).
+fn tag_name(body: &str) -> &str {
+    body.split([' ', '}', '~', '\n']).next().unwrap_or_default()
+}
+
+/// The offset of the first tag at or after `from` whose body starts with `sigil`
+/// and then `name` (`{{#each`, `{{> header`, `{{readFile`).
+fn find_tag(text: &str, from: usize, sigil: &str, name: &str) -> Option<usize> {
+    let mut from = from.min(text.len());
+    while let Some(i) = text[from..].find("{{") {
+        let start = from + i;
+        let body = text[start + 2..]
+            .trim_start_matches(['{', '~'])
+            .trim_start();
+        let body = body.strip_prefix(sigil).unwrap_or(if sigil.is_empty() {
+            body.trim_start_matches(['#', '^'])
+        } else {
+            ""
+        });
+        if let Some(after) = body.trim_start().strip_prefix(name) {
+            if !after.starts_with(|c: char| c.is_alphanumeric() || "_-.".contains(c)) {
+                return Some(start);
+            }
+        }
+        from = start + 2;
+    }
+    None
 }
 
 fn walk(
@@ -84,13 +193,17 @@ fn walk(
                 };
                 if let Some(name) = helper {
                     if !HELPERS.contains(&name) {
-                        return Err(TemplateProblem {
-                            message: format!(
+                        let help = crate::suggest::did_you_mean(name, HELPERS.iter().copied())
+                            .unwrap_or_else(|| format!("templates cannot read files or the environment; to put a file's text in a prompt, {INPUT_HELP}"));
+                        return Err(TemplateProblem::new(
+                            text,
+                            find_tag(text, *cursor, "", name),
+                            format!(
                                 "unknown helper `{name}`; templates may use: {}",
                                 HELPERS.join(", ")
                             ),
-                            at: None,
-                        });
+                            help,
+                        ));
                     }
                 } else if let Parameter::Path(path) = &h.name {
                     push_path(path, text, cursor, depth, out);
@@ -111,22 +224,28 @@ fn walk(
                 }
             }
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
-                return Err(TemplateProblem {
-                    message: "decorators (`{{* …}}`) are not supported in prompts".into(),
-                    at: None,
-                });
+                return Err(TemplateProblem::new(
+                    text,
+                    find_tag(text, *cursor, "*", "").or_else(|| find_tag(text, *cursor, "#*", "")),
+                    "decorators (`{{* …}}`) are not supported in prompts".into(),
+                    "remove the decorator; prompts use `{{inputs.NAME}}`, `{{agents.NAME.output}}` and the built-in helpers",
+                ));
             }
             TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
-                return Err(TemplateProblem {
-                    message: "partials (`{{> …}}`) are not supported in prompts".into(),
-                    at: None,
-                });
+                return Err(TemplateProblem::new(
+                    text,
+                    find_tag(text, *cursor, ">", "").or_else(|| find_tag(text, *cursor, "#>", "")),
+                    "partials (`{{> …}}`) are not supported in prompts".into(),
+                    format!("write the shared text into the prompt, or {INPUT_HELP}"),
+                ));
             }
             _ => {
-                return Err(TemplateProblem {
-                    message: "this Handlebars construct is not supported in prompts".into(),
-                    at: None,
-                });
+                return Err(TemplateProblem::new(
+                    text,
+                    None,
+                    "this Handlebars construct is not supported in prompts".into(),
+                    SYNTAX_HELP,
+                ));
             }
         }
     }
@@ -311,6 +430,27 @@ mod tests {
     fn syntax_errors_have_a_position() {
         let e = references("line one\n{{#if inputs.a}}never closed").unwrap_err();
         assert!(e.at.is_some(), "{e:?}");
+    }
+
+    #[test]
+    fn syntax_errors_point_at_the_mistake() {
+        let e = references("one\n{{#if inputs.a}}two\nthree").unwrap_err();
+        assert_eq!(e.at, Some((2, 1)), "{e:?}");
+        assert!(e.message.contains("`{{#if …}}` is never closed"), "{e:?}");
+        let e = references("a {{inputs.b").unwrap_err();
+        assert_eq!(e.at, Some((1, 3)), "{e:?}");
+        let e = references("{{#each inputs.a}}x{{/if}}").unwrap_err();
+        assert!(e.message.contains("closed by `{{/if}}`"), "{e:?}");
+    }
+
+    #[test]
+    fn forbidden_tags_are_located() {
+        let e = references("read\n  {{readFile \"x\"}}").unwrap_err();
+        assert_eq!(e.at, Some((2, 3)), "{e:?}");
+        let e = references("x {{> header}}").unwrap_err();
+        assert_eq!(e.at, Some((1, 3)), "{e:?}");
+        let e = references("{{#iff inputs.a}}x{{/iff}}").unwrap_err();
+        assert_eq!(e.help, "did you mean `if`?");
     }
 
     #[test]

@@ -52,7 +52,8 @@ pub struct Answer {
     pub usage: Usage,
 }
 
-/// Runs the call through `targets` in order.
+/// Runs the call through `targets` in order. `on_failure` hears of every failed
+/// attempt that another attempt (a retry or the next fallback model) follows.
 pub async fn call(
     targets: &[Target],
     request: &Request,
@@ -61,7 +62,7 @@ pub async fn call(
 ) -> Called {
     let mut attempts = Vec::new();
     let mut last = AttemptError::permanent("no model to call".into(), None);
-    for target in targets {
+    for (i, target) in targets.iter().enumerate() {
         let mut request = request.clone();
         request.model.clone_from(&target.model);
         request.provider.clone_from(&target.provider);
@@ -72,7 +73,15 @@ pub async fn call(
                     attempts,
                 };
             }
-            Err(e) => last = e,
+            Err(e) => {
+                // The next fallback model follows: say so.
+                if i + 1 < targets.len() {
+                    if let Some(attempt) = attempts.last() {
+                        on_failure(attempt);
+                    }
+                }
+                last = e;
+            }
         }
     }
     Called {
@@ -167,7 +176,9 @@ async fn with_retries(
             seconds,
             delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
         });
-        on_failure(attempts.last().expect("just pushed"));
+        if !give_up {
+            on_failure(attempts.last().expect("just pushed"));
+        }
         if give_up {
             let mut error = error;
             if let Some(wait) = error.retry_after.filter(|d| *d > policy.max_retry_after) {

@@ -176,7 +176,7 @@ mod tests {
             schema: None,
             stream: false,
             timeout: None,
-            progress: super::Progress::default(),
+            progress: crate::providers::Progress::default(),
             correction: None,
         }
     }

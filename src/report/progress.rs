@@ -54,7 +54,7 @@ pub fn attempt_line(agent: &str, attempt: &Attempt) -> String {
     let then = if attempt.delay_ms > 0 {
         format!("; retrying in {:.1}s", attempt.delay_ms as f64 / 1000.0)
     } else {
-        String::new()
+        "; trying again".to_string()
     };
     format!(
         "retry    {agent} ({}): {}{then}",

@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use crate::events::{Event, Subscriber};
-use crate::record::RunRecord;
+use crate::record::{AgentStatus, RunRecord, RunStatus};
+use crate::workflow::diagnostic::counted;
 
 /// Renders the table of a run.
 pub fn render(record: &RunRecord) -> String {
@@ -90,6 +91,40 @@ pub fn render(record: &RunRecord) -> String {
     out
 }
 
+/// The line under the table for a run that did not succeed: what happened, so the
+/// exit code is never the only sign.
+pub fn outcome(record: &RunRecord) -> Option<String> {
+    let with = |status: AgentStatus| {
+        record
+            .agents
+            .iter()
+            .filter(move |a| a.status == status)
+            .map(|a| a.name.as_str())
+    };
+    let skipped = counted(with(AgentStatus::Skipped).count(), "agent");
+    match record.status {
+        RunStatus::Succeeded => None,
+        RunStatus::Failed => {
+            let failed: Vec<String> = with(AgentStatus::Failed)
+                .map(|n| format!("`{n}`"))
+                .collect();
+            Some(if failed.is_empty() {
+                format!("The run did not finish: {skipped} skipped.")
+            } else {
+                format!(
+                    "The run failed: {} failed, {skipped} skipped.",
+                    failed.join(", ")
+                )
+            })
+        }
+        RunStatus::Interrupted => Some(format!(
+            "The run was interrupted: {} cancelled, {skipped} not started, {} finished.",
+            counted(with(AgentStatus::Cancelled).count(), "agent"),
+            counted(with(AgentStatus::Succeeded).count(), "agent"),
+        )),
+    }
+}
+
 /// Prints the closing table on stderr when the run ends.
 pub struct ClosingTable;
 
@@ -99,6 +134,9 @@ impl Subscriber for ClosingTable {
             let mut err = std::io::stderr().lock();
             writeln!(err)?;
             err.write_all(render(record).as_bytes())?;
+            if let Some(line) = outcome(record) {
+                writeln!(err, "{line}")?;
+            }
         }
         Ok(())
     }

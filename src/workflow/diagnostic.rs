@@ -182,11 +182,29 @@ pub fn counted(n: usize, noun: &str) -> String {
     }
 }
 
+/// Lines longer than this are not quoted: they would not be readable, and miette
+/// panics on a caret past column 65,535.
+const MAX_QUOTED_LINE: usize = 1_000;
+
 /// A diagnostic as miette sees it.
 struct Shown<'a> {
     diagnostic: &'a Diagnostic,
     source: NamedSource<Arc<str>>,
     location: String,
+}
+
+impl Shown<'_> {
+    /// Whether the problem's line is quoted with a caret under it.
+    fn quotes_source(&self) -> bool {
+        let Some(pos) = self.diagnostic.span.pos else {
+            return false;
+        };
+        let text = self.source.inner();
+        let offset = pos.offset.min(text.len());
+        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+        text[start..end].chars().count() <= MAX_QUOTED_LINE
+    }
 }
 
 impl fmt::Debug for Shown<'_> {
@@ -197,7 +215,7 @@ impl fmt::Debug for Shown<'_> {
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.diagnostic.span.pos.is_some() {
+        if self.quotes_source() {
             f.write_str(&self.diagnostic.full_message())
         } else {
             write!(f, "{}: {}", self.location, self.diagnostic.full_message())
@@ -227,13 +245,14 @@ impl miette::Diagnostic for Shown<'_> {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.diagnostic
-            .span
-            .pos
-            .map(|_| &self.source as &dyn miette::SourceCode)
+        self.quotes_source()
+            .then_some(&self.source as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if !self.quotes_source() {
+            return None;
+        }
         let pos = self.diagnostic.span.pos?;
         let len = self.diagnostic.span.len.max(1);
         let offset = pos.offset.min(self.source.inner().len());

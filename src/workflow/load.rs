@@ -82,10 +82,10 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
         );
     }
     if let Some(offset) = source.find('\0') {
-        let line = source[..offset].matches('\n').count() + 1;
+        let before = &source[..offset];
         let pos = yaml::Pos {
-            line,
-            column: 1,
+            line: before.matches('\n').count() + 1,
+            column: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
             offset,
         };
         return fail(
@@ -100,7 +100,7 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
     let node = match yaml::parse(&source) {
         Ok(node) => node,
         Err(e) => {
-            let help = yaml_help(&e.message, &source);
+            let help = e.help.unwrap_or_else(|| yaml_help(&e.message, &source));
             return fail(
                 Diagnostic::error("workflow::yaml", Span::at(e.pos, 1), e.message).help(help),
             );
@@ -148,17 +148,8 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
 }
 
 fn yaml_help(message: &str, source: &str) -> String {
-    let lower = message.to_lowercase();
-    if lower.contains("duplicate") {
-        "each key may appear once in a mapping; remove or rename one of them".into()
-    } else if lower.contains("tab") || source.contains("\n\t") {
+    if message.to_lowercase().contains("tab") || source.contains("\n\t") {
         "YAML indents with spaces, never tabs; replace the tabs with spaces".into()
-    } else if lower.contains("budget")
-        || lower.contains("alias")
-        || lower.contains("depth")
-        || lower.contains("limit")
-    {
-        "the file is nested too deeply or expands too many aliases; simplify it".into()
     } else {
         "fix the YAML syntax at this place; quote text that contains `: ` or starts with `{`, `[`, `*` or `&`".into()
     }
@@ -231,6 +222,13 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
                 )
                 .help(help)
             }
+            // `version: "1.0"` breaks both `type` and `const`; one message says it.
+            ValidationErrorKind::Type { .. } | ValidationErrorKind::Constant { .. }
+                if pointer == "/version" =>
+            {
+                let (pos, len) = index.value(&pointer);
+                version_error(Span::at(pos, len), instance)
+            }
             ValidationErrorKind::Type { kind } => {
                 let (pos, len) = index.value(&pointer);
                 let expected = match kind {
@@ -252,20 +250,7 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
                 )
                 .help(type_help(&pointer, &expected))
             }
-            ValidationErrorKind::Constant { expected_value } => {
-                let (pos, len) = index.value(&pointer);
-                Diagnostic::error(
-                    "workflow::version",
-                    Span::at(pos, len),
-                    format!(
-                        "{} must be {expected_value}, not {instance}",
-                        field_name(&pointer)
-                    ),
-                )
-                .help("this byok-flow reads format version 1; write `version: 1`")
-            }
             ValidationErrorKind::Enum { options } => {
-                let (pos, len) = index.value(&pointer);
                 let choices: Vec<String> = options
                     .as_array()
                     .map(|a| {
@@ -274,19 +259,15 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
                             .collect()
                     })
                     .unwrap_or_default();
-                let typed = instance.as_str().unwrap_or_default();
-                let help = suggest::did_you_mean(typed, choices.iter().map(String::as_str))
-                    .unwrap_or_else(|| format!("use one of: {}", choices.join(", ")));
-                Diagnostic::error(
-                    "workflow::choice",
-                    Span::at(pos, len),
-                    format!(
-                        "{} is {instance}, which is not one of: {}",
-                        field_name(&pointer),
-                        choices.join(", ")
-                    ),
-                )
-                .help(help)
+                choice(&pointer, instance, &choices, index)
+            }
+            // Enums with documented variants come out of schemars as `oneOf` of `const`s.
+            ValidationErrorKind::OneOfNotValid { context }
+            | ValidationErrorKind::AnyOf { context }
+                if constants(context).is_some() =>
+            {
+                let choices = constants(context).unwrap_or_default();
+                choice(&pointer, instance, &choices, index)
             }
             ValidationErrorKind::Pattern { .. } => {
                 let (pos, len) = index.value(&pointer);
@@ -353,9 +334,74 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
         };
         out.push(with_agent(d, &pointer));
     }
+    drop_missing_that_are_typos(&mut out);
     out.sort_by_key(|d| d.span.pos.map(|p| p.offset));
     out.dedup();
     out
+}
+
+/// `promt:` is one mistake: the unknown field says "did you mean `prompt`?", so the
+/// "missing field `prompt`" for the same mapping is left out.
+fn drop_missing_that_are_typos(out: &mut Vec<Diagnostic>) {
+    let typos: Vec<(Option<String>, String, String)> = out
+        .iter()
+        .filter(|d| d.code == "workflow::unknown-field")
+        .filter_map(|d| {
+            let meant = d.help.as_deref()?.strip_prefix("did you mean `")?;
+            let meant = &meant[..meant.find('`')?];
+            let place = d.message.split_once('`')?.1.split_once('`')?.1;
+            Some((d.agent.clone(), place.to_string(), meant.to_string()))
+        })
+        .collect();
+    out.retain(|d| {
+        d.code != "workflow::missing-field"
+            || !typos.iter().any(|(agent, place, meant)| {
+                *agent == d.agent && d.message == format!("missing field `{meant}`{place}")
+            })
+    });
+}
+
+/// The values a `oneOf`/`anyOf` of `const` schemas allows, or `None` when it is
+/// something else.
+fn constants(context: &[Vec<jsonschema::ValidationError<'static>>]) -> Option<Vec<String>> {
+    context
+        .iter()
+        .map(|alternative| {
+            alternative.iter().find_map(|e| match e.kind() {
+                ValidationErrorKind::Constant { expected_value } => {
+                    expected_value.as_str().map(str::to_string)
+                }
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// A value that is not one of a fixed set, with the closest one or the list.
+fn choice(pointer: &str, instance: &Json, choices: &[String], index: &PosIndex) -> Diagnostic {
+    let (pos, len) = index.value(pointer);
+    let typed = instance.as_str().unwrap_or_default();
+    let help = suggest::did_you_mean(typed, choices.iter().map(String::as_str))
+        .unwrap_or_else(|| format!("use one of: {}", choices.join(", ")));
+    Diagnostic::error(
+        "workflow::choice",
+        Span::at(pos, len),
+        format!(
+            "{} is {instance}, which is not one of: {}",
+            field_name(pointer),
+            choices.join(", ")
+        ),
+    )
+    .help(help)
+}
+
+fn version_error(span: Span, instance: &Json) -> Diagnostic {
+    Diagnostic::error(
+        "workflow::version",
+        span,
+        format!("`version` must be 1, not {instance}"),
+    )
+    .help("this byok-flow reads format version 1; write `version: 1`")
 }
 
 /// Names the agent when the pointer is inside one.
@@ -431,6 +477,18 @@ fn type_help(pointer: &str, expected: &str) -> String {
         "prompt" | "system" => {
             "write the text after the colon; use `|` for text over several lines".into()
         }
+        "timeout" | "latency" => {
+            "write a duration with its unit, like `90s`, `2m` or `500ms`".into()
+        }
+        "agents" | "inputs" | "providers" | "outputs" if pointer.len() == last.len() + 1 => {
+            let one = last.trim_end_matches('s');
+            format!(
+                "write each {one} as its name and a colon, with its fields indented under it (`writer:`, not `- name: writer`)"
+            )
+        }
+        _ if expected.contains("mapping") && pointer.starts_with("/inputs/") => format!(
+            "an input's settings go under its name, like `{last}: {{description: …, required: true}}`"
+        ),
         _ if expected.contains("mapping") => {
             "indent the fields under this key, one per line as `name: value`".into()
         }

@@ -60,6 +60,12 @@ pub struct Version(pub u32);
 #[allow(dead_code)]
 pub struct Identifier(String);
 
+/// A model as `PROVIDER/MODEL`, like `anthropic/claude-3-5-sonnet-latest`.
+#[derive(JsonSchema)]
+#[schemars(extend("pattern" = "^[^/]+/.+$"))]
+#[allow(dead_code)]
+pub struct ModelId(String);
+
 /// One declared input.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -218,6 +224,7 @@ pub struct Agent {
     pub stream: Option<bool>,
     /// Other models (`PROVIDER/MODEL`) to try, in order, when this one keeps failing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<ModelId>")]
     pub fallback: Vec<String>,
     /// What the reply is: `text`, or `json` (checked against `schema` when given).
     #[serde(default)]

@@ -21,6 +21,7 @@ pub fn workflow_schema() -> &'static Value {
         let generator = SchemaSettings::draft2020_12().into_generator();
         let mut schema = generator.into_root_schema_for::<Workflow>().to_value();
         drop_null(&mut schema);
+        bound_integers(&mut schema);
         if let Some(object) = schema.as_object_mut() {
             object.insert("$id".into(), SCHEMA_ID.into());
         }
@@ -58,6 +59,21 @@ fn drop_null(schema: &mut Value) {
             map.values_mut().for_each(drop_null);
         }
         Value::Array(items) => items.iter_mut().for_each(drop_null),
+        _ => {}
+    }
+}
+
+/// Gives each `uint32` field its maximum: `format` alone is not checked, and a
+/// number too big for the field would otherwise fail later, with no place.
+fn bound_integers(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("uint32") {
+                map.entry("maximum").or_insert(u32::MAX.into());
+            }
+            map.values_mut().for_each(bound_integers);
+        }
+        Value::Array(items) => items.iter_mut().for_each(bound_integers),
         _ => {}
     }
 }

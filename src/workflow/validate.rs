@@ -135,15 +135,30 @@ impl Checker<'_> {
             }
             if let Some(schema) = &agent.schema {
                 if let Err(e) = jsonschema::validator_for(schema) {
-                    let span = self.value_span(&format!("/agents/{}/schema", escape(name)));
+                    // Point at the part of the schema that is wrong, not at its first line.
+                    let inside = e.instance_path().as_str();
+                    let span = self.value_span(&format!("/agents/{}/schema{inside}", escape(name)));
+                    let field: Vec<&str> = inside.split('/').skip(1).collect();
+                    let help = if field.last() == Some(&"type") {
+                        "a JSON Schema `type` is one of: string, number, integer, boolean, array, object, null"
+                    } else {
+                        "see https://json-schema.org/understanding-json-schema for the format"
+                    };
                     self.out.push(
                         Diagnostic::error(
                             "workflow::output-schema",
                             span,
-                            format!("`schema` is not a valid JSON Schema: {e}"),
+                            format!(
+                                "`{}` is not a valid JSON Schema: {e}",
+                                ["schema"]
+                                    .into_iter()
+                                    .chain(field)
+                                    .collect::<Vec<_>>()
+                                    .join(".")
+                            ),
                         )
                         .agent(name)
-                        .help("see https://json-schema.org for the format"),
+                        .help(help),
                     );
                 }
             }
@@ -335,10 +350,12 @@ impl Checker<'_> {
                 let pos = problem.at.map_or(value_pos, |(line, col)| {
                     self.in_scalar(value_pos, text, line, col)
                 });
-                self.out.push(tag(
-                    Diagnostic::error("workflow::template", Span::at(pos, 2), format!("template error: {}", problem.message))
-                        .help("fix the Handlebars syntax: `{{inputs.NAME}}`, `{{agents.NAME.output}}`, `{{#if …}}…{{/if}}`"),
-                ));
+                self.out.push(tag(Diagnostic::error(
+                    "workflow::template",
+                    Span::at(pos, 2),
+                    format!("template error: {}", problem.message),
+                )
+                .help(problem.help)));
                 return Vec::new();
             }
         };
@@ -349,8 +366,14 @@ impl Checker<'_> {
             let problem = match &r.target {
                 Err(message) => Some((
                     message.clone(),
-                    "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
-                        .to_string(),
+                    if self.w.inputs.contains_key(&r.raw) {
+                        format!("did you mean `inputs.{}`?", r.raw)
+                    } else if self.w.agents.contains_key(&r.raw) {
+                        format!("did you mean `agents.{}.output`?", r.raw)
+                    } else {
+                        "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+                            .to_string()
+                    },
                 )),
                 Ok(Target::Input(input)) if !self.w.inputs.contains_key(input) => {
                     let hint = suggest::did_you_mean(input, self.w.inputs.keys().map(String::as_str))
@@ -438,7 +461,7 @@ impl Checker<'_> {
             let first = names[0];
             let span = self.key_span(&format!("/agents/{}", escape(first)));
             let (message, help) = if names.len() == 1 {
-                (format!("agent `{first}` depends on itself"), "an agent cannot read its own output; remove the reference or the `needs` entry".to_string())
+                ("it depends on itself".to_string(), "an agent cannot read its own output; remove the reference or the `needs` entry".to_string())
             } else {
                 let mut path = names.join(" -> ");
                 path.push_str(&format!(" -> {first}"));

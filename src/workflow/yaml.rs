@@ -76,40 +76,140 @@ pub enum Value {
     Map(Vec<(Node, Node)>),
 }
 
-/// A YAML problem: the parser's message and where it happened.
+/// A YAML problem: what is wrong, where, and (when known) what to do about it.
 #[derive(Debug, Clone)]
 pub struct YamlError {
     pub message: String,
     pub pos: Option<Pos>,
+    pub help: Option<String>,
 }
+
+/// How deeply a workflow may nest mappings and lists.
+pub const MAX_DEPTH: usize = 64;
+
+/// How many values aliases may copy in, in all, before the file is refused as an
+/// alias bomb. A 10,000-agent workflow that merges a four-field block into every
+/// agent replays about 100,000; a "billion laughs" file asks for billions.
+const MAX_REPLAYED_EVENTS: usize = 250_000;
 
 /// Parses one YAML document into a positioned tree.
 pub fn parse(src: &str) -> Result<Node, YamlError> {
     let mut budget = Budget::default();
     budget.max_events = 4_000_000;
     budget.max_nodes = 2_000_000;
-    budget.max_depth = 64;
+    budget.max_depth = MAX_DEPTH;
     budget.max_documents = 1;
+    // Anchors that copy other anchors (the "billion laughs" shape) are charged here;
+    // the default (1,000,000) lets a bomb run for seconds before it is refused.
+    budget.max_recorded_anchor_events = MAX_REPLAYED_EVENTS / 5;
+    // Many aliases of one anchor is how agents share settings (`<<: *base` in each);
+    // the replay limits above bound the work, so the aliases-per-anchor heuristic,
+    // which refuses 101 agents merging one block, is off.
+    budget.enforce_alias_anchor_ratio = false;
     let mut options = Options::default();
     options.budget = Some(budget);
+    options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     options.strict_booleans = true;
     options.with_snippet = false;
     let spanned: Spanned<RawValue> =
-        serde_saphyr::from_str_with_options(src, options).map_err(|e| YamlError {
-            pos: e.location().and_then(|l| Pos::from_location(l, src)),
-            message: clean_message(&e.to_string()),
+        serde_saphyr::from_str_with_options(src, options).map_err(|e| {
+            let (message, help) = explain(&e.to_string());
+            YamlError {
+                pos: e
+                    .location()
+                    .and_then(|l| Pos::from_location(l, src))
+                    .map(|p| back_over_tabs(p, src)),
+                message,
+                help,
+            }
         })?;
     Ok(to_node(spanned, src))
 }
 
-/// The parser's message without the position it appends (we print our own).
-fn clean_message(message: &str) -> String {
+/// The parser reports a tab where it stopped reading, just after it; the caret
+/// belongs on the tab itself.
+fn back_over_tabs(mut pos: Pos, src: &str) -> Pos {
+    while pos.offset > 0 && pos.column > 1 && src.as_bytes().get(pos.offset - 1) == Some(&b'\t') {
+        pos.offset -= 1;
+        pos.column -= 1;
+    }
+    pos
+}
+
+/// The parser's message in the workflow's terms, without the position it appends
+/// (we print our own) or advice meant for programs that embed the parser, and the
+/// fix when the problem is one we know.
+fn explain(message: &str) -> (String, Option<String>) {
     let first = message.lines().next().unwrap_or(message).trim();
     let cut = first
-        .rfind(" at line ")
+        .find(" at line ")
         .map_or(first, |i| &first[..i])
         .trim_end_matches([':', ',']);
-    cut.to_string()
+    let known = |message: String, help: &str| (message, Some(help.to_string()));
+    if let Some(rest) = cut.strip_prefix("duplicate mapping key") {
+        let key = rest
+            .trim_start_matches(": ")
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or_default();
+        let message = if key.is_empty() || key.starts_with(',') {
+            "duplicate key in this mapping".to_string()
+        } else {
+            format!("duplicate key `{key}`")
+        };
+        return known(
+            message,
+            "each key may appear once in a mapping; remove or rename one of them",
+        );
+    }
+    if cut.starts_with("alias references unknown anchor") {
+        return known(
+            "this alias (`*name`) refers to an anchor (`&name`) that is not defined above it"
+                .into(),
+            "define the anchor before its first use, like `x-base: &base` at the top level (byok-flow ignores `x-` keys)",
+        );
+    }
+    let bomb = || {
+        known(
+            "the file's aliases (`*name`) expand to too many values".into(),
+            "this looks like a YAML alias bomb; a workflow never needs aliases nested this way",
+        )
+    };
+    if cut.starts_with("alias replay") || cut.starts_with("alias expansion") {
+        return bomb();
+    }
+    if let Some(rest) = cut.strip_prefix("non-finite float ") {
+        let value = rest.split(" rejected").next().unwrap_or(rest);
+        return known(
+            format!("{value} is not a finite number"),
+            "write a number such as `0.5`, or quote the value if it is text",
+        );
+    }
+    if cut == "recursion limit exceeded" {
+        return known(
+            format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
+            "a workflow nests a few levels; is this the right file?",
+        );
+    }
+    if let Some(breach) = cut.strip_prefix("budget breached: ") {
+        let kind = breach.split([' ', '{']).next().unwrap_or_default();
+        return match kind {
+            "Depth" => known(
+                format!("the YAML is nested more than {MAX_DEPTH} levels deep"),
+                "a workflow nests a few levels; is this the right file?",
+            ),
+            "Documents" => known(
+                "the file holds more than one YAML document".into(),
+                "a workflow is one document: remove the `---` line, or put the second workflow in a file of its own",
+            ),
+            "Events" | "Nodes" => known(
+                "the file holds too many YAML values to load".into(),
+                "split the workflow, or pass long text with `--input NAME=@FILE`",
+            ),
+            _ => bomb(),
+        };
+    }
+    (cut.to_string(), None)
 }
 
 fn to_node(spanned: Spanned<RawValue>, src: &str) -> Node {
@@ -257,6 +357,36 @@ mod tests {
     fn duplicate_keys_are_errors_with_a_position() {
         let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
         assert_eq!(err.pos.map(|p| p.line), Some(3), "{err:?}");
+    }
+
+    #[test]
+    fn many_agents_may_merge_one_anchor() {
+        let mut src = String::from("x-base: &b {max_tokens: 300, retries: 2}\nagents:\n");
+        for i in 0..500 {
+            src.push_str(&format!("  a{i}:\n    <<: *b\n    prompt: part {i}\n"));
+        }
+        let root = parse(&src).unwrap();
+        assert_eq!(
+            get(get(get(&root, "agents"), "a499"), "retries").value,
+            Value::Int(2)
+        );
+    }
+
+    #[test]
+    fn messages_speak_of_the_workflow() {
+        let err = parse("a: 1\nb: 2\na: 3\n").unwrap_err();
+        assert_eq!(err.message, "duplicate key `a`");
+        let err = parse("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(err.message, "the file holds more than one YAML document");
+        let err = parse("a: *nope\n").unwrap_err();
+        assert!(err.message.contains("anchor"), "{err:?}");
+    }
+
+    #[test]
+    fn tabs_are_pointed_at() {
+        let err = parse("a:\n\tb: 1\n").unwrap_err();
+        let pos = err.pos.unwrap();
+        assert_eq!((pos.line, pos.column, pos.offset), (2, 1, 3), "{err:?}");
     }
 
     #[test]

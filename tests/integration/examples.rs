@@ -26,6 +26,9 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
     if text.contains("inputs.topic") {
         args.push("topic=Rust async runtimes".to_string());
     }
+    if text.contains("inputs.product") {
+        args.push("product=an open-source feature-flag service".to_string());
+    }
     if text.contains("inputs.diff") {
         let diff = dir.join("changes.diff");
         std::fs::write(
@@ -36,6 +39,27 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
         args.push(format!("diff=@{}", diff.display()));
     }
     args
+}
+
+/// The examples are what users copy: each declares its outputs and gives every
+/// agent an expected output size, so `estimate` has something real to add up.
+#[test]
+fn examples_declare_outputs_and_expected_sizes() {
+    for file in examples() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let value: serde_json::Value = serde_saphyr::from_str(&text).unwrap();
+        let name = file.display();
+        assert!(
+            value["outputs"].as_object().is_some_and(|o| !o.is_empty()),
+            "{name} declares no outputs"
+        );
+        for (agent, spec) in value["agents"].as_object().unwrap() {
+            assert!(
+                spec["expected_output_tokens"].is_u64(),
+                "{name}: agent `{agent}` has no expected_output_tokens"
+            );
+        }
+    }
 }
 
 #[test]

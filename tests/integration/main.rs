@@ -5,4 +5,7 @@ mod support;
 mod cli;
 mod examples;
 mod providers;
+mod run;
+mod scheduling;
+mod validate;
 mod wire_specs;

@@ -409,12 +409,9 @@ fn json_output_is_requested_per_api_and_checked_against_the_schema() {
 fn provider_max_concurrency_is_respected() {
     let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
+    server.set_latency(std::time::Duration::from_millis(150));
     let mut agents = String::new();
     for i in 0..6 {
-        server.script(
-            &format!("slow-{i} "),
-            [Fault::SlowFirstByte(std::time::Duration::from_millis(150))],
-        );
         agents.push_str(&format!(
             "  a{i}:\n    model: local/llama3.2\n    prompt: \"slow-{i} go\"\n"
         ));

@@ -129,9 +129,25 @@ fn the_fake_servers_replies_match_the_published_specs() {
 fn pointed_at(server: &FakeServer, example: &std::path::Path) -> String {
     let mut doc: Value =
         serde_saphyr::from_str(&std::fs::read_to_string(example).unwrap()).unwrap();
-    let base: Value =
-        serde_saphyr::from_str(&workflow(server, "  x: {model: mock/x, prompt: x}\n")).unwrap();
-    doc["providers"] = base["providers"].clone();
+    let url = server.url();
+    let mut providers = serde_json::Map::new();
+    for agent in doc["agents"].as_object().unwrap().values() {
+        let models = std::iter::once(&agent["model"])
+            .chain(agent["fallback"].as_array().into_iter().flatten());
+        for model in models {
+            let provider = model.as_str().unwrap().split('/').next().unwrap();
+            let (base_url, key) = match provider {
+                "anthropic" => (url.clone(), "env:ANTHROPIC_KEY"),
+                "gemini" => (format!("{url}/v1beta"), "env:GEMINI_KEY"),
+                _ => (format!("{url}/v1"), "env:OPENAI_KEY"),
+            };
+            providers.insert(
+                provider.to_string(),
+                json!({"base_url": base_url, "key": key}),
+            );
+        }
+    }
+    doc["providers"] = Value::Object(providers);
     serde_json::to_string_pretty(&doc).unwrap()
 }
 
@@ -154,15 +170,17 @@ fn request_bodies_for_the_examples() {
             "--- a/src/lib.rs\n+++ b/src/lib.rs\n@@ -1 +1 @@\n-fn a() {}\n+fn a() -> u8 { 1 }\n",
         )
         .unwrap();
-        let text = std::fs::read_to_string(&example).unwrap();
+        let doc: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&example).unwrap()).unwrap();
         let mut args = Vec::new();
-        for (input, value) in [
-            ("topic", "Rust async runtimes".to_string()),
-            ("diff", format!("@{}", diff.display())),
-        ] {
-            if text.contains(&format!("inputs.{input}")) {
-                args.push("--input".to_string());
-                args.push(format!("{input}={value}"));
+        for (input, spec) in doc["inputs"].as_object().into_iter().flatten() {
+            if spec["required"] == true {
+                let value = if input == "diff" {
+                    format!("@{}", diff.display())
+                } else {
+                    format!("an example {input}")
+                };
+                args.extend(["--input".to_string(), format!("{input}={value}")]);
             }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();

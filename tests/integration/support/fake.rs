@@ -108,6 +108,8 @@ struct Shared {
     max_in_flight: AtomicUsize,
     /// Usage reported as cache reads and writes on every reply.
     cache: Mutex<(u64, u64)>,
+    /// How long every reply takes before its first byte.
+    latency: Mutex<Duration>,
 }
 
 /// The server; it stops when dropped.
@@ -172,6 +174,11 @@ impl FakeServer {
     /// Every reply reports this many cache-read and cache-write tokens.
     pub fn report_cache(&self, read: u64, write: u64) {
         *self.shared.cache.lock().unwrap() = (read, write);
+    }
+
+    /// Every reply waits this long before its first byte (on top of any fault).
+    pub fn set_latency(&self, latency: Duration) {
+        *self.shared.latency.lock().unwrap() = latency;
     }
 
     pub fn requests(&self) -> Vec<Recorded> {
@@ -273,6 +280,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         _ => body.get("stream").and_then(Value::as_bool) == Some(true),
     };
     let cache = *shared.cache.lock().unwrap();
+    let latency = *shared.latency.lock().unwrap();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let response = respond(api, &body, stream, fault, cache).await;
     drop(guard);
     response

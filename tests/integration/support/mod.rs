@@ -21,7 +21,13 @@ pub fn example(name: &str) -> PathBuf {
 
 /// `byok-flow` with a cleared environment: only what the test sets reaches it.
 pub fn byok_flow(home: &Path) -> Command {
-    let mut cmd = Command::cargo_bin("byok-flow").expect("the byok-flow binary is built");
+    Command::from_std(byok_flow_process(home))
+}
+
+/// [`byok_flow`] as a plain `std` command, for tests that need the child's pid
+/// (to send it a signal) while it runs.
+pub fn byok_flow_process(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_byok-flow"));
     cmd.env_clear()
         .env("HOME", home)
         .env("NO_COLOR", "1")
@@ -49,6 +55,10 @@ pub fn filters(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         (r"/tmp/\.tmp[A-Za-z0-9]+".into(), "[TMP]".into()),
         (r"\[ *\d+\.\d+s\]".into(), "[TIME]".into()),
         (r"\b\d+\.\d\ds\b".into(), "[SECS]".into()),
+        (
+            r#""seconds": \d+(\.\d+)?(e-?\d+)?"#.into(),
+            r#""seconds": [SECS]"#.into(),
+        ),
         (
             r"(?m)^(total|\S+) ( +\S.*?) +\d+\.\d\d( +\S+)$".into(),
             "$1 $2 [SECS]$3".into(),
