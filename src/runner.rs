@@ -1,6 +1,11 @@
 //! One run of a checked workflow: renders each agent's prompt from its inputs and
 //! upstream outputs, calls its provider through the scheduler, and turns what
 //! happened into the run record, emitting events to every subscriber as it goes.
+//!
+//! Before an agent starts, its request is rendered and counted ([`Prepared`]), so
+//! the budget gate sees its real input size, and a prompt over the model's context
+//! window fails the agent before any spend. After it finishes, its cost is priced
+//! from the usage the provider reported.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,6 +14,9 @@ use std::time::{Instant, SystemTime};
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
+use crate::cost::prices::{PriceTable, Pricing};
+use crate::cost::tokens::{Count, Tokenizer};
+use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
 use crate::providers::mock::Mock;
 use crate::providers::registry::{self, ProviderInfo};
@@ -18,6 +26,7 @@ use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::template::Renderer;
 use crate::workflow::Checked;
 use crate::workflow::model::ProviderKind;
+use std::collections::HashSet;
 
 /// What a run needs beyond the workflow.
 #[derive(Debug, Clone)]
@@ -27,6 +36,10 @@ pub struct RunSettings {
     pub mock: bool,
     pub concurrency: usize,
     pub keep_going: bool,
+    /// The pricing table in use (built in, or `--prices FILE`).
+    pub prices: Arc<PriceTable>,
+    /// The spending ceiling (`--max-usd`, else `budget.max_usd`).
+    pub max_usd: Option<f64>,
 }
 
 /// A finished agent's result.
@@ -44,6 +57,19 @@ pub struct AgentOutput {
 pub struct AgentFailure {
     pub message: String,
     pub seconds: f64,
+    /// What the failed call used, when known. `None` when it may have spent tokens
+    /// nobody reported (a time-out cut the call off): the budget then counts the
+    /// agent's worst case as spent.
+    pub usage: Option<Usage>,
+}
+
+/// An agent ready to start: its rendered request, its counted input, and the most
+/// it can cost (`None` when no price or no output limit is known).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub request: Request,
+    pub input: Count,
+    pub worst: Option<Usd>,
 }
 
 /// The model an agent calls: provider name and model id, and its lane.
@@ -62,13 +88,31 @@ pub struct AgentRunner {
     renderer: Renderer,
     calls: Vec<Call>,
     lanes: Vec<Arc<dyn Provider>>,
+    /// Each agent's model price (`None`: unpriced) and tokenizer.
+    prices: Vec<Option<Price>>,
+    tokenizers: Vec<Tokenizer>,
+    /// Each agent's model and fallback models: tokenizer and price, for its worst case.
+    candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
 }
+
+/// Makes the client of a provider that is not the mock.
+pub type Connect = dyn Fn(&ProviderInfo) -> Result<Arc<dyn Provider>, String>;
 
 /// Builds the providers and templates of a run. Fails with a message when a
 /// provider this build cannot call is needed.
 pub fn prepare(
     checked: Arc<Checked>,
     settings: &RunSettings,
+) -> Result<(AgentRunner, Vec<usize>), String> {
+    prepare_with(checked, settings, &connect)
+}
+
+/// [`prepare`] with the client of each provider that is not the mock made by
+/// `connect` (tests pass their own providers here).
+pub fn prepare_with(
+    checked: Arc<Checked>,
+    settings: &RunSettings,
+    connect: &Connect,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
     let w = &checked.workflow;
     let mut lane_of: IndexMap<String, usize> = IndexMap::new();
@@ -119,6 +163,31 @@ pub fn prepare(
             .collect(),
     );
     let names = w.agents.keys().cloned().collect();
+    let pricing = Pricing {
+        table: &settings.prices,
+        workflow: w,
+        mock: settings.mock,
+    };
+    let price = |model: &str| pricing.resolve(model).map(|r| r.price);
+    let prices = w.agents.values().map(|a| price(&a.model)).collect();
+    let tokenizers = w
+        .agents
+        .values()
+        .map(|a| Tokenizer::for_model(a.model_id()))
+        .collect();
+    let candidates = w
+        .agents
+        .values()
+        .map(|a| {
+            std::iter::once(&a.model)
+                .chain(&a.fallback)
+                .map(|m| {
+                    let id = m.split_once('/').map_or(m.as_str(), |(_, id)| id);
+                    (Tokenizer::for_model(id), price(m))
+                })
+                .collect()
+        })
+        .collect();
     Ok((
         AgentRunner {
             checked,
@@ -127,6 +196,9 @@ pub fn prepare(
             renderer,
             calls,
             lanes,
+            prices,
+            tokenizers,
+            candidates,
         },
         limits,
     ))
@@ -141,6 +213,28 @@ fn connect(info: &ProviderInfo) -> Result<Arc<dyn Provider>, String> {
 }
 
 impl AgentRunner {
+    /// Each agent's model price; `None` where unpriced.
+    pub fn prices(&self) -> &[Option<Price>] {
+        &self.prices
+    }
+
+    /// Dollars for one call of `agent` that used `usage`; `None` when unpriced.
+    pub fn cost(&self, agent: usize, usage: &Usage) -> Option<Usd> {
+        self.prices[agent].as_ref().map(|p| p.cost(usage))
+    }
+
+    /// The most `request` can cost on `agent`'s model or any of its fallbacks.
+    fn worst_case(&self, agent: usize, request: &Request) -> Option<Usd> {
+        let mut worst = Usd::ZERO;
+        for (tokenizer, price) in &self.candidates[agent] {
+            let price = price.as_ref()?;
+            let input = tokenizer.count_request(request.system.as_deref(), &request.prompt);
+            let output = request.max_tokens.map(u64::from).or(price.max_output)?;
+            worst = worst.max(price.worst_case(input.bound, output));
+        }
+        Some(worst)
+    }
+
     /// The template context for an agent: the inputs and its upstream agents' outputs.
     fn context(&self, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
         let mut agents = Map::new();
@@ -187,36 +281,68 @@ impl AgentRunner {
 impl scheduler::Runner for AgentRunner {
     type Output = AgentOutput;
     type Error = AgentFailure;
+    type Prepared = Prepared;
 
     fn lane(&self, agent: usize) -> usize {
         self.calls[agent].lane
     }
 
+    fn prepare(
+        &self,
+        agent: usize,
+        upstream: &[(usize, Arc<AgentOutput>)],
+    ) -> Result<Prepared, AgentFailure> {
+        let fail = |message: String| AgentFailure {
+            message,
+            seconds: 0.0,
+            usage: Some(Usage::default()),
+        };
+        let context = self.context(upstream);
+        let request = self.request(agent, &context).map_err(fail)?;
+        let input =
+            self.tokenizers[agent].count_request(request.system.as_deref(), &request.prompt);
+        let window = self.prices[agent].as_ref().and_then(|p| p.context_window);
+        if let Some(window) = window.filter(|w| input.tokens > *w) {
+            return Err(fail(format!(
+                "the prompt is about {} tokens, over the {window}-token context window of `{}/{}`; nothing was sent (shorten the inputs or upstream outputs it includes, or use a model with a larger window)",
+                input.tokens, self.calls[agent].provider, self.calls[agent].model
+            )));
+        }
+        let worst = self.worst_case(agent, &request);
+        Ok(Prepared {
+            request,
+            input,
+            worst,
+        })
+    }
+
     fn run(
         self: Arc<Self>,
         agent: usize,
-        upstream: Vec<(usize, Arc<AgentOutput>)>,
+        prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
         Box::pin(async move {
             let start = Instant::now();
-            let fail = |message: String| AgentFailure {
+            let fail = |message: String, usage: Option<Usage>| AgentFailure {
                 message,
                 seconds: start.elapsed().as_secs_f64(),
+                usage,
             };
-            let context = self.context(&upstream);
-            let request = self.request(agent, &context).map_err(fail)?;
+            let request = prepared.request;
             let provider = &self.lanes[self.calls[agent].lane];
             let call = provider.complete(&request);
             let reply = match request.timeout {
+                // A call cut off by the time-out may still be billed: usage unknown.
                 Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                    fail(format!(
-                        "timed out after {}",
-                        humantime::format_duration(limit)
-                    ))
+                    fail(
+                        format!("timed out after {}", humantime::format_duration(limit)),
+                        None,
+                    )
                 })?,
                 None => call.await,
             }
-            .map_err(|e| fail(e.to_string()))?;
+            // A provider does not bill a call it answered with an error status.
+            .map_err(|e| fail(e.to_string(), Some(Usage::default())))?;
             Ok(AgentOutput {
                 text: reply.text,
                 json: reply.json,
@@ -233,7 +359,7 @@ pub async fn execute(
     runner: AgentRunner,
     lane_limits: Vec<usize>,
     settings: &RunSettings,
-    gate: &mut dyn Gate,
+    gate: &mut dyn Gate<AgentRunner>,
     bus: &mut Bus,
     cancel: impl Future<Output = ()>,
 ) -> RunRecord {
@@ -269,6 +395,8 @@ pub async fn execute(
         json: None,
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
+    // Agents skipped for the budget, and those skipped because one of them was.
+    let mut over_budget: HashSet<usize> = HashSet::new();
     let outcome = scheduler::run(
         &checked.dag,
         runner.clone(),
@@ -290,15 +418,30 @@ pub async fn execute(
                     stop_reason: out.stop_reason.clone(),
                     output: Some(out.text.clone()),
                     json: out.json.clone(),
-                    cost_usd: cost(settings, &calls[i], out.usage),
+                    cost_usd: runner.cost(i, &out.usage).map(Usd::micro_dollars),
                     ..record_of(i, AgentStatus::Succeeded, None)
                 },
                 SchedEvent::Failed(i, e) => AgentRecord {
                     seconds: e.seconds,
+                    usage: e.usage.unwrap_or_default(),
+                    cost_usd: runner
+                        .cost(i, &e.usage.unwrap_or_default())
+                        .map(Usd::micro_dollars),
                     ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
                 },
                 SchedEvent::Skipped(i, reason) => {
-                    record_of(i, AgentStatus::Skipped, Some(skip_text(reason, &names)))
+                    let budget = match reason {
+                        SkipReason::Budget => true,
+                        SkipReason::Dependency(d) => over_budget.contains(d),
+                        _ => false,
+                    };
+                    let text = if budget {
+                        over_budget.insert(i);
+                        budget_text(reason, &names, settings.max_usd)
+                    } else {
+                        skip_text(reason, &names)
+                    };
+                    record_of(i, AgentStatus::Skipped, Some(text))
                 }
                 SchedEvent::Cancelled(i) => {
                     record_of(i, AgentStatus::Cancelled, Some("interrupted".into()))
@@ -334,9 +477,16 @@ pub async fn execute(
         RunStatus::Interrupted
     } else if agents.iter().all(|a| a.status == AgentStatus::Succeeded) {
         RunStatus::Succeeded
+    } else if !over_budget.is_empty() && !agents.iter().any(|a| a.status == AgentStatus::Failed) {
+        RunStatus::BudgetReached
     } else {
         RunStatus::Failed
     };
+    let cost: Usd = agents
+        .iter()
+        .filter_map(|a| a.cost_usd)
+        .map(Usd::from_dollars)
+        .sum();
     let record = RunRecord {
         run_id: new_run_id(),
         workflow: checked
@@ -350,18 +500,14 @@ pub async fn execute(
         status,
         mock: settings.mock,
         inputs: settings.inputs.clone(),
-        cost_usd: agents.iter().filter_map(|a| a.cost_usd).sum(),
+        cost_usd: cost.micro_dollars(),
+        budget_usd: settings.max_usd,
         agents,
         outputs,
         usage,
     };
     bus.emit(&Event::RunFinished { record: &record });
     record
-}
-
-/// Dollars for one call. The mock costs nothing; real prices come with the cost module.
-fn cost(settings: &RunSettings, call: &Call, _usage: Usage) -> Option<f64> {
-    (settings.mock || call.provider == "mock").then_some(0.0)
 }
 
 fn skip_text(reason: &SkipReason, names: &[String]) -> String {
@@ -372,6 +518,19 @@ fn skip_text(reason: &SkipReason, names: &[String]) -> String {
         }
         SkipReason::Interrupted => "interrupted".into(),
         SkipReason::Budget => "its worst-case cost could exceed the budget".into(),
+    }
+}
+
+/// Why an agent was skipped for the budget, or because an agent it needs was.
+fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> String {
+    let ceiling = max_usd.map_or_else(String::new, |m| format!(" of {}", Usd::from_dollars(m)));
+    match reason {
+        SkipReason::Dependency(d) => {
+            format!("`{}` was skipped for the budget{ceiling}", names[*d])
+        }
+        _ => format!(
+            "skipped for the budget{ceiling}: its worst case (its input plus `max_tokens` of output) could take spend past it"
+        ),
     }
 }
 

@@ -88,6 +88,13 @@ pub fn render(record: &RunRecord) -> String {
         out.push_str(&line(&widths.map(|w| "-".repeat(w))));
         out.push_str(&line(total));
     }
+    if let Some(budget) = record.budget_usd {
+        out.push_str(&format!(
+            "budget {}: {} spent\n",
+            super::usd(Some(budget)),
+            super::usd(Some(record.cost_usd))
+        ));
+    }
     out
 }
 
