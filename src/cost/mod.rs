@@ -14,6 +14,9 @@ pub mod estimate;
 pub mod prices;
 pub mod tokens;
 
+#[cfg(test)]
+mod tests_run;
+
 use std::fmt;
 use std::iter::Sum;
 use std::ops::{Add, AddAssign};

@@ -239,7 +239,8 @@ pub enum PriceSource {
     Table { key: String },
     /// The workflow's `providers.NAME.pricing`.
     Workflow { provider: String },
-    /// The mock provider (or `--mock`): free.
+    /// The mock provider (or `--mock`): free, unless a `type: mock` provider
+    /// declares `pricing:` to simulate a cost.
     Mock,
 }
 
@@ -264,18 +265,26 @@ impl Pricing<'_> {
     pub fn resolve(&self, model: &str) -> Option<Resolved> {
         let (provider, id) = model.split_once('/')?;
         let info = registry::resolve(self.workflow, provider).ok()?;
-        if self.mock || info.kind == ProviderKind::Mock {
+        if self.mock {
             return Some(Resolved {
                 price: Price::free(),
                 source: PriceSource::Mock,
             });
         }
+        // Checked before the mock's $0, so a `type: mock` provider with `pricing:`
+        // simulates a priced model (to try a budget offline).
         if let Some(p) = info.pricing.get(id) {
             return Some(Resolved {
                 price: p.into(),
                 source: PriceSource::Workflow {
                     provider: provider.to_string(),
                 },
+            });
+        }
+        if info.kind == ProviderKind::Mock {
+            return Some(Resolved {
+                price: Price::free(),
+                source: PriceSource::Mock,
             });
         }
         let id = match info.kind {
@@ -305,6 +314,7 @@ impl Pricing<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cost::Usd;
 
     fn workflow(yaml: &str) -> Workflow {
         serde_saphyr::from_str(yaml).unwrap()
@@ -345,6 +355,41 @@ mod tests {
         ] {
             assert!(table.get(key).is_some(), "{key} is not priced");
         }
+    }
+
+    fn table_price(key: &str) -> Price {
+        PriceTable::builtin().get(key).unwrap().1.price()
+    }
+
+    /// The worked example of the BYOK guide: 50,000 input and 50,000 output tokens on
+    /// Claude 3.5 Sonnet at $3 and $15 per million cost $0.15 + $0.75 = $0.90.
+    #[test]
+    fn worked_example_claude_3_5_sonnet() {
+        let price = table_price("anthropic/claude-3-5-sonnet-latest");
+        let usage = |input, output| crate::providers::Usage {
+            input,
+            output,
+            ..Default::default()
+        };
+        assert_eq!(price.cost(&usage(50_000, 0)), Usd::from_dollars(0.15));
+        assert_eq!(price.cost(&usage(0, 50_000)), Usd::from_dollars(0.75));
+        assert_eq!(price.cost(&usage(50_000, 50_000)), Usd::from_dollars(0.90));
+        assert_eq!(price.expected(50_000, 50_000).to_string(), "$0.9000");
+    }
+
+    /// GPT-4o's published price: $2.50 per million input tokens, $1.25 cached, $10 output.
+    #[test]
+    fn worked_example_gpt_4o() {
+        let price = table_price("openai/gpt-4o");
+        let usage = crate::providers::Usage {
+            input: 40_000,
+            cache_read: 10_000,
+            output: 50_000,
+            cache_write: 0,
+        };
+        // 40,000 × $2.50 + 10,000 × $1.25 + 50,000 × $10, per million.
+        assert_eq!(price.cost(&usage), Usd::from_dollars(0.1 + 0.0125 + 0.5));
+        assert_eq!(price.expected(50_000, 50_000), Usd::from_dollars(0.625));
     }
 
     #[test]

@@ -274,6 +274,42 @@ mod tests {
         assert_eq!(family("llama-3.3-70b-versatile"), Some(OTHER.family));
     }
 
+    /// The reference counts come from `OpenAI`'s Python tiktoken, made by
+    /// scripts/tiktoken-reference.py.
+    #[test]
+    fn agrees_with_tiktoken_on_the_corpus() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokens");
+        let counts: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(root.join("counts.json")).unwrap())
+                .unwrap();
+        let corpus = |name: &str| std::fs::read_to_string(root.join("corpus").join(name)).unwrap();
+        let files = counts["files"].as_object().unwrap();
+        assert!(files.len() >= 20, "the corpus shrank");
+        for (name, expected) in files {
+            let text = corpus(name);
+            for encoding in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                assert_eq!(
+                    Some(encoding.count(&text)),
+                    expected[encoding.name()].as_u64(),
+                    "{name} in {}",
+                    encoding.name()
+                );
+            }
+        }
+        for chat in counts["chats"].as_array().unwrap() {
+            let model = chat["model"].as_str().unwrap();
+            let tokenizer = Tokenizer::for_model(model);
+            assert_eq!(
+                tokenizer.encoding.name(),
+                chat["encoding"].as_str().unwrap()
+            );
+            let system = chat["system"].as_str().map(corpus);
+            let prompt = corpus(chat["prompt"].as_str().unwrap());
+            let count = tokenizer.count_request(system.as_deref(), &prompt);
+            assert_eq!(Some(count.tokens), chat["tokens"].as_u64(), "{chat}");
+        }
+    }
+
     #[test]
     fn framing_and_scaling() {
         let gpt = Tokenizer::for_model("gpt-4o");
