@@ -431,7 +431,7 @@ pub async fn execute(
                 },
                 SchedEvent::Skipped(i, reason) => {
                     let budget = match reason {
-                        SkipReason::Budget => true,
+                        SkipReason::Budget(_) => true,
                         SkipReason::Dependency(d) => over_budget.contains(d),
                         _ => false,
                     };
@@ -517,7 +517,7 @@ fn skip_text(reason: &SkipReason, names: &[String]) -> String {
             "the run stopped after a failure (use --keep-going to run independent agents)".into()
         }
         SkipReason::Interrupted => "interrupted".into(),
-        SkipReason::Budget => "its worst-case cost could exceed the budget".into(),
+        SkipReason::Budget(why) => format!("skipped for the budget: {why}"),
     }
 }
 
@@ -528,9 +528,7 @@ fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> S
         SkipReason::Dependency(d) => {
             format!("`{}` was skipped for the budget{ceiling}", names[*d])
         }
-        _ => format!(
-            "skipped for the budget{ceiling}: its worst case (its input plus `max_tokens` of output) could take spend past it"
-        ),
+        other => skip_text(other, names),
     }
 }
 

@@ -62,11 +62,12 @@ pub enum Settled<'a, O, E> {
 }
 
 /// A [`Gate`]'s answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     Start,
     Wait,
-    Skip,
+    /// Give the agent up, and say why.
+    Skip(String),
 }
 
 /// A gate that admits everything.
@@ -98,8 +99,8 @@ pub enum SkipReason {
     RunStopped,
     /// The run was interrupted.
     Interrupted,
-    /// Its worst-case cost could take spend over the budget.
-    Budget,
+    /// Its worst-case cost could take spend over the budget (the gate's explanation).
+    Budget(String),
 }
 
 /// Where an agent ended up.
@@ -194,8 +195,8 @@ pub async fn run<R: Runner>(
                 }
                 match gate.admit(agent, &prepared[&agent], tasks.len()) {
                     Admission::Wait => continue,
-                    Admission::Skip => {
-                        skipped.push(agent);
+                    Admission::Skip(why) => {
+                        skipped.push((agent, why));
                         continue;
                     }
                     Admission::Start => {}
@@ -212,12 +213,18 @@ pub async fn run<R: Runner>(
             }
             ready.retain(|a| {
                 matches!(states[*a], State::Waiting)
-                    && !skipped.contains(a)
+                    && !skipped.iter().any(|(s, _)| s == a)
                     && !unprepared.iter().any(|(u, _)| u == a)
             });
-            for agent in skipped {
+            for (agent, why) in skipped {
                 prepared.remove(&agent);
-                skip(dag, agent, SkipReason::Budget, &mut states, &mut on_event);
+                skip(
+                    dag,
+                    agent,
+                    SkipReason::Budget(why),
+                    &mut states,
+                    &mut on_event,
+                );
             }
             for (agent, error) in unprepared {
                 stopped |= !options.keep_going;

@@ -51,7 +51,15 @@ impl Ledger {
                 Admission::Start
             }
             _ if running > 0 => Admission::Wait,
-            _ => Admission::Skip,
+            Some(worst) => Admission::Skip(format!(
+                "its worst case, {worst}, is more than the {} left of {}",
+                self.ceiling.saturating_sub(self.committed()),
+                self.ceiling
+            )),
+            None => Admission::Skip(
+                "its worst case is unknown (no price, or no `max_tokens` and no known output limit)"
+                    .into(),
+            ),
         }
     }
 
@@ -86,7 +94,17 @@ impl BudgetGate {
 
 impl Gate<AgentRunner> for BudgetGate {
     fn admit(&mut self, agent: usize, prepared: &Prepared, running: usize) -> Admission {
-        self.ledger.admit(agent, prepared.worst, running)
+        match self.ledger.admit(agent, prepared.worst, running) {
+            Admission::Skip(why) => Admission::Skip(format!(
+                "{why} ({} input tokens at most, `max_tokens` {}); lower its `max_tokens` or raise the budget",
+                prepared.input.bound,
+                prepared
+                    .request
+                    .max_tokens
+                    .map_or_else(|| "unset".to_string(), |m| m.to_string()),
+            )),
+            other => other,
+        }
     }
 
     fn settled(
@@ -125,10 +143,10 @@ mod tests {
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(70));
-        assert_eq!(
+        assert!(matches!(
             ledger.admit(2, Some(Usd::from_pico(31)), 0),
-            Admission::Skip
-        );
+            Admission::Skip(_)
+        ));
         assert_eq!(
             ledger.admit(2, Some(Usd::from_pico(30)), 1),
             Admission::Start
@@ -139,7 +157,7 @@ mod tests {
     #[test]
     fn unknown_costs_count_in_full() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        assert_eq!(ledger.admit(0, None, 0), Admission::Skip);
+        assert!(matches!(ledger.admit(0, None, 0), Admission::Skip(_)));
         assert_eq!(
             ledger.admit(0, Some(Usd::from_pico(40)), 0),
             Admission::Start
