@@ -25,6 +25,8 @@ What it does, so the output can be checked by reading this file:
   - for Anthropic models, sets the 1-hour cache-write price to 2x input (the
     documented rule; upstream lists a wrong one for some Claude 3 models) and
     fills missing cache prices from the multipliers (write 1.25x, read 0.1x);
+  - drops a cache-write price below the input price (upstream writes 0 for
+    DeepSeek, which has no separate charge; the input price then applies);
   - keeps one long-context tier (`*_above_NNNk_tokens`) when upstream has one;
   - adds aliases: the ones in ALIASES (documented by the providers), and an
     undated OpenAI/Anthropic id whose single dated twin has the same prices.
@@ -205,6 +207,13 @@ def build(upstream_path, legacy_path):
     for key, row in models.items():
         if key.startswith("anthropic/"):
             fix_anthropic(key, row, corrections)
+        # byok-flow bills a cache-write token at the cache-write price instead of the
+        # input price; upstream writes 0 where a provider has no separate charge
+        # (DeepSeek), which would make such tokens free. Without a price, the input
+        # price applies.
+        if row["cache_write"] is not None and row["input"] is not None and row["cache_write"] < row["input"]:
+            corrections.append(f"{key}: cache_write {row['cache_write']} dropped (below the input price; the input price applies)")
+            row["cache_write"] = None
 
     aliases = {}
     for alias, target in ALIASES.items():
