@@ -9,6 +9,7 @@ use crate::cost::prices::{Entry, PriceTable};
 use crate::error::{Error, Exit, Result};
 use crate::report::{Align, grid, per_million};
 use crate::suggest;
+use crate::workflow::diagnostic::counted;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -150,10 +151,15 @@ fn listing(table: &PriceTable, prefix: Option<&str>, as_json: bool) -> String {
         .filter(|k| prefix.is_none_or(|p| k.starts_with(p)))
         .count();
     format!(
-        "Prices: {}.\nUSD per million tokens; context and max out in tokens.\n\n{}\n{} models and {aliases} aliases. `byok-flow prices MODEL` shows one, with its aliases.\n",
+        "Prices: {}.\nUSD per million tokens; context and max out in tokens.\n\n{}\n{} and {}. `byok-flow prices MODEL` shows one, with its aliases.\n",
         table.describe(),
         grid(&header, &align, &rows, None),
-        rows.len(),
+        counted(rows.len(), "model"),
+        if aliases == 1 {
+            "1 alias".to_string()
+        } else {
+            format!("{aliases} aliases")
+        },
     )
 }
 

@@ -211,7 +211,7 @@ fn refuse(estimate: &Estimate, max_usd: f64) -> Option<Error> {
                     listed(&total.unpriced)
                 ),
             )
-            .hint("add the prices under the provider's `pricing:` in the workflow (dollars per million tokens) or pass `--prices FILE`; see the warnings above"),
+            .hint("add each model's prices under its provider's `pricing:` in the workflow (dollars per million tokens), pass `--prices FILE`, or run without a budget"),
         );
     }
     if !total.unbounded.is_empty() {

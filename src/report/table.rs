@@ -124,6 +124,15 @@ pub fn outcome(record: &RunRecord) -> Option<String> {
                 )
             })
         }
+        RunStatus::BudgetReached => {
+            let names: Vec<String> = with(AgentStatus::Skipped)
+                .map(|n| format!("`{n}`"))
+                .collect();
+            Some(format!(
+                "The run kept to its budget: {skipped} skipped ({}); raise the budget or lower their `max_tokens` to run them.",
+                names.join(", ")
+            ))
+        }
         RunStatus::Interrupted => Some(format!(
             "The run was interrupted: {} cancelled, {skipped} not started, {} finished.",
             counted(with(AgentStatus::Cancelled).count(), "agent"),
