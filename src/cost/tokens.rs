@@ -81,10 +81,13 @@ pub const CLAUDE_NEW: Approximation = Approximation {
 /// Gemini, Llama, Mistral, `DeepSeek`, Grok and everything else.
 pub const OTHER: Approximation = Approximation {
     family: "other models",
+    // Mistral's Tekken takes a median 1.13x o200k on the test corpus (0.85 to 1.69;
+    // scripts/measure-approximation.py).
     expected_percent: 110,
-    // The most a ~100k-vocabulary BPE took over o200k on the test corpus: cl100k_base
-    // on Hindi, 249 vs 76 tokens (tests/data/tokens/counts.json).
-    bound_percent: 330,
+    // The most any tokenizer measured took over o200k on the test corpus: Mistral's
+    // older 32k SentencePiece on Hindi, 3.42x (cl100k_base, the base of Llama 3's
+    // vocabulary: 3.28x).
+    bound_percent: 350,
 };
 
 /// Every approximation, for docs and `--json`.
