@@ -42,6 +42,13 @@ pub struct RunSettings {
     pub max_usd: Option<f64>,
 }
 
+impl RunSettings {
+    /// The ceiling the run is held to: none under `--mock`, where every call is free.
+    pub fn budget(&self) -> Option<Usd> {
+        self.max_usd.filter(|_| !self.mock).map(Usd::from_dollars)
+    }
+}
+
 /// A finished agent's result.
 #[derive(Debug, Clone)]
 pub struct AgentOutput {
@@ -93,6 +100,8 @@ pub struct AgentRunner {
     tokenizers: Vec<Tokenizer>,
     /// Each agent's model and fallback models: tokenizer and price, for its worst case.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    /// Whether a budget needs each agent's worst case.
+    budgeted: bool,
 }
 
 /// Makes the client of a provider that is not the mock.
@@ -199,6 +208,7 @@ pub fn prepare_with(
             prices,
             tokenizers,
             candidates,
+            budgeted: settings.budget().is_some(),
         },
         limits,
     ))
@@ -299,16 +309,28 @@ impl scheduler::Runner for AgentRunner {
         };
         let context = self.context(upstream);
         let request = self.request(agent, &context).map_err(fail)?;
+        let window = self.prices[agent].as_ref().and_then(|p| p.context_window);
+        // Counting loads a tokenizer; a run with no budget and no known window needs none.
+        if window.is_none() && !self.budgeted {
+            return Ok(Prepared {
+                request,
+                input: Count::default(),
+                worst: None,
+            });
+        }
         let input =
             self.tokenizers[agent].count_request(request.system.as_deref(), &request.prompt);
-        let window = self.prices[agent].as_ref().and_then(|p| p.context_window);
         if let Some(window) = window.filter(|w| input.tokens > *w) {
             return Err(fail(format!(
                 "the prompt is about {} tokens, over the {window}-token context window of `{}/{}`; nothing was sent (shorten the inputs or upstream outputs it includes, or use a model with a larger window)",
                 input.tokens, self.calls[agent].provider, self.calls[agent].model
             )));
         }
-        let worst = self.worst_case(agent, &request);
+        let worst = if self.budgeted {
+            self.worst_case(agent, &request)
+        } else {
+            None
+        };
         Ok(Prepared {
             request,
             input,

@@ -87,21 +87,24 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         workflow: &checked.workflow,
         mock: args.mock,
     };
-    let estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
-    check_windows(&estimate, &args.file)?;
-    let refusal = max_usd.and_then(|max| refuse(&estimate, max));
-    if args.dry_run {
-        print_estimate(&estimate, args.json)?;
-        return match refusal {
-            Some(e) => Err(e),
-            None => Ok(Exit::Success),
-        };
-    }
-    if let Some(refusal) = refusal {
-        if !global.quiet {
-            eprint!("{}", estimate_table::render(&estimate));
+    // A `--mock` run is free and has no context windows: nothing to estimate.
+    if args.dry_run || !args.mock {
+        let estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        check_windows(&estimate, &args.file)?;
+        let refusal = max_usd.and_then(|max| refuse(&estimate, max));
+        if args.dry_run {
+            print_estimate(&estimate, args.json)?;
+            return match refusal {
+                Some(e) => Err(e),
+                None => Ok(Exit::Success),
+            };
         }
-        return Err(refusal);
+        if let Some(refusal) = refusal {
+            if !global.quiet {
+                eprint!("{}", estimate_table::render(&estimate));
+            }
+            return Err(refusal);
+        }
     }
     let settings = RunSettings {
         file: args.file.display().to_string(),
@@ -113,8 +116,8 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         max_usd,
     };
     let (agent_runner, limits) = runner::prepare(checked, &settings).map_err(Error::usage)?;
-    let mut gate: Box<dyn Gate<AgentRunner>> = match max_usd {
-        Some(max) => Box::new(BudgetGate::new(Usd::from_dollars(max), &agent_runner)),
+    let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
+        Some(ceiling) => Box::new(BudgetGate::new(ceiling, &agent_runner)),
         None => Box::new(Open),
     };
     let mut bus = Bus::default();
