@@ -35,8 +35,6 @@ pub struct Usd(u64);
 
 impl Usd {
     pub const ZERO: Usd = Usd(0);
-    /// More than any run can spend: what an unknown worst case counts as.
-    pub const MAX: Usd = Usd(u64::MAX);
 
     pub fn from_pico(pico: u64) -> Self {
         Usd(pico)
@@ -119,11 +117,6 @@ pub type Rate = u64;
 /// A rate from dollars per million tokens, rounded to the micro-dollar per million.
 pub fn rate_per_million(dollars: f64) -> Rate {
     Usd::from_dollars(dollars / 1e6).pico()
-}
-
-/// The dollars-per-million-tokens figure of a rate, as people quote prices.
-pub fn per_million(rate: Rate) -> f64 {
-    rate as f64 / 1e6
 }
 
 /// Per-token rates of one kind of use.

@@ -8,7 +8,7 @@
 //! Other providers publish no offline tokenizer, so their count is an
 //! approximation: the same `o200k_base` count times a factor per model family, with
 //! a second, larger factor as the upper bound the budget reserves. The factors and
-//! where they come from are in [`APPROXIMATIONS`] and docs/cost.md.
+//! where they come from are in [`CLAUDE`], [`CLAUDE_NEW`], [`OTHER`] and docs/cost.md.
 
 use serde::Serialize;
 use tiktoken_rs::CoreBPE;
@@ -89,9 +89,6 @@ pub const OTHER: Approximation = Approximation {
     // vocabulary: 3.28x).
     bound_percent: 350,
 };
-
-/// Every approximation, for docs and `--json`.
-pub const APPROXIMATIONS: [Approximation; 3] = [CLAUDE, CLAUDE_NEW, OTHER];
 
 /// How a model's input is counted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
