@@ -35,12 +35,20 @@ pub struct Request {
     pub timeout: Option<Duration>,
 }
 
-/// Tokens a call used, by kind, as the provider reports them.
+/// Tokens a call used, by kind, as the provider reports them. Each kind is billed at
+/// its own price (`cost::Price::cost`), so the kinds must not overlap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Usage {
+    /// Input tokens billed at the plain input price: neither read from nor written to
+    /// a cache. Anthropic's `input_tokens`; `OpenAI`'s `prompt_tokens` minus
+    /// `cached_tokens`; Gemini's `promptTokenCount` minus `cachedContentTokenCount`.
     pub input: u64,
+    /// Output tokens, reasoning ("thinking") tokens included.
     pub output: u64,
+    /// Input tokens read from the provider's prompt cache.
     pub cache_read: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`).
     pub cache_write: u64,
 }
 
