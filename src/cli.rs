@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, run, schema, validate};
+use crate::commands::{graph, prices, run, schema, validate};
 
 /// Run declarative LLM workflows ("squads") with your own API keys.
 #[derive(Debug, Parser)]
@@ -26,12 +26,16 @@ pub struct Cli {
 pub enum Command {
     /// Run a workflow.
     Run(run::Args),
+    /// Say what a run would cost, offline and without keys (same as `run --dry-run`).
+    Estimate(run::Args),
     /// Check workflow files and report every problem; exit 0 or 2.
     Validate(validate::Args),
     /// Draw a workflow's agents and their edges (Mermaid or Graphviz DOT).
     Graph(graph::Args),
     /// Print the workflow JSON Schema (for editors and CI).
     Schema(schema::Args),
+    /// Show the pricing table in use (or one model's prices), with its source and date.
+    Prices(prices::Args),
 }
 
 /// Options every command shares.

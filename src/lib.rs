@@ -5,6 +5,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod cost;
 pub mod dag;
 pub mod error;
 pub mod events;

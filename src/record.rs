@@ -64,6 +64,8 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Interrupted,
+    /// Agents were skipped so that spend stays under the budget.
+    BudgetReached,
 }
 
 /// A whole run.
@@ -82,7 +84,11 @@ pub struct RunRecord {
     /// The workflow's `outputs`, or the outputs of agents nothing depends on.
     pub outputs: IndexMap<String, String>,
     pub usage: Usage,
+    /// Dollars spent, to the micro-dollar; a lower bound when an agent is unpriced.
     pub cost_usd: f64,
+    /// The spending ceiling the run was held to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
 }
 
 impl RunRecord {

@@ -1,6 +1,11 @@
 //! One run of a checked workflow: renders each agent's prompt from its inputs and
 //! upstream outputs, calls its provider through the scheduler, and turns what
 //! happened into the run record, emitting events to every subscriber as it goes.
+//!
+//! Before an agent starts, its request is rendered and counted ([`Prepared`]), so
+//! the budget gate sees its real input size, and a prompt over the model's context
+//! window fails the agent before any spend. After it finishes, its cost is priced
+//! from the usage the provider reported.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,9 +14,12 @@ use std::time::{Instant, SystemTime};
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
-use crate::events::{Bus, Event};
 use secrecy::SecretString;
 
+use crate::cost::prices::{PriceTable, Pricing};
+use crate::cost::tokens::{Count, Tokenizer};
+use crate::cost::{Price, Usd};
+use crate::events::{Bus, Event};
 use crate::providers::anthropic::Anthropic;
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::client::{HttpProvider, KeySource};
@@ -28,6 +36,7 @@ use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::template::Renderer;
 use crate::workflow::Checked;
 use crate::workflow::model::ProviderKind;
+use std::collections::HashSet;
 
 /// What a run needs beyond the workflow.
 #[derive(Debug, Clone)]
@@ -37,6 +46,17 @@ pub struct RunSettings {
     pub mock: bool,
     pub concurrency: usize,
     pub keep_going: bool,
+    /// The pricing table in use (built in, or `--prices FILE`).
+    pub prices: Arc<PriceTable>,
+    /// The spending ceiling (`--max-usd`, else `budget.max_usd`).
+    pub max_usd: Option<f64>,
+}
+
+impl RunSettings {
+    /// The ceiling the run is held to: none under `--mock`, where every call is free.
+    pub fn budget(&self) -> Option<Usd> {
+        self.max_usd.filter(|_| !self.mock).map(Usd::from_dollars)
+    }
 }
 
 /// A finished agent's result.
@@ -44,7 +64,12 @@ pub struct RunSettings {
 pub struct AgentOutput {
     pub text: String,
     pub json: Option<Json>,
+    /// Every token the provider reported for the agent (a reply that failed the
+    /// JSON check included).
     pub usage: Usage,
+    /// What those tokens cost, each at the price of the model that used it; `None`
+    /// when a model is unpriced.
+    pub cost: Option<Usd>,
     pub stop_reason: Option<String>,
     pub seconds: f64,
     /// `provider/model` that answered (a fallback's, when the agent's own failed).
@@ -57,7 +82,35 @@ pub struct AgentOutput {
 pub struct AgentFailure {
     pub message: String,
     pub seconds: f64,
+    /// What the failed call used, when known. `None` when it may have spent tokens
+    /// nobody reported (a time-out or a dropped stream cut a call off): the budget
+    /// then counts the agent's worst case as spent.
+    pub usage: Option<Usage>,
+    /// What `usage` cost; `None` when unknown or unpriced.
+    pub cost: Option<Usd>,
     pub attempts: Vec<Attempt>,
+}
+
+impl AgentFailure {
+    /// A failure before any call was made: nothing spent.
+    fn before_call(message: String) -> Self {
+        AgentFailure {
+            message,
+            seconds: 0.0,
+            usage: Some(Usage::default()),
+            cost: Some(Usd::ZERO),
+            attempts: Vec::new(),
+        }
+    }
+}
+
+/// An agent ready to start: its rendered request, its counted input, and the most
+/// it can cost (`None` when no price or no output limit is known).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub request: Request,
+    pub input: Count,
+    pub worst: Option<Usd>,
 }
 
 /// The model an agent calls: provider name and model id, and its lane.
@@ -100,6 +153,9 @@ impl Keys for EnvKeys {
     }
 }
 
+/// Retries per model when neither the agent nor `defaults` says.
+pub const DEFAULT_RETRIES: u32 = 3;
+
 /// Runs agents for the scheduler.
 pub struct AgentRunner {
     checked: Arc<Checked>,
@@ -112,7 +168,17 @@ pub struct AgentRunner {
     retries: Vec<u32>,
     /// Where agents report retries and streamed progress.
     bus: Bus,
+    /// Each agent's model price (`None`: unpriced) and tokenizer.
+    prices: Vec<Option<Price>>,
+    tokenizers: Vec<Tokenizer>,
+    /// Each agent's model and fallback models: tokenizer and price, for its worst case.
+    candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    /// Whether a budget needs each agent's worst case.
+    budgeted: bool,
 }
+
+/// Makes the client of a provider that is not the mock.
+pub type Connect = dyn Fn(&ProviderInfo) -> Result<Arc<dyn Provider>, String>;
 
 /// Builds the providers and templates of a run. Fails with a message when a
 /// provider cannot be set up.
@@ -122,8 +188,21 @@ pub fn prepare(
     keys: &Arc<dyn Keys>,
     bus: &Bus,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
-    let w = &checked.workflow;
     let http = Http::new(Timeouts::default())?;
+    let keys = keys.clone();
+    let connect = move |info: &ProviderInfo| Ok(connect(info, &http, keys.clone()));
+    prepare_with(checked, settings, &connect, bus)
+}
+
+/// [`prepare`] with the client of each provider that is not the mock made by
+/// `connect` (tests pass their own providers here).
+pub fn prepare_with(
+    checked: Arc<Checked>,
+    settings: &RunSettings,
+    connect: &Connect,
+    bus: &Bus,
+) -> Result<(AgentRunner, Vec<usize>), String> {
+    let w = &checked.workflow;
     let mut clients: IndexMap<String, (Arc<dyn Provider>, usize)> = IndexMap::new();
     let mut limits = Vec::new();
     let mock_latency = registry::resolve(w, "mock").ok().and_then(|p| p.latency);
@@ -138,7 +217,7 @@ pub fn prepare(
                 latency: info.latency.or(mock_latency),
             })
         } else {
-            connect(&info, &http, keys.clone())
+            connect(&info)?
         };
         limits.push(info.max_concurrency.map_or(usize::MAX, |m| m as usize));
         let entry = (client, limits.len() - 1);
@@ -196,6 +275,31 @@ pub fn prepare(
             .collect(),
     );
     let names = w.agents.keys().cloned().collect();
+    let pricing = Pricing {
+        table: &settings.prices,
+        workflow: w,
+        mock: settings.mock,
+    };
+    let price = |model: &str| pricing.resolve(model).map(|r| r.price);
+    let prices = w.agents.values().map(|a| price(&a.model)).collect();
+    let tokenizers = w
+        .agents
+        .values()
+        .map(|a| Tokenizer::for_model(a.model_id()))
+        .collect();
+    let candidates = w
+        .agents
+        .values()
+        .map(|a| {
+            std::iter::once(&a.model)
+                .chain(&a.fallback)
+                .map(|m| {
+                    let id = m.split_once('/').map_or(m.as_str(), |(_, id)| id);
+                    (Tokenizer::for_model(id), price(m))
+                })
+                .collect()
+        })
+        .collect();
     Ok((
         AgentRunner {
             checked,
@@ -206,13 +310,14 @@ pub fn prepare(
             targets,
             retries,
             bus: bus.clone(),
+            prices,
+            tokenizers,
+            candidates,
+            budgeted: settings.budget().is_some(),
         },
         limits,
     ))
 }
-
-/// Retries per model when neither the agent nor `defaults` says.
-pub const DEFAULT_RETRIES: u32 = 3;
 
 /// A client for a provider reached over HTTP.
 fn connect(info: &ProviderInfo, http: &Http, keys: Arc<dyn Keys>) -> Arc<dyn Provider> {
@@ -253,6 +358,31 @@ fn connect(info: &ProviderInfo, http: &Http, keys: Arc<dyn Keys>) -> Arc<dyn Pro
 }
 
 impl AgentRunner {
+    /// Dollars for what `agent`'s models used (`usage[k]` on its `k`th model: its
+    /// own, then its fallbacks); `None` when a model that used tokens is unpriced.
+    pub fn cost(&self, agent: usize, usage: &[Usage]) -> Option<Usd> {
+        let mut total = Usd::ZERO;
+        for (k, used) in usage.iter().enumerate() {
+            if *used == Usage::default() {
+                continue;
+            }
+            total += self.candidates[agent].get(k)?.1.as_ref()?.cost(used);
+        }
+        Some(total)
+    }
+
+    /// The most `request` can cost on `agent`'s model or any of its fallbacks.
+    fn worst_case(&self, agent: usize, request: &Request) -> Option<Usd> {
+        let mut worst = Usd::ZERO;
+        for (tokenizer, price) in &self.candidates[agent] {
+            let price = price.as_ref()?;
+            let input = tokenizer.count_request(request.system.as_deref(), &request.prompt);
+            let output = request.max_tokens.map(u64::from).or(price.max_output)?;
+            worst = worst.max(price.worst_case(input.bound, output));
+        }
+        Some(worst)
+    }
+
     /// The template context for an agent: the inputs and its upstream agents' outputs.
     fn context(&self, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
         let mut agents = Map::new();
@@ -301,32 +431,59 @@ impl AgentRunner {
 impl scheduler::Runner for AgentRunner {
     type Output = AgentOutput;
     type Error = AgentFailure;
+    type Prepared = Prepared;
 
     fn lane(&self, agent: usize) -> usize {
         self.calls[agent].lane
     }
 
+    fn prepare(
+        &self,
+        agent: usize,
+        upstream: &[(usize, Arc<AgentOutput>)],
+    ) -> Result<Prepared, AgentFailure> {
+        let fail = AgentFailure::before_call;
+        let context = self.context(upstream);
+        let request = self.request(agent, &context).map_err(fail)?;
+        let window = self.prices[agent].as_ref().and_then(|p| p.context_window);
+        // Counting loads a tokenizer; a run with no budget and no known window needs none.
+        if window.is_none() && !self.budgeted {
+            return Ok(Prepared {
+                request,
+                input: Count::default(),
+                worst: None,
+            });
+        }
+        let input =
+            self.tokenizers[agent].count_request(request.system.as_deref(), &request.prompt);
+        if let Some(window) = window.filter(|w| input.tokens > *w) {
+            return Err(fail(format!(
+                "the prompt is about {} tokens, over the {window}-token context window of `{}/{}`; nothing was sent (shorten the inputs or upstream outputs it includes, or use a model with a larger window)",
+                input.tokens, self.calls[agent].provider, self.calls[agent].model
+            )));
+        }
+        let worst = if self.budgeted {
+            self.worst_case(agent, &request)
+        } else {
+            None
+        };
+        Ok(Prepared {
+            request,
+            input,
+            worst,
+        })
+    }
+
     fn run(
         self: Arc<Self>,
         agent: usize,
-        upstream: Vec<(usize, Arc<AgentOutput>)>,
+        prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
         Box::pin(async move {
             let start = Instant::now();
-            let context = self.context(&upstream);
-            let request = match self.request(agent, &context) {
-                Ok(request) => request,
-                Err(message) => {
-                    return Err(AgentFailure {
-                        message,
-                        seconds: 0.0,
-                        attempts: Vec::new(),
-                    });
-                }
-            };
+            let mut request = prepared.request;
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.names[agent].clone(), self.bus.clone());
-            let mut request = request;
             request.progress = Progress::new(move |chars| {
                 bus.emit(&Event::AgentProgress {
                     agent: &name,
@@ -342,11 +499,17 @@ impl scheduler::Runner for AgentRunner {
             };
             let called = call::call(&self.targets[agent], &request, &policy, &on_failure).await;
             let seconds = start.elapsed().as_secs_f64();
+            let mut usage = Usage::default();
+            for used in &called.usage {
+                usage += *used;
+            }
+            let cost = self.cost(agent, &called.usage);
             match called.result {
                 Ok(answer) => Ok(AgentOutput {
                     text: answer.reply.text,
                     json: answer.reply.json,
-                    usage: answer.usage,
+                    usage,
+                    cost,
                     stop_reason: answer.reply.stop_reason,
                     seconds,
                     model: answer.model,
@@ -361,9 +524,13 @@ impl scheduler::Runner for AgentRunner {
                     if let Some(hint) = e.hint {
                         message.push_str(&format!(" ({hint})"));
                     }
+                    // A call cut off mid-way may be billed without a report: unknown.
+                    let known = !called.unreported;
                     Err(AgentFailure {
                         message,
                         seconds,
+                        usage: known.then_some(usage),
+                        cost: cost.filter(|_| known),
                         attempts: called.attempts,
                     })
                 }
@@ -377,7 +544,7 @@ pub async fn execute(
     runner: AgentRunner,
     lane_limits: Vec<usize>,
     settings: &RunSettings,
-    gate: &mut dyn Gate,
+    gate: &mut dyn Gate<AgentRunner>,
     bus: &Bus,
     cancel: impl Future<Output = ()>,
 ) -> RunRecord {
@@ -415,6 +582,8 @@ pub async fn execute(
         attempts: Vec::new(),
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
+    // Agents skipped for the budget, and those skipped because one of them was.
+    let mut over_budget: HashSet<usize> = HashSet::new();
     let outcome = scheduler::run(
         &checked.dag,
         runner.clone(),
@@ -436,18 +605,31 @@ pub async fn execute(
                     stop_reason: out.stop_reason.clone(),
                     output: Some(out.text.clone()),
                     json: out.json.clone(),
-                    cost_usd: cost(settings, &calls[i], out.usage),
+                    cost_usd: out.cost.map(Usd::micro_dollars),
                     answered_by: (out.model != models[i].1).then(|| out.model.clone()),
                     attempts: out.attempts.clone(),
                     ..record_of(i, AgentStatus::Succeeded, None)
                 },
                 SchedEvent::Failed(i, e) => AgentRecord {
                     seconds: e.seconds,
+                    usage: e.usage.unwrap_or_default(),
+                    cost_usd: e.cost.map(Usd::micro_dollars),
                     attempts: e.attempts.clone(),
                     ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
                 },
                 SchedEvent::Skipped(i, reason) => {
-                    record_of(i, AgentStatus::Skipped, Some(skip_text(reason, &names)))
+                    let budget = match reason {
+                        SkipReason::Budget(_) => true,
+                        SkipReason::Dependency(d) => over_budget.contains(d),
+                        _ => false,
+                    };
+                    let text = if budget {
+                        over_budget.insert(i);
+                        budget_text(reason, &names, settings.max_usd)
+                    } else {
+                        skip_text(reason, &names)
+                    };
+                    record_of(i, AgentStatus::Skipped, Some(text))
                 }
                 SchedEvent::Cancelled(i) => {
                     record_of(i, AgentStatus::Cancelled, Some("interrupted".into()))
@@ -483,9 +665,16 @@ pub async fn execute(
         RunStatus::Interrupted
     } else if agents.iter().all(|a| a.status == AgentStatus::Succeeded) {
         RunStatus::Succeeded
+    } else if !over_budget.is_empty() && !agents.iter().any(|a| a.status == AgentStatus::Failed) {
+        RunStatus::BudgetReached
     } else {
         RunStatus::Failed
     };
+    let cost: Usd = agents
+        .iter()
+        .filter_map(|a| a.cost_usd)
+        .map(Usd::from_dollars)
+        .sum();
     let record = RunRecord {
         run_id: new_run_id(),
         workflow: checked
@@ -499,18 +688,14 @@ pub async fn execute(
         status,
         mock: settings.mock,
         inputs: settings.inputs.clone(),
-        cost_usd: agents.iter().filter_map(|a| a.cost_usd).sum(),
+        cost_usd: cost.micro_dollars(),
+        budget_usd: settings.max_usd,
         agents,
         outputs,
         usage,
     };
     bus.emit(&Event::RunFinished { record: &record });
     record
-}
-
-/// Dollars for one call. The mock costs nothing; real prices come with the cost module.
-fn cost(settings: &RunSettings, call: &Call, _usage: Usage) -> Option<f64> {
-    (settings.mock || call.provider == "mock").then_some(0.0)
 }
 
 fn skip_text(reason: &SkipReason, names: &[String]) -> String {
@@ -520,7 +705,18 @@ fn skip_text(reason: &SkipReason, names: &[String]) -> String {
             "the run stopped after a failure (use --keep-going to run independent agents)".into()
         }
         SkipReason::Interrupted => "interrupted".into(),
-        SkipReason::Budget => "its worst-case cost could exceed the budget".into(),
+        SkipReason::Budget(why) => format!("skipped for the budget: {why}"),
+    }
+}
+
+/// Why an agent was skipped for the budget, or because an agent it needs was.
+fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> String {
+    let ceiling = max_usd.map_or_else(String::new, |m| format!(" of {}", Usd::from_dollars(m)));
+    match reason {
+        SkipReason::Dependency(d) => {
+            format!("`{}` was skipped for the budget{ceiling}", names[*d])
+        }
+        other => skip_text(other, names),
     }
 }
 

@@ -4,7 +4,8 @@
 //! starting new agents after a failure unless told to keep going; and on
 //! cancellation (Ctrl-C) aborts what is running and keeps what finished.
 //!
-//! It knows nothing of prompts or providers: a [`Runner`] runs one agent.
+//! It knows nothing of prompts, providers or prices: a [`Runner`] prepares and runs
+//! one agent, and a [`Gate`] (the budget) decides whether a prepared agent may start.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
@@ -15,44 +16,65 @@ use tokio::task::JoinSet;
 use crate::dag::Dag;
 use crate::providers::BoxFuture;
 
-/// Runs one agent, given the outputs of the agents it depends on.
+/// Prepares and runs one agent, given the outputs of the agents it depends on.
 pub trait Runner: Send + Sync + 'static {
     type Output: Send + Sync + 'static;
     type Error: Send + Sync + 'static;
+    /// What an agent needs to start (its rendered request), made before the gate
+    /// is asked, so the gate can see it.
+    type Prepared: Send + 'static;
 
     /// Which concurrency lane (provider) the agent uses.
     fn lane(&self, agent: usize) -> usize;
 
-    /// Runs the agent.
+    /// Makes what the agent needs to start from its upstream outputs. An error fails
+    /// the agent without starting it.
+    fn prepare(
+        &self,
+        agent: usize,
+        upstream: &[(usize, Arc<Self::Output>)],
+    ) -> Result<Self::Prepared, Self::Error>;
+
+    /// Runs the prepared agent.
     fn run(
         self: Arc<Self>,
         agent: usize,
-        upstream: Vec<(usize, Arc<Self::Output>)>,
+        prepared: Self::Prepared,
     ) -> BoxFuture<'static, Result<Self::Output, Self::Error>>;
 }
 
-/// Decides, just before an agent would start, whether it may (a budget, say).
-pub trait Gate {
+/// Decides, just before a prepared agent would start, whether it may (a budget, say).
+pub trait Gate<R: Runner> {
     /// `Start` to start it now, `Wait` to try again when a running agent settles,
-    /// `Skip` to give up on it.
-    fn admit(&mut self, agent: usize, running: usize) -> Admission;
-    /// Called when an agent settles, so a reservation can be released.
-    fn settled(&mut self, _agent: usize) {}
+    /// `Skip` to give up on it. `running` is how many agents are running.
+    fn admit(&mut self, agent: usize, prepared: &R::Prepared, running: usize) -> Admission;
+    /// Called when a started agent settles, so a reservation can be released.
+    fn settled(&mut self, _agent: usize, _how: Settled<'_, R::Output, R::Error>) {}
+}
+
+/// How a started agent ended, as a [`Gate`] hears it.
+#[derive(Debug, Clone, Copy)]
+pub enum Settled<'a, O, E> {
+    Finished(&'a O),
+    Failed(&'a E),
+    /// Its task panicked: what it did is unknown.
+    Lost,
 }
 
 /// A [`Gate`]'s answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
     Start,
     Wait,
-    Skip,
+    /// Give the agent up, and say why.
+    Skip(String),
 }
 
 /// A gate that admits everything.
 pub struct Open;
 
-impl Gate for Open {
-    fn admit(&mut self, _: usize, _: usize) -> Admission {
+impl<R: Runner> Gate<R> for Open {
+    fn admit(&mut self, _: usize, _: &R::Prepared, _: usize) -> Admission {
         Admission::Start
     }
 }
@@ -77,8 +99,8 @@ pub enum SkipReason {
     RunStopped,
     /// The run was interrupted.
     Interrupted,
-    /// Its worst-case cost could take spend over the budget.
-    Budget,
+    /// Its worst-case cost could take spend over the budget (the gate's explanation).
+    Budget(String),
 }
 
 /// Where an agent ended up.
@@ -110,14 +132,14 @@ pub struct Outcome<O, E> {
 }
 
 /// An agent's index and how its run ended.
-type Settled<R> = (usize, Result<<R as Runner>::Output, <R as Runner>::Error>);
+type Joined<R> = (usize, Result<<R as Runner>::Output, <R as Runner>::Error>);
 
 /// Runs every agent of `dag`.
 pub async fn run<R: Runner>(
     dag: &Dag,
     runner: Arc<R>,
     options: &Options,
-    gate: &mut dyn Gate,
+    gate: &mut dyn Gate<R>,
     cancel: impl Future<Output = ()>,
     mut on_event: impl FnMut(Event<'_, R::Output, R::Error>),
 ) -> Outcome<R::Output, R::Error> {
@@ -127,7 +149,8 @@ pub async fn run<R: Runner>(
     let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
     let lanes: Vec<usize> = (0..n).map(|i| runner.lane(i)).collect();
     let mut lane_running: HashMap<usize, usize> = HashMap::new();
-    let mut tasks: JoinSet<Settled<R>> = JoinSet::new();
+    let mut tasks: JoinSet<Joined<R>> = JoinSet::new();
+    let mut prepared: HashMap<usize, R::Prepared> = HashMap::new();
     let mut task_agent: HashMap<tokio::task::Id, usize> = HashMap::new();
     let mut stopped = false;
     let mut interrupted = false;
@@ -137,6 +160,7 @@ pub async fn run<R: Runner>(
     loop {
         if !stopped {
             let mut skipped = Vec::new();
+            let mut unprepared = Vec::new();
             for &agent in &ready {
                 if tasks.len() >= concurrency {
                     break;
@@ -151,31 +175,60 @@ pub async fn run<R: Runner>(
                 if lane_running.get(&lane).copied().unwrap_or(0) >= limit {
                     continue;
                 }
-                match gate.admit(agent, tasks.len()) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(agent) {
+                    let upstream: Vec<(usize, Arc<R::Output>)> = dag
+                        .dependencies(agent)
+                        .filter_map(|d| match &states[d] {
+                            State::Done(out) => Some((d, out.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    match runner.prepare(agent, &upstream) {
+                        Ok(p) => {
+                            slot.insert(p);
+                        }
+                        Err(error) => {
+                            unprepared.push((agent, error));
+                            continue;
+                        }
+                    }
+                }
+                match gate.admit(agent, &prepared[&agent], tasks.len()) {
                     Admission::Wait => continue,
-                    Admission::Skip => {
-                        skipped.push(agent);
+                    Admission::Skip(why) => {
+                        skipped.push((agent, why));
                         continue;
                     }
                     Admission::Start => {}
                 }
+                let Some(ready_to_run) = prepared.remove(&agent) else {
+                    continue;
+                };
                 *lane_running.entry(lane).or_default() += 1;
-                let upstream = dag
-                    .dependencies(agent)
-                    .filter_map(|d| match &states[d] {
-                        State::Done(out) => Some((d, out.clone())),
-                        _ => None,
-                    })
-                    .collect();
                 states[agent] = State::Running;
                 on_event(Event::Started(agent));
-                let fut = runner.clone().run(agent, upstream);
+                let fut = runner.clone().run(agent, ready_to_run);
                 let handle = tasks.spawn(async move { (agent, fut.await) });
                 task_agent.insert(handle.id(), agent);
             }
-            ready.retain(|a| matches!(states[*a], State::Waiting) && !skipped.contains(a));
-            for agent in skipped {
-                skip(dag, agent, SkipReason::Budget, &mut states, &mut on_event);
+            ready.retain(|a| {
+                matches!(states[*a], State::Waiting)
+                    && !skipped.iter().any(|(s, _)| s == a)
+                    && !unprepared.iter().any(|(u, _)| u == a)
+            });
+            for (agent, why) in skipped {
+                prepared.remove(&agent);
+                skip(
+                    dag,
+                    agent,
+                    SkipReason::Budget(why),
+                    &mut states,
+                    &mut on_event,
+                );
+            }
+            for (agent, error) in unprepared {
+                stopped |= !options.keep_going;
+                fail(dag, agent, error, &mut states, &mut on_event);
             }
         }
         if tasks.is_empty() {
@@ -209,7 +262,7 @@ pub async fn run<R: Runner>(
                 if let Some(count) = lane_running.get_mut(&lanes[agent]) {
                     *count -= 1;
                 }
-                gate.settled(agent);
+                gate.settled(agent, Settled::Lost);
                 stopped |= !options.keep_going;
                 for d in dag.dependents(agent).collect::<Vec<_>>() {
                     skip(
@@ -226,7 +279,10 @@ pub async fn run<R: Runner>(
         if let Some(count) = lane_running.get_mut(&lanes[agent]) {
             *count -= 1;
         }
-        gate.settled(agent);
+        match &result {
+            Ok(output) => gate.settled(agent, Settled::Finished(output)),
+            Err(error) => gate.settled(agent, Settled::Failed(error)),
+        }
         match result {
             Ok(output) => {
                 let output = Arc::new(output);
@@ -240,18 +296,8 @@ pub async fn run<R: Runner>(
                 }
             }
             Err(error) => {
-                on_event(Event::Failed(agent, &error));
-                states[agent] = State::Failed(error);
                 stopped |= !options.keep_going;
-                for d in dag.dependents(agent).collect::<Vec<_>>() {
-                    skip(
-                        dag,
-                        d,
-                        SkipReason::Dependency(agent),
-                        &mut states,
-                        &mut on_event,
-                    );
-                }
+                fail(dag, agent, error, &mut states, &mut on_event);
             }
         }
     }
@@ -270,6 +316,21 @@ pub async fn run<R: Runner>(
     Outcome {
         states,
         interrupted,
+    }
+}
+
+/// Marks `agent` failed and skips everything that depends on it.
+fn fail<O, E>(
+    dag: &Dag,
+    agent: usize,
+    error: E,
+    states: &mut [State<O, E>],
+    on_event: &mut impl FnMut(Event<'_, O, E>),
+) {
+    on_event(Event::Failed(agent, &error));
+    states[agent] = State::Failed(error);
+    for d in dag.dependents(agent).collect::<Vec<_>>() {
+        skip(dag, d, SkipReason::Dependency(agent), states, on_event);
     }
 }
 

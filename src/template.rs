@@ -145,26 +145,29 @@ fn tag_name(body: &str) -> &str {
     body.split([' ', '}', '~', '\n']).next().unwrap_or_default()
 }
 
-/// The offset of the first tag at or after `from` whose body starts with `sigil`
-/// and then `name` (`{{#each`, `{{> header`, `{{readFile`).
+/// The offset of the first tag at or after `from` that starts with `sigil` (`>`
+/// for a partial, `*` for a decorator) or, with no sigil, names the helper `name`
+/// (`{{readFile`, `{{#iff`).
 fn find_tag(text: &str, from: usize, sigil: &str, name: &str) -> Option<usize> {
     let mut from = from.min(text.len());
     while let Some(i) = text[from..].find("{{") {
         let start = from + i;
+        from = start + 2;
         let body = text[start + 2..]
             .trim_start_matches(['{', '~'])
             .trim_start();
-        let body = body.strip_prefix(sigil).unwrap_or(if sigil.is_empty() {
-            body.trim_start_matches(['#', '^'])
-        } else {
-            ""
-        });
-        if let Some(after) = body.trim_start().strip_prefix(name) {
+        if !sigil.is_empty() {
+            if body.trim_start_matches('#').starts_with(sigil) {
+                return Some(start);
+            }
+            continue;
+        }
+        let body = body.trim_start_matches(['#', '^']).trim_start();
+        if let Some(after) = body.strip_prefix(name) {
             if !after.starts_with(|c: char| c.is_alphanumeric() || "_-.".contains(c)) {
                 return Some(start);
             }
         }
-        from = start + 2;
     }
     None
 }
@@ -226,7 +229,7 @@ fn walk(
             TemplateElement::DecoratorExpression(_) | TemplateElement::DecoratorBlock(_) => {
                 return Err(TemplateProblem::new(
                     text,
-                    find_tag(text, *cursor, "*", "").or_else(|| find_tag(text, *cursor, "#*", "")),
+                    find_tag(text, *cursor, "*", ""),
                     "decorators (`{{* …}}`) are not supported in prompts".into(),
                     "remove the decorator; prompts use `{{inputs.NAME}}`, `{{agents.NAME.output}}` and the built-in helpers",
                 ));
@@ -234,7 +237,7 @@ fn walk(
             TemplateElement::PartialExpression(_) | TemplateElement::PartialBlock(_) => {
                 return Err(TemplateProblem::new(
                     text,
-                    find_tag(text, *cursor, ">", "").or_else(|| find_tag(text, *cursor, "#>", "")),
+                    find_tag(text, *cursor, ">", ""),
                     "partials (`{{> …}}`) are not supported in prompts".into(),
                     format!("write the shared text into the prompt, or {INPUT_HELP}"),
                 ));
@@ -449,7 +452,10 @@ mod tests {
         assert_eq!(e.at, Some((2, 3)), "{e:?}");
         let e = references("x {{> header}}").unwrap_err();
         assert_eq!(e.at, Some((1, 3)), "{e:?}");
-        let e = references("{{#iff inputs.a}}x{{/iff}}").unwrap_err();
+        let e = references("x {{>header}}").unwrap_err();
+        assert_eq!(e.at, Some((1, 3)), "{e:?}");
+        let e = references("a\n{{#iff inputs.a}}x{{/iff}}").unwrap_err();
+        assert_eq!(e.at, Some((2, 1)), "{e:?}");
         assert_eq!(e.help, "did you mean `if`?");
     }
 

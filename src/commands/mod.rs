@@ -2,6 +2,7 @@
 //! the domain modules.
 
 pub mod graph;
+pub mod prices;
 pub mod run;
 pub mod schema;
 pub mod validate;
@@ -9,6 +10,7 @@ pub mod validate;
 use std::path::Path;
 
 use crate::cli::{Command, Global};
+use crate::cost::{self, prices::PriceTable};
 use crate::error::{Error, Exit, Result};
 use crate::workflow::{self, Checked};
 
@@ -16,6 +18,11 @@ use crate::workflow::{self, Checked};
 pub fn dispatch(command: Command, global: Global) -> Result<Exit> {
     match command {
         Command::Run(args) => run::run(&args, global),
+        Command::Estimate(mut args) => {
+            args.dry_run = true;
+            run::run(&args, global)
+        }
+        Command::Prices(args) => prices::run(&args),
         Command::Validate(args) => validate::run(&args, global),
         Command::Graph(args) => graph::run(&args, global),
         Command::Schema(args) => schema::run(&args),
@@ -24,8 +31,37 @@ pub fn dispatch(command: Command, global: Global) -> Result<Exit> {
 
 /// Loads and checks a workflow, printing its warnings, or every problem and exit 2.
 pub fn load_checked(path: &Path, global: Global) -> Result<Checked> {
+    load_with(path, global, |_| Vec::new())
+}
+
+/// [`load_checked`], with a warning for each model that `table` and the workflow's
+/// own `pricing:` leave unpriced.
+pub fn load_priced(path: &Path, global: Global, table: &PriceTable) -> Result<Checked> {
+    load_with(path, global, |checked| {
+        cost::check::unpriced(checked, table)
+    })
+}
+
+/// The pricing table of `--prices FILE`, or the built-in one.
+pub fn load_prices(file: Option<&Path>) -> Result<PriceTable> {
+    PriceTable::load(file).map_err(|e| {
+        Error::usage(e.to_string()).hint(
+            "a prices file is JSON like data/prices.json: {\"models\": {\"openai/gpt-4o\": {\"input\": 2.5, \"output\": 10}}}, in dollars per million tokens",
+        )
+    })
+}
+
+fn load_with(
+    path: &Path,
+    global: Global,
+    more: impl FnOnce(&Checked) -> Vec<workflow::Diagnostic>,
+) -> Result<Checked> {
     match workflow::check_file(path) {
-        Ok((checked, report)) => {
+        Ok((checked, mut report)) => {
+            report.diagnostics.extend(more(&checked));
+            report
+                .diagnostics
+                .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
             if !report.diagnostics.is_empty() && !global.quiet {
                 eprint!("{}", report.render(global.color));
             }

@@ -1,19 +1,23 @@
 //! `byok-flow run`: run a workflow, results on stdout, progress and the closing
 //! table on stderr.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 
 use crate::cli::Global;
+use crate::cost::budget::BudgetGate;
+use crate::cost::estimate::Estimate;
+use crate::cost::prices::Pricing;
+use crate::cost::{self, Usd};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
 use crate::record::RunStatus;
-use crate::report::{output, progress, table};
-use crate::runner::{self, RunSettings};
-use crate::scheduler::Open;
+use crate::report::{estimate_table, output, progress, table};
+use crate::runner::{self, AgentRunner, RunSettings};
+use crate::scheduler::{Gate, Open};
 use crate::suggest;
 use crate::workflow::Checked;
 
@@ -46,17 +50,70 @@ pub struct Args {
     /// Also write DIR/AGENT.md (or .json) for each agent and DIR/run.json.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// Only say what the run would cost: no keys, no network (`byok-flow estimate`).
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// The most this run may spend, in US dollars (overrides `budget.max_usd`).
+    #[arg(long, value_name = "USD", value_parser = parse_usd, env = "BYOK_FLOW_MAX_USD")]
+    pub max_usd: Option<f64>,
+
+    /// Price models from this file instead of the built-in table (format: data/prices.json).
+    #[arg(long, value_name = "FILE", env = "BYOK_FLOW_PRICES")]
+    pub prices: Option<PathBuf>,
+}
+
+/// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
+fn parse_usd(text: &str) -> std::result::Result<f64, String> {
+    let number = text.trim().trim_start_matches('$');
+    match number.parse::<f64>() {
+        Ok(usd) if usd.is_finite() && usd >= 0.0 => Ok(usd),
+        _ => Err(format!(
+            "`{text}` is not an amount of dollars; write a number like 0.50"
+        )),
+    }
 }
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
-    let checked = Arc::new(super::load_checked(&args.file, global)?);
+    let table = Arc::new(super::load_prices(args.prices.as_deref())?);
+    let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
     let inputs = resolve_inputs(&checked, &args.inputs)?;
+    let max_usd = args
+        .max_usd
+        .or(checked.workflow.budget.as_ref().map(|b| b.max_usd));
+    let pricing = Pricing {
+        table: &table,
+        workflow: &checked.workflow,
+        mock: args.mock,
+    };
+    // A `--mock` run is free and has no context windows: nothing to estimate.
+    if args.dry_run || !args.mock {
+        let estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        check_windows(&estimate, &args.file)?;
+        let refusal = max_usd.and_then(|max| refuse(&estimate, max));
+        if args.dry_run {
+            print_estimate(&estimate, args.json)?;
+            return match refusal {
+                Some(e) => Err(e),
+                None => Ok(Exit::Success),
+            };
+        }
+        if let Some(refusal) = refusal {
+            if !global.quiet {
+                eprint!("{}", estimate_table::render(&estimate));
+            }
+            return Err(refusal);
+        }
+    }
     let settings = RunSettings {
         file: args.file.display().to_string(),
         inputs,
         mock: args.mock,
         concurrency: args.concurrency as usize,
         keep_going: args.keep_going,
+        prices: table.clone(),
+        max_usd,
     };
     let bus = Bus::default();
     let (agent_runner, limits) = runner::prepare(
@@ -66,6 +123,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         &bus,
     )
     .map_err(Error::usage)?;
+    let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
+        Some(ceiling) => Box::new(BudgetGate::new(ceiling)),
+        None => Box::new(Open),
+    };
     if !global.quiet {
         if global.terminal {
             bus.subscribe(Box::new(progress::Live::default()));
@@ -93,7 +154,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 std::future::pending::<()>().await;
             }
         };
-        runner::execute(agent_runner, limits, &settings, &mut Open, &bus, cancel).await
+        runner::execute(agent_runner, limits, &settings, gate.as_mut(), &bus, cancel).await
     });
     if let Some(e) = bus.finish() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -107,7 +168,105 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         RunStatus::Succeeded => Exit::Success,
         RunStatus::Failed => Exit::AgentFailed,
         RunStatus::Interrupted => Exit::Interrupted,
+        RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// A prompt over its model's context window fails the run before any spend.
+fn check_windows(estimate: &Estimate, file: &Path) -> Result<()> {
+    let over: Vec<String> = estimate
+        .agents
+        .iter()
+        .filter(|a| a.over_window())
+        .map(|a| {
+            format!(
+                "agent `{}`: its prompt is about {} tokens, over the {}-token context window of `{}`",
+                a.name,
+                a.input_tokens,
+                a.context_window.unwrap_or_default(),
+                a.model
+            )
+        })
+        .collect();
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(Error::usage(format!(
+        "{}: {}",
+        file.display(),
+        over.join("; ")
+    ))
+    .hint("shorten the inputs, lower the `expected_output_tokens` of the agents it reads, or use a model with a larger context window; nothing was sent"))
+}
+
+/// Why a run with this budget must not start, if it must not.
+fn refuse(estimate: &Estimate, max_usd: f64) -> Option<Error> {
+    let total = &estimate.total;
+    let budget = Usd::from_dollars(max_usd);
+    if !total.unpriced.is_empty() {
+        return Some(
+            Error::new(
+                Exit::Budget,
+                format!(
+                    "the budget of {budget} cannot be enforced: nothing prices the model of {}",
+                    listed(&total.unpriced)
+                ),
+            )
+            .hint("add each model's prices under its provider's `pricing:` in the workflow (dollars per million tokens), pass `--prices FILE`, or run without a budget"),
+        );
+    }
+    if !total.unbounded.is_empty() {
+        return Some(
+            Error::new(
+                Exit::Budget,
+                format!(
+                    "the budget of {budget} cannot be enforced: no `max_tokens` and no known output limit bound the cost of {}",
+                    listed(&total.unbounded)
+                ),
+            )
+            .hint("set `max_tokens` on those agents, or under `defaults:`"),
+        );
+    }
+    (total.expected_usd > budget).then(|| {
+        Error::new(
+            Exit::Budget,
+            format!(
+                "the expected cost, {}, is over the budget of {budget}; nothing was run",
+                total.expected_usd
+            ),
+        )
+        .hint("raise `budget.max_usd` or pass a larger `--max-usd`, or lower `max_tokens` / `expected_output_tokens`, or choose cheaper models (`byok-flow estimate` shows each agent's share)")
+    })
+}
+
+/// "`a`", "`a`, `b`".
+fn listed(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The estimate on stdout: a table, or JSON with `--json`.
+fn print_estimate(estimate: &Estimate, json: bool) -> Result<()> {
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(estimate).map_err(|e| {
+            Error::new(Exit::AgentFailed, format!("cannot write the estimate: {e}"))
+        })?;
+        text.push('\n');
+        text
+    } else {
+        estimate_table::render(estimate)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::new(
+            Exit::AgentFailed,
+            format!("cannot write the estimate: {e}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The run's inputs: `--input` values over declared defaults; every required one present.

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use crate::cli::Global;
+use crate::cost;
 use crate::error::{Error, Exit, Result};
 use crate::workflow::{self, diagnostic::counted};
 
@@ -11,13 +12,24 @@ pub struct Args {
     /// Workflow files to check.
     #[arg(required = true, value_name = "WORKFLOW.yaml")]
     pub files: Vec<PathBuf>,
+
+    /// Price models from this file instead of the built-in table (for the unpriced-model warning).
+    #[arg(long, value_name = "FILE", env = "BYOK_FLOW_PRICES")]
+    pub prices: Option<PathBuf>,
 }
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
+    let table = super::load_prices(args.prices.as_deref())?;
     let mut invalid = 0;
     for file in &args.files {
         match workflow::check_file(file) {
-            Ok((checked, report)) => {
+            Ok((checked, mut report)) => {
+                report
+                    .diagnostics
+                    .extend(cost::check::unpriced(&checked, &table));
+                report
+                    .diagnostics
+                    .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
                 if !report.diagnostics.is_empty() {
                     eprint!("{}", report.render(global.color));
                 }

@@ -40,6 +40,12 @@ pub struct Attempt {
 pub struct Called {
     pub result: Result<Answer, AttemptError>,
     pub attempts: Vec<Attempt>,
+    /// Tokens the provider reported for each target (by index in `targets`): every
+    /// reply it gave, the one that did not match the JSON schema included.
+    pub usage: Vec<Usage>,
+    /// Whether an attempt may have been billed without a report: it was cut off
+    /// after the request went out (a time-out, a dropped or broken stream).
+    pub unreported: bool,
 }
 
 /// A successful call.
@@ -48,8 +54,6 @@ pub struct Answer {
     pub reply: Reply,
     /// `provider/model` that answered.
     pub model: String,
-    /// Usage of every successful reply (the JSON retry's first reply included).
-    pub usage: Usage,
 }
 
 /// Runs the call through `targets` in order. `on_failure` hears of every failed
@@ -60,23 +64,22 @@ pub async fn call(
     policy: &Policy,
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
 ) -> Called {
-    let mut attempts = Vec::new();
+    let mut tally = Tally {
+        attempts: Vec::new(),
+        usage: vec![Usage::default(); targets.len()],
+        unreported: false,
+    };
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for (i, target) in targets.iter().enumerate() {
         let mut request = request.clone();
         request.model.clone_from(&target.model);
         request.provider.clone_from(&target.provider);
-        match with_retries(target, &request, policy, &mut attempts, on_failure).await {
-            Ok(answer) => {
-                return Called {
-                    result: Ok(answer),
-                    attempts,
-                };
-            }
+        match with_retries(target, i, &request, policy, &mut tally, on_failure).await {
+            Ok(answer) => return tally.into_called(Ok(answer)),
             Err(e) => {
                 // The next fallback model follows: say so.
                 if i + 1 < targets.len() {
-                    if let Some(attempt) = attempts.last() {
+                    if let Some(attempt) = tally.attempts.last() {
                         on_failure(attempt);
                     }
                 }
@@ -84,22 +87,38 @@ pub async fn call(
             }
         }
     }
-    Called {
-        result: Err(last),
-        attempts,
+    tally.into_called(Err(last))
+}
+
+/// What the attempts of one call add up to.
+struct Tally {
+    attempts: Vec<Attempt>,
+    usage: Vec<Usage>,
+    unreported: bool,
+}
+
+impl Tally {
+    fn into_called(self, result: Result<Answer, AttemptError>) -> Called {
+        Called {
+            result,
+            attempts: self.attempts,
+            usage: self.usage,
+            unreported: self.unreported,
+        }
     }
 }
 
 async fn with_retries(
     target: &Target,
+    index: usize,
     request: &Request,
     policy: &Policy,
-    attempts: &mut Vec<Attempt>,
+    tally: &mut Tally,
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
 ) -> Result<Answer, AttemptError> {
     let name = format!("{}/{}", target.provider, target.model);
     let mut request = request.clone();
-    let mut usage = Usage::default();
+    let attempts = &mut tally.attempts;
     let mut retry = 0;
     loop {
         let start = Instant::now();
@@ -107,17 +126,20 @@ async fn with_retries(
             Some(total) => tokio::time::timeout(total, target.client.attempt(&request))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(AttemptError::transient(
-                        None,
-                        format!("timed out after {}", humantime::format_duration(total)),
-                    ))
+                    Err(AttemptError {
+                        unreported: true,
+                        ..AttemptError::transient(
+                            None,
+                            format!("timed out after {}", humantime::format_duration(total)),
+                        )
+                    })
                 }),
             None => target.client.attempt(&request).await,
         };
         let seconds = start.elapsed().as_secs_f64();
         let error = match outcome {
             Ok(reply) => {
-                usage += reply.usage;
+                tally.usage[index] += reply.usage;
                 match check_json(&request, reply) {
                     Ok(reply) => {
                         attempts.push(Attempt {
@@ -127,11 +149,7 @@ async fn with_retries(
                             seconds,
                             delay_ms: 0,
                         });
-                        return Ok(Answer {
-                            reply,
-                            model: name,
-                            usage,
-                        });
+                        return Ok(Answer { reply, model: name });
                     }
                     Err(bad) if request.correction.is_none() => {
                         let (reply, problem) = *bad;
@@ -157,7 +175,10 @@ async fn with_retries(
                     ),
                 }
             }
-            Err(e) => e,
+            Err(e) => {
+                tally.unreported |= e.unreported;
+                e
+            }
         };
         let give_up = error.kind == ErrorKind::Permanent
             || retry >= policy.retries

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use secrecy::SecretString;
 
-use super::http::{Body, Http, Post, Timeouts};
+use super::http::{Body, Http, Post, Timeouts, TransportError};
 use super::retry;
 use super::wire::{StreamFault, Wire};
 use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
@@ -55,11 +55,14 @@ impl HttpProvider {
             stream: request.stream,
             timeouts,
         };
-        let response = self
-            .http
-            .post(post)
-            .await
-            .map_err(|e| AttemptError::transient(None, e.to_string()))?;
+        let response = self.http.post(post).await.map_err(|e| {
+            // Once the request is out, a lost reply may still be billed.
+            let sent = matches!(e, TransportError::FirstByte(_) | TransportError::Body(_));
+            AttemptError {
+                unreported: sent,
+                ..AttemptError::transient(None, e.to_string())
+            }
+        })?;
         if !(200..300).contains(&response.status) {
             let Body::Whole(text) = response.body else {
                 unreachable!("error bodies are read whole")
@@ -67,32 +70,28 @@ impl HttpProvider {
             return Err(self.http_error(response.status, &response.headers, &text, request));
         }
         match response.body {
-            Body::Whole(text) => self.wire.parse(request, &text).map_err(|e| {
-                AttemptError::transient(Some(response.status), format!("malformed reply: {e}"))
-            }),
+            Body::Whole(text) => self
+                .wire
+                .parse(request, &text)
+                .map_err(|e| cut_off(response.status, format!("malformed reply: {e}"))),
             Body::Events(mut events) => {
                 let mut parser = self.wire.stream(request);
                 loop {
                     match events.next().await {
                         None if parser.whole_at_close() => return Ok(parser.reply()),
                         None => {
-                            return Err(AttemptError::transient(
-                                Some(response.status),
+                            return Err(cut_off(
+                                response.status,
                                 "the stream ended before its final event".into(),
                             ));
                         }
-                        Some(Err(e)) => {
-                            return Err(AttemptError::transient(
-                                Some(response.status),
-                                e.to_string(),
-                            ));
-                        }
+                        Some(Err(e)) => return Err(cut_off(response.status, e.to_string())),
                         Some(Ok(event)) => match parser.event(&event) {
                             Ok(true) => return Ok(parser.reply()),
                             Ok(false) => request.progress.report(parser.received()),
                             Err(StreamFault::Malformed(e)) => {
-                                return Err(AttemptError::transient(
-                                    Some(response.status),
+                                return Err(cut_off(
+                                    response.status,
                                     format!("malformed stream: {e}"),
                                 ));
                             }
@@ -108,6 +107,7 @@ impl HttpProvider {
                                     message: format!("{} (mid-stream): {}", e.kind, e.message),
                                     hint: None,
                                     retry_after: None,
+                                    unreported: true,
                                 });
                             }
                         },
@@ -151,7 +151,17 @@ impl HttpProvider {
             message: format!("{} {status} {}: {}", self.name, api.kind, api.message),
             hint,
             retry_after: retry::hint(headers, body),
+            unreported: false,
         }
+    }
+}
+
+/// A reply that broke off after the provider started answering: worth retrying, and
+/// possibly billed without a usage report.
+fn cut_off(status: u16, message: String) -> AttemptError {
+    AttemptError {
+        unreported: true,
+        ..AttemptError::transient(Some(status), message)
     }
 }
 

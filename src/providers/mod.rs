@@ -71,14 +71,20 @@ impl std::fmt::Debug for Progress {
     }
 }
 
-/// Tokens a call used, by kind, as the provider reports them. `input` counts only
-/// the input tokens billed at the base rate: tokens read from or written to the
-/// provider's prompt cache are in `cache_read` and `cache_write`, never twice.
+/// Tokens a call used, by kind, as the provider reports them. Each kind is billed at
+/// its own price (`cost::Price::cost`), so the kinds must not overlap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Usage {
+    /// Input tokens billed at the plain input price: neither read from nor written to
+    /// a cache. Anthropic's `input_tokens`; `OpenAI`'s `prompt_tokens` minus
+    /// `cached_tokens`; Gemini's `promptTokenCount` minus `cachedContentTokenCount`.
     pub input: u64,
+    /// Output tokens, reasoning ("thinking") tokens included.
     pub output: u64,
+    /// Input tokens read from the provider's prompt cache.
     pub cache_read: u64,
+    /// Input tokens written to the provider's prompt cache (Anthropic's
+    /// `cache_creation_input_tokens`).
     pub cache_write: u64,
 }
 
@@ -115,6 +121,10 @@ pub struct AttemptError {
     /// How long the provider asked us to wait.
     #[serde(skip)]
     pub retry_after: Option<Duration>,
+    /// The request went out and was cut off before a reply said what it used: the
+    /// provider may bill tokens nobody reported.
+    #[serde(skip)]
+    pub unreported: bool,
 }
 
 impl AttemptError {
@@ -126,6 +136,7 @@ impl AttemptError {
             message,
             hint: None,
             retry_after: None,
+            unreported: false,
         }
     }
 
@@ -137,6 +148,7 @@ impl AttemptError {
             message,
             hint,
             retry_after: None,
+            unreported: false,
         }
     }
 }

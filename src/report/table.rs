@@ -88,6 +88,13 @@ pub fn render(record: &RunRecord) -> String {
         out.push_str(&line(&widths.map(|w| "-".repeat(w))));
         out.push_str(&line(total));
     }
+    if let Some(budget) = record.budget_usd {
+        out.push_str(&format!(
+            "budget {}: {} spent\n",
+            super::usd(Some(budget)),
+            super::usd(Some(record.cost_usd))
+        ));
+    }
     out
 }
 
@@ -116,6 +123,15 @@ pub fn outcome(record: &RunRecord) -> Option<String> {
                     failed.join(", ")
                 )
             })
+        }
+        RunStatus::BudgetReached => {
+            let names: Vec<String> = with(AgentStatus::Skipped)
+                .map(|n| format!("`{n}`"))
+                .collect();
+            Some(format!(
+                "The run kept to its budget: {skipped} skipped ({}); raise the budget or lower their `max_tokens` to run them.",
+                names.join(", ")
+            ))
         }
         RunStatus::Interrupted => Some(format!(
             "The run was interrupted: {} cancelled, {skipped} not started, {} finished.",

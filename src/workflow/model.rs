@@ -174,6 +174,9 @@ pub struct ModelPrice {
     /// The model's context window, in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
+    /// The most output tokens the model produces (the worst case when `max_tokens` is unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output: Option<u64>,
 }
 
 /// One agent: one call to one model.

@@ -3,6 +3,7 @@
 mod support;
 
 mod cli;
+mod cost;
 mod examples;
 mod providers;
 mod run;

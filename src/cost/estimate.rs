@@ -1,0 +1,289 @@
+//! What a run will cost, before it starts (`estimate`, `run --dry-run`): offline,
+//! with no keys.
+//!
+//! Per agent: the input tokens of its rendered request, in which each upstream
+//! agent's output counts as that agent's expected output size; its expected output
+//! ([`expected_output`]); its maximum output (`max_tokens`, else the model's own
+//! limit); and the dollars of both. The maximum assumes every upstream reply is as
+//! long as it may be, and an approximated input at its upper bound, so it is what
+//! the budget reserves for the agent.
+
+use std::collections::HashMap;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use serde_json::{Map, Value as Json, json};
+
+use super::prices::{PriceSource, Pricing};
+use super::tokens::{Count, Tokenizer};
+use super::{Price, Usd};
+use crate::template::{self, Renderer, Target};
+use crate::workflow::{Agent, Checked};
+
+/// Expected output tokens of an agent that declares no `expected_output_tokens`
+/// (about 750 English words), capped by its `max_tokens`.
+pub const DEFAULT_EXPECTED_OUTPUT: u64 = 1_000;
+
+/// The estimate of a whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// Where prices come from.
+    pub prices: String,
+    pub agents: Vec<AgentEstimate>,
+    pub total: Total,
+    /// The run's spending ceiling, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget_usd: Option<f64>,
+}
+
+/// One agent's estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentEstimate {
+    pub name: String,
+    /// `PROVIDER/MODEL` as written.
+    pub model: String,
+    /// Where its price comes from; `null` when unpriced.
+    pub priced_as: Option<PriceSource>,
+    /// How its input was counted, like `o200k_base` or `~o200k_base x1.2`.
+    pub tokenizer: String,
+    pub input_tokens: u64,
+    /// Input with every upstream reply at its maximum and approximations at their
+    /// upper bound; `null` when an upstream maximum is unknown.
+    pub input_tokens_max: Option<u64>,
+    pub expected_output_tokens: u64,
+    pub max_output_tokens: Option<u64>,
+    pub context_window: Option<u64>,
+    /// `null` when unpriced.
+    pub expected_usd: Option<Usd>,
+    /// `null` when unpriced or unbounded.
+    pub max_usd: Option<Usd>,
+}
+
+/// The sums over every agent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Total {
+    pub input_tokens: u64,
+    pub expected_output_tokens: u64,
+    pub expected_usd: Usd,
+    pub max_usd: Usd,
+    /// Agents whose model has no price: the totals leave them out and are lower bounds.
+    pub unpriced: Vec<String>,
+    /// Agents whose maximum is unknown (no `max_tokens`, no known model limit).
+    pub unbounded: Vec<String>,
+}
+
+impl Total {
+    /// Whether `expected_usd` leaves out agents.
+    pub fn is_lower_bound(&self) -> bool {
+        !self.unpriced.is_empty()
+    }
+}
+
+impl AgentEstimate {
+    /// Whether the prompt alone is over the model's context window.
+    pub fn over_window(&self) -> bool {
+        self.context_window.is_some_and(|w| self.input_tokens > w)
+    }
+}
+
+/// The most output tokens `agent` may produce: `max_tokens`, else the model's limit.
+pub fn max_output(checked: &Checked, agent: &Agent, price: Option<&Price>) -> Option<u64> {
+    agent
+        .max_tokens
+        .or(checked.workflow.defaults.max_tokens)
+        .map(u64::from)
+        .or_else(|| price.and_then(|p| p.max_output))
+}
+
+/// The output tokens `agent` is expected to produce: `expected_output_tokens`, else
+/// [`DEFAULT_EXPECTED_OUTPUT`], capped by its maximum.
+pub fn expected_output(agent: &Agent, max: Option<u64>) -> u64 {
+    let expected = agent
+        .expected_output_tokens
+        .map_or(DEFAULT_EXPECTED_OUTPUT, u64::from);
+    max.map_or(expected, |m| expected.min(m))
+}
+
+/// Marks where an upstream output goes in a rendered prompt: private-use characters
+/// that no template produces, around the agent's index.
+fn marker(agent: usize) -> String {
+    format!("\u{E000}{agent}\u{E001}")
+}
+
+/// Splits markers out of rendered text: the text without them, and how many times
+/// each agent's output appeared.
+fn unmark(text: &str, seen: &mut HashMap<usize, u64>) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find('\u{E000}') {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + '\u{E000}'.len_utf8()..];
+        match after.find('\u{E001}') {
+            Some(end) => {
+                if let Ok(i) = after[..end].parse::<usize>() {
+                    *seen.entry(i).or_default() += 1;
+                }
+                rest = &after[end + '\u{E001}'.len_utf8()..];
+            }
+            None => {
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Estimates a run of `checked` with these input values.
+pub fn estimate(
+    checked: &Checked,
+    inputs: &IndexMap<String, String>,
+    pricing: &Pricing<'_>,
+    budget_usd: Option<f64>,
+) -> Estimate {
+    let w = &checked.workflow;
+    let resolved: Vec<_> = w
+        .agents
+        .values()
+        .map(|a| pricing.resolve(&a.model))
+        .collect();
+    let maxima: Vec<Option<u64>> = w
+        .agents
+        .values()
+        .zip(&resolved)
+        .map(|(a, r)| max_output(checked, a, r.as_ref().map(|r| &r.price)))
+        .collect();
+    let expected: Vec<u64> = w
+        .agents
+        .values()
+        .zip(&maxima)
+        .map(|(a, max)| expected_output(a, *max))
+        .collect();
+
+    let mut renderer = Renderer::default();
+    let mut context_agents = Map::new();
+    for (i, name) in w.agents.keys().enumerate() {
+        context_agents.insert(
+            name.clone(),
+            json!({ "output": marker(i), "json": marker(i) }),
+        );
+    }
+    let context = json!({
+        "inputs": inputs.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect::<Map<_, _>>(),
+        "agents": context_agents,
+    });
+    let index_of: HashMap<&str, usize> = w
+        .agents
+        .keys()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+
+    let mut agents = Vec::new();
+    for (i, (name, agent)) in w.agents.iter().enumerate() {
+        let tokenizer = Tokenizer::for_model(agent.model_id());
+        let (system, prompt, seen) = render(&mut renderer, name, agent, &context, &index_of);
+        let count: Count = tokenizer.count_request(system.as_deref(), &prompt);
+        let upstream_expected: u64 = seen.iter().map(|(j, n)| n * expected[*j]).sum();
+        let upstream_max: Option<u64> = seen.iter().map(|(j, n)| maxima[*j].map(|m| n * m)).sum();
+        let input_tokens = count.tokens + upstream_expected;
+        let input_tokens_max = upstream_max.map(|m| count.bound + m);
+        let price = resolved[i].as_ref().map(|r| &r.price);
+        agents.push(AgentEstimate {
+            name: name.clone(),
+            model: agent.model.clone(),
+            priced_as: resolved[i].as_ref().map(|r| r.source.clone()),
+            tokenizer: tokenizer.label(),
+            input_tokens,
+            input_tokens_max,
+            expected_output_tokens: expected[i],
+            max_output_tokens: maxima[i],
+            context_window: price.and_then(|p| p.context_window),
+            expected_usd: price.map(|p| p.expected(input_tokens, expected[i])),
+            max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, maxima[i]?))),
+        });
+    }
+    let total = Total {
+        input_tokens: agents.iter().map(|a| a.input_tokens).sum(),
+        expected_output_tokens: agents.iter().map(|a| a.expected_output_tokens).sum(),
+        expected_usd: agents.iter().filter_map(|a| a.expected_usd).sum(),
+        max_usd: agents.iter().filter_map(|a| a.max_usd).sum(),
+        unpriced: agents
+            .iter()
+            .filter(|a| a.priced_as.is_none())
+            .map(|a| a.name.clone())
+            .collect(),
+        unbounded: agents
+            .iter()
+            .filter(|a| a.priced_as.is_some() && a.max_usd.is_none())
+            .map(|a| a.name.clone())
+            .collect(),
+    };
+    Estimate {
+        prices: pricing.table.describe(),
+        agents,
+        total,
+        budget_usd,
+    }
+}
+
+/// An agent's system prompt and prompt with upstream outputs taken out, and how
+/// often each upstream output appears. A template that cannot be rendered without
+/// the real outputs (it reads into `agents.X.json`) counts as its own text plus
+/// one output of each agent it reads.
+fn render(
+    renderer: &mut Renderer,
+    name: &str,
+    agent: &Agent,
+    context: &Json,
+    index_of: &HashMap<&str, usize>,
+) -> (Option<String>, String, HashMap<usize, u64>) {
+    let mut seen = HashMap::new();
+    let mut part = |field: &str, text: &str, seen: &mut HashMap<usize, u64>| {
+        let key = format!("{name}.{field}");
+        let output = renderer
+            .add(&key, text)
+            .and_then(|()| renderer.render(&key, context));
+        if let Ok(output) = output {
+            return unmark(&output, seen);
+        }
+        for r in template::references(text).unwrap_or_default() {
+            if let Ok(Target::Agent { name, .. }) = r.target {
+                if let Some(&j) = index_of.get(name.as_str()) {
+                    *seen.entry(j).or_default() += 1;
+                }
+            }
+        }
+        text.to_string()
+    };
+    let system = agent
+        .system
+        .as_deref()
+        .map(|s| part("system", s, &mut seen));
+    let prompt = part("prompt", &agent.prompt, &mut seen);
+    (system, prompt, seen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_are_counted_and_removed() {
+        let mut seen = HashMap::new();
+        let text = format!("a {} b {} c {}", marker(1), marker(1), marker(12));
+        assert_eq!(unmark(&text, &mut seen), "a  b  c ");
+        assert_eq!(seen[&1], 2);
+        assert_eq!(seen[&12], 1);
+    }
+
+    #[test]
+    fn expected_output_is_declared_or_default_and_capped() {
+        let mut agent = Agent::default();
+        assert_eq!(expected_output(&agent, None), DEFAULT_EXPECTED_OUTPUT);
+        assert_eq!(expected_output(&agent, Some(300)), 300);
+        agent.expected_output_tokens = Some(5_000);
+        assert_eq!(expected_output(&agent, Some(4_000)), 4_000);
+        assert_eq!(expected_output(&agent, None), 5_000);
+    }
+}

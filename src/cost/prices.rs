@@ -1,0 +1,451 @@
+//! The pricing table and how a workflow's models are priced.
+//!
+//! The built-in table is `data/prices.json`, compiled into the binary and built by
+//! `scripts/build-prices.py` from a dated snapshot of the `LiteLLM` model cost map.
+//! `--prices FILE` replaces it with a file of the same format. Keys are
+//! `PROVIDER/MODEL` as a workflow names them (`anthropic/claude-3-5-sonnet-20241022`,
+//! `together/meta-llama/Llama-3.3-70B-Instruct-Turbo`); aliases map other ids to
+//! them. A provider's `pricing:` in the workflow adds or overrides models for that
+//! provider. Prices in files are dollars per million tokens.
+
+use std::path::{Path, PathBuf};
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+use super::{Price, Rates, rate_per_million};
+use crate::providers::registry;
+use crate::workflow::Workflow;
+use crate::workflow::model::{ModelPrice, ProviderKind};
+
+/// The table compiled into the binary.
+const BUILTIN: &str = include_str!("../../data/prices.json");
+
+/// A pricing table: where it comes from, and a row per model.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    /// Where the prices come from.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// When the prices were published (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub date: Option<String>,
+    /// The exact upstream revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// Always "USD per million tokens"; checked when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub units: Option<String>,
+    /// Upstream values the build script overruled, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub corrections: Vec<String>,
+    /// Prices by `PROVIDER/MODEL`.
+    pub models: IndexMap<String, Entry>,
+    /// Other ids, `PROVIDER/MODEL` -> a key of `models`.
+    #[serde(default)]
+    pub aliases: IndexMap<String, String>,
+    /// The file it was read from; `None` for the built-in table.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+/// One model's row, in dollars per million tokens.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub input: f64,
+    pub output: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    /// A write to the prompt cache (Anthropic: the 5-minute cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
+    /// A write to Anthropic's 1-hour cache (shown only; byok-flow does not ask for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_window: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output: Option<u64>,
+    /// Dearer rates for a request whose input is over `above` tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<Tier>,
+    /// When the provider retires the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deprecated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Long-context rates, in dollars per million tokens.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tier {
+    pub above: u64,
+    pub input: f64,
+    pub output: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_read: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write: Option<f64>,
+}
+
+/// Why a prices file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("cannot read the prices file `{path}`: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the prices file `{path}` is not a valid pricing table: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl PriceTable {
+    /// The table compiled into the binary.
+    pub fn builtin() -> Self {
+        // The file is checked by a unit test; failing here is a build bug.
+        serde_json::from_str(BUILTIN).expect("data/prices.json is a valid pricing table")
+    }
+
+    /// The table of `--prices FILE`, or the built-in one.
+    pub fn load(file: Option<&Path>) -> Result<Self, TableError> {
+        file.map_or_else(|| Ok(PriceTable::builtin()), PriceTable::from_file)
+    }
+
+    /// Reads and checks a prices file.
+    pub fn from_file(path: &Path) -> Result<Self, TableError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TableError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let invalid = |message: String| TableError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut table: PriceTable =
+            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        table.check().map_err(invalid)?;
+        table.file = Some(path.to_path_buf());
+        Ok(table)
+    }
+
+    /// Every price finite and not negative, every alias pointing at a model.
+    fn check(&self) -> Result<(), String> {
+        if let Some(units) = &self.units {
+            if units != "USD per million tokens" {
+                return Err(format!(
+                    "`units` is `{units}`; byok-flow reads \"USD per million tokens\""
+                ));
+            }
+        }
+        for (key, e) in &self.models {
+            if !key.contains('/') {
+                return Err(format!(
+                    "model `{key}` is not `PROVIDER/MODEL`, like `openai/gpt-4o`"
+                ));
+            }
+            let tier = e.long_context.as_ref();
+            let prices = [Some(e.input), Some(e.output), e.cache_read, e.cache_write]
+                .into_iter()
+                .chain([tier.map(|t| t.input), tier.map(|t| t.output)])
+                .flatten();
+            for p in prices {
+                if !p.is_finite() || p < 0.0 {
+                    return Err(format!(
+                        "model `{key}` has the price {p}; prices are dollars per million tokens, 0 or more"
+                    ));
+                }
+            }
+        }
+        for (alias, target) in &self.aliases {
+            if !self.models.contains_key(target) {
+                return Err(format!(
+                    "alias `{alias}` points to `{target}`, which is not in `models`"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where the table comes from, as `prices` and `estimate` print it.
+    pub fn describe(&self) -> String {
+        let source = self.source.as_deref().unwrap_or("no source given");
+        let date = self.date.as_deref().unwrap_or("undated");
+        match &self.file {
+            Some(file) => format!("{} ({source}, {date})", file.display()),
+            None => format!("built-in table: {source}, {date}"),
+        }
+    }
+
+    /// The row for `PROVIDER/MODEL` or an alias of it, with the key it is stored under.
+    pub fn get(&self, key: &str) -> Option<(&str, &Entry)> {
+        let key = self.aliases.get(key).map_or(key, String::as_str);
+        self.models.get_key_value(key).map(|(k, e)| (k.as_str(), e))
+    }
+}
+
+impl Entry {
+    /// The entry as rates and limits.
+    pub fn price(&self) -> Price {
+        let rates = Rates {
+            input: rate_per_million(self.input),
+            output: rate_per_million(self.output),
+            cache_read: self.cache_read.map(rate_per_million),
+            cache_write: self.cache_write.map(rate_per_million),
+        };
+        Price {
+            rates,
+            long_context: self.long_context.as_ref().map(|t| {
+                (
+                    t.above,
+                    Rates {
+                        input: rate_per_million(t.input),
+                        output: rate_per_million(t.output),
+                        cache_read: t.cache_read.map(rate_per_million).or(rates.cache_read),
+                        cache_write: t.cache_write.map(rate_per_million).or(rates.cache_write),
+                    },
+                )
+            }),
+            context_window: self.context_window,
+            max_output: self.max_output,
+        }
+    }
+}
+
+impl From<&ModelPrice> for Price {
+    fn from(p: &ModelPrice) -> Self {
+        Price {
+            rates: Rates {
+                input: rate_per_million(p.input),
+                output: rate_per_million(p.output),
+                cache_read: p.cache_read.map(rate_per_million),
+                cache_write: p.cache_write.map(rate_per_million),
+            },
+            long_context: None,
+            context_window: p.context_window,
+            max_output: p.max_output,
+        }
+    }
+}
+
+/// Where a model's price came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum PriceSource {
+    /// The pricing table, under this key.
+    Table { key: String },
+    /// The workflow's `providers.NAME.pricing`.
+    Workflow { provider: String },
+    /// The mock provider (or `--mock`): free, unless a `type: mock` provider
+    /// declares `pricing:` to simulate a cost.
+    Mock,
+}
+
+/// A model's price and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub price: Price,
+    pub source: PriceSource,
+}
+
+/// Prices the models of one workflow: its `pricing:` first, then the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Pricing<'a> {
+    pub table: &'a PriceTable,
+    pub workflow: &'a Workflow,
+    /// `--mock`: every agent is answered by the mock, for free.
+    pub mock: bool,
+}
+
+impl Pricing<'_> {
+    /// The price of `PROVIDER/MODEL`, or `None` when nothing prices it.
+    pub fn resolve(&self, model: &str) -> Option<Resolved> {
+        let (provider, id) = model.split_once('/')?;
+        let info = registry::resolve(self.workflow, provider).ok()?;
+        if self.mock {
+            return Some(Resolved {
+                price: Price::free(),
+                source: PriceSource::Mock,
+            });
+        }
+        // Checked before the mock's $0, so a `type: mock` provider with `pricing:`
+        // simulates a priced model (to try a budget offline).
+        if let Some(p) = info.pricing.get(id) {
+            return Some(Resolved {
+                price: p.into(),
+                source: PriceSource::Workflow {
+                    provider: provider.to_string(),
+                },
+            });
+        }
+        if info.kind == ProviderKind::Mock {
+            return Some(Resolved {
+                price: Price::free(),
+                source: PriceSource::Mock,
+            });
+        }
+        let id = match info.kind {
+            ProviderKind::Gemini => id.strip_prefix("models/").unwrap_or(id),
+            _ => id,
+        };
+        // A provider declared with `type: openai` (say, a proxy) serves that API's models.
+        let family = match info.kind {
+            ProviderKind::Anthropic => Some("anthropic"),
+            ProviderKind::Openai => Some("openai"),
+            ProviderKind::Gemini => Some("gemini"),
+            ProviderKind::OpenaiCompatible | ProviderKind::Mock => None,
+        };
+        let (key, entry) = self
+            .table
+            .get(&format!("{provider}/{id}"))
+            .or_else(|| family.and_then(|f| self.table.get(&format!("{f}/{id}"))))?;
+        Some(Resolved {
+            price: entry.price(),
+            source: PriceSource::Table {
+                key: key.to_string(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::Usd;
+
+    fn workflow(yaml: &str) -> Workflow {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn builtin_table_is_valid_and_covers_the_issue() {
+        let table = PriceTable::builtin();
+        table.check().unwrap();
+        for key in [
+            "anthropic/claude-3-5-sonnet-latest",
+            "anthropic/claude-3-5-haiku-latest",
+            "anthropic/claude-3-7-sonnet-latest",
+            "anthropic/claude-sonnet-4-5",
+            "anthropic/claude-opus-4-1",
+            "anthropic/claude-haiku-4-5",
+            "anthropic/claude-sonnet-4-6",
+            "openai/gpt-4o",
+            "openai/gpt-4o-mini",
+            "openai/gpt-4.1",
+            "openai/gpt-4.1-mini",
+            "openai/o3",
+            "openai/o4-mini",
+            "openai/gpt-5",
+            "openai/gpt-5-mini",
+            "gemini/gemini-1.5-pro",
+            "gemini/gemini-1.5-flash",
+            "gemini/gemini-2.0-flash",
+            "gemini/gemini-2.5-pro",
+            "gemini/gemini-2.5-flash",
+            "mistral/mistral-large-latest",
+            "mistral/mistral-small-latest",
+            "groq/llama-3.3-70b-versatile",
+            "together/meta-llama/Llama-3.3-70B-Instruct-Turbo",
+            "deepseek/deepseek-chat",
+            "xai/grok-4",
+            "openrouter/anthropic/claude-3.5-sonnet",
+        ] {
+            assert!(table.get(key).is_some(), "{key} is not priced");
+        }
+    }
+
+    fn table_price(key: &str) -> Price {
+        PriceTable::builtin().get(key).unwrap().1.price()
+    }
+
+    /// The worked example of the BYOK guide: 50,000 input and 50,000 output tokens on
+    /// Claude 3.5 Sonnet at $3 and $15 per million cost $0.15 + $0.75 = $0.90.
+    #[test]
+    fn worked_example_claude_3_5_sonnet() {
+        let price = table_price("anthropic/claude-3-5-sonnet-latest");
+        let usage = |input, output| crate::providers::Usage {
+            input,
+            output,
+            ..Default::default()
+        };
+        assert_eq!(price.cost(&usage(50_000, 0)), Usd::from_dollars(0.15));
+        assert_eq!(price.cost(&usage(0, 50_000)), Usd::from_dollars(0.75));
+        assert_eq!(price.cost(&usage(50_000, 50_000)), Usd::from_dollars(0.90));
+        assert_eq!(price.expected(50_000, 50_000).to_string(), "$0.9000");
+    }
+
+    /// GPT-4o's published price: $2.50 per million input tokens, $1.25 cached, $10 output.
+    #[test]
+    fn worked_example_gpt_4o() {
+        let price = table_price("openai/gpt-4o");
+        let usage = crate::providers::Usage {
+            input: 40_000,
+            cache_read: 10_000,
+            output: 50_000,
+            cache_write: 0,
+        };
+        // 40,000 × $2.50 + 10,000 × $1.25 + 50,000 × $10, per million.
+        assert_eq!(price.cost(&usage), Usd::from_dollars(0.1 + 0.0125 + 0.5));
+        assert_eq!(price.expected(50_000, 50_000), Usd::from_dollars(0.625));
+    }
+
+    #[test]
+    fn corrects_the_one_hour_cache_price_of_claude_3() {
+        let table = PriceTable::builtin();
+        let (_, haiku) = table.get("anthropic/claude-3-haiku-20240307").unwrap();
+        assert_eq!(haiku.cache_write_1h, Some(0.5));
+        let (_, opus) = table.get("anthropic/claude-3-opus-20240229").unwrap();
+        assert_eq!(opus.cache_write_1h, Some(30.0));
+    }
+
+    #[test]
+    fn workflow_pricing_comes_first_then_the_table_then_the_api_family() {
+        let w = workflow(
+            "version: 1\nproviders:\n  openai:\n    pricing:\n      gpt-9: {input: 1, output: 2}\n  proxy:\n    type: openai\n    base_url: https://proxy.example/v1\nagents:\n  a: {model: openai/gpt-9, prompt: x}\n",
+        );
+        let table = PriceTable::builtin();
+        let pricing = Pricing {
+            table: &table,
+            workflow: &w,
+            mock: false,
+        };
+        let custom = pricing.resolve("openai/gpt-9").unwrap();
+        assert_eq!(custom.price.rates.input, 1_000_000);
+        assert!(matches!(custom.source, PriceSource::Workflow { .. }));
+        let proxied = pricing.resolve("proxy/gpt-4o").unwrap();
+        assert_eq!(
+            proxied.source,
+            PriceSource::Table {
+                key: "openai/gpt-4o-2024-08-06".into()
+            }
+        );
+        assert!(pricing.resolve("openai/gpt-10").is_none());
+        assert_eq!(pricing.resolve("mock/x").unwrap().source, PriceSource::Mock);
+        assert!(pricing.resolve("gemini/models/gemini-2.5-pro").is_some());
+    }
+
+    #[test]
+    fn rejects_bad_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.json");
+        std::fs::write(
+            &path,
+            r#"{"models": {"x/y": {"input": -1, "output": 1}}, "aliases": {}}"#,
+        )
+        .unwrap();
+        let e = PriceTable::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("has the price -1"), "{e}");
+        std::fs::write(&path, r#"{"models": {}, "aliases": {"a/b": "c/d"}}"#).unwrap();
+        assert!(PriceTable::from_file(&path).is_err());
+        std::fs::write(
+            &path,
+            r#"{"models": {"x/y": {"input": 1, "output": 2, "cache_reed": 1}}}"#,
+        )
+        .unwrap();
+        let e = PriceTable::from_file(&path).unwrap_err().to_string();
+        assert!(e.contains("cache_reed"), "{e}");
+    }
+}

@@ -1,0 +1,108 @@
+//! The estimate as a table (`estimate`, `run --dry-run`, and on stderr when a run
+//! is refused for its budget): per agent, tokens and dollars expected and at most.
+
+use super::{Align, grid};
+use crate::cost::Usd;
+use crate::cost::estimate::Estimate;
+
+/// Renders an estimate, with the total, where prices come from, and the budget.
+pub fn render(estimate: &Estimate) -> String {
+    let header = [
+        "agent",
+        "model",
+        "input counted as",
+        "tokens in",
+        "expected out",
+        "max out",
+        "expected",
+        "max",
+    ];
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+    ];
+    let usd = |priced: bool, cost: Option<Usd>, missing: &str| match (priced, cost) {
+        (false, _) => "unpriced".to_string(),
+        (true, Some(c)) => c.to_string(),
+        (true, None) => missing.to_string(),
+    };
+    let rows: Vec<Vec<String>> = estimate
+        .agents
+        .iter()
+        .map(|a| {
+            let priced = a.priced_as.is_some();
+            vec![
+                a.name.clone(),
+                a.model.clone(),
+                a.tokenizer.clone(),
+                a.input_tokens.to_string(),
+                a.expected_output_tokens.to_string(),
+                a.max_output_tokens
+                    .map_or_else(|| "?".to_string(), |m| m.to_string()),
+                usd(priced, a.expected_usd, "?"),
+                usd(priced, a.max_usd, "unbounded"),
+            ]
+        })
+        .collect();
+    let total = &estimate.total;
+    let at_least = |lower: bool, usd: Usd| {
+        if lower {
+            format!(">= {usd}")
+        } else {
+            usd.to_string()
+        }
+    };
+    let max_out: Option<u64> = estimate.agents.iter().map(|a| a.max_output_tokens).sum();
+    let footer = vec![
+        "total".to_string(),
+        String::new(),
+        String::new(),
+        total.input_tokens.to_string(),
+        total.expected_output_tokens.to_string(),
+        max_out.map_or_else(|| "?".to_string(), |m| m.to_string()),
+        at_least(total.is_lower_bound(), total.expected_usd),
+        at_least(
+            total.is_lower_bound() || !total.unbounded.is_empty(),
+            total.max_usd,
+        ),
+    ];
+    let mut out = grid(&header, &align, &rows, Some(&footer));
+    out.push('\n');
+    out.push_str(&format!("Prices: {}.\n", estimate.prices));
+    if estimate.agents.iter().any(|a| a.tokenizer.starts_with('~')) {
+        out.push_str("Counts marked ~ are approximate: o200k_base tokens times a factor for the model family (docs/cost.md).\n");
+    }
+    if !total.unpriced.is_empty() {
+        out.push_str(&format!(
+            "Unpriced: {}. The totals leave them out and are lower bounds.\n",
+            quoted(&total.unpriced)
+        ));
+    }
+    if let Some(budget) = estimate.budget_usd.map(Usd::from_dollars) {
+        let verdict = if !total.unpriced.is_empty() || !total.unbounded.is_empty() {
+            "cannot be enforced: some agents' costs are unknown".to_string()
+        } else if total.expected_usd > budget {
+            "the expected cost is over it: a run would not start (exit 3)".to_string()
+        } else if total.max_usd > budget {
+            "the expected cost fits; if every agent used all of its `max_tokens`, agents would be skipped to stay under it".to_string()
+        } else {
+            "even the maximum fits".to_string()
+        };
+        out.push_str(&format!("Budget: {budget}; {verdict}.\n"));
+    }
+    out
+}
+
+fn quoted(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
