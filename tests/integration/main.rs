@@ -5,5 +5,6 @@ mod support;
 mod cli;
 mod examples;
 mod run;
+mod scheduler_props;
 mod scheduling;
 mod validate;
