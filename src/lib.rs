@@ -8,6 +8,7 @@ pub mod commands;
 pub mod dag;
 pub mod error;
 pub mod events;
+pub mod keys;
 pub mod logging;
 pub mod providers;
 pub mod record;
