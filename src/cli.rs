@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, run, schema, validate};
+use crate::commands::{graph, keys, run, schema, validate};
 
 /// Run declarative LLM workflows ("squads") with your own API keys.
 #[derive(Debug, Parser)]
@@ -32,6 +32,8 @@ pub enum Command {
     Graph(graph::Args),
     /// Print the workflow JSON Schema (for editors and CI).
     Schema(schema::Args),
+    /// Manage API keys: age-encrypted files in `.byok/`, and who can open them.
+    Keys(keys::Args),
 }
 
 /// Options every command shares.
