@@ -180,7 +180,7 @@ impl KeyError {
             }
             KeyError::WrongIdentity { public, listed, .. } => {
                 let me = public.first().map_or("<your recipient>", String::as_str);
-                match listed {
+                let hint = match listed {
                     Some(true) => format!(
                         "you are in `.byok/recipients`, but this file was encrypted before you were added: \
                          someone who can open it runs `byok-flow keys recipients add {me}` to re-encrypt every key file"
@@ -189,7 +189,9 @@ impl KeyError {
                         "ask someone who can open the keys to run `byok-flow keys recipients add {me}`, \
                          or use the right identity with `--identity FILE` or `BYOK_FLOW_AGE_KEY`"
                     ),
-                }
+                };
+                // age cannot tell a damaged recipient line from someone else's.
+                format!("{hint}; if it did open before, the file may be damaged: compare it with git")
             }
             KeyError::Corrupt { .. } => {
                 "restore the file from git (`git checkout -- FILE`), or ask its owner to add the key again with `byok-flow keys add NAME --replace`".into()

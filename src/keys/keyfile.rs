@@ -198,6 +198,15 @@ pub fn decrypt(identity: &Identity, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u
         ),
         other => OpenError::Corrupt(other.to_string()),
     };
+    let start = ciphertext.trim_ascii_start();
+    if !(start.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+        || start.starts_with(b"age-encryption.org/"))
+    {
+        return Err(OpenError::Corrupt(
+            "it is not an age file (it should start with `-----BEGIN AGE ENCRYPTED FILE-----`)"
+                .into(),
+        ));
+    }
     let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(ciphertext)).map_err(reason)?;
     if decryptor.is_scrypt() {
         return Err(OpenError::Corrupt(

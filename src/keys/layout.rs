@@ -33,17 +33,25 @@ impl KeysDir {
             };
         }
         Self::find(start).ok_or_else(|| KeyError::NoKeysDir {
-            start: absolute(start),
+            start: absolute(&clean(start)),
         })
     }
 
-    /// The first `.byok/` in `start` or above.
+    /// The first `.byok/` in `start` or above. A relative `start` gives a
+    /// relative path (`.byok`, `../.byok`), as messages should show it.
+    /// `..` is resolved lexically, as a shell's `cd` does.
     pub fn find(start: &Path) -> Option<KeysDir> {
-        absolute(start)
+        let start = clean(start);
+        let depth = absolute(&start)
             .ancestors()
-            .map(|dir| dir.join(DIR_NAME))
-            .find(|dir| dir.is_dir())
-            .map(|root| KeysDir { root })
+            .position(|dir| dir.join(DIR_NAME).is_dir())?;
+        let mut root = start;
+        for _ in 0..depth {
+            root = clean(&root.join(".."));
+        }
+        Some(KeysDir {
+            root: root.join(DIR_NAME),
+        })
     }
 
     /// A `.byok/` folder at `root` (which may not exist yet).
@@ -145,7 +153,31 @@ impl KeysDir {
     }
 }
 
+/// `path` without `.` and with `..` applied to the part before it, lexically.
+fn clean(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            Component::ParentDir if out.has_root() => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 fn absolute(path: &Path) -> PathBuf {
+    let path = if path.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        path
+    };
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
@@ -155,13 +187,23 @@ mod tests {
 
     #[test]
     fn walks_up_like_git() {
-        let tmp = tempfile::tempdir().unwrap();
+        // Under the crate's own folder (the tests' working directory), so a
+        // relative start can be tried too.
+        let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+        std::fs::create_dir_all(&target).unwrap();
+        let tmp = tempfile::tempdir_in(&target).unwrap();
         let deep = tmp.path().join("a/b/c");
         std::fs::create_dir_all(&deep).unwrap();
         assert!(KeysDir::find(&deep).is_none_or(|d| !d.root.starts_with(tmp.path())));
         std::fs::create_dir_all(tmp.path().join("a/.byok/keys")).unwrap();
         let found = KeysDir::find(&deep).unwrap();
         assert_eq!(found.root(), tmp.path().join("a/.byok"));
+        let cwd = std::env::current_dir().unwrap();
+        let rel = deep.strip_prefix(&cwd).unwrap();
+        let a = rel.parent().unwrap().parent().unwrap();
+        assert_eq!(KeysDir::find(rel).unwrap().root(), a.join(".byok"));
+        let dotted = Path::new(".").join(rel).join("..");
+        assert_eq!(KeysDir::find(&dotted).unwrap().root(), a.join(".byok"));
         let explicit = KeysDir::locate(Some(&tmp.path().join("a/.byok")), Path::new("/")).unwrap();
         assert_eq!(explicit, found);
         assert!(matches!(

@@ -288,13 +288,16 @@ mod tests {
 
     impl Fixture {
         fn write_key(&self, name: &str, plain: &str) {
-            let sealed = keyfile::encrypt(std::slice::from_ref(&self.recipient), plain.as_bytes()).unwrap();
+            let sealed =
+                keyfile::encrypt(std::slice::from_ref(&self.recipient), plain.as_bytes()).unwrap();
             std::fs::write(self.dir.key_path(name), sealed).unwrap();
         }
 
         fn store(&self, vars: &[(&str, &str)], allow: &[&str]) -> KeyStore {
-            let mut map: HashMap<String, OsString> =
-                vars.iter().map(|(k, v)| ((*k).to_string(), OsString::from(v))).collect();
+            let mut map: HashMap<String, OsString> = vars
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), OsString::from(v)))
+                .collect();
             map.insert("BYOK_FLOW_AGE_KEY".into(), self.identity.clone().into());
             let ids = map.clone();
             let allow: Vec<String> = allow.iter().map(|s| (*s).to_string()).collect();
@@ -314,10 +317,17 @@ mod tests {
     #[tokio::test]
     async fn decrypts_once_and_checks_the_host() {
         let f = fixture();
-        f.write_key("anthropic", "provider = \"anthropic\"\nkey = \"sk-ant-1\"\n");
+        f.write_key(
+            "anthropic",
+            "provider = \"anthropic\"\nkey = \"sk-ant-1\"\n",
+        );
         let store = f.store(&[], &[]);
         let key = store
-            .key_for(&file("anthropic"), "anthropic", "https://api.anthropic.com/v1/messages")
+            .key_for(
+                &file("anthropic"),
+                "anthropic",
+                "https://api.anthropic.com/v1/messages",
+            )
             .await
             .unwrap();
         assert_eq!(key.expose_secret(), "sk-ant-1");
@@ -335,20 +345,47 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("`evil.example`"), "{err}");
-        assert!(err.hint().unwrap().contains("--allow-host evil.example"), "{:?}", err.hint());
+        assert!(
+            err.hint().unwrap().contains("--allow-host evil.example"),
+            "{:?}",
+            err.hint()
+        );
     }
 
     #[tokio::test]
     async fn file_allow_hosts_and_cli_hosts_widen_the_rule() {
         let f = fixture();
-        f.write_key("proxy", "key = \"sk-p\"\nallow_hosts = [\"proxy.example\"]\n");
+        f.write_key(
+            "proxy",
+            "key = \"sk-p\"\nallow_hosts = [\"proxy.example\"]\n",
+        );
         f.write_key("bare", "sk-bare\n");
         let store = f.store(&[], &["cli.example"]);
-        assert!(store.key_for(&file("proxy"), "corp", "https://proxy.example/v1").await.is_ok());
-        assert!(store.key_for(&file("bare"), "corp", "https://cli.example/v1").await.is_ok());
-        assert!(store.key_for(&file("bare"), "corp", "https://proxy.example/v1").await.is_err());
+        assert!(
+            store
+                .key_for(&file("proxy"), "corp", "https://proxy.example/v1")
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .key_for(&file("bare"), "corp", "https://cli.example/v1")
+                .await
+                .is_ok()
+        );
+        assert!(
+            store
+                .key_for(&file("bare"), "corp", "https://proxy.example/v1")
+                .await
+                .is_err()
+        );
         // A bare key goes to the calling built-in provider's own host.
-        assert!(store.key_for(&file("bare"), "groq", "https://api.groq.com/openai/v1").await.is_ok());
+        assert!(
+            store
+                .key_for(&file("bare"), "groq", "https://api.groq.com/openai/v1")
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]
@@ -361,12 +398,20 @@ mod tests {
             |k| (k == "MY_KEY").then(|| OsString::from("sk-env-1\n")),
         );
         let key = store
-            .key_for(&KeyRef::Env("MY_KEY".into()), "openai", "https://api.openai.com/v1")
+            .key_for(
+                &KeyRef::Env("MY_KEY".into()),
+                "openai",
+                "https://api.openai.com/v1",
+            )
             .await
             .unwrap();
         assert_eq!(key.expose_secret(), "sk-env-1");
         let err = store
-            .key_for(&KeyRef::Env("MY_KEY".into()), "local", "http://127.0.0.1:9/v1")
+            .key_for(
+                &KeyRef::Env("MY_KEY".into()),
+                "local",
+                "http://127.0.0.1:9/v1",
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, KeyError::HostRefused { .. }), "{err}");
@@ -381,7 +426,10 @@ mod tests {
     async fn preflight_reports_every_problem_without_decrypting_needlessly() {
         let f = fixture();
         f.write_key("anthropic", "sk-a");
-        f.write_key("proxy", "key = \"sk-p\"\nallow_hosts = [\"proxy.example\"]\n");
+        f.write_key(
+            "proxy",
+            "key = \"sk-p\"\nallow_hosts = [\"proxy.example\"]\n",
+        );
         std::fs::write(f.dir.key_path("broken"), "not age").unwrap();
         let uses = |key: KeyRef, provider: &str, url: &str| KeyUse {
             key,
@@ -393,12 +441,19 @@ mod tests {
         let all = vec![
             uses(file("anthropic"), "anthropic", "https://api.anthropic.com"),
             uses(file("missing"), "openai", "https://api.openai.com/v1"),
-            uses(KeyRef::Env("UNSET".into()), "openai", "https://api.openai.com/v1"),
+            uses(
+                KeyRef::Env("UNSET".into()),
+                "openai",
+                "https://api.openai.com/v1",
+            ),
             uses(KeyRef::Env("SET".into()), "local", "http://127.0.0.1:1/v1"),
         ];
         let store = f.store(&[("SET", "sk-set")], &[]);
         let problems = store.check_available(&all).unwrap_err();
-        let kinds: Vec<String> = problems.iter().map(|p| format!("{}: {}", p.key, p.error)).collect();
+        let kinds: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.key, p.error))
+            .collect();
         assert_eq!(problems.len(), 3, "{kinds:#?}");
         assert!(matches!(problems[0].error, KeyError::KeyFileMissing { .. }));
         assert!(matches!(problems[1].error, KeyError::EnvMissing { .. }));
@@ -411,10 +466,18 @@ mod tests {
             uses(file("proxy"), "corp", "https://proxy.example/v1"),
         ];
         let store = f.store(&[], &[]);
-        assert_eq!(store.check_available(&ok).unwrap().len(), 1, "only `proxy` needs its file");
+        assert_eq!(
+            store.check_available(&ok).unwrap().len(),
+            1,
+            "only `proxy` needs its file"
+        );
         store.preflight(&ok).await.unwrap();
         let bad = vec![uses(file("broken"), "corp", "https://proxy.example/v1")];
         let problems = store.preflight(&bad).await.unwrap_err();
-        assert!(matches!(problems[0].error, KeyError::Corrupt { .. }), "{}", problems[0].error);
+        assert!(
+            matches!(problems[0].error, KeyError::Corrupt { .. }),
+            "{}",
+            problems[0].error
+        );
     }
 }

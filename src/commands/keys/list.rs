@@ -124,7 +124,7 @@ pub(super) fn check(ctx: &Context) -> Result<Exit> {
                 }
             }
             Err(e) => {
-                println!("FAILED  {name:<width$}  {e}");
+                println!("FAILED  {name:<width$}  {}", short_reason(&e));
                 failures.push(e);
             }
         }
@@ -140,17 +140,29 @@ pub(super) fn check(ctx: &Context) -> Result<Exit> {
     if failures.is_empty() {
         return Ok(Exit::Success);
     }
-    let mut error = Error::new(
-        Exit::Keys,
-        format!(
-            "{} of {} key files cannot be opened with the identity from {}",
-            failures.len(),
-            names.len(),
-            identity.place()
-        ),
+    let mut message = format!(
+        "{} of {} key files cannot be opened with the identity from {}:",
+        failures.len(),
+        names.len(),
+        identity.place()
     );
+    for failure in &failures {
+        message.push_str(&format!("\n  - {failure}"));
+    }
+    let mut error = Error::new(Exit::Keys, message);
     if let Some(hint) = failures[0].hint() {
         error = error.hint(hint);
     }
     Err(error)
+}
+
+/// A few words on why a file did not open, for the per-file line (the full
+/// message follows on stderr).
+fn short_reason(e: &KeyError) -> String {
+    match e {
+        KeyError::WrongIdentity { .. } => "not encrypted to your identity".into(),
+        KeyError::Corrupt { reason, .. } => reason.clone(),
+        KeyError::BadPlaintext { reason, .. } => format!("does not hold a key: {reason}"),
+        other => other.to_string(),
+    }
 }
