@@ -4,6 +4,7 @@ mod support;
 
 mod cli;
 mod examples;
+mod keys;
 mod run;
 mod scheduler_props;
 mod scheduling;
