@@ -362,7 +362,11 @@ fn ask_passphrase(place: &Place) -> Result<SecretString, KeyError> {
             hint: "run in a terminal, or (in CI) use an age identity without a passphrase in `BYOK_FLOW_AGE_KEY`".into(),
         });
     }
-    let passphrase = rpassword::prompt_password(format!("Passphrase for the SSH key {place}: "))
+    let what = match place {
+        Place::Flag(p) | Place::EnvFile(_, p) | Place::Default(p) => p.display().to_string(),
+        Place::EnvText(var) => format!("in {var}"),
+    };
+    let passphrase = rpassword::prompt_password(format!("Passphrase for the SSH key {what}: "))
         .map_err(|e| KeyError::BadIdentity {
             place: place.to_string(),
             reason: format!("cannot read the passphrase: {e}"),

@@ -353,6 +353,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn one_store_serves_concurrent_tasks() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<KeyStore>();
+        let f = fixture();
+        f.write_key("openai", "sk-o");
+        let store = Arc::new(f.store(&[], &[]));
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .key_for(&file("openai"), "openai", "https://api.openai.com/v1")
+                        .await
+                        .map(|k| k.expose_secret().to_string())
+                })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), "sk-o");
+        }
+    }
+
+    #[tokio::test]
     async fn file_allow_hosts_and_cli_hosts_widen_the_rule() {
         let f = fixture();
         f.write_key(
