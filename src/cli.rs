@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, prices, run, schema, validate};
+use crate::commands::{graph, keys, prices, run, schema, validate};
 
 /// Run declarative LLM workflows ("squads") with your own API keys.
 #[derive(Debug, Parser)]
@@ -36,6 +36,8 @@ pub enum Command {
     Schema(schema::Args),
     /// Show the pricing table in use (or one model's prices), with its source and date.
     Prices(prices::Args),
+    /// Manage API keys: age-encrypted files in `.byok/`, and who can open them.
+    Keys(keys::Args),
 }
 
 /// Options every command shares.

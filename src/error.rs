@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::keys::KeyError;
+
 /// How the program ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
@@ -86,5 +88,30 @@ impl fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<KeyError> for Error {
+    /// Key, identity and recipients problems exit 4; a bad name, recipient, host
+    /// or input typed on the command line is bad usage, exit 2.
+    fn from(e: KeyError) -> Self {
+        let exit = match &e {
+            KeyError::BadName { .. }
+            | KeyError::BadEnvName { .. }
+            | KeyError::BadRecipientArg { .. }
+            | KeyError::RecipientNotListed { .. }
+            | KeyError::LastRecipient { .. }
+            | KeyError::KeyFileExists { .. }
+            | KeyError::KeysDirMissing { .. }
+            | KeyError::BadInput { .. }
+            | KeyError::BadHostPattern(_) => Exit::Invalid,
+            _ => Exit::Keys,
+        };
+        Error {
+            exit,
+            message: e.to_string(),
+            hint: e.hint(),
+            reported: false,
+        }
+    }
+}
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

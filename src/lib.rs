@@ -9,6 +9,7 @@ pub mod cost;
 pub mod dag;
 pub mod error;
 pub mod events;
+pub mod keys;
 pub mod logging;
 pub mod providers;
 pub mod record;

@@ -55,6 +55,9 @@ pub struct AgentRecord {
     /// Every call made, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// It failed because its key could not be read, decrypted or sent.
+    #[serde(skip)]
+    pub key_failure: bool,
 }
 
 /// How a run ended.

@@ -14,15 +14,14 @@ use std::time::{Instant, SystemTime};
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
-use secrecy::SecretString;
-
 use crate::cost::prices::{PriceTable, Pricing};
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
+use crate::keys;
 use crate::providers::anthropic::Anthropic;
 use crate::providers::call::{self, Attempt, Target};
-use crate::providers::client::{HttpProvider, KeySource};
+use crate::providers::client::{HttpProvider, Keys};
 use crate::providers::gemini::Gemini;
 use crate::providers::http::{Http, Timeouts};
 use crate::providers::mock::Mock;
@@ -30,7 +29,7 @@ use crate::providers::openai::OpenAi;
 use crate::providers::registry::{self, ProviderInfo};
 use crate::providers::retry::Policy;
 use crate::providers::wire::Wire;
-use crate::providers::{AttemptError, BoxFuture, Progress, Provider, Request, Usage};
+use crate::providers::{BoxFuture, ErrorKind, Progress, Provider, Request, Usage};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::template::Renderer;
@@ -89,6 +88,8 @@ pub struct AgentFailure {
     /// What `usage` cost; `None` when unknown or unpriced.
     pub cost: Option<Usd>,
     pub attempts: Vec<Attempt>,
+    /// It failed because its key could not be read, decrypted or sent (exit 4).
+    pub key_failure: bool,
 }
 
 impl AgentFailure {
@@ -100,6 +101,7 @@ impl AgentFailure {
             usage: Some(Usage::default()),
             cost: Some(Usd::ZERO),
             attempts: Vec::new(),
+            key_failure: false,
         }
     }
 }
@@ -119,38 +121,6 @@ struct Call {
     provider: String,
     model: String,
     lane: usize,
-}
-
-/// Finds API keys for providers, when a call first needs one.
-pub trait Keys: Send + Sync {
-    /// The key named `key_ref` (a key file name, or `env:VAR`).
-    fn get(&self, key_ref: &str) -> BoxFuture<'static, Result<SecretString, AttemptError>>;
-}
-
-/// Keys from environment variables only (`key: env:NAME`).
-pub struct EnvKeys;
-
-impl Keys for EnvKeys {
-    fn get(&self, key_ref: &str) -> BoxFuture<'static, Result<SecretString, AttemptError>> {
-        let key_ref = key_ref.to_string();
-        Box::pin(async move {
-            let Some(var) = key_ref.strip_prefix("env:") else {
-                return Err(AttemptError::permanent(
-                    format!("key `{key_ref}` is a key file, which this run cannot read"),
-                    None,
-                ));
-            };
-            match std::env::var(var) {
-                Ok(value) if !value.trim().is_empty() => {
-                    Ok(SecretString::from(value.trim().to_string()))
-                }
-                _ => Err(AttemptError::permanent(
-                    format!("the environment variable `{var}` is not set"),
-                    Some(format!("set {var} to the API key, or use a key file")),
-                )),
-            }
-        })
-    }
 }
 
 /// Retries per model when neither the agent nor `defaults` says.
@@ -182,14 +152,16 @@ pub type Connect = dyn Fn(&ProviderInfo) -> Result<Arc<dyn Provider>, String>;
 
 /// Builds the providers and templates of a run. Fails with a message when a
 /// provider cannot be set up.
+///
+/// `keys` hands out API keys: `None` for a run that calls no keyed provider
+/// (`--mock`), so no identity is ever read.
 pub fn prepare(
     checked: Arc<Checked>,
     settings: &RunSettings,
-    keys: &Arc<dyn Keys>,
+    keys: Option<Arc<dyn Keys>>,
     bus: &Bus,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
     let http = Http::new(Timeouts::default())?;
-    let keys = keys.clone();
     let connect = move |info: &ProviderInfo| Ok(connect(info, &http, keys.clone()));
     prepare_with(checked, settings, &connect, bus)
 }
@@ -234,10 +206,17 @@ pub fn prepare_with(
             model: agent.model_id().to_string(),
             lane,
         });
+        let key_of = |provider: &str| {
+            if settings.mock {
+                return Ok(None);
+            }
+            keys::call_key(w, agent, provider).map_err(|e| e.to_string())
+        };
         let mut chain = vec![Target {
             client,
             provider: agent.provider().to_string(),
             model: agent.model_id().to_string(),
+            key: key_of(agent.provider())?,
         }];
         for fallback in &agent.fallback {
             if let Some((provider, model)) = fallback.split_once('/') {
@@ -246,6 +225,7 @@ pub fn prepare_with(
                     client,
                     provider: provider.to_string(),
                     model: model.to_string(),
+                    key: key_of(provider)?,
                 });
             }
         }
@@ -320,7 +300,7 @@ pub fn prepare_with(
 }
 
 /// A client for a provider reached over HTTP.
-fn connect(info: &ProviderInfo, http: &Http, keys: Arc<dyn Keys>) -> Arc<dyn Provider> {
+fn connect(info: &ProviderInfo, http: &Http, keys: Option<Arc<dyn Keys>>) -> Arc<dyn Provider> {
     let wire: Box<dyn Wire> = match info.kind {
         ProviderKind::Anthropic => Box::new(Anthropic),
         ProviderKind::Gemini => Box::new(Gemini),
@@ -329,31 +309,13 @@ fn connect(info: &ProviderInfo, http: &Http, keys: Arc<dyn Keys>) -> Arc<dyn Pro
             Box::new(OpenAi { first_party: false })
         }
     };
-    let key_ref = info.key.clone();
-    let cached: Arc<tokio::sync::OnceCell<Option<SecretString>>> =
-        Arc::new(tokio::sync::OnceCell::new());
-    let key: KeySource = Arc::new(move || {
-        let (keys, key_ref, cached) = (keys.clone(), key_ref.clone(), cached.clone());
-        Box::pin(async move {
-            let value = cached
-                .get_or_try_init(|| async {
-                    match &key_ref {
-                        None => Ok(None),
-                        Some(name) => keys.get(name).await.map(Some),
-                    }
-                })
-                .await?;
-            Ok(value.clone())
-        })
-    });
     Arc::new(HttpProvider {
         name: info.name.clone(),
         wire,
         base_url: info.base_url.clone(),
-        key,
+        keys,
         http: http.clone(),
         timeouts: Timeouts::default(),
-        key_name: info.key.clone(),
     })
 }
 
@@ -422,6 +384,7 @@ impl AgentRunner {
             schema: spec.schema.clone(),
             stream: spec.stream.or(defaults.stream).unwrap_or(true),
             timeout: spec.timeout.or(defaults.timeout).map(|d| d.0),
+            key: None,
             progress: Progress::default(),
             correction: None,
         })
@@ -532,6 +495,7 @@ impl scheduler::Runner for AgentRunner {
                         usage: known.then_some(usage),
                         cost: cost.filter(|_| known),
                         attempts: called.attempts,
+                        key_failure: e.kind == ErrorKind::Key,
                     })
                 }
             }
@@ -580,6 +544,7 @@ pub async fn execute(
         json: None,
         answered_by: None,
         attempts: Vec::new(),
+        key_failure: false,
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
     // Agents skipped for the budget, and those skipped because one of them was.
@@ -615,6 +580,7 @@ pub async fn execute(
                     usage: e.usage.unwrap_or_default(),
                     cost_usd: e.cost.map(Usd::micro_dollars),
                     attempts: e.attempts.clone(),
+                    key_failure: e.key_failure,
                     ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
                 },
                 SchedEvent::Skipped(i, reason) => {

@@ -2,6 +2,7 @@
 //! the domain modules.
 
 pub mod graph;
+pub mod keys;
 pub mod prices;
 pub mod run;
 pub mod schema;
@@ -26,6 +27,7 @@ pub fn dispatch(command: Command, global: Global) -> Result<Exit> {
         Command::Validate(args) => validate::run(&args, global),
         Command::Graph(args) => graph::run(&args, global),
         Command::Schema(args) => schema::run(&args),
+        Command::Keys(args) => keys::run(&args, global),
     }
 }
 

@@ -14,12 +14,14 @@ use crate::cost::prices::Pricing;
 use crate::cost::{self, Usd};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
+use crate::keys::{self, KeyStore};
+use crate::providers::client::Keys;
 use crate::record::RunStatus;
 use crate::report::{estimate_table, output, progress, table};
 use crate::runner::{self, AgentRunner, RunSettings};
 use crate::scheduler::{Gate, Open};
 use crate::suggest;
-use crate::workflow::Checked;
+use crate::workflow::{Checked, FileReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -62,6 +64,20 @@ pub struct Args {
     /// Price models from this file instead of the built-in table (format: data/prices.json).
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_PRICES")]
     pub prices: Option<PathBuf>,
+
+    /// The `.byok` folder [default: the first `.byok/` in the workflow's folder or above].
+    #[arg(long = "keys", value_name = "DIR")]
+    pub keys_dir: Option<PathBuf>,
+
+    /// The age identity file [default: `BYOK_FLOW_AGE_KEY`, `BYOK_FLOW_AGE_KEY_FILE`,
+    /// `SOPS_AGE_KEY`, `SOPS_AGE_KEY_FILE`, then `~/.config/byok-flow/identity.txt`].
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+
+    /// Also let keys go to HOST (a `base_url` the key's provider does not own), e.g. a proxy.
+    /// Repeatable; `BYOK_FLOW_ALLOW_HOSTS` adds a comma-separated list.
+    #[arg(long = "allow-host", value_name = "HOST")]
+    pub allow_hosts: Vec<String>,
 }
 
 /// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
@@ -115,14 +131,22 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         prices: table.clone(),
         max_usd,
     };
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
+        Error::new(
+            Exit::AgentFailed,
+            format!("cannot start the async runtime: {e}"),
+        )
+    })?;
+    // Keys are checked (files present, hosts allowed) before the progress view starts,
+    // so a refusal costs nothing and an SSH passphrase prompt has the terminal to itself.
+    let keys = if args.mock {
+        None
+    } else {
+        Some(key_store(args, &checked, global, &runtime)?)
+    };
     let bus = Bus::default();
-    let (agent_runner, limits) = runner::prepare(
-        checked,
-        &settings,
-        &(Arc::new(runner::EnvKeys) as Arc<dyn runner::Keys>),
-        &bus,
-    )
-    .map_err(Error::usage)?;
+    let (agent_runner, limits) =
+        runner::prepare(checked, &settings, keys, &bus).map_err(Error::usage)?;
     let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
         Some(ceiling) => Box::new(BudgetGate::new(ceiling)),
         None => Box::new(Open),
@@ -142,12 +166,6 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     }
     bus.subscribe(Box::new(output::Stdout { json: args.json }));
 
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
-        Error::new(
-            Exit::AgentFailed,
-            format!("cannot start the async runtime: {e}"),
-        )
-    })?;
     let record = runtime.block_on(async {
         let cancel = async {
             if tokio::signal::ctrl_c().await.is_err() {
@@ -166,10 +184,42 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     }
     Ok(match record.status {
         RunStatus::Succeeded => Exit::Success,
+        // A key that could not be read or sent says more than "an agent failed".
+        RunStatus::Failed if record.agents.iter().any(|a| a.key_failure) => Exit::Keys,
         RunStatus::Failed => Exit::AgentFailed,
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
+/// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
+/// Every key the workflow will use is checked first (files present, variables set,
+/// destinations allowed), decrypting only what a destination check needs; a
+/// problem is shown at the YAML that chose the key, and the run exits 4.
+fn key_store(
+    args: &Args,
+    checked: &Checked,
+    global: Global,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Arc<dyn Keys>> {
+    let env_hosts = std::env::var(keys::ENV_ALLOW_HOSTS).ok();
+    let allow = keys::AllowHosts::parse(&args.allow_hosts, env_hosts.as_deref())
+        .map_err(|e| Error::usage(e.to_string()))?;
+    let start = keys::KeysDir::start_for_workflow(&args.file);
+    let dir = keys::KeysDir::locate(args.keys_dir.as_deref(), &start);
+    let store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
+    let uses = keys::plan(&checked.workflow);
+    if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
+        let diagnostics = problems
+            .iter()
+            .map(|p| p.diagnostic(&checked.index))
+            .collect();
+        let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
+        eprint!("{}", report.render(global.color));
+        return Err(Error::reported(Exit::Keys));
+    }
+    Ok(Arc::new(store))
 }
 
 /// A prompt over its model's context window fails the run before any spend.

@@ -19,6 +19,8 @@ pub struct Target {
     pub client: Arc<dyn Provider>,
     pub provider: String,
     pub model: String,
+    /// The key a call to this model sends, if any.
+    pub key: Option<crate::keys::KeyRef>,
 }
 
 /// One attempt, as the run record keeps it.
@@ -74,6 +76,7 @@ pub async fn call(
         let mut request = request.clone();
         request.model.clone_from(&target.model);
         request.provider.clone_from(&target.provider);
+        request.key.clone_from(&target.key);
         match with_retries(target, i, &request, policy, &mut tally, on_failure).await {
             Ok(answer) => return tally.into_called(Ok(answer)),
             Err(e) => {
@@ -180,7 +183,7 @@ async fn with_retries(
                 e
             }
         };
-        let give_up = error.kind == ErrorKind::Permanent
+        let give_up = error.kind != ErrorKind::Transient
             || retry >= policy.retries
             || error
                 .retry_after

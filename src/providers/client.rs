@@ -5,27 +5,52 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use secrecy::SecretString;
 
 use super::http::{Body, Http, Post, Timeouts, TransportError};
 use super::retry;
 use super::wire::{StreamFault, Wire};
 use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
+use crate::keys::{ApiKey, KeyRef, KeyStore};
 
-/// Gets the provider's key when the first call needs it (decrypted once per run).
-pub type KeySource =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<Option<SecretString>, AttemptError>> + Send + Sync>;
+/// Hands out keys for calls: read once per run, and only for an allowed destination.
+pub trait Keys: Send + Sync {
+    /// The key `key`, to send to `url` for a call to `provider`.
+    fn key_for<'a>(
+        &'a self,
+        key: &'a KeyRef,
+        provider: &'a str,
+        url: &'a str,
+    ) -> BoxFuture<'a, Result<ApiKey, AttemptError>>;
+}
+
+impl Keys for KeyStore {
+    fn key_for<'a>(
+        &'a self,
+        key: &'a KeyRef,
+        provider: &'a str,
+        url: &'a str,
+    ) -> BoxFuture<'a, Result<ApiKey, AttemptError>> {
+        Box::pin(async move {
+            KeyStore::key_for(self, key, provider, url)
+                .await
+                .map_err(|e| AttemptError {
+                    kind: ErrorKind::Key,
+                    hint: e.hint(),
+                    ..AttemptError::permanent(e.to_string(), None)
+                })
+        })
+    }
+}
 
 /// A provider over HTTP.
 pub struct HttpProvider {
     pub name: String,
     pub wire: Box<dyn Wire>,
     pub base_url: String,
-    pub key: KeySource,
+    /// Where the keys come from; `None` when this run has no keys (every call keyless).
+    pub keys: Option<Arc<dyn Keys>>,
     pub http: Http,
     pub timeouts: Timeouts,
-    /// The key file or variable, for error messages.
-    pub key_name: Option<String>,
 }
 
 impl Provider for HttpProvider {
@@ -36,10 +61,23 @@ impl Provider for HttpProvider {
 
 impl HttpProvider {
     async fn send(&self, request: &Request) -> Result<Reply, AttemptError> {
-        let key = (self.key)().await?;
         let url = self
             .wire
             .url(&self.base_url, &request.model, request.stream);
+        // The key is read (once per run) and checked against the destination before anything is sent.
+        let key = match (&request.key, &self.keys) {
+            (None, _) => None,
+            (Some(key), Some(keys)) => Some(keys.key_for(key, &self.name, &url).await?),
+            (Some(key), None) => {
+                return Err(AttemptError {
+                    kind: ErrorKind::Key,
+                    ..AttemptError::permanent(
+                        format!("no keys are available to this run for `{key}`"),
+                        None,
+                    )
+                });
+            }
+        };
         let body = self.wire.body(request, request.stream);
         let headers = self.wire.headers();
         let mut timeouts = self.timeouts;
@@ -128,12 +166,16 @@ impl HttpProvider {
         let retryable = api
             .retryable
             .unwrap_or_else(|| retry::retryable_status(status));
-        let key_file = self
-            .key_name
-            .as_deref()
+        let key_file = request
+            .key
+            .as_ref()
             .map_or_else(|| "the key".to_string(), describe_key);
+        let key_name = match &request.key {
+            Some(KeyRef::File(name)) => name.clone(),
+            _ => self.name.clone(),
+        };
         let hint = match status {
-            401 | 403 => Some(format!("{} was refused by {}; replace it with `byok-flow keys add {} --provider {}`", key_file, self.name, self.key_name.as_deref().unwrap_or(&self.name), self.name)),
+            401 | 403 => Some(format!("{key_file} was refused by {}; replace it with `byok-flow keys add {key_name} --provider {} --replace`", self.name, self.name)),
             400 if api.message.contains("API key") => Some(format!("{key_file} was refused by {}; replace it with `byok-flow keys add`", self.name)),
             404 => Some(format!("check the model id `{}`: list the models {} serves in its console or API", request.model, self.name)),
             429 if !retryable => Some(format!("{} needs you to act (quota or billing) before it will answer", self.name)),
@@ -165,10 +207,10 @@ fn cut_off(status: u16, message: String) -> AttemptError {
     }
 }
 
-fn describe_key(name: &str) -> String {
-    match name.strip_prefix("env:") {
-        Some(var) => format!("the key in ${var}"),
-        None => format!("the key in .byok/keys/{name}.age"),
+fn describe_key(key: &KeyRef) -> String {
+    match key {
+        KeyRef::Env(var) => format!("the key in ${var}"),
+        KeyRef::File(name) => format!("the key in .byok/keys/{name}.age"),
     }
 }
 

@@ -12,7 +12,9 @@ use std::time::Duration;
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
+
+use crate::keys::ApiKey;
 
 /// How long to wait for each phase of a call.
 #[derive(Debug, Clone, Copy)]
@@ -151,7 +153,7 @@ pub struct Post<'a> {
     pub url: &'a str,
     pub headers: &'a [(&'static str, String)],
     pub auth: Auth,
-    pub key: Option<&'a SecretString>,
+    pub key: Option<&'a ApiKey>,
     pub body: &'a serde_json::Value,
     /// Read the body as server-sent events (only when the status is a success).
     pub stream: bool,

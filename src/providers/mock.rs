@@ -176,6 +176,7 @@ mod tests {
             schema: None,
             stream: false,
             timeout: None,
+            key: None,
             progress: crate::providers::Progress::default(),
             correction: None,
         }

@@ -41,6 +41,9 @@ pub struct Request {
     pub stream: bool,
     #[serde(skip)]
     pub timeout: Option<Duration>,
+    /// The key this call sends (a key file or `env:` variable), if any.
+    #[serde(skip)]
+    pub key: Option<crate::keys::KeyRef>,
     /// Told how much of a streamed reply has arrived.
     #[serde(skip)]
     pub progress: Progress,
@@ -161,6 +164,8 @@ pub enum ErrorKind {
     Transient,
     /// Will fail the same way again: bad request, bad key, unknown model.
     Permanent,
+    /// The key could not be read, decrypted or sent where the call goes.
+    Key,
 }
 
 impl std::fmt::Display for AttemptError {

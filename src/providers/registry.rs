@@ -100,6 +100,13 @@ pub fn builtin_names() -> impl Iterator<Item = &'static str> {
     BUILTINS.iter().map(|b| b.name)
 }
 
+/// The default base URL of a built-in provider: its own host, the one place its
+/// key may go without an allow list (SPEC §4). A workflow's `base_url` never
+/// changes this.
+pub fn builtin_base_url(name: &str) -> Option<&'static str> {
+    BUILTINS.iter().find(|b| b.name == name).map(|b| b.base_url)
+}
+
 /// Why a provider name cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProviderProblem {

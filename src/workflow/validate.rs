@@ -20,6 +20,8 @@ pub struct Checked {
     pub workflow: Workflow,
     pub dag: Dag,
     pub index: PosIndex,
+    /// The file's text, for problems found later (keys, hosts) to be shown in place.
+    pub source: std::sync::Arc<str>,
 }
 
 impl Checked {
@@ -57,6 +59,7 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
             workflow: loaded.workflow,
             dag,
             index: loaded.index,
+            source: report.source.clone(),
         },
         report,
     ))

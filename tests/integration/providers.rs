@@ -21,15 +21,17 @@ pub fn workflow(server: &FakeServer, agents: &str) -> String {
     )
 }
 
-/// Runs a workflow against the fake server with `--json`; back-off waits are scaled to zero.
+/// Runs a workflow against the fake server with `--json`; back-off waits are scaled
+/// to zero, and keys may go to the fake server's own address (`--allow-host`).
 pub fn run(dir: &Path, yaml: &str, extra: &[&str]) -> Output {
     let file = dir.join("flow.yaml");
     std::fs::write(&file, yaml).unwrap();
-    byok_flow(dir)
-        .arg("run")
-        .arg(&file)
-        .args(["--json", "-q"])
-        .args(extra)
+    let mut cmd = byok_flow(dir);
+    cmd.arg("run").arg(&file).args(["--json", "-q"]);
+    for host in fake_hosts(yaml) {
+        cmd.args(["--allow-host", &host]);
+    }
+    cmd.args(extra)
         .env("ANTHROPIC_KEY", ANTHROPIC_KEY)
         .env("OPENAI_KEY", OPENAI_KEY)
         .env("GEMINI_KEY", GEMINI_KEY)
@@ -37,6 +39,21 @@ pub fn run(dir: &Path, yaml: &str, extra: &[&str]) -> Output {
         .timeout(std::time::Duration::from_secs(60))
         .output()
         .unwrap()
+}
+
+/// Every `127.0.0.1:PORT` a workflow's providers point at.
+fn fake_hosts(yaml: &str) -> Vec<String> {
+    let mut hosts: Vec<String> = yaml
+        .match_indices("http://127.0.0.1:")
+        .map(|(i, m)| {
+            let rest = &yaml[i + m.len()..];
+            let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            format!("127.0.0.1:{port}")
+        })
+        .collect();
+    hosts.sort();
+    hosts.dedup();
+    hosts
 }
 
 fn record(out: &Output) -> Value {

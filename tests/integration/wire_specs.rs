@@ -148,6 +148,10 @@ fn pointed_at(server: &FakeServer, example: &std::path::Path) -> String {
         }
     }
     doc["providers"] = Value::Object(providers);
+    // An agent's own `key:` names a key file; the providers' `env:` keys stand in.
+    for agent in doc["agents"].as_object_mut().unwrap().values_mut() {
+        agent.as_object_mut().unwrap().remove("key");
+    }
     serde_json::to_string_pretty(&doc).unwrap()
 }
 

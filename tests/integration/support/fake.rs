@@ -39,6 +39,8 @@ pub enum Fault {
     ErrorEvent,
     /// A JSON reply that does not match the requested schema.
     WrongJson,
+    /// A `307` pointing the client somewhere else.
+    Redirect(String),
 }
 
 impl Fault {
@@ -122,6 +124,12 @@ pub struct FakeServer {
 
 impl FakeServer {
     pub fn start() -> Self {
+        Self::start_on("127.0.0.1")
+    }
+
+    /// A server on another loopback address (`127.0.0.2`, …): another host.
+    pub fn start_on(ip: &str) -> Self {
+        let ip = ip.to_string();
         let shared = Arc::new(Shared::default());
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
@@ -133,7 +141,7 @@ impl FakeServer {
                 .build()
                 .expect("a runtime");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
                     .await
                     .expect("a port");
                 addr_tx
@@ -157,7 +165,7 @@ impl FakeServer {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://IP:PORT`
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
@@ -396,6 +404,9 @@ async fn respond(
             return response;
         }
         Some(Fault::SlowFirstByte(d)) => tokio::time::sleep(*d).await,
+        Some(Fault::Redirect(to)) => {
+            return raw(307, "text/plain", "moved", &[("location", to.as_str())]);
+        }
         Some(Fault::SlowStream(d)) => delay = *d,
         Some(Fault::Malformed) if !stream => {
             return raw(
