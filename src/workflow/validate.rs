@@ -430,11 +430,15 @@ impl Checker<'_> {
         let offset = value.offset.min(src.len());
         let first = src[offset..].chars().next()?;
         let indicator = src[..offset].trim_end().chars().last();
+        // Count lines from the value's own line, not the top of the file: doing that
+        // for every reference made validation quadratic in the file's length.
+        let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
         let at = |line: usize, column: usize| {
+            let rest = &src[line_start..];
             Some(Pos {
                 line,
                 column,
-                offset: offset_of(src, line, column),
+                offset: line_start + offset_of(rest, line + 1 - value.line, column),
             })
         };
         if indicator.is_some_and(|c| {
