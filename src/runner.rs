@@ -276,7 +276,7 @@ pub async fn execute(
         gate,
         cancel,
         |event| {
-            let record = match event {
+            let (i, record) = match event {
                 SchedEvent::Started(i) => {
                     bus.emit(&Event::AgentStarted {
                         agent: &names[i],
@@ -284,35 +284,39 @@ pub async fn execute(
                     });
                     return;
                 }
-                SchedEvent::Finished(i, out) => AgentRecord {
-                    seconds: out.seconds,
-                    usage: out.usage,
-                    stop_reason: out.stop_reason.clone(),
-                    output: Some(out.text.clone()),
-                    json: out.json.clone(),
-                    cost_usd: cost(settings, &calls[i], out.usage),
-                    ..record_of(i, AgentStatus::Succeeded, None)
-                },
-                SchedEvent::Failed(i, e) => AgentRecord {
-                    seconds: e.seconds,
-                    ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
-                },
-                SchedEvent::Skipped(i, reason) => {
-                    record_of(i, AgentStatus::Skipped, Some(skip_text(reason, &names)))
-                }
-                SchedEvent::Cancelled(i) => {
-                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into()))
-                }
+                SchedEvent::Finished(i, out) => (
+                    i,
+                    AgentRecord {
+                        seconds: out.seconds,
+                        usage: out.usage,
+                        stop_reason: out.stop_reason.clone(),
+                        output: Some(out.text.clone()),
+                        json: out.json.clone(),
+                        cost_usd: cost(settings, &calls[i], out.usage),
+                        ..record_of(i, AgentStatus::Succeeded, None)
+                    },
+                ),
+                SchedEvent::Failed(i, e) => (
+                    i,
+                    AgentRecord {
+                        seconds: e.seconds,
+                        ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
+                    },
+                ),
+                SchedEvent::Skipped(i, reason) => (
+                    i,
+                    record_of(i, AgentStatus::Skipped, Some(skip_text(reason, &names))),
+                ),
+                SchedEvent::Cancelled(i) => (
+                    i,
+                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
+                ),
             };
             if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
                 bus.emit(&Event::AgentSkipped { record: &record });
             } else {
                 bus.emit(&Event::AgentFinished { record: &record });
             }
-            let i = names
-                .iter()
-                .position(|n| *n == record.name)
-                .unwrap_or_default();
             records[i] = Some(record);
         },
     )
@@ -395,10 +399,9 @@ fn render_outputs(
             .dag
             .sinks()
             .into_iter()
-            .filter_map(|i| {
-                done.iter()
-                    .find(|(d, _)| *d == i)
-                    .map(|(_, out)| (runner.names[i].clone(), out.text.clone()))
+            .filter_map(|i| match &states[i] {
+                State::Done(out) => Some((runner.names[i].clone(), out.text.clone())),
+                _ => None,
             })
             .collect();
     }
