@@ -556,7 +556,7 @@ pub async fn execute(
         gate,
         cancel,
         |event| {
-            let record = match event {
+            let (i, record) = match event {
                 SchedEvent::Started(i) => {
                     bus.emit(&Event::AgentStarted {
                         agent: &names[i],
@@ -564,25 +564,31 @@ pub async fn execute(
                     });
                     return;
                 }
-                SchedEvent::Finished(i, out) => AgentRecord {
-                    seconds: out.seconds,
-                    usage: out.usage,
-                    stop_reason: out.stop_reason.clone(),
-                    output: Some(out.text.clone()),
-                    json: out.json.clone(),
-                    cost_usd: out.cost.map(Usd::micro_dollars),
-                    answered_by: (out.model != models[i].1).then(|| out.model.clone()),
-                    attempts: out.attempts.clone(),
-                    ..record_of(i, AgentStatus::Succeeded, None)
-                },
-                SchedEvent::Failed(i, e) => AgentRecord {
-                    seconds: e.seconds,
-                    usage: e.usage.unwrap_or_default(),
-                    cost_usd: e.cost.map(Usd::micro_dollars),
-                    attempts: e.attempts.clone(),
-                    key_failure: e.key_failure,
-                    ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
-                },
+                SchedEvent::Finished(i, out) => (
+                    i,
+                    AgentRecord {
+                        seconds: out.seconds,
+                        usage: out.usage,
+                        stop_reason: out.stop_reason.clone(),
+                        output: Some(out.text.clone()),
+                        json: out.json.clone(),
+                        cost_usd: out.cost.map(Usd::micro_dollars),
+                        answered_by: (out.model != models[i].1).then(|| out.model.clone()),
+                        attempts: out.attempts.clone(),
+                        ..record_of(i, AgentStatus::Succeeded, None)
+                    },
+                ),
+                SchedEvent::Failed(i, e) => (
+                    i,
+                    AgentRecord {
+                        seconds: e.seconds,
+                        usage: e.usage.unwrap_or_default(),
+                        cost_usd: e.cost.map(Usd::micro_dollars),
+                        attempts: e.attempts.clone(),
+                        key_failure: e.key_failure,
+                        ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
+                    },
+                ),
                 SchedEvent::Skipped(i, reason) => {
                     let budget = match reason {
                         SkipReason::Budget(_) => true,
@@ -595,21 +601,18 @@ pub async fn execute(
                     } else {
                         skip_text(reason, &names)
                     };
-                    record_of(i, AgentStatus::Skipped, Some(text))
+                    (i, record_of(i, AgentStatus::Skipped, Some(text)))
                 }
-                SchedEvent::Cancelled(i) => {
-                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into()))
-                }
+                SchedEvent::Cancelled(i) => (
+                    i,
+                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
+                ),
             };
             if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
                 bus.emit(&Event::AgentSkipped { record: &record });
             } else {
                 bus.emit(&Event::AgentFinished { record: &record });
             }
-            let i = names
-                .iter()
-                .position(|n| *n == record.name)
-                .unwrap_or_default();
             records[i] = Some(record);
         },
     )
@@ -706,10 +709,9 @@ fn render_outputs(
             .dag
             .sinks()
             .into_iter()
-            .filter_map(|i| {
-                done.iter()
-                    .find(|(d, _)| *d == i)
-                    .map(|(_, out)| (runner.names[i].clone(), out.text.clone()))
+            .filter_map(|i| match &states[i] {
+                State::Done(out) => Some((runner.names[i].clone(), out.text.clone())),
+                _ => None,
             })
             .collect();
     }

@@ -432,18 +432,23 @@ impl Checker<'_> {
         let src = self.source;
         let offset = value.offset.min(src.len());
         let first = src[offset..].chars().next()?;
-        let indicator = src[..offset].trim_end().chars().last();
+        let head = src[..offset].trim_end();
+        let indicator = head.chars().last();
+        // The block scalar's header, like `|`, `|-` or `|2+`: the last word before the value.
+        let header = head.rsplit(char::is_whitespace).next().unwrap_or_default();
+        // Count lines from the value's own line, not the top of the file: doing that
+        // for every reference made validation quadratic in the file's length.
+        let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
         let at = |line: usize, column: usize| {
+            let rest = &src[line_start..];
             Some(Pos {
                 line,
                 column,
-                offset: offset_of(src, line, column),
+                offset: line_start + offset_of(rest, line + 1 - value.line, column),
             })
         };
         if indicator.is_some_and(|c| {
-            c == '|'
-                || (c.is_ascii_digit() || c == '-' || c == '+')
-                    && src[..offset].trim_end().contains('|')
+            c == '|' || (c.is_ascii_digit() || c == '-' || c == '+') && header.starts_with('|')
         }) && first != '|'
         {
             // A literal block: each template line is a file line, indented alike.
