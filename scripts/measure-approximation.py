@@ -9,7 +9,7 @@ Usage:
 
 Prints, per corpus file, the o200k_base count (from tests/data/tokens/counts.json,
 OpenAI's reference) and each Mistral tokenizer's count and ratio to o200k_base,
-then the spread. docs/cost.md quotes the result.
+then the spread. The README quotes the result.
 """
 
 import json

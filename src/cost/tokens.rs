@@ -8,7 +8,7 @@
 //! Other providers publish no offline tokenizer, so their count is an
 //! approximation: the same `o200k_base` count times a factor per model family, with
 //! a second, larger factor as the upper bound the budget reserves. The factors and
-//! where they come from are in [`CLAUDE`], [`CLAUDE_NEW`], [`OTHER`] and docs/cost.md.
+//! where they come from are in [`CLAUDE`], [`CLAUDE_NEW`], [`OTHER`] and the README ("How input tokens are counted").
 
 use serde::Serialize;
 use tiktoken_rs::CoreBPE;

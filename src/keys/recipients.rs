@@ -2,7 +2,7 @@
 //! or an SSH `ssh-ed25519` public key; `#` comments and blank lines allowed: the
 //! same format `age -R` reads, so the file works with the real `age` CLI too.
 //!
-//! `ssh-rsa` is refused on purpose (see docs/keys.md, "Threat model"): decrypting
+//! `ssh-rsa` is refused on purpose (see the README, "Threat model"): decrypting
 //! with an RSA key goes through the `rsa` crate, which carries RUSTSEC-2023-0071.
 
 use std::fmt;

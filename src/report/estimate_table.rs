@@ -76,7 +76,7 @@ pub fn render(estimate: &Estimate) -> String {
     out.push('\n');
     out.push_str(&format!("Prices: {}.\n", estimate.prices));
     if estimate.agents.iter().any(|a| a.tokenizer.starts_with('~')) {
-        out.push_str("Counts marked ~ are approximate: o200k_base tokens times a factor for the model family (docs/cost.md).\n");
+        out.push_str("Counts marked ~ are approximate: o200k_base tokens times a factor for the model family (README: \"How input tokens are counted\").\n");
     }
     if !total.unpriced.is_empty() {
         out.push_str(&format!(
