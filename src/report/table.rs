@@ -115,13 +115,14 @@ pub fn outcome(record: &RunRecord) -> Option<String> {
             let failed: Vec<String> = with(AgentStatus::Failed)
                 .map(|n| format!("`{n}`"))
                 .collect();
-            Some(if failed.is_empty() {
-                format!("The run did not finish: {skipped} skipped.")
-            } else {
-                format!(
+            let skipped_count = with(AgentStatus::Skipped).count();
+            Some(match (failed.is_empty(), skipped_count) {
+                (true, _) => format!("The run did not finish: {skipped} skipped."),
+                (false, 0) => format!("The run failed: {} failed.", failed.join(", ")),
+                (false, _) => format!(
                     "The run failed: {} failed, {skipped} skipped.",
                     failed.join(", ")
-                )
+                ),
             })
         }
         RunStatus::BudgetReached => {

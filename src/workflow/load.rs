@@ -10,6 +10,7 @@ use serde_json::Value as Json;
 
 use super::diagnostic::{Diagnostic, FileReport, Span};
 use super::model::Workflow;
+use super::repair;
 use super::schema;
 use super::tree::{self, PosIndex};
 use super::yaml;
@@ -64,7 +65,9 @@ pub fn load_file(path: &Path) -> Result<(Loaded, FileReport), FileReport> {
     load_source(path, source)
 }
 
-/// Parses and checks workflow text that came from `path`.
+/// Parses and checks workflow text that came from `path`. When the structure is
+/// wrong but can be stood in for ([`repair`]), the result is `Ok` with the
+/// structural errors already in the report, for `validate::check` to add the rest.
 pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport), FileReport> {
     let fail = |d: Diagnostic| Err(FileReport::new(path, source.clone(), vec![d]));
     if source.len() > MAX_FILE_BYTES {
@@ -132,7 +135,12 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
     }
     let diagnostics = structural_errors(&json, &index);
     if !diagnostics.is_empty() {
-        return Err(FileReport::new(path, source.clone(), diagnostics));
+        // Check the rest on a stand-in, so every problem is reported in one pass.
+        let report = FileReport::new(path, source.clone(), diagnostics);
+        return match repair::stand_in(&json).map(serde_json::from_value::<Workflow>) {
+            Some(Ok(workflow)) => Ok((Loaded { workflow, index }, report)),
+            _ => Err(report),
+        };
     }
     match serde_json::from_value::<Workflow>(json) {
         Ok(workflow) => Ok((

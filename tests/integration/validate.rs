@@ -104,7 +104,11 @@ macro_rules! invalid_fixtures {
 }
 
 /// Fixtures with several problems each, checked by their own tests below.
-const SEVERAL: &[&str] = &["several-problems.yaml", "several-structural-problems.yaml"];
+const SEVERAL: &[&str] = &[
+    "several-problems.yaml",
+    "several-structural-problems.yaml",
+    "structural-and-semantic-problems.yaml",
+];
 
 invalid_fixtures! {
     // YAML syntax
@@ -226,6 +230,32 @@ fn a_file_with_several_structural_problems_reports_them_all() {
         "{stderr}"
     );
     snapshot!("invalid_several_structural_problems", output);
+}
+
+/// Structural problems do not hide the others: a stand-in (`workflow::repair`)
+/// lets references, templates and cycles be checked in the same pass, and a typo
+/// is read as the field it is closest to, so it is not reported twice.
+#[test]
+fn structural_and_semantic_problems_are_reported_together() {
+    let file = "structural-and-semantic-problems.yaml";
+    let output = validate(&fixtures(), &[file]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (at, message) in [
+        ("3:3", "unknown field `max_token` in `defaults`"),
+        ("5:3", "cycle: a -> b -> a"),
+        (
+            "10:36",
+            "`inputs.nope` refers to input `nope`, which is not declared",
+        ),
+        ("11:18", "`temperature` must be a number"),
+    ] {
+        assert_invalid(file, &output, Some(at), message);
+    }
+    assert!(
+        stderr.ends_with(&format!("Found 4 errors in {file}.\n")),
+        "{stderr}"
+    );
+    snapshot!("invalid_structural_and_semantic_problems", output);
 }
 
 #[test]
