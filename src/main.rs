@@ -12,8 +12,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let terminal = std::io::stderr().is_terminal();
-    let github = GitHub::detect(|name| std::env::var_os(name), settings::stdout_is_file())
-        .map(|g| &*Box::leak(Box::new(g)));
+    let github = GitHub::detect(
+        |name| std::env::var_os(name),
+        settings::std_streams_are_files(),
+    )
+    .map(|g| &*Box::leak(Box::new(g)));
     let global = Global {
         quiet: cli.quiet,
         terminal,

@@ -20,6 +20,7 @@ use crate::record::RunStatus;
 use crate::report::{estimate_table, github, output, progress, table};
 use crate::runner::{self, AgentRunner, RunSettings};
 use crate::scheduler::{Gate, Open};
+use crate::settings::GitHub;
 use crate::suggest;
 use crate::workflow::{Checked, FileReport};
 
@@ -218,7 +219,7 @@ fn key_store(
     let start = keys::KeysDir::start_for_workflow(&args.file);
     let dir = keys::KeysDir::locate(args.keys_dir.as_deref(), &start);
     let mut store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
-    if global.github.is_some() {
+    if global.github.is_some_and(GitHub::masks_keys) {
         // Masked the moment it is read, before anything about it is printed.
         store = store.on_read(|key| {
             let _ = github::command::add_mask(key);

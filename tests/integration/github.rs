@@ -327,7 +327,23 @@ fn keys_are_masked_before_anything_else_and_appear_nowhere_else() {
             assert!(env_mask < first_b, "{stderr}");
         }
     }
-    assert_eq!(server.requests().len(), 4);
+    // With stderr in a file, no runner reads a mask, so none is written there.
+    let log = p.path().join("stderr.log");
+    let status = byok_flow_process(p.path())
+        .args(["run", "flow.yaml", "--allow-host", &host])
+        .env("OPENAI_KEY", ENV_KEY)
+        .envs(actions_env(p.path()))
+        .stderr(std::fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert!(logged.contains("::group::a ("), "{logged}");
+    assert!(
+        !logged.contains(FILE_KEY) && !logged.contains(ENV_KEY),
+        "{logged}"
+    );
+    assert_eq!(server.requests().len(), 6);
 }
 
 #[test]

@@ -6,11 +6,12 @@ use crate::cli::Global;
 use crate::error::{Error, Exit, Result};
 use crate::keys::{Key, KeyError, keyfile};
 use crate::report::github;
+use crate::settings::GitHub;
 
 /// In GitHub Actions, masks a key the moment it is decrypted, though these
 /// commands never print one.
 fn mask(global: Global, key: &Key) {
-    if global.github.is_some() {
+    if global.github.is_some_and(GitHub::masks_keys) {
         let _ = github::command::add_mask(&key.api_key);
     }
 }

@@ -161,7 +161,9 @@ pub fn fenced(text: &str) -> String {
 /// on stderr, before anything else is printed about the key.
 ///
 /// Besides building the auth header, this is the one place a key's text is
-/// read: the runner needs the value itself to mask it. The line is zeroed on drop.
+/// read: the runner needs the value itself to mask it. The line is zeroed on
+/// drop. Callers skip it when stderr is a file (`GitHub::masks_keys`): no
+/// runner reads that, and the file would keep the key.
 pub fn add_mask(key: &ApiKey) -> std::io::Result<()> {
     let secret = key.expose_secret();
     let mut line = Zeroizing::new(String::with_capacity(secret.len() + 16));
