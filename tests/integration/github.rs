@@ -436,15 +436,22 @@ fn action_yml_is_a_valid_action() {
         .remove("shell");
     assert!(!problems(&validator, &broken).is_empty());
     // Every script the action runs is in the repository.
-    for step in action["runs"]["steps"].as_array().unwrap() {
-        if let Some(script) = step["run"].as_str() {
-            if let Some(path) = script.strip_prefix("\"$GITHUB_ACTION_PATH/") {
-                assert!(
-                    repo().join(path.trim_end_matches('"')).is_file(),
-                    "{script}"
-                );
-            }
-        }
+    let scripts: Vec<&str> = action["runs"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|step| {
+            step["run"]
+                .as_str()?
+                .strip_prefix("bash \"$GITHUB_ACTION_PATH/")
+        })
+        .collect();
+    assert_eq!(scripts, ["action/fingerprint.sh\"", "action/run.sh\""]);
+    for script in scripts {
+        assert!(
+            repo().join(script.trim_end_matches('"')).is_file(),
+            "{script}"
+        );
     }
 }
 
