@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{graph, keys, prices, run, schema, validate};
+use crate::settings::GitHub;
 
 /// Run declarative LLM workflows ("squads") with your own API keys.
 #[derive(Debug, Parser)]
@@ -48,4 +49,8 @@ pub struct Global {
     pub color: bool,
     /// Whether stderr is a terminal (for the live view).
     pub terminal: bool,
+    /// GitHub Actions mode: annotations, log groups, the step summary and outputs.
+    /// Resolved once in `main.rs` and kept for the whole process, so `Global`
+    /// stays `Copy`.
+    pub github: Option<&'static GitHub>,
 }

@@ -16,6 +16,7 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod scheduler;
+pub mod settings;
 pub mod suggest;
 pub mod template;
 pub mod workflow;

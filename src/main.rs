@@ -5,15 +5,23 @@ use std::process::ExitCode;
 
 use byok_flow::cli::{Cli, Global};
 use byok_flow::commands;
+use byok_flow::report::github;
+use byok_flow::settings::{self, GitHub};
 use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let terminal = std::io::stderr().is_terminal();
+    let github = GitHub::detect(
+        |name| std::env::var_os(name),
+        settings::std_streams_are_files(),
+    )
+    .map(|g| &*Box::leak(Box::new(g)));
     let global = Global {
         quiet: cli.quiet,
         terminal,
         color: terminal && std::env::var_os("NO_COLOR").is_none(),
+        github,
     };
     byok_flow::logging::init(cli.verbose);
     match commands::dispatch(cli.command, global) {
@@ -21,6 +29,12 @@ fn main() -> ExitCode {
         Err(error) => {
             if !error.reported {
                 eprintln!("{error}");
+                if github.is_some() {
+                    eprint!(
+                        "{}",
+                        github::command::error(&error.message, error.hint.as_deref())
+                    );
+                }
             }
             ExitCode::from(error.exit.code())
         }

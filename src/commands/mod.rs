@@ -13,7 +13,8 @@ use std::path::Path;
 use crate::cli::{Command, Global};
 use crate::cost::{self, prices::PriceTable};
 use crate::error::{Error, Exit, Result};
-use crate::workflow::{self, Checked};
+use crate::report::github;
+use crate::workflow::{self, Checked, FileReport};
 
 /// Runs the chosen subcommand.
 pub fn dispatch(command: Command, global: Global) -> Result<Exit> {
@@ -65,13 +66,25 @@ fn load_with(
                 .diagnostics
                 .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
             if !report.diagnostics.is_empty() && !global.quiet {
-                eprint!("{}", report.render(global.color));
+                show_report(&report, global);
             }
             Ok(checked)
         }
         Err(report) => {
-            eprint!("{}", report.render(global.color));
+            show_report(&report, global);
             Err(Error::reported(Exit::Invalid))
         }
+    }
+}
+
+/// Prints a file's problems on stderr, and in GitHub Actions also as annotations
+/// on the file.
+pub fn show_report(report: &FileReport, global: Global) {
+    eprint!("{}", report.render(global.color));
+    if let Some(github) = global.github {
+        eprint!(
+            "{}",
+            github::diagnostics::annotations(report, github.workspace.as_deref())
+        );
     }
 }

@@ -17,9 +17,10 @@ use crate::events::Bus;
 use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
-use crate::report::{estimate_table, output, progress, table};
+use crate::report::{estimate_table, github, output, progress, table};
 use crate::runner::{self, AgentRunner, RunSettings};
 use crate::scheduler::{Gate, Open};
+use crate::settings::GitHub;
 use crate::suggest;
 use crate::workflow::{Checked, FileReport};
 
@@ -146,17 +147,23 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     };
     let bus = Bus::default();
     let (agent_runner, limits) =
-        runner::prepare(checked, &settings, keys, &bus).map_err(Error::usage)?;
+        runner::prepare(checked.clone(), &settings, keys, &bus).map_err(Error::usage)?;
     let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
         Some(ceiling) => Box::new(BudgetGate::new(ceiling)),
         None => Box::new(Open),
     };
-    if !global.quiet {
+    if let Some(github) = global.github {
+        for subscriber in github::subscribers(github, &checked, &args.file, global.quiet) {
+            bus.subscribe(subscriber);
+        }
+    } else if !global.quiet {
         if global.terminal {
             bus.subscribe(Box::new(progress::Live::default()));
         } else {
             bus.subscribe(Box::new(progress::Plain::default()));
         }
+    }
+    if !global.quiet {
         bus.subscribe(Box::new(table::ClosingTable));
     }
     if let Some(dir) = &args.out {
@@ -164,7 +171,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             .map_err(|e| Error::usage(format!("cannot create `{}`: {e}", dir.display())))?;
         bus.subscribe(Box::new(out));
     }
-    bus.subscribe(Box::new(output::Stdout { json: args.json }));
+    bus.subscribe(Box::new(output::Stdout {
+        json: args.json,
+        fence: global.github.is_some_and(|g| !g.stdout_is_file),
+    }));
 
     let record = runtime.block_on(async {
         let cancel = async {
@@ -208,7 +218,13 @@ fn key_store(
         .map_err(|e| Error::usage(e.to_string()))?;
     let start = keys::KeysDir::start_for_workflow(&args.file);
     let dir = keys::KeysDir::locate(args.keys_dir.as_deref(), &start);
-    let store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
+    let mut store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
+    if global.github.is_some_and(GitHub::masks_keys) {
+        // Masked the moment it is read, before anything about it is printed.
+        store = store.on_read(|key| {
+            let _ = github::command::add_mask(key);
+        });
+    }
     let uses = keys::plan(&checked.workflow);
     if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
         let diagnostics = problems
@@ -216,7 +232,7 @@ fn key_store(
             .map(|p| p.diagnostic(&checked.index))
             .collect();
         let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
-        eprint!("{}", report.render(global.color));
+        super::show_report(&report, global);
         return Err(Error::reported(Exit::Keys));
     }
     Ok(Arc::new(store))

@@ -31,7 +31,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                     .diagnostics
                     .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
                 if !report.diagnostics.is_empty() {
-                    eprint!("{}", report.render(global.color));
+                    super::show_report(&report, global);
                 }
                 let edges: usize = (0..checked.dag.len())
                     .map(|i| checked.dag.dependencies(i).count())
@@ -44,7 +44,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 );
             }
             Err(report) => {
-                eprint!("{}", report.render(global.color));
+                super::show_report(&report, global);
                 invalid += 1;
             }
         }

@@ -22,6 +22,7 @@ use crate::providers::registry;
 
 type Slot<T> = Arc<OnceCell<Result<T, KeyError>>>;
 type Lookup = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+type OnRead = Box<dyn Fn(&ApiKey) + Send + Sync>;
 
 /// The keys of one run, read lazily and at most once each.
 pub struct KeyStore {
@@ -31,6 +32,9 @@ pub struct KeyStore {
     allow_hosts: AllowHosts,
     identity: OnceCell<Result<Arc<Identity>, KeyError>>,
     keys: Mutex<HashMap<KeyRef, Slot<Arc<Key>>>>,
+    /// Called with each key right after it is read, before it is used or anything
+    /// about it is printed (GitHub Actions masks it here).
+    on_read: Option<OnRead>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -68,7 +72,16 @@ impl KeyStore {
             allow_hosts,
             identity: OnceCell::new(),
             keys: Mutex::new(HashMap::new()),
+            on_read: None,
         }
+    }
+
+    /// Calls `hook` with each key the moment it is decrypted or taken from the
+    /// environment, once per key, before the key is used.
+    #[must_use]
+    pub fn on_read(mut self, hook: impl Fn(&ApiKey) + Send + Sync + 'static) -> Self {
+        self.on_read = Some(Box::new(hook));
+        self
     }
 
     /// The key `key` holds: decrypted (or read from the environment) on the first
@@ -82,7 +95,15 @@ impl KeyStore {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             keys.entry(key.clone()).or_default().clone()
         };
-        slot.get_or_init(|| self.read(key)).await.clone()
+        slot.get_or_init(|| async {
+            let read = self.read(key).await;
+            if let (Ok(opened), Some(hook)) = (&read, &self.on_read) {
+                hook(&opened.api_key);
+            }
+            read
+        })
+        .await
+        .clone()
     }
 
     /// The API key to send to `target_url` for a call to `provider` (the
@@ -350,6 +371,25 @@ mod tests {
             "{:?}",
             err.hint()
         );
+    }
+
+    #[tokio::test]
+    async fn the_read_hook_sees_each_key_once_before_it_is_used() {
+        let f = fixture();
+        f.write_key("openai", "sk-hooked");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let store = f
+            .store(&[("MY_KEY", "sk-env-hooked")], &[])
+            .on_read(move |key| {
+                log.lock().unwrap().push(key.expose_secret().to_string());
+            });
+        for _ in 0..2 {
+            store.get(&file("openai")).await.unwrap();
+            store.get(&KeyRef::Env("MY_KEY".into())).await.unwrap();
+        }
+        assert!(store.get(&file("missing")).await.is_err());
+        assert_eq!(*seen.lock().unwrap(), ["sk-hooked", "sk-env-hooked"]);
     }
 
     #[tokio::test]

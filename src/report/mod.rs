@@ -1,8 +1,10 @@
 //! Everything a run shows or writes, each a [`crate::events::Subscriber`]:
 //! progress on stderr (a live view on a terminal, plain lines elsewhere), the
-//! closing table, the results on stdout (`--json` for the run record), and `--out DIR`.
+//! closing table, the results on stdout (`--json` for the run record), and `--out DIR`;
+//! in GitHub Actions, annotations, log groups, the step summary and outputs (`github`).
 
 pub mod estimate_table;
+pub mod github;
 pub mod output;
 pub mod progress;
 pub mod table;

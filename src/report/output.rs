@@ -10,6 +10,9 @@ use crate::record::{AgentStatus, RunRecord};
 /// Prints the outputs (or the run record) on stdout when the run ends.
 pub struct Stdout {
     pub json: bool,
+    /// Fence the results from GitHub's workflow commands: in GitHub Actions, when
+    /// stdout is not a file, it may be the job's log (see `report::github`).
+    pub fence: bool,
 }
 
 /// The outputs as text: one output alone, several each under a `## NAME` heading.
@@ -44,6 +47,11 @@ impl Subscriber for Stdout {
                 text
             } else {
                 render_outputs(record)
+            };
+            let text = if self.fence && !text.is_empty() {
+                super::github::command::fenced(&text)
+            } else {
+                text
             };
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())?;

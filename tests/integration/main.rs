@@ -5,6 +5,7 @@ mod support;
 mod cli;
 mod cost;
 mod examples;
+mod github;
 mod keys;
 mod providers;
 mod run;

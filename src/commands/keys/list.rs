@@ -4,7 +4,17 @@
 use super::{Context, note};
 use crate::cli::Global;
 use crate::error::{Error, Exit, Result};
-use crate::keys::{KeyError, keyfile};
+use crate::keys::{Key, KeyError, keyfile};
+use crate::report::github;
+use crate::settings::GitHub;
+
+/// In GitHub Actions, masks a key the moment it is decrypted, though these
+/// commands never print one.
+fn mask(global: Global, key: &Key) {
+    if global.github.is_some_and(GitHub::masks_keys) {
+        let _ = github::command::add_mask(&key.api_key);
+    }
+}
 
 pub(super) fn list(ctx: &Context, global: Global) -> Result<Exit> {
     let dir = ctx.dir()?;
@@ -42,18 +52,21 @@ pub(super) fn list(ctx: &Context, global: Global) -> Result<Exit> {
             .map_or_else(|| "?".to_string(), |n| n.to_string());
         let (provider, hosts) = match &identity {
             Ok(id) => match keyfile::open(id, &path, None) {
-                Ok(key) => (
-                    key.provider.unwrap_or_else(|| "-".into()),
-                    if key.allow_hosts.is_empty() {
-                        "-".to_string()
-                    } else {
-                        key.allow_hosts
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(",")
-                    },
-                ),
+                Ok(key) => {
+                    mask(global, &key);
+                    (
+                        key.provider.unwrap_or_else(|| "-".into()),
+                        if key.allow_hosts.is_empty() {
+                            "-".to_string()
+                        } else {
+                            key.allow_hosts
+                                .iter()
+                                .map(ToString::to_string)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        },
+                    )
+                }
                 Err(_) => ("(cannot open)".into(), "?".into()),
             },
             Err(_) => ("?".into(), "?".into()),
@@ -89,7 +102,7 @@ fn table(rows: &[[String; 4]]) -> String {
     out
 }
 
-pub(super) fn check(ctx: &Context) -> Result<Exit> {
+pub(super) fn check(ctx: &Context, global: Global) -> Result<Exit> {
     let dir = ctx.dir()?;
     let listed = dir.recipients()?;
     let names = dir.key_names()?;
@@ -109,6 +122,7 @@ pub(super) fn check(ctx: &Context) -> Result<Exit> {
         let path = dir.key_path(name);
         match keyfile::open(&identity, &path, Some(me_listed)) {
             Ok(key) => {
+                mask(global, &key);
                 let count = keyfile::read_file(&path)
                     .ok()
                     .and_then(|b| keyfile::recipient_count(&b));

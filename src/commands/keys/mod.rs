@@ -89,7 +89,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         ),
         KeysCommand::List => list::list(&ctx, global),
         KeysCommand::Rm { name } => add::remove(&ctx, name, global),
-        KeysCommand::Check => list::check(&ctx),
+        KeysCommand::Check => list::check(&ctx, global),
         KeysCommand::Recipients(cmd) => recipients::run(&ctx, cmd, global),
     }
 }

@@ -41,6 +41,9 @@ pub enum Fault {
     WrongJson,
     /// A `307` pointing the client somewhere else.
     Redirect(String),
+    /// Not a fault: a 200 whose reply is this text, for tests of what is done
+    /// with a reply (say, one that holds GitHub workflow commands).
+    Reply(String),
 }
 
 impl Fault {
@@ -422,9 +425,12 @@ async fn respond(
     if matches!(fault, Some(Fault::WrongJson)) {
         json = Some(json!({"unexpected": true}));
     }
-    let text = json
-        .as_ref()
-        .map_or_else(|| reply_text(api, body), Value::to_string);
+    let text = match &fault {
+        Some(Fault::Reply(text)) => text.clone(),
+        _ => json
+            .as_ref()
+            .map_or_else(|| reply_text(api, body), Value::to_string),
+    };
     let usage = (
         input_tokens(body),
         (text.len() as u64).div_ceil(4),

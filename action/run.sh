@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Runs byok-flow for the composite action (action.yml). Every value arrives in
+# an environment variable and is passed on as one argument, never spliced into
+# a command line, so nothing in an input (a pull request's title, say) can run
+# as shell, and the age identity never appears in a process list.
+#
+#   BYOK_ACTION_WORKFLOW  the workflow file
+#   BYOK_ACTION_INPUTS    `name=value` or `name: value` lines (`@path` reads a file)
+#   BYOK_ACTION_MAX_USD   the budget ceiling, or empty
+#   BYOK_ACTION_MOCK      `true` for `--mock`
+#   BYOK_ACTION_AGE_KEY   the age identity, or empty
+#   BYOK_ACTION_BIN       the byok-flow binary (default: where action.yml installs it)
+set -euo pipefail
+
+fail() {
+  echo "::error title=byok-flow action::$1"
+  exit 2
+}
+
+args=(run "${BYOK_ACTION_WORKFLOW:?the action needs the input \`workflow\`}")
+
+number=0
+while IFS= read -r line || [[ -n "$line" ]]; do
+  number=$((number + 1))
+  line="${line%$'\r'}"
+  line="${line#"${line%%[![:space:]]*}"}"
+  if [[ -z "$line" || "$line" == \#* ]]; then
+    continue
+  fi
+  if [[ "$line" =~ ^([A-Za-z0-9_-]+)=(.*)$ ]]; then
+    name="${BASH_REMATCH[1]}"
+    value="${BASH_REMATCH[2]}"
+  elif [[ "$line" =~ ^([A-Za-z0-9_-]+):([[:space:]]+(.*))?$ ]]; then
+    name="${BASH_REMATCH[1]}"
+    value="${BASH_REMATCH[3]}"
+    value="${value%"${value##*[![:space:]]}"}"
+    if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then
+      value="${BASH_REMATCH[1]}"
+    elif [[ "$value" =~ ^[\|\>] ]]; then
+      fail "inputs, line $number: \`$name\` is a multi-line YAML value; write it to a file and pass \`$name=@FILE\`"
+    fi
+  else
+    fail "inputs, line $number: write \`name=value\` or \`name: value\`"
+  fi
+  args+=(--input "$name=$value")
+done <<< "${BYOK_ACTION_INPUTS:-}"
+
+if [[ -n "${BYOK_ACTION_MAX_USD:-}" ]]; then
+  args+=(--max-usd "$BYOK_ACTION_MAX_USD")
+fi
+case "${BYOK_ACTION_MOCK:-false}" in
+  true) args+=(--mock) ;;
+  false | "") ;;
+  *) fail "mock: write \`true\` or \`false\`" ;;
+esac
+
+# Only a given identity replaces one the job may already set.
+if [[ -n "${BYOK_ACTION_AGE_KEY:-}" ]]; then
+  export BYOK_FLOW_AGE_KEY="$BYOK_ACTION_AGE_KEY"
+fi
+unset BYOK_ACTION_AGE_KEY
+
+result_dir=$(mktemp -d "${RUNNER_TEMP:-/tmp}/byok-flow.XXXXXX")
+result="$result_dir/result.md"
+status=0
+"${BYOK_ACTION_BIN:-$HOME/.byok-flow-action/bin/byok-flow}" "${args[@]}" > "$result" || status=$?
+echo "result_file=$result" >> "$GITHUB_OUTPUT"
+exit "$status"

@@ -1,0 +1,31 @@
+//! Problems in a workflow file as annotations on it: each error or warning at its
+//! line and column, titled by its stable code, so GitHub shows it on the file in
+//! the pull request and on the run's summary page.
+
+use std::path::Path;
+
+use super::command::{Level, Place, annotation};
+use crate::workflow::{FileReport, Severity};
+
+/// One `::error` or `::warning` line per diagnostic in `report`.
+pub fn annotations(report: &FileReport, workspace: Option<&Path>) -> String {
+    let file = Place::file(&report.path, workspace);
+    let mut out = String::new();
+    for d in &report.diagnostics {
+        let place = d
+            .span
+            .pos
+            .map_or_else(|| file.clone(), |p| file.at(p.line, p.column));
+        let level = match d.severity {
+            Severity::Error => Level::Error,
+            Severity::Warning => Level::Warning,
+        };
+        let mut message = d.full_message();
+        if let Some(help) = &d.help {
+            message.push_str("\nhelp: ");
+            message.push_str(help);
+        }
+        out.push_str(&annotation(level, Some(&place), d.code, &message));
+    }
+    out
+}
