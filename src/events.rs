@@ -38,6 +38,11 @@ pub enum Event<'a> {
     RunFinished {
         record: &'a RunRecord,
     },
+    /// Something the person running should know that does not stop the run (a
+    /// cache entry that could not be read or written, say).
+    Warning {
+        message: &'a str,
+    },
 }
 
 /// Listens to a run.

@@ -55,6 +55,9 @@ pub struct AgentRecord {
     /// Every call made, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
+    /// Its reply came from the cache: no call, no tokens, $0.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
     /// It failed because its key could not be read, decrypted or sent.
     #[serde(skip)]
     pub key_failure: bool,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::cache::{self, Cache};
 use crate::cli::Global;
 use crate::cost::budget::BudgetGate;
 use crate::cost::estimate::Estimate;
@@ -78,6 +79,21 @@ pub struct Args {
     /// Repeatable; `BYOK_FLOW_ALLOW_HOSTS` adds a comma-separated list.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_hosts: Vec<String>,
+
+    /// Neither read nor write the answer cache: call every agent.
+    #[arg(long, env = "BYOK_FLOW_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_cache: bool,
+
+    /// Call AGENT again whatever the cache holds, and every agent downstream of it;
+    /// their fresh answers replace the cached ones. Repeatable.
+    #[arg(long, value_name = "AGENT")]
+    pub refresh: Vec<String>,
+
+    /// The answer cache [default: `$XDG_CACHE_HOME/byok-flow` or `~/.cache/byok-flow`
+    /// (`~/Library/Caches/byok-flow` on macOS)]; a folder in the workspace lets
+    /// `actions/cache` keep it between CI runs.
+    #[arg(long, value_name = "DIR", env = "BYOK_FLOW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
@@ -95,6 +111,8 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = Arc::new(super::load_prices(args.prices.as_deref())?);
     let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
     let inputs = resolve_inputs(&checked, &args.inputs)?;
+    check_refresh(&checked, args)?;
+    let cache = resolve_cache(args, global);
     let max_usd = args
         .max_usd
         .or(checked.workflow.budget.as_ref().map(|b| b.max_usd));
@@ -103,9 +121,26 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         workflow: &checked.workflow,
         mock: args.mock,
     };
+    let settings = RunSettings {
+        file: args.file.display().to_string(),
+        inputs: inputs.clone(),
+        mock: args.mock,
+        concurrency: args.concurrency as usize,
+        keep_going: args.keep_going,
+        prices: table.clone(),
+        max_usd,
+        cache,
+        refresh: args.refresh.clone(),
+    };
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
-        let estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        // What the cache will answer costs nothing (and is not refused for the budget).
+        if settings.cache.is_some() {
+            if let Ok(probe) = runner::prepare_offline(checked.clone(), &settings) {
+                estimate.mark_cached(&probe.cached_agents());
+            }
+        }
         check_windows(&estimate, &args.file)?;
         let refusal = max_usd.and_then(|max| refuse(&estimate, max));
         if args.dry_run {
@@ -122,15 +157,6 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             return Err(refusal);
         }
     }
-    let settings = RunSettings {
-        file: args.file.display().to_string(),
-        inputs,
-        mock: args.mock,
-        concurrency: args.concurrency as usize,
-        keep_going: args.keep_going,
-        prices: table.clone(),
-        max_usd,
-    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {
         Error::new(
             Exit::AgentFailed,
@@ -190,6 +216,48 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// Every `--refresh` names an agent of the workflow.
+fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
+    let agents = &checked.workflow.agents;
+    for name in &args.refresh {
+        if !agents.contains_key(name) {
+            let hint = suggest::did_you_mean(name, agents.keys().map(String::as_str))
+                .unwrap_or_else(|| {
+                    format!("this workflow's agents: {}", names_or_none(agents.keys()))
+                });
+            return Err(Error::usage(format!(
+                "`--refresh {name}`: the workflow has no agent `{name}`"
+            ))
+            .hint(hint));
+        }
+    }
+    if !args.refresh.is_empty() && args.no_cache {
+        return Err(Error::usage(
+            "`--refresh` writes fresh answers to the cache, which `--no-cache` (or BYOK_FLOW_NO_CACHE) turns off",
+        )
+        .hint("drop one of them: `--no-cache` alone already calls every agent"));
+    }
+    Ok(())
+}
+
+/// The answer cache of this run, if it has one: none with `--no-cache` or `--mock`
+/// (mock replies are free and deterministic, so they are not kept), nor when no
+/// folder can be found for it.
+fn resolve_cache(args: &Args, global: Global) -> Option<Cache> {
+    if args.no_cache || args.mock {
+        return None;
+    }
+    let Some(dir) = args.cache_dir.clone().or_else(cache::default_dir) else {
+        if !global.quiet {
+            eprintln!(
+                "warning: no cache folder (no home folder to put it in); every agent is called. Pass `--cache-dir DIR` to keep answers."
+            );
+        }
+        return None;
+    };
+    Some(Cache::new(dir))
 }
 
 /// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
