@@ -10,6 +10,7 @@ pub mod cost;
 pub mod dag;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod logging;
 pub mod providers;

@@ -751,6 +751,7 @@ pub async fn execute(
     cancel: impl Future<Output = ()>,
 ) -> RunRecord {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let run_id = new_run_id();
     let clock = Instant::now();
     let runner = Arc::new(runner);
     let checked = runner.checked.clone();
@@ -761,7 +762,11 @@ pub async fn execute(
         .iter()
         .map(|(n, a)| (n.clone(), a.model.clone()))
         .collect();
-    bus.emit(&Event::RunStarted { agents: &models });
+    bus.emit(&Event::RunStarted {
+        run_id: &run_id,
+        started_at: &started_at,
+        agents: &models,
+    });
     let options = scheduler::Options {
         concurrency: settings.concurrency,
         lane_limits,
@@ -885,12 +890,8 @@ pub async fn execute(
         .map(Usd::from_dollars)
         .sum();
     let record = RunRecord {
-        run_id: new_run_id(),
-        workflow: checked
-            .workflow
-            .name
-            .clone()
-            .unwrap_or_else(|| stem(&settings.file)),
+        run_id,
+        workflow: workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
@@ -966,6 +967,11 @@ fn render_outputs(
                 .map(|text| (name.clone(), text))
         })
         .collect()
+}
+
+/// The workflow's `name`, else its file's name without the extension.
+pub fn workflow_name(checked: &Checked, file: &str) -> String {
+    checked.workflow.name.clone().unwrap_or_else(|| stem(file))
 }
 
 fn stem(file: &str) -> String {

@@ -15,6 +15,7 @@ use crate::cost::prices::Pricing;
 use crate::cost::{self, Usd};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
+use crate::history;
 use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
@@ -94,6 +95,11 @@ pub struct Args {
     /// `actions/cache` keep it between CI runs.
     #[arg(long, value_name = "DIR", env = "BYOK_FLOW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+
+    /// The run history this run is recorded in [default: `history.sqlite` in
+    /// `$XDG_DATA_HOME/byok-flow` or `~/.local/share/byok-flow`].
+    #[arg(long, value_name = "FILE", env = "BYOK_FLOW_HISTORY")]
+    pub history: Option<PathBuf>,
 }
 
 /// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
@@ -171,6 +177,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         Some(key_store(args, &checked, global, &runtime)?)
     };
     let bus = Bus::default();
+    let workflow_name = runner::workflow_name(&checked, &settings.file);
     let (agent_runner, limits) =
         runner::prepare(checked, &settings, keys, &bus).map_err(Error::usage)?;
     let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
@@ -191,6 +198,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         bus.subscribe(Box::new(out));
     }
     bus.subscribe(Box::new(output::Stdout { json: args.json }));
+    if let Some(recorder) = recorder(args, &settings, &workflow_name, global) {
+        bus.subscribe(Box::new(recorder));
+    }
 
     let record = runtime.block_on(async {
         let cancel = async {
@@ -258,6 +268,34 @@ fn resolve_cache(args: &Args, global: Global) -> Option<Cache> {
         return None;
     };
     Some(Cache::new(dir))
+}
+
+/// The subscriber that records the run in the history, unless the history cannot
+/// be opened (a warning: a run is never refused for it).
+fn recorder(
+    args: &Args,
+    settings: &RunSettings,
+    workflow: &str,
+    global: Global,
+) -> Option<history::Recorder> {
+    let path = args.history.clone().or_else(history::default_file)?;
+    let opened = history::Recorder::new(
+        &path,
+        workflow,
+        &settings.file,
+        history::inputs_hash(&settings.inputs),
+        settings.mock,
+        global.quiet,
+    );
+    match opened {
+        Ok(recorder) => Some(recorder),
+        Err(e) => {
+            if !global.quiet {
+                eprintln!("warning: this run is not recorded in the history: {e}");
+            }
+            None
+        }
+    }
 }
 
 /// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the

@@ -1,10 +1,12 @@
 //! Everything a run shows or writes, each a [`crate::events::Subscriber`]:
 //! progress on stderr (a live view on a terminal, plain lines elsewhere), the
-//! closing table, the results on stdout (`--json` for the run record), and `--out DIR`.
+//! closing table, the results on stdout (`--json` for the run record), and `--out DIR`;
+//! and the tables of `byok-flow runs`.
 
 pub mod estimate_table;
 pub mod output;
 pub mod progress;
+pub mod runs;
 pub mod table;
 
 /// Dollars as shown in tables: `$0.0123`, or `unpriced`.

@@ -378,12 +378,15 @@ fn a_cached_agent_reserves_nothing_from_the_budget() {
 }
 
 #[test]
-fn the_cache_never_holds_a_key() {
+fn neither_the_cache_nor_the_history_holds_a_key() {
     let server = FakeServer::start();
     let dir = setup(&server, CHAIN);
     ok(&run(dir.path(), &server, &[]));
     ok(&run(dir.path(), &server, &[]));
-    for file in files(&dir.path().join("cache")) {
+    let mut all = files(&dir.path().join("cache"));
+    all.extend(files(&dir.path().join(".local")));
+    assert!(all.iter().any(|f| f.ends_with("history.sqlite")), "{all:?}");
+    for file in all {
         let bytes = std::fs::read(&file).unwrap();
         let text = String::from_utf8_lossy(&bytes);
         for key in [ANTHROPIC_KEY, OPENAI_KEY, GEMINI_KEY] {
@@ -446,6 +449,19 @@ fn a_run_killed_mid_way_resumes_with_the_agents_that_had_not_finished() {
         "finished agents are not called again"
     );
     assert_eq!(cached(&rec), ["a", "b"]);
+
+    // The history has the killed run, unfinished, with what it spent.
+    let mut list = byok_flow_process(dir.path());
+    list.args(["runs", "list", "--json"]);
+    let runs: Value = serde_json::from_slice(&list.output().unwrap().stdout).unwrap();
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["succeeded", "unfinished"]);
+    assert!(runs[1]["cost_usd"].as_f64().unwrap() > 0.0);
 }
 
 #[test]
@@ -482,4 +498,9 @@ fn two_runs_at_once_on_one_cache_folder_both_succeed() {
         let value: Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
         assert_eq!(value["format"], 1);
     }
+    // And both runs are in the history.
+    let mut list = byok_flow_process(dir.path());
+    list.args(["runs", "list", "--json"]);
+    let runs: Value = serde_json::from_slice(&list.output().unwrap().stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 3);
 }

@@ -9,6 +9,7 @@ mod examples;
 mod keys;
 mod providers;
 mod run;
+mod runs;
 mod scheduler_props;
 mod scheduling;
 mod validate;
