@@ -480,10 +480,10 @@ impl AgentRunner {
     pub fn cached_agents(&self) -> Vec<bool> {
         let dag = &self.checked.dag;
         let n = dag.len();
-        let mut answers: Vec<Option<Arc<AgentOutput>>> = vec![None; n];
         if self.cache.is_none() {
             return vec![false; n];
         }
+        let mut answers: Vec<Option<Arc<AgentOutput>>> = vec![None; n];
         let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
         let mut ready: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
         while let Some(agent) = ready.pop() {
@@ -493,7 +493,8 @@ impl AgentRunner {
                 .collect();
             let entry = upstream.and_then(|upstream| {
                 let request = self.request(agent, &self.context(&upstream)).ok()?;
-                self.lookup_quietly(agent, self.cache_key(agent, &request).as_ref())
+                // No warning here: the run that follows gives it.
+                self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)
             });
             answers[agent] = entry.map(|e| Arc::new(AgentOutput::cached(e)));
             for d in dag.dependents(agent) {
@@ -506,18 +507,9 @@ impl AgentRunner {
         answers.iter().map(Option::is_some).collect()
     }
 
-    /// [`Self::lookup`] without a warning (the run that follows gives it).
-    fn lookup_quietly(&self, agent: usize, key: Option<&Key>) -> Option<Entry> {
-        let (cache, key) = (self.cache.as_ref()?, key?);
-        match cache.get(key) {
-            Lookup::Hit(entry) if !self.refresh[agent] => Some(*entry),
-            _ => None,
-        }
-    }
-
     /// The cached answer for `agent`'s call, unless it is not to be read. An entry
-    /// that cannot be used is a miss, with a warning.
-    fn lookup(&self, agent: usize, key: Option<&Key>) -> Option<Entry> {
+    /// that cannot be used is a miss, with a warning if `warn`.
+    fn lookup(&self, agent: usize, key: Option<&Key>, warn: bool) -> Option<Entry> {
         let (cache, key) = (self.cache.as_ref()?, key?);
         if self.refresh[agent] {
             return None;
@@ -525,6 +517,7 @@ impl AgentRunner {
         match cache.get(key) {
             Lookup::Hit(entry) => Some(*entry),
             Lookup::Miss => None,
+            Lookup::Unreadable(_) if !warn => None,
             Lookup::Unreadable(why) => {
                 let message = format!("agent `{}`: {why}", self.names[agent]);
                 self.bus.emit(&Event::Warning { message: &message });
@@ -533,24 +526,31 @@ impl AgentRunner {
         }
     }
 
-    /// Keeps a successful answer; a cache that cannot be written costs only a warning.
-    fn store(&self, key: &Key, output: &AgentOutput) {
-        let Some(cache) = &self.cache else { return };
+    /// Keeps a successful answer (on a blocking thread: the file is synced); a cache
+    /// that cannot be written costs only a warning.
+    async fn store(&self, key: Key, output: &AgentOutput) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
         let entry = Entry {
             usage: output.usage,
             stop_reason: output.stop_reason.clone(),
             ..Entry::new(
-                key,
+                &key,
                 output.model.clone(),
                 output.text.clone(),
                 output.json.clone(),
             )
         };
-        if let Err(e) = cache.put(key, &entry) {
+        let root = cache.root().to_path_buf();
+        let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
             if !self.write_warned.swap(true, Ordering::Relaxed) {
                 let message = format!(
                     "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
-                    cache.root().display()
+                    root.display()
                 );
                 self.bus.emit(&Event::Warning { message: &message });
             }
@@ -621,7 +621,7 @@ impl scheduler::Runner for AgentRunner {
         let context = self.context(upstream);
         let request = self.request(agent, &context).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
-        if let Some(cached) = self.lookup(agent, cache_key.as_ref()) {
+        if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
             return Ok(Prepared {
                 request,
                 input: Count::default(),
@@ -712,7 +712,7 @@ impl scheduler::Runner for AgentRunner {
                     };
                     // Written now, not at the end of the run, so a killed run resumes here.
                     if let Some(key) = cache_key {
-                        self.store(&key, &output);
+                        self.store(key, &output).await;
                     }
                     Ok(output)
                 }

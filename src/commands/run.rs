@@ -138,15 +138,18 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         cache,
         refresh: args.refresh.clone(),
     };
+    // The agents the cache will answer: they cost nothing, are not refused for the
+    // budget, and need no key.
+    let cached = match &settings.cache {
+        Some(_) => runner::prepare_offline(checked.clone(), &settings)
+            .map(|probe| probe.cached_agents())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
         let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
-        // What the cache will answer costs nothing (and is not refused for the budget).
-        if settings.cache.is_some() {
-            if let Ok(probe) = runner::prepare_offline(checked.clone(), &settings) {
-                estimate.mark_cached(&probe.cached_agents());
-            }
-        }
+        estimate.mark_cached(&cached);
         check_windows(&estimate, &args.file)?;
         let refusal = max_usd.and_then(|max| refuse(&estimate, max));
         if args.dry_run {
@@ -174,7 +177,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let keys = if args.mock {
         None
     } else {
-        Some(key_store(args, &checked, global, &runtime)?)
+        Some(key_store(args, &checked, &cached, global, &runtime)?)
     };
     let bus = Bus::default();
     let workflow_name = runner::workflow_name(&checked, &settings.file);
@@ -300,12 +303,13 @@ fn recorder(
 
 /// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
 /// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
-/// Every key the workflow will use is checked first (files present, variables set,
+/// Every key the run will use (none for agents the cache answers) is checked first (files present, variables set,
 /// destinations allowed), decrypting only what a destination check needs; a
 /// problem is shown at the YAML that chose the key, and the run exits 4.
 fn key_store(
     args: &Args,
     checked: &Checked,
+    cached: &[bool],
     global: Global,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Arc<dyn Keys>> {
@@ -315,7 +319,17 @@ fn key_store(
     let start = keys::KeysDir::start_for_workflow(&args.file);
     let dir = keys::KeysDir::locate(args.keys_dir.as_deref(), &start);
     let store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
-    let uses = keys::plan(&checked.workflow);
+    let mut uses = keys::plan(&checked.workflow);
+    // A key only cached agents would use is not needed (should one of them be called
+    // after all, its key is still checked and its host rule applied when it is sent).
+    let is_cached = |name: &String| {
+        checked
+            .workflow
+            .agents
+            .get_index_of(name)
+            .is_some_and(|i| cached.get(i).copied().unwrap_or(false))
+    };
+    uses.retain(|u| !u.agents.iter().all(is_cached));
     if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
         let diagnostics = problems
             .iter()

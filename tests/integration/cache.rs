@@ -395,6 +395,40 @@ fn neither_the_cache_nor_the_history_holds_a_key() {
     }
 }
 
+#[test]
+fn a_run_the_cache_answers_whole_needs_no_key() {
+    let server = FakeServer::start();
+    let dir = setup(&server, CHAIN);
+    ok(&run(dir.path(), &server, &[]));
+    let out = command(dir.path(), &server, &["--json"])
+        .env_remove("ANTHROPIC_KEY")
+        .env_remove("OPENAI_KEY")
+        .env_remove("GEMINI_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(cached(&ok(&out)).len(), 4);
+    // With one answer missing, that agent's key is needed again, and checked first.
+    let entries = files(&dir.path().join("cache"));
+    for entry in &entries {
+        let text = std::fs::read_to_string(entry).unwrap();
+        if text.contains("marker-d") {
+            std::fs::remove_file(entry).unwrap();
+        }
+    }
+    assert_eq!(files(&dir.path().join("cache")).len(), 3);
+    let out = command(dir.path(), &server, &["--json"])
+        .env_remove("ANTHROPIC_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(called(&server).len(), 4, "nothing was sent");
+}
+
 /// Waits until `path` exists, or fails the test after a while.
 fn wait_for(path: &Path, child: &mut std::process::Child) {
     let start = Instant::now();
