@@ -80,7 +80,7 @@ pub enum HistoryError {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("cannot create the folder of the run history {path}: {source}")]
+    #[error("cannot create the run history {path}: {source}")]
     Folder {
         path: PathBuf,
         source: std::io::Error,
@@ -118,6 +118,10 @@ impl Store {
                 source,
             })?;
         }
+        create_private(path).map_err(|source| HistoryError::Folder {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let open = |source| HistoryError::Open {
             path: path.to_path_buf(),
             source,
@@ -177,6 +181,23 @@ impl Store {
             path: self.path.clone(),
             source,
         }
+    }
+}
+
+/// Makes an empty history file readable only by its owner (mode 0600), unless
+/// there is one: what a user ran and spent is theirs. SQLite gives its `-wal` and
+/// `-shm` files the same mode. An empty file is an empty database.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other.map(drop),
     }
 }
 

@@ -259,6 +259,21 @@ fn concurrent_writers_each_record_their_runs() {
     assert_eq!(store.spend(0, Group::Provider, false).unwrap()[0].calls, 40);
 }
 
+#[cfg(unix)]
+#[test]
+fn the_history_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    let mut store = Store::open(&path).unwrap();
+    let r = record("1000-aaaaaa", "2025-03-01T09:00:00Z", false, Vec::new());
+    keep(&mut store, &r);
+    for file in [path.clone(), dir.path().join("history.sqlite-wal")] {
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", file.display());
+    }
+}
+
 #[test]
 fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
