@@ -42,6 +42,8 @@ fn load_validate_plan(path: &Path) -> [Duration; 4] {
         keep_going: false,
         prices: Arc::new(PriceTable::builtin()),
         max_usd: None,
+        cache: None,
+        refresh: Vec::new(),
     };
     let planned =
         runner::prepare(Arc::new(checked), &settings, None, &Bus::default()).expect("plan the run");

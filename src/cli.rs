@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, keys, prices, run, schema, validate};
+use crate::commands::{graph, keys, prices, run, runs, schema, validate};
 use crate::settings::GitHub;
 
 /// Run declarative LLM workflows ("squads") with your own API keys.
@@ -39,6 +39,8 @@ pub enum Command {
     Prices(prices::Args),
     /// Manage API keys: age-encrypted files in `.byok/`, and who can open them.
     Keys(keys::Args),
+    /// Past runs from the history: list them, show one, and what was spent.
+    Runs(runs::Args),
 }
 
 /// Options every command shares.

@@ -12,6 +12,10 @@ use crate::record::{AgentRecord, RunRecord};
 pub enum Event<'a> {
     /// The run is about to start these agents (name, `provider/model`).
     RunStarted {
+        /// The id the run record will have.
+        run_id: &'a str,
+        /// When the run started (RFC 3339, UTC).
+        started_at: &'a str,
         agents: &'a [(String, String)],
     },
     AgentStarted {
@@ -37,6 +41,11 @@ pub enum Event<'a> {
     },
     RunFinished {
         record: &'a RunRecord,
+    },
+    /// Something the person running should know that does not stop the run (a
+    /// cache entry that could not be read or written, say).
+    Warning {
+        message: &'a str,
     },
 }
 

@@ -3,12 +3,14 @@
 //! The binary's `main.rs` only parses the command line and maps the result to an
 //! exit code; everything else lives in these modules, one concern each.
 
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod cost;
 pub mod dag;
 pub mod error;
 pub mod events;
+pub mod history;
 pub mod keys;
 pub mod logging;
 pub mod providers;

@@ -6,14 +6,20 @@
 //! the budget gate sees its real input size, and a prompt over the model's context
 //! window fails the agent before any spend. After it finishes, its cost is priced
 //! from the usage the provider reported.
+//!
+//! The cache is read when an agent is prepared (a hit reserves nothing from the
+//! budget and sends nothing, so no key is decrypted for it) and written as soon as
+//! a call succeeds, so a run killed at any point resumes from what had finished.
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Instant, SystemTime};
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
+use crate::cache::{self, Cache, Endpoint, Entry, Key, Lookup};
 use crate::cost::prices::{PriceTable, Pricing};
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
@@ -29,7 +35,9 @@ use crate::providers::openai::OpenAi;
 use crate::providers::registry::{self, ProviderInfo};
 use crate::providers::retry::Policy;
 use crate::providers::wire::Wire;
-use crate::providers::{BoxFuture, ErrorKind, Progress, Provider, Request, Usage};
+use crate::providers::{
+    AttemptError, BoxFuture, ErrorKind, Progress, Provider, Reply, Request, Usage,
+};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::template::Renderer;
@@ -49,6 +57,12 @@ pub struct RunSettings {
     pub prices: Arc<PriceTable>,
     /// The spending ceiling (`--max-usd`, else `budget.max_usd`).
     pub max_usd: Option<f64>,
+    /// The answer cache; `None` with `--no-cache`. A `--mock` run neither reads nor
+    /// writes it (mock replies are free), nor do agents of the `mock` provider.
+    pub cache: Option<Cache>,
+    /// Agents to call again whatever the cache holds (`--refresh`), with everything
+    /// downstream of them; their fresh answers replace the cached ones.
+    pub refresh: Vec<String>,
 }
 
 impl RunSettings {
@@ -74,6 +88,25 @@ pub struct AgentOutput {
     /// `provider/model` that answered (a fallback's, when the agent's own failed).
     pub model: String,
     pub attempts: Vec<Attempt>,
+    /// It came from the cache: no call was made, and `usage` and `cost` are zero.
+    pub cached: bool,
+}
+
+impl AgentOutput {
+    /// An answer from the cache: no call, no tokens, $0.
+    fn cached(entry: Entry) -> Self {
+        AgentOutput {
+            text: entry.text,
+            json: entry.json,
+            usage: Usage::default(),
+            cost: Some(Usd::ZERO),
+            stop_reason: entry.stop_reason,
+            seconds: 0.0,
+            model: entry.model,
+            attempts: Vec::new(),
+            cached: true,
+        }
+    }
 }
 
 /// A failed agent's error.
@@ -107,12 +140,17 @@ impl AgentFailure {
 }
 
 /// An agent ready to start: its rendered request, its counted input, and the most
-/// it can cost (`None` when no price or no output limit is known).
+/// it can cost (`None` when no price or no output limit is known; zero for a cache
+/// hit).
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub request: Request,
     pub input: Count,
     pub worst: Option<Usd>,
+    /// The cached answer, when there is one to use.
+    pub cached: Option<Entry>,
+    /// Where its answer goes in the cache, when it is cached.
+    pub cache_key: Option<Key>,
 }
 
 /// The model an agent calls: provider name and model id, and its lane.
@@ -145,6 +183,13 @@ pub struct AgentRunner {
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
     /// Whether a budget needs each agent's worst case.
     budgeted: bool,
+    cache: Option<Cache>,
+    /// Each agent's models as its cache key sees them; `None`: never cached.
+    endpoints: Vec<Option<Vec<Endpoint>>>,
+    /// Agents whose cached answers are not read (`--refresh` and downstream).
+    refresh: Vec<bool>,
+    /// Whether a failed cache write was reported (once a run is enough).
+    write_warned: AtomicBool,
 }
 
 /// Makes the client of a provider that is not the mock.
@@ -199,6 +244,7 @@ pub fn prepare_with(
     let mut calls = Vec::new();
     let mut targets = Vec::new();
     let mut retries = Vec::new();
+    let mut endpoints = Vec::new();
     for agent in w.agents.values() {
         let (client, lane) = client_for(agent.provider())?;
         calls.push(Call {
@@ -229,6 +275,7 @@ pub fn prepare_with(
                 });
             }
         }
+        endpoints.push(cache_endpoints(w, settings, &chain));
         targets.push(chain);
         retries.push(
             agent
@@ -280,6 +327,7 @@ pub fn prepare_with(
                 .collect()
         })
         .collect();
+    let refresh = downstream_of(&checked_refresh(&checked, &settings.refresh), &checked);
     Ok((
         AgentRunner {
             checked,
@@ -294,9 +342,82 @@ pub fn prepare_with(
             tokenizers,
             candidates,
             budgeted: settings.budget().is_some(),
+            cache: settings.cache.clone(),
+            endpoints,
+            refresh,
+            write_warned: AtomicBool::new(false),
         },
         limits,
     ))
+}
+
+/// The models of an agent's call as its cache key sees them, or `None` when its
+/// answers are not cached: a `--mock` run, or an agent of the mock provider.
+fn cache_endpoints(
+    w: &crate::workflow::Workflow,
+    settings: &RunSettings,
+    chain: &[Target],
+) -> Option<Vec<Endpoint>> {
+    if settings.mock || settings.cache.is_none() {
+        return None;
+    }
+    let endpoints: Vec<Endpoint> = chain
+        .iter()
+        .map(|t| {
+            let info = registry::resolve(w, &t.provider).ok()?;
+            Some(Endpoint {
+                provider: t.provider.clone(),
+                model: t.model.clone(),
+                base_url: info.base_url,
+                api: info.kind,
+            })
+        })
+        .collect::<Option<_>>()?;
+    (endpoints.first()?.api != ProviderKind::Mock).then_some(endpoints)
+}
+
+/// The indices of the agents named.
+fn checked_refresh(checked: &Checked, names: &[String]) -> Vec<usize> {
+    names
+        .iter()
+        .filter_map(|n| checked.workflow.agents.get_index_of(n))
+        .collect()
+}
+
+/// Which agents are `agents` or downstream of one of them.
+fn downstream_of(agents: &[usize], checked: &Checked) -> Vec<bool> {
+    let mut marked = vec![false; checked.dag.len()];
+    let mut stack = agents.to_vec();
+    while let Some(i) = stack.pop() {
+        if !std::mem::replace(&mut marked[i], true) {
+            stack.extend(checked.dag.dependents(i));
+        }
+    }
+    marked
+}
+
+/// [`prepare`] for a run that calls nothing (the estimate's look at the cache):
+/// every provider's client refuses.
+pub fn prepare_offline(
+    checked: Arc<Checked>,
+    settings: &RunSettings,
+) -> Result<AgentRunner, String> {
+    let offline = |_: &ProviderInfo| -> Result<Arc<dyn Provider>, String> { Ok(Arc::new(Offline)) };
+    prepare_with(checked, settings, &offline, &Bus::default()).map(|(runner, _)| runner)
+}
+
+/// A provider that is never called.
+struct Offline;
+
+impl Provider for Offline {
+    fn attempt<'a>(&'a self, _: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+        Box::pin(async {
+            Err(AttemptError::permanent(
+                "no call is made while estimating".into(),
+                None,
+            ))
+        })
+    }
 }
 
 /// A client for a provider reached over HTTP.
@@ -343,6 +464,97 @@ impl AgentRunner {
             worst = worst.max(price.worst_case(input.bound, output));
         }
         Some(worst)
+    }
+
+    /// Where `agent`'s answer to `request` is cached, if it is cached at all.
+    fn cache_key(&self, agent: usize, request: &Request) -> Option<Key> {
+        self.endpoints[agent]
+            .as_deref()
+            .and_then(|targets| cache::key(targets, request))
+    }
+
+    /// Which agents this run would answer from the cache: those with an entry for
+    /// the call they would make, given their upstream agents' cached answers. It
+    /// reads the cache and sends nothing; an agent downstream of one that must be
+    /// called is not known until then, so counts as called.
+    pub fn cached_agents(&self) -> Vec<bool> {
+        let dag = &self.checked.dag;
+        let n = dag.len();
+        if self.cache.is_none() {
+            return vec![false; n];
+        }
+        let mut answers: Vec<Option<Arc<AgentOutput>>> = vec![None; n];
+        let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
+        let mut ready: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+        while let Some(agent) = ready.pop() {
+            let upstream: Option<Vec<(usize, Arc<AgentOutput>)>> = dag
+                .dependencies(agent)
+                .map(|d| answers[d].clone().map(|out| (d, out)))
+                .collect();
+            let entry = upstream.and_then(|upstream| {
+                let request = self.request(agent, &self.context(&upstream)).ok()?;
+                // No warning here: the run that follows gives it.
+                self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)
+            });
+            answers[agent] = entry.map(|e| Arc::new(AgentOutput::cached(e)));
+            for d in dag.dependents(agent) {
+                remaining[d] -= 1;
+                if remaining[d] == 0 {
+                    ready.push(d);
+                }
+            }
+        }
+        answers.iter().map(Option::is_some).collect()
+    }
+
+    /// The cached answer for `agent`'s call, unless it is not to be read. An entry
+    /// that cannot be used is a miss, with a warning if `warn`.
+    fn lookup(&self, agent: usize, key: Option<&Key>, warn: bool) -> Option<Entry> {
+        let (cache, key) = (self.cache.as_ref()?, key?);
+        if self.refresh[agent] {
+            return None;
+        }
+        match cache.get(key) {
+            Lookup::Hit(entry) => Some(*entry),
+            Lookup::Miss => None,
+            Lookup::Unreadable(_) if !warn => None,
+            Lookup::Unreadable(why) => {
+                let message = format!("agent `{}`: {why}", self.names[agent]);
+                self.bus.emit(&Event::Warning { message: &message });
+                None
+            }
+        }
+    }
+
+    /// Keeps a successful answer (on a blocking thread: the file is synced); a cache
+    /// that cannot be written costs only a warning.
+    async fn store(&self, key: Key, output: &AgentOutput) {
+        let Some(cache) = self.cache.clone() else {
+            return;
+        };
+        let entry = Entry {
+            usage: output.usage,
+            stop_reason: output.stop_reason.clone(),
+            ..Entry::new(
+                &key,
+                output.model.clone(),
+                output.text.clone(),
+                output.json.clone(),
+            )
+        };
+        let root = cache.root().to_path_buf();
+        let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written {
+            if !self.write_warned.swap(true, Ordering::Relaxed) {
+                let message = format!(
+                    "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
+                    root.display()
+                );
+                self.bus.emit(&Event::Warning { message: &message });
+            }
+        }
     }
 
     /// The template context for an agent: the inputs and its upstream agents' outputs.
@@ -408,6 +620,16 @@ impl scheduler::Runner for AgentRunner {
         let fail = AgentFailure::before_call;
         let context = self.context(upstream);
         let request = self.request(agent, &context).map_err(fail)?;
+        let cache_key = self.cache_key(agent, &request);
+        if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
+            return Ok(Prepared {
+                request,
+                input: Count::default(),
+                worst: Some(Usd::ZERO),
+                cached: Some(cached),
+                cache_key,
+            });
+        }
         let window = self.prices[agent].as_ref().and_then(|p| p.context_window);
         // Counting loads a tokenizer; a run with no budget and no known window needs none.
         if window.is_none() && !self.budgeted {
@@ -415,6 +637,8 @@ impl scheduler::Runner for AgentRunner {
                 request,
                 input: Count::default(),
                 worst: None,
+                cached: None,
+                cache_key,
             });
         }
         let input =
@@ -434,6 +658,8 @@ impl scheduler::Runner for AgentRunner {
             request,
             input,
             worst,
+            cached: None,
+            cache_key,
         })
     }
 
@@ -443,7 +669,11 @@ impl scheduler::Runner for AgentRunner {
         prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
         Box::pin(async move {
+            if let Some(entry) = prepared.cached {
+                return Ok(AgentOutput::cached(entry));
+            }
             let start = Instant::now();
+            let cache_key = prepared.cache_key;
             let mut request = prepared.request;
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.names[agent].clone(), self.bus.clone());
@@ -468,16 +698,24 @@ impl scheduler::Runner for AgentRunner {
             }
             let cost = self.cost(agent, &called.usage);
             match called.result {
-                Ok(answer) => Ok(AgentOutput {
-                    text: answer.reply.text,
-                    json: answer.reply.json,
-                    usage,
-                    cost,
-                    stop_reason: answer.reply.stop_reason,
-                    seconds,
-                    model: answer.model,
-                    attempts: called.attempts,
-                }),
+                Ok(answer) => {
+                    let output = AgentOutput {
+                        text: answer.reply.text,
+                        json: answer.reply.json,
+                        usage,
+                        cost,
+                        stop_reason: answer.reply.stop_reason,
+                        seconds,
+                        model: answer.model,
+                        attempts: called.attempts,
+                        cached: false,
+                    };
+                    // Written now, not at the end of the run, so a killed run resumes here.
+                    if let Some(key) = cache_key {
+                        self.store(key, &output).await;
+                    }
+                    Ok(output)
+                }
                 Err(e) => {
                     let tries = called.attempts.len();
                     let mut message = e.message;
@@ -513,6 +751,7 @@ pub async fn execute(
     cancel: impl Future<Output = ()>,
 ) -> RunRecord {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let run_id = new_run_id();
     let clock = Instant::now();
     let runner = Arc::new(runner);
     let checked = runner.checked.clone();
@@ -523,7 +762,11 @@ pub async fn execute(
         .iter()
         .map(|(n, a)| (n.clone(), a.model.clone()))
         .collect();
-    bus.emit(&Event::RunStarted { agents: &models });
+    bus.emit(&Event::RunStarted {
+        run_id: &run_id,
+        started_at: &started_at,
+        agents: &models,
+    });
     let options = scheduler::Options {
         concurrency: settings.concurrency,
         lane_limits,
@@ -545,6 +788,7 @@ pub async fn execute(
         answered_by: None,
         attempts: Vec::new(),
         key_failure: false,
+        cached: false,
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
     // Agents skipped for the budget, and those skipped because one of them was.
@@ -575,6 +819,7 @@ pub async fn execute(
                         cost_usd: out.cost.map(Usd::micro_dollars),
                         answered_by: (out.model != models[i].1).then(|| out.model.clone()),
                         attempts: out.attempts.clone(),
+                        cached: out.cached,
                         ..record_of(i, AgentStatus::Succeeded, None)
                     },
                 ),
@@ -645,12 +890,8 @@ pub async fn execute(
         .map(Usd::from_dollars)
         .sum();
     let record = RunRecord {
-        run_id: new_run_id(),
-        workflow: checked
-            .workflow
-            .name
-            .clone()
-            .unwrap_or_else(|| stem(&settings.file)),
+        run_id,
+        workflow: workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
@@ -726,6 +967,11 @@ fn render_outputs(
                 .map(|text| (name.clone(), text))
         })
         .collect()
+}
+
+/// The workflow's `name`, else its file's name without the extension.
+pub fn workflow_name(checked: &Checked, file: &str) -> String {
+    checked.workflow.name.clone().unwrap_or_else(|| stem(file))
 }
 
 fn stem(file: &str) -> String {

@@ -5,6 +5,7 @@ pub mod graph;
 pub mod keys;
 pub mod prices;
 pub mod run;
+pub mod runs;
 pub mod schema;
 pub mod validate;
 
@@ -29,6 +30,7 @@ pub fn dispatch(command: Command, global: Global) -> Result<Exit> {
         Command::Graph(args) => graph::run(&args, global),
         Command::Schema(args) => schema::run(&args),
         Command::Keys(args) => keys::run(&args, global),
+        Command::Runs(args) => runs::run(&args),
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::cache::{self, Cache};
 use crate::cli::Global;
 use crate::cost::budget::BudgetGate;
 use crate::cost::estimate::Estimate;
@@ -14,6 +15,7 @@ use crate::cost::prices::Pricing;
 use crate::cost::{self, Usd};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
+use crate::history;
 use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
@@ -79,6 +81,26 @@ pub struct Args {
     /// Repeatable; `BYOK_FLOW_ALLOW_HOSTS` adds a comma-separated list.
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_hosts: Vec<String>,
+
+    /// Neither read nor write the answer cache: call every agent.
+    #[arg(long, env = "BYOK_FLOW_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
+    pub no_cache: bool,
+
+    /// Call AGENT again whatever the cache holds, and every agent downstream of it;
+    /// their fresh answers replace the cached ones. Repeatable.
+    #[arg(long, value_name = "AGENT")]
+    pub refresh: Vec<String>,
+
+    /// The answer cache [default: `$XDG_CACHE_HOME/byok-flow` or `~/.cache/byok-flow`
+    /// (`~/Library/Caches/byok-flow` on macOS)]; a folder in the workspace lets
+    /// `actions/cache` keep it between CI runs.
+    #[arg(long, value_name = "DIR", env = "BYOK_FLOW_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// The run history this run is recorded in [default: `history.sqlite` in
+    /// `$XDG_DATA_HOME/byok-flow` or `~/.local/share/byok-flow`].
+    #[arg(long, value_name = "FILE", env = "BYOK_FLOW_HISTORY")]
+    pub history: Option<PathBuf>,
 }
 
 /// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
@@ -96,6 +118,8 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = Arc::new(super::load_prices(args.prices.as_deref())?);
     let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
     let inputs = resolve_inputs(&checked, &args.inputs)?;
+    check_refresh(&checked, args)?;
+    let cache = resolve_cache(args, global);
     let max_usd = args
         .max_usd
         .or(checked.workflow.budget.as_ref().map(|b| b.max_usd));
@@ -104,9 +128,29 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         workflow: &checked.workflow,
         mock: args.mock,
     };
+    let settings = RunSettings {
+        file: args.file.display().to_string(),
+        inputs: inputs.clone(),
+        mock: args.mock,
+        concurrency: args.concurrency as usize,
+        keep_going: args.keep_going,
+        prices: table.clone(),
+        max_usd,
+        cache,
+        refresh: args.refresh.clone(),
+    };
+    // The agents the cache will answer: they cost nothing, are not refused for the
+    // budget, and need no key.
+    let cached = match &settings.cache {
+        Some(_) => runner::prepare_offline(checked.clone(), &settings)
+            .map(|probe| probe.cached_agents())
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
-        let estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        estimate.mark_cached(&cached);
         check_windows(&estimate, &args.file)?;
         let refusal = max_usd.and_then(|max| refuse(&estimate, max));
         if args.dry_run {
@@ -123,15 +167,6 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             return Err(refusal);
         }
     }
-    let settings = RunSettings {
-        file: args.file.display().to_string(),
-        inputs,
-        mock: args.mock,
-        concurrency: args.concurrency as usize,
-        keep_going: args.keep_going,
-        prices: table.clone(),
-        max_usd,
-    };
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {
         Error::new(
             Exit::AgentFailed,
@@ -143,9 +178,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let keys = if args.mock {
         None
     } else {
-        Some(key_store(args, &checked, global, &runtime)?)
+        Some(key_store(args, &checked, &cached, global, &runtime)?)
     };
     let bus = Bus::default();
+    let workflow_name = runner::workflow_name(&checked, &settings.file);
     let (agent_runner, limits) =
         runner::prepare(checked.clone(), &settings, keys, &bus).map_err(Error::usage)?;
     let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
@@ -175,6 +211,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         json: args.json,
         fence: global.github.is_some_and(|g| !g.stdout_is_file),
     }));
+    if let Some(recorder) = recorder(args, &settings, &workflow_name, global) {
+        bus.subscribe(Box::new(recorder));
+    }
 
     let record = runtime.block_on(async {
         let cancel = async {
@@ -202,14 +241,85 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     })
 }
 
+/// Every `--refresh` names an agent of the workflow.
+fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
+    let agents = &checked.workflow.agents;
+    for name in &args.refresh {
+        if !agents.contains_key(name) {
+            let hint = suggest::did_you_mean(name, agents.keys().map(String::as_str))
+                .unwrap_or_else(|| {
+                    format!("this workflow's agents: {}", names_or_none(agents.keys()))
+                });
+            return Err(Error::usage(format!(
+                "`--refresh {name}`: the workflow has no agent `{name}`"
+            ))
+            .hint(hint));
+        }
+    }
+    if !args.refresh.is_empty() && args.no_cache {
+        return Err(Error::usage(
+            "`--refresh` writes fresh answers to the cache, which `--no-cache` (or BYOK_FLOW_NO_CACHE) turns off",
+        )
+        .hint("drop one of them: `--no-cache` alone already calls every agent"));
+    }
+    Ok(())
+}
+
+/// The answer cache of this run, if it has one: none with `--no-cache` or `--mock`
+/// (mock replies are free and deterministic, so they are not kept), nor when no
+/// folder can be found for it.
+fn resolve_cache(args: &Args, global: Global) -> Option<Cache> {
+    if args.no_cache || args.mock {
+        return None;
+    }
+    let Some(dir) = args.cache_dir.clone().or_else(cache::default_dir) else {
+        if !global.quiet {
+            eprintln!(
+                "warning: no cache folder (no home folder to put it in); every agent is called. Pass `--cache-dir DIR` to keep answers."
+            );
+        }
+        return None;
+    };
+    Some(Cache::new(dir))
+}
+
+/// The subscriber that records the run in the history, unless the history cannot
+/// be opened (a warning: a run is never refused for it).
+fn recorder(
+    args: &Args,
+    settings: &RunSettings,
+    workflow: &str,
+    global: Global,
+) -> Option<history::Recorder> {
+    let path = args.history.clone().or_else(history::default_file)?;
+    let opened = history::Recorder::new(
+        &path,
+        workflow,
+        &settings.file,
+        history::inputs_hash(&settings.inputs),
+        settings.mock,
+        global.quiet,
+    );
+    match opened {
+        Ok(recorder) => Some(recorder),
+        Err(e) => {
+            if !global.quiet {
+                eprintln!("warning: this run is not recorded in the history: {e}");
+            }
+            None
+        }
+    }
+}
+
 /// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
 /// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
-/// Every key the workflow will use is checked first (files present, variables set,
+/// Every key the run will use (none for agents the cache answers) is checked first (files present, variables set,
 /// destinations allowed), decrypting only what a destination check needs; a
 /// problem is shown at the YAML that chose the key, and the run exits 4.
 fn key_store(
     args: &Args,
     checked: &Checked,
+    cached: &[bool],
     global: Global,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Arc<dyn Keys>> {
@@ -225,7 +335,17 @@ fn key_store(
             let _ = github::command::add_mask(key);
         });
     }
-    let uses = keys::plan(&checked.workflow);
+    let mut uses = keys::plan(&checked.workflow);
+    // A key only cached agents would use is not needed (should one of them be called
+    // after all, its key is still checked and its host rule applied when it is sent).
+    let is_cached = |name: &String| {
+        checked
+            .workflow
+            .agents
+            .get_index_of(name)
+            .is_some_and(|i| cached.get(i).copied().unwrap_or(false))
+    };
+    uses.retain(|u| !u.agents.iter().all(is_cached));
     if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
         let diagnostics = problems
             .iter()

@@ -57,6 +57,9 @@ pub struct AgentEstimate {
     pub expected_usd: Option<Usd>,
     /// `null` when unpriced or unbounded.
     pub max_usd: Option<Usd>,
+    /// The cache holds its answer: it costs nothing (SPEC §5).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
 }
 
 /// The sums over every agent.
@@ -72,7 +75,41 @@ pub struct Total {
     pub unbounded: Vec<String>,
 }
 
+impl Estimate {
+    /// Marks the agents a run would answer from the cache (`cached[i]`): they send
+    /// nothing and cost nothing, so they leave the totals.
+    pub fn mark_cached(&mut self, cached: &[bool]) {
+        for (agent, &hit) in self.agents.iter_mut().zip(cached) {
+            if hit {
+                agent.cached = true;
+                agent.expected_usd = Some(Usd::ZERO);
+                agent.max_usd = Some(Usd::ZERO);
+            }
+        }
+        self.total = Total::of(&self.agents);
+    }
+}
+
 impl Total {
+    /// The sums over the agents that will be called.
+    fn of(agents: &[AgentEstimate]) -> Total {
+        let called = || agents.iter().filter(|a| !a.cached);
+        Total {
+            input_tokens: called().map(|a| a.input_tokens).sum(),
+            expected_output_tokens: called().map(|a| a.expected_output_tokens).sum(),
+            expected_usd: called().filter_map(|a| a.expected_usd).sum(),
+            max_usd: called().filter_map(|a| a.max_usd).sum(),
+            unpriced: called()
+                .filter(|a| a.priced_as.is_none())
+                .map(|a| a.name.clone())
+                .collect(),
+            unbounded: called()
+                .filter(|a| a.priced_as.is_some() && a.max_usd.is_none())
+                .map(|a| a.name.clone())
+                .collect(),
+        }
+    }
+
     /// Whether `expected_usd` leaves out agents.
     pub fn is_lower_bound(&self) -> bool {
         !self.unpriced.is_empty()
@@ -80,9 +117,10 @@ impl Total {
 }
 
 impl AgentEstimate {
-    /// Whether the prompt alone is over the model's context window.
+    /// Whether the prompt alone is over the model's context window (a cached
+    /// agent sends nothing).
     pub fn over_window(&self) -> bool {
-        self.context_window.is_some_and(|w| self.input_tokens > w)
+        !self.cached && self.context_window.is_some_and(|w| self.input_tokens > w)
     }
 }
 
@@ -201,24 +239,10 @@ pub fn estimate(
             context_window: price.and_then(|p| p.context_window),
             expected_usd: price.map(|p| p.expected(input_tokens, expected[i])),
             max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, maxima[i]?))),
+            cached: false,
         });
     }
-    let total = Total {
-        input_tokens: agents.iter().map(|a| a.input_tokens).sum(),
-        expected_output_tokens: agents.iter().map(|a| a.expected_output_tokens).sum(),
-        expected_usd: agents.iter().filter_map(|a| a.expected_usd).sum(),
-        max_usd: agents.iter().filter_map(|a| a.max_usd).sum(),
-        unpriced: agents
-            .iter()
-            .filter(|a| a.priced_as.is_none())
-            .map(|a| a.name.clone())
-            .collect(),
-        unbounded: agents
-            .iter()
-            .filter(|a| a.priced_as.is_some() && a.max_usd.is_none())
-            .map(|a| a.name.clone())
-            .collect(),
-    };
+    let total = Total::of(&agents);
     Estimate {
         prices: pricing.table.describe(),
         agents,

@@ -60,6 +60,8 @@ fn run_with(
         keep_going: true,
         prices: Arc::new(PriceTable::builtin()),
         max_usd,
+        cache: None,
+        refresh: Vec::new(),
     };
     let connect = move |_: &crate::providers::registry::ProviderInfo| Ok(provider.clone());
     let (agent_runner, limits) =

@@ -4,6 +4,7 @@
 use super::{Align, grid};
 use crate::cost::Usd;
 use crate::cost::estimate::Estimate;
+use crate::workflow::diagnostic::counted;
 
 /// Renders an estimate, with the total, where prices come from, and the budget.
 pub fn render(estimate: &Estimate) -> String {
@@ -36,6 +37,19 @@ pub fn render(estimate: &Estimate) -> String {
         .agents
         .iter()
         .map(|a| {
+            if a.cached {
+                let none = || "-".to_string();
+                return vec![
+                    a.name.clone(),
+                    a.model.clone(),
+                    "cached: no call".to_string(),
+                    none(),
+                    none(),
+                    none(),
+                    Usd::ZERO.to_string(),
+                    Usd::ZERO.to_string(),
+                ];
+            }
             let priced = a.priced_as.is_some();
             vec![
                 a.name.clone(),
@@ -58,7 +72,12 @@ pub fn render(estimate: &Estimate) -> String {
             usd.to_string()
         }
     };
-    let max_out: Option<u64> = estimate.agents.iter().map(|a| a.max_output_tokens).sum();
+    let max_out: Option<u64> = estimate
+        .agents
+        .iter()
+        .filter(|a| !a.cached)
+        .map(|a| a.max_output_tokens)
+        .sum();
     let footer = vec![
         "total".to_string(),
         String::new(),
@@ -75,13 +94,24 @@ pub fn render(estimate: &Estimate) -> String {
     let mut out = grid(&header, &align, &rows, Some(&footer));
     out.push('\n');
     out.push_str(&format!("Prices: {}.\n", estimate.prices));
-    if estimate.agents.iter().any(|a| a.tokenizer.starts_with('~')) {
+    if estimate
+        .agents
+        .iter()
+        .any(|a| !a.cached && a.tokenizer.starts_with('~'))
+    {
         out.push_str("Counts marked ~ are approximate: o200k_base tokens times a factor for the model family (README: \"How input tokens are counted\").\n");
     }
     if !total.unpriced.is_empty() {
         out.push_str(&format!(
             "Unpriced: {}. The totals leave them out and are lower bounds.\n",
             quoted(&total.unpriced)
+        ));
+    }
+    let hits = estimate.agents.iter().filter(|a| a.cached).count();
+    if hits > 0 {
+        out.push_str(&format!(
+            "Cached: {} answered from the cache, at no cost (`--no-cache` or `--refresh AGENT` to call again).\n",
+            counted(hits, "agent")
         ));
     }
     if let Some(budget) = estimate.budget_usd.map(Usd::from_dollars) {

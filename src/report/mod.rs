@@ -1,12 +1,14 @@
 //! Everything a run shows or writes, each a [`crate::events::Subscriber`]:
 //! progress on stderr (a live view on a terminal, plain lines elsewhere), the
 //! closing table, the results on stdout (`--json` for the run record), and `--out DIR`;
-//! in GitHub Actions, annotations, log groups, the step summary and outputs (`github`).
+//! in GitHub Actions, annotations, log groups, the step summary and outputs (`github`),
+//! and the tables of `byok-flow runs`.
 
 pub mod estimate_table;
 pub mod github;
 pub mod output;
 pub mod progress;
+pub mod runs;
 pub mod table;
 
 /// Dollars as shown in tables: `$0.0123`, or `unpriced`.

@@ -27,6 +27,11 @@ impl Default for Plain {
 /// The line that says how an agent ended.
 pub fn settled_line(record: &AgentRecord) -> String {
     match record.status {
+        AgentStatus::Succeeded if record.cached => format!(
+            "cached   {}  from the cache, no call  {}",
+            record.name,
+            super::usd(record.cost_usd)
+        ),
         AgentStatus::Succeeded => format!(
             "ok       {}  {} in, {} out  {:.2}s  {}",
             record.name,
@@ -71,6 +76,7 @@ impl Subscriber for Plain {
                 settled_line(record)
             }
             Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
+            Event::Warning { message } => format!("warning  {message}"),
             Event::RunStarted { .. } | Event::RunFinished { .. } | Event::AgentProgress { .. } => {
                 return Ok(());
             }
@@ -138,6 +144,7 @@ impl Subscriber for Live {
                     bar.set_message(format!("receiving, ~{} tokens", chars.div_ceil(4)));
                 }
             }
+            Event::Warning { message } => self.multi.println(format!("warning: {message}"))?,
             Event::RunStarted { .. } => {}
         }
         Ok(())

@@ -22,7 +22,11 @@ pub fn render(record: &RunRecord) -> String {
         .agents
         .iter()
         .map(|a| {
-            let mut status = a.status.as_str().to_string();
+            let mut status = if a.cached {
+                "cached".to_string()
+            } else {
+                a.status.as_str().to_string()
+            };
             if a.stop_reason.as_deref() == Some("max_tokens") {
                 status.push_str(" (cut at max_tokens)");
             }

@@ -295,7 +295,8 @@ fn keys_are_masked_before_anything_else_and_appear_nowhere_else() {
     .unwrap();
     let host = server.addr.to_string();
     for verbose in [None, Some("-vvv")] {
-        let mut cmd = p.cmd(&["run", "flow.yaml", "--allow-host", &host]);
+        // Each run must call the provider (and read the key): no answers from the cache.
+        let mut cmd = p.cmd(&["run", "flow.yaml", "--no-cache", "--allow-host", &host]);
         cmd.args(verbose).env("OPENAI_KEY", ENV_KEY);
         in_actions(&mut cmd, p.path());
         let out = cmd.output().unwrap();

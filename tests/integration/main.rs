@@ -2,6 +2,7 @@
 
 mod support;
 
+mod cache;
 mod cli;
 mod cost;
 mod examples;
@@ -9,6 +10,7 @@ mod github;
 mod keys;
 mod providers;
 mod run;
+mod runs;
 mod scheduler_props;
 mod scheduling;
 mod validate;

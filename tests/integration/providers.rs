@@ -100,7 +100,8 @@ fn every_api_answers_streamed_and_whole() {
                     &server,
                     &one_agent(model, &format!("    stream: {stream}\n")),
                 ),
-                &[],
+                // `stream` does not change the answer, so the second would be a cache hit.
+                &["--no-cache"],
             );
             assert_eq!(
                 out.status.code(),

@@ -158,6 +158,9 @@ impl Subscriber for Log {
                 self.line(&progress::settled_line(record)) + "\n"
             }
             Event::RunFinished { record } => self.finished(record),
+            Event::Warning { message } => {
+                command::annotation(Level::Warning, None, "byok-flow", message)
+            }
             Event::AgentSkipped { .. } | Event::RunStarted { .. } | Event::AgentProgress { .. } => {
                 return Ok(());
             }

@@ -220,6 +220,8 @@ fn a_key_that_cannot_be_decrypted_exits_4_without_a_request() {
             "--allow-host",
             &server.addr.to_string(),
         ])
+        // The run is recorded in the history; keep that file out of the project.
+        .env("BYOK_FLOW_HISTORY", other.path().join("history.sqlite"))
         .output()
         .unwrap();
     assert_eq!(

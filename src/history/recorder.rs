@@ -1,0 +1,103 @@
+//! The subscriber that keeps a run in the history as it goes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use super::{HistoryError, RunStart, Store};
+use crate::events::{Event, Subscriber};
+use crate::providers::Usage;
+use crate::record::AgentRecord;
+
+/// Writes the run's row when it starts, each agent that spent tokens as soon as it
+/// settles (so a killed run's spend is kept), and the whole record when it ends.
+/// A failure to write is one warning on stderr; the run goes on unrecorded.
+pub struct Recorder {
+    store: Option<Store>,
+    workflow: String,
+    file: String,
+    inputs_hash: String,
+    mock: bool,
+    quiet: bool,
+    run_id: String,
+    positions: HashMap<String, usize>,
+}
+
+impl Recorder {
+    /// A recorder writing to `path`, for a run of `workflow` (its name) in `file`.
+    pub fn new(
+        path: &Path,
+        workflow: &str,
+        file: &str,
+        inputs_hash: String,
+        mock: bool,
+        quiet: bool,
+    ) -> Result<Self, HistoryError> {
+        Ok(Recorder {
+            store: Some(Store::open(path)?),
+            workflow: workflow.to_string(),
+            file: file.to_string(),
+            inputs_hash,
+            mock,
+            quiet,
+            run_id: String::new(),
+            positions: HashMap::new(),
+        })
+    }
+
+    fn write(&mut self, what: impl FnOnce(&mut Store, &Self) -> Result<(), HistoryError>) {
+        let Some(mut store) = self.store.take() else {
+            return;
+        };
+        match what(&mut store, self) {
+            Ok(()) => self.store = Some(store),
+            Err(e) => {
+                if !self.quiet {
+                    eprintln!("warning: this run is not recorded in the history: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// Whether an agent cost anything now (not cached, some tokens used).
+fn spent(record: &AgentRecord) -> bool {
+    !record.cached && (record.usage != Usage::default() || record.cost_usd.is_some_and(|c| c > 0.0))
+}
+
+impl Subscriber for Recorder {
+    fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+        match event {
+            Event::RunStarted {
+                run_id,
+                started_at,
+                agents,
+            } => {
+                self.run_id = (*run_id).to_string();
+                self.positions = agents
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (name, _))| (name.clone(), i))
+                    .collect();
+                self.write(|store, me| {
+                    store.start(&RunStart {
+                        run_id,
+                        workflow: &me.workflow,
+                        file: &me.file,
+                        inputs_hash: &me.inputs_hash,
+                        started_at,
+                        mock: me.mock,
+                        agents: agents.len(),
+                    })
+                });
+            }
+            Event::AgentFinished { record } if !self.mock && spent(record) => {
+                if let Some(&position) = self.positions.get(&record.name) {
+                    self.write(|store, me| store.agent(&me.run_id, position, record));
+                }
+            }
+            Event::RunFinished { record } => self.write(|store, _| store.finish(record)),
+            _ => {}
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,172 @@
+//! `byok-flow runs` as text: the list of runs, one run (its closing table, as at the
+//! end of the run), and spend per group.
+
+use super::{Align, grid, progress, table, usd};
+use crate::history::{RunSummary, SpendRow};
+use crate::providers::Usage;
+use crate::record::{AgentStatus, RunRecord};
+
+/// The list of runs, newest first.
+pub fn list(runs: &[RunSummary]) -> String {
+    if runs.is_empty() {
+        return "No runs recorded yet: `byok-flow run` records each run here.\n".into();
+    }
+    let header = [
+        "run",
+        "started",
+        "workflow",
+        "status",
+        "agents ok",
+        "cached",
+        "seconds",
+        "cost",
+    ];
+    let align = [
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Left,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+        Align::Right,
+    ];
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            vec![
+                r.run_id.clone(),
+                r.started_at.clone(),
+                r.workflow.clone(),
+                status(r),
+                format!("{}/{}", r.succeeded, r.agents),
+                r.cached.to_string(),
+                r.seconds.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
+                cost(r.cost_usd, r.unpriced),
+            ]
+        })
+        .collect();
+    grid(&header, &align, &rows, None)
+}
+
+/// A run's status as listed: `succeeded`, `failed (mock)`, `unfinished`.
+fn status(run: &RunSummary) -> String {
+    let mut text = run.status.replace('_', " ");
+    if run.mock {
+        text.push_str(" (mock)");
+    }
+    text
+}
+
+fn cost(usd_spent: f64, unpriced: bool) -> String {
+    if unpriced {
+        format!(">= {}", usd(Some(usd_spent)))
+    } else {
+        usd(Some(usd_spent))
+    }
+}
+
+/// One run: what it was, how it ended, and its closing table.
+pub fn show(summary: &RunSummary, record: &RunRecord) -> String {
+    let mut out = format!(
+        "run {}: {} ({}), started {}\nstatus: {}\ninputs hash: {}\n\n",
+        summary.run_id,
+        summary.workflow,
+        summary.file,
+        summary.started_at,
+        status(summary),
+        summary.inputs_hash,
+    );
+    out.push_str(&table::render(record));
+    for agent in record
+        .agents
+        .iter()
+        .filter(|a| a.status != AgentStatus::Succeeded)
+    {
+        out.push_str(&progress::settled_line(agent));
+        out.push('\n');
+    }
+    if summary.unfinished() {
+        out.push_str(&format!(
+            "The run never recorded its end: it is still running, or it was killed. Agents that spent are shown ({} of {}).\n",
+            record.agents.len(),
+            summary.agents
+        ));
+    } else if let Some(line) = table::outcome(record) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Spend per group, with a total.
+pub fn spend(rows: &[SpendRow], since: &str, by: &str, include_mock: bool) -> String {
+    let mock = if include_mock {
+        "mock runs included"
+    } else {
+        "mock runs left out"
+    };
+    let mut out = format!("Spend in {since}, by {by} ({mock}):\n\n");
+    if rows.is_empty() {
+        out.push_str("Nothing was spent.\n");
+        return out;
+    }
+    let header = [
+        by,
+        "runs",
+        "calls",
+        "tokens in",
+        "tokens out",
+        "cache read",
+        "cache write",
+        "cost",
+    ];
+    let mut align = vec![Align::Right; header.len()];
+    align[0] = Align::Left;
+    let cells =
+        |group: String, runs: String, calls: u64, usage: &Usage, cost_usd: f64, unpriced: bool| {
+            vec![
+                group,
+                runs,
+                calls.to_string(),
+                usage.input.to_string(),
+                usage.output.to_string(),
+                usage.cache_read.to_string(),
+                usage.cache_write.to_string(),
+                cost(cost_usd, unpriced),
+            ]
+        };
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            cells(
+                r.group.clone(),
+                r.runs.to_string(),
+                r.calls,
+                &r.usage,
+                r.cost_usd,
+                r.unpriced_calls > 0,
+            )
+        })
+        .collect();
+    let mut usage = Usage::default();
+    for r in rows {
+        usage += r.usage;
+    }
+    let unpriced: u64 = rows.iter().map(|r| r.unpriced_calls).sum();
+    let total = cells(
+        "total".into(),
+        String::new(),
+        rows.iter().map(|r| r.calls).sum(),
+        &usage,
+        rows.iter().map(|r| r.cost_usd).sum(),
+        unpriced > 0,
+    );
+    out.push_str(&grid(&header, &align, &body, Some(&total)));
+    if unpriced > 0 {
+        out.push_str(&format!(
+            "{unpriced} calls were to unpriced models: their cost is left out (add prices with `pricing:` or `--prices`).\n"
+        ));
+    }
+    out
+}
