@@ -6,6 +6,7 @@ mod cli;
 mod cost;
 mod examples;
 mod keys;
+mod no_panic;
 mod providers;
 mod run;
 mod scheduler_props;
