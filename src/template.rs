@@ -288,10 +288,15 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
     let Path::Relative((_, raw)) = path else {
         return;
     };
-    let offset = text[*cursor..]
-        .find(raw.as_str())
-        .map_or(*cursor, |i| *cursor + i);
-    *cursor = (offset + raw.len()).min(text.len());
+    // Paths are met in the order they are written, except a helper's hash
+    // arguments (`a=x`), which come after its other arguments; a path not found
+    // after the cursor is reported at the cursor, which stays put: moving it by the
+    // path's length could leave it inside a multi-byte character.
+    let found = text[*cursor..].find(raw.as_str()).map(|i| *cursor + i);
+    let offset = found.unwrap_or(*cursor);
+    if let Some(at) = found {
+        *cursor = at + raw.len();
+    }
     let rooted = raw
         .strip_prefix("@root.")
         .or_else(|| raw.strip_prefix("@root/"));
@@ -457,6 +462,17 @@ mod tests {
         let e = references("a\n{{#iff inputs.a}}x{{/iff}}").unwrap_err();
         assert_eq!(e.at, Some((2, 1)), "{e:?}");
         assert_eq!(e.help, "did you mean `if`?");
+    }
+
+    /// Found by `cargo fuzz run template`: the hash argument `bbb` is walked after
+    /// `c`, is not found after it, and moved the cursor three bytes on, into `é`;
+    /// slicing the text there for `d` panicked.
+    #[test]
+    fn a_path_out_of_order_does_not_leave_the_cursor_inside_a_character() {
+        let refs = references("{{lookup a=bbb c}}é{{d}}").unwrap();
+        let raws: Vec<&str> = refs.iter().map(|r| r.raw.as_str()).collect();
+        assert_eq!(raws, ["c", "bbb", "d"]);
+        assert_eq!(refs[2].offset, "{{lookup a=bbb c}}é{{".len());
     }
 
     #[test]

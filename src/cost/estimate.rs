@@ -95,8 +95,10 @@ impl Total {
     fn of(agents: &[AgentEstimate]) -> Total {
         let called = || agents.iter().filter(|a| !a.cached);
         Total {
-            input_tokens: called().map(|a| a.input_tokens).sum(),
-            expected_output_tokens: called().map(|a| a.expected_output_tokens).sum(),
+            // Saturating: a fuzzed workflow can make counts that overflow a sum.
+            input_tokens: called().fold(0, |sum, a| sum.saturating_add(a.input_tokens)),
+            expected_output_tokens: called()
+                .fold(0, |sum, a| sum.saturating_add(a.expected_output_tokens)),
             expected_usd: called().filter_map(|a| a.expected_usd).sum(),
             max_usd: called().filter_map(|a| a.max_usd).sum(),
             unpriced: called()
@@ -222,10 +224,16 @@ pub fn estimate(
         let tokenizer = Tokenizer::for_model(agent.model_id());
         let (system, prompt, seen) = render(&mut renderer, name, agent, &context, &index_of);
         let count: Count = tokenizer.count_request(system.as_deref(), &prompt);
-        let upstream_expected: u64 = seen.iter().map(|(j, n)| n * expected[*j]).sum();
-        let upstream_max: Option<u64> = seen.iter().map(|(j, n)| maxima[*j].map(|m| n * m)).sum();
-        let input_tokens = count.tokens + upstream_expected;
-        let input_tokens_max = upstream_max.map(|m| count.bound + m);
+        // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
+        // 2^63 - 1 tokens, and an output read three times would overflow.
+        let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
+            sum.saturating_add(n.saturating_mul(expected[*j]))
+        });
+        let upstream_max = seen.iter().try_fold(0u64, |sum, (j, n)| {
+            maxima[*j].map(|m| sum.saturating_add(n.saturating_mul(m)))
+        });
+        let input_tokens = count.tokens.saturating_add(upstream_expected);
+        let input_tokens_max = upstream_max.map(|m| count.bound.saturating_add(m));
         let price = resolved[i].as_ref().map(|r| &r.price);
         agents.push(AgentEstimate {
             name: name.clone(),
@@ -291,6 +299,33 @@ fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found while fuzzing `estimate`: a model's `max_output` from `pricing:` (up to
+    /// 2^63 - 1) times the three reads of that agent's output overflowed.
+    #[test]
+    fn a_huge_max_output_read_three_times_saturates() {
+        let text = "version: 1
+providers:
+  sim:
+    type: mock
+    pricing:
+      m: {input: 1, output: 1, max_output: 9223372036854775807}
+agents:
+  a: {model: sim/m, prompt: x}
+  b: {model: sim/m, prompt: '{{agents.a.output}} {{agents.a.output}} {{agents.a.output}}'}
+";
+        let path = std::path::Path::new("huge.yaml");
+        let (loaded, report) = crate::workflow::load::load_source(path, text.into()).unwrap();
+        let (checked, _) = crate::workflow::validate::check(loaded, report).unwrap();
+        let table = crate::cost::prices::PriceTable::builtin();
+        let pricing = Pricing {
+            table: &table,
+            workflow: &checked.workflow,
+            mock: false,
+        };
+        let estimate = estimate(&checked, &IndexMap::new(), &pricing, None);
+        assert_eq!(estimate.agents[1].input_tokens_max, Some(u64::MAX));
+    }
 
     #[test]
     fn markers_are_counted_and_removed() {

@@ -184,7 +184,11 @@ impl Price {
     /// What a call cost, from the usage its provider reported: uncached input, cache
     /// reads, cache writes and output, each at its own rate.
     pub fn cost(&self, usage: &Usage) -> Usd {
-        let rates = self.rates_for(usage.input + usage.cache_read + usage.cache_write);
+        let input = usage
+            .input
+            .saturating_add(usage.cache_read)
+            .saturating_add(usage.cache_write);
+        let rates = self.rates_for(input);
         Usd::of_tokens(usage.input, rates.input)
             + Usd::of_tokens(usage.cache_read, rates.cache_read())
             + Usd::of_tokens(usage.cache_write, rates.cache_write())
@@ -230,6 +234,19 @@ mod tests {
         assert_eq!(rate_per_million(0.0028), 2_800);
         assert_eq!(rate_per_million(0.075), 75_000);
         assert_eq!(Usd::from_dollars(0.5).pico(), 500_000_000_000);
+    }
+
+    /// A reply's usage is the provider's word: `u64::MAX` of each kind must price
+    /// (at the saturated maximum), not overflow while picking the rate tier.
+    #[test]
+    fn cost_of_absurd_usage_saturates() {
+        let usage = Usage {
+            input: u64::MAX,
+            output: u64::MAX,
+            cache_read: u64::MAX,
+            cache_write: u64::MAX,
+        };
+        assert_eq!(sonnet().cost(&usage), Usd::from_pico(u64::MAX));
     }
 
     #[test]

@@ -121,14 +121,18 @@ impl PriceTable {
             path: path.to_path_buf(),
             source,
         })?;
-        let invalid = |message: String| TableError::Invalid {
+        let mut table = PriceTable::parse(&text).map_err(|message| TableError::Invalid {
             path: path.to_path_buf(),
             message,
-        };
-        let mut table: PriceTable =
-            serde_json::from_str(&text).map_err(|e| invalid(e.to_string()))?;
-        table.check().map_err(invalid)?;
+        })?;
         table.file = Some(path.to_path_buf());
+        Ok(table)
+    }
+
+    /// Reads and checks a prices file's text; the error says what is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let table: PriceTable = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        table.check()?;
         Ok(table)
     }
 

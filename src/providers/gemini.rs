@@ -151,7 +151,7 @@ impl Accumulated {
             let cached = n("cachedContentTokenCount");
             self.usage = Usage {
                 input: n("promptTokenCount").saturating_sub(cached),
-                output: n("candidatesTokenCount") + n("thoughtsTokenCount"),
+                output: n("candidatesTokenCount").saturating_add(n("thoughtsTokenCount")),
                 cache_read: cached,
                 cache_write: 0,
             };

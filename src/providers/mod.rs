@@ -91,12 +91,14 @@ pub struct Usage {
     pub cache_write: u64,
 }
 
+/// Saturates: the counts come from the provider's reply, and a reply that says
+/// `u64::MAX` must not crash the tally.
 impl std::ops::AddAssign for Usage {
     fn add_assign(&mut self, other: Usage) {
-        self.input += other.input;
-        self.output += other.output;
-        self.cache_read += other.cache_read;
-        self.cache_write += other.cache_write;
+        self.input = self.input.saturating_add(other.input);
+        self.output = self.output.saturating_add(other.output);
+        self.cache_read = self.cache_read.saturating_add(other.cache_read);
+        self.cache_write = self.cache_write.saturating_add(other.cache_write);
     }
 }
 
@@ -178,4 +180,69 @@ impl std::fmt::Display for AttemptError {
 pub trait Provider: Send + Sync {
     /// Sends one request and waits for the whole reply.
     fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wire::Wire;
+    use super::*;
+
+    fn request() -> Request {
+        Request {
+            provider: "p".into(),
+            model: "m".into(),
+            system: None,
+            prompt: "hi".into(),
+            max_tokens: None,
+            temperature: None,
+            top_p: None,
+            stop: Vec::new(),
+            output: OutputKind::Text,
+            schema: None,
+            stream: false,
+            timeout: None,
+            key: None,
+            progress: Progress::default(),
+            correction: None,
+        }
+    }
+
+    /// Found by the `no_panic` property tests: token counts near `u64::MAX` in a
+    /// reply overflowed where they were added (a panic in debug builds, a wrapped
+    /// count in release): Gemini's output plus thinking tokens, `OpenAI`'s cached
+    /// plus written tokens, and a call's tally over its attempts.
+    #[test]
+    fn absurd_token_counts_in_a_reply_saturate() {
+        let max = u64::MAX;
+        let gemini = format!(
+            r#"{{"usageMetadata": {{"candidatesTokenCount": {max}, "thoughtsTokenCount": 1}}}}"#
+        );
+        let reply = gemini::Gemini.parse(&request(), &gemini).unwrap();
+        assert_eq!(reply.usage.output, max);
+
+        let openai = format!(
+            r#"{{"choices": [{{"message": {{"content": "x"}}}}], "usage": {{"prompt_tokens": 5, "prompt_tokens_details": {{"cached_tokens": {max}, "cache_write_tokens": 1}}}}}}"#
+        );
+        let reply = openai::OpenAi { first_party: true }
+            .parse(&request(), &openai)
+            .unwrap();
+        assert_eq!(reply.usage.input, 0);
+
+        let mut tally = Usage {
+            input: max,
+            output: 1,
+            cache_read: max,
+            cache_write: 0,
+        };
+        tally += tally;
+        assert_eq!(
+            tally,
+            Usage {
+                input: max,
+                output: 2,
+                cache_read: max,
+                cache_write: 0
+            }
+        );
+    }
 }

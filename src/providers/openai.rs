@@ -157,7 +157,7 @@ fn read_usage(value: Option<&Json>) -> Usage {
     let cached = n("/prompt_tokens_details/cached_tokens").max(n("/prompt_cache_hit_tokens"));
     let written = n("/prompt_tokens_details/cache_write_tokens");
     Usage {
-        input: prompt.saturating_sub(cached + written),
+        input: prompt.saturating_sub(cached.saturating_add(written)),
         output: n("/completion_tokens"),
         cache_read: cached,
         cache_write: written,

@@ -72,14 +72,14 @@ pub fn hint(headers: &Headers, body: &str) -> Option<Duration> {
         .and_then(|v| v.trim().parse::<f64>().ok())
     {
         if ms.is_finite() && ms >= 0.0 {
-            return Some(Duration::from_secs_f64(ms / 1000.0));
+            return Some(seconds(ms / 1000.0));
         }
     }
     if let Some(value) = headers.get("retry-after") {
         let value = value.trim();
         if let Ok(secs) = value.parse::<f64>() {
             if secs.is_finite() && secs >= 0.0 {
-                return Some(Duration::from_secs_f64(secs));
+                return Some(seconds(secs));
             }
         }
         if let Ok(when) = httpdate::parse_http_date(value) {
@@ -149,7 +149,15 @@ pub fn go_duration(text: &str) -> Option<Duration> {
         total += value * factor;
         rest = tail;
     }
-    total.is_finite().then(|| Duration::from_secs_f64(total))
+    total.is_finite().then(|| seconds(total))
+}
+
+/// A wait of `secs` (finite, not negative) seconds. One too long for a `Duration`
+/// (`retry-after: 99999999999999999999999`) is the longest there is, which the
+/// call loop treats as any wait over `max_retry_after`: it gives up and says so.
+/// `Duration::from_secs_f64` would panic on it.
+fn seconds(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
 }
 
 #[cfg(test)]
@@ -201,6 +209,24 @@ mod tests {
         assert_eq!(go_duration("1h2m3s"), Some(Duration::from_secs(3723)));
         assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(go_duration("soon"), None);
+    }
+
+    /// Found by `cargo fuzz run replies`: a wait longer than a `Duration` can hold
+    /// panicked in `Duration::from_secs_f64`.
+    #[test]
+    fn waits_too_long_for_a_duration_are_the_longest_wait() {
+        let huge = "4444444444444444444500";
+        assert_eq!(
+            hint(&headers(&[("retry-after", huge)]), ""),
+            Some(Duration::MAX)
+        );
+        assert_eq!(
+            hint(&headers(&[("retry-after-ms", &format!("{huge}000"))]), ""),
+            Some(Duration::MAX)
+        );
+        assert_eq!(go_duration(&format!("{huge}h")), Some(Duration::MAX));
+        let body = format!(r#"{{"error":{{"details":[{{"retryDelay":"{huge}s"}}]}}}}"#);
+        assert_eq!(hint(&headers(&[]), &body), Some(Duration::MAX));
     }
 
     #[test]

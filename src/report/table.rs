@@ -44,7 +44,7 @@ pub fn render(record: &RunRecord) -> String {
     let unpriced = record
         .agents
         .iter()
-        .any(|a| a.cost_usd.is_none() && a.usage.input + a.usage.output > 0);
+        .any(|a| a.cost_usd.is_none() && (a.usage.input > 0 || a.usage.output > 0));
     let total_cost = if unpriced {
         format!(">= {}", super::usd(Some(record.cost_usd)))
     } else {

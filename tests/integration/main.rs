@@ -8,6 +8,7 @@ mod cost;
 mod examples;
 mod github;
 mod keys;
+mod no_panic;
 mod providers;
 mod run;
 mod runs;
