@@ -166,19 +166,8 @@ mod tests {
         Request {
             provider: "openai".into(),
             model: "gpt-4o".into(),
-            system: None,
             prompt: prompt.into(),
-            max_tokens: None,
-            temperature: None,
-            top_p: None,
-            stop: Vec::new(),
-            output: OutputKind::Text,
-            schema: None,
-            stream: false,
-            timeout: None,
-            key: None,
-            progress: crate::providers::Progress::default(),
-            correction: None,
+            ..Request::default()
         }
     }
 

@@ -24,7 +24,7 @@ use crate::workflow::model::OutputKind;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// One call to a model, with everything rendered.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Request {
     /// The provider's name in the workflow (`anthropic`, `local`, …).
     pub provider: String,
@@ -191,19 +191,8 @@ mod tests {
         Request {
             provider: "p".into(),
             model: "m".into(),
-            system: None,
             prompt: "hi".into(),
-            max_tokens: None,
-            temperature: None,
-            top_p: None,
-            stop: Vec::new(),
-            output: OutputKind::Text,
-            schema: None,
-            stream: false,
-            timeout: None,
-            key: None,
-            progress: Progress::default(),
-            correction: None,
+            ..Request::default()
         }
     }
 
