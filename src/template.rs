@@ -19,6 +19,10 @@ pub const HELPERS: &[&str] = &[
 /// Helpers whose block changes the context (`this`), so bare names inside are relative.
 const SCOPING_HELPERS: &[&str] = &["each", "with"];
 
+/// How deep `each`/`with` blocks may nest: rendering nested loops costs items to the
+/// power of the depth, and a prompt is rendered before anything can interrupt it.
+const MAX_NESTING: usize = 3;
+
 /// What a template refers to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
@@ -219,6 +223,15 @@ fn walk(
                 } else {
                     depth
                 };
+                if inner > MAX_NESTING {
+                    let name = helper.unwrap_or("each");
+                    return Err(TemplateProblem::new(
+                        text,
+                        find_tag(text, *cursor, "#", name),
+                        format!("`{{{{#{name}}}}}` blocks nest more than {MAX_NESTING} deep"),
+                        "each level multiplies the work (items to the power of the depth), so a deeper prompt could take hours to render; flatten the loops",
+                    ));
+                }
                 if let Some(t) = &h.template {
                     walk(&t.elements, text, cursor, inner, out)?;
                 }
@@ -426,6 +439,19 @@ mod tests {
     fn rejects_unknown_roots_and_fields() {
         let t = targets("{{topic}} {{agents.a.text}} {{env.HOME}}");
         assert!(t.iter().all(Result::is_err), "{t:?}");
+    }
+
+    /// Found by fuzzing: nested loops render in items^depth time.
+    #[test]
+    fn deep_loops_are_refused_shallow_ones_are_not() {
+        let three = "{{#each agents.a.json.x}}{{#each @root.agents.a.json.x}}{{#each @root.agents.a.json.x}}.{{/each}}{{/each}}{{/each}}";
+        assert!(references(three).is_ok());
+        let four = "{{#each agents.a.json.x}}{{#with this}}{{#each @root.agents.a.json.x}}{{#each @root.agents.a.json.x}}.{{/each}}{{/each}}{{/with}}{{/each}}";
+        let problem = references(four).unwrap_err();
+        assert!(
+            problem.message.contains("nest more than 3 deep"),
+            "{problem:?}"
+        );
     }
 
     #[test]
