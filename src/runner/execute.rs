@@ -1,0 +1,259 @@
+//! The run itself: drives the scheduler over a prepared [`AgentRunner`], turns
+//! each scheduler event into an agent record and a bus event, renders the
+//! workflow's outputs, and builds the run record.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use indexmap::IndexMap;
+
+use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
+use crate::cost::Usd;
+use crate::events::{Bus, Event};
+use crate::providers::Usage;
+use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
+use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
+use crate::workflow::Checked;
+
+/// Runs the workflow to the end (or to `cancel`), emitting events, and returns its record.
+pub async fn execute(
+    runner: AgentRunner,
+    lane_limits: Vec<usize>,
+    settings: &RunSettings,
+    gate: &mut dyn Gate<AgentRunner>,
+    bus: &Bus,
+    cancel: impl Future<Output = ()>,
+) -> RunRecord {
+    let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let run_id = new_run_id();
+    let clock = Instant::now();
+    let runner = Arc::new(runner);
+    let checked = runner.checked.clone();
+    let names = runner.names.clone();
+    let models: Vec<(String, String)> = checked
+        .workflow
+        .agents
+        .iter()
+        .map(|(n, a)| (n.clone(), a.model.clone()))
+        .collect();
+    bus.emit(&Event::RunStarted {
+        run_id: &run_id,
+        started_at: &started_at,
+        agents: &models,
+    });
+    let options = scheduler::Options {
+        concurrency: settings.concurrency,
+        lane_limits,
+        keep_going: settings.keep_going,
+    };
+    let calls = runner.calls.clone();
+    let record_of = |i: usize, status: AgentStatus, reason: Option<String>| AgentRecord {
+        name: names[i].clone(),
+        provider: calls[i].provider.clone(),
+        model: calls[i].model.clone(),
+        status,
+        reason,
+        seconds: 0.0,
+        usage: Usage::default(),
+        cost_usd: Some(0.0),
+        stop_reason: None,
+        output: None,
+        json: None,
+        answered_by: None,
+        attempts: Vec::new(),
+        key_failure: false,
+        cached: false,
+    };
+    let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
+    // Agents skipped for the budget, and those skipped because one of them was.
+    let mut over_budget: HashSet<usize> = HashSet::new();
+    let outcome = scheduler::run(
+        &checked.dag,
+        runner.clone(),
+        &options,
+        gate,
+        cancel,
+        |event| {
+            let (i, record) = match event {
+                SchedEvent::Started(i) => {
+                    bus.emit(&Event::AgentStarted {
+                        agent: &names[i],
+                        model: &models[i].1,
+                    });
+                    return;
+                }
+                SchedEvent::Finished(i, out) => (
+                    i,
+                    AgentRecord {
+                        seconds: out.seconds,
+                        usage: out.usage,
+                        stop_reason: out.stop_reason.clone(),
+                        output: Some(out.text.clone()),
+                        json: out.json.clone(),
+                        cost_usd: out.cost.map(Usd::micro_dollars),
+                        answered_by: (out.model != models[i].1).then(|| out.model.clone()),
+                        attempts: out.attempts.clone(),
+                        cached: out.cached,
+                        ..record_of(i, AgentStatus::Succeeded, None)
+                    },
+                ),
+                SchedEvent::Failed(i, e) => (
+                    i,
+                    AgentRecord {
+                        seconds: e.seconds,
+                        usage: e.usage.unwrap_or_default(),
+                        cost_usd: e.cost.map(Usd::micro_dollars),
+                        attempts: e.attempts.clone(),
+                        key_failure: e.key_failure,
+                        ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
+                    },
+                ),
+                SchedEvent::Skipped(i, reason) => {
+                    let budget = match reason {
+                        SkipReason::Budget(_) => true,
+                        SkipReason::Dependency(d) => over_budget.contains(d),
+                        _ => false,
+                    };
+                    let text = if budget {
+                        over_budget.insert(i);
+                        budget_text(reason, &names, settings.max_usd)
+                    } else {
+                        skip_text(reason, &names)
+                    };
+                    (i, record_of(i, AgentStatus::Skipped, Some(text)))
+                }
+                SchedEvent::Cancelled(i) => (
+                    i,
+                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
+                ),
+            };
+            if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
+                bus.emit(&Event::AgentSkipped { record: &record });
+            } else {
+                bus.emit(&Event::AgentFinished { record: &record });
+            }
+            records[i] = Some(record);
+        },
+    )
+    .await;
+
+    let agents: Vec<AgentRecord> = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            r.unwrap_or_else(|| record_of(i, AgentStatus::Skipped, Some("not run".into())))
+        })
+        .collect();
+    let outputs = render_outputs(&runner, &outcome.states);
+    let mut usage = Usage::default();
+    for a in &agents {
+        usage += a.usage;
+    }
+    let status = if outcome.interrupted {
+        RunStatus::Interrupted
+    } else if agents.iter().all(|a| a.status == AgentStatus::Succeeded) {
+        RunStatus::Succeeded
+    } else if !over_budget.is_empty() && !agents.iter().any(|a| a.status == AgentStatus::Failed) {
+        RunStatus::BudgetReached
+    } else {
+        RunStatus::Failed
+    };
+    let cost: Usd = agents
+        .iter()
+        .filter_map(|a| a.cost_usd)
+        .map(Usd::from_dollars)
+        .sum();
+    let record = RunRecord {
+        run_id,
+        workflow: workflow_name(&checked, &settings.file),
+        file: settings.file.clone(),
+        started_at,
+        seconds: clock.elapsed().as_secs_f64(),
+        status,
+        mock: settings.mock,
+        inputs: settings.inputs.clone(),
+        cost_usd: cost.micro_dollars(),
+        budget_usd: settings.max_usd,
+        agents,
+        outputs,
+        usage,
+    };
+    bus.emit(&Event::RunFinished { record: &record });
+    record
+}
+
+fn skip_text(reason: &SkipReason, names: &[String]) -> String {
+    match reason {
+        SkipReason::Dependency(i) => format!("`{}` did not succeed", names[*i]),
+        SkipReason::RunStopped => {
+            "the run stopped after a failure (use --keep-going to run independent agents)".into()
+        }
+        SkipReason::Interrupted => "interrupted".into(),
+        SkipReason::Budget(why) => format!("skipped for the budget: {why}"),
+    }
+}
+
+/// Why an agent was skipped for the budget, or because an agent it needs was.
+fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> String {
+    let ceiling = max_usd.map_or_else(String::new, |m| format!(" of {}", Usd::from_dollars(m)));
+    match reason {
+        SkipReason::Dependency(d) => {
+            format!("`{}` was skipped for the budget{ceiling}", names[*d])
+        }
+        other => skip_text(other, names),
+    }
+}
+
+/// The declared outputs, rendered; or, with none declared, the sink agents' outputs.
+fn render_outputs(
+    runner: &AgentRunner,
+    states: &[State<AgentOutput, AgentFailure>],
+) -> IndexMap<String, String> {
+    let w = &runner.checked.workflow;
+    let done: Vec<(usize, Arc<AgentOutput>)> = states
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            State::Done(out) => Some((i, out.clone())),
+            _ => None,
+        })
+        .collect();
+    if w.outputs.is_empty() {
+        return runner
+            .checked
+            .dag
+            .sinks()
+            .into_iter()
+            .filter_map(|i| match &states[i] {
+                State::Done(out) => Some((runner.names[i].clone(), out.text.clone())),
+                _ => None,
+            })
+            .collect();
+    }
+    let context = runner.context(&done);
+    w.outputs
+        .keys()
+        .filter_map(|name| {
+            runner
+                .renderer
+                .render(&format!("output.{name}"), &context)
+                .ok()
+                .map(|text| (name.clone(), text))
+        })
+        .collect()
+}
+
+/// The workflow's `name`, else its file's name without the extension.
+pub fn workflow_name(checked: &Checked, file: &str) -> String {
+    checked.workflow.name.clone().unwrap_or_else(|| stem(file))
+}
+
+fn stem(file: &str) -> String {
+    std::path::Path::new(file)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(file)
+        .to_string()
+}
