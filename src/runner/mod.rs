@@ -171,10 +171,8 @@ pub struct AgentRunner {
     retries: Vec<u32>,
     /// Where agents report retries and streamed progress.
     bus: Bus,
-    /// Each agent's model price (`None`: unpriced) and tokenizer.
-    prices: Vec<Option<Price>>,
-    tokenizers: Vec<Tokenizer>,
-    /// Each agent's model and fallback models: tokenizer and price, for its worst case.
+    /// Each agent's model, then its fallback models: tokenizer and price (`None`:
+    /// unpriced). The first is the agent's own.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
     /// Whether a budget needs each agent's worst case.
     budgeted: bool,
@@ -377,7 +375,8 @@ impl scheduler::Runner for AgentRunner {
                 cache_key,
             });
         }
-        let window = self.prices[agent].as_ref().and_then(|p| p.context_window);
+        let (tokenizer, price) = &self.candidates[agent][0];
+        let window = price.as_ref().and_then(|p| p.context_window);
         // Counting loads a tokenizer; a run with no budget and no known window needs none.
         if window.is_none() && !self.budgeted {
             return Ok(Prepared {
@@ -388,8 +387,7 @@ impl scheduler::Runner for AgentRunner {
                 cache_key,
             });
         }
-        let input =
-            self.tokenizers[agent].count_request(request.system.as_deref(), &request.prompt);
+        let input = tokenizer.count_request(request.system.as_deref(), &request.prompt);
         if let Some(window) = window.filter(|w| input.tokens > *w) {
             return Err(fail(format!(
                 "the prompt is about {} tokens, over the {window}-token context window of `{}/{}`; nothing was sent (shorten the inputs or upstream outputs it includes, or use a model with a larger window)",

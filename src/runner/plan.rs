@@ -146,12 +146,6 @@ pub fn prepare_with(
         mock: settings.mock,
     };
     let price = |model: &str| pricing.resolve(model).map(|r| r.price);
-    let prices = w.agents.values().map(|a| price(&a.model)).collect();
-    let tokenizers = w
-        .agents
-        .values()
-        .map(|a| Tokenizer::for_model(a.model_id()))
-        .collect();
     let candidates = w
         .agents
         .values()
@@ -176,8 +170,6 @@ pub fn prepare_with(
             targets,
             retries,
             bus: bus.clone(),
-            prices,
-            tokenizers,
             candidates,
             budgeted: settings.budget().is_some(),
             cache: settings.cache.clone(),
