@@ -23,9 +23,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
+use crate::catalog::ProviderKind;
 use crate::keys::atomic::Staged;
-use crate::providers::{Request, Usage};
-use crate::workflow::model::{OutputKind, ProviderKind};
+use crate::providers::Request;
+use crate::usage::Usage;
+use crate::workflow::model::OutputKind;
 
 /// The entry format. It is part of every key and of the folder entries live in, so
 /// changing what a key covers or what an entry holds starts a fresh cache.

@@ -5,7 +5,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{graph, keys, prices, run, runs, schema, validate};
-use crate::settings::GitHub;
+use crate::error::{Exit, Result};
+use crate::settings::Global;
 
 /// Run declarative LLM workflows ("squads") with your own API keys.
 #[derive(Debug, Parser)]
@@ -43,16 +44,21 @@ pub enum Command {
     Runs(runs::Args),
 }
 
-/// Options every command shares.
-#[derive(Debug, Clone, Copy)]
-pub struct Global {
-    pub quiet: bool,
-    /// Whether stderr is a terminal that takes colour.
-    pub color: bool,
-    /// Whether stderr is a terminal (for the live view).
-    pub terminal: bool,
-    /// GitHub Actions mode: annotations, log groups, the step summary and outputs.
-    /// Resolved once in `main.rs` and kept for the whole process, so `Global`
-    /// stays `Copy`.
-    pub github: Option<&'static GitHub>,
+impl Command {
+    /// Runs the chosen subcommand.
+    pub fn run(self, global: Global) -> Result<Exit> {
+        match self {
+            Command::Run(args) => run::run(&args, global),
+            Command::Estimate(mut args) => {
+                args.dry_run = true;
+                run::run(&args, global)
+            }
+            Command::Prices(args) => prices::run(&args),
+            Command::Validate(args) => validate::run(&args, global),
+            Command::Graph(args) => graph::run(&args, global),
+            Command::Schema(args) => schema::run(&args),
+            Command::Keys(args) => keys::run(&args, global),
+            Command::Runs(args) => runs::run(&args),
+        }
+    }
 }

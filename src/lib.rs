@@ -4,6 +4,7 @@
 //! exit code; everything else lives in these modules, one concern each.
 
 pub mod cache;
+pub mod catalog;
 pub mod cli;
 pub mod commands;
 pub mod cost;
@@ -21,4 +22,5 @@ pub mod scheduler;
 pub mod settings;
 pub mod suggest;
 pub mod template;
+pub mod usage;
 pub mod workflow;

@@ -3,10 +3,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use byok_flow::cli::{Cli, Global};
-use byok_flow::commands;
+use byok_flow::cli::Cli;
 use byok_flow::report::github;
-use byok_flow::settings::{self, GitHub};
+use byok_flow::settings::{self, GitHub, Global};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -24,7 +23,7 @@ fn main() -> ExitCode {
         github,
     };
     byok_flow::logging::init(cli.verbose);
-    match commands::dispatch(cli.command, global) {
+    match cli.command.run(global) {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {
             if !error.reported {

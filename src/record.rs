@@ -5,8 +5,8 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use crate::providers::Usage;
 use crate::providers::call::Attempt;
+use crate::usage::Usage;
 
 /// How an agent ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

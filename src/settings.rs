@@ -1,9 +1,24 @@
-//! Settings that come from the environment rather than the command line,
-//! resolved once in `main.rs`: today, GitHub Actions mode. Nothing below the
-//! command line reads these variables itself; it is handed a [`GitHub`].
+//! Settings resolved once in `main.rs` and handed to every command: the options
+//! all commands share ([`Global`]) and what comes from the environment rather
+//! than the command line (GitHub Actions mode). Nothing below the command line
+//! reads these variables itself; it is handed a [`GitHub`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+
+/// Options every command shares.
+#[derive(Debug, Clone, Copy)]
+pub struct Global {
+    pub quiet: bool,
+    /// Whether stderr is a terminal that takes colour.
+    pub color: bool,
+    /// Whether stderr is a terminal (for the live view).
+    pub terminal: bool,
+    /// GitHub Actions mode: annotations, log groups, the step summary and outputs.
+    /// Resolved once in `main.rs` and kept for the whole process, so `Global`
+    /// stays `Copy`.
+    pub github: Option<&'static GitHub>,
+}
 
 /// GitHub Actions mode (`GITHUB_ACTIONS=true`), and the files the runner reads
 /// back from a step.

@@ -5,7 +5,7 @@
 #![no_main]
 
 use byok_flow::cost::prices::PriceTable;
-use byok_flow::providers::Usage;
+use byok_flow::usage::Usage;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

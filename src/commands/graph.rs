@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use crate::cli::Global;
 use crate::error::{Exit, Result};
+use crate::settings::Global;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -11,28 +11,11 @@ pub mod validate;
 
 use std::path::Path;
 
-use crate::cli::{Command, Global};
 use crate::cost::{self, prices::PriceTable};
 use crate::error::{Error, Exit, Result};
 use crate::report::github;
+use crate::settings::Global;
 use crate::workflow::{self, Checked, FileReport};
-
-/// Runs the chosen subcommand.
-pub fn dispatch(command: Command, global: Global) -> Result<Exit> {
-    match command {
-        Command::Run(args) => run::run(&args, global),
-        Command::Estimate(mut args) => {
-            args.dry_run = true;
-            run::run(&args, global)
-        }
-        Command::Prices(args) => prices::run(&args),
-        Command::Validate(args) => validate::run(&args, global),
-        Command::Graph(args) => graph::run(&args, global),
-        Command::Schema(args) => schema::run(&args),
-        Command::Keys(args) => keys::run(&args, global),
-        Command::Runs(args) => runs::run(&args),
-    }
-}
 
 /// Loads and checks a workflow, printing its warnings, or every problem and exit 2.
 pub fn load_checked(path: &Path, global: Global) -> Result<Checked> {

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::cache::{self, Cache};
-use crate::cli::Global;
 use crate::cost::budget::BudgetGate;
 use crate::cost::estimate::Estimate;
 use crate::cost::prices::Pricing;
@@ -23,6 +22,7 @@ use crate::report::{estimate_table, github, output, progress, table};
 use crate::runner::{self, AgentRunner, RunSettings};
 use crate::scheduler::{Gate, Open};
 use crate::settings::GitHub;
+use crate::settings::Global;
 use crate::suggest;
 use crate::workflow::{Checked, FileReport};
 

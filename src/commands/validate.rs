@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::cli::Global;
 use crate::cost;
 use crate::error::{Error, Exit, Result};
+use crate::settings::Global;
 use crate::workflow::{self, diagnostic::counted};
 
 #[derive(Debug, clap::Args)]

@@ -23,7 +23,7 @@ use std::ops::{Add, AddAssign};
 
 use serde::Serialize;
 
-use crate::providers::Usage;
+use crate::usage::Usage;
 
 /// Pico-dollars in a dollar.
 const PICO: f64 = 1e12;

@@ -14,9 +14,10 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use super::{Price, Rates, rate_per_million};
-use crate::providers::registry;
+use crate::catalog::ProviderKind;
 use crate::workflow::Workflow;
-use crate::workflow::model::{ModelPrice, ProviderKind};
+use crate::workflow::model::ModelPrice;
+use crate::workflow::providers;
 
 /// The table compiled into the binary.
 const BUILTIN: &str = include_str!("../../data/prices.json");
@@ -268,7 +269,7 @@ impl Pricing<'_> {
     /// The price of `PROVIDER/MODEL`, or `None` when nothing prices it.
     pub fn resolve(&self, model: &str) -> Option<Resolved> {
         let (provider, id) = model.split_once('/')?;
-        let info = registry::resolve(self.workflow, provider).ok()?;
+        let info = providers::resolve(self.workflow, provider).ok()?;
         if self.mock {
             return Some(Resolved {
                 price: Price::free(),
@@ -370,7 +371,7 @@ mod tests {
     #[test]
     fn worked_example_claude_3_5_sonnet() {
         let price = table_price("anthropic/claude-3-5-sonnet-latest");
-        let usage = |input, output| crate::providers::Usage {
+        let usage = |input, output| crate::usage::Usage {
             input,
             output,
             ..Default::default()
@@ -385,7 +386,7 @@ mod tests {
     #[test]
     fn worked_example_gpt_4o() {
         let price = table_price("openai/gpt-4o");
-        let usage = crate::providers::Usage {
+        let usage = crate::usage::Usage {
             input: 40_000,
             cache_read: 10_000,
             output: 50_000,

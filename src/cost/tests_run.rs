@@ -12,10 +12,11 @@ use super::prices::{PriceTable, Pricing};
 use super::tokens::Tokenizer;
 use super::{Usd, estimate};
 use crate::events::Bus;
-use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Request, Usage};
+use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Request};
 use crate::record::{AgentStatus, RunRecord, RunStatus};
 use crate::runner::{self, RunSettings};
 use crate::scheduler::{Gate, Open};
+use crate::usage::Usage;
 use crate::workflow::{Checked, load, validate};
 
 /// A workflow from YAML text, checked.
@@ -63,7 +64,7 @@ fn run_with(
         cache: None,
         refresh: Vec::new(),
     };
-    let connect = move |_: &crate::providers::registry::ProviderInfo| Ok(provider.clone());
+    let connect = move |_: &crate::workflow::providers::ProviderInfo| Ok(provider.clone());
     let (agent_runner, limits) =
         runner::prepare_with(Arc::new(checked), &settings, &connect, &Bus::default()).unwrap();
     let mut budget = max_usd.map(|m| BudgetGate::new(Usd::from_dollars(m)));

@@ -6,8 +6,8 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{HistoryError, Store, dollars};
-use crate::providers::Usage;
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus};
+use crate::usage::Usage;
 
 /// One run, as `runs list` shows it.
 #[derive(Debug, Clone, Serialize)]

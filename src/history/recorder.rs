@@ -5,8 +5,8 @@ use std::path::Path;
 
 use super::{HistoryError, RunStart, Store};
 use crate::events::{Event, Subscriber};
-use crate::providers::Usage;
 use crate::record::AgentRecord;
+use crate::usage::Usage;
 
 /// Writes the run's row when it starts, each agent that spent tokens as soon as it
 /// settles (so a killed run's spend is kept), and the whole record when it ends.

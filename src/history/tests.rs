@@ -1,8 +1,8 @@
 use indexmap::IndexMap;
 
 use super::*;
-use crate::providers::Usage;
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus};
+use crate::usage::Usage;
 
 fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> AgentRecord {
     let (provider, model) = model.split_once('/').unwrap();

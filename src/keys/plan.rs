@@ -6,10 +6,11 @@
 
 use super::error::KeyError;
 use super::reference::KeyRef;
-use crate::providers::registry;
+use crate::catalog::ProviderKind;
 use crate::workflow::Workflow;
 use crate::workflow::diagnostic::{Diagnostic, Span};
-use crate::workflow::model::{Agent, ProviderKind};
+use crate::workflow::model::Agent;
+use crate::workflow::providers;
 use crate::workflow::tree::{PosIndex, escape};
 
 /// One key a run will use, for one provider and destination.
@@ -44,7 +45,7 @@ fn call_key_at(
     provider: &str,
     model_pointer: &str,
 ) -> Result<Option<(KeyRef, String)>, KeyError> {
-    let Ok(info) = registry::resolve(workflow, provider) else {
+    let Ok(info) = providers::resolve(workflow, provider) else {
         return Ok(None); // validation reports unknown providers
     };
     if info.kind == ProviderKind::Mock {
@@ -94,7 +95,7 @@ pub fn plan(workflow: &Workflow) -> Vec<KeyUse> {
             else {
                 continue;
             };
-            let Ok(info) = registry::resolve(workflow, provider) else {
+            let Ok(info) = providers::resolve(workflow, provider) else {
                 continue;
             };
             let same = |u: &&mut KeyUse| {

@@ -18,7 +18,7 @@ use super::layout::KeysDir;
 use super::plan::{KeyProblem, KeyUse};
 use super::reference::KeyRef;
 use super::secret::{ApiKey, check_key_text};
-use crate::providers::registry;
+use crate::catalog;
 
 type Slot<T> = Arc<OnceCell<Result<T, KeyError>>>;
 type Lookup = Arc<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
@@ -141,7 +141,7 @@ impl KeyStore {
     ) -> Result<(), KeyError> {
         let owner = file_provider.unwrap_or(provider);
         check_destination(
-            registry::builtin_base_url(owner),
+            catalog::builtin_base_url(owner),
             file_hosts,
             &self.allow_hosts,
             target_url,
@@ -175,7 +175,7 @@ impl KeyStore {
                 problems.push(KeyProblem::new(u, error));
                 continue;
             }
-            let home = registry::builtin_base_url(&u.provider);
+            let home = catalog::builtin_base_url(&u.provider);
             match check_destination(home, &[], &self.allow_hosts, &u.base_url) {
                 Ok(()) => {}
                 // Only a key file can add hosts; and its `provider` may differ.

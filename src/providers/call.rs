@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use super::retry::Policy;
 use super::wire::parse_json_text;
-use super::{AttemptError, ErrorKind, Provider, Reply, Request, Usage};
+use super::{AttemptError, ErrorKind, Provider, Reply, Request};
+use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
 /// A model to try: its client, and its `provider/model` name.

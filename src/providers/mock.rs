@@ -10,7 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{AttemptError, BoxFuture, Provider, Reply, Request, Usage};
+use super::{AttemptError, BoxFuture, Provider, Reply, Request};
+use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
 /// How many words of the prompt the reply quotes.

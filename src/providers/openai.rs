@@ -7,7 +7,8 @@ use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
 use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
-use super::{Reply, Request, Usage};
+use super::{Reply, Request};
+use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
 /// Chat Completions, from OpenAI itself or from a compatible endpoint.

@@ -3,8 +3,8 @@
 
 use super::{Align, grid, progress, table, usd};
 use crate::history::{RunSummary, SpendRow};
-use crate::providers::Usage;
 use crate::record::{AgentStatus, RunRecord};
+use crate::usage::Usage;
 
 /// The list of runs, newest first.
 pub fn list(runs: &[RunSummary]) -> String {

@@ -12,9 +12,9 @@ use indexmap::IndexMap;
 use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
 use crate::events::{Bus, Event};
-use crate::providers::Usage;
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
+use crate::usage::Usage;
 use crate::workflow::Checked;
 
 /// Runs the workflow to the end (or to `cancel`), emitting events, and returns its record.

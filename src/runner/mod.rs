@@ -35,9 +35,10 @@ use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
-use crate::providers::{BoxFuture, ErrorKind, Progress, Request, Usage};
+use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
 use crate::scheduler;
 use crate::template::Renderer;
+use crate::usage::Usage;
 use crate::workflow::Checked;
 
 /// What a run needs beyond the workflow.

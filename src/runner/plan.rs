@@ -10,6 +10,7 @@ use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use crate::cache::Endpoint;
+use crate::catalog::ProviderKind;
 use crate::cost::prices::Pricing;
 use crate::cost::tokens::Tokenizer;
 use crate::events::Bus;
@@ -21,12 +22,11 @@ use crate::providers::gemini::Gemini;
 use crate::providers::http::{Http, Timeouts};
 use crate::providers::mock::Mock;
 use crate::providers::openai::OpenAi;
-use crate::providers::registry::{self, ProviderInfo};
 use crate::providers::wire::Wire;
 use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Request};
 use crate::template::Renderer;
 use crate::workflow::Checked;
-use crate::workflow::model::ProviderKind;
+use crate::workflow::providers::{self as workflow_providers, ProviderInfo};
 
 use super::{AgentRunner, Call, DEFAULT_RETRIES, RunSettings};
 
@@ -60,13 +60,15 @@ pub fn prepare_with(
     let w = &checked.workflow;
     let mut clients: IndexMap<String, (Arc<dyn Provider>, usize)> = IndexMap::new();
     let mut limits = Vec::new();
-    let mock_latency = registry::resolve(w, "mock").ok().and_then(|p| p.latency);
+    let mock_latency = workflow_providers::resolve(w, "mock")
+        .ok()
+        .and_then(|p| p.latency);
     let mut client_for = |provider: &str| -> Result<(Arc<dyn Provider>, usize), String> {
         if let Some(found) = clients.get(provider) {
             return Ok(found.clone());
         }
-        let info =
-            registry::resolve(w, provider).map_err(|_| format!("unknown provider `{provider}`"))?;
+        let info = workflow_providers::resolve(w, provider)
+            .map_err(|_| format!("unknown provider `{provider}`"))?;
         let client: Arc<dyn Provider> = if settings.mock || info.kind == ProviderKind::Mock {
             Arc::new(Mock {
                 latency: info.latency.or(mock_latency),
@@ -194,7 +196,7 @@ fn cache_endpoints(
     let endpoints: Vec<Endpoint> = chain
         .iter()
         .map(|t| {
-            let info = registry::resolve(w, &t.provider).ok()?;
+            let info = workflow_providers::resolve(w, &t.provider).ok()?;
             Some(Endpoint {
                 provider: t.provider.clone(),
                 model: t.model.clone(),

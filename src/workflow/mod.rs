@@ -5,6 +5,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod load;
 pub mod model;
+pub mod providers;
 pub mod repair;
 pub mod schema;
 pub mod tree;

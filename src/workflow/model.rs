@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::Duration;
+use crate::catalog::ProviderKind;
 
 /// A byok-flow workflow: a squad of agents, each one call to one model.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -139,22 +140,6 @@ pub struct Provider {
     /// For `mock`: how long each simulated call takes, like `200ms`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency: Option<Duration>,
-}
-
-/// The wire protocol a provider speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProviderKind {
-    /// Anthropic's Messages API.
-    Anthropic,
-    /// `OpenAI`'s Chat Completions API.
-    Openai,
-    /// Google's Gemini API.
-    Gemini,
-    /// Any endpoint that speaks `OpenAI`'s Chat Completions API.
-    OpenaiCompatible,
-    /// The built-in offline mock.
-    Mock,
 }
 
 /// Prices of one model, in US dollars per million tokens.

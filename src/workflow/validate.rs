@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use super::diagnostic::{Diagnostic, FileReport, Span};
 use super::load::Loaded;
 use super::model::{OutputKind, Workflow};
+use super::providers::{self, ProviderProblem};
 use super::tree::{PosIndex, escape};
 use super::yaml::{Pos, offset_of};
+use crate::catalog;
 use crate::dag::{Dag, EdgeKind};
-use crate::providers::registry::{self, ProviderProblem};
 use crate::suggest;
 use crate::template::{self, Target};
 
@@ -209,7 +210,7 @@ impl Checker<'_> {
     }
 
     fn providers(&mut self) {
-        let known: Vec<String> = registry::builtin_names()
+        let known: Vec<String> = catalog::builtin_names()
             .map(str::to_string)
             .chain(self.w.providers.keys().cloned())
             .collect();
@@ -229,9 +230,9 @@ impl Checker<'_> {
                     continue;
                 };
                 let span = self.value_span(&pointer);
-                match registry::resolve(self.w, provider) {
+                match providers::resolve(self.w, provider) {
                     Ok(info) => {
-                        if let Err(e) = registry::check_model(info.kind, id) {
+                        if let Err(e) = catalog::check_model(info.kind, id) {
                             self.out.push(
                                 Diagnostic::error("workflow::model", span, e)
                                     .agent(name)
@@ -246,7 +247,7 @@ impl Checker<'_> {
                         self.out.push(
                             Diagnostic::error("workflow::unknown-provider", span, format!("unknown provider `{provider}` in `{model}`"))
                                 .agent(name)
-                                .help(format!("{hint}built-in providers: {}; or declare `{provider}` under `providers:` with a `type:` and `base_url:`", registry::builtin_names().collect::<Vec<_>>().join(", "))),
+                                .help(format!("{hint}built-in providers: {}; or declare `{provider}` under `providers:` with a `type:` and `base_url:`", catalog::builtin_names().collect::<Vec<_>>().join(", "))),
                         );
                     }
                     Err(_) => {}
@@ -254,7 +255,7 @@ impl Checker<'_> {
             }
         }
         for name in self.w.providers.keys() {
-            let problem = match registry::resolve(self.w, name) {
+            let problem = match providers::resolve(self.w, name) {
                 Err(ProviderProblem::MissingType) => (
                     "needs a `type:`",
                     "add `type: openai-compatible` (or `anthropic`, `openai`, `gemini`, `mock`)",

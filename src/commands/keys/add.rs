@@ -5,11 +5,11 @@ use std::io::{IsTerminal, Read};
 use secrecy::zeroize::Zeroizing;
 
 use super::{Context, note};
-use crate::cli::Global;
+use crate::catalog;
 use crate::error::{Error, Exit, Result};
 use crate::keys::atomic::{self, PUBLIC};
 use crate::keys::{HostPattern, KeyError, KeyRef, keyfile};
-use crate::providers::registry;
+use crate::settings::Global;
 
 /// The most bytes `keys add` reads from stdin.
 const MAX_INPUT_BYTES: u64 = 64 * 1024;
@@ -33,7 +33,7 @@ pub(super) fn add(
                 .hint("use a provider's name from the workflow, like `anthropic` or `openai`"));
         }
         Some(p) => Some(p.to_string()),
-        None => registry::builtin_base_url(name).map(|_| name.to_string()),
+        None => catalog::builtin_base_url(name).map(|_| name.to_string()),
     };
     let dir = ctx.dir()?;
     let recipients = dir.recipients()?;
@@ -70,7 +70,7 @@ pub(super) fn add(
             global,
             "No provider recorded: the key will go to the host of whichever built-in provider uses it. Pin it with `--provider`.",
         ),
-        Some(p) if registry::builtin_base_url(p).is_none() && hosts.is_empty() => note(
+        Some(p) if catalog::builtin_base_url(p).is_none() && hosts.is_empty() => note(
             global,
             &format!(
                 "warning: `{p}` is not a built-in provider, so this key goes only to hosts you allow: add `--allow-host HOST` (with `--replace`), or pass `--allow-host` when running."

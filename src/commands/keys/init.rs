@@ -7,11 +7,11 @@ use secrecy::ExposeSecret;
 use secrecy::zeroize::Zeroizing;
 
 use super::{Context, note, read_or_new_recipients};
-use crate::cli::Global;
 use crate::error::{Error, Exit, Result};
 use crate::keys::atomic::{self, PUBLIC, SECRET};
 use crate::keys::identity::{self, Identity, Place};
 use crate::keys::{KeyError, KeysDir, Recipient, layout};
+use crate::settings::Global;
 
 pub(super) fn init(ctx: &Context, add_recipient: bool, global: Global) -> Result<Exit> {
     let path = match &ctx.identity_flag {

@@ -2,11 +2,11 @@
 //! identity opens. Never the keys themselves.
 
 use super::{Context, note};
-use crate::cli::Global;
 use crate::error::{Error, Exit, Result};
 use crate::keys::{Key, KeyError, keyfile};
 use crate::report::github;
 use crate::settings::GitHub;
+use crate::settings::Global;
 
 /// In GitHub Actions, masks a key the moment it is decrypted, though these
 /// commands never print one.

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
-use crate::cli::Global;
 use crate::error::{Exit, Result};
 use crate::keys::recipients::{NEW_FILE_HEADER, RecipientsFile};
 use crate::keys::{IdentitySource, KeyError, KeysDir};
+use crate::settings::Global;
 
 pub use recipients::RecipientsCommand;
 

@@ -6,11 +6,11 @@ use std::path::Path;
 use clap::Subcommand;
 
 use super::{Context, note, read_or_new_recipients};
-use crate::cli::Global;
 use crate::error::{Error, Exit, Result};
 use crate::keys::atomic::{self, PUBLIC};
 use crate::keys::recipients::RecipientsFile;
 use crate::keys::{KeyError, KeysDir, Recipient, rekey};
+use crate::settings::Global;
 
 #[derive(Debug, Subcommand)]
 pub enum RecipientsCommand {

@@ -1,7 +1,7 @@
 //! Prices files (`--prices FILE`): parsed, checked, and every row priced.
 
 use byok_flow::cost::prices::PriceTable;
-use byok_flow::providers::Usage;
+use byok_flow::usage::Usage;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 use serde_json::{Value as Json, json};

@@ -1,0 +1,180 @@
+//! The provider catalog (SPEC §2): the APIs byok-flow speaks and the built-in
+//! providers, each with its API, its own base URL and whether it takes a key.
+//! Plain data on the ground floor, read by the workflow checks, the key rules, the
+//! price table and the providers alike; how a workflow's `providers:` entries add
+//! to or override these rows is `workflow::providers`. Adding a provider that
+//! speaks a known API is a row here.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The wire protocol a provider speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// Anthropic's Messages API.
+    Anthropic,
+    /// `OpenAI`'s Chat Completions API.
+    Openai,
+    /// Google's Gemini API.
+    Gemini,
+    /// Any endpoint that speaks `OpenAI`'s Chat Completions API.
+    OpenaiCompatible,
+    /// The built-in offline mock.
+    Mock,
+}
+
+/// One row of the built-in table: name, API, default base URL, whether it takes a key.
+#[derive(Debug)]
+pub struct Builtin {
+    pub name: &'static str,
+    pub kind: ProviderKind,
+    pub base_url: &'static str,
+    /// Whether it takes a key (named after the provider unless a workflow says otherwise).
+    pub keyed: bool,
+}
+
+const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "anthropic",
+        kind: ProviderKind::Anthropic,
+        base_url: "https://api.anthropic.com",
+        keyed: true,
+    },
+    Builtin {
+        name: "openai",
+        kind: ProviderKind::Openai,
+        base_url: "https://api.openai.com/v1",
+        keyed: true,
+    },
+    Builtin {
+        name: "gemini",
+        kind: ProviderKind::Gemini,
+        base_url: "https://generativelanguage.googleapis.com/v1beta",
+        keyed: true,
+    },
+    Builtin {
+        name: "openrouter",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "https://openrouter.ai/api/v1",
+        keyed: true,
+    },
+    Builtin {
+        name: "groq",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "https://api.groq.com/openai/v1",
+        keyed: true,
+    },
+    Builtin {
+        name: "mistral",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "https://api.mistral.ai/v1",
+        keyed: true,
+    },
+    Builtin {
+        name: "deepseek",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "https://api.deepseek.com",
+        keyed: true,
+    },
+    Builtin {
+        name: "together",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "https://api.together.xyz/v1",
+        keyed: true,
+    },
+    Builtin {
+        name: "xai",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "https://api.x.ai/v1",
+        keyed: true,
+    },
+    Builtin {
+        name: "ollama",
+        kind: ProviderKind::OpenaiCompatible,
+        base_url: "http://127.0.0.1:11434/v1",
+        keyed: false,
+    },
+    Builtin {
+        name: "mock",
+        kind: ProviderKind::Mock,
+        base_url: "mock:",
+        keyed: false,
+    },
+];
+
+/// The built-in provider `name`.
+pub fn builtin(name: &str) -> Option<&'static Builtin> {
+    BUILTINS.iter().find(|b| b.name == name)
+}
+
+/// The base URL a provider declared with `type: KIND` and no `base_url` gets: the
+/// home of the first-party provider of that API, if it has one.
+pub fn default_base_url(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::Mock => Some("mock:"),
+        ProviderKind::OpenaiCompatible => None,
+        _ => BUILTINS.iter().find(|b| b.kind == kind).map(|b| b.base_url),
+    }
+}
+
+/// The names of the built-in providers.
+pub fn builtin_names() -> impl Iterator<Item = &'static str> {
+    BUILTINS.iter().map(|b| b.name)
+}
+
+/// The default base URL of a built-in provider: its own host, the one place its
+/// key may go without an allow list (SPEC §4). A workflow's `base_url` never
+/// changes this.
+pub fn builtin_base_url(name: &str) -> Option<&'static str> {
+    builtin(name).map(|b| b.base_url)
+}
+
+/// Whether a provider of this API can take the model id at all.
+pub fn check_model(kind: ProviderKind, model: &str) -> Result<(), String> {
+    if model.chars().any(char::is_whitespace) {
+        return Err(format!("model id `{model}` contains whitespace"));
+    }
+    let ok = match kind {
+        ProviderKind::Anthropic => model.starts_with("claude"),
+        ProviderKind::Gemini => {
+            let m = model.strip_prefix("models/").unwrap_or(model);
+            m.starts_with("gemini") || m.starts_with("gemma") || m.starts_with("learnlm")
+        }
+        ProviderKind::Openai | ProviderKind::OpenaiCompatible | ProviderKind::Mock => true,
+    };
+    if ok {
+        Ok(())
+    } else {
+        let family = match kind {
+            ProviderKind::Anthropic => "Anthropic models are named `claude-…`",
+            _ => "Gemini models are named `gemini-…` or `gemma-…`",
+        };
+        Err(format!(
+            "`{model}` is not a model this provider serves ({family})"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_families() {
+        assert!(check_model(ProviderKind::Anthropic, "claude-3-5-sonnet-latest").is_ok());
+        assert!(check_model(ProviderKind::Anthropic, "gpt-4o").is_err());
+        assert!(check_model(ProviderKind::Gemini, "gemini-2.5-pro").is_ok());
+        assert!(check_model(ProviderKind::Openai, "gpt 4o").is_err());
+    }
+
+    #[test]
+    fn default_base_urls() {
+        assert_eq!(
+            default_base_url(ProviderKind::Anthropic),
+            Some("https://api.anthropic.com")
+        );
+        assert_eq!(default_base_url(ProviderKind::OpenaiCompatible), None);
+        assert_eq!(default_base_url(ProviderKind::Mock), Some("mock:"));
+    }
+}
