@@ -5,6 +5,7 @@
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+use crate::cost::Usd;
 use crate::providers::call::Attempt;
 use crate::usage::Usage;
 
@@ -40,9 +41,26 @@ pub struct AgentRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub seconds: f64,
+    /// Tokens used: as the providers reported them, or, where they did not,
+    /// counted by byok-flow (`counted_locally`).
     pub usage: Usage,
-    /// Dollars spent; `None` when the model has no known price.
+    /// Some of `usage` was counted by byok-flow, not reported by the provider (a
+    /// server that reports no usage, a reply cut off): it is approximate, and so
+    /// is `cost_usd`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub counted_locally: bool,
+    /// Dollars for `usage`; `null` when a model it called has no price (never 0 for
+    /// that: unpriced is not free).
     pub cost_usd: Option<f64>,
+    /// The bill of one of its calls is unknown: it was cut off (time-out, dropped
+    /// stream, Ctrl-C) or unreadable after the request was sent, and the provider
+    /// may have billed all of it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub bill_unknown: bool,
+    /// With `bill_unknown`: the most it may have cost, each unknown bill at its
+    /// call's worst case, as the budget counted it (absent when that is unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,8 +108,17 @@ pub struct RunRecord {
     /// The workflow's `outputs`, or the outputs of agents nothing depends on.
     pub outputs: IndexMap<String, String>,
     pub usage: Usage,
-    /// Dollars spent, to the micro-dollar; a lower bound when an agent is unpriced.
-    pub cost_usd: f64,
+    /// Dollars spent, to the micro-dollar; `null` when an agent's model has no
+    /// price (see `unpriced_agents`). Approximate when an agent's usage was
+    /// `counted_locally`.
+    pub cost_usd: Option<f64>,
+    /// Agents whose cost is unknown because their model has no price.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unpriced_agents: Vec<String>,
+    /// When an agent's bill is unknown (`bill_unknown`): the most the run may have
+    /// cost, as the budget counted it; absent otherwise, or when unknown too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
     /// The spending ceiling the run was held to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
@@ -104,6 +131,57 @@ impl RunRecord {
             .iter()
             .filter(|a| a.status == AgentStatus::Failed)
             .count()
+    }
+
+    /// Sets the run's usage and dollars from its agents': the total cost (`None`
+    /// with an unpriced agent, which `unpriced_agents` names), and the most it may
+    /// have cost when an agent's bill is unknown.
+    pub fn total_agents(&mut self) {
+        let mut usage = Usage::default();
+        for a in &self.agents {
+            usage += a.usage;
+        }
+        self.usage = usage;
+        self.unpriced_agents = self
+            .agents
+            .iter()
+            .filter(|a| a.cost_usd.is_none())
+            .map(|a| a.name.clone())
+            .collect();
+        // Summed exactly, as the agents' dollars are exact to the micro-dollar.
+        let sum = |costs: &mut dyn Iterator<Item = Option<f64>>| {
+            costs
+                .map(|c| c.map(Usd::from_dollars))
+                .sum::<Option<Usd>>()
+                .map(Usd::micro_dollars)
+        };
+        self.cost_usd = sum(&mut self.agents.iter().map(|a| a.cost_usd));
+        self.max_cost_usd = if self.agents.iter().any(|a| a.bill_unknown) {
+            sum(&mut self.agents.iter().map(|a| {
+                if a.bill_unknown {
+                    a.max_cost_usd
+                } else {
+                    a.cost_usd
+                }
+            }))
+        } else {
+            None
+        };
+    }
+
+    /// What the priced agents cost: the whole cost, or, with unpriced agents, a
+    /// lower bound of it.
+    pub fn priced_usd(&self) -> f64 {
+        self.agents
+            .iter()
+            .filter_map(|a| a.cost_usd.map(Usd::from_dollars))
+            .sum::<Usd>()
+            .micro_dollars()
+    }
+
+    /// Whether an agent's usage was counted by byok-flow.
+    pub fn counted_locally(&self) -> bool {
+        self.agents.iter().any(|a| a.counted_locally)
     }
 }
 

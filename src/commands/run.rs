@@ -8,7 +8,6 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use crate::cache::{self, Cache};
-use crate::cost::budget::BudgetGate;
 use crate::cost::estimate::Estimate;
 use crate::cost::prices::Pricing;
 use crate::cost::{self, Usd};
@@ -19,8 +18,7 @@ use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
 use crate::report::{estimate_table, github, output, progress, table};
-use crate::runner::{self, AgentRunner, RunSettings};
-use crate::scheduler::{Gate, Open};
+use crate::runner::{self, RunSettings};
 use crate::settings::GitHub;
 use crate::settings::Global;
 use crate::suggest;
@@ -184,10 +182,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let workflow_name = runner::workflow_name(&checked, &settings.file);
     let (agent_runner, limits) =
         runner::prepare(checked.clone(), &settings, keys, &bus).map_err(Error::usage)?;
-    let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
-        Some(ceiling) => Box::new(BudgetGate::new(ceiling)),
-        None => Box::new(Open),
-    };
+    let mut gate = agent_runner.gate();
     if let Some(github) = global.github {
         for subscriber in github::subscribers(github, &checked, &args.file, global.quiet) {
             bus.subscribe(subscriber);

@@ -1,15 +1,26 @@
-//! The budget while a run goes (SPEC §6): a [`Gate`] that, before each agent
-//! starts, reserves the most it can cost (its now-known input plus `max_tokens` of
-//! output, at its price) and never starts one whose reservation could take spend
-//! past the ceiling. While other agents run it waits for them to settle, since a
-//! settled agent usually costs less than it reserved; with nothing running and
-//! still no room, it gives the agent up (skipped for budget). When an agent
-//! settles, its reservation becomes what it really cost.
+//! The budget while a run goes (SPEC §6): every attempt of every call (the first,
+//! each retry, each fallback model, each `output: json` correction) reserves the
+//! most it can cost (its known input plus its output limit, at its price) before it
+//! is sent, and none is sent whose reservation could take spend past the ceiling.
+//!
+//! An agent's first reservation is made by the [`BudgetGate`] before it starts:
+//! while other agents run it waits for them to settle, since a settled agent
+//! usually costs less than it reserved; with nothing running and still no room, it
+//! gives the agent up (skipped for budget). A later attempt of a running agent
+//! reserves again ([`Budget::reserve`]) and likewise waits while another agent is
+//! running; with nothing else running, the attempt is not made and the agent fails.
+//!
+//! After each attempt its reservation becomes what it cost ([`Budget::charge`]).
+//! An attempt whose bill is unknown (a reply cut off or unreadable after the
+//! request was sent) keeps its whole reservation as spent.
 //!
 //! The arithmetic is exact ([`Usd`]), so "spend + reservations ≤ ceiling" holds to
-//! the pico-dollar whenever each call costs at most its reservation.
+//! the pico-dollar whenever each attempt costs at most its reservation.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
 
 use super::Usd;
 use crate::runner::{AgentRunner, Prepared};
@@ -20,7 +31,21 @@ use crate::scheduler::{Admission, Gate, Settled};
 pub struct Ledger {
     ceiling: Usd,
     spent: Usd,
+    /// What each agent's attempt in flight (or about to be sent) may cost.
     reserved: HashMap<usize, Usd>,
+    /// Agents started and not yet settled.
+    active: HashSet<usize>,
+    /// Active agents waiting for room for their next attempt.
+    waiting: HashSet<usize>,
+}
+
+/// Why an attempt may not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// No room now, but another agent is running: wait for it to settle.
+    Wait,
+    /// No room, and waiting will not make any.
+    Over(String),
 }
 
 impl Ledger {
@@ -29,33 +54,32 @@ impl Ledger {
             ceiling,
             spent: Usd::ZERO,
             reserved: HashMap::new(),
+            active: HashSet::new(),
+            waiting: HashSet::new(),
         }
     }
 
-    /// What settled agents cost.
+    /// What settled attempts cost (unknown bills at their whole reservation).
     pub fn spent(&self) -> Usd {
         self.spent
     }
 
-    /// Spent plus what running agents could still cost.
+    /// Spent plus what attempts in flight could still cost.
     pub fn committed(&self) -> Usd {
         self.spent + self.reserved.values().copied().sum()
     }
 
-    /// Reserves `worst` for `agent` if it fits under the ceiling. An unknown worst
-    /// case never fits.
+    /// Reserves `worst` for `agent`'s first attempt if it fits under the ceiling. An
+    /// unknown worst case never fits.
     pub fn admit(&mut self, agent: usize, worst: Option<Usd>, running: usize) -> Admission {
         match worst {
             Some(worst) if self.committed() + worst <= self.ceiling => {
                 self.reserved.insert(agent, worst);
+                self.active.insert(agent);
                 Admission::Start
             }
             _ if running > 0 => Admission::Wait,
-            Some(worst) => Admission::Skip(format!(
-                "its worst case, {worst}, is more than the {} left of {}",
-                self.ceiling.saturating_sub(self.committed()),
-                self.ceiling
-            )),
+            Some(worst) => Admission::Skip(self.no_room(worst)),
             None => Admission::Skip(
                 "its worst case is unknown (no price, or no `max_tokens` and no known output limit)"
                     .into(),
@@ -63,36 +87,135 @@ impl Ledger {
         }
     }
 
-    /// Replaces `agent`'s reservation with what it cost; `None` (unknown) keeps the
-    /// whole reservation as spent.
-    pub fn settle(&mut self, agent: usize, actual: Option<Usd>) {
+    /// Makes `agent`'s reservation `worst` (it may hold part of it already, from its
+    /// admission), for its next attempt.
+    pub fn reserve(&mut self, agent: usize, worst: Option<Usd>) -> Result<(), Refusal> {
+        let held = self.reserved.get(&agent).copied().unwrap_or_default();
+        match worst {
+            Some(worst) if worst <= held => Ok(()),
+            Some(worst) if self.committed() + worst.saturating_sub(held) <= self.ceiling => {
+                self.reserved.insert(agent, worst);
+                Ok(())
+            }
+            _ if self.others_running(agent) => Err(Refusal::Wait),
+            Some(worst) => Err(Refusal::Over(self.no_room(worst.saturating_sub(held)))),
+            None => Err(Refusal::Over(
+                "what it could cost is unknown (no price, or no output limit)".into(),
+            )),
+        }
+    }
+
+    /// Replaces `agent`'s reservation with what its attempt cost; `None` (unknown)
+    /// keeps the whole reservation as spent.
+    pub fn charge(&mut self, agent: usize, cost: Option<Usd>) {
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
-        self.spent += actual.unwrap_or(reserved);
+        self.spent += cost.unwrap_or(reserved);
+    }
+
+    /// `agent` settled: what it still holds is released, or, when what it did is
+    /// unknown (its task was lost), kept as spent.
+    pub fn finish(&mut self, agent: usize, lost: bool) {
+        self.active.remove(&agent);
+        self.waiting.remove(&agent);
+        let reserved = self.reserved.remove(&agent).unwrap_or_default();
+        if lost {
+            self.spent += reserved;
+        }
+    }
+
+    /// Whether an agent other than `agent` is running and not itself waiting for room.
+    fn others_running(&self, agent: usize) -> bool {
+        self.active
+            .iter()
+            .any(|a| *a != agent && !self.waiting.contains(a))
+    }
+
+    fn no_room(&self, worst: Usd) -> String {
+        format!(
+            "its worst case, {worst}, is more than the {} left of {}",
+            self.ceiling.saturating_sub(self.committed()),
+            self.ceiling
+        )
+    }
+}
+
+/// A run's ledger, shared by the gate (which starts agents) and the running agents
+/// (which reserve and pay for each attempt).
+#[derive(Debug)]
+pub struct Budget {
+    ledger: Mutex<Ledger>,
+    /// Told whenever money is released, so waiting attempts look again.
+    changed: Notify,
+}
+
+impl Budget {
+    pub fn new(ceiling: Usd) -> Arc<Budget> {
+        Arc::new(Budget {
+            ledger: Mutex::new(Ledger::new(ceiling)),
+            changed: Notify::new(),
+        })
+    }
+
+    fn ledger(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // Every change to the ledger is one statement: nothing half-done to guard.
+        self.ledger.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What settled attempts cost, unknown bills at their whole reservation.
+    pub fn spent(&self) -> Usd {
+        self.ledger().spent()
+    }
+
+    /// Reserves `worst` for `agent`'s next attempt, waiting while another agent runs
+    /// and there is no room; the reason when there is none to be had.
+    pub async fn reserve(&self, agent: usize, worst: Option<Usd>) -> Result<(), String> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                // One lock for the look and the mark, so two agents never both wait
+                // on each other unseen.
+                let mut ledger = self.ledger();
+                match ledger.reserve(agent, worst) {
+                    Ok(()) => return Ok(()),
+                    Err(Refusal::Over(why)) => return Err(why),
+                    Err(Refusal::Wait) => ledger.waiting.insert(agent),
+                };
+            }
+            changed.await;
+            self.ledger().waiting.remove(&agent);
+        }
+    }
+
+    /// `agent`'s attempt cost `cost` (`None`: unknown, its reservation is kept).
+    pub fn charge(&self, agent: usize, cost: Option<Usd>) {
+        self.ledger().charge(agent, cost);
+        self.changed.notify_waiters();
+    }
+
+    fn finish(&self, agent: usize, lost: bool) {
+        self.ledger().finish(agent, lost);
+        self.changed.notify_waiters();
     }
 }
 
 /// The budget gate of a run.
 #[derive(Debug, Clone)]
 pub struct BudgetGate {
-    ledger: Ledger,
+    budget: Arc<Budget>,
 }
 
 impl BudgetGate {
-    /// A gate holding a run's agents to `ceiling`.
-    pub fn new(ceiling: Usd) -> Self {
-        BudgetGate {
-            ledger: Ledger::new(ceiling),
-        }
-    }
-
-    pub fn ledger(&self) -> &Ledger {
-        &self.ledger
+    /// The gate of the agents that reserve and pay through `budget`.
+    pub fn new(budget: Arc<Budget>) -> Self {
+        BudgetGate { budget }
     }
 }
 
 impl Gate<AgentRunner> for BudgetGate {
     fn admit(&mut self, agent: usize, prepared: &Prepared, running: usize) -> Admission {
-        match self.ledger.admit(agent, prepared.worst, running) {
+        match self.budget.ledger().admit(agent, prepared.worst, running) {
             Admission::Skip(why) => Admission::Skip(format!(
                 "{why} ({} input tokens at most, `max_tokens` {}); lower its `max_tokens` or raise the budget",
                 prepared.input.bound,
@@ -110,13 +233,8 @@ impl Gate<AgentRunner> for BudgetGate {
         agent: usize,
         how: Settled<'_, crate::runner::AgentOutput, crate::runner::AgentFailure>,
     ) {
-        // The runner prices what each model used; `None` keeps the reservation.
-        let actual = match how {
-            Settled::Finished(out) => out.cost,
-            Settled::Failed(failure) => failure.cost,
-            Settled::Lost => None,
-        };
-        self.ledger.settle(agent, actual);
+        // Each attempt was paid for as it ended; a lost task keeps what it held.
+        self.budget.finish(agent, matches!(how, Settled::Lost));
     }
 }
 
@@ -135,7 +253,8 @@ mod tests {
             ledger.admit(1, Some(Usd::from_pico(60)), 1),
             Admission::Wait
         );
-        ledger.settle(0, Some(Usd::from_pico(10)));
+        ledger.charge(0, Some(Usd::from_pico(10)));
+        ledger.finish(0, false);
         assert_eq!(
             ledger.admit(1, Some(Usd::from_pico(60)), 0),
             Admission::Start
@@ -160,7 +279,82 @@ mod tests {
             ledger.admit(0, Some(Usd::from_pico(40)), 0),
             Admission::Start
         );
-        ledger.settle(0, None);
+        ledger.charge(0, None);
         assert_eq!(ledger.spent(), Usd::from_pico(40));
+        ledger.finish(0, false);
+        assert_eq!(ledger.committed(), Usd::from_pico(40));
+    }
+
+    /// Each retry reserves again: an agent whose first attempt's bill is unknown
+    /// cannot retry on money it may already have spent.
+    #[test]
+    fn every_attempt_reserves_its_own_worst_case() {
+        let mut ledger = Ledger::new(Usd::from_pico(100));
+        assert_eq!(
+            ledger.admit(0, Some(Usd::from_pico(40)), 0),
+            Admission::Start
+        );
+        // The first attempt uses the admission's reservation.
+        assert_eq!(ledger.reserve(0, Some(Usd::from_pico(40))), Ok(()));
+        assert_eq!(ledger.committed(), Usd::from_pico(40));
+        ledger.charge(0, None);
+        assert_eq!(ledger.reserve(0, Some(Usd::from_pico(40))), Ok(()));
+        ledger.charge(0, None);
+        assert_eq!(ledger.spent(), Usd::from_pico(80));
+        // No room for a third, and nobody else running to make some.
+        assert!(matches!(
+            ledger.reserve(0, Some(Usd::from_pico(40))),
+            Err(Refusal::Over(_))
+        ));
+        // With another agent running, it waits instead.
+        assert_eq!(
+            ledger.admit(1, Some(Usd::from_pico(10)), 1),
+            Admission::Start
+        );
+        assert_eq!(
+            ledger.reserve(0, Some(Usd::from_pico(40))),
+            Err(Refusal::Wait)
+        );
+        // A reservation that grew (a larger input seen) takes only the difference.
+        ledger.charge(1, Some(Usd::ZERO));
+        ledger.finish(1, false);
+        assert_eq!(ledger.reserve(0, Some(Usd::from_pico(20))), Ok(()));
+        assert_eq!(ledger.committed(), Usd::from_pico(100));
+    }
+
+    #[test]
+    fn agents_waiting_for_each_other_do_not_wait_forever() {
+        let mut ledger = Ledger::new(Usd::from_pico(100));
+        ledger.admit(0, Some(Usd::from_pico(50)), 0);
+        ledger.admit(1, Some(Usd::from_pico(50)), 1);
+        ledger.charge(0, None);
+        ledger.charge(1, None);
+        assert_eq!(
+            ledger.reserve(0, Some(Usd::from_pico(50))),
+            Err(Refusal::Wait)
+        );
+        ledger.waiting.insert(0);
+        // 1 sees only 0, which waits itself: nobody can make room.
+        assert!(matches!(
+            ledger.reserve(1, Some(Usd::from_pico(50))),
+            Err(Refusal::Over(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_attempt_goes_when_another_agent_releases_money() {
+        let budget = Budget::new(Usd::from_pico(100));
+        budget.ledger().admit(0, Some(Usd::from_pico(60)), 0);
+        budget.ledger().admit(1, Some(Usd::from_pico(40)), 1);
+        budget.charge(0, Some(Usd::from_pico(30)));
+        let waiter = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.reserve(0, Some(Usd::from_pico(60))).await })
+        };
+        tokio::task::yield_now().await;
+        budget.charge(1, Some(Usd::from_pico(5)));
+        budget.finish(1, false);
+        assert_eq!(waiter.await.unwrap(), Ok(()));
+        assert_eq!(budget.ledger().committed(), Usd::from_pico(95));
     }
 }

@@ -1,17 +1,20 @@
 //! Cost (SPEC §6): the pricing table and a workflow's prices ([`prices`]), token
 //! counting for estimates ([`tokens`]), what a run will cost ([`estimate`]), what
-//! a call did cost ([`Price::cost`]), and the budget that is never overshot
-//! ([`budget`]).
+//! a call did cost ([`Price::cost`], added up per agent in [`bill`]), the budget
+//! that is never overshot ([`budget`]), and what providers are seen to bill for
+//! input beyond the count ([`ratio`]).
 //!
 //! Dollars are held exactly, as whole pico-dollars ([`Usd`]): a price per token
 //! is an integer number of pico-dollars (one millionth of a dollar per million
 //! tokens), so tokens × prices, sums and comparisons with a budget are exact
 //! integer arithmetic and a ceiling check cannot be fooled by rounding.
 
+pub mod bill;
 pub mod budget;
 pub mod check;
 pub mod estimate;
 pub mod prices;
+pub mod ratio;
 pub mod tokens;
 
 #[cfg(test)]

@@ -7,15 +7,13 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use proptest::prelude::*;
 
-use super::budget::BudgetGate;
 use super::prices::{PriceTable, Pricing};
 use super::tokens::Tokenizer;
 use super::{Usd, estimate};
 use crate::events::Bus;
-use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Request};
+use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Reported, Request};
 use crate::record::{AgentStatus, RunRecord, RunStatus};
 use crate::runner::{self, RunSettings};
-use crate::scheduler::{Gate, Open};
 use crate::usage::Usage;
 use crate::workflow::{Checked, load, validate};
 
@@ -40,6 +38,7 @@ impl<F: Fn(&Request) -> Usage + Send + Sync> Provider for Fake<F> {
                 text: "ok".into(),
                 json: None,
                 usage,
+                reported: Reported::ALL,
                 stop_reason: Some("end_turn".into()),
             })
         })
@@ -67,12 +66,8 @@ fn run_with(
     let connect = move |_: &crate::workflow::providers::ProviderInfo| Ok(provider.clone());
     let (agent_runner, limits) =
         runner::prepare_with(Arc::new(checked), &settings, &connect, &Bus::default()).unwrap();
-    let mut budget = max_usd.map(|m| BudgetGate::new(Usd::from_dollars(m)));
-    let mut open = Open;
-    let gate: &mut dyn Gate<runner::AgentRunner> = match &mut budget {
-        Some(b) => b,
-        None => &mut open,
-    };
+    let budget = agent_runner.budget().cloned();
+    let mut gate = agent_runner.gate();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
@@ -81,11 +76,11 @@ fn run_with(
         agent_runner,
         limits,
         &settings,
-        gate,
+        gate.as_mut(),
         &Bus::default(),
         std::future::pending(),
     ));
-    (record, budget.map(|b| b.ledger().spent()))
+    (record, budget.map(|b| b.spent()))
 }
 
 #[test]
@@ -108,7 +103,7 @@ fn actual_cost_is_tokens_times_prices_to_the_micro_dollar() {
     let micro = |usd: f64| format!("{usd:.6}");
     assert_eq!(record.agents[0].cost_usd.map(micro), Some(micro(claude)));
     assert_eq!(record.agents[1].cost_usd.map(micro), Some(micro(gpt)));
-    assert_eq!(micro(record.cost_usd), micro(claude + gpt));
+    assert_eq!(record.cost_usd.map(micro), Some(micro(claude + gpt)));
     assert_eq!(record.agents[0].usage, usage);
 }
 
@@ -125,7 +120,10 @@ fn unpriced_agents_cost_none_and_the_rest_still_count() {
     let (record, _) = run_with(w, Arc::new(Fake(move |_: &Request| usage)), None, 2);
     assert_eq!(record.agents[0].cost_usd, None);
     assert_eq!(record.agents[1].cost_usd, Some(0.15));
-    assert!((record.cost_usd - 0.15).abs() < 1e-12);
+    // Unpriced is not $0: the total is unknown, and says which agent makes it so.
+    assert_eq!(record.cost_usd, None);
+    assert_eq!(record.unpriced_agents, ["a"]);
+    assert!((record.priced_usd() - 0.15).abs() < 1e-12);
 }
 
 #[test]

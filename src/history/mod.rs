@@ -29,8 +29,9 @@ pub use write::RunStart;
 /// How long a writer waits for another to finish before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The schema's version, in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// The schema's version, in `PRAGMA user_version`. 2 added the agents'
+/// `counted_locally`, `bill_unknown` and `max_cost_micro_usd`.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS runs (
     seconds REAL,
     mock INTEGER NOT NULL,
     agents INTEGER NOT NULL,
+    -- what its priced agents cost (the whole cost unless an agent is unpriced)
     cost_micro_usd INTEGER NOT NULL DEFAULT 0,
     budget_usd REAL
 );
@@ -66,11 +68,24 @@ CREATE TABLE IF NOT EXISTS agents (
     output_tokens INTEGER NOT NULL,
     cache_read_tokens INTEGER NOT NULL,
     cache_write_tokens INTEGER NOT NULL,
-    -- NULL: the model is unpriced
+    -- NULL: a model it called is unpriced
     cost_micro_usd INTEGER,
+    -- 1: some tokens were counted by byok-flow, not reported by the provider
+    counted_locally INTEGER NOT NULL DEFAULT 0,
+    -- 1: a call was cut off after it was sent; max_cost_micro_usd is the most it may have cost
+    bill_unknown INTEGER NOT NULL DEFAULT 0,
+    max_cost_micro_usd INTEGER,
     PRIMARY KEY (run_id, position)
 );
 ";
+
+/// What brings a history of each older version up to [`SCHEMA_VERSION`].
+const MIGRATIONS: [(i64, &str); 1] = [(
+    1,
+    "ALTER TABLE agents ADD COLUMN counted_locally INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE agents ADD COLUMN bill_unknown INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE agents ADD COLUMN max_cost_micro_usd INTEGER;",
+)];
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]
@@ -168,10 +183,38 @@ impl Store {
             .conn
             .pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version < SCHEMA_VERSION {
-            // IMMEDIATE: two runs making a fresh file take turns.
-            self.conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))?;
+            // IMMEDIATE: two runs making or upgrading the file take turns, and the
+            // second sees the version the first wrote.
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let upgraded = self.upgrade();
+            let end = if upgraded.is_ok() {
+                "COMMIT"
+            } else {
+                "ROLLBACK"
+            };
+            self.conn.execute_batch(end)?;
+            upgraded?;
+        }
+        Ok(())
+    }
+
+    /// Inside a write transaction: makes the tables, or brings older ones up to date.
+    fn upgrade(&self) -> rusqlite::Result<()> {
+        let version: i64 = self
+            .conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if version == 0 {
+            self.conn.execute_batch(SCHEMA)?;
+        } else {
+            for (from, sql) in MIGRATIONS {
+                if version <= from && from < SCHEMA_VERSION {
+                    self.conn.execute_batch(sql)?;
+                }
+            }
+        }
+        if version < SCHEMA_VERSION {
+            self.conn
+                .pragma_update(None, "user_version", SCHEMA_VERSION)?;
         }
         Ok(())
     }

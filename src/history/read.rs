@@ -25,9 +25,21 @@ pub struct RunSummary {
     pub agents: u64,
     pub succeeded: u64,
     pub cached: u64,
-    pub cost_usd: f64,
-    /// An agent used tokens of an unpriced model: `cost_usd` is a lower bound.
+    /// Dollars spent; `null` when an agent's model is unpriced (`unpriced`).
+    pub cost_usd: Option<f64>,
+    /// What its priced agents cost: `cost_usd`, or a lower bound of the cost
+    /// when an agent is unpriced.
+    pub priced_cost_usd: f64,
+    /// An agent called an unpriced model: the cost is unknown.
     pub unpriced: bool,
+    /// Some tokens were counted by byok-flow, not reported: the cost is approximate.
+    pub counted_locally: bool,
+    /// When an agent's bill is unknown (a call cut off after it was sent): the
+    /// most the run may have cost, if known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// An agent's bill is unknown.
+    pub bill_unknown: bool,
 }
 
 impl RunSummary {
@@ -59,9 +71,16 @@ pub struct SpendRow {
     /// Agents that made calls (cached ones made none).
     pub calls: u64,
     pub usage: Usage,
-    pub cost_usd: f64,
-    /// Calls to unpriced models: `cost_usd` leaves them out.
+    /// Dollars spent; `null` when some calls were to unpriced models.
+    pub cost_usd: Option<f64>,
+    /// What the priced calls cost: `cost_usd`, or a lower bound of it.
+    pub priced_cost_usd: f64,
+    /// Calls to unpriced models: their cost is unknown.
     pub unpriced_calls: u64,
+    /// Calls whose tokens byok-flow counted itself: their cost is approximate.
+    pub counted_calls: u64,
+    /// Calls whose bill is unknown (cut off after they were sent).
+    pub unknown_bills: u64,
 }
 
 const SUMMARY: &str = "
@@ -71,12 +90,18 @@ SELECT r.id, r.workflow, r.file, r.status, r.started_at, r.seconds, r.mock, r.in
        CASE WHEN r.status = 'running'
             THEN (SELECT COALESCE(SUM(a.cost_micro_usd), 0) FROM agents a WHERE a.run_id = r.id)
             ELSE r.cost_micro_usd END,
-       EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.cost_micro_usd IS NULL
-               AND a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens > 0)
+       EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.cost_micro_usd IS NULL),
+       EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.counted_locally),
+       EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.bill_unknown),
+       (SELECT SUM(CASE WHEN a.bill_unknown THEN a.max_cost_micro_usd ELSE a.cost_micro_usd END)
+        FROM agents a WHERE a.run_id = r.id)
 FROM runs r";
 
 fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
     let status: String = row.get(3)?;
+    let priced: i64 = row.get(11)?;
+    let unpriced: bool = row.get(12)?;
+    let bill_unknown: bool = row.get(14)?;
     Ok(RunSummary {
         run_id: row.get(0)?,
         workflow: row.get(1)?,
@@ -93,8 +118,17 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
         agents: count(row, 8)?,
         succeeded: count(row, 9)?,
         cached: count(row, 10)?,
-        cost_usd: dollars(row.get(11)?),
-        unpriced: row.get(12)?,
+        cost_usd: (!unpriced).then(|| dollars(priced)),
+        priced_cost_usd: dollars(priced),
+        unpriced,
+        counted_locally: row.get(13)?,
+        // SUM is NULL when one of its terms is: a most that is unknown too.
+        max_cost_usd: bill_unknown
+            .then(|| row.get::<_, Option<i64>>(15))
+            .transpose()?
+            .flatten()
+            .map(dollars),
+        bill_unknown,
     })
 }
 
@@ -149,16 +183,14 @@ impl Store {
             )?;
             let mut stmt = self.conn.prepare(
                 "SELECT name, provider, model, answered_by, status, reason, cached, seconds, stop_reason,
-                        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd
+                        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd,
+                        counted_locally, bill_unknown, max_cost_micro_usd
                  FROM agents WHERE run_id = ?1 ORDER BY position",
             )?;
             let agents: Vec<AgentRecord> = stmt
                 .query_map([run_id], agent_record)?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut usage = Usage::default();
-            for a in &agents {
-                usage += a.usage;
-            }
+
             let record = RunRecord {
                 run_id: summary.run_id.clone(),
                 workflow: summary.workflow.clone(),
@@ -171,10 +203,14 @@ impl Store {
                 inputs: IndexMap::new(),
                 agents,
                 outputs: IndexMap::new(),
-                usage,
-                cost_usd: summary.cost_usd,
+                usage: Usage::default(),
+                cost_usd: None,
+                unpriced_agents: Vec::new(),
+                max_cost_usd: None,
                 budget_usd,
             };
+            let mut record = record;
+            record.total_agents();
             Ok(Some((summary, record)))
         };
         run().map_err(|e| self.query_error(e))
@@ -204,7 +240,8 @@ impl Store {
         let sql = format!(
             "SELECT {key}, COUNT(DISTINCT r.id), COUNT(*),
                     SUM(a.input_tokens), SUM(a.output_tokens), SUM(a.cache_read_tokens), SUM(a.cache_write_tokens),
-                    COALESCE(SUM(a.cost_micro_usd), 0), SUM(a.cost_micro_usd IS NULL)
+                    COALESCE(SUM(a.cost_micro_usd), 0), SUM(a.cost_micro_usd IS NULL),
+                    SUM(a.counted_locally), SUM(a.bill_unknown)
              FROM agents a JOIN runs r ON r.id = a.run_id
              WHERE r.started_unix >= ?1 AND (?2 OR NOT r.mock) AND NOT a.cached
                AND a.input_tokens + a.output_tokens + a.cache_read_tokens + a.cache_write_tokens > 0
@@ -213,6 +250,7 @@ impl Store {
         let run = || -> rusqlite::Result<Vec<SpendRow>> {
             let mut stmt = self.conn.prepare(&sql)?;
             stmt.query_map(params![since_unix, include_mock], |row| {
+                let priced: i64 = row.get(7)?;
                 Ok(SpendRow {
                     group: row.get(0)?,
                     runs: count(row, 1)?,
@@ -223,8 +261,11 @@ impl Store {
                         cache_read: count(row, 5)?,
                         cache_write: count(row, 6)?,
                     },
-                    cost_usd: dollars(row.get(7)?),
+                    cost_usd: (count(row, 8)? == 0).then(|| dollars(priced)),
+                    priced_cost_usd: dollars(priced),
                     unpriced_calls: count(row, 8)?,
+                    counted_calls: count(row, 9)?,
+                    unknown_bills: count(row, 10)?,
                 })
             })?
             .collect()
@@ -252,6 +293,9 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
             cache_write: count(row, 12)?,
         },
         cost_usd: row.get::<_, Option<i64>>(13)?.map(dollars),
+        counted_locally: row.get(14)?,
+        bill_unknown: row.get(15)?,
+        max_cost_usd: row.get::<_, Option<i64>>(16)?.map(dollars),
         output: None,
         json: None,
         attempts: Vec::new(),

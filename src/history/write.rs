@@ -76,7 +76,7 @@ impl Store {
                 record.run_id,
                 status,
                 record.seconds,
-                micro(record.cost_usd),
+                micro(record.priced_usd()),
                 record.budget_usd,
                 record.workflow,
                 i64::try_from(record.agents.len()).unwrap_or(i64::MAX),
@@ -99,8 +99,9 @@ fn insert_agent(
     let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     tx.execute(
         "INSERT OR REPLACE INTO agents (run_id, position, name, provider, model, answered_by, status, reason, cached, seconds, stop_reason,
-             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+             input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd,
+             counted_locally, bill_unknown, max_cost_micro_usd)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
         params![
             run_id,
             i64::try_from(position).unwrap_or(i64::MAX),
@@ -118,6 +119,9 @@ fn insert_agent(
             tokens(a.usage.cache_read),
             tokens(a.usage.cache_write),
             a.cost_usd.map(micro),
+            a.counted_locally,
+            a.bill_unknown,
+            a.max_cost_usd.map(micro),
         ],
     )?;
     Ok(())

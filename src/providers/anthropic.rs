@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
 use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
-use super::{Reply, Request};
+use super::{Reply, Reported, Request};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -118,13 +118,17 @@ impl Wire for Anthropic {
                 _ => {}
             }
         }
-        let mut usage = Usage::default();
-        read_usage(message.get("usage"), &mut usage);
+        let (mut usage, mut reported) = (Usage::default(), Reported::default());
+        if let Some(u) = message.get("usage") {
+            reported = read_usage(u, &mut usage);
+        }
         let stop_reason = message
             .get("stop_reason")
             .and_then(Json::as_str)
             .map(str::to_string);
-        Ok(finish(request, text, tool_input, usage, stop_reason))
+        let mut reply = finish(request, text, tool_input, usage, stop_reason);
+        reply.reported = reported;
+        Ok(reply)
     }
 
     fn stream(&self, request: &Request) -> Box<dyn StreamParser> {
@@ -133,6 +137,7 @@ impl Wire for Anthropic {
             text: String::new(),
             tool_json: String::new(),
             usage: Usage::default(),
+            reported: Reported::default(),
             stop_reason: None,
         })
     }
@@ -151,16 +156,29 @@ impl Wire for Anthropic {
             _ => fallback_error(status, body),
         }
     }
+
+    fn usage_key(&self) -> &'static str {
+        "usage"
+    }
+
+    fn usage(&self, value: &Json) -> (Usage, Reported) {
+        let mut usage = Usage::default();
+        let reported = read_usage(value, &mut usage);
+        (usage, reported)
+    }
 }
 
-fn read_usage(value: Option<&Json>, usage: &mut Usage) {
-    let Some(u) = value else { return };
+/// Takes the counts a usage object holds into `usage`, and says which it held.
+fn read_usage(u: &Json, usage: &mut Usage) -> Reported {
     let field = |name: &str| u.get(name).and_then(Json::as_u64);
+    let mut reported = Reported::default();
     if let Some(n) = field("input_tokens") {
         usage.input = n;
+        reported.input = true;
     }
     if let Some(n) = field("output_tokens") {
         usage.output = n;
+        reported.output = true;
     }
     if let Some(n) = field("cache_read_input_tokens") {
         usage.cache_read = n;
@@ -168,6 +186,7 @@ fn read_usage(value: Option<&Json>, usage: &mut Usage) {
     if let Some(n) = field("cache_creation_input_tokens") {
         usage.cache_write = n;
     }
+    reported
 }
 
 fn finish(
@@ -190,6 +209,7 @@ fn finish(
         text,
         json,
         usage,
+        reported: Reported::default(),
         stop_reason,
     }
 }
@@ -199,6 +219,7 @@ struct Stream {
     text: String,
     tool_json: String,
     usage: Usage,
+    reported: Reported,
     stop_reason: Option<String>,
 }
 
@@ -215,7 +236,13 @@ impl StreamParser for Stream {
             .and_then(Json::as_str)
             .unwrap_or(event.name.as_str());
         match kind {
-            "message_start" => read_usage(data.pointer("/message/usage"), &mut self.usage),
+            "message_start" => {
+                if let Some(u) = data.pointer("/message/usage") {
+                    // Its `output_tokens` is a placeholder (1): only the input counts here.
+                    let reported = read_usage(u, &mut self.usage);
+                    self.reported.input |= reported.input;
+                }
+            }
             "content_block_delta" => match data.pointer("/delta/type").and_then(Json::as_str) {
                 Some("text_delta") => self.text.push_str(
                     data.pointer("/delta/text")
@@ -230,7 +257,11 @@ impl StreamParser for Stream {
                 _ => {}
             },
             "message_delta" => {
-                read_usage(data.get("usage"), &mut self.usage);
+                if let Some(u) = data.get("usage") {
+                    let reported = read_usage(u, &mut self.usage);
+                    self.reported.input |= reported.input;
+                    self.reported.output |= reported.output;
+                }
                 if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Json::as_str) {
                     self.stop_reason = Some(reason.to_string());
                 }
@@ -270,12 +301,14 @@ impl StreamParser for Stream {
                 Err(_) => self.text = std::mem::take(&mut self.tool_json),
             }
         }
-        finish(
+        let mut reply = finish(
             &self.request,
             std::mem::take(&mut self.text),
             tool_input,
             self.usage,
             self.stop_reason.take(),
-        )
+        );
+        reply.reported = self.reported;
+        reply
     }
 }

@@ -1,7 +1,10 @@
 //! One agent's call, start to finish: each model in turn (the agent's own, then
 //! its `fallback` models), each tried up to its retry budget with back-off, and a
 //! JSON reply checked against the agent's schema, with one more try that feeds the
-//! validation errors back. Every attempt is recorded.
+//! validation errors back. Every attempt is recorded, and a [`Meter`] hears of each
+//! one before it is sent (to reserve what it may cost, or refuse it) and after it
+//! ends (to count what it did cost): retries, fallbacks and JSON corrections are
+//! each paid for.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,8 +13,7 @@ use serde::Serialize;
 
 use super::retry::Policy;
 use super::wire::parse_json_text;
-use super::{AttemptError, ErrorKind, Provider, Reply, Request};
-use crate::usage::Usage;
+use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
 use crate::workflow::model::OutputKind;
 
 /// A model to try: its client, and its `provider/model` name.
@@ -39,16 +41,36 @@ pub struct Attempt {
     pub delay_ms: u64,
 }
 
+/// Hears of every attempt of a call, so what each may cost is reserved before it
+/// is sent and what it did cost is counted after.
+pub trait Meter: Send + Sync {
+    /// Before `request` goes to `targets[target]`: `Ok` to send it, or the error
+    /// that ends the call without sending it (no room in the budget). It may wait.
+    fn before<'a>(
+        &'a self,
+        target: usize,
+        request: &'a Request,
+    ) -> BoxFuture<'a, Result<(), AttemptError>>;
+    /// After the attempt: its reply (a reply that failed the JSON check included),
+    /// or its error (with what arrived, when it was cut off after it was sent).
+    fn after(&self, target: usize, request: &Request, outcome: Result<&Reply, &AttemptError>);
+}
+
+/// A meter that counts nothing: every attempt may go.
+pub struct Unmetered;
+
+impl Meter for Unmetered {
+    fn before<'a>(&'a self, _: usize, _: &'a Request) -> BoxFuture<'a, Result<(), AttemptError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn after(&self, _: usize, _: &Request, _: Result<&Reply, &AttemptError>) {}
+}
+
 /// How a call ended.
 pub struct Called {
     pub result: Result<Answer, AttemptError>,
     pub attempts: Vec<Attempt>,
-    /// Tokens the provider reported for each target (by index in `targets`): every
-    /// reply it gave, the one that did not match the JSON schema included.
-    pub usage: Vec<Usage>,
-    /// Whether an attempt may have been billed without a report: it was cut off
-    /// after the request went out (a time-out, a dropped or broken stream).
-    pub unreported: bool,
 }
 
 /// A successful call.
@@ -66,24 +88,38 @@ pub async fn call(
     request: &Request,
     policy: &Policy,
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
+    meter: &dyn Meter,
 ) -> Called {
-    let mut tally = Tally {
-        attempts: Vec::new(),
-        usage: vec![Usage::default(); targets.len()],
-        unreported: false,
-    };
+    let mut attempts = Vec::new();
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for (i, target) in targets.iter().enumerate() {
         let mut request = request.clone();
         request.model.clone_from(&target.model);
         request.provider.clone_from(&target.provider);
         request.key.clone_from(&target.key);
-        match with_retries(target, i, &request, policy, &mut tally, on_failure).await {
-            Ok(answer) => return tally.into_called(Ok(answer)),
+        let how = Try {
+            target,
+            index: i,
+            policy,
+            on_failure,
+            meter,
+        };
+        match with_retries(&how, &request, &mut attempts).await {
+            Ok(answer) => {
+                return Called {
+                    result: Ok(answer),
+                    attempts,
+                };
+            }
+            // No room in the budget for this model: none for the next either.
+            Err(e) if e.kind == ErrorKind::Budget => {
+                last = e;
+                break;
+            }
             Err(e) => {
                 // The next fallback model follows: say so.
                 if i + 1 < targets.len() {
-                    if let Some(attempt) = tally.attempts.last() {
+                    if let Some(attempt) = attempts.last() {
                         on_failure(attempt);
                     }
                 }
@@ -91,59 +127,57 @@ pub async fn call(
             }
         }
     }
-    tally.into_called(Err(last))
-}
-
-/// What the attempts of one call add up to.
-struct Tally {
-    attempts: Vec<Attempt>,
-    usage: Vec<Usage>,
-    unreported: bool,
-}
-
-impl Tally {
-    fn into_called(self, result: Result<Answer, AttemptError>) -> Called {
-        Called {
-            result,
-            attempts: self.attempts,
-            usage: self.usage,
-            unreported: self.unreported,
-        }
+    Called {
+        result: Err(last),
+        attempts,
     }
 }
 
-async fn with_retries(
-    target: &Target,
+/// How to try one model.
+struct Try<'a> {
+    target: &'a Target,
+    /// Its index in the call's targets.
     index: usize,
+    policy: &'a Policy,
+    on_failure: &'a (dyn Fn(&Attempt) + Send + Sync),
+    meter: &'a dyn Meter,
+}
+
+async fn with_retries(
+    how: &Try<'_>,
     request: &Request,
-    policy: &Policy,
-    tally: &mut Tally,
-    on_failure: &(dyn Fn(&Attempt) + Send + Sync),
+    attempts: &mut Vec<Attempt>,
 ) -> Result<Answer, AttemptError> {
+    let Try {
+        target,
+        index,
+        policy,
+        on_failure,
+        meter,
+    } = *how;
     let name = format!("{}/{}", target.provider, target.model);
     let mut request = request.clone();
-    let attempts = &mut tally.attempts;
     let mut retry = 0;
     loop {
+        meter.before(index, &request).await?;
         let start = Instant::now();
         let outcome = match request.timeout {
             Some(total) => tokio::time::timeout(total, target.client.attempt(&request))
                 .await
                 .unwrap_or_else(|_| {
-                    Err(AttemptError {
-                        unreported: true,
-                        ..AttemptError::transient(
-                            None,
-                            format!("timed out after {}", humantime::format_duration(total)),
-                        )
-                    })
+                    // It may have been sent, and billed, before the time ran out.
+                    Err(AttemptError::cut_off(
+                        None,
+                        format!("timed out after {}", humantime::format_duration(total)),
+                        Reply::default(),
+                    ))
                 }),
             None => target.client.attempt(&request).await,
         };
         let seconds = start.elapsed().as_secs_f64();
+        meter.after(index, &request, outcome.as_ref());
         let error = match outcome {
             Ok(reply) => {
-                tally.usage[index] += reply.usage;
                 match check_json(&request, reply) {
                     Ok(reply) => {
                         attempts.push(Attempt {
@@ -179,10 +213,7 @@ async fn with_retries(
                     ),
                 }
             }
-            Err(e) => {
-                tally.unreported |= e.unreported;
-                e
-            }
+            Err(e) => e,
         };
         let give_up = error.kind != ErrorKind::Transient
             || retry >= policy.retries

@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 
 use super::http::{Body, Http, Post, Timeouts, TransportError};
 use super::retry;
-use super::wire::{StreamFault, Wire};
+use super::wire::{StreamFault, Wire, salvage_usage};
 use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
 use crate::keys::{ApiKey, KeyRef, KeyStore};
 
@@ -96,9 +96,10 @@ impl HttpProvider {
         let response = self.http.post(post).await.map_err(|e| {
             // Once the request is out, a lost reply may still be billed.
             let sent = matches!(e, TransportError::FirstByte(_) | TransportError::Body(_));
-            AttemptError {
-                unreported: sent,
-                ..AttemptError::transient(None, e.to_string())
+            if sent {
+                AttemptError::cut_off(None, e.to_string(), Reply::default())
+            } else {
+                AttemptError::transient(None, e.to_string())
             }
         })?;
         if !(200..300).contains(&response.status) {
@@ -107,32 +108,32 @@ impl HttpProvider {
             };
             return Err(self.http_error(response.status, &response.headers, &text, request));
         }
+        let status = response.status;
         match response.body {
-            Body::Whole(text) => self
-                .wire
-                .parse(request, &text)
-                .map_err(|e| cut_off(response.status, format!("malformed reply: {e}"))),
+            Body::Whole(text) => self.wire.parse(request, &text).map_err(|e| {
+                // Billed all the same: keep whatever usage it reports.
+                let (usage, reported) = salvage_usage(self.wire.as_ref(), &text);
+                let received = Reply {
+                    usage,
+                    reported,
+                    ..Reply::default()
+                };
+                AttemptError::cut_off(Some(status), format!("malformed reply: {e}"), received)
+            }),
             Body::Events(mut events) => {
                 let mut parser = self.wire.stream(request);
                 loop {
-                    match events.next().await {
+                    let message = match events.next().await {
                         None if parser.whole_at_close() => return Ok(parser.reply()),
-                        None => {
-                            return Err(cut_off(
-                                response.status,
-                                "the stream ended before its final event".into(),
-                            ));
-                        }
-                        Some(Err(e)) => return Err(cut_off(response.status, e.to_string())),
+                        None => "the stream ended before its final event".to_string(),
+                        Some(Err(e)) => e.to_string(),
                         Some(Ok(event)) => match parser.event(&event) {
                             Ok(true) => return Ok(parser.reply()),
-                            Ok(false) => request.progress.report(parser.received()),
-                            Err(StreamFault::Malformed(e)) => {
-                                return Err(cut_off(
-                                    response.status,
-                                    format!("malformed stream: {e}"),
-                                ));
+                            Ok(false) => {
+                                request.progress.report(parser.received());
+                                continue;
                             }
+                            Err(StreamFault::Malformed(e)) => format!("malformed stream: {e}"),
                             Err(StreamFault::Error(e)) => {
                                 let kind = if e.retryable == Some(false) {
                                     ErrorKind::Permanent
@@ -140,16 +141,17 @@ impl HttpProvider {
                                     ErrorKind::Transient
                                 };
                                 return Err(AttemptError {
-                                    status: Some(response.status),
                                     kind,
-                                    message: format!("{} (mid-stream): {}", e.kind, e.message),
-                                    hint: None,
-                                    retry_after: None,
-                                    unreported: true,
+                                    ..AttemptError::cut_off(
+                                        Some(status),
+                                        format!("{} (mid-stream): {}", e.kind, e.message),
+                                        parser.reply(),
+                                    )
                                 });
                             }
                         },
-                    }
+                    };
+                    return Err(AttemptError::cut_off(Some(status), message, parser.reply()));
                 }
             }
         }
@@ -193,17 +195,8 @@ impl HttpProvider {
             message: format!("{} {status} {}: {}", self.name, api.kind, api.message),
             hint,
             retry_after: retry::hint(headers, body),
-            unreported: false,
+            cut_off: None,
         }
-    }
-}
-
-/// A reply that broke off after the provider started answering: worth retrying, and
-/// possibly billed without a usage report.
-fn cut_off(status: u16, message: String) -> AttemptError {
-    AttemptError {
-        unreported: true,
-        ..AttemptError::transient(Some(status), message)
     }
 }
 

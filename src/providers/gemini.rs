@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
 use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
-use super::{Reply, Request};
+use super::{Reply, Reported, Request};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -107,6 +107,34 @@ impl Wire for Gemini {
             retryable: per_day.then_some(false),
         }
     }
+
+    fn usage_key(&self) -> &'static str {
+        "usageMetadata"
+    }
+
+    fn usage(&self, value: &Json) -> (Usage, Reported) {
+        read_usage(value)
+    }
+}
+
+/// `usageMetadata`: cached prompt tokens taken out of `input`, thinking tokens
+/// counted as output. Every chunk of a stream reports the prompt; only the last
+/// (if any) reports `candidatesTokenCount`.
+fn read_usage(u: &Json) -> (Usage, Reported) {
+    let n = |name: &str| u.get(name).and_then(Json::as_u64).unwrap_or(0);
+    let has = |name: &str| u.get(name).and_then(Json::as_u64).is_some();
+    let cached = n("cachedContentTokenCount");
+    let usage = Usage {
+        input: n("promptTokenCount").saturating_sub(cached),
+        output: n("candidatesTokenCount").saturating_add(n("thoughtsTokenCount")),
+        cache_read: cached,
+        cache_write: 0,
+    };
+    let reported = Reported {
+        input: has("promptTokenCount"),
+        output: has("candidatesTokenCount"),
+    };
+    (usage, reported)
 }
 
 /// A reply built from one response or from a stream of them.
@@ -114,6 +142,7 @@ impl Wire for Gemini {
 struct Accumulated {
     text: String,
     usage: Usage,
+    reported: Reported,
     finish: Option<String>,
 }
 
@@ -148,14 +177,7 @@ impl Accumulated {
             });
         }
         if let Some(u) = chunk.get("usageMetadata") {
-            let n = |name: &str| u.get(name).and_then(Json::as_u64).unwrap_or(0);
-            let cached = n("cachedContentTokenCount");
-            self.usage = Usage {
-                input: n("promptTokenCount").saturating_sub(cached),
-                output: n("candidatesTokenCount").saturating_add(n("thoughtsTokenCount")),
-                cache_read: cached,
-                cache_write: 0,
-            };
+            (self.usage, self.reported) = read_usage(u);
         }
         Ok(())
     }
@@ -165,6 +187,7 @@ impl Accumulated {
             text: std::mem::take(&mut self.text),
             json: None,
             usage: self.usage,
+            reported: self.reported,
             stop_reason: self.finish.take(),
         }
     }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::{AttemptError, BoxFuture, Provider, Reply, Request};
+use super::{AttemptError, BoxFuture, Provider, Reply, Reported, Request};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -95,6 +95,7 @@ pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
             output,
             ..Usage::default()
         },
+        reported: Reported::ALL,
         stop_reason: Some(stop_reason.into()),
     })
 }

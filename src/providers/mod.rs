@@ -75,18 +75,45 @@ impl std::fmt::Debug for Progress {
 }
 
 /// A model's reply.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Reply {
     pub text: String,
     /// The parsed reply, for `output: json`.
     pub json: Option<serde_json::Value>,
+    /// The tokens the provider reported; a count it did not report is zero here
+    /// (see `reported`), and the runner counts it locally.
     pub usage: Usage,
+    /// Which counts of `usage` the provider reported.
+    pub reported: Reported,
     /// Why the model stopped (`end_turn`, `max_tokens`, …).
     pub stop_reason: Option<String>,
 }
 
+/// Which of a reply's token counts the provider reported. Some servers report none
+/// (an OpenAI-compatible server that ignores `stream_options.include_usage`), some
+/// only the input (an Anthropic-compatible stream without `usage` in
+/// `message_delta`); what is missing is never taken as zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Reported {
+    /// The input counts: plain input, cache reads and cache writes.
+    pub input: bool,
+    pub output: bool,
+}
+
+impl Reported {
+    /// Every count reported.
+    pub const ALL: Reported = Reported {
+        input: true,
+        output: true,
+    };
+
+    pub fn all(self) -> bool {
+        self.input && self.output
+    }
+}
+
 /// Why one attempt failed, in a way that decides whether to retry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AttemptError {
     /// The HTTP status, when there was a response.
     pub status: Option<u16>,
@@ -98,10 +125,13 @@ pub struct AttemptError {
     /// How long the provider asked us to wait.
     #[serde(skip)]
     pub retry_after: Option<Duration>,
-    /// The request went out and was cut off before a reply said what it used: the
-    /// provider may bill tokens nobody reported.
+    /// The request went out and the reply was cut off or unreadable (a time-out, a
+    /// dropped, cut or malformed stream, a body that does not parse): what arrived
+    /// before it broke off, with any usage it reported. The provider may bill the
+    /// whole call. `None` when nothing was billed: the request never left, or the
+    /// provider answered with an error status.
     #[serde(skip)]
-    pub unreported: bool,
+    pub cut_off: Option<Box<Reply>>,
 }
 
 impl AttemptError {
@@ -113,7 +143,16 @@ impl AttemptError {
             message,
             hint: None,
             retry_after: None,
-            unreported: false,
+            cut_off: None,
+        }
+    }
+
+    /// A failure after the request went out, with what arrived before it: worth
+    /// another try, and perhaps billed in full.
+    pub fn cut_off(status: Option<u16>, message: String, received: Reply) -> Self {
+        AttemptError {
+            cut_off: Some(Box::new(received)),
+            ..AttemptError::transient(status, message)
         }
     }
 
@@ -125,7 +164,7 @@ impl AttemptError {
             message,
             hint,
             retry_after: None,
-            unreported: false,
+            cut_off: None,
         }
     }
 }
@@ -140,6 +179,8 @@ pub enum ErrorKind {
     Permanent,
     /// The key could not be read, decrypted or sent where the call goes.
     Key,
+    /// Not sent: the budget has no room for what the attempt could cost.
+    Budget,
 }
 
 impl std::fmt::Display for AttemptError {

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
 use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
-use super::{Reply, Request};
+use super::{Reply, Reported, Request};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -97,7 +97,7 @@ impl Wire for OpenAi {
             (None, Some(refusal)) => return Err(format!("the model refused: {refusal}")),
             (None, None) => String::new(),
         };
-        let usage = read_usage(reply.get("usage"));
+        let (usage, reported) = read_usage(reply.get("usage"));
         let stop_reason = choice
             .get("finish_reason")
             .and_then(Json::as_str)
@@ -106,6 +106,7 @@ impl Wire for OpenAi {
             text,
             json: None,
             usage,
+            reported,
             stop_reason,
         })
     }
@@ -114,6 +115,7 @@ impl Wire for OpenAi {
         Box::new(Stream {
             text: String::new(),
             usage: Usage::default(),
+            reported: Reported::default(),
             stop_reason: None,
         })
     }
@@ -136,6 +138,14 @@ impl Wire for OpenAi {
             None => fallback_error(status, body),
         }
     }
+
+    fn usage_key(&self) -> &'static str {
+        "usage"
+    }
+
+    fn usage(&self, value: &Json) -> (Usage, Reported) {
+        read_usage(Some(value))
+    }
 }
 
 /// `length` means the reply was cut at `max_tokens`; call it that, as the other APIs do.
@@ -147,27 +157,35 @@ fn stop_reason(finish: &str) -> String {
     }
 }
 
-/// Usage with cached prompt tokens taken out of `input`, so every kind is priced once.
-fn read_usage(value: Option<&Json>) -> Usage {
+/// Usage with cached prompt tokens taken out of `input`, so every kind is priced
+/// once; and which counts the server reported (`prompt_tokens`, `completion_tokens`).
+fn read_usage(value: Option<&Json>) -> (Usage, Reported) {
     let Some(u) = value.filter(|u| !u.is_null()) else {
-        return Usage::default();
+        return (Usage::default(), Reported::default());
     };
     let n = |p: &str| u.pointer(p).and_then(Json::as_u64).unwrap_or(0);
+    let has = |p: &str| u.pointer(p).and_then(Json::as_u64).is_some();
     let prompt = n("/prompt_tokens");
     // DeepSeek reports cache hits its own way.
     let cached = n("/prompt_tokens_details/cached_tokens").max(n("/prompt_cache_hit_tokens"));
     let written = n("/prompt_tokens_details/cache_write_tokens");
-    Usage {
+    let usage = Usage {
         input: prompt.saturating_sub(cached.saturating_add(written)),
         output: n("/completion_tokens"),
         cache_read: cached,
         cache_write: written,
-    }
+    };
+    let reported = Reported {
+        input: has("/prompt_tokens"),
+        output: has("/completion_tokens"),
+    };
+    (usage, reported)
 }
 
 struct Stream {
     text: String,
     usage: Usage,
+    reported: Reported,
     stop_reason: Option<String>,
 }
 
@@ -212,7 +230,7 @@ impl StreamParser for Stream {
             self.stop_reason = Some(stop_reason(finish));
         }
         if chunk.get("usage").is_some_and(|u| !u.is_null()) {
-            self.usage = read_usage(chunk.get("usage"));
+            (self.usage, self.reported) = read_usage(chunk.get("usage"));
         }
         Ok(false)
     }
@@ -226,6 +244,7 @@ impl StreamParser for Stream {
             text: std::mem::take(&mut self.text),
             json: None,
             usage: self.usage,
+            reported: self.reported,
             stop_reason: self.stop_reason.take(),
         }
     }

@@ -5,7 +5,8 @@
 use serde_json::Value as Json;
 
 use super::http::{Auth, SseEvent};
-use super::{Reply, Request};
+use super::{Reply, Reported, Request};
+use crate::usage::Usage;
 
 /// A provider's own account of an error: its type and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,7 +29,8 @@ pub trait StreamParser: Send {
     fn whole_at_close(&self) -> bool {
         false
     }
-    /// The reply so far (called once the final event arrived).
+    /// The reply so far: once the final event arrived, or, when the stream broke
+    /// off, what arrived before (its usage counts whatever the stream reported).
     fn reply(&mut self) -> Reply;
 }
 
@@ -59,6 +61,69 @@ pub trait Wire: Send + Sync {
     fn stream(&self, request: &Request) -> Box<dyn StreamParser>;
     /// Reads an error body.
     fn error(&self, status: u16, body: &str) -> ApiError;
+    /// The key of a whole reply's top-level object that holds its usage.
+    fn usage_key(&self) -> &'static str;
+    /// Reads a usage object: its counts, and which of them it holds.
+    fn usage(&self, value: &Json) -> (Usage, Reported);
+}
+
+/// The usage a whole reply reports, even when the reply as a whole does not parse
+/// (cut short, or broken after its usage): a billed reply's usage is used if it can
+/// be read. Only `wire`'s usage key in the top-level object counts, so a `usage`
+/// inside the model's own text or JSON never does.
+pub fn salvage_usage(wire: &dyn Wire, body: &str) -> (Usage, Reported) {
+    top_level_value(body, wire.usage_key())
+        .map_or((Usage::default(), Reported::default()), |value| {
+            wire.usage(&value)
+        })
+}
+
+/// The value of `key` in the top-level object of a JSON text that may be cut short
+/// or broken after that value. It scans once, keeping only the nesting depth and
+/// whether it is inside a string, so deep or hostile input costs linear time.
+pub fn top_level_value(text: &str, key: &str) -> Option<Json> {
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let start = i + 1;
+                let end = string_end(bytes, start)?;
+                i = end + 1;
+                if depth == 1 && &text[start..end] == key {
+                    let rest = text[i..].trim_start();
+                    if let Some(value) = rest.strip_prefix(':') {
+                        let mut values =
+                            serde_json::Deserializer::from_str(value).into_iter::<Json>();
+                        if let Some(Ok(found)) = values.next() {
+                            return Some(found);
+                        }
+                    }
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// Where the JSON string starting at `start` (just after its `"`) ends: the index
+/// of its closing quote, or `None` when the text ends first.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut i = start;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
 }
 
 /// Joins a base URL and a path without doubling or dropping the `/`.

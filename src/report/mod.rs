@@ -11,9 +11,86 @@ pub mod progress;
 pub mod runs;
 pub mod table;
 
+use crate::record::{AgentRecord, RunRecord};
+
 /// Dollars as shown in tables: `$0.0123`, or `unpriced`.
 pub fn usd(cost: Option<f64>) -> String {
     cost.map_or_else(|| "unpriced".to_string(), |c| format!("${c:.4}"))
+}
+
+/// The mark of a count or an amount that byok-flow counted itself, because the
+/// provider did not report it: `~`.
+pub fn approx(counted_locally: bool) -> &'static str {
+    if counted_locally { "~" } else { "" }
+}
+
+/// An agent's dollars: `$0.0123`, `~$0.0123` when its tokens were counted
+/// locally, `unpriced` when its model has no price.
+pub fn agent_usd(agent: &AgentRecord) -> String {
+    match agent.cost_usd {
+        Some(_) => format!("{}{}", approx(agent.counted_locally), usd(agent.cost_usd)),
+        None => usd(None),
+    }
+}
+
+/// An agent's tokens in and out: `41`, or `~41` when counted locally.
+pub fn agent_tokens(agent: &AgentRecord) -> (String, String) {
+    let mark = approx(agent.counted_locally);
+    (
+        format!("{mark}{}", agent.usage.input),
+        format!("{mark}{}", agent.usage.output),
+    )
+}
+
+/// The run's dollars: `$0.0123`; `~$0.0123` when some tokens were counted locally;
+/// `>= $0.0123` (what the priced agents cost) when an agent is unpriced.
+pub fn run_usd(record: &RunRecord) -> String {
+    match record.cost_usd {
+        Some(cost) => format!("{}{}", approx(record.counted_locally()), usd(Some(cost))),
+        None => format!(">= {}", usd(Some(record.priced_usd()))),
+    }
+}
+
+/// What the notes under a cost table say: tokens counted locally, bills that are
+/// unknown, models without a price. One line each, in the order of the agents.
+pub fn cost_notes(record: &RunRecord) -> Vec<String> {
+    let mut notes = Vec::new();
+    if record.counted_locally() {
+        notes.push(
+            "~ counted by byok-flow: the provider did not report these tokens (or the reply was cut off), so they and their cost are approximate.".to_string(),
+        );
+    }
+    for a in record.agents.iter().filter(|a| a.bill_unknown) {
+        let most = a.max_cost_usd.map_or_else(
+            || "how much is unknown".to_string(),
+            |m| format!("up to {} in all, which the budget counts", usd(Some(m))),
+        );
+        notes.push(format!(
+            "`{}`: a call was cut off after it was sent, so its bill is unknown: the provider may have billed all of it ({most}).",
+            a.name
+        ));
+    }
+    for a in record.agents.iter().filter(|a| a.cost_usd.is_none()) {
+        let model = a.answered_by.clone().unwrap_or_else(|| format!("{}/{}", a.provider, a.model));
+        notes.push(format!(
+            "`{}`: a model it called has no price, so its cost is unknown (`{model}`; add prices under the provider's `pricing:` or pass `--prices FILE`).",
+            a.name
+        ));
+    }
+    notes
+}
+
+/// The budget line: `budget $0.5000: $0.1200 spent`, and, when a bill is unknown,
+/// the most that may be.
+pub fn budget_line(record: &RunRecord, budget: f64) -> String {
+    let mut line = format!("budget {}: {} spent", usd(Some(budget)), run_usd(record));
+    if let Some(most) = record.max_cost_usd {
+        line.push_str(&format!(
+            ", up to {} with the calls whose bill is unknown",
+            usd(Some(most))
+        ));
+    }
+    line
 }
 
 /// Dollars per million tokens as people quote them: `$3.00`, `$0.30`, `$0.0028`.

@@ -30,28 +30,47 @@ pub fn settled_line(record: &AgentRecord) -> String {
         AgentStatus::Succeeded if record.cached => format!(
             "cached   {}  from the cache, no call  {}",
             record.name,
-            super::usd(record.cost_usd)
+            super::agent_usd(record)
         ),
-        AgentStatus::Succeeded => format!(
-            "ok       {}  {} in, {} out  {:.2}s  {}",
-            record.name,
-            record.usage.input,
-            record.usage.output,
-            record.seconds,
-            super::usd(record.cost_usd)
-        ),
+        AgentStatus::Succeeded => {
+            let (tokens_in, tokens_out) = super::agent_tokens(record);
+            format!(
+                "ok       {}  {tokens_in} in, {tokens_out} out  {:.2}s  {}",
+                record.name,
+                record.seconds,
+                super::agent_usd(record)
+            )
+        }
         AgentStatus::Failed => format!(
-            "failed   {}: {}",
+            "failed   {}: {}{}",
             record.name,
-            record.reason.as_deref().unwrap_or("unknown error")
+            record.reason.as_deref().unwrap_or("unknown error"),
+            spent_note(record)
         ),
         AgentStatus::Skipped => format!(
             "skipped  {}: {}",
             record.name,
             record.reason.as_deref().unwrap_or("not run")
         ),
-        AgentStatus::Cancelled => format!("cancelled {}", record.name),
+        AgentStatus::Cancelled => format!("cancelled {}{}", record.name, spent_note(record)),
     }
+}
+
+/// What an agent that did not succeed cost anyway, if anything: `; cost ~$0.0012
+/// (up to $0.0303: its bill is unknown)`, `; cost unpriced`.
+fn spent_note(record: &AgentRecord) -> String {
+    let spent = record.usage != crate::usage::Usage::default()
+        || record.bill_unknown
+        || record.cost_usd.is_none_or(|c| c > 0.0);
+    if !spent {
+        return String::new();
+    }
+    let most = match (record.bill_unknown, record.max_cost_usd) {
+        (true, Some(most)) => format!(" (up to {}: its bill is unknown)", super::usd(Some(most))),
+        (true, None) => " (its bill is unknown)".to_string(),
+        (false, _) => String::new(),
+    };
+    format!("; cost {}{most}", super::agent_usd(record))
 }
 
 /// The line that says an attempt failed and what happens next.

@@ -42,7 +42,7 @@ pub fn list(runs: &[RunSummary]) -> String {
                 format!("{}/{}", r.succeeded, r.agents),
                 r.cached.to_string(),
                 r.seconds.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
-                cost(r.cost_usd, r.unpriced),
+                run_cost(r),
             ]
         })
         .collect();
@@ -58,12 +58,26 @@ fn status(run: &RunSummary) -> String {
     text
 }
 
-fn cost(usd_spent: f64, unpriced: bool) -> String {
+/// Dollars as listed: `$0.0012`; `~$0.0012` with tokens counted locally; `>= $0.0012`
+/// (the priced part) with an unpriced agent.
+fn cost(priced_usd: f64, unpriced: bool, counted_locally: bool) -> String {
     if unpriced {
-        format!(">= {}", usd(Some(usd_spent)))
+        format!(">= {}", usd(Some(priced_usd)))
     } else {
-        usd(Some(usd_spent))
+        format!("{}{}", super::approx(counted_locally), usd(Some(priced_usd)))
     }
+}
+
+/// A run's dollars as listed, with the most it may have cost when a bill is unknown.
+fn run_cost(run: &RunSummary) -> String {
+    let mut text = cost(run.priced_cost_usd, run.unpriced, run.counted_locally);
+    if run.bill_unknown {
+        match run.max_cost_usd {
+            Some(most) => text.push_str(&format!(" (up to {})", usd(Some(most)))),
+            None => text.push_str(" (bill unknown)"),
+        }
+    }
+    text
 }
 
 /// One run: what it was, how it ended, and its closing table.
@@ -123,50 +137,70 @@ pub fn spend(rows: &[SpendRow], since: &str, by: &str, include_mock: bool) -> St
     ];
     let mut align = vec![Align::Right; header.len()];
     align[0] = Align::Left;
-    let cells =
-        |group: String, runs: String, calls: u64, usage: &Usage, cost_usd: f64, unpriced: bool| {
-            vec![
-                group,
-                runs,
-                calls.to_string(),
-                usage.input.to_string(),
-                usage.output.to_string(),
-                usage.cache_read.to_string(),
-                usage.cache_write.to_string(),
-                cost(cost_usd, unpriced),
-            ]
-        };
+    let cells = |group: String, runs: String, row: &SpendRow| {
+        let mark = super::approx(row.counted_calls > 0);
+        vec![
+            group,
+            runs,
+            row.calls.to_string(),
+            format!("{mark}{}", row.usage.input),
+            format!("{mark}{}", row.usage.output),
+            row.usage.cache_read.to_string(),
+            row.usage.cache_write.to_string(),
+            cost(
+                row.priced_cost_usd,
+                row.unpriced_calls > 0,
+                row.counted_calls > 0,
+            ),
+        ]
+    };
     let body: Vec<Vec<String>> = rows
         .iter()
-        .map(|r| {
-            cells(
-                r.group.clone(),
-                r.runs.to_string(),
-                r.calls,
-                &r.usage,
-                r.cost_usd,
-                r.unpriced_calls > 0,
-            )
-        })
+        .map(|r| cells(r.group.clone(), r.runs.to_string(), r))
         .collect();
-    let mut usage = Usage::default();
+    let mut total = SpendRow {
+        group: "total".into(),
+        runs: 0,
+        calls: 0,
+        usage: Usage::default(),
+        cost_usd: None,
+        priced_cost_usd: 0.0,
+        unpriced_calls: 0,
+        counted_calls: 0,
+        unknown_bills: 0,
+    };
     for r in rows {
-        usage += r.usage;
+        total.calls += r.calls;
+        total.usage += r.usage;
+        total.priced_cost_usd += r.priced_cost_usd;
+        total.unpriced_calls += r.unpriced_calls;
+        total.counted_calls += r.counted_calls;
+        total.unknown_bills += r.unknown_bills;
     }
-    let unpriced: u64 = rows.iter().map(|r| r.unpriced_calls).sum();
-    let total = cells(
-        "total".into(),
-        String::new(),
-        rows.iter().map(|r| r.calls).sum(),
-        &usage,
-        rows.iter().map(|r| r.cost_usd).sum(),
-        unpriced > 0,
-    );
-    out.push_str(&grid(&header, &align, &body, Some(&total)));
-    if unpriced > 0 {
+    let footer = cells("total".into(), String::new(), &total);
+    out.push_str(&grid(&header, &align, &body, Some(&footer)));
+    if total.unpriced_calls > 0 {
         out.push_str(&format!(
-            "{unpriced} calls were to unpriced models: their cost is left out (add prices with `pricing:` or `--prices`).\n"
+            "{} to unpriced models: their cost is unknown and left out, so the dollars are a lower bound (add prices with `pricing:` or `--prices`).\n",
+            calls(total.unpriced_calls)
+        ));
+    }
+    if total.counted_calls > 0 {
+        out.push_str(&format!(
+            "~ {} without reported usage (or cut off): byok-flow counted their tokens itself, so they and their cost are approximate.\n",
+            calls(total.counted_calls)
+        ));
+    }
+    if total.unknown_bills > 0 {
+        out.push_str(&format!(
+            "{} cut off after sending: their bill is unknown (`byok-flow runs show RUN` says the most it may have been).\n",
+            calls(total.unknown_bills)
         ));
     }
     out
+}
+
+/// "1 call", "3 calls".
+fn calls(n: u64) -> String {
+    crate::workflow::diagnostic::counted(usize::try_from(n).unwrap_or(usize::MAX), "call")
 }

@@ -30,34 +30,27 @@ pub fn render(record: &RunRecord) -> String {
             if a.stop_reason.as_deref() == Some("max_tokens") {
                 status.push_str(" (cut at max_tokens)");
             }
+            let (tokens_in, tokens_out) = super::agent_tokens(a);
             [
                 a.name.clone(),
                 format!("{}/{}", a.provider, a.model),
                 status,
-                a.usage.input.to_string(),
-                a.usage.output.to_string(),
+                tokens_in,
+                tokens_out,
                 format!("{:.2}", a.seconds),
-                super::usd(a.cost_usd),
+                super::agent_usd(a),
             ]
         })
         .collect();
-    let unpriced = record
-        .agents
-        .iter()
-        .any(|a| a.cost_usd.is_none() && (a.usage.input > 0 || a.usage.output > 0));
-    let total_cost = if unpriced {
-        format!(">= {}", super::usd(Some(record.cost_usd)))
-    } else {
-        super::usd(Some(record.cost_usd))
-    };
+    let mark = super::approx(record.counted_locally());
     rows.push([
         "total".into(),
         String::new(),
         String::new(),
-        record.usage.input.to_string(),
-        record.usage.output.to_string(),
+        format!("{mark}{}", record.usage.input),
+        format!("{mark}{}", record.usage.output),
         format!("{:.2}", record.seconds),
-        total_cost,
+        super::run_usd(record),
     ]);
     let mut widths = header.map(str::len);
     for row in &rows {
@@ -92,12 +85,13 @@ pub fn render(record: &RunRecord) -> String {
         out.push_str(&line(&widths.map(|w| "-".repeat(w))));
         out.push_str(&line(total));
     }
+    for note in super::cost_notes(record) {
+        out.push_str(&note);
+        out.push('\n');
+    }
     if let Some(budget) = record.budget_usd {
-        out.push_str(&format!(
-            "budget {}: {} spent\n",
-            super::usd(Some(budget)),
-            super::usd(Some(record.cost_usd))
-        ));
+        out.push_str(&super::budget_line(record, budget));
+        out.push('\n');
     }
     out
 }

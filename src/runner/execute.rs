@@ -11,6 +11,7 @@ use indexmap::IndexMap;
 
 use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
+use crate::cost::bill::Bill;
 use crate::events::{Bus, Event};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
@@ -57,7 +58,10 @@ pub async fn execute(
         reason,
         seconds: 0.0,
         usage: Usage::default(),
+        counted_locally: false,
         cost_usd: Some(0.0),
+        bill_unknown: false,
+        max_cost_usd: None,
         stop_reason: None,
         output: None,
         json: None,
@@ -86,30 +90,37 @@ pub async fn execute(
                 }
                 SchedEvent::Finished(i, out) => (
                     i,
-                    AgentRecord {
-                        seconds: out.seconds,
-                        usage: out.usage,
-                        stop_reason: out.stop_reason.clone(),
-                        output: Some(out.text.clone()),
-                        json: out.json.clone(),
-                        cost_usd: out.cost.map(Usd::micro_dollars),
-                        answered_by: (out.model != models[i].1).then(|| out.model.clone()),
-                        attempts: out.attempts.clone(),
-                        cached: out.cached,
-                        ..record_of(i, AgentStatus::Succeeded, None)
-                    },
+                    billed(
+                        AgentRecord {
+                            seconds: out.seconds,
+                            stop_reason: out.stop_reason.clone(),
+                            output: Some(out.text.clone()),
+                            json: out.json.clone(),
+                            answered_by: (out.model != models[i].1).then(|| out.model.clone()),
+                            attempts: out.attempts.clone(),
+                            cached: out.cached,
+                            ..record_of(i, AgentStatus::Succeeded, None)
+                        },
+                        &out.bill,
+                    ),
                 ),
-                SchedEvent::Failed(i, e) => (
-                    i,
-                    AgentRecord {
-                        seconds: e.seconds,
-                        usage: e.usage.unwrap_or_default(),
-                        cost_usd: e.cost.map(Usd::micro_dollars),
-                        attempts: e.attempts.clone(),
-                        key_failure: e.key_failure,
-                        ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
-                    },
-                ),
+                SchedEvent::Failed(i, e) => {
+                    if e.budget {
+                        over_budget.insert(i);
+                    }
+                    (
+                        i,
+                        billed(
+                            AgentRecord {
+                                seconds: e.seconds,
+                                attempts: e.attempts.clone(),
+                                key_failure: e.key_failure,
+                                ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
+                            },
+                            &e.bill,
+                        ),
+                    )
+                }
                 SchedEvent::Skipped(i, reason) => {
                     let budget = match reason {
                         SkipReason::Budget(_) => true,
@@ -118,15 +129,24 @@ pub async fn execute(
                     };
                     let text = if budget {
                         over_budget.insert(i);
-                        budget_text(reason, &names, settings.max_usd)
+                        let stopped = matches!(
+                            reason,
+                            SkipReason::Dependency(d)
+                                if records[*d].as_ref().is_some_and(|r| r.status == AgentStatus::Failed)
+                        );
+                        budget_text(reason, &names, settings.max_usd, stopped)
                     } else {
                         skip_text(reason, &names)
                     };
                     (i, record_of(i, AgentStatus::Skipped, Some(text)))
                 }
+                // Its call was cut off: what it may have cost is still counted.
                 SchedEvent::Cancelled(i) => (
                     i,
-                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
+                    billed(
+                        record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
+                        &runner.cancelled_bill(i),
+                    ),
                 ),
             };
             if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
@@ -147,25 +167,22 @@ pub async fn execute(
         })
         .collect();
     let outputs = render_outputs(&runner, &outcome.states);
-    let mut usage = Usage::default();
-    for a in &agents {
-        usage += a.usage;
-    }
+    // Given up for the budget: skipped before starting, or stopped before a retry.
     let status = if outcome.interrupted {
         RunStatus::Interrupted
     } else if agents.iter().all(|a| a.status == AgentStatus::Succeeded) {
         RunStatus::Succeeded
-    } else if !over_budget.is_empty() && !agents.iter().any(|a| a.status == AgentStatus::Failed) {
+    } else if !over_budget.is_empty()
+        && agents
+            .iter()
+            .enumerate()
+            .all(|(i, a)| a.status != AgentStatus::Failed || over_budget.contains(&i))
+    {
         RunStatus::BudgetReached
     } else {
         RunStatus::Failed
     };
-    let cost: Usd = agents
-        .iter()
-        .filter_map(|a| a.cost_usd)
-        .map(Usd::from_dollars)
-        .sum();
-    let record = RunRecord {
+    let mut record = RunRecord {
         run_id,
         workflow: workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
@@ -174,14 +191,32 @@ pub async fn execute(
         status,
         mock: settings.mock,
         inputs: settings.inputs.clone(),
-        cost_usd: cost.micro_dollars(),
+        cost_usd: None,
+        unpriced_agents: Vec::new(),
+        max_cost_usd: None,
         budget_usd: settings.max_usd,
         agents,
         outputs,
-        usage,
+        usage: Usage::default(),
     };
+    record.total_agents();
     bus.emit(&Event::RunFinished { record: &record });
     record
+}
+
+/// An agent's record with what its attempts used and cost.
+fn billed(record: AgentRecord, bill: &Bill) -> AgentRecord {
+    AgentRecord {
+        usage: bill.usage,
+        counted_locally: bill.counted_locally,
+        cost_usd: bill.cost.map(Usd::micro_dollars),
+        bill_unknown: bill.unknown,
+        max_cost_usd: bill
+            .max_cost
+            .filter(|_| bill.unknown)
+            .map(Usd::micro_dollars),
+        ..record
+    }
 }
 
 fn skip_text(reason: &SkipReason, names: &[String]) -> String {
@@ -196,11 +231,18 @@ fn skip_text(reason: &SkipReason, names: &[String]) -> String {
 }
 
 /// Why an agent was skipped for the budget, or because an agent it needs was.
-fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> String {
+/// `stopped`: the agent it needs started, and the budget had no room for a retry.
+fn budget_text(
+    reason: &SkipReason,
+    names: &[String],
+    max_usd: Option<f64>,
+    stopped: bool,
+) -> String {
     let ceiling = max_usd.map_or_else(String::new, |m| format!(" of {}", Usd::from_dollars(m)));
+    let what = if stopped { "stopped" } else { "was skipped" };
     match reason {
         SkipReason::Dependency(d) => {
-            format!("`{}` was skipped for the budget{ceiling}", names[*d])
+            format!("`{}` {what} for the budget{ceiling}", names[*d])
         }
         other => skip_text(other, names),
     }

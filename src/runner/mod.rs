@@ -4,8 +4,10 @@
 //!
 //! Before an agent starts, its request is rendered and counted ([`Prepared`]), so
 //! the budget gate sees its real input size, and a prompt over the model's context
-//! window fails the agent before any spend. After it finishes, its cost is priced
-//! from the usage the provider reported.
+//! window fails the agent before any spend. Each attempt of its call reserves and
+//! is billed through its meter (`meter.rs`): priced from the usage the provider
+//! reported, counted locally where it reported none, kept at its worst case where
+//! its bill is unknown.
 //!
 //! The cache is read when an agent is prepared (a hit reserves nothing from the
 //! budget and sends nothing, so no key is decrypted for it) and written as soon as
@@ -16,29 +18,34 @@
 //! scheduler and builds the run record.
 
 mod execute;
+mod meter;
 mod plan;
 
 pub use execute::{execute, workflow_name};
+pub use meter::{input_count, output_count};
 pub use plan::{Connect, prepare, prepare_offline, prepare_with};
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
 use crate::cache::{self, Cache, Endpoint, Entry, Key, Lookup};
+use crate::cost::bill::Bill;
+use crate::cost::budget::{Budget, BudgetGate};
 use crate::cost::prices::PriceTable;
+use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
 use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
-use crate::scheduler;
+use crate::scheduler::{self, Gate, Open};
 use crate::template::Renderer;
-use crate::usage::Usage;
 use crate::workflow::Checked;
 
 /// What a run needs beyond the workflow.
@@ -73,18 +80,15 @@ impl RunSettings {
 pub struct AgentOutput {
     pub text: String,
     pub json: Option<Json>,
-    /// Every token the provider reported for the agent (a reply that failed the
-    /// JSON check included).
-    pub usage: Usage,
-    /// What those tokens cost, each at the price of the model that used it; `None`
-    /// when a model is unpriced.
-    pub cost: Option<Usd>,
+    /// What every attempt used and cost (a reply that failed the JSON check, a
+    /// retry, a fallback included).
+    pub bill: Bill,
     pub stop_reason: Option<String>,
     pub seconds: f64,
     /// `provider/model` that answered (a fallback's, when the agent's own failed).
     pub model: String,
     pub attempts: Vec<Attempt>,
-    /// It came from the cache: no call was made, and `usage` and `cost` are zero.
+    /// It came from the cache: no call was made, and its bill is zero.
     pub cached: bool,
 }
 
@@ -94,8 +98,7 @@ impl AgentOutput {
         AgentOutput {
             text: entry.text,
             json: entry.json,
-            usage: Usage::default(),
-            cost: Some(Usd::ZERO),
+            bill: Bill::default(),
             stop_reason: entry.stop_reason,
             seconds: 0.0,
             model: entry.model,
@@ -110,15 +113,13 @@ impl AgentOutput {
 pub struct AgentFailure {
     pub message: String,
     pub seconds: f64,
-    /// What the failed call used, when known. `None` when it may have spent tokens
-    /// nobody reported (a time-out or a dropped stream cut a call off): the budget
-    /// then counts the agent's worst case as spent.
-    pub usage: Option<Usage>,
-    /// What `usage` cost; `None` when unknown or unpriced.
-    pub cost: Option<Usd>,
+    /// What its attempts used and cost, as far as known.
+    pub bill: Bill,
     pub attempts: Vec<Attempt>,
     /// It failed because its key could not be read, decrypted or sent (exit 4).
     pub key_failure: bool,
+    /// It failed because the budget had no room for another attempt.
+    pub budget: bool,
 }
 
 impl AgentFailure {
@@ -127,10 +128,10 @@ impl AgentFailure {
         AgentFailure {
             message,
             seconds: 0.0,
-            usage: Some(Usage::default()),
-            cost: Some(Usd::ZERO),
+            bill: Bill::default(),
             attempts: Vec::new(),
             key_failure: false,
+            budget: false,
         }
     }
 }
@@ -175,8 +176,14 @@ pub struct AgentRunner {
     /// Each agent's model, then its fallback models: tokenizer and price (`None`:
     /// unpriced). The first is the agent's own.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
-    /// Whether a budget needs each agent's worst case.
-    budgeted: bool,
+    /// The run's budget, if it has one: every attempt reserves from it and pays.
+    budget: Option<Arc<Budget>>,
+    /// What providers were seen to bill for input beyond the count.
+    ratios: InputRatios,
+    /// Providers already warned about for reporting no usage.
+    unreported_warned: Mutex<HashSet<String>>,
+    /// The bill of each running agent, so one cancelled mid-call still has one.
+    tabs: Mutex<HashMap<usize, Arc<Mutex<meter::Tab>>>>,
     cache: Option<Cache>,
     /// Each agent's models as its cache key sees them; `None`: never cached.
     endpoints: Vec<Option<Vec<Endpoint>>>,
@@ -187,29 +194,21 @@ pub struct AgentRunner {
 }
 
 impl AgentRunner {
-    /// Dollars for what `agent`'s models used (`usage[k]` on its `k`th model: its
-    /// own, then its fallbacks); `None` when a model that used tokens is unpriced.
-    pub fn cost(&self, agent: usize, usage: &[Usage]) -> Option<Usd> {
-        let mut total = Usd::ZERO;
-        for (k, used) in usage.iter().enumerate() {
-            if *used == Usage::default() {
-                continue;
-            }
-            total += self.candidates[agent].get(k)?.1.as_ref()?.cost(used);
+    /// The gate that holds this run's agents to its budget (or none).
+    pub fn gate(&self) -> Box<dyn Gate<AgentRunner>> {
+        match &self.budget {
+            Some(budget) => Box::new(BudgetGate::new(budget.clone())),
+            None => Box::new(Open),
         }
-        Some(total)
     }
 
-    /// The most `request` can cost on `agent`'s model or any of its fallbacks.
-    fn worst_case(&self, agent: usize, request: &Request) -> Option<Usd> {
-        let mut worst = Usd::ZERO;
-        for (tokenizer, price) in &self.candidates[agent] {
-            let price = price.as_ref()?;
-            let input = tokenizer.count_request(request.system.as_deref(), &request.prompt);
-            let output = request.max_tokens.map(u64::from).or(price.max_output)?;
-            worst = worst.max(price.worst_case(input.bound, output));
-        }
-        Some(worst)
+    /// The run's budget, if it has one.
+    pub fn budget(&self) -> Option<&Arc<Budget>> {
+        self.budget.as_ref()
+    }
+
+    fn tabs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Arc<Mutex<meter::Tab>>>> {
+        self.tabs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Where `agent`'s answer to `request` is cached, if it is cached at all.
@@ -279,7 +278,7 @@ impl AgentRunner {
             return;
         };
         let entry = Entry {
-            usage: output.usage,
+            usage: output.bill.usage,
             stop_reason: output.stop_reason.clone(),
             ..Entry::new(
                 &key,
@@ -376,10 +375,12 @@ impl scheduler::Runner for AgentRunner {
                 cache_key,
             });
         }
-        let (tokenizer, price) = &self.candidates[agent][0];
-        let window = price.as_ref().and_then(|p| p.context_window);
+        let window = self.candidates[agent][0]
+            .1
+            .as_ref()
+            .and_then(|p| p.context_window);
         // Counting loads a tokenizer; a run with no budget and no known window needs none.
-        if window.is_none() && !self.budgeted {
+        if window.is_none() && self.budget.is_none() {
             return Ok(Prepared {
                 request,
                 input: Count::default(),
@@ -388,15 +389,16 @@ impl scheduler::Runner for AgentRunner {
                 cache_key,
             });
         }
-        let input = tokenizer.count_request(request.system.as_deref(), &request.prompt);
+        let input = self.input_for(agent, 0, &request);
         if let Some(window) = window.filter(|w| input.tokens > *w) {
             return Err(fail(format!(
                 "the prompt is about {} tokens, over the {window}-token context window of `{}/{}`; nothing was sent (shorten the inputs or upstream outputs it includes, or use a model with a larger window)",
                 input.tokens, self.calls[agent].provider, self.calls[agent].model
             )));
         }
-        let worst = if self.budgeted {
-            self.worst_case(agent, &request)
+        // The first attempt's reservation; each later one makes its own.
+        let worst = if self.budget.is_some() {
+            self.attempt_worst(agent, 0, &request, input)
         } else {
             None
         };
@@ -436,20 +438,30 @@ impl scheduler::Runner for AgentRunner {
                     attempt,
                 });
             };
-            let called = call::call(&self.targets[agent], &request, &policy, &on_failure).await;
+            let tab = Arc::new(Mutex::new(meter::Tab::default()));
+            self.tabs_lock().insert(agent, tab.clone());
+            let meter = meter::AgentMeter {
+                runner: &self,
+                agent,
+                tab: tab.clone(),
+            };
+            let called = call::call(
+                &self.targets[agent],
+                &request,
+                &policy,
+                &on_failure,
+                &meter,
+            )
+            .await;
             let seconds = start.elapsed().as_secs_f64();
-            let mut usage = Usage::default();
-            for used in &called.usage {
-                usage += *used;
-            }
-            let cost = self.cost(agent, &called.usage);
+            self.tabs_lock().remove(&agent);
+            let bill = tab.lock().unwrap_or_else(PoisonError::into_inner).bill.clone();
             match called.result {
                 Ok(answer) => {
                     let output = AgentOutput {
                         text: answer.reply.text,
                         json: answer.reply.json,
-                        usage,
-                        cost,
+                        bill,
                         stop_reason: answer.reply.stop_reason,
                         seconds,
                         model: answer.model,
@@ -471,15 +483,13 @@ impl scheduler::Runner for AgentRunner {
                     if let Some(hint) = e.hint {
                         message.push_str(&format!(" ({hint})"));
                     }
-                    // A call cut off mid-way may be billed without a report: unknown.
-                    let known = !called.unreported;
                     Err(AgentFailure {
                         message,
                         seconds,
-                        usage: known.then_some(usage),
-                        cost: cost.filter(|_| known),
+                        bill,
                         attempts: called.attempts,
                         key_failure: e.kind == ErrorKind::Key,
+                        budget: e.kind == ErrorKind::Budget,
                     })
                 }
             }

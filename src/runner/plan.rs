@@ -3,15 +3,17 @@
 //! try them with the key each sends, the compiled templates, prices, tokenizers and
 //! the cache's view of each agent.
 
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use indexmap::IndexMap;
 use serde_json::Value as Json;
 
 use crate::cache::Endpoint;
 use crate::catalog::ProviderKind;
+use crate::cost::budget::Budget;
 use crate::cost::prices::Pricing;
+use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::Tokenizer;
 use crate::events::Bus;
 use crate::keys;
@@ -173,7 +175,10 @@ pub fn prepare_with(
             retries,
             bus: bus.clone(),
             candidates,
-            budgeted: settings.budget().is_some(),
+            budget: settings.budget().map(Budget::new),
+            ratios: InputRatios::default(),
+            unreported_warned: Mutex::default(),
+            tabs: Mutex::default(),
             cache: settings.cache.clone(),
             endpoints,
             refresh,

@@ -15,7 +15,7 @@ use std::time::Instant;
 use super::command::{self, Level, Place};
 use crate::events::{Event, Subscriber};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus};
-use crate::report::{progress, table, usd};
+use crate::report::{agent_tokens, agent_usd, progress, table};
 use crate::settings::GitHub;
 use crate::workflow::Checked;
 use crate::workflow::tree::escape;
@@ -129,14 +129,15 @@ impl Log {
 fn title(record: &AgentRecord) -> String {
     let model = format!("{}/{}", record.provider, record.model);
     match record.status {
-        AgentStatus::Succeeded => format!(
-            "{} ({model}): ok, {} in, {} out, {:.2}s, {}",
-            record.name,
-            record.usage.input,
-            record.usage.output,
-            record.seconds,
-            usd(record.cost_usd)
-        ),
+        AgentStatus::Succeeded => {
+            let (tokens_in, tokens_out) = agent_tokens(record);
+            format!(
+                "{} ({model}): ok, {tokens_in} in, {tokens_out} out, {:.2}s, {}",
+                record.name,
+                record.seconds,
+                agent_usd(record)
+            )
+        }
         status => format!("{} ({model}): {}", record.name, status.as_str()),
     }
 }

@@ -1,7 +1,8 @@
 //! The step's outputs (`$GITHUB_OUTPUT`): every output of the workflow under
 //! its own name, then `outputs_json` (all of them as one JSON object),
 //! `cost_usd`, `run_id` and `status`, so later steps read
-//! `steps.ID.outputs.review` or `steps.ID.outputs.cost_usd`.
+//! `steps.ID.outputs.review` or `steps.ID.outputs.cost_usd`. `cost_usd` is a plain
+//! number, or `unpriced` when an agent's model has no price (never `0` for that).
 //!
 //! A value with a line break is written `NAME<<DELIMITER`, the value, then
 //! `DELIMITER` on a line of its own, with a random delimiter that the value is
@@ -46,7 +47,7 @@ pub fn render(record: &RunRecord) -> String {
         .unwrap_or_default();
     for (name, value) in OWN.iter().zip([
         json,
-        dollars(record.cost_usd),
+        record.cost_usd.map_or_else(|| "unpriced".to_string(), dollars),
         record.run_id.clone(),
         status,
     ]) {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use super::command::Place;
 use crate::events::{Event, Subscriber};
 use crate::record::{AgentStatus, RunRecord, RunStatus};
-use crate::report::{table, usd};
+use crate::report::{agent_tokens, agent_usd, approx, budget_line, cost_notes, run_usd, table};
 use crate::settings::GitHub;
 use crate::workflow::Checked;
 
@@ -65,12 +65,17 @@ pub fn render(record: &RunRecord, file: &str, graph: &str) -> String {
         }
     );
     out.push_str(&cost_table(record));
+    let notes = cost_notes(record);
+    if !notes.is_empty() {
+        out.push('\n');
+        for note in notes {
+            out.push_str(&format!("{}  \n", cell(&note)));
+        }
+    }
     if let Some(budget) = record.budget_usd {
-        out.push_str(&format!(
-            "\n**Budget** {}: {} spent.\n",
-            usd(Some(budget)),
-            usd(Some(record.cost_usd))
-        ));
+        let line = budget_line(record, budget);
+        let line = line.strip_prefix("budget ").unwrap_or(&line);
+        out.push_str(&format!("\n**Budget** {line}.\n"));
     }
     if let Some(outcome) = table::outcome(record) {
         out.push_str(&format!("\n{outcome}\n"));
@@ -109,28 +114,25 @@ fn cost_table(record: &RunRecord) -> String {
         if a.stop_reason.as_deref() == Some("max_tokens") {
             status.push_str(" (cut at max_tokens)");
         }
+        let (tokens_in, tokens_out) = agent_tokens(a);
         out.push_str(&format!(
             "| {} | {} | {status} | {} | {} | {:.2} | {} |\n",
             a.name,
             cell(&format!("{}/{}", a.provider, a.model)),
-            a.usage.input,
-            a.usage.output,
+            cell(&tokens_in),
+            cell(&tokens_out),
             a.seconds,
-            usd(a.cost_usd)
+            cell(&agent_usd(a))
         ));
     }
-    let unpriced = record
-        .agents
-        .iter()
-        .any(|a| a.cost_usd.is_none() && a.usage.input + a.usage.output > 0);
-    let total = if unpriced {
-        format!("≥ {}", usd(Some(record.cost_usd)))
-    } else {
-        usd(Some(record.cost_usd))
-    };
+    let mark = approx(record.counted_locally());
+    let total = run_usd(record).replace(">=", "≥");
     out.push_str(&format!(
-        "| **total** | | | **{}** | **{}** | **{:.2}** | **{total}** |\n",
-        record.usage.input, record.usage.output, record.seconds
+        "| **total** | | | **{mark}{}** | **{mark}{}** | **{:.2}** | **{}** |\n",
+        record.usage.input,
+        record.usage.output,
+        record.seconds,
+        cell(&total)
     ));
     out
 }

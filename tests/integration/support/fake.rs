@@ -31,6 +31,8 @@ pub enum Fault {
     TruncateStream,
     /// A 200 whose body is not valid JSON (or a stream with a broken event).
     Malformed,
+    /// A 200 whose whole body breaks off after its usage (billed, and says so).
+    MalformedWithUsage,
     /// The response head comes only after this long.
     SlowFirstByte(Duration),
     /// Each stream event comes this long after the one before.
@@ -105,9 +107,35 @@ impl Recorded {
     }
 }
 
+/// How the fake bills, and what its replies report.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Billing {
+    /// Bill this percentage of the input byok-flow's reservation counts (its upper
+    /// bound), instead of the fake's own count: a server that tokenizes differently.
+    pub input_percent: Option<u64>,
+    /// Bill the request's whole output limit (`max_tokens`), whatever the reply.
+    pub output_at_max: bool,
+    /// Report no usage: an OpenAI-compatible server that ignores
+    /// `stream_options.include_usage`, an Anthropic-compatible one without `usage`
+    /// in `message_delta` (its `message_start` still reports the input), a Gemini
+    /// stream without `usageMetadata`.
+    pub omit_usage: bool,
+}
+
+/// What the fake billed for one request: its own log, whatever the reply said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bill {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
+    billed: Mutex<Vec<(String, Bill)>>,
+    billing: Mutex<Billing>,
     scripts: Mutex<Vec<(String, VecDeque<Fault>)>>,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
@@ -185,6 +213,17 @@ impl FakeServer {
     /// Every reply reports this many cache-read and cache-write tokens.
     pub fn report_cache(&self, read: u64, write: u64) {
         *self.shared.cache.lock().unwrap() = (read, write);
+    }
+
+    /// How to bill from now on.
+    pub fn set_billing(&self, billing: Billing) {
+        *self.shared.billing.lock().unwrap() = billing;
+    }
+
+    /// Every bill so far (model, tokens), in order: every 200 reply, broken ones
+    /// included, as a provider bills them.
+    pub fn billed(&self) -> Vec<(String, Bill)> {
+        self.shared.billed.lock().unwrap().clone()
     }
 
     /// Every reply waits this long before its first byte (on top of any fault).
@@ -292,12 +331,80 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     };
     let cache = *shared.cache.lock().unwrap();
     let latency = *shared.latency.lock().unwrap();
+    let billing = *shared.billing.lock().unwrap();
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = respond(api, &body, stream, fault, cache).await;
+    let response = respond(api, &body, stream, fault, cache, billing, &shared).await;
     drop(guard);
     response
+}
+
+/// The model a request names.
+fn model_of(body: &Value) -> String {
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("gemini");
+    model.strip_prefix("models/").unwrap_or(model).to_string()
+}
+
+/// The request as byok-flow built it, read back from the body: system, prompt,
+/// and a JSON correction's two turns.
+fn request_of(api: Api, body: &Value) -> byok_flow::providers::Request {
+    let texts: Vec<String> = match api {
+        Api::OpenAi => body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["role"] != "system")
+            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            .collect(),
+        Api::Anthropic => body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            .collect(),
+        Api::Gemini => body["contents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| c.pointer("/parts/0/text").and_then(Value::as_str).unwrap_or_default().to_string())
+            .collect(),
+    };
+    let system = match api {
+        Api::OpenAi => body["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|m| m["role"] == "system")
+            .and_then(|m| m["content"].as_str()),
+        Api::Anthropic => body["system"].as_str(),
+        Api::Gemini => body
+            .pointer("/systemInstruction/parts/0/text")
+            .and_then(Value::as_str),
+    };
+    byok_flow::providers::Request {
+        model: model_of(body),
+        system: system.map(str::to_string),
+        prompt: texts.first().cloned().unwrap_or_default(),
+        correction: (texts.len() >= 3).then(|| (texts[1].clone(), texts[2].clone())),
+        ..byok_flow::providers::Request::default()
+    }
+}
+
+/// The output limit a request sets.
+fn max_tokens_of(body: &Value) -> Option<u64> {
+    body.get("max_tokens")
+        .or_else(|| body.get("max_completion_tokens"))
+        .or_else(|| body.pointer("/generationConfig/maxOutputTokens"))
+        .and_then(Value::as_u64)
+}
+
+/// The input byok-flow's reservation counts for this request (its upper bound),
+/// through the same function the runner uses.
+fn counted_input(api: Api, body: &Value) -> u64 {
+    let request = request_of(api, body);
+    let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(&request.model);
+    byok_flow::runner::input_count(&tokenizer, &request).bound
 }
 
 fn check_auth(api: Api, headers: &HeaderMap) -> Option<Response> {
@@ -390,6 +497,8 @@ async fn respond(
     stream: bool,
     fault: Option<Fault>,
     cache: (u64, u64),
+    billing: Billing,
+    shared: &Shared,
 ) -> Response {
     let mut delay = Duration::ZERO;
     match &fault {
@@ -411,14 +520,6 @@ async fn respond(
             return raw(307, "text/plain", "moved", &[("location", to.as_str())]);
         }
         Some(Fault::SlowStream(d)) => delay = *d,
-        Some(Fault::Malformed) if !stream => {
-            return raw(
-                200,
-                "application/json",
-                "{\"id\": \"broken\", \"content\": [",
-                &[],
-            );
-        }
         _ => {}
     }
     let mut json = wanted_json(api, body);
@@ -431,16 +532,49 @@ async fn respond(
             .as_ref()
             .map_or_else(|| reply_text(api, body), Value::to_string),
     };
-    let usage = (
-        input_tokens(body),
-        (text.len() as u64).div_ceil(4),
-        cache.0,
-        cache.1,
-    );
+    let input = billing
+        .input_percent
+        .map_or_else(|| input_tokens(body), |p| (counted_input(api, body) * p).div_ceil(100));
+    let output = match max_tokens_of(body) {
+        Some(max) if billing.output_at_max => max,
+        _ => (text.len() as u64).div_ceil(4),
+    };
+    let usage = (input, output, cache.0, cache.1);
+    // Billed, whatever happens to the reply on its way.
+    shared.billed.lock().unwrap().push((
+        model_of(body),
+        Bill {
+            input,
+            output,
+            cache_read: cache.0,
+            cache_write: cache.1,
+        },
+    ));
     if !stream {
-        return json_response(200, &whole(api, body, &text, json.as_ref(), usage), &[]);
+        let mut reply = whole(api, body, &text, json.as_ref(), usage);
+        if billing.omit_usage {
+            strip_usage(api, &mut reply, true);
+        }
+        return match fault {
+            Some(Fault::Malformed) => raw(
+                200,
+                "application/json",
+                "{\"id\": \"broken\", \"content\": [",
+                &[],
+            ),
+            Some(Fault::MalformedWithUsage) => {
+                raw(200, "application/json", &broken_after_usage(api, &reply), &[])
+            }
+            _ => json_response(200, &reply, &[]),
+        };
     }
     let mut events = events(api, body, &text, json.as_ref(), usage);
+    if billing.omit_usage {
+        events = events
+            .into_iter()
+            .filter_map(|event| without_usage(api, &event))
+            .collect();
+    }
     match fault {
         Some(Fault::TruncateStream) => events.truncate(events.len().saturating_sub(2)),
         Some(Fault::Malformed) => events.insert(
@@ -499,6 +633,61 @@ async fn respond(
         .header("content-type", "text/event-stream")
         .body(Body::from_stream(stream))
         .unwrap()
+}
+
+/// A whole reply's text with its usage first, broken off a little after it.
+fn broken_after_usage(api: Api, reply: &Value) -> String {
+    let key = if api == Api::Gemini { "usageMetadata" } else { "usage" };
+    let mut fields = reply.as_object().cloned().unwrap_or_default();
+    let usage = fields.remove(key).unwrap_or(Value::Null);
+    let head = format!("{{\"{key}\": {usage}, ");
+    let rest = Value::Object(fields).to_string();
+    let rest = &rest[1..];
+    let cut = rest.len() / 2;
+    let cut = (0..=cut).rev().find(|i| rest.is_char_boundary(*i)).unwrap_or(0);
+    format!("{head}{}", &rest[..cut])
+}
+
+/// Takes a reply's usage out, as a server that reports none would; an Anthropic
+/// stream's `message_start` keeps its input count (`keep_start`).
+fn strip_usage(api: Api, value: &mut Value, whole_reply: bool) {
+    let Some(map) = value.as_object_mut() else {
+        return;
+    };
+    match api {
+        Api::Gemini => {
+            map.remove("usageMetadata");
+        }
+        Api::OpenAi => {
+            if whole_reply {
+                map.remove("usage");
+            }
+        }
+        Api::Anthropic => {
+            map.remove("usage");
+        }
+    }
+}
+
+/// A stream event as a server that reports no usage sends it; `None` to drop it.
+fn without_usage(api: Api, event: &str) -> Option<String> {
+    let Some((head, data)) = event.split_once("data: ") else {
+        return Some(event.to_string());
+    };
+    let data = data.trim_end();
+    let Ok(mut value) = serde_json::from_str::<Value>(data) else {
+        return Some(event.to_string());
+    };
+    match api {
+        // The last chunk only carries usage: a server that ignores `include_usage` never sends it.
+        Api::OpenAi if value["choices"].as_array().is_some_and(Vec::is_empty) => return None,
+        Api::OpenAi => {}
+        Api::Anthropic if value["type"] == "message_delta" => strip_usage(api, &mut value, false),
+        Api::Anthropic => {}
+        Api::Gemini => strip_usage(api, &mut value, false),
+    }
+    let name = head.strip_prefix("event: ").map(str::trim);
+    Some(sse(api, name.unwrap_or(""), &value.to_string()))
 }
 
 fn sse(api: Api, name: &str, data: &str) -> String {

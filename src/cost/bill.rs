@@ -1,0 +1,131 @@
+//! What one agent's calls cost, attempt by attempt: tokens (as reported, or
+//! counted locally where a provider reported none), dollars, and, when an
+//! attempt's bill is unknown, the most it may have been.
+
+use super::{Price, Usd};
+use crate::usage::Usage;
+
+/// The bill of an agent's attempts so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bill {
+    /// Every token its attempts used: as the providers reported them, or counted
+    /// locally where they did not.
+    pub usage: Usage,
+    /// Some of `usage` was counted locally (a reply without usage, or cut off).
+    pub counted_locally: bool,
+    /// What `usage` cost, each attempt at its model's price; `None` once an attempt
+    /// was made on an unpriced model (whatever it used: unpriced is not $0).
+    pub cost: Option<Usd>,
+    /// Some attempt's bill is unknown: it was cut off, or its reply was unreadable,
+    /// after the request went out, and the provider may have billed all of it.
+    pub unknown: bool,
+    /// The most it may have cost: `cost`, with every unknown bill at its attempt's
+    /// worst case. `None` when one of those is unknown too (no price or no limit).
+    pub max_cost: Option<Usd>,
+}
+
+impl Default for Bill {
+    /// Nothing yet: no tokens, $0.
+    fn default() -> Self {
+        Bill {
+            usage: Usage::default(),
+            counted_locally: false,
+            cost: Some(Usd::ZERO),
+            unknown: false,
+            max_cost: Some(Usd::ZERO),
+        }
+    }
+}
+
+/// One attempt, as it adds to a bill.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt<'a> {
+    /// What it used, reported or counted.
+    pub usage: Usage,
+    pub counted_locally: bool,
+    /// Its model's price; `None`: unpriced.
+    pub price: Option<&'a Price>,
+    /// When its bill is unknown: the most it may have cost (`None`: unknown too).
+    pub unknown: Option<Option<Usd>>,
+}
+
+impl Bill {
+    /// Adds an attempt.
+    pub fn add(&mut self, attempt: Attempt<'_>) {
+        self.usage += attempt.usage;
+        self.counted_locally |= attempt.counted_locally;
+        let cost = attempt.price.map(|p| p.cost(&attempt.usage));
+        self.cost = self.cost.zip(cost).map(|(a, b)| a + b);
+        let most = match attempt.unknown {
+            Some(worst) => {
+                self.unknown = true;
+                // Never below what it is known to have used.
+                worst.map(|w| cost.map_or(w, |c| w.max(c)))
+            }
+            None => cost,
+        };
+        self.max_cost = self.max_cost.zip(most).map(|(a, b)| a + b);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::{Rates, rate_per_million};
+
+    fn price() -> Price {
+        Price {
+            rates: Rates {
+                input: rate_per_million(1.0),
+                output: rate_per_million(2.0),
+                ..Rates::default()
+            },
+            ..Price::default()
+        }
+    }
+
+    #[test]
+    fn attempts_add_up_and_unknown_bills_count_at_their_worst() {
+        let price = price();
+        let mut bill = Bill::default();
+        let used = Usage {
+            input: 1_000,
+            output: 500,
+            ..Usage::default()
+        };
+        bill.add(Attempt {
+            usage: used,
+            counted_locally: false,
+            price: Some(&price),
+            unknown: None,
+        });
+        assert_eq!(bill.cost, Some(Usd::from_dollars(0.002)));
+        assert!(!bill.unknown);
+        bill.add(Attempt {
+            usage: Usage {
+                input: 1_000,
+                ..Usage::default()
+            },
+            counted_locally: true,
+            price: Some(&price),
+            unknown: Some(Some(Usd::from_dollars(0.01))),
+        });
+        assert_eq!(bill.cost, Some(Usd::from_dollars(0.003)));
+        assert_eq!(bill.max_cost, Some(Usd::from_dollars(0.012)));
+        assert!(bill.unknown && bill.counted_locally);
+        assert_eq!(bill.usage.input, 2_000);
+    }
+
+    #[test]
+    fn an_attempt_on_an_unpriced_model_makes_the_cost_unknown_even_with_no_tokens() {
+        let mut bill = Bill::default();
+        bill.add(Attempt {
+            usage: Usage::default(),
+            counted_locally: false,
+            price: None,
+            unknown: None,
+        });
+        assert_eq!(bill.cost, None);
+        assert_eq!(bill.max_cost, None);
+    }
+}
