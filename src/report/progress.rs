@@ -59,16 +59,15 @@ pub fn settled_line(record: &AgentRecord) -> String {
 /// What an agent that did not succeed cost anyway, if anything: `; cost ~$0.0012
 /// (up to $0.0303: its bill is unknown)`, `; cost unpriced`.
 fn spent_note(record: &AgentRecord) -> String {
-    let spent = record.usage != crate::usage::Usage::default()
-        || record.bill_unknown
-        || record.cost_usd.is_none_or(|c| c > 0.0);
-    if !spent {
+    let money = |usd: Option<f64>| usd.is_none_or(|c| c > 0.0);
+    let unknown = record.bill_unknown && money(record.max_cost_usd);
+    if !money(record.cost_usd) && !unknown {
         return String::new();
     }
-    let most = match (record.bill_unknown, record.max_cost_usd) {
-        (true, Some(most)) => format!(" (up to {}: its bill is unknown)", super::usd(Some(most))),
-        (true, None) => " (its bill is unknown)".to_string(),
-        (false, _) => String::new(),
+    let most = match record.max_cost_usd {
+        _ if !unknown => String::new(),
+        Some(most) => format!(" (up to {}: its bill is unknown)", super::usd(Some(most))),
+        None => " (its bill is unknown)".to_string(),
     };
     format!("; cost {}{most}", super::agent_usd(record))
 }

@@ -176,6 +176,8 @@ pub struct AgentRunner {
     /// Each agent's model, then its fallback models: tokenizer and price (`None`:
     /// unpriced). The first is the agent's own.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    /// A `--mock` run: nothing is ever billed.
+    mock: bool,
     /// The run's budget, if it has one: every attempt reserves from it and pays.
     budget: Option<Arc<Budget>>,
     /// What providers were seen to bill for input beyond the count.

@@ -175,6 +175,7 @@ pub fn prepare_with(
             retries,
             bus: bus.clone(),
             candidates,
+            mock: settings.mock,
             budget: settings.budget().map(Budget::new),
             ratios: InputRatios::default(),
             unreported_warned: Mutex::default(),

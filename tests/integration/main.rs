@@ -8,6 +8,7 @@ mod cost;
 mod examples;
 mod github;
 mod keys;
+mod money;
 mod no_panic;
 mod providers;
 mod run;
