@@ -58,8 +58,8 @@ impl InputRatios {
         match seen.get(&(provider.to_string(), model.to_string())) {
             None => counted,
             Some(r) => {
-                let scaled = (u128::from(counted) * u128::from(r.billed))
-                    .div_ceil(u128::from(r.counted));
+                let scaled =
+                    (u128::from(counted) * u128::from(r.billed)).div_ceil(u128::from(r.counted));
                 u64::try_from(scaled).unwrap_or(u64::MAX)
             }
         }

@@ -296,3 +296,54 @@ fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     let e = Store::open(&path).err().expect("an error");
     assert!(e.to_string().contains("history.sqlite"), "{e}");
 }
+
+/// A history written by the first schema opens, gains the new columns, keeps its
+/// runs, and takes runs with locally counted and unknown bills.
+#[test]
+fn a_version_1_history_is_upgraded_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let v1 = SCHEMA
+            .replace(
+                "    -- 1: some tokens were counted by byok-flow, not reported by the provider\n    counted_locally INTEGER NOT NULL DEFAULT 0,\n",
+                "",
+            )
+            .replace(
+                "    -- 1: a call was cut off after it was sent; max_cost_micro_usd is the most it may have cost\n    bill_unknown INTEGER NOT NULL DEFAULT 0,\n    max_cost_micro_usd INTEGER,\n",
+                "",
+            );
+        assert!(!v1.contains("counted_locally") && !v1.contains("max_cost"));
+        conn.execute_batch(&v1).unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, workflow, file, inputs_hash, status, started_at, started_unix, mock, agents, cost_micro_usd)
+             VALUES ('1000-aaaaaa', 'old', 'old.yaml', '', 'succeeded', '2025-01-01T00:00:00Z', 1735689600, 0, 1, 1500);
+             INSERT INTO agents (run_id, position, name, provider, model, status, cached, seconds, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd)
+             VALUES ('1000-aaaaaa', 0, 'a', 'openai', 'gpt-4o', 'succeeded', 0, 1.0, 10, 10, 0, 0, 1500);
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    let mut cut = agent("b", "openai/gpt-4o", (100, 5), Some(0.001));
+    cut.counted_locally = true;
+    cut.bill_unknown = true;
+    cut.max_cost_usd = Some(0.004);
+    keep(
+        &mut store,
+        &record("2000-bbbbbb", "2025-02-01T00:00:00Z", false, vec![cut]),
+    );
+    let runs = store.list(10).unwrap();
+    assert_eq!(runs.len(), 2);
+    assert_eq!(runs[1].cost_usd, Some(0.0015));
+    assert!(!runs[1].counted_locally && !runs[1].bill_unknown);
+    assert!(runs[0].counted_locally && runs[0].bill_unknown);
+    assert_eq!(runs[0].max_cost_usd, Some(0.004));
+    let (_, shown) = store.show("2000-bbbbbb").unwrap().unwrap();
+    assert!(shown.agents[0].counted_locally && shown.agents[0].bill_unknown);
+    assert_eq!(shown.max_cost_usd, Some(0.004));
+    drop(store);
+    // Opened again: already upgraded, nothing to do.
+    assert_eq!(Store::open(&path).unwrap().list(10).unwrap().len(), 2);
+}

@@ -177,42 +177,40 @@ async fn with_retries(
         let seconds = start.elapsed().as_secs_f64();
         meter.after(index, &request, outcome.as_ref());
         let error = match outcome {
-            Ok(reply) => {
-                match check_json(&request, reply) {
-                    Ok(reply) => {
-                        attempts.push(Attempt {
-                            model: name.clone(),
-                            status: None,
-                            outcome: "ok".into(),
-                            seconds,
-                            delay_ms: 0,
-                        });
-                        return Ok(Answer { reply, model: name });
-                    }
-                    Err(bad) if request.correction.is_none() => {
-                        let (reply, problem) = *bad;
-                        attempts.push(Attempt {
-                            model: name.clone(),
-                            status: None,
-                            outcome: format!("reply did not match the schema: {problem}"),
-                            seconds,
-                            delay_ms: 0,
-                        });
-                        on_failure(attempts.last().expect("just pushed"));
-                        request.correction = Some((
-                            reply.text,
-                            format!(
-                                "Your reply did not match the required JSON Schema: {problem}. Reply again with only JSON that matches the schema."
-                            ),
-                        ));
-                        continue;
-                    }
-                    Err(bad) => AttemptError::permanent(
-                        format!("the reply did not match the JSON Schema twice: {}", bad.1),
-                        Some("loosen `schema`, or make the prompt say what to return".into()),
-                    ),
+            Ok(reply) => match check_json(&request, reply) {
+                Ok(reply) => {
+                    attempts.push(Attempt {
+                        model: name.clone(),
+                        status: None,
+                        outcome: "ok".into(),
+                        seconds,
+                        delay_ms: 0,
+                    });
+                    return Ok(Answer { reply, model: name });
                 }
-            }
+                Err(bad) if request.correction.is_none() => {
+                    let (reply, problem) = *bad;
+                    attempts.push(Attempt {
+                        model: name.clone(),
+                        status: None,
+                        outcome: format!("reply did not match the schema: {problem}"),
+                        seconds,
+                        delay_ms: 0,
+                    });
+                    on_failure(attempts.last().expect("just pushed"));
+                    request.correction = Some((
+                        reply.text,
+                        format!(
+                            "Your reply did not match the required JSON Schema: {problem}. Reply again with only JSON that matches the schema."
+                        ),
+                    ));
+                    continue;
+                }
+                Err(bad) => AttemptError::permanent(
+                    format!("the reply did not match the JSON Schema twice: {}", bad.1),
+                    Some("loosen `schema`, or make the prompt say what to return".into()),
+                ),
+            },
             Err(e) => e,
         };
         let give_up = error.kind != ErrorKind::Transient

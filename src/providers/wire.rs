@@ -160,3 +160,82 @@ pub fn parse_json_text(text: &str) -> Result<Json, String> {
         .map_or(trimmed, str::trim);
     serde_json::from_str(unfenced).map_err(|e| format!("the reply is not valid JSON: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::{anthropic::Anthropic, gemini::Gemini, openai::OpenAi};
+
+    /// Issue 13, item 8: a billed reply that does not parse still says what it used.
+    #[test]
+    fn usage_is_salvaged_from_a_broken_body_only_at_the_top_level() {
+        let openai = OpenAi { first_party: true };
+        let broken = r#"{"usage": {"prompt_tokens": 12, "completion_tokens": 30}, "choices": [{"message": {"content": "cut he"#;
+        let (usage, reported) = salvage_usage(&openai, broken);
+        assert_eq!((usage.input, usage.output), (12, 30));
+        assert!(reported.all());
+        // A `usage` the model wrote, inside its text or its JSON, never counts.
+        let inside = r#"{"choices": [{"message": {"content": "{\"usage\": {\"prompt_tokens\": 1}}", "x": {"usage": {"prompt_tokens": 2}}}}], "id": "\"usage\": 3"#;
+        assert_eq!(salvage_usage(&openai, inside).1, Reported::default());
+        // Cut inside the usage itself: nothing readable.
+        let cut = r#"{"id": "x", "usage": {"input_tokens": 5, "output_"#;
+        assert_eq!(salvage_usage(&Anthropic, cut).1, Reported::default());
+        let gemini = r#"{"usageMetadata": {"promptTokenCount": 7}, "candidates": ["#;
+        let (usage, reported) = salvage_usage(&Gemini, gemini);
+        assert_eq!(usage.input, 7);
+        assert_eq!(
+            reported,
+            Reported {
+                input: true,
+                output: false
+            }
+        );
+        assert_eq!(top_level_value("", "usage"), None);
+        assert_eq!(top_level_value(&"[".repeat(100_000), "usage"), None);
+    }
+
+    /// Issue 14, item 2: which counts each API reported, so none is taken as zero.
+    #[test]
+    fn replies_say_which_counts_they_reported() {
+        let request = crate::providers::Request::default();
+        let openai = OpenAi { first_party: false };
+        let reply = openai
+            .parse(&request, r#"{"choices": [{"message": {"content": "hi"}}]}"#)
+            .unwrap();
+        assert_eq!(reply.reported, Reported::default());
+        let reply = Anthropic
+            .parse(
+                &request,
+                r#"{"content": [{"type": "text", "text": "hi"}], "usage": {"input_tokens": 3, "output_tokens": 1}}"#,
+            )
+            .unwrap();
+        assert!(reply.reported.all());
+        // An Anthropic stream whose `message_delta` has no usage: the input only.
+        let mut stream = Anthropic.stream(&request);
+        for (name, data) in [
+            (
+                "message_start",
+                r#"{"type": "message_start", "message": {"usage": {"input_tokens": 9, "output_tokens": 1}}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type": "message_delta", "delta": {"stop_reason": "end_turn"}}"#,
+            ),
+        ] {
+            let event = SseEvent {
+                name: name.into(),
+                data: data.into(),
+            };
+            stream.event(&event).unwrap();
+        }
+        let reply = stream.reply();
+        assert_eq!(
+            reply.reported,
+            Reported {
+                input: true,
+                output: false
+            }
+        );
+        assert_eq!(reply.usage.input, 9);
+    }
+}

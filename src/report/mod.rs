@@ -71,7 +71,10 @@ pub fn cost_notes(record: &RunRecord) -> Vec<String> {
         ));
     }
     for a in record.agents.iter().filter(|a| a.cost_usd.is_none()) {
-        let model = a.answered_by.clone().unwrap_or_else(|| format!("{}/{}", a.provider, a.model));
+        let model = a
+            .answered_by
+            .clone()
+            .unwrap_or_else(|| format!("{}/{}", a.provider, a.model));
         notes.push(format!(
             "`{}`: a model it called has no price, so its cost is unknown (`{model}`; add prices under the provider's `pricing:` or pass `--prices FILE`).",
             a.name

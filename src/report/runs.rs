@@ -64,7 +64,11 @@ fn cost(priced_usd: f64, unpriced: bool, counted_locally: bool) -> String {
     if unpriced {
         format!(">= {}", usd(Some(priced_usd)))
     } else {
-        format!("{}{}", super::approx(counted_locally), usd(Some(priced_usd)))
+        format!(
+            "{}{}",
+            super::approx(counted_locally),
+            usd(Some(priced_usd))
+        )
     }
 }
 

@@ -51,8 +51,9 @@ struct InFlight {
     request: Request,
     /// Its input as the reservation counted it (with a budget only).
     input: Option<Count>,
-    /// Its reservation (with a budget only; `None` inside: unknown).
-    reserved: Option<Option<Usd>>,
+    /// Its reservation (with a budget only: an attempt is never sent on an
+    /// unknown one).
+    reserved: Option<Usd>,
 }
 
 /// An agent's meter for one call.
@@ -78,21 +79,20 @@ impl Meter for AgentMeter<'_> {
             let (mut input, mut reserved) = (None, None);
             if let Some(budget) = &self.runner.budget {
                 let count = self.runner.input_for(self.agent, target, request);
-                let worst = self.runner.attempt_worst(self.agent, target, request, count);
+                let worst = self
+                    .runner
+                    .attempt_worst(self.agent, target, request, count);
                 budget
                     .reserve(self.agent, worst)
                     .await
                     .map_err(|why| AttemptError {
                         kind: ErrorKind::Budget,
                         ..AttemptError::permanent(
-                            format!(
-                                "not sent to {}/{}: {why}",
-                                request.provider, request.model
-                            ),
+                            format!("not sent to {}/{}: {why}", request.provider, request.model),
                             Some("raise the budget, or lower `max_tokens` or `retries`".into()),
                         )
                     })?;
-                (input, reserved) = (Some(count), Some(worst));
+                (input, reserved) = (Some(count), worst);
             }
             self.tab().in_flight = Some(InFlight {
                 target,
@@ -114,7 +114,7 @@ impl Meter for AgentMeter<'_> {
         };
         let charge = self.runner.bill_attempt(
             self.agent,
-            Billing {
+            &Billing {
                 target,
                 request,
                 received,
@@ -141,7 +141,7 @@ struct Billing<'a> {
     complete: bool,
     /// The input its reservation counted, when it made one.
     input: Option<Count>,
-    reserved: Option<Option<Usd>>,
+    reserved: Option<Usd>,
 }
 
 impl AgentRunner {
@@ -171,7 +171,7 @@ impl AgentRunner {
 
     /// Adds an attempt to `bill`; returns what the budget charges for it (`None`:
     /// its bill is unknown, so the whole reservation is kept).
-    fn bill_attempt(&self, agent: usize, b: Billing<'_>, bill: &mut Bill) -> Option<Usd> {
+    fn bill_attempt(&self, agent: usize, b: &Billing<'_>, bill: &mut Bill) -> Option<Usd> {
         let (tokenizer, price) = &self.candidates[agent][b.target];
         let price = price.as_ref();
         let Some(received) = b.received else {
@@ -230,7 +230,7 @@ impl AgentRunner {
             }));
         }
         // Cut off after it was sent: the provider may bill it whole.
-        let worst = b.reserved.unwrap_or_else(|| {
+        let worst = b.reserved.or_else(|| {
             let count = b.input.unwrap_or_else(|| input_count(tokenizer, b.request));
             self.attempt_worst(agent, b.target, b.request, count)
         });
@@ -277,7 +277,7 @@ impl AgentRunner {
             return Bill::default();
         };
         let mut tab = tab.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(f) = tab.in_flight.take() {
+        if let Some(f) = tab.in_flight.take().filter(|_| !self.mock) {
             let billing = Billing {
                 target: f.target,
                 request: &f.request,
@@ -286,7 +286,7 @@ impl AgentRunner {
                 input: f.input,
                 reserved: f.reserved,
             };
-            self.bill_attempt(agent, billing, &mut tab.bill);
+            self.bill_attempt(agent, &billing, &mut tab.bill);
         }
         tab.bill.clone()
     }
@@ -318,6 +318,9 @@ fn charge_counted(
                 .scale(&request.provider, &request.model, bound);
             price.worst_case(bound, output)
         }
-        None => price.cost(&Usage { output, ..*reported }),
+        None => price.cost(&Usage {
+            output,
+            ..*reported
+        }),
     }
 }

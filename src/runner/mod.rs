@@ -447,17 +447,15 @@ impl scheduler::Runner for AgentRunner {
                 agent,
                 tab: tab.clone(),
             };
-            let called = call::call(
-                &self.targets[agent],
-                &request,
-                &policy,
-                &on_failure,
-                &meter,
-            )
-            .await;
+            let called =
+                call::call(&self.targets[agent], &request, &policy, &on_failure, &meter).await;
             let seconds = start.elapsed().as_secs_f64();
             self.tabs_lock().remove(&agent);
-            let bill = tab.lock().unwrap_or_else(PoisonError::into_inner).bill.clone();
+            let bill = tab
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .bill
+                .clone();
             match called.result {
                 Ok(answer) => {
                     let output = AgentOutput {

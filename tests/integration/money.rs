@@ -234,12 +234,23 @@ fn issue13_malformed_billed_reply_keeps_reservation() {
         dir.path(),
         &server,
         &yaml,
-        &["--json", "--no-cache", "--concurrency", "1", "--max-usd", "1"],
+        &[
+            "--json",
+            "--no-cache",
+            "--concurrency",
+            "1",
+            "--max-usd",
+            "1",
+        ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let record = json(&out);
     let bills = server.billed();
-    assert_eq!(bills.len(), 4, "each agent: a broken reply, then a good one");
+    assert_eq!(
+        bills.len(),
+        4,
+        "each agent: a broken reply, then a good one"
+    );
     let price = [("m", 10.0, 20.0)];
 
     // Its usage was readable: the agent is billed both replies, exactly.
@@ -267,7 +278,8 @@ fn issue13_malformed_billed_reply_keeps_reservation() {
     );
     let stderr = text(&out.stderr);
     assert!(
-        stderr.contains("`unreadable`: a call was cut off after it was sent, so its bill is unknown"),
+        stderr
+            .contains("`unreadable`: a call was cut off after it was sent, so its bill is unknown"),
         "{stderr}"
     );
     assert!(stderr.contains(", up to $"), "{stderr}");
@@ -389,7 +401,11 @@ fn issue14_replies_without_usage_are_counted_locally_and_marked() {
         assert!(a["usage"]["input"].as_u64().unwrap() > 0, "{a}");
         assert!(a["usage"]["output"].as_u64().unwrap() > 0, "{a}");
         assert!(a["cost_usd"].as_f64().unwrap() > 0.0, "{a}");
-        assert_eq!(a.get("bill_unknown"), None, "a whole reply's bill is counted");
+        assert_eq!(
+            a.get("bill_unknown"),
+            None,
+            "a whole reply's bill is counted"
+        );
     }
     // Anthropic's `message_start` reported the input: only the output is counted.
     let claude = agent(&record, "claude-true");
@@ -399,7 +415,10 @@ fn issue14_replies_without_usage_are_counted_locally_and_marked() {
         .find(|r| r.body.to_string().contains("marker-claude-true"))
         .map(|r| (r.body.to_string().len() as u64).div_ceil(8))
         .unwrap();
-    assert_eq!(claude["usage"]["input"], billed, "the reported input is kept");
+    assert_eq!(
+        claude["usage"]["input"], billed,
+        "the reported input is kept"
+    );
     // OpenAI's tokenizer is exact: the counts are tiktoken's.
     let gpt = agent(&record, "gpt-true");
     let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model("gpt-4o");
@@ -431,9 +450,15 @@ fn issue14_replies_without_usage_are_counted_locally_and_marked() {
     let list = json(&runs(dir.path(), &["list", "--json"]));
     assert_eq!(list[0]["counted_locally"], true);
     let shown = text(&runs(dir.path(), &["show", id]).stdout);
-    assert!(shown.contains("~$") && shown.contains("~ counted by byok-flow"), "{shown}");
+    assert!(
+        shown.contains("~$") && shown.contains("~ counted by byok-flow"),
+        "{shown}"
+    );
     let spend = text(&runs(dir.path(), &["spend", "--by", "provider"]).stdout);
-    assert!(spend.contains("~$") && spend.contains("without reported usage"), "{spend}");
+    assert!(
+        spend.contains("~$") && spend.contains("without reported usage"),
+        "{spend}"
+    );
 }
 
 /// Issue 14, item 6: an unpriced agent's cost is null and so is the run's (with the
@@ -476,7 +501,10 @@ fn issue14_unpriced_is_null_never_zero() {
     );
     for r in [&record, &json(&plain)] {
         assert_eq!(r["cost_usd"], Value::Null, "{r}");
-        assert_eq!(r["unpriced_agents"], serde_json::json!(["local", "refused"]));
+        assert_eq!(
+            r["unpriced_agents"],
+            serde_json::json!(["local", "refused"])
+        );
         assert!(agent(r, "priced")["cost_usd"].as_f64().unwrap() > 0.0);
         assert_eq!(agent(r, "local")["cost_usd"], Value::Null);
         assert_eq!(agent(r, "refused")["cost_usd"], Value::Null);
@@ -484,7 +512,10 @@ fn issue14_unpriced_is_null_never_zero() {
     }
     let stderr = text(&out.stderr);
     assert!(!stderr.contains("$0.0000"), "{stderr}");
-    assert!(stderr.contains("ok, ") && stderr.contains("unpriced"), "{stderr}");
+    assert!(
+        stderr.contains("ok, ") && stderr.contains("unpriced"),
+        "{stderr}"
+    );
     let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
     assert!(summary.contains("| unpriced |"), "{summary}");
     assert!(summary.contains("**≥ $"), "{summary}");
@@ -494,7 +525,10 @@ fn issue14_unpriced_is_null_never_zero() {
 
     // Without GitHub: the plain progress lines and the closing table.
     let stderr = text(&plain.stderr);
-    let line = stderr.lines().find(|l| l.contains("ok       local")).unwrap();
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("ok       local"))
+        .unwrap();
     assert!(line.ends_with("unpriced"), "{line}");
     let row = stderr.lines().find(|l| l.starts_with("refused ")).unwrap();
     assert!(row.ends_with("unpriced"), "{row}");
@@ -517,7 +551,10 @@ fn issue14_unpriced_is_null_never_zero() {
     assert_eq!(local["cost_usd"], Value::Null, "{spend}");
     let id = record["run_id"].as_str().unwrap();
     let shown = text(&runs(dir.path(), &["show", id]).stdout);
-    assert!(!shown.contains("$0.0000") && shown.contains(">= $"), "{shown}");
+    assert!(
+        !shown.contains("$0.0000") && shown.contains(">= $"),
+        "{shown}"
+    );
 }
 
 /// Issue 14, item 6: an agent cut off mid-stream on a priced model is priced on
@@ -554,7 +591,10 @@ fn issue14_cut_off_mid_stream_is_priced_on_what_arrived() {
 fn issue13_interrupted_call_keeps_what_it_may_cost() {
     let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
-    server.script("marker-slow", [Fault::SlowFirstByte(Duration::from_secs(20))]);
+    server.script(
+        "marker-slow",
+        [Fault::SlowFirstByte(Duration::from_secs(20))],
+    );
     let yaml = workflow(
         &server,
         "  slow:\n    model: openai/gpt-4o\n    prompt: \"marker-slow Say hello\"\n    max_tokens: 100\n",

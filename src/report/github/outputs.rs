@@ -47,7 +47,9 @@ pub fn render(record: &RunRecord) -> String {
         .unwrap_or_default();
     for (name, value) in OWN.iter().zip([
         json,
-        record.cost_usd.map_or_else(|| "unpriced".to_string(), dollars),
+        record
+            .cost_usd
+            .map_or_else(|| "unpriced".to_string(), dollars),
         record.run_id.clone(),
         status,
     ]) {

@@ -342,7 +342,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
 
 /// The model a request names.
 fn model_of(body: &Value) -> String {
-    let model = body.get("model").and_then(Value::as_str).unwrap_or("gemini");
+    let model = body
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("gemini");
     model.strip_prefix("models/").unwrap_or(model).to_string()
 }
 
@@ -367,7 +370,12 @@ fn request_of(api: Api, body: &Value) -> byok_flow::providers::Request {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| c.pointer("/parts/0/text").and_then(Value::as_str).unwrap_or_default().to_string())
+            .map(|c| {
+                c.pointer("/parts/0/text")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string()
+            })
             .collect(),
     };
     let system = match api {
@@ -532,9 +540,10 @@ async fn respond(
             .as_ref()
             .map_or_else(|| reply_text(api, body), Value::to_string),
     };
-    let input = billing
-        .input_percent
-        .map_or_else(|| input_tokens(body), |p| (counted_input(api, body) * p).div_ceil(100));
+    let input = billing.input_percent.map_or_else(
+        || input_tokens(body),
+        |p| (counted_input(api, body) * p).div_ceil(100),
+    );
     let output = match max_tokens_of(body) {
         Some(max) if billing.output_at_max => max,
         _ => (text.len() as u64).div_ceil(4),
@@ -562,9 +571,12 @@ async fn respond(
                 "{\"id\": \"broken\", \"content\": [",
                 &[],
             ),
-            Some(Fault::MalformedWithUsage) => {
-                raw(200, "application/json", &broken_after_usage(api, &reply), &[])
-            }
+            Some(Fault::MalformedWithUsage) => raw(
+                200,
+                "application/json",
+                &broken_after_usage(api, &reply),
+                &[],
+            ),
             _ => json_response(200, &reply, &[]),
         };
     }
@@ -637,19 +649,26 @@ async fn respond(
 
 /// A whole reply's text with its usage first, broken off a little after it.
 fn broken_after_usage(api: Api, reply: &Value) -> String {
-    let key = if api == Api::Gemini { "usageMetadata" } else { "usage" };
+    let key = if api == Api::Gemini {
+        "usageMetadata"
+    } else {
+        "usage"
+    };
     let mut fields = reply.as_object().cloned().unwrap_or_default();
     let usage = fields.remove(key).unwrap_or(Value::Null);
     let head = format!("{{\"{key}\": {usage}, ");
     let rest = Value::Object(fields).to_string();
     let rest = &rest[1..];
     let cut = rest.len() / 2;
-    let cut = (0..=cut).rev().find(|i| rest.is_char_boundary(*i)).unwrap_or(0);
+    let cut = (0..=cut)
+        .rev()
+        .find(|i| rest.is_char_boundary(*i))
+        .unwrap_or(0);
     format!("{head}{}", &rest[..cut])
 }
 
-/// Takes a reply's usage out, as a server that reports none would; an Anthropic
-/// stream's `message_start` keeps its input count (`keep_start`).
+/// Takes a reply's usage out, as a server that reports none would: a whole reply's
+/// (`whole_reply`), or one stream event's (an OpenAI chunk keeps its `usage: null`).
 fn strip_usage(api: Api, value: &mut Value, whole_reply: bool) {
     let Some(map) = value.as_object_mut() else {
         return;
@@ -681,10 +700,9 @@ fn without_usage(api: Api, event: &str) -> Option<String> {
     match api {
         // The last chunk only carries usage: a server that ignores `include_usage` never sends it.
         Api::OpenAi if value["choices"].as_array().is_some_and(Vec::is_empty) => return None,
-        Api::OpenAi => {}
         Api::Anthropic if value["type"] == "message_delta" => strip_usage(api, &mut value, false),
-        Api::Anthropic => {}
         Api::Gemini => strip_usage(api, &mut value, false),
+        Api::OpenAi | Api::Anthropic => {}
     }
     let name = head.strip_prefix("event: ").map(str::trim);
     Some(sse(api, name.unwrap_or(""), &value.to_string()))
