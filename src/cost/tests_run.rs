@@ -186,6 +186,76 @@ fn budget_waits_for_running_agents_before_giving_up() {
     assert_eq!(spent, Some(Usd::from_dollars(0.03)));
 }
 
+/// A provider whose first attempt breaks off after it was sent (its bill unknown),
+/// then answers.
+struct CutOnce(std::sync::atomic::AtomicBool);
+
+impl Provider for CutOnce {
+    fn attempt<'a>(&'a self, _: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+        let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async move {
+            if first {
+                return Err(AttemptError::cut_off(
+                    Some(200),
+                    "the connection dropped mid-reply".into(),
+                    Reply::default(),
+                ));
+            }
+            Ok(Reply {
+                text: "ok".into(),
+                usage: Usage {
+                    input: 1,
+                    output: 1,
+                    ..Usage::default()
+                },
+                reported: Reported::ALL,
+                ..Reply::default()
+            })
+        })
+    }
+}
+
+/// Issue 13, item 8 (a sibling): a retry reserves its own worst case. After a
+/// first attempt whose bill is unknown, there is no room for another under this
+/// ceiling, so the retry is not sent and the agent stops for the budget.
+#[test]
+fn a_retry_is_not_sent_without_room_for_it() {
+    let w = checked(
+        "version: 1\nproviders:\n  sim:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n    key: none\n    pricing:\n      m: {input: 0, output: 100}\nagents:\n  a: {model: sim/m, prompt: one, max_tokens: 1000, retries: 3}\n  b: {model: sim/m, prompt: \"{{agents.a.output}}\", max_tokens: 1000}\n",
+    );
+    let provider = Arc::new(CutOnce(std::sync::atomic::AtomicBool::new(false)));
+    // Room for one worst case ($0.10), not two.
+    let (record, spent) = run_with(w, provider, Some(0.15), 1);
+    assert_eq!(record.agents[0].status, AgentStatus::Failed);
+    assert_eq!(record.agents[0].attempts.len(), 1, "the retry was not sent");
+    let reason = record.agents[0].reason.as_deref().unwrap();
+    assert!(reason.contains("not sent to sim/m"), "{reason}");
+    assert!(record.agents[0].bill_unknown);
+    assert_eq!(record.agents[0].max_cost_usd, Some(0.1));
+    assert_eq!(
+        record.agents[1].reason.as_deref(),
+        Some("`a` stopped for the budget of $0.1500")
+    );
+    assert_eq!(record.status, RunStatus::BudgetReached);
+    assert_eq!(spent, Some(Usd::from_dollars(0.1)));
+    assert_eq!(
+        crate::report::table::outcome(&record).as_deref(),
+        Some(
+            "The run kept to its budget: 1 agent stopped before another call (`a`), 1 agent skipped (`b`); raise the budget or lower their `max_tokens` to run them."
+        )
+    );
+    // With room for two, the retry goes and the agent succeeds.
+    let w = checked(
+        "version: 1\nproviders:\n  sim:\n    type: openai-compatible\n    base_url: http://127.0.0.1:9/v1\n    key: none\n    pricing:\n      m: {input: 0, output: 100}\nagents:\n  a: {model: sim/m, prompt: one, max_tokens: 1000, retries: 3}\n",
+    );
+    let provider = Arc::new(CutOnce(std::sync::atomic::AtomicBool::new(false)));
+    let (record, spent) = run_with(w, provider, Some(0.25), 1);
+    assert_eq!(record.agents[0].status, AgentStatus::Succeeded);
+    assert_eq!(record.agents[0].attempts.len(), 2);
+    assert_eq!(spent, Some(Usd::from_dollars(0.100_1)));
+    assert_eq!(record.max_cost_usd, Some(0.1001));
+}
+
 /// A random squad: agents, each reading some earlier ones, on a few models with
 /// random prices (dollars per million tokens).
 #[derive(Debug, Clone)]

@@ -124,12 +124,31 @@ pub fn outcome(record: &RunRecord) -> Option<String> {
             })
         }
         RunStatus::BudgetReached => {
-            let names: Vec<String> = with(AgentStatus::Skipped)
-                .map(|n| format!("`{n}`"))
-                .collect();
+            let names = |status: AgentStatus| {
+                with(status)
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            // An agent that failed here was stopped for the budget before a retry.
+            let stopped = with(AgentStatus::Failed).count();
+            let mut parts = Vec::new();
+            if stopped > 0 {
+                parts.push(format!(
+                    "{} stopped before another call ({})",
+                    counted(stopped, "agent"),
+                    names(AgentStatus::Failed)
+                ));
+            }
+            if stopped == 0 || with(AgentStatus::Skipped).count() > 0 {
+                parts.push(format!(
+                    "{skipped} skipped ({})",
+                    names(AgentStatus::Skipped)
+                ));
+            }
             Some(format!(
-                "The run kept to its budget: {skipped} skipped ({}); raise the budget or lower their `max_tokens` to run them.",
-                names.join(", ")
+                "The run kept to its budget: {}; raise the budget or lower their `max_tokens` to run them.",
+                parts.join(", ")
             ))
         }
         RunStatus::Interrupted => Some(format!(
