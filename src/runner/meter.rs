@@ -42,6 +42,19 @@ pub fn output_count(tokenizer: &Tokenizer, text: &str) -> Count {
 pub struct Tab {
     pub bill: Bill,
     in_flight: Option<InFlight>,
+    /// Its own model's input, as counted when it was prepared (with a budget): the
+    /// same for every attempt on that model but a JSON correction.
+    first_input: Option<Count>,
+}
+
+impl Tab {
+    /// A tab for an agent whose first model's input was counted as `first_input`.
+    pub fn new(first_input: Option<Count>) -> Self {
+        Tab {
+            first_input,
+            ..Tab::default()
+        }
+    }
 }
 
 /// The attempt being made.
@@ -78,7 +91,11 @@ impl Meter for AgentMeter<'_> {
         Box::pin(async move {
             let (mut input, mut reserved) = (None, None);
             if let Some(budget) = &self.runner.budget {
-                let count = self.runner.input_for(self.agent, target, request);
+                let known = self.tab().first_input;
+                let count = match known {
+                    Some(count) if target == 0 && request.correction.is_none() => count,
+                    _ => self.runner.input_for(self.agent, target, request),
+                };
                 let worst = self
                     .runner
                     .attempt_worst(self.agent, target, request, count);

@@ -440,7 +440,8 @@ impl scheduler::Runner for AgentRunner {
                     attempt,
                 });
             };
-            let tab = Arc::new(Mutex::new(meter::Tab::default()));
+            let first_input = self.budget.is_some().then_some(prepared.input);
+            let tab = Arc::new(Mutex::new(meter::Tab::new(first_input)));
             self.tabs_lock().insert(agent, tab.clone());
             let meter = meter::AgentMeter {
                 runner: &self,
