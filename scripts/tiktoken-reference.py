@@ -9,8 +9,9 @@ No network is needed: Python tiktoken looks for each BPE file in
 TIKTOKEN_CACHE_DIR under the sha1 hex of its download URL (tiktoken/load.py,
 `read_file_cached`) and checks it against the sha256 it expects, so this script
 copies the BPE files that the tiktoken-rs crate ships (its `assets/` folder, found
-in cargo's registry, or given as ASSETS_DIR) into a temporary cache under those
-names. A file that differed from OpenAI's would fail that check (and the script
+in cargo's registry, or given as ASSETS_DIR; byok-flow no longer depends on that
+crate, so fetch it once with `cargo info tiktoken-rs@0.12.1` or any crate that
+depends on it) into a temporary cache under those names. A file that differed from OpenAI's would fail that check (and the script
 would then try the network and fail), so the counts are the reference ones.
 
 For each corpus file: the `encode_ordinary` count in o200k_base and cl100k_base
@@ -53,7 +54,7 @@ def assets_dir():
     home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     found = sorted(glob.glob(str(home / "registry/src/*/tiktoken-rs-*/assets")))
     if not found:
-        sys.exit("tiktoken-rs is not in cargo's registry: run `cargo fetch` first, or set ASSETS_DIR")
+        sys.exit("tiktoken-rs is not in cargo's registry: fetch it (see the docstring), or set ASSETS_DIR")
     return Path(found[-1])
 
 

@@ -35,6 +35,13 @@ pub trait Runner: Send + Sync + 'static {
         upstream: &[(usize, Arc<Self::Output>)],
     ) -> Result<Self::Prepared, Self::Error>;
 
+    /// Makes a prepared agent's figures exact, when they were rough (a count that
+    /// needed no tokenizer): asked when the gate would not start it as it is.
+    /// Returns whether anything changed, so the gate is asked again.
+    fn refine(&self, _agent: usize, _prepared: &mut Self::Prepared) -> bool {
+        false
+    }
+
     /// Runs the prepared agent.
     fn run(
         self: Arc<Self>,
@@ -193,7 +200,14 @@ pub async fn run<R: Runner>(
                         }
                     }
                 }
-                match gate.admit(agent, &prepared[&agent], tasks.len()) {
+                let Some(ready_to_run) = prepared.get_mut(&agent) else {
+                    continue;
+                };
+                let mut admission = gate.admit(agent, ready_to_run, tasks.len());
+                if admission != Admission::Start && runner.refine(agent, ready_to_run) {
+                    admission = gate.admit(agent, ready_to_run, tasks.len());
+                }
+                match admission {
                     Admission::Wait => continue,
                     Admission::Skip(why) => {
                         skipped.push((agent, why));

@@ -147,22 +147,35 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     };
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
-        let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
-        estimate.mark_cached(&cached);
-        check_windows(&estimate, &args.file)?;
-        let refusal = max_usd.and_then(|max| refuse(&estimate, max));
-        if args.dry_run {
-            print_estimate(&estimate, args.json)?;
-            return match refusal {
-                Some(e) => Err(e),
-                None => Ok(Exit::Success),
-            };
-        }
-        if let Some(refusal) = refusal {
-            if !global.quiet {
-                eprint!("{}", estimate_table::render(&estimate));
+        // A run first checks with counts that need no tokenizer, which are at least
+        // the exact ones: only when they do not settle it is the exact estimate made.
+        let fits = |estimate: &Estimate| {
+            check_windows(estimate, &args.file).is_ok()
+                && max_usd.and_then(|max| refuse(estimate, max)).is_none()
+        };
+        let upper = (!args.dry_run).then(|| {
+            let mut upper = cost::estimate::upper_estimate(&checked, &inputs, &pricing, max_usd);
+            upper.mark_cached(&cached);
+            upper
+        });
+        if !upper.as_ref().is_some_and(fits) {
+            let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+            estimate.mark_cached(&cached);
+            check_windows(&estimate, &args.file)?;
+            let refusal = max_usd.and_then(|max| refuse(&estimate, max));
+            if args.dry_run {
+                print_estimate(&estimate, args.json)?;
+                return match refusal {
+                    Some(e) => Err(e),
+                    None => Ok(Exit::Success),
+                };
             }
-            return Err(refusal);
+            if let Some(refusal) = refusal {
+                if !global.quiet {
+                    eprint!("{}", estimate_table::render(&estimate));
+                }
+                return Err(refusal);
+            }
         }
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {

@@ -181,6 +181,38 @@ pub fn estimate(
     pricing: &Pricing<'_>,
     budget_usd: Option<f64>,
 ) -> Estimate {
+    estimate_by(checked, inputs, pricing, budget_usd, Counting::Exact)
+}
+
+/// [`estimate`] with every input counted by [`Tokenizer::bound_request`]: no BPE is
+/// loaded, and each agent's input tokens and dollars are at least [`estimate`]'s.
+/// So when this estimate fits a budget and every context window, the exact one
+/// does too, and `run` needs no tokenizer to know it.
+pub fn upper_estimate(
+    checked: &Checked,
+    inputs: &IndexMap<String, String>,
+    pricing: &Pricing<'_>,
+    budget_usd: Option<f64>,
+) -> Estimate {
+    estimate_by(checked, inputs, pricing, budget_usd, Counting::Bound)
+}
+
+/// How an estimate counts input tokens.
+#[derive(Debug, Clone, Copy)]
+enum Counting {
+    /// With the model's BPE (or the approximation over `o200k_base`).
+    Exact,
+    /// With the bound that needs no BPE.
+    Bound,
+}
+
+fn estimate_by(
+    checked: &Checked,
+    inputs: &IndexMap<String, String>,
+    pricing: &Pricing<'_>,
+    budget_usd: Option<f64>,
+    counting: Counting,
+) -> Estimate {
     let w = &checked.workflow;
     let resolved: Vec<_> = w
         .agents
@@ -223,7 +255,10 @@ pub fn estimate(
     for (i, (name, agent)) in w.agents.iter().enumerate() {
         let tokenizer = Tokenizer::for_model(agent.model_id());
         let (system, prompt, seen) = render(&mut renderer, name, agent, &context, &index_of);
-        let count: Count = tokenizer.count_request(system.as_deref(), &prompt);
+        let count: Count = match counting {
+            Counting::Exact => tokenizer.count_request(system.as_deref(), &prompt),
+            Counting::Bound => tokenizer.bound_request(system.as_deref(), &prompt),
+        };
         // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
         // 2^63 - 1 tokens, and an output read three times would overflow.
         let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {

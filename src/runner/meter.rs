@@ -5,7 +5,8 @@
 //! warning once per provider), and, for an attempt cut off after it was sent, the
 //! whole reservation kept as spent since its bill is unknown.
 //!
-//! Counting goes through [`input_count`] and [`output_count`] only, on the
+//! Counting goes through [`input_bound`] (reservations: no BPE), [`input_count`]
+//! and [`output_count`] (what a provider did not report) only, on the
 //! `cost::tokens` API, so a change to how tokens are counted applies everywhere.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -26,6 +27,18 @@ pub fn input_count(tokenizer: &Tokenizer, request: &Request) -> Count {
     if let Some((previous, correction)) = &request.correction {
         // Two more turns: framed as a request of their own, which counts a little over.
         let more = tokenizer.count_request(Some(previous), correction);
+        count.tokens = count.tokens.saturating_add(more.tokens);
+        count.bound = count.bound.saturating_add(more.bound);
+    }
+    count
+}
+
+/// [`input_count`] by the bound that needs no BPE ([`Tokenizer::bound_request`]):
+/// what a reservation counts, so a run loads no tokenizer to make one.
+pub fn input_bound(tokenizer: &Tokenizer, request: &Request) -> Count {
+    let mut count = tokenizer.bound_request(request.system.as_deref(), &request.prompt);
+    if let Some((previous, correction)) = &request.correction {
+        let more = tokenizer.bound_request(Some(previous), correction);
         count.tokens = count.tokens.saturating_add(more.tokens);
         count.bound = count.bound.saturating_add(more.bound);
     }
@@ -162,9 +175,10 @@ struct Billing<'a> {
 }
 
 impl AgentRunner {
-    /// The input of `request` to `agent`'s `target`th model, counted.
+    /// The input of `request` to `agent`'s `target`th model, as a reservation
+    /// counts it: bounded without a BPE.
     pub(super) fn input_for(&self, agent: usize, target: usize, request: &Request) -> Count {
-        input_count(&self.candidates[agent][target].0, request)
+        input_bound(&self.candidates[agent][target].0, request)
     }
 
     /// The most an attempt of `request` on `agent`'s `target`th model can cost: its

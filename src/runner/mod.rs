@@ -22,7 +22,7 @@ mod meter;
 mod plan;
 
 pub use execute::{execute, workflow_name};
-pub use meter::{input_count, output_count};
+pub use meter::{input_bound, input_count, output_count};
 pub use plan::{Connect, prepare, prepare_offline, prepare_with};
 
 use std::collections::{HashMap, HashSet};
@@ -142,8 +142,10 @@ impl AgentFailure {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub request: Request,
+    /// Its input: counted exactly, or (`exact` false) by the bound that needs no BPE.
     pub input: Count,
     pub worst: Option<Usd>,
+    pub exact: bool,
     /// The cached answer, when there is one to use.
     pub cached: Option<Entry>,
     /// Where its answer goes in the cache, when it is cached.
@@ -373,25 +375,22 @@ impl scheduler::Runner for AgentRunner {
                 request,
                 input: Count::default(),
                 worst: Some(Usd::ZERO),
+                exact: true,
                 cached: Some(cached),
                 cache_key,
             });
         }
-        let window = self.candidates[agent][0]
-            .1
-            .as_ref()
-            .and_then(|p| p.context_window);
-        // Counting loads a tokenizer; a run with no budget and no known window needs none.
-        if window.is_none() && self.budget.is_none() {
-            return Ok(Prepared {
-                request,
-                input: Count::default(),
-                worst: None,
-                cached: None,
-                cache_key,
-            });
+        let (tokenizer, price) = &self.candidates[agent][0];
+        let window = price.as_ref().and_then(|p| p.context_window);
+        // No BPE is loaded here: the bound that needs none settles the window unless
+        // the prompt is near it, and the budget reserves it (`refine` counts exactly
+        // when it does not fit).
+        let mut input = self.input_for(agent, 0, &request);
+        let mut exact = false;
+        if window.is_some_and(|w| input.tokens > w) {
+            input = meter::input_count(tokenizer, &request);
+            exact = true;
         }
-        let input = self.input_for(agent, 0, &request);
         if let Some(window) = window.filter(|w| input.tokens > *w) {
             return Err(fail(format!(
                 "the prompt is about {} tokens, over the {window}-token context window of `{}/{}`; nothing was sent (shorten the inputs or upstream outputs it includes, or use a model with a larger window)",
@@ -408,9 +407,24 @@ impl scheduler::Runner for AgentRunner {
             request,
             input,
             worst,
+            exact,
             cached: None,
             cache_key,
         })
+    }
+
+    /// Counts a prepared agent's input exactly, when its reservation was made with
+    /// the bound that needs no BPE: the gate asks for it only when that bound does
+    /// not fit, so whether an agent fits is decided as with exact counts.
+    fn refine(&self, agent: usize, prepared: &mut Prepared) -> bool {
+        if prepared.exact || self.budget.is_none() || prepared.cached.is_some() {
+            return false;
+        }
+        let tokenizer = &self.candidates[agent][0].0;
+        prepared.input = meter::input_count(tokenizer, &prepared.request);
+        prepared.worst = self.attempt_worst(agent, 0, &prepared.request, prepared.input);
+        prepared.exact = true;
+        true
     }
 
     fn run(
