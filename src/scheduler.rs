@@ -8,6 +8,7 @@
 //! one agent, and a [`Gate`] (the budget) decides whether a prepared agent may start.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -153,9 +154,25 @@ pub async fn run<R: Runner>(
     let n = dag.len();
     let mut states: Vec<State<R::Output, R::Error>> = (0..n).map(|_| State::Waiting).collect();
     let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
-    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
     let lanes: Vec<usize> = (0..n).map(|i| runner.lane(i)).collect();
-    let mut lane_running: HashMap<usize, usize> = HashMap::new();
+    let lane_count = lanes.iter().max().map_or(0, |&l| l + 1);
+    let lane_limit = |lane: usize| {
+        options
+            .lane_limits
+            .get(lane)
+            .copied()
+            .unwrap_or(usize::MAX)
+            .max(1)
+    };
+    // Agents whose dependencies are done, by lane: each round starts them in index
+    // order across lanes, passing over full lanes without looking at their agents,
+    // so a round costs the agents it starts (and those the gate holds back), not
+    // every agent that is ready.
+    let mut ready: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); lane_count];
+    for agent in (0..n).filter(|&i| remaining[i] == 0) {
+        ready[lanes[agent]].insert(agent);
+    }
+    let mut lane_running: Vec<usize> = vec![0; lane_count];
     let mut tasks: JoinSet<Joined<R>> = JoinSet::new();
     let mut prepared: HashMap<usize, R::Prepared> = HashMap::new();
     let mut task_agent: HashMap<tokio::task::Id, usize> = HashMap::new();
@@ -168,20 +185,22 @@ pub async fn run<R: Runner>(
         if !stopped {
             let mut skipped = Vec::new();
             let mut unprepared = Vec::new();
-            for &agent in &ready {
-                if tasks.len() >= concurrency {
+            // Each lane's next agent to look at this round.
+            let mut next: Vec<Option<usize>> = ready.iter().map(|r| r.first().copied()).collect();
+            while tasks.len() < concurrency {
+                let Some((lane, agent)) = next
+                    .iter()
+                    .enumerate()
+                    .filter(|&(lane, _)| lane_running[lane] < lane_limit(lane))
+                    .filter_map(|(lane, a)| a.map(|a| (lane, a)))
+                    .min_by_key(|&(_, a)| a)
+                else {
                     break;
-                }
-                let lane = lanes[agent];
-                let limit = options
-                    .lane_limits
-                    .get(lane)
-                    .copied()
-                    .unwrap_or(usize::MAX)
-                    .max(1);
-                if lane_running.get(&lane).copied().unwrap_or(0) >= limit {
-                    continue;
-                }
+                };
+                next[lane] = ready[lane]
+                    .range((Bound::Excluded(agent), Bound::Unbounded))
+                    .next()
+                    .copied();
                 if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(agent) {
                     let upstream: Vec<(usize, Arc<R::Output>)> = dag
                         .dependencies(agent)
@@ -195,6 +214,7 @@ pub async fn run<R: Runner>(
                             slot.insert(p);
                         }
                         Err(error) => {
+                            ready[lane].remove(&agent);
                             unprepared.push((agent, error));
                             continue;
                         }
@@ -210,6 +230,7 @@ pub async fn run<R: Runner>(
                 match admission {
                     Admission::Wait => continue,
                     Admission::Skip(why) => {
+                        ready[lane].remove(&agent);
                         skipped.push((agent, why));
                         continue;
                     }
@@ -218,18 +239,14 @@ pub async fn run<R: Runner>(
                 let Some(ready_to_run) = prepared.remove(&agent) else {
                     continue;
                 };
-                *lane_running.entry(lane).or_default() += 1;
+                ready[lane].remove(&agent);
+                lane_running[lane] += 1;
                 states[agent] = State::Running;
                 on_event(Event::Started(agent));
                 let fut = runner.clone().run(agent, ready_to_run);
                 let handle = tasks.spawn(async move { (agent, fut.await) });
                 task_agent.insert(handle.id(), agent);
             }
-            ready.retain(|a| {
-                matches!(states[*a], State::Waiting)
-                    && !skipped.iter().any(|(s, _)| s == a)
-                    && !unprepared.iter().any(|(u, _)| u == a)
-            });
             for (agent, why) in skipped {
                 prepared.remove(&agent);
                 skip(
@@ -273,9 +290,7 @@ pub async fn run<R: Runner>(
                 };
                 states[agent] = State::Skipped(SkipReason::Interrupted);
                 on_event(Event::Skipped(agent, &SkipReason::Interrupted));
-                if let Some(count) = lane_running.get_mut(&lanes[agent]) {
-                    *count -= 1;
-                }
+                lane_running[lanes[agent]] -= 1;
                 gate.settled(agent, Settled::Lost);
                 stopped |= !options.keep_going;
                 for d in dag.dependents(agent).collect::<Vec<_>>() {
@@ -290,9 +305,7 @@ pub async fn run<R: Runner>(
                 continue;
             }
         };
-        if let Some(count) = lane_running.get_mut(&lanes[agent]) {
-            *count -= 1;
-        }
+        lane_running[lanes[agent]] -= 1;
         match &result {
             Ok(output) => gate.settled(agent, Settled::Finished(output)),
             Err(error) => gate.settled(agent, Settled::Failed(error)),
@@ -305,7 +318,7 @@ pub async fn run<R: Runner>(
                 for d in dag.dependents(agent) {
                     remaining[d] -= 1;
                     if remaining[d] == 0 && matches!(states[d], State::Waiting) {
-                        ready.insert(d);
+                        ready[lanes[d]].insert(d);
                     }
                 }
             }
