@@ -8,11 +8,12 @@
 //! one agent, and a [`Gate`] (the budget) decides whether a prepared agent may start.
 
 use std::collections::{BTreeSet, HashMap};
-use std::ops::Bound;
 use std::future::Future;
+use std::ops::Bound;
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::dag::Dag;
 use crate::providers::BoxFuture;
@@ -35,6 +36,12 @@ pub trait Runner: Send + Sync + 'static {
         agent: usize,
         upstream: &[(usize, Arc<Self::Output>)],
     ) -> Result<Self::Prepared, Self::Error>;
+
+    /// The log span of an agent's work (its name, for the lines logged while it is
+    /// prepared, admitted and run); none by default.
+    fn span(&self, _agent: usize) -> tracing::Span {
+        tracing::Span::none()
+    }
 
     /// Makes a prepared agent's figures exact, when they were rough (a count that
     /// needed no tokenizer): asked when the gate would not start it as it is.
@@ -201,6 +208,8 @@ pub async fn run<R: Runner>(
                     .range((Bound::Excluded(agent), Bound::Unbounded))
                     .next()
                     .copied();
+                let span = runner.span(agent);
+                let _entered = span.enter();
                 if let std::collections::hash_map::Entry::Vacant(slot) = prepared.entry(agent) {
                     let upstream: Vec<(usize, Arc<R::Output>)> = dag
                         .dependencies(agent)
@@ -244,7 +253,8 @@ pub async fn run<R: Runner>(
                 states[agent] = State::Running;
                 on_event(Event::Started(agent));
                 let fut = runner.clone().run(agent, ready_to_run);
-                let handle = tasks.spawn(async move { (agent, fut.await) });
+                let handle =
+                    tasks.spawn(async move { (agent, fut.await) }.instrument(span.clone()));
                 task_agent.insert(handle.id(), agent);
             }
             for (agent, why) in skipped {

@@ -215,7 +215,32 @@ impl BudgetGate {
 
 impl Gate<AgentRunner> for BudgetGate {
     fn admit(&mut self, agent: usize, prepared: &Prepared, running: usize) -> Admission {
-        match self.budget.ledger().admit(agent, prepared.worst, running) {
+        let mut ledger = self.budget.ledger();
+        let before = ledger.committed();
+        let admission = ledger.admit(agent, prepared.worst, running);
+        let worst = prepared
+            .worst
+            .map_or_else(|| "unknown".to_string(), |w| w.to_string());
+        let counted = if prepared.exact {
+            "counted"
+        } else {
+            "bound, no tokenizer"
+        };
+        let input = prepared.input.bound;
+        match &admission {
+            Admission::Start => tracing::debug!(
+                "budget: admitted, reserving {worst} ({input} input tokens, {counted}); committed {before} -> {} of {}",
+                ledger.committed(),
+                ledger.ceiling
+            ),
+            Admission::Wait => tracing::debug!(
+                "budget: waiting for {running} running agent(s) to settle: its worst case {worst} ({input} input tokens, {counted}) does not fit in the {} left",
+                ledger.ceiling.saturating_sub(before)
+            ),
+            Admission::Skip(why) => tracing::info!("budget: skipped: {why}"),
+        }
+        drop(ledger);
+        match admission {
             Admission::Skip(why) => Admission::Skip(format!(
                 "{why} ({} input tokens at most, `max_tokens` {}); lower its `max_tokens` or raise the budget",
                 prepared.input.bound,

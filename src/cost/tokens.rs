@@ -368,12 +368,19 @@ mod tests {
     /// encodings at least the exact count, on every text of the corpus.
     #[test]
     fn the_byte_bound_is_above_the_count() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokens/corpus");
+        let root =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tokens/corpus");
         let texts: Vec<String> = std::fs::read_dir(root)
             .unwrap()
             .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
             .collect();
-        for model in ["gpt-4o", "gpt-4", "claude-sonnet-4-5", "claude-opus-4-7", "gemini-2.5-pro"] {
+        for model in [
+            "gpt-4o",
+            "gpt-4",
+            "claude-sonnet-4-5",
+            "claude-opus-4-7",
+            "gemini-2.5-pro",
+        ] {
             let t = Tokenizer::for_model(model);
             for (i, text) in texts.iter().enumerate() {
                 let system = texts.get(i + 1).map(String::as_str);

@@ -235,7 +235,11 @@ impl KeyStore {
 
     async fn read(&self, key: &KeyRef) -> Result<Arc<Key>, KeyError> {
         match key {
-            KeyRef::Env(var) => env_key(&self.env, var).map(Arc::new),
+            KeyRef::Env(var) => {
+                // The variable's name, never its value.
+                tracing::info!("key `{key}`: read from the environment variable {var}");
+                env_key(&self.env, var).map(Arc::new)
+            }
             KeyRef::File(name) => {
                 let dir = self.dir.clone()?;
                 let path = dir.existing_key(name)?;
@@ -244,7 +248,7 @@ impl KeyStore {
                     .read_recipients()
                     .ok()
                     .map(|list| identity.is_among(&list.recipients()));
-                tracing::debug!("decrypting key `{name}` from {}", path.display());
+                tracing::info!("key `{name}`: decrypting {}", path.display());
                 keyfile::open(&identity, &path, listed).map(Arc::new)
             }
         }

@@ -118,7 +118,14 @@ pub async fn call(
             }
             Err(e) => {
                 // The next fallback model follows: say so.
-                if i + 1 < targets.len() {
+                if let Some(next) = targets.get(i + 1) {
+                    tracing::info!(
+                        "falling back from {}/{} to {}/{}",
+                        target.provider,
+                        target.model,
+                        next.provider,
+                        next.model
+                    );
                     if let Some(attempt) = attempts.last() {
                         on_failure(attempt);
                     }
@@ -234,6 +241,15 @@ async fn with_retries(
             on_failure(attempts.last().expect("just pushed"));
         }
         if give_up {
+            tracing::info!(
+                "giving up on {name} after {} attempt(s): {}",
+                retry + 1,
+                if error.kind == ErrorKind::Transient {
+                    "retries spent, or the wait asked for is too long"
+                } else {
+                    "not worth retrying"
+                }
+            );
             let mut error = error;
             if let Some(wait) = error.retry_after.filter(|d| *d > policy.max_retry_after) {
                 error.hint = Some(format!(
@@ -243,7 +259,16 @@ async fn with_retries(
             }
             return Err(error);
         }
-        tracing::info!(model = %name, retry = retry + 1, delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "retrying after: {}", error.message);
+        // The status and kind only: the message may quote what the server wrote.
+        tracing::info!(
+            "retry {} of {} for {name} in {} ms (after {})",
+            retry + 1,
+            policy.retries,
+            u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            error
+                .status
+                .map_or_else(|| "no response".to_string(), |s| format!("status {s}")),
+        );
         tokio::time::sleep(policy.sleep_for(delay)).await;
         retry += 1;
     }

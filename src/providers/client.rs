@@ -2,7 +2,8 @@
 //! provider speaks, with its failures sorted into retryable and not.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
@@ -55,15 +56,85 @@ pub struct HttpProvider {
 
 impl Provider for HttpProvider {
     fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
-        Box::pin(self.send(request))
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut seen = Seen::default();
+            let result = self.send(request, &mut seen).await;
+            seen.log(self, request, started.elapsed(), &result);
+            result
+        })
+    }
+}
+
+/// What an attempt's log line says: where it went and what came back, never a
+/// header, a key or anything the server wrote.
+#[derive(Default)]
+struct Seen {
+    /// `host[:port]/path`: no query, which could hold a key.
+    endpoint: String,
+    status: Option<u16>,
+    first_byte: Option<Duration>,
+    received: Option<Arc<AtomicU64>>,
+}
+
+impl Seen {
+    fn log(
+        &self,
+        provider: &HttpProvider,
+        request: &Request,
+        took: Duration,
+        result: &Result<Reply, AttemptError>,
+    ) {
+        if !tracing::enabled!(tracing::Level::INFO) {
+            return;
+        }
+        let status = self
+            .status
+            .map_or_else(|| "no response".to_string(), |s| s.to_string());
+        let first_byte = self
+            .first_byte
+            .map_or_else(|| "-".to_string(), |d| format!("{:.3}s", d.as_secs_f64()));
+        let bytes = self
+            .received
+            .as_ref()
+            .map_or(0, |r| r.load(std::sync::atomic::Ordering::Relaxed));
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => match e.kind {
+                ErrorKind::Transient => "failed, retryable",
+                ErrorKind::Permanent => "failed, not retryable",
+                ErrorKind::Key => "failed: its key",
+            },
+        };
+        tracing::info!(
+            "attempt: {}/{} POST {}: {status} {outcome} in {:.3}s (first byte {first_byte}, {bytes} bytes)",
+            provider.name,
+            request.model,
+            self.endpoint,
+            took.as_secs_f64(),
+        );
+    }
+}
+
+/// `host[:port]/path` of a URL, without its query or anything else.
+fn endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}{}{}",
+            u.host_str().unwrap_or_default(),
+            u.port().map_or_else(String::new, |p| format!(":{p}")),
+            u.path()
+        ),
+        Err(_) => "(not a URL)".into(),
     }
 }
 
 impl HttpProvider {
-    async fn send(&self, request: &Request) -> Result<Reply, AttemptError> {
+    async fn send(&self, request: &Request, seen: &mut Seen) -> Result<Reply, AttemptError> {
         let url = self
             .wire
             .url(&self.base_url, &request.model, request.stream);
+        seen.endpoint = endpoint(&url);
         // The key is read (once per run) and checked against the destination before anything is sent.
         let key = match (&request.key, &self.keys) {
             (None, _) => None,
@@ -79,6 +150,8 @@ impl HttpProvider {
             }
         };
         let body = self.wire.body(request, request.stream);
+        // The prompts are the user's own; headers (and so keys) are never logged.
+        tracing::trace!("request body to {}: {body}", seen.endpoint);
         let headers = self.wire.headers();
         let mut timeouts = self.timeouts;
         if let Some(total) = request.timeout {
@@ -102,6 +175,9 @@ impl HttpProvider {
                 AttemptError::transient(None, e.to_string())
             }
         })?;
+        seen.status = Some(response.status);
+        seen.first_byte = Some(response.first_byte);
+        seen.received = Some(response.received.clone());
         if !(200..300).contains(&response.status) {
             let Body::Whole(text) = response.body else {
                 unreachable!("error bodies are read whole")

@@ -7,7 +7,9 @@
 //! a response points, and the key header is built here alone and marked sensitive.
 
 use std::pin::Pin;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use eventsource_stream::Eventsource;
 use futures_util::{Stream, StreamExt};
@@ -146,6 +148,10 @@ pub struct Response {
     pub status: u16,
     pub headers: Headers,
     pub body: Body,
+    /// From sending the request to its response head.
+    pub first_byte: Duration,
+    /// Bytes of the body read so far (all of a whole body; a stream's as it goes).
+    pub received: Arc<AtomicU64>,
 }
 
 /// One JSON POST.
@@ -213,17 +219,26 @@ impl Http {
             }
         }
         let request = self.client.post(post.url).headers(headers).json(post.body);
+        let sent = Instant::now();
         let response = match tokio::time::timeout(post.timeouts.first_byte, request.send()).await {
             Err(_) => return Err(TransportError::FirstByte(post.timeouts.first_byte)),
             Ok(Err(e)) => return Err(classify(&e)),
             Ok(Ok(r)) => r,
         };
+        let first_byte = sent.elapsed();
+        let received = Arc::new(AtomicU64::new(0));
         let status = response.status().as_u16();
         let headers = Headers::from_map(response.headers());
         let success = (200..300).contains(&status);
         let idle = post.timeouts.idle;
+        let counter = received.clone();
+        let chunks = response.bytes_stream().inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
         let body = if success && post.stream {
-            let events = response.bytes_stream().eventsource().map(|e| {
+            let events = chunks.eventsource().map(|e| {
                 e.map(|e| SseEvent {
                     name: if e.event == "message" {
                         String::new()
@@ -237,12 +252,14 @@ impl Http {
             Body::Events(Box::pin(with_idle_timeout(events, idle)))
         } else {
             let limit = if success { MAX_BODY } else { MAX_ERROR_BODY };
-            Body::Whole(read_body(response, idle, limit).await?)
+            Body::Whole(read_body(chunks, idle, limit).await?)
         };
         Ok(Response {
             status,
             headers,
             body,
+            first_byte,
+            received,
         })
     }
 }
@@ -279,11 +296,11 @@ fn source_chain(e: &dyn std::error::Error) -> Option<String> {
 }
 
 async fn read_body(
-    response: reqwest::Response,
+    stream: impl Stream<Item = reqwest::Result<bytes::Bytes>>,
     idle: Duration,
     limit: usize,
 ) -> Result<String, TransportError> {
-    let mut stream = response.bytes_stream();
+    let mut stream = std::pin::pin!(stream);
     let mut body = Vec::new();
     loop {
         match tokio::time::timeout(idle, stream.next()).await {

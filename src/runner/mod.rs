@@ -263,11 +263,19 @@ impl AgentRunner {
         if self.refresh[agent] {
             return None;
         }
+        let short = || key.to_string().chars().take(12).collect::<String>();
         match cache.get(key) {
-            Lookup::Hit(entry) => Some(*entry),
-            Lookup::Miss => None,
+            Lookup::Hit(entry) => {
+                tracing::debug!("cache hit {}: answered by the cache", short());
+                Some(*entry)
+            }
+            Lookup::Miss => {
+                tracing::debug!("cache miss {}: will call", short());
+                None
+            }
             Lookup::Unreadable(_) if !warn => None,
             Lookup::Unreadable(why) => {
+                tracing::debug!("cache miss {}: the entry cannot be used", short());
                 let message = format!("agent `{}`: {why}", self.names[agent]);
                 self.bus.emit(&Event::Warning { message: &message });
                 None
@@ -359,6 +367,10 @@ impl scheduler::Runner for AgentRunner {
 
     fn lane(&self, agent: usize) -> usize {
         self.calls[agent].lane
+    }
+
+    fn span(&self, agent: usize) -> tracing::Span {
+        tracing::info_span!("agent", name = %self.names[agent])
     }
 
     fn prepare(

@@ -23,22 +23,31 @@ pub fn workflow(server: &FakeServer, agents: &str) -> String {
 
 /// Runs a workflow against the fake server with `--json`; back-off waits are scaled
 /// to zero, and keys may go to the fake server's own address (`--allow-host`).
+/// Every log is on (`-vvv`), and no key may appear in what it prints.
 pub fn run(dir: &Path, yaml: &str, extra: &[&str]) -> Output {
     let file = dir.join("flow.yaml");
     std::fs::write(&file, yaml).unwrap();
     let mut cmd = byok_flow(dir);
-    cmd.arg("run").arg(&file).args(["--json", "-q"]);
+    cmd.arg("run").arg(&file).args(["--json", "-q", "-vvv"]);
     for host in fake_hosts(yaml) {
         cmd.args(["--allow-host", &host]);
     }
-    cmd.args(extra)
+    let out = cmd
+        .args(extra)
         .env("ANTHROPIC_KEY", ANTHROPIC_KEY)
         .env("OPENAI_KEY", OPENAI_KEY)
         .env("GEMINI_KEY", GEMINI_KEY)
         .env("BYOK_FLOW_BACKOFF_SCALE", "0")
         .timeout(std::time::Duration::from_secs(60))
         .output()
-        .unwrap()
+        .unwrap();
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let text = String::from_utf8_lossy(bytes);
+        for key in [ANTHROPIC_KEY, OPENAI_KEY, GEMINI_KEY] {
+            assert!(!text.contains(key), "a key on {stream} at -vvv:\n{text}");
+        }
+    }
+    out
 }
 
 /// Every `127.0.0.1:PORT` a workflow's providers point at.
