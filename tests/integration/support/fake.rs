@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -143,6 +143,11 @@ struct Shared {
     cache: Mutex<(u64, u64)>,
     /// How long every reply takes before its first byte.
     latency: Mutex<Duration>,
+    /// Pad each reply's text to this many characters (0: as it is).
+    reply_chars: AtomicUsize,
+    /// When the first request arrived and the last reply was made, since the
+    /// last [`FakeServer::reset_span`]: the span of a run at the server.
+    span: Mutex<(Option<Instant>, Option<Instant>)>,
 }
 
 /// The server; it stops when dropped.
@@ -231,6 +236,28 @@ impl FakeServer {
         *self.shared.latency.lock().unwrap() = latency;
     }
 
+    /// Pads every reply's text to `chars` characters (a reply of about `chars / 4`
+    /// tokens), for benchmarks.
+    #[allow(dead_code)] // for benches/providers.rs
+    pub fn set_reply_chars(&self, chars: usize) {
+        self.shared.reply_chars.store(chars, Ordering::SeqCst);
+    }
+
+    /// From the first request to the last reply since the last reset.
+    #[allow(dead_code)] // for benches/providers.rs
+    pub fn span(&self) -> Option<Duration> {
+        match *self.shared.span.lock().unwrap() {
+            (Some(first), Some(last)) => Some(last.saturating_duration_since(first)),
+            _ => None,
+        }
+    }
+
+    /// Starts measuring [`FakeServer::span`] afresh.
+    #[allow(dead_code)] // for benches/providers.rs
+    pub fn reset_span(&self) {
+        *self.shared.span.lock().unwrap() = (None, None);
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.requests.lock().unwrap().clone()
     }
@@ -269,6 +296,12 @@ impl Drop for InFlight {
 }
 
 async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    shared
+        .span
+        .lock()
+        .unwrap()
+        .0
+        .get_or_insert_with(Instant::now);
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let guard = InFlight(shared.clone());
@@ -336,6 +369,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         tokio::time::sleep(latency).await;
     }
     let response = respond(api, &body, stream, fault, cache, billing, &shared).await;
+    shared.span.lock().unwrap().1 = Some(Instant::now());
     drop(guard);
     response
 }
@@ -412,7 +446,8 @@ fn max_tokens_of(body: &Value) -> Option<u64> {
 fn counted_input(api: Api, body: &Value) -> u64 {
     let request = request_of(api, body);
     let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(&request.model);
-    byok_flow::runner::input_count(&tokenizer, &request).bound
+    // What a reservation counts: the bound that needs no BPE.
+    byok_flow::runner::input_bound(&tokenizer, &request).bound
 }
 
 fn check_auth(api: Api, headers: &HeaderMap) -> Option<Response> {
@@ -534,12 +569,18 @@ async fn respond(
     if matches!(fault, Some(Fault::WrongJson)) {
         json = Some(json!({"unexpected": true}));
     }
-    let text = match &fault {
+    let mut text = match &fault {
         Some(Fault::Reply(text)) => text.clone(),
         _ => json
             .as_ref()
             .map_or_else(|| reply_text(api, body), Value::to_string),
     };
+    let pad = shared.reply_chars.load(Ordering::SeqCst);
+    if json.is_none() {
+        while text.len() < pad {
+            text.push_str(" and so on");
+        }
+    }
     let input = billing.input_percent.map_or_else(
         || input_tokens(body),
         |p| (counted_input(api, body) * p).div_ceil(100),
