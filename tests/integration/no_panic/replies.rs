@@ -268,8 +268,7 @@ fn requests() -> [Request; 3] {
 
 /// What a run does with a reply: price its usage, add it to the tally, read its JSON.
 fn use_reply(reply: &Reply) {
-    let table = priced();
-    let _ = table.cost(&reply.usage);
+    let _ = priced().cost(&reply.usage);
     let mut tally = Usage::default();
     tally += reply.usage;
     tally += reply.usage;
@@ -278,13 +277,17 @@ fn use_reply(reply: &Reply) {
     }
 }
 
-fn priced() -> byok_flow::cost::Price {
-    let table = PriceTable::builtin();
-    table
-        .get("anthropic/claude-sonnet-4-5")
-        .expect("a priced model")
-        .1
-        .price()
+/// A model's price, read from the built-in table once (reading it for every case
+/// took most of these tests' time in debug builds).
+fn priced() -> &'static byok_flow::cost::Price {
+    static PRICE: std::sync::OnceLock<byok_flow::cost::Price> = std::sync::OnceLock::new();
+    PRICE.get_or_init(|| {
+        PriceTable::builtin()
+            .get("anthropic/claude-sonnet-4-5")
+            .expect("a priced model")
+            .1
+            .price()
+    })
 }
 
 proptest! {
