@@ -97,12 +97,14 @@ fn insert_agent(
     a: &AgentRecord,
 ) -> rusqlite::Result<()> {
     let tokens = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-    tx.execute(
+    // Prepared once per connection: a run of 100,000 agents inserts as many rows.
+    tx.prepare_cached(
         "INSERT OR REPLACE INTO agents (run_id, position, name, provider, model, answered_by, status, reason, cached, seconds, stop_reason,
              input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd,
              counted_locally, bill_unknown, max_cost_micro_usd)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-        params![
+    )?
+    .execute(params![
             run_id,
             i64::try_from(position).unwrap_or(i64::MAX),
             a.name,
@@ -122,8 +124,7 @@ fn insert_agent(
             a.counted_locally,
             a.bill_unknown,
             a.max_cost_usd.map(micro),
-        ],
-    )?;
+    ])?;
     Ok(())
 }
 

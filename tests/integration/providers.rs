@@ -234,22 +234,33 @@ fn transient_faults_are_retried_for_every_api() {
     ];
     let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
+    // One run per API, an agent per fault, all at once: the time-outs overlap.
     for (_, model) in MODELS {
+        let mut agents = String::new();
         for (i, fault) in faults.iter().enumerate() {
             let marker = format!("fault-{i}-{}", model.replace('/', "-"));
             server.script(&marker, [fault.clone()]);
-            let agents = format!(
-                "  a:\n    model: {model}\n    prompt: \"{marker} hello\"\n    timeout: 1s\n    retries: 2\n"
-            );
-            let out = run(dir.path(), &workflow(&server, &agents), &[]);
-            assert_eq!(
-                out.status.code(),
-                Some(0),
-                "{model} {fault:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let rec = record(&out);
-            let attempts = agent(&rec, "a")["attempts"].as_array().unwrap().clone();
+            agents.push_str(&format!(
+                "  a{i}:\n    model: {model}\n    prompt: \"{marker} hello\"\n    timeout: 1s\n    retries: 2\n"
+            ));
+        }
+        let out = run(
+            dir.path(),
+            &workflow(&server, &agents),
+            &["--concurrency", "16"],
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{model}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let rec = record(&out);
+        for (i, fault) in faults.iter().enumerate() {
+            let attempts = agent(&rec, &format!("a{i}"))["attempts"]
+                .as_array()
+                .unwrap()
+                .clone();
             assert_eq!(attempts.len(), 2, "{model} {fault:?}: {attempts:?}");
             assert_eq!(attempts[1]["outcome"], "ok");
             if let Fault::Status { code, .. } = fault {
