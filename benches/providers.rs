@@ -10,7 +10,8 @@
 //! - W3: W2 with no latency: what the run itself costs.
 //! - `estimate`, `validate` and `run --mock` of W2.
 //!
-//! Run: `cargo bench --bench providers` (set `BENCH_RUNS` for more than 5 runs).
+//! Run: `cargo bench --bench providers` (set `BENCH_RUNS` for more than 5 runs, and
+//! `BENCH_BIN=path/to/byok-flow` to measure another build against the same server).
 //! The machine's other work shows in the wall times: compare medians, and the
 //! min-max spread says how noisy the run was.
 
@@ -162,7 +163,11 @@ fn row(
 }
 
 fn main() {
-    let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_byok-flow"));
+    // BENCH_BIN measures another build (an older one, say) with the same server.
+    let binary = std::env::var_os("BENCH_BIN").map_or_else(
+        || std::path::PathBuf::from(env!("CARGO_BIN_EXE_byok-flow")),
+        std::path::PathBuf::from,
+    );
     let runs = std::env::var("BENCH_RUNS")
         .ok()
         .and_then(|r| r.parse().ok())
