@@ -244,10 +244,10 @@ async fn with_retries(
             tracing::info!(
                 "giving up on {name} after {} attempt(s): {}",
                 retry + 1,
-                if error.kind == ErrorKind::Transient {
-                    "retries spent, or the wait asked for is too long"
-                } else {
-                    "not worth retrying"
+                match error.kind {
+                    ErrorKind::Transient => "retries spent, or the wait asked for is too long",
+                    ErrorKind::Budget => "no room in the budget for another attempt",
+                    _ => "not worth retrying",
                 }
             );
             let mut error = error;

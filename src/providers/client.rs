@@ -104,6 +104,7 @@ impl Seen {
                 ErrorKind::Transient => "failed, retryable",
                 ErrorKind::Permanent => "failed, not retryable",
                 ErrorKind::Key => "failed: its key",
+                ErrorKind::Budget => "not sent: the budget",
             },
         };
         tracing::info!(

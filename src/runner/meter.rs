@@ -105,23 +105,33 @@ impl Meter for AgentMeter<'_> {
             let (mut input, mut reserved) = (None, None);
             if let Some(budget) = &self.runner.budget {
                 let known = self.tab().first_input;
-                let count = match known {
+                let mut count = match known {
                     Some(count) if target == 0 && request.correction.is_none() => count,
                     _ => self.runner.input_for(self.agent, target, request),
                 };
-                let worst = self
+                let mut worst = self
                     .runner
                     .attempt_worst(self.agent, target, request, count);
-                budget
-                    .reserve(self.agent, worst)
-                    .await
-                    .map_err(|why| AttemptError {
-                        kind: ErrorKind::Budget,
-                        ..AttemptError::permanent(
-                            format!("not sent to {}/{}: {why}", request.provider, request.model),
-                            Some("raise the budget, or lower `max_tokens` or `retries`".into()),
-                        )
-                    })?;
+                let mut room = budget.reserve(self.agent, worst).await;
+                if room.is_err() {
+                    // No room for the bound that needs no BPE: count exactly, so an
+                    // attempt that fits its real input is still made.
+                    let exact = input_count(&self.runner.candidates[self.agent][target].0, request);
+                    if exact.bound < count.bound {
+                        count = exact;
+                        worst = self
+                            .runner
+                            .attempt_worst(self.agent, target, request, count);
+                        room = budget.reserve(self.agent, worst).await;
+                    }
+                }
+                room.map_err(|why| AttemptError {
+                    kind: ErrorKind::Budget,
+                    ..AttemptError::permanent(
+                        format!("not sent to {}/{}: {why}", request.provider, request.model),
+                        Some("raise the budget, or lower `max_tokens` or `retries`".into()),
+                    )
+                })?;
                 (input, reserved) = (Some(count), worst);
             }
             self.tab().in_flight = Some(InFlight {

@@ -8,11 +8,8 @@ mod cost;
 mod examples;
 mod github;
 mod keys;
-<<<<<<< HEAD
-mod money;
-=======
 mod logs;
->>>>>>> 55b20a1 (Logs at -v, -vv, -vvv (issue 11, item 7))
+mod money;
 mod no_panic;
 mod providers;
 mod run;
