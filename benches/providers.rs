@@ -96,17 +96,18 @@ fn measure(binary: &Path, args: &[&str], dir: &Path, server: &fake::FakeServer) 
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&times).expect("/usr/bin/time wrote its report");
-    let fields: Vec<f64> = text
-        .split_whitespace()
-        .filter_map(|f| f.parse().ok())
-        .collect();
-    let [user, system, rss] = fields[..] else {
+    let fields: Vec<&str> = text.split_whitespace().collect();
+    let (Some(user), Some(system), Some(rss_kb)) = (
+        fields.first().and_then(|f| f.parse::<f64>().ok()),
+        fields.get(1).and_then(|f| f.parse::<f64>().ok()),
+        fields.get(2).and_then(|f| f.parse::<u64>().ok()),
+    ) else {
         panic!("unexpected /usr/bin/time report: {text}");
     };
     Measured {
         wall,
         cpu: Duration::from_secs_f64(user + system),
-        rss_kb: rss as u64,
+        rss_kb,
         span: server.span(),
     }
 }

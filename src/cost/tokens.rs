@@ -199,24 +199,20 @@ impl Tokenizer {
             content = content.saturating_add(bytes("system", system));
             framing += PER_MESSAGE;
         }
-        match self.approximation {
-            None => {
-                let raw = content.saturating_add(framing);
-                Count {
-                    tokens: raw,
-                    bound: raw,
-                }
-            }
-            // The family's factors apply to the framing, whose size the provider
-            // does not publish; the bytes alone already bound the text.
-            Some(_) => {
-                let framing = self.scale(framing);
-                let scaled = self.scale(content);
-                Count {
-                    tokens: scaled.tokens.saturating_add(framing.tokens),
-                    bound: content.saturating_add(framing.bound),
-                }
-            }
+        if self.approximation.is_none() {
+            let raw = content.saturating_add(framing);
+            return Count {
+                tokens: raw,
+                bound: raw,
+            };
+        }
+        // The family's factors apply to the framing, whose size the provider does
+        // not publish; the bytes alone already bound the text.
+        let framing = self.scale(framing);
+        let scaled = self.scale(content);
+        Count {
+            tokens: scaled.tokens.saturating_add(framing.tokens),
+            bound: content.saturating_add(framing.bound),
         }
     }
 
