@@ -43,13 +43,6 @@ pub trait Runner: Send + Sync + 'static {
         tracing::Span::none()
     }
 
-    /// Makes a prepared agent's figures exact, when they were rough (a count that
-    /// needed no tokenizer): asked when the gate would not start it as it is.
-    /// Returns whether anything changed, so the gate is asked again.
-    fn refine(&self, _agent: usize, _prepared: &mut Self::Prepared) -> bool {
-        false
-    }
-
     /// Runs the prepared agent.
     fn run(
         self: Arc<Self>,
@@ -232,11 +225,7 @@ pub async fn run<R: Runner>(
                 let Some(ready_to_run) = prepared.get_mut(&agent) else {
                     continue;
                 };
-                let mut admission = gate.admit(agent, ready_to_run, tasks.len());
-                if admission != Admission::Start && runner.refine(agent, ready_to_run) {
-                    admission = gate.admit(agent, ready_to_run, tasks.len());
-                }
-                match admission {
+                match gate.admit(agent, ready_to_run, tasks.len()) {
                     Admission::Wait => continue,
                     Admission::Skip(why) => {
                         ready[lane].remove(&agent);

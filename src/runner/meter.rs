@@ -5,9 +5,9 @@
 //! warning once per provider), and, for an attempt cut off after it was sent, the
 //! whole reservation kept as spent since its bill is unknown.
 //!
-//! Counting goes through [`input_bound`] (reservations: no BPE), [`input_count`]
-//! and [`output_count`] (what a provider did not report) only, on the
-//! `cost::tokens` API, so a change to how tokens are counted applies everywhere.
+//! Counting goes through [`input_bound`] (context windows, without a BPE),
+//! [`input_count`] and [`output_count`] only, on the `cost::tokens` API, so a change
+//! to how tokens are counted applies everywhere.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -34,7 +34,8 @@ pub fn input_count(tokenizer: &Tokenizer, request: &Request) -> Count {
 }
 
 /// [`input_count`] by the bound that needs no BPE ([`Tokenizer::bound_request`]):
-/// what a reservation counts, so a run loads no tokenizer to make one.
+/// enough to know a prompt fits its context window, so a run without a budget
+/// loads no tokenizer.
 pub fn input_bound(tokenizer: &Tokenizer, request: &Request) -> Count {
     let mut count = tokenizer.bound_request(request.system.as_deref(), &request.prompt);
     if let Some((previous, correction)) = &request.correction {
@@ -105,26 +106,14 @@ impl Meter for AgentMeter<'_> {
             let (mut input, mut reserved) = (None, None);
             if let Some(budget) = &self.runner.budget {
                 let known = self.tab().first_input;
-                let mut count = match known {
+                let count = match known {
                     Some(count) if target == 0 && request.correction.is_none() => count,
                     _ => self.runner.input_for(self.agent, target, request),
                 };
-                let mut worst = self
+                let worst = self
                     .runner
                     .attempt_worst(self.agent, target, request, count);
-                let mut room = budget.reserve(self.agent, worst).await;
-                if room.is_err() {
-                    // No room for the bound that needs no BPE: count exactly, so an
-                    // attempt that fits its real input is still made.
-                    let exact = input_count(&self.runner.candidates[self.agent][target].0, request);
-                    if exact.bound < count.bound {
-                        count = exact;
-                        worst = self
-                            .runner
-                            .attempt_worst(self.agent, target, request, count);
-                        room = budget.reserve(self.agent, worst).await;
-                    }
-                }
+                let room = budget.reserve(self.agent, worst).await;
                 room.map_err(|why| AttemptError {
                     kind: ErrorKind::Budget,
                     ..AttemptError::permanent(
@@ -185,10 +174,9 @@ struct Billing<'a> {
 }
 
 impl AgentRunner {
-    /// The input of `request` to `agent`'s `target`th model, as a reservation
-    /// counts it: bounded without a BPE.
+    /// The input of `request` to `agent`'s `target`th model, counted.
     pub(super) fn input_for(&self, agent: usize, target: usize, request: &Request) -> Count {
-        input_bound(&self.candidates[agent][target].0, request)
+        input_count(&self.candidates[agent][target].0, request)
     }
 
     /// The most an attempt of `request` on `agent`'s `target`th model can cost: its

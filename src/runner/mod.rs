@@ -142,7 +142,7 @@ impl AgentFailure {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub request: Request,
-    /// Its input: counted exactly, or (`exact` false) by the bound that needs no BPE.
+    /// Its input: counted exactly (with a budget), or by the bound that needs no BPE.
     pub input: Count,
     pub worst: Option<Usd>,
     pub exact: bool,
@@ -394,14 +394,17 @@ impl scheduler::Runner for AgentRunner {
         }
         let (tokenizer, price) = &self.candidates[agent][0];
         let window = price.as_ref().and_then(|p| p.context_window);
-        // No BPE is loaded here: the bound that needs none settles the window unless
-        // the prompt is near it, and the budget reserves it (`refine` counts exactly
-        // when it does not fit).
-        let mut input = self.input_for(agent, 0, &request);
-        let mut exact = false;
-        if window.is_some_and(|w| input.tokens > w) {
+        // Without a budget no BPE is loaded here: the bound that needs none settles
+        // the window unless the prompt is near it. A budget reserves the exact count
+        // (what providers bill is learned against it).
+        let exact = self.budget.is_some();
+        let mut input = if exact {
+            self.input_for(agent, 0, &request)
+        } else {
+            meter::input_bound(tokenizer, &request)
+        };
+        if !exact && window.is_some_and(|w| input.tokens > w) {
             input = meter::input_count(tokenizer, &request);
-            exact = true;
         }
         if let Some(window) = window.filter(|w| input.tokens > *w) {
             return Err(fail(format!(
@@ -423,20 +426,6 @@ impl scheduler::Runner for AgentRunner {
             cached: None,
             cache_key,
         })
-    }
-
-    /// Counts a prepared agent's input exactly, when its reservation was made with
-    /// the bound that needs no BPE: the gate asks for it only when that bound does
-    /// not fit, so whether an agent fits is decided as with exact counts.
-    fn refine(&self, agent: usize, prepared: &mut Prepared) -> bool {
-        if prepared.exact || self.budget.is_none() || prepared.cached.is_some() {
-            return false;
-        }
-        let tokenizer = &self.candidates[agent][0].0;
-        prepared.input = meter::input_count(tokenizer, &prepared.request);
-        prepared.worst = self.attempt_worst(agent, 0, &prepared.request, prepared.input);
-        prepared.exact = true;
-        true
     }
 
     fn run(

@@ -113,7 +113,7 @@ fn issue11_logs_at_each_verbosity() {
         "{vv}"
     );
     assert!(
-        vv.contains("input tokens, bound, no tokenizer); committed $"),
+        vv.contains("input tokens, counted); committed $"),
         "{vv}"
     );
     assert!(vv.contains("agent{name=a}: cache miss "), "{vv}");

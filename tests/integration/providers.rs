@@ -230,7 +230,7 @@ fn transient_faults_are_retried_for_every_api() {
         Fault::TruncateStream,
         Fault::Malformed,
         Fault::ErrorEvent,
-        Fault::SlowFirstByte(std::time::Duration::from_secs(3)),
+        Fault::SlowFirstByte(std::time::Duration::from_secs(6)),
     ];
     let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
@@ -240,8 +240,15 @@ fn transient_faults_are_retried_for_every_api() {
         for (i, fault) in faults.iter().enumerate() {
             let marker = format!("fault-{i}-{}", model.replace('/', "-"));
             server.script(&marker, [fault.clone()]);
+            // Only the slow first byte is meant to time out; ten agents at once on a
+            // busy machine must not.
+            let timeout = if matches!(fault, Fault::SlowFirstByte(_)) {
+                "2s"
+            } else {
+                "60s"
+            };
             agents.push_str(&format!(
-                "  a{i}:\n    model: {model}\n    prompt: \"{marker} hello\"\n    timeout: 1s\n    retries: 2\n"
+                "  a{i}:\n    model: {model}\n    prompt: \"{marker} hello\"\n    timeout: {timeout}\n    retries: 2\n"
             ));
         }
         let out = run(

@@ -446,8 +446,7 @@ fn max_tokens_of(body: &Value) -> Option<u64> {
 fn counted_input(api: Api, body: &Value) -> u64 {
     let request = request_of(api, body);
     let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(&request.model);
-    // What a reservation counts: the bound that needs no BPE.
-    byok_flow::runner::input_bound(&tokenizer, &request).bound
+    byok_flow::runner::input_count(&tokenizer, &request).bound
 }
 
 fn check_auth(api: Api, headers: &HeaderMap) -> Option<Response> {
