@@ -112,10 +112,7 @@ fn issue11_logs_at_each_verbosity() {
         vv.contains("agent{name=a}: budget: admitted, reserving $"),
         "{vv}"
     );
-    assert!(
-        vv.contains("input tokens, counted); committed $"),
-        "{vv}"
-    );
+    assert!(vv.contains("input tokens, counted); committed $"), "{vv}");
     assert!(vv.contains("agent{name=a}: cache miss "), "{vv}");
     assert!(!vv.contains("request body"), "{vv}");
 
