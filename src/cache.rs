@@ -192,8 +192,11 @@ impl Cache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let bytes = serde_json::to_vec(entry).map_err(io::Error::other)?;
-        Staged::write(&path, &bytes, ENTRY_MODE)?.commit()
+        let text = serde_json::to_string(entry).map_err(io::Error::other)?;
+        // The last guard: a reply is redacted when it arrives; nothing else may
+        // bring a key into the cache either.
+        let text = crate::keys::redact::text(&text);
+        Staged::write(&path, text.as_bytes(), ENTRY_MODE)?.commit()
     }
 }
 

@@ -4,11 +4,12 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::keys::redact;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
 
 /// Something that happened in a run.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// The run is about to start these agents (name, `provider/model`).
     RunStarted {
@@ -72,7 +73,18 @@ impl Bus {
         self.lock().subscribers.push(subscriber);
     }
 
+    /// Sends `event` to every subscriber. The last guard of SPEC §4: whatever it
+    /// carries passes through the run's redactor first, so no output (the
+    /// terminal, `--json`, `--out`, the history, GitHub annotations and summary)
+    /// can show or keep a key, whatever path the text took.
     pub fn emit(&self, event: &Event<'_>) {
+        match Redacted::of(event) {
+            Some(clean) => self.dispatch(&clean.event()),
+            None => self.dispatch(event),
+        }
+    }
+
+    fn dispatch(&self, event: &Event<'_>) {
         let mut inner = self.lock();
         let Inner { subscribers, error } = &mut *inner;
         for s in subscribers.iter_mut() {
@@ -91,4 +103,88 @@ impl Bus {
         // A subscriber that panicked leaves nothing half-written worth guarding.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// An event's data with the run's secrets taken out, when it held one.
+enum Redacted<'a> {
+    Attempt(&'a str, Attempt),
+    Finished(AgentRecord),
+    Skipped(AgentRecord),
+    Run(RunRecord),
+    Warning(String),
+}
+
+impl<'a> Redacted<'a> {
+    fn of(event: &Event<'a>) -> Option<Self> {
+        if !redact::active() {
+            return None;
+        }
+        match *event {
+            Event::AttemptFailed { agent, attempt } => {
+                redact_attempt(attempt).map(|a| Redacted::Attempt(agent, a))
+            }
+            Event::AgentFinished { record } => redact_agent(record).map(Redacted::Finished),
+            Event::AgentSkipped { record } => redact_agent(record).map(Redacted::Skipped),
+            Event::RunFinished { record } => redact_run(record).map(Redacted::Run),
+            Event::Warning { message } => match redact::text(message) {
+                std::borrow::Cow::Owned(clean) => Some(Redacted::Warning(clean)),
+                std::borrow::Cow::Borrowed(_) => None,
+            },
+            Event::RunStarted { .. } | Event::AgentStarted { .. } | Event::AgentProgress { .. } => {
+                None
+            }
+        }
+    }
+
+    fn event(&self) -> Event<'_> {
+        match self {
+            Redacted::Attempt(agent, attempt) => Event::AttemptFailed { agent, attempt },
+            Redacted::Finished(record) => Event::AgentFinished { record },
+            Redacted::Skipped(record) => Event::AgentSkipped { record },
+            Redacted::Run(record) => Event::RunFinished { record },
+            Redacted::Warning(message) => Event::Warning { message },
+        }
+    }
+}
+
+fn redact_attempt(attempt: &Attempt) -> Option<Attempt> {
+    let mut clean = attempt.clone();
+    redact::in_place(&mut clean.outcome).then_some(clean)
+}
+
+fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
+    let mut clean = record.clone();
+    let mut changed = false;
+    for text in [
+        clean.reason.as_mut(),
+        clean.output.as_mut(),
+        clean.stop_reason.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        changed |= redact::in_place(text);
+    }
+    if let Some(json) = &mut clean.json {
+        changed |= redact::json(json);
+    }
+    for attempt in &mut clean.attempts {
+        changed |= redact::in_place(&mut attempt.outcome);
+    }
+    changed.then_some(clean)
+}
+
+fn redact_run(record: &RunRecord) -> Option<RunRecord> {
+    let mut clean = record.clone();
+    let mut changed = false;
+    for agent in &mut clean.agents {
+        if let Some(redacted) = redact_agent(agent) {
+            *agent = redacted;
+            changed = true;
+        }
+    }
+    for value in clean.outputs.values_mut().chain(clean.inputs.values_mut()) {
+        changed |= redact::in_place(value);
+    }
+    changed.then_some(clean)
 }

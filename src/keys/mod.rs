@@ -15,6 +15,7 @@ pub mod keyfile;
 pub mod layout;
 pub mod plan;
 pub mod recipients;
+pub mod redact;
 pub mod reference;
 pub mod rekey;
 pub mod secret;

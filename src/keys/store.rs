@@ -16,6 +16,7 @@ use super::identity::{Identity, IdentitySource};
 use super::keyfile::{self, Key};
 use super::layout::KeysDir;
 use super::plan::{KeyProblem, KeyUse};
+use super::redact;
 use super::reference::KeyRef;
 use super::secret::{ApiKey, check_key_text};
 use crate::catalog;
@@ -97,8 +98,12 @@ impl KeyStore {
         };
         slot.get_or_init(|| async {
             let read = self.read(key).await;
-            if let (Ok(opened), Some(hook)) = (&read, &self.on_read) {
-                hook(&opened.api_key);
+            if let Ok(opened) = &read {
+                // From now on, no text this process keeps or shows may hold it.
+                redact::register(&key.to_string(), &opened.api_key);
+                if let Some(hook) = &self.on_read {
+                    hook(&opened.api_key);
+                }
             }
             read
         })

@@ -10,7 +10,7 @@ use super::http::{Body, Http, Post, Timeouts, TransportError};
 use super::retry;
 use super::wire::{StreamFault, Wire, salvage_usage};
 use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
-use crate::keys::{ApiKey, KeyRef, KeyStore};
+use crate::keys::{ApiKey, KeyRef, KeyStore, redact};
 
 /// Hands out keys for calls: read once per run, and only for an allowed destination.
 pub trait Keys: Send + Sync {
@@ -55,7 +55,32 @@ pub struct HttpProvider {
 
 impl Provider for HttpProvider {
     fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
-        Box::pin(self.send(request))
+        Box::pin(async move { redacted(self.send(request).await) })
+    }
+}
+
+/// Everything a server sent, with every key of the run taken out (SPEC §4): the
+/// one door server text comes in by. A reply is a body too: a model or a proxy
+/// may quote the key, and the reply goes on into other agents' prompts.
+fn redacted(outcome: Result<Reply, AttemptError>) -> Result<Reply, AttemptError> {
+    match outcome {
+        Ok(mut reply) => {
+            redact::in_place(&mut reply.text);
+            if let Some(json) = &mut reply.json {
+                redact::json(json);
+            }
+            if let Some(stop) = &mut reply.stop_reason {
+                redact::in_place(stop);
+            }
+            Ok(reply)
+        }
+        Err(mut error) => {
+            redact::in_place(&mut error.message);
+            if let Some(hint) = &mut error.hint {
+                redact::in_place(hint);
+            }
+            Err(error)
+        }
     }
 }
 

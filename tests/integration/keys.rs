@@ -5,6 +5,7 @@
 mod canary;
 mod errors;
 mod interop;
+mod leaks;
 mod runs;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,147 @@
+//! Issue 13, "Keys leave": a key a server quotes back is redacted everywhere it
+//! could be kept or shown; a proxy never sees a keyed request in clear; a run
+//! that would send a key where it may not go is refused before any request.
+
+use std::process::Output;
+
+use base64::Engine as _;
+
+use super::Project;
+use crate::support::fake::{FakeServer, Fault};
+
+/// The canary: `/`, `+` and `=` make its URL-encoded and JSON-escaped forms differ.
+const CANARY: &str = "sk-ant-CANARY/7f3a+c9d=e1b42";
+
+/// Every form of the canary that must appear nowhere: as is (any escaping keeps
+/// the letters `CANARY`), and base64 at each alignment (the characters that
+/// depend on the key alone).
+fn forms() -> Vec<String> {
+    let mut forms = vec!["CANARY".to_string()];
+    for prefix in ["", "u", "us"] {
+        for engine in [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::URL_SAFE,
+        ] {
+            let encoded = engine.encode(format!("{prefix}{CANARY}"));
+            // Skip the characters that mix in the prefix or the padding.
+            forms.push(encoded[4..encoded.len() - 4].to_string());
+        }
+    }
+    forms
+}
+
+/// Panics if `text` holds any form of the canary.
+fn assert_clean(what: &str, text: &str) {
+    for form in forms() {
+        assert!(
+            !text.contains(&form),
+            "{what} holds the key ({form}):\n{text}"
+        );
+    }
+}
+
+fn assert_nothing_holds_it(p: &Project, out: &Output) {
+    assert_clean("stdout", &String::from_utf8_lossy(&out.stdout));
+    // In GitHub Actions the key is handed to the runner to mask, on purpose.
+    let stderr: String = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.starts_with("::add-mask::"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_clean("stderr", &stderr);
+    for (path, bytes) in p.files() {
+        assert_clean(
+            &path.display().to_string(),
+            &String::from_utf8_lossy(&bytes),
+        );
+    }
+}
+
+fn project() -> Project {
+    let p = Project::new();
+    p.init();
+    p.add("anthropic", CANARY);
+    p
+}
+
+#[test]
+fn issue13_key_echoed_in_error_is_redacted() {
+    let server = FakeServer::start();
+    let p = project();
+    server.script("echo-json", [Fault::EchoKey(500), Fault::EchoKey(401)]);
+    server.script(
+        "echo-plain",
+        [Fault::EchoKeyPlain(503), Fault::EchoKeyPlain(403)],
+    );
+    let encoded: String = url::form_urlencoded::byte_serialize(CANARY.as_bytes()).collect();
+    server.script(
+        "echo-reply",
+        [Fault::Reply(format!(
+            "Your key is {CANARY}, or {encoded} in a URL."
+        ))],
+    );
+    let yaml = format!(
+        "version: 1
+providers:
+  anthropic: {{base_url: \"{url}\"}}
+agents:
+  refused: {{model: anthropic/claude-sonnet-4-5, prompt: echo-json hello, retries: 1}}
+  proxied: {{model: anthropic/claude-sonnet-4-5, prompt: echo-plain hello, retries: 1}}
+  quoted: {{model: anthropic/claude-sonnet-4-5, prompt: echo-reply hello, stream: false}}
+  after: {{model: anthropic/claude-sonnet-4-5, prompt: \"then {{{{agents.quoted.output}}}}\"}}
+",
+        url = server.url()
+    );
+    std::fs::write(p.path().join("flow.yaml"), yaml).unwrap();
+    let out = p
+        .cmd(&[
+            "-vvv",
+            "run",
+            "flow.yaml",
+            "--keep-going",
+            "--json",
+            "--out",
+            "out",
+            "--cache-dir",
+            "cache",
+            "--allow-host",
+            &server.addr.to_string(),
+        ])
+        .env("BYOK_FLOW_BACKOFF_SCALE", "0")
+        .env("BYOK_FLOW_HISTORY", p.path().join("history.sqlite"))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", p.path().join("summary.md"))
+        .env("GITHUB_OUTPUT", p.path().join("outputs.txt"))
+        .env("GITHUB_WORKSPACE", p.path())
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_nothing_holds_it(&p, &out);
+    // Every path was taken: the retries, both failures, the reply.
+    assert!(stderr.contains("retrying"), "{stderr}");
+    // (stdout, the same record, is fenced from workflow commands in Actions)
+    let run_json = std::fs::read(p.path().join("out/run.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&run_json).unwrap();
+    let marker = "[redacted key anthropic]";
+    for agent in &record["agents"].as_array().unwrap()[..3] {
+        let text = agent.to_string();
+        assert!(text.contains(marker), "{text}");
+    }
+    assert!(stderr.contains("::error"), "{stderr}");
+    let summary = std::fs::read_to_string(p.path().join("summary.md")).unwrap();
+    assert!(summary.contains(marker), "{summary}");
+    // The quoted reply went on to the next agent's prompt redacted: the key never
+    // travels in a body.
+    for request in server.requests() {
+        assert_clean("a request body", &request.body.to_string());
+    }
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.body.to_string().contains(marker)),
+        "the next agent got the redacted reply"
+    );
+}
