@@ -171,8 +171,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             format!("cannot start the async runtime: {e}"),
         )
     })?;
-    // Keys are checked (files present, hosts allowed) before the progress view starts,
-    // so a refusal costs nothing and an SSH passphrase prompt has the terminal to itself.
+    // Keys are read and checked (files present, hosts allowed) before the progress
+    // view starts, so a refusal costs nothing and an SSH passphrase prompt has the
+    // terminal to itself.
     let keys = if args.mock {
         None
     } else {
@@ -308,9 +309,10 @@ fn recorder(
 
 /// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
 /// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
-/// Every key the run will use (none for agents the cache answers) is checked first (files present, variables set,
-/// destinations allowed), decrypting only what a destination check needs; a
-/// problem is shown at the YAML that chose the key, and the run exits 4.
+/// Every key the run will use (none for agents the cache answers) is read and
+/// checked against every destination it will be sent to, for every agent and
+/// fallback model, before the first request: a refusal never comes after money
+/// was spent. A problem is shown at the YAML that chose the key; the run exits 4.
 fn key_store(
     args: &Args,
     checked: &Checked,

@@ -8,6 +8,7 @@
 //! drop and never printed.
 
 pub mod atomic;
+pub mod entry;
 pub mod error;
 pub mod hosts;
 pub mod identity;

@@ -6,6 +6,7 @@ mod canary;
 mod errors;
 mod interop;
 mod leaks;
+mod material;
 mod runs;
 
 use std::collections::BTreeMap;

@@ -98,6 +98,8 @@ fn add_own_recipient(ctx: &Context, public: &str, global: Global) -> Result<()> 
     let keys_path = dir.keys_path();
     atomic::create_dir(&keys_path, 0o755)
         .map_err(|e| KeyError::io("create the folder", &keys_path, e))?;
+    dir.sweep();
+    dir.ignore_temp_files()?;
     let mut list = read_or_new_recipients(&dir)?;
     let recipient: Recipient = public.parse().map_err(|error| KeyError::BadRecipientArg {
         text: public.to_string(),

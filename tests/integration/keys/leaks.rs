@@ -145,3 +145,172 @@ agents:
         "the next agent got the redacted reply"
     );
 }
+
+/// A proxy on loopback that records what it receives and answers `502`.
+struct FakeProxy {
+    addr: std::net::SocketAddr,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeProxy {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+                let mut received = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = stream.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    received.extend_from_slice(&buf[..n]);
+                    if received.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+                log.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&received).into_owned());
+                let _ = stream.write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n");
+            }
+        });
+        FakeProxy { addr, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn issue13_proxy_never_sees_a_keyed_request_in_clear() {
+    let server = FakeServer::start();
+    let proxy = FakeProxy::start();
+    let p = project();
+    let all_proxies = [
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+    ];
+    // A plain-http loopback provider: never through the proxy.
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        format!(
+            "version: 1\nproviders:\n  anthropic: {{base_url: \"{}\"}}\nagents:\n  a: {{model: anthropic/claude-sonnet-4-5, prompt: hello}}\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    for var in all_proxies {
+        let out = p
+            .cmd(&[
+                "-v",
+                "run",
+                "flow.yaml",
+                "--no-cache",
+                "--allow-host",
+                &server.addr.to_string(),
+            ])
+            .env(var, proxy.url())
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{var}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_nothing_holds_it(&p, &out);
+    }
+    assert!(proxy.seen().is_empty(), "the proxy got: {:?}", proxy.seen());
+    assert_eq!(server.requests().len(), all_proxies.len());
+
+    // An https provider: through the proxy, as a CONNECT tunnel only, and `-v` says so.
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        "version: 1\nagents:\n  a: {model: anthropic/claude-sonnet-4-5, prompt: hello, retries: 0}\n",
+    )
+    .unwrap();
+    let out = p
+        .cmd(&["-v", "run", "flow.yaml", "--no-cache"])
+        .env("HTTPS_PROXY", proxy.url())
+        .env("HTTP_PROXY", proxy.url())
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "https:// requests go through the proxy {}/ (from HTTPS_PROXY) as a CONNECT tunnel",
+            proxy.url()
+        )),
+        "{stderr}"
+    );
+    assert_nothing_holds_it(&p, &out);
+    let seen = proxy.seen();
+    assert!(!seen.is_empty());
+    for request in seen {
+        assert!(
+            request.starts_with("CONNECT api.anthropic.com:443 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert_clean("what the proxy saw", &request);
+        assert!(
+            !request.to_ascii_lowercase().contains("x-api-key"),
+            "{request}"
+        );
+    }
+}
+
+#[test]
+fn issue13_refusal_happens_before_the_first_request() {
+    let server = FakeServer::start();
+    let p = project();
+    let allow = server.addr.to_string();
+    // The key file is pinned to Anthropic: it may not go to OpenAI, nor to
+    // Ollama's loopback home, whichever agent or fallback would send it, however
+    // late in the run.
+    let later_agents = [
+        "  b: {model: openai/gpt-4o, key: anthropic, prompt: \"{{agents.a.output}}\"}\n",
+        "  b: {model: ollama/llama3, key: anthropic, prompt: \"{{agents.a.output}}\"}\n",
+        "  b: {model: anthropic/claude-sonnet-4-5, fallback: [openai/gpt-4o], prompt: \"{{agents.a.output}}\"}\n",
+    ];
+    for b in later_agents {
+        let yaml = format!(
+            "version: 1\nproviders:\n  anthropic: {{base_url: \"{}\"}}\n  openai: {{key: anthropic}}\nagents:\n  a: {{model: anthropic/claude-sonnet-4-5, prompt: first}}\n{b}",
+            server.url()
+        );
+        std::fs::write(p.path().join("flow.yaml"), yaml).unwrap();
+        let out = p
+            .cmd(&["run", "flow.yaml", "--no-cache", "--allow-host", &allow])
+            .timeout(std::time::Duration::from_secs(60))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(4), "{b}: {stderr}");
+        assert!(
+            stderr.contains("refusing to send key `anthropic` (provider `anthropic`)"),
+            "{stderr}"
+        );
+        assert!(
+            server.requests().is_empty(),
+            "{b}: an earlier agent was called (and paid) before the refusal"
+        );
+        assert_nothing_holds_it(&p, &out);
+    }
+}
