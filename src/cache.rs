@@ -141,7 +141,7 @@ impl Cache {
     /// removed (see [`Cache::put`]).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let cache = Cache { root: root.into() };
-        crate::keys::atomic::sweep(&cache.temp_dir());
+        crate::keys::atomic::sweep(&cache.temp_dir(), |t| t.ends_with(".json"));
         cache
     }
 

@@ -1,6 +1,6 @@
-//! Logging (tracing) on stderr, more with each `-v`. Every line passes through
-//! the run's redactor on its way out, so no log line at any `-v` can hold a key,
-//! whatever an event quotes.
+//! Logging (tracing) on stderr, more with each `-v`. Every line, and a panic's
+//! message, passes through the run's redactor on its way out, so no log line at
+//! any `-v` can hold a key, whatever an event quotes.
 
 use std::io::Write;
 
@@ -8,8 +8,26 @@ use tracing_subscriber::EnvFilter;
 
 use crate::keys::redact;
 
-/// Starts the log: warnings by default, then info, debug and trace with `-v`, `-vv`, `-vvv`.
+/// Starts the log: warnings by default, then info, debug and trace with `-v`,
+/// `-vv`, `-vvv`; and makes a panic's message pass through the redactor too.
 pub fn init(verbosity: u8) {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !redact::active() {
+            return default_hook(info);
+        }
+        let payload = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("Box<dyn Any>");
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("byok-flow panicked{at}: {}", redact::text(payload));
+    }));
     let level = match verbosity {
         0 => "warn",
         1 => "info",

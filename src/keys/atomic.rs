@@ -78,18 +78,25 @@ impl Staged {
 /// margin keeps a write in flight in another process safe.
 pub const STALE: Duration = Duration::from_secs(10 * 60);
 
-/// Removes the temporary files [`Staged`] left in `dir` (`.NAME.XXXXXX.tmp`)
-/// that were last written more than [`STALE`] ago: what a `kill -9` between
-/// writing and renaming leaves. Best effort; returns how many were removed.
-pub fn sweep(dir: &Path) -> usize {
+/// Removes the temporary files [`Staged`] left in `dir` for targets `ours`
+/// accepts (`.TARGET.XXXXXX.tmp`) that were last written more than [`STALE`]
+/// ago: what a `kill -9` between writing and renaming leaves. Best effort;
+/// returns how many were removed.
+pub fn sweep(dir: &Path, ours: impl Fn(&str) -> bool) -> usize {
     let Ok(entries) = fs::read_dir(dir) else {
         return 0;
     };
     let mut removed = 0;
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !(name.starts_with('.') && name.ends_with(".tmp")) {
+        let target = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.'))
+            .filter(|(_, random)| {
+                random.len() >= 6 && random.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+            .map(|(target, _)| target);
+        if !target.is_some_and(&ours) {
             continue;
         }
         // `DirEntry::metadata` does not follow a link: only regular files go.
@@ -186,16 +193,19 @@ mod tests {
     }
 
     #[test]
-    fn sweep_removes_only_stale_temporary_files() {
+    fn sweep_removes_only_stale_temporary_files_of_its_targets() {
         let dir = tempfile::tempdir().unwrap();
         let at = |name: &str| dir.path().join(name);
         let old = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
-        for name in [
+        let names = [
             ".k1.age.AbC123.tmp",
-            ".recipients.x.tmp",
+            ".recipients.Zx9k2P.tmp",
+            ".other.txt.AbC123.tmp",
+            ".k1.age.x.tmp",
             "k1.age",
             "notes.tmp",
-        ] {
+        ];
+        for name in names {
             fs::write(at(name), "x").unwrap();
             fs::File::options()
                 .write(true)
@@ -205,14 +215,24 @@ mod tests {
                 .unwrap();
         }
         fs::write(at(".k2.age.Fresh1.tmp"), "in flight").unwrap();
-        assert_eq!(sweep(dir.path()), 2);
+        let ours = |target: &str| target.ends_with(".age") || target == "recipients";
+        assert_eq!(sweep(dir.path(), ours), 2);
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         left.sort();
-        assert_eq!(left, [".k2.age.Fresh1.tmp", "k1.age", "notes.tmp"]);
-        assert_eq!(sweep(&dir.path().join("missing")), 0);
+        assert_eq!(
+            left,
+            [
+                ".k1.age.x.tmp",
+                ".k2.age.Fresh1.tmp",
+                ".other.txt.AbC123.tmp",
+                "k1.age",
+                "notes.tmp"
+            ]
+        );
+        assert_eq!(sweep(&dir.path().join("missing"), ours), 0);
     }
 
     #[test]

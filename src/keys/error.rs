@@ -182,9 +182,11 @@ impl KeyError {
             KeyError::NotAKeyFile { path, link: true, .. } => {
                 let fix = if path.file_name().is_some_and(|n| n == "recipients") {
                     "put the file itself there, not a link".to_string()
-                } else {
+                } else if path.is_symlink() && path.extension().is_some_and(|e| e == "age") {
                     let name = path.file_stem().map(|n| n.to_string_lossy()).unwrap_or_default();
-                    format!("remove the link and add the key itself with `byok-flow keys add {name}` (a key several projects use is added to each)")
+                    format!("replace the link with the key itself: `byok-flow keys rm {name}` removes the link, then `byok-flow keys add {name}` (a key several projects use is added to each)")
+                } else {
+                    "make `.byok/keys` a folder of its own, not a link, and add its keys with `byok-flow keys add NAME`".to_string()
                 };
                 format!("byok-flow never follows a link in `.byok/`: a committed link could send another project's key, or let others list themselves; {fix}")
             }
@@ -257,6 +259,9 @@ fn recipient_hint(error: &RecipientError) -> &'static str {
             "make an age identity with `byok-flow keys init` and list its `age1…` recipient"
         }
         RecipientError::Trailing => "write `# name` on the line above the recipient",
+        RecipientError::Character { .. } => {
+            "delete the line and paste the recipient again, or type it: recipients are plain ASCII"
+        }
         RecipientError::Invalid(_) => {
             "a recipient is an `age1…` string (from `byok-flow keys init` or `age-keygen -y`) or an `ssh-ed25519 AAAA…` public key line"
         }

@@ -378,6 +378,13 @@ fn parse_ssh(text: &str, place: Place) -> Result<Identity, KeyError> {
 /// Why a line is not an age identity, when it is something else we know: the
 /// public half of a key (a recipient, an SSH `.pub` line). Never quotes it.
 fn not_an_identity(line: &str, number: usize) -> String {
+    if let Some((at, c)) = line.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
+        return format!(
+            "line {number}, character {} is {}; an identity is plain ASCII",
+            at + 1,
+            super::secret::describe_char(c)
+        );
+    }
     let public = if line.starts_with("age1") {
         Some(
             "an age recipient (`age1…`): the public half of an identity; give the identity itself (`AGE-SECRET-KEY-1…`, the file `byok-flow keys init` made)",
@@ -567,6 +574,10 @@ mod tests {
             (
                 key_file.as_str(),
                 "it is an age-encrypted file, like a key file",
+            ),
+            (
+                "\u{feff}AGE-SECRET-KEY-1QQQ",
+                "line 1, character 1 is U+FEFF (a byte-order mark",
             ),
         ] {
             let err = Identity::parse(text, Place::Flag("x".into())).unwrap_err();

@@ -114,6 +114,29 @@ impl KeysDir {
         }
     }
 
+    /// Refuses to write into a `keys` folder that leads outside this one (a
+    /// committed link would put the new key file in someone else's folder).
+    pub fn check_keys_folder(&self) -> Result<(), KeyError> {
+        let keys = self.keys_path();
+        if let (Ok(real), Ok(root)) = (
+            std::fs::canonicalize(&keys),
+            std::fs::canonicalize(&self.root),
+        ) {
+            if !real.starts_with(&root) {
+                return Err(KeyError::NotAKeyFile {
+                    what: format!(
+                        "a link to `{}`, outside `{}`",
+                        real.display(),
+                        self.root.display()
+                    ),
+                    path: keys,
+                    link: true,
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// `path`, if it is a regular file that resolves inside this folder.
     fn regular_file(&self, path: PathBuf) -> Result<PathBuf, KeyError> {
         let not = |what: String, link: bool| KeyError::NotAKeyFile {
@@ -147,8 +170,8 @@ impl KeysDir {
     /// Removes the temporary files a killed `keys` command left (see
     /// [`atomic::sweep`]) in `.byok/` and `.byok/keys/`.
     pub fn sweep(&self) {
-        atomic::sweep(&self.root);
-        atomic::sweep(&self.keys_path());
+        atomic::sweep(&self.root, |t| t == "recipients" || t == ".gitignore");
+        atomic::sweep(&self.keys_path(), |t| t.ends_with(".age"));
     }
 
     /// Makes sure `.byok/.gitignore` keeps temporary files out of git (a killed

@@ -83,7 +83,7 @@ pub(crate) fn private_key_kind(text: &str) -> Option<&'static str> {
 }
 
 /// A character for a message: its code point, and a name for the usual suspects.
-fn describe_char(c: char) -> String {
+pub(crate) fn describe_char(c: char) -> String {
     let name = match c {
         '\u{feff}' => " (a byte-order mark, added by some editors at the start of a file)",
         '\u{200b}' => " (a zero-width space)",

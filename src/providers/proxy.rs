@@ -36,9 +36,13 @@ impl Proxies {
     /// The proxies `env` names. A proxy byok-flow cannot use as a `CONNECT` tunnel
     /// (`socks5://`) or cannot read is an error that names the variable.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Proxies, String> {
+        // Under CGI a request's `Proxy:` header arrives as HTTP_PROXY ("httpoxy"):
+        // then only the lower-case name counts, as curl and Go decide.
+        let cgi = env("REQUEST_METHOD").is_some();
         let pick = |vars: [&'static str; 4]| -> Result<Option<(Url, &'static str)>, String> {
             let Some((var, value)) = vars
                 .iter()
+                .filter(|v| !(cgi && **v == "HTTP_PROXY"))
                 .find_map(|v| env(v).filter(|s| !s.trim().is_empty()).map(|s| (*v, s)))
             else {
                 return Ok(None);
@@ -253,6 +257,16 @@ mod tests {
         }
         let all = proxies(&[("HTTPS_PROXY", "http://p:1"), ("no_proxy", "*")]).unwrap();
         assert_eq!(through(&all, "https://api.openai.com/v1"), None);
+    }
+
+    #[test]
+    fn a_cgi_request_cannot_choose_the_proxy() {
+        let p = proxies(&[
+            ("REQUEST_METHOD", "GET"),
+            ("HTTP_PROXY", "http://evil.example:1"),
+        ])
+        .unwrap();
+        assert_eq!(p.http, None);
     }
 
     #[test]

@@ -55,6 +55,7 @@ pub(super) fn add(
     let keys_path = dir.keys_path();
     atomic::create_dir(&keys_path, 0o755)
         .map_err(|e| KeyError::io("create the folder", &keys_path, e))?;
+    dir.check_keys_folder()?;
     dir.ignore_temp_files()?;
     atomic::replace(&path, &sealed, PUBLIC).map_err(|e| KeyError::io("write", &path, e))?;
     let what = match &provider {

@@ -168,9 +168,18 @@ fn issue13_symlinked_key_file_is_refused() {
     ok(p.run(&["keys", "rm", "anthropic"]));
     assert!(elsewhere.join("anthropic.age").exists());
 
-    // A linked `keys` folder leads outside too.
+    // A linked `keys` folder leads outside too: nothing is read or written there.
     std::fs::remove_dir(p.path().join(".byok/keys")).unwrap();
     symlink("../other-project", p.path().join(".byok/keys")).unwrap();
+    fails(
+        &p.run_stdin(&["keys", "add", "openai"], b"sk-proj-1\n"),
+        4,
+        &[
+            "keys` is a link to",
+            "make `.byok/keys` a folder of its own",
+        ],
+    );
+    assert!(!elsewhere.join("openai.age").exists());
     fails(
         &run(&p, &yaml, &server, &[]),
         4,
@@ -401,6 +410,17 @@ fn issue13_stale_temp_files_are_removed_and_never_committed() {
         "{ignore}"
     );
 
+    // A killed `keys init` leaves a whole identity under a temporary name.
+    std::fs::create_dir(p.path().join("ids")).unwrap();
+    let identity_left = p.path().join("ids/.ci.txt.Ab12Cd.tmp");
+    std::fs::copy(p.identity(), &identity_left).unwrap();
+    age_file(&identity_left);
+    ok(p.run(&["keys", "init", "--identity", "ids/ci.txt"]));
+    assert!(
+        !identity_left.exists(),
+        "the identity's temporary file was left"
+    );
+
     // The cache: what a killed run left is removed by the next.
     let cache = p.path().join("cache");
     std::fs::create_dir_all(cache.join("tmp")).unwrap();
@@ -413,6 +433,12 @@ fn issue13_stale_temp_files_are_removed_and_never_committed() {
         "version: 1\nagents:\n  a: {model: mock/echo, prompt: hi}\n",
     )
     .unwrap();
-    ok(p.run(&["run", "flow.yaml", "--cache-dir", "cache"]));
+    // And `--out`: a half-written output.
+    std::fs::create_dir(p.path().join("out")).unwrap();
+    let out_left = p.path().join("out/.run.json.Zz9Yy8.tmp");
+    std::fs::write(&out_left, "{").unwrap();
+    age_file(&out_left);
+    ok(p.run(&["run", "flow.yaml", "--cache-dir", "cache", "--out", "out"]));
     assert!(!left.exists(), "the cache's temporary file was left");
+    assert!(!out_left.exists(), "the output's temporary file was left");
 }
