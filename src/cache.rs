@@ -141,7 +141,9 @@ impl Cache {
     /// removed (see [`Cache::put`]).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         let cache = Cache { root: root.into() };
-        crate::keys::atomic::sweep(&cache.temp_dir(), |t| t.ends_with(".json"));
+        crate::keys::atomic::sweep(&cache.temp_dir(), |t| {
+            Path::new(t).extension().is_some_and(|e| e == "json")
+        });
         cache
     }
 

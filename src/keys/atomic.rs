@@ -215,7 +215,9 @@ mod tests {
                 .unwrap();
         }
         fs::write(at(".k2.age.Fresh1.tmp"), "in flight").unwrap();
-        let ours = |target: &str| target.ends_with(".age") || target == "recipients";
+        let ours = |target: &str| {
+            Path::new(target).extension().is_some_and(|e| e == "age") || target == "recipients"
+        };
         assert_eq!(sweep(dir.path(), ours), 2);
         let mut left: Vec<String> = fs::read_dir(dir.path())
             .unwrap()

@@ -235,7 +235,7 @@ fn exposure(meta: &std::fs::Metadata, path: &Path) -> Option<String> {
             folder.display()
         ));
     }
-    if mode & 0o077 == 0 {
+    if mode.trailing_zeros() >= 6 {
         return None;
     }
     if meta.uid() != rustix::process::getuid().as_raw() {
@@ -271,7 +271,7 @@ impl Identity {
             return parse_ssh(text, place);
         }
         if text.trim_start().starts_with("age-encryption.org/") {
-            return Err(encrypted_file(text, place));
+            return Err(encrypted_file(text, &place));
         }
         let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         let mut public = Vec::new();
@@ -333,7 +333,7 @@ fn parse_ssh(text: &str, place: Place) -> Result<Identity, KeyError> {
         return Err(rsa_refused(&place));
     }
     if text.contains("BEGIN AGE ENCRYPTED FILE") {
-        return Err(encrypted_file(text, place));
+        return Err(encrypted_file(text, &place));
     }
     let ssh = Ssh::from_buffer(text.as_bytes(), None)
         .map_err(|_| bad(&place, "it is not a valid OpenSSH private key"))?;
@@ -402,10 +402,10 @@ fn not_an_identity(line: &str, number: usize) -> String {
 
 /// An age-encrypted file given as the identity: a passphrase-protected identity
 /// (which we do not take), or, usually, a key file from `.byok/keys/`.
-fn encrypted_file(text: &str, place: Place) -> KeyError {
+fn encrypted_file(text: &str, place: &Place) -> KeyError {
     if super::keyfile::is_passphrase_encrypted(text.as_bytes()) {
         return bad(
-            &place,
+            place,
             "it is a passphrase-encrypted age identity, which byok-flow does not support",
         );
     }

@@ -171,7 +171,9 @@ impl KeysDir {
     /// [`atomic::sweep`]) in `.byok/` and `.byok/keys/`.
     pub fn sweep(&self) {
         atomic::sweep(&self.root, |t| t == "recipients" || t == ".gitignore");
-        atomic::sweep(&self.keys_path(), |t| t.ends_with(".age"));
+        atomic::sweep(&self.keys_path(), |t| {
+            Path::new(t).extension().is_some_and(|e| e == "age")
+        });
     }
 
     /// Makes sure `.byok/.gitignore` keeps temporary files out of git (a killed

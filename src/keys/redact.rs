@@ -303,12 +303,16 @@ mod tests {
             format!("{{\"message\": {json}}}"),
             // PHP's json_encode escapes `/`; some encoders escape everything.
             format!("key={}", KEY.replace('/', "\\/")),
-            KEY.chars()
-                .map(|c| format!("\\u{:04x}", c as u32))
-                .collect(),
+            KEY.chars().fold(String::new(), |mut s, c| {
+                s.push_str(&format!("\\u{:04x}", c as u32));
+                s
+            }),
             format!("x-api-key={}", "sk-ant-CANARY%2Fb%2Bc%3Dd_7f3a"),
             format!("k={}", "sk-ant-CANARY%2fb%2bc%3dd_7f3a"),
-            KEY.chars().map(|c| format!("%{:02X}", c as u32)).collect(),
+            KEY.chars().fold(String::new(), |mut s, c| {
+                s.push_str(&format!("%{:02X}", c as u32));
+                s
+            }),
             format!(
                 "<p>{}</p>",
                 KEY.replace('/', "&#x2F;").replace('=', "&#61;")

@@ -248,14 +248,11 @@ impl Http {
                     "a key is never sent over plain http except to a loopback address".into(),
                 ));
             }
-            match self.proxies.for_target(&url) {
-                Some(proxy) => tracing::debug!(
-                    "POST {} through the proxy {}",
-                    post.url,
-                    proxy::shown(proxy)
-                ),
-                None => tracing::debug!("POST {} (direct)", post.url),
-            }
+            let via = self.proxies.for_target(&url).map_or_else(
+                || "direct".to_string(),
+                |p| format!("through the proxy {}", proxy::shown(p)),
+            );
+            tracing::debug!("POST {} ({via})", post.url);
         }
         let request = self.client.post(post.url).headers(headers).json(post.body);
         let response = match tokio::time::timeout(post.timeouts.first_byte, request.send()).await {

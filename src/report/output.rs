@@ -71,7 +71,11 @@ impl OutDir {
     /// The folder, made if needed, rid of the temporary files a killed run left.
     pub fn new(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        atomic::sweep(dir, |t| t.ends_with(".md") || t.ends_with(".json"));
+        atomic::sweep(dir, |t| {
+            Path::new(t)
+                .extension()
+                .is_some_and(|e| e == "md" || e == "json")
+        });
         Ok(OutDir {
             dir: dir.to_path_buf(),
         })

@@ -43,11 +43,11 @@ fn assert_clean(what: &str, text: &str) {
 fn assert_nothing_holds_it(p: &Project, out: &Output) {
     assert_clean("stdout", &String::from_utf8_lossy(&out.stdout));
     // In GitHub Actions the key is handed to the runner to mask, on purpose.
-    let stderr: String = String::from_utf8_lossy(&out.stderr)
+    let stderr = String::from_utf8_lossy(&out.stderr)
         .lines()
         .filter(|l| !l.starts_with("::add-mask::"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+        .collect::<Vec<_>>()
+        .join("\n");
     assert_clean("stderr", &stderr);
     for (path, bytes) in p.files() {
         assert_clean(
