@@ -76,7 +76,7 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<Key, String> {
                 })
                 .collect::<Result<_, _>>()?;
             if let Some(p) = &file.provider {
-                check_provider(p, !allow_hosts.is_empty())
+                check_provider(p, !allow_hosts.is_empty(), "`allow_hosts`")
                     .map_err(|reason| format!("`provider = \"{p}\"` {reason}"))?;
             }
             Ok(Key {
@@ -101,8 +101,9 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<Key, String> {
 /// Whether `provider` may be a key file's provider: a built-in provider (whose
 /// own host the key may go to), or, for a key with hosts of its own
 /// (`allow_hosts`), any name that is not a misspelt built-in one. The reason
-/// follows the provider's name in a message.
-pub fn check_provider(provider: &str, has_hosts: bool) -> Result<(), String> {
+/// follows the provider's name in a message; `hosts` is what names the hosts
+/// where it is said (`allow_hosts`, `--allow-host HOST`).
+pub fn check_provider(provider: &str, has_hosts: bool, hosts: &str) -> Result<(), String> {
     if !crate::workflow::validate::is_identifier(provider) {
         return Err("is not a provider name (letters, digits, `_` and `-`)".into());
     }
@@ -120,7 +121,7 @@ pub fn check_provider(provider: &str, has_hosts: bool) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "is not a built-in provider ({}), so the key could go nowhere: for another endpoint, also name the hosts it may go to (`allow_hosts`)",
+        "is not a built-in provider ({}), so the key could go nowhere: for another endpoint, also name the hosts it may go to ({hosts})",
         keyed().collect::<Vec<_>>().join(", ")
     ))
 }

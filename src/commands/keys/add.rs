@@ -29,7 +29,7 @@ pub(super) fn add(
         .collect::<Result<_, _>>()?;
     let provider = match provider {
         Some(p) => {
-            keyfile::check_provider(p, !hosts.is_empty()).map_err(|reason| {
+            keyfile::check_provider(p, !hosts.is_empty(), "`--allow-host HOST`").map_err(|reason| {
                 Error::usage(format!("`--provider {p}` {reason}")).hint(
                     "pass a built-in provider's name, like `anthropic` or `openai`; for another endpoint, add `--allow-host HOST` for each host the key may go to",
                 )
