@@ -152,9 +152,23 @@ fn redact_attempt(attempt: &Attempt) -> Option<Attempt> {
     redact::in_place(&mut clean.outcome).then_some(clean)
 }
 
+/// The record with its secrets taken out; `None` (and no copy made) when it
+/// holds none.
 fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
+    let mut texts = [
+        record.reason.as_deref(),
+        record.output.as_deref(),
+        record.stop_reason.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(record.attempts.iter().map(|a| a.outcome.as_str()));
+    let dirty = texts.any(redact::holds_secret)
+        || record.json.as_ref().is_some_and(redact::json_holds_secret);
+    if !dirty {
+        return None;
+    }
     let mut clean = record.clone();
-    let mut changed = false;
     for text in [
         clean.reason.as_mut(),
         clean.output.as_mut(),
@@ -163,28 +177,95 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     .into_iter()
     .flatten()
     {
-        changed |= redact::in_place(text);
+        redact::in_place(text);
     }
     if let Some(json) = &mut clean.json {
-        changed |= redact::json(json);
+        redact::json(json);
     }
     for attempt in &mut clean.attempts {
-        changed |= redact::in_place(&mut attempt.outcome);
+        redact::in_place(&mut attempt.outcome);
     }
-    changed.then_some(clean)
+    Some(clean)
 }
 
 fn redact_run(record: &RunRecord) -> Option<RunRecord> {
+    let agents: Vec<Option<AgentRecord>> = record.agents.iter().map(redact_agent).collect();
+    let dirty = agents.iter().any(Option::is_some)
+        || record
+            .outputs
+            .values()
+            .chain(record.inputs.values())
+            .any(|v| redact::holds_secret(v));
+    if !dirty {
+        return None;
+    }
     let mut clean = record.clone();
-    let mut changed = false;
-    for agent in &mut clean.agents {
-        if let Some(redacted) = redact_agent(agent) {
+    for (agent, redacted) in clean.agents.iter_mut().zip(agents) {
+        if let Some(redacted) = redacted {
             *agent = redacted;
-            changed = true;
         }
     }
     for value in clean.outputs.values_mut().chain(clean.inputs.values_mut()) {
-        changed |= redact::in_place(value);
+        redact::in_place(value);
     }
-    changed.then_some(clean)
+    Some(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AgentStatus;
+
+    struct Keep(Arc<Mutex<Vec<String>>>);
+
+    impl Subscriber for Keep {
+        fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+            if let Event::AgentFinished { record } = event {
+                let mut seen = self.0.lock().unwrap();
+                seen.extend(record.reason.clone());
+                seen.extend(record.attempts.iter().map(|a| a.outcome.clone()));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn subscribers_never_see_a_secret_the_run_read() {
+        redact::register_text("bus-test", "sk-BUS-CANARY-41f7");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let bus = Bus::default();
+        bus.subscribe(Box::new(Keep(seen.clone())));
+        let attempt = Attempt {
+            model: "p/m".into(),
+            status: Some(401),
+            outcome: "bad key sk-BUS-CANARY-41f7".into(),
+            seconds: 0.0,
+            delay_ms: 0,
+        };
+        let record = AgentRecord {
+            name: "a".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            status: AgentStatus::Failed,
+            reason: Some("p 401: key sk-BUS-CANARY%2D41f7 refused".into()),
+            seconds: 0.0,
+            usage: crate::usage::Usage::default(),
+            cost_usd: None,
+            stop_reason: None,
+            output: None,
+            json: None,
+            answered_by: None,
+            attempts: vec![attempt],
+            cached: false,
+            key_failure: false,
+        };
+        bus.emit(&Event::AgentFinished { record: &record });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "p 401: key [redacted key bus-test] refused",
+                "bad key [redacted key bus-test]"
+            ]
+        );
+    }
 }

@@ -244,6 +244,24 @@ pub fn text(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether `text` holds a secret this process has read, in any form.
+pub fn holds_secret(text: &str) -> bool {
+    matches!(self::text(text), Cow::Owned(_))
+}
+
+/// Whether any string (or object key) in a JSON value holds a secret.
+pub fn json_holds_secret(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => holds_secret(s),
+        Value::Array(items) => items.iter().any(json_holds_secret),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| holds_secret(k) || json_holds_secret(v)),
+        _ => false,
+    }
+}
+
 /// Redacts `text` where it is; says whether anything was replaced.
 pub fn in_place(text: &mut String) -> bool {
     if let Cow::Owned(clean) = self::text(text) {
