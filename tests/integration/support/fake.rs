@@ -423,6 +423,7 @@ fn counted_input(api: Api, body: &Value) -> u64 {
     let request = request_of(api, body);
     let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(&request.model);
     byok_flow::runner::input_count(&tokenizer, &request).bound
+}
 
 /// The response of an [`Fault::EchoKey`] or [`Fault::EchoKeyPlain`].
 fn echo_key(fault: &Fault, headers: &HeaderMap) -> Option<Response> {
