@@ -237,6 +237,7 @@ mod tests {
         bus.subscribe(Box::new(Keep(seen.clone())));
         let attempt = Attempt {
             model: "p/m".into(),
+            at: 0.0,
             status: Some(401),
             outcome: "bad key sk-BUS-CANARY-41f7".into(),
             seconds: 0.0,
@@ -260,6 +261,9 @@ mod tests {
             answered_by: None,
             attempts: vec![attempt],
             cached: false,
+            depends_on: Vec::new(),
+            timing: None,
+            estimate: None,
             key_failure: false,
         };
         bus.emit(&Event::AgentFinished { record: &record });

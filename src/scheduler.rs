@@ -117,6 +117,11 @@ pub enum State<O, E> {
 
 /// What the scheduler tells its caller as it goes.
 pub enum Event<'a, O, E> {
+    /// Every agent it depends on has finished: it may start when a slot is free.
+    Ready(usize),
+    /// The gate asked it to wait (the budget, until running agents settle); said
+    /// each time it is asked.
+    Held(usize),
     Started(usize),
     Finished(usize, &'a Arc<O>),
     Failed(usize, &'a E),
@@ -147,6 +152,9 @@ pub async fn run<R: Runner>(
     let mut states: Vec<State<R::Output, R::Error>> = (0..n).map(|_| State::Waiting).collect();
     let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
     let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+    for &agent in &ready {
+        on_event(Event::Ready(agent));
+    }
     let lanes: Vec<usize> = (0..n).map(|i| runner.lane(i)).collect();
     let mut lane_running: HashMap<usize, usize> = HashMap::new();
     let mut tasks: JoinSet<Joined<R>> = JoinSet::new();
@@ -194,7 +202,10 @@ pub async fn run<R: Runner>(
                     }
                 }
                 match gate.admit(agent, &prepared[&agent], tasks.len()) {
-                    Admission::Wait => continue,
+                    Admission::Wait => {
+                        on_event(Event::Held(agent));
+                        continue;
+                    }
                     Admission::Skip(why) => {
                         skipped.push((agent, why));
                         continue;
@@ -291,6 +302,7 @@ pub async fn run<R: Runner>(
                 for d in dag.dependents(agent) {
                     remaining[d] -= 1;
                     if remaining[d] == 0 && matches!(states[d], State::Waiting) {
+                        on_event(Event::Ready(d));
                         ready.insert(d);
                     }
                 }

@@ -126,7 +126,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         workflow: &checked.workflow,
         mock: args.mock,
     };
-    let settings = RunSettings {
+    let mut settings = RunSettings {
         file: args.file.display().to_string(),
         inputs: inputs.clone(),
         mock: args.mock,
@@ -136,6 +136,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         max_usd,
         cache,
         refresh: args.refresh.clone(),
+        estimate: None,
     };
     // The agents the cache will answer: they cost nothing, are not refused for the
     // budget, and need no key.
@@ -164,6 +165,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             }
             return Err(refusal);
         }
+        settings.estimate = Some(estimate);
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {
         Error::new(

@@ -193,8 +193,11 @@ impl Store {
 
             let record = RunRecord {
                 run_id: summary.run_id.clone(),
+                // The history does not keep which byok-flow ran it.
+                version: String::new(),
                 workflow: summary.workflow.clone(),
                 file: summary.file.clone(),
+                workflow_sha256: None,
                 started_at: summary.started_at.clone(),
                 seconds: summary.seconds.unwrap_or_default(),
                 // An unfinished run has no status; the caller shows it as such.
@@ -208,6 +211,7 @@ impl Store {
                 unpriced_agents: Vec::new(),
                 max_cost_usd: None,
                 budget_usd,
+                estimate: None,
             };
             let mut record = record;
             record.total_agents();
@@ -300,6 +304,9 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         json: None,
         attempts: Vec::new(),
         key_failure: false,
+        depends_on: Vec::new(),
+        timing: None,
+        estimate: None,
     })
 }
 

@@ -29,6 +29,9 @@ fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> Agent
         attempts: Vec::new(),
         key_failure: false,
         cached: false,
+        depends_on: Vec::new(),
+        timing: None,
+        estimate: None,
     }
 }
 
@@ -39,6 +42,9 @@ fn record(id: &str, started_at: &str, mock: bool, agents: Vec<AgentRecord>) -> R
     }
     let mut record = RunRecord {
         run_id: id.into(),
+        version: "0.1.0".into(),
+        workflow_sha256: None,
+        estimate: None,
         workflow: "research".into(),
         file: "workflows/research.yaml".into(),
         started_at: started_at.into(),
