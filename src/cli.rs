@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, keys, prices, run, runs, schema, validate};
+use crate::commands::{graph, keys, prices, report, run, runs, schema, validate};
 use crate::error::{Exit, Result};
 use crate::settings::Global;
 
@@ -32,7 +32,7 @@ pub enum Command {
     Estimate(run::Args),
     /// Check workflow files and report every problem; exit 0 or 2.
     Validate(validate::Args),
-    /// Draw a workflow's agents and their edges (Mermaid or Graphviz DOT).
+    /// Draw a workflow's agents and their edges (Mermaid, Graphviz DOT or SVG).
     Graph(graph::Args),
     /// Print the workflow JSON Schema (for editors and CI).
     Schema(schema::Args),
@@ -42,6 +42,8 @@ pub enum Command {
     Keys(keys::Args),
     /// Past runs from the history: list them, show one, and what was spent.
     Runs(runs::Args),
+    /// Write a run's report: one self-contained HTML page (graph, timeline, dollars, outputs).
+    Report(report::Args),
 }
 
 impl Command {
@@ -59,6 +61,7 @@ impl Command {
             Command::Schema(args) => schema::run(&args),
             Command::Keys(args) => keys::run(&args, global),
             Command::Runs(args) => runs::run(&args),
+            Command::Report(args) => report::run(&args, global),
         }
     }
 }

@@ -106,14 +106,19 @@ pub struct Dependency {
     pub kind: EdgeKind,
 }
 
-/// When things happened to an agent, in seconds since the run started. Between
-/// `ready` and `started` it waited: for a free slot (`--concurrency`, a provider's
-/// `max_concurrency`) until `held`, then for the budget (running agents to settle).
-/// Its attempts and retry waits, inside `started`..`ended`, are in `attempts`.
+/// When things happened to an agent, in seconds since the run started. From
+/// `ready` it waited for a free slot (`--concurrency`, a provider's
+/// `max_concurrency`) until `preparing`, when its prompt was rendered and counted;
+/// from `held` it waited for the budget (running agents to settle) until
+/// `started`. Its attempts and retry waits, inside `started`..`ended`, are in
+/// `attempts`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timing {
     /// Every agent it depends on had finished.
     pub ready: f64,
+    /// A slot was free: its prompt was being rendered and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preparing: Option<f64>,
     /// The budget first held it back: it could have started but for the money
     /// running agents might still spend.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -119,6 +119,9 @@ pub enum State<O, E> {
 pub enum Event<'a, O, E> {
     /// Every agent it depends on has finished: it may start when a slot is free.
     Ready(usize),
+    /// A slot is free for it: it is being prepared (its prompt rendered and
+    /// counted) before the gate is asked.
+    Preparing(usize),
     /// The gate asked it to wait (the budget, until running agents settle); said
     /// each time it is asked.
     Held(usize),
@@ -191,6 +194,7 @@ pub async fn run<R: Runner>(
                             _ => None,
                         })
                         .collect();
+                    on_event(Event::Preparing(agent));
                     match runner.prepare(agent, &upstream) {
                         Ok(p) => {
                             slot.insert(p);

@@ -4,6 +4,7 @@
 pub mod graph;
 pub mod keys;
 pub mod prices;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod schema;

@@ -17,7 +17,7 @@ use crate::history;
 use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
-use crate::report::{estimate_table, github, output, progress, table};
+use crate::report::{estimate_table, github, html, output, progress, table};
 use crate::runner::{self, RunSettings};
 use crate::settings::GitHub;
 use crate::settings::Global;
@@ -53,6 +53,11 @@ pub struct Args {
     /// Also write DIR/AGENT.md (or .json) for each agent and DIR/run.json.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// Also write the run's HTML report to FILE (one self-contained page: graph,
+    /// timeline, dollars, outputs; see `byok-flow report`).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 
     /// Only say what the run would cost: no keys, no network (`byok-flow estimate`).
     #[arg(long)]
@@ -205,6 +210,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             .map_err(|e| Error::usage(format!("cannot create `{}`: {e}", dir.display())))?;
         bus.subscribe(Box::new(out));
     }
+    if let Some(file) = &args.report {
+        bus.subscribe(Box::new(report_file(file)?));
+    }
     bus.subscribe(Box::new(output::Stdout {
         json: args.json,
         fence: global.github.is_some_and(|g| !g.stdout_is_file),
@@ -237,6 +245,26 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// The subscriber writing `--report FILE`, its folder made now so that a path
+/// that cannot be written fails before any spend.
+fn report_file(file: &Path) -> Result<html::ReportFile> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::usage(format!(
+                "`--report {}`: cannot create its folder: {e}",
+                file.display()
+            ))
+        })?;
+    }
+    if file.is_dir() {
+        return Err(
+            Error::usage(format!("`--report {}` is a folder", file.display()))
+                .hint("name the HTML file to write, like `--report report.html`"),
+        );
+    }
+    Ok(html::ReportFile::new(file.to_path_buf()))
 }
 
 /// Every `--refresh` names an agent of the workflow.
@@ -299,7 +327,9 @@ fn recorder(
         global.quiet,
     );
     match opened {
-        Ok(recorder) => Some(recorder),
+        Ok(recorder) => Some(
+            recorder.with_record_path(args.out.as_ref().map(|d| d.join("run.json")).as_deref()),
+        ),
         Err(e) => {
             if !global.quiet {
                 eprintln!("warning: this run is not recorded in the history: {e}");

@@ -220,6 +220,19 @@ impl Store {
         run().map_err(|e| self.query_error(e))
     }
 
+    /// Where the run's record was written, if it was (`--out DIR`).
+    pub fn record_path(&self, run_id: &str) -> Result<Option<String>, HistoryError> {
+        self.conn
+            .query_row(
+                "SELECT record_path FROM runs WHERE id = ?1",
+                [run_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.query_error(e))
+    }
+
     /// Dollars and tokens per group for runs started at `since_unix` or later.
     /// Mock runs are left out unless `include_mock`.
     pub fn spend(

@@ -6,6 +6,7 @@
 
 pub mod estimate_table;
 pub mod github;
+pub mod html;
 pub mod output;
 pub mod progress;
 pub mod runs;

@@ -112,6 +112,12 @@ pub async fn execute(
                     });
                     return;
                 }
+                SchedEvent::Preparing(i) => {
+                    if let Some(t) = &mut timings[i] {
+                        t.preparing.get_or_insert_with(now);
+                    }
+                    return;
+                }
                 SchedEvent::Held(i) => {
                     if let Some(t) = &mut timings[i] {
                         t.held.get_or_insert_with(now);

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod browser;
 mod cache;
 mod cli;
 mod cost;
@@ -11,6 +12,7 @@ mod keys;
 mod money;
 mod no_panic;
 mod providers;
+mod report;
 mod run;
 mod runs;
 mod scheduler_props;

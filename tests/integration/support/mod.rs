@@ -2,6 +2,7 @@
 //! provider server (`fake`), and insta
 //! filters that turn times, temp paths, ports and versions into stable tokens.
 
+pub mod chromium;
 pub mod fake;
 
 use std::path::{Path, PathBuf};
@@ -64,7 +65,7 @@ pub fn filters(extra: &[(&str, &str)]) -> Vec<(String, String)> {
             "$1 $2 [SECS]$3".into(),
         ),
         (
-            r#""(at|ready|held|started|ended)": \d+(\.\d+)?(e-?\d+)?"#.into(),
+            r#""(at|ready|preparing|held|started|ended)": \d+(\.\d+)?(e-?\d+)?"#.into(),
             r#""$1": [SECS]"#.into(),
         ),
         (
