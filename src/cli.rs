@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, keys, prices, report, run, runs, schema, validate};
+use crate::commands::{graph, init, keys, prices, report, run, runs, schema, validate};
 use crate::error::{Exit, Result};
 use crate::settings::Global;
 
@@ -42,6 +42,9 @@ pub enum Command {
     Keys(keys::Args),
     /// Past runs from the history: list them, show one, and what was spent.
     Runs(runs::Args),
+    /// Set up this git repository: an identity, `.byok/recipients`, an example squad,
+    /// a GitHub workflow and `.gitignore` lines; never overwrites a file.
+    Init(init::Args),
     /// Write a run's report: one self-contained HTML page (graph, timeline, dollars, outputs).
     Report(report::Args),
 }
@@ -62,6 +65,7 @@ impl Command {
             Command::Keys(args) => keys::run(&args, global),
             Command::Runs(args) => runs::run(&args),
             Command::Report(args) => report::run(&args, global),
+            Command::Init(args) => init::run(&args, global),
         }
     }
 }

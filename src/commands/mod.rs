@@ -2,6 +2,7 @@
 //! the domain modules.
 
 pub mod graph;
+pub mod init;
 pub mod keys;
 pub mod prices;
 pub mod report;

@@ -395,19 +395,19 @@ fn a_reply_cannot_run_workflow_commands() {
     assert_eq!(outputs["status"], "succeeded");
 }
 
-fn schemastore(name: &str) -> jsonschema::Validator {
+pub fn schemastore(name: &str) -> jsonschema::Validator {
     let text =
         std::fs::read_to_string(repo().join("tests/fixtures/schemastore").join(name)).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
 
-fn yaml(path: &Path) -> Value {
+pub fn yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn problems(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
+pub fn problems(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
     validator
         .iter_errors(value)
         .map(|e| format!("{}: {e}", e.instance_path()))

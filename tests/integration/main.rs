@@ -8,6 +8,7 @@ mod cli;
 mod cost;
 mod examples;
 mod github;
+mod init;
 mod keys;
 mod money;
 mod no_panic;
