@@ -637,7 +637,7 @@ fn the_release_workflow_is_valid_and_builds_what_the_action_downloads() {
     );
 }
 
-/// A release folder as GitHub serves it, with one archive for Linux x86_64
+/// A release folder as GitHub serves it, with one archive for Linux `x86_64`
 /// holding a stand-in binary that reports `version`.
 #[cfg(unix)]
 fn fake_release(dir: &Path, tag: &str, version: &str) -> PathBuf {
@@ -661,10 +661,12 @@ fn fake_release(dir: &Path, tag: &str, version: &str) -> PathBuf {
         .status()
         .unwrap();
     assert!(status.success());
-    let sum: String = Sha256::digest(std::fs::read(&archive).unwrap())
+    let sum = Sha256::digest(std::fs::read(&archive).unwrap())
         .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+        .fold(String::new(), |mut hex, b| {
+            hex.push_str(&format!("{b:02x}"));
+            hex
+        });
     std::fs::write(
         releases.join(tag).join(format!("{name}.tar.gz.sha256")),
         format!("{sum}  {name}.tar.gz\n"),
