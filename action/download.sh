@@ -8,7 +8,7 @@
 # match fails the step: the archive is not what was released.
 #
 #   BYOK_ACTION_REF         the action's ref (`github.action_ref`); default: the
-#                           last folder of $GITHUB_ACTION_PATH, which is the ref
+#                           folder of $GITHUB_ACTION_PATH named for the ref
 #   BYOK_ACTION_REPOSITORY  `owner/name` (`github.action_repository`)
 #   BYOK_ACTION_RELEASES    where releases are [default: https://github.com/OWNER/NAME/releases/download]
 #   BYOK_ACTION_BIN_DIR     where to put the binary [default: ~/.byok-flow-action/bin]
@@ -19,7 +19,9 @@ note() { echo "byok-flow: $1"; }
 
 ref="${BYOK_ACTION_REF:-}"
 if [[ -z "$ref" && -n "${GITHUB_ACTION_PATH:-}" ]]; then
-  ref=$(basename "$GITHUB_ACTION_PATH")
+  # .../_actions/OWNER/NAME/REF, or .../REF/setup for the setup action.
+  action_path="${GITHUB_ACTION_PATH%/}"
+  ref=$(basename "${action_path%/setup}")
 fi
 if [[ ! "$ref" =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]]; then
   note "the action's ref \`${ref:-(none)}\` is not a release tag (vX.Y.Z); building from source"

@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, init, keys, prices, report, run, runs, schema, validate};
+use crate::commands::{estimate, graph, init, keys, prices, report, run, runs, schema, validate};
 use crate::error::{Exit, Result};
 use crate::settings::Global;
 
@@ -28,8 +28,9 @@ pub struct Cli {
 pub enum Command {
     /// Run a workflow.
     Run(run::Args),
-    /// Say what a run would cost, offline and without keys (same as `run --dry-run`).
-    Estimate(run::Args),
+    /// Say what a run would cost, offline and without keys (same as `run --dry-run`);
+    /// with `--diff REF`, what a change to the workflow does to that cost.
+    Estimate(estimate::Args),
     /// Check workflow files and report every problem; exit 0 or 2.
     Validate(validate::Args),
     /// Draw a workflow's agents and their edges (Mermaid, Graphviz DOT or SVG).
@@ -54,10 +55,7 @@ impl Command {
     pub fn run(self, global: Global) -> Result<Exit> {
         match self {
             Command::Run(args) => run::run(&args, global),
-            Command::Estimate(mut args) => {
-                args.dry_run = true;
-                run::run(&args, global)
-            }
+            Command::Estimate(mut args) => estimate::run(&mut args, global),
             Command::Prices(args) => prices::run(&args),
             Command::Validate(args) => validate::run(&args, global),
             Command::Graph(args) => graph::run(&args, global),

@@ -485,7 +485,10 @@ fn print_estimate(estimate: &Estimate, json: bool) -> Result<()> {
 }
 
 /// The run's inputs: `--input` values over declared defaults; every required one present.
-fn resolve_inputs(checked: &Checked, given: &[String]) -> Result<IndexMap<String, String>> {
+pub(crate) fn resolve_inputs(
+    checked: &Checked,
+    given: &[String],
+) -> Result<IndexMap<String, String>> {
     let declared = &checked.workflow.inputs;
     let mut values = IndexMap::new();
     for arg in given {

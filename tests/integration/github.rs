@@ -420,7 +420,7 @@ fn examples() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
     files
 }
 
@@ -479,6 +479,32 @@ fn action_yml_is_a_valid_action() {
 }
 
 #[test]
+fn the_setup_action_is_a_valid_action_that_installs_as_the_main_one_does() {
+    let validator = schemastore("github-action.json");
+    let setup = yaml(&repo().join("setup/action.yml"));
+    assert_eq!(problems(&validator, &setup), Vec::<String>::new());
+    let main = yaml(&repo().join("action.yml"));
+    let uses = |action: &Value| -> Vec<String> {
+        action["runs"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["uses"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(uses(&setup).iter().all(|u| uses(&main).contains(u)));
+    let text = std::fs::read_to_string(repo().join("setup/action.yml")).unwrap();
+    for script in ["../action/download.sh", "action/fingerprint.sh"] {
+        assert!(text.contains(script), "{script}");
+    }
+    assert!(text.contains("$GITHUB_PATH"), "puts byok-flow on PATH");
+    // The cost-diff example comments only where its token can, with no secret.
+    let diff = std::fs::read_to_string(repo().join("examples/github/cost-diff.yml")).unwrap();
+    assert!(!diff.contains("secrets."));
+    assert!(diff.contains("--format markdown"));
+}
+
+#[test]
 fn the_example_workflows_are_valid_workflows() {
     let validator = schemastore("github-workflow.json");
     for file in examples() {
@@ -491,7 +517,8 @@ fn the_example_workflows_are_valid_workflows() {
         );
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(
-            text.contains("uses: OWNER/byok-flow@v1"),
+            text.contains("uses: OWNER/byok-flow@v1")
+                || text.contains("uses: OWNER/byok-flow/setup@v1"),
             "{}",
             file.display()
         );

@@ -6,6 +6,7 @@ mod browser;
 mod cache;
 mod cli;
 mod cost;
+mod estimate_diff;
 mod examples;
 mod github;
 mod init;
