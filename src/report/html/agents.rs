@@ -184,7 +184,9 @@ pub fn details(record: &RunRecord, budget: usize) -> Markup {
                         }
                     }
                 }
-                @if let Some(output) = &a.output {
+                @if let Some(json) = &a.json {
+                    (pre(&serde_json::to_string_pretty(json).unwrap_or_default(), budget, "output json"))
+                } @else if let Some(output) = &a.output {
                     (pre(output, budget, "output"))
                 } @else if a.status == AgentStatus::Succeeded {
                     p.note { "The reply is not in this record." }

@@ -164,7 +164,8 @@ pub fn section(record: &RunRecord) -> Markup {
         }
         @if !untimed.is_empty() {
             p.note {
-                (untimed.len()) " agents never became ready (an agent they need did not succeed): "
+                @if untimed.len() == 1 { "1 agent never became ready (an agent it needs did not succeed): " }
+                @else { (untimed.len()) " agents never became ready (an agent they need did not succeed): " }
                 @for (k, a) in untimed.iter().take(20).enumerate() {
                     @if k > 0 { ", " }
                     code { (a.name) }
