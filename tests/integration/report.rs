@@ -333,3 +333,45 @@ pub fn artifacts(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+#[cfg(unix)]
+#[test]
+fn an_interrupted_run_still_writes_its_report() {
+    let home = tempfile::tempdir().unwrap();
+    write(
+        home.path(),
+        "slow.yaml",
+        "version: 1\nname: slow\nproviders:\n  snail:\n    type: mock\n    latency: 60s\nagents:\n  fast:\n    model: mock/echo\n    prompt: hello\n  slow:\n    model: snail/echo\n    prompt: take your time\n",
+    );
+    let mut child = crate::support::byok_flow_process(home.path())
+        .args(["run", "slow.yaml", "--out", "out", "--report", "r.html"])
+        .env("BYOK_FLOW_HISTORY", home.path().join("history.sqlite"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + TIMEOUT;
+    // The fast agent has finished, the slow one is running: the handler is in place.
+    while !home.path().join("out/fast.md").exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fast agent never finished"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let html = page(&home.path().join("r.html"));
+    assert!(
+        html.contains("<h1><code>slow</code> was interrupted</h1>"),
+        "{html}"
+    );
+    assert!(html.contains("The run was interrupted."));
+    assert!(html.contains("data-agent=\"slow\" data-status=\"interrupted\""));
+    assert!(html.contains("data-agent=\"fast\" data-status=\"succeeded\""));
+}
