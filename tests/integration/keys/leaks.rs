@@ -102,6 +102,8 @@ agents:
             "--json",
             "--out",
             "out",
+            "--report",
+            "report.html",
             "--cache-dir",
             "cache",
             "--allow-host",
@@ -132,6 +134,12 @@ agents:
     assert!(stderr.contains("::error"), "{stderr}");
     let summary = std::fs::read_to_string(p.path().join("summary.md")).unwrap();
     assert!(summary.contains(marker), "{summary}");
+    // The HTML report (checked with every other file above) shows the redaction.
+    let report = std::fs::read_to_string(p.path().join("report.html")).unwrap();
+    assert!(
+        report.contains(marker),
+        "the report shows what the record holds"
+    );
     // The quoted reply went on to the next agent's prompt redacted: the key never
     // travels in a body.
     for request in server.requests() {
