@@ -9,6 +9,7 @@
 #   BYOK_ACTION_MAX_USD   the budget ceiling, or empty
 #   BYOK_ACTION_MOCK      `true` for `--mock`
 #   BYOK_ACTION_AGE_KEY   the age identity, or empty
+#   BYOK_ACTION_REPORT    `true` (default) to write the HTML report too
 #   BYOK_ACTION_BIN       the byok-flow binary (default: where action.yml installs it)
 set -euo pipefail
 
@@ -54,6 +55,12 @@ case "${BYOK_ACTION_MOCK:-false}" in
   *) fail "mock: write \`true\` or \`false\`" ;;
 esac
 
+case "${BYOK_ACTION_REPORT:-true}" in
+  true | "") report=true ;;
+  false) report=false ;;
+  *) fail "report: write \`true\` or \`false\`" ;;
+esac
+
 # Only a given identity replaces one the job may already set.
 if [[ -n "${BYOK_ACTION_AGE_KEY:-}" ]]; then
   export BYOK_FLOW_AGE_KEY="$BYOK_ACTION_AGE_KEY"
@@ -62,7 +69,14 @@ unset BYOK_ACTION_AGE_KEY
 
 result_dir=$(mktemp -d "${RUNNER_TEMP:-/tmp}/byok-flow.XXXXXX")
 result="$result_dir/result.md"
+if [[ "$report" == true ]]; then
+  args+=(--report "$result_dir/report.html")
+fi
 status=0
 "${BYOK_ACTION_BIN:-$HOME/.byok-flow-action/bin/byok-flow}" "${args[@]}" > "$result" || status=$?
 echo "result_file=$result" >> "$GITHUB_OUTPUT"
+# A run refused before it started (an invalid workflow, say) has no report.
+if [[ -f "$result_dir/report.html" ]]; then
+  echo "report_file=$result_dir/report.html" >> "$GITHUB_OUTPUT"
+fi
 exit "$status"

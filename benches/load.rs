@@ -44,6 +44,7 @@ fn load_validate_plan(path: &Path) -> [Duration; 4] {
         max_usd: None,
         cache: None,
         refresh: Vec::new(),
+        estimate: None,
     };
     let planned =
         runner::prepare(Arc::new(checked), &settings, None, &Bus::default()).expect("plan the run");

@@ -6,9 +6,10 @@
 //! that do not change the answer (`stream`, `timeout`, `retries`, the key) are left
 //! out, and so a key is never part of a key, nor of an entry.
 //!
-//! An entry is written as soon as its agent succeeds, through a temporary file and
-//! a rename, so a run killed at any point leaves only whole entries, and a second
-//! run resumes from them. Two processes writing the same key both write a whole,
+//! An entry is written as soon as its agent succeeds, through a temporary file (in
+//! `ROOT/tmp/`) and a rename, so a run killed at any point leaves only whole
+//! entries, and a second run resumes from them (and removes the temporary files
+//! the killed one left). Two processes writing the same key both write a whole,
 //! equivalent file; the last rename wins. A file that cannot be read or parsed is a
 //! miss, reported to the caller, never a crash.
 //!
@@ -136,8 +137,20 @@ pub enum Lookup {
 }
 
 impl Cache {
+    /// The cache in `root`. Temporary files that a killed run left there are
+    /// removed (see [`Cache::put`]).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Cache { root: root.into() }
+        let cache = Cache { root: root.into() };
+        crate::keys::atomic::sweep(&cache.temp_dir(), |t| {
+            Path::new(t).extension().is_some_and(|e| e == "json")
+        });
+        cache
+    }
+
+    /// Where entries are written before they are renamed into place: one folder,
+    /// so that what a `kill -9` leaves is found without reading the whole cache.
+    fn temp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// The folder given to [`Cache::new`].
@@ -192,8 +205,13 @@ impl Cache {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let bytes = serde_json::to_vec(entry).map_err(io::Error::other)?;
-        Staged::write(&path, &bytes, ENTRY_MODE)?.commit()
+        let temp = self.temp_dir();
+        std::fs::create_dir_all(&temp)?;
+        let text = serde_json::to_string(entry).map_err(io::Error::other)?;
+        // The last guard: a reply is redacted when it arrives; nothing else may
+        // bring a key into the cache either.
+        let text = crate::keys::redact::text(&text);
+        Staged::write_in(&temp, &path, text.as_bytes(), ENTRY_MODE)?.commit()
     }
 }
 

@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, keys, prices, run, runs, schema, validate};
+use crate::commands::{estimate, graph, init, keys, prices, report, run, runs, schema, validate};
 use crate::error::{Exit, Result};
 use crate::settings::Global;
 
@@ -28,11 +28,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a workflow.
     Run(run::Args),
-    /// Say what a run would cost, offline and without keys (same as `run --dry-run`).
-    Estimate(run::Args),
+    /// Say what a run would cost, offline and without keys (same as `run --dry-run`);
+    /// with `--diff REF`, what a change to the workflow does to that cost.
+    Estimate(estimate::Args),
     /// Check workflow files and report every problem; exit 0 or 2.
     Validate(validate::Args),
-    /// Draw a workflow's agents and their edges (Mermaid or Graphviz DOT).
+    /// Draw a workflow's agents and their edges (Mermaid, Graphviz DOT or SVG).
     Graph(graph::Args),
     /// Print the workflow JSON Schema (for editors and CI).
     Schema(schema::Args),
@@ -42,6 +43,11 @@ pub enum Command {
     Keys(keys::Args),
     /// Past runs from the history: list them, show one, and what was spent.
     Runs(runs::Args),
+    /// Set up this git repository: an identity, `.byok/recipients`, an example squad,
+    /// a GitHub workflow and `.gitignore` lines; never overwrites a file.
+    Init(init::Args),
+    /// Write a run's report: one self-contained HTML page (graph, timeline, dollars, outputs).
+    Report(report::Args),
 }
 
 impl Command {
@@ -49,16 +55,15 @@ impl Command {
     pub fn run(self, global: Global) -> Result<Exit> {
         match self {
             Command::Run(args) => run::run(&args, global),
-            Command::Estimate(mut args) => {
-                args.dry_run = true;
-                run::run(&args, global)
-            }
+            Command::Estimate(mut args) => estimate::run(&mut args, global),
             Command::Prices(args) => prices::run(&args),
             Command::Validate(args) => validate::run(&args, global),
             Command::Graph(args) => graph::run(&args, global),
             Command::Schema(args) => schema::run(&args),
             Command::Keys(args) => keys::run(&args, global),
             Command::Runs(args) => runs::run(&args),
+            Command::Report(args) => report::run(&args, global),
+            Command::Init(args) => init::run(&args, global),
         }
     }
 }

@@ -14,7 +14,8 @@ pub struct Dag {
 }
 
 /// Why an edge exists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum EdgeKind {
     /// A template reads the upstream agent's output.
     Data,
@@ -63,6 +64,13 @@ impl Dag {
         self.graph
             .neighbors_directed(NodeIndex::new(i), Direction::Incoming)
             .map(NodeIndex::index)
+    }
+
+    /// The agents `i` waits for, each with why.
+    pub fn dependencies_with_kind(&self, i: usize) -> impl Iterator<Item = (usize, EdgeKind)> + '_ {
+        self.graph
+            .edges_directed(NodeIndex::new(i), Direction::Incoming)
+            .map(|e| (e.source().index(), *e.weight()))
     }
 
     /// The agents that wait for `i`.

@@ -96,6 +96,7 @@ impl From<KeyError> for Error {
         let exit = match &e {
             KeyError::BadName { .. }
             | KeyError::BadEnvName { .. }
+            | KeyError::IdentityEnv { .. }
             | KeyError::BadRecipientArg { .. }
             | KeyError::RecipientNotListed { .. }
             | KeyError::LastRecipient { .. }

@@ -4,11 +4,12 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::keys::redact;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
 
 /// Something that happened in a run.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// The run is about to start these agents (name, `provider/model`).
     RunStarted {
@@ -72,7 +73,18 @@ impl Bus {
         self.lock().subscribers.push(subscriber);
     }
 
+    /// Sends `event` to every subscriber. The last guard of SPEC §4: whatever it
+    /// carries passes through the run's redactor first, so no output (the
+    /// terminal, `--json`, `--out`, the history, GitHub annotations and summary)
+    /// can show or keep a key, whatever path the text took.
     pub fn emit(&self, event: &Event<'_>) {
+        match Redacted::of(event) {
+            Some(clean) => self.dispatch(&clean.event()),
+            None => self.dispatch(event),
+        }
+    }
+
+    fn dispatch(&self, event: &Event<'_>) {
         let mut inner = self.lock();
         let Inner { subscribers, error } = &mut *inner;
         for s in subscribers.iter_mut() {
@@ -90,5 +102,177 @@ impl Bus {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         // A subscriber that panicked leaves nothing half-written worth guarding.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An event's data with the run's secrets taken out, when it held one.
+enum Redacted<'a> {
+    Attempt(&'a str, Attempt),
+    Finished(AgentRecord),
+    Skipped(AgentRecord),
+    Run(RunRecord),
+    Warning(String),
+}
+
+impl<'a> Redacted<'a> {
+    fn of(event: &Event<'a>) -> Option<Self> {
+        if !redact::active() {
+            return None;
+        }
+        match *event {
+            Event::AttemptFailed { agent, attempt } => {
+                redact_attempt(attempt).map(|a| Redacted::Attempt(agent, a))
+            }
+            Event::AgentFinished { record } => redact_agent(record).map(Redacted::Finished),
+            Event::AgentSkipped { record } => redact_agent(record).map(Redacted::Skipped),
+            Event::RunFinished { record } => redact_run(record).map(Redacted::Run),
+            Event::Warning { message } => match redact::text(message) {
+                std::borrow::Cow::Owned(clean) => Some(Redacted::Warning(clean)),
+                std::borrow::Cow::Borrowed(_) => None,
+            },
+            Event::RunStarted { .. } | Event::AgentStarted { .. } | Event::AgentProgress { .. } => {
+                None
+            }
+        }
+    }
+
+    fn event(&self) -> Event<'_> {
+        match self {
+            Redacted::Attempt(agent, attempt) => Event::AttemptFailed { agent, attempt },
+            Redacted::Finished(record) => Event::AgentFinished { record },
+            Redacted::Skipped(record) => Event::AgentSkipped { record },
+            Redacted::Run(record) => Event::RunFinished { record },
+            Redacted::Warning(message) => Event::Warning { message },
+        }
+    }
+}
+
+fn redact_attempt(attempt: &Attempt) -> Option<Attempt> {
+    let mut clean = attempt.clone();
+    redact::in_place(&mut clean.outcome).then_some(clean)
+}
+
+/// The record with its secrets taken out; `None` (and no copy made) when it
+/// holds none.
+fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
+    let mut texts = [
+        record.reason.as_deref(),
+        record.output.as_deref(),
+        record.stop_reason.as_deref(),
+    ]
+    .into_iter()
+    .flatten()
+    .chain(record.attempts.iter().map(|a| a.outcome.as_str()));
+    let dirty = texts.any(redact::holds_secret)
+        || record.json.as_ref().is_some_and(redact::json_holds_secret);
+    if !dirty {
+        return None;
+    }
+    let mut clean = record.clone();
+    for text in [
+        clean.reason.as_mut(),
+        clean.output.as_mut(),
+        clean.stop_reason.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        redact::in_place(text);
+    }
+    if let Some(json) = &mut clean.json {
+        redact::json(json);
+    }
+    for attempt in &mut clean.attempts {
+        redact::in_place(&mut attempt.outcome);
+    }
+    Some(clean)
+}
+
+fn redact_run(record: &RunRecord) -> Option<RunRecord> {
+    let agents: Vec<Option<AgentRecord>> = record.agents.iter().map(redact_agent).collect();
+    let dirty = agents.iter().any(Option::is_some)
+        || record
+            .outputs
+            .values()
+            .chain(record.inputs.values())
+            .any(|v| redact::holds_secret(v));
+    if !dirty {
+        return None;
+    }
+    let mut clean = record.clone();
+    for (agent, redacted) in clean.agents.iter_mut().zip(agents) {
+        if let Some(redacted) = redacted {
+            *agent = redacted;
+        }
+    }
+    for value in clean.outputs.values_mut().chain(clean.inputs.values_mut()) {
+        redact::in_place(value);
+    }
+    Some(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::AgentStatus;
+
+    struct Keep(Arc<Mutex<Vec<String>>>);
+
+    impl Subscriber for Keep {
+        fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
+            if let Event::AgentFinished { record } = event {
+                let mut seen = self.0.lock().unwrap();
+                seen.extend(record.reason.clone());
+                seen.extend(record.attempts.iter().map(|a| a.outcome.clone()));
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn subscribers_never_see_a_secret_the_run_read() {
+        redact::register_text("bus-test", "sk-BUS-CANARY-41f7");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let bus = Bus::default();
+        bus.subscribe(Box::new(Keep(seen.clone())));
+        let attempt = Attempt {
+            model: "p/m".into(),
+            at: 0.0,
+            status: Some(401),
+            outcome: "bad key sk-BUS-CANARY-41f7".into(),
+            seconds: 0.0,
+            delay_ms: 0,
+        };
+        let record = AgentRecord {
+            name: "a".into(),
+            provider: "p".into(),
+            model: "m".into(),
+            status: AgentStatus::Failed,
+            reason: Some("p 401: key sk-BUS-CANARY%2D41f7 refused".into()),
+            seconds: 0.0,
+            usage: crate::usage::Usage::default(),
+            counted_locally: false,
+            cost_usd: None,
+            bill_unknown: false,
+            max_cost_usd: None,
+            stop_reason: None,
+            output: None,
+            json: None,
+            answered_by: None,
+            attempts: vec![attempt],
+            cached: false,
+            depends_on: Vec::new(),
+            timing: None,
+            estimate: None,
+            key_failure: false,
+        };
+        bus.emit(&Event::AgentFinished { record: &record });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "p 401: key [redacted key bus-test] refused",
+                "bad key [redacted key bus-test]"
+            ]
+        );
     }
 }

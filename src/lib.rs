@@ -12,6 +12,7 @@ pub mod dag;
 pub mod error;
 pub mod events;
 pub mod history;
+pub mod init;
 pub mod keys;
 pub mod logging;
 pub mod providers;

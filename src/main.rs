@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use byok_flow::cli::Cli;
+use byok_flow::keys::redact;
 use byok_flow::report::github;
 use byok_flow::settings::{self, GitHub, Global};
 use clap::Parser;
@@ -27,12 +28,12 @@ fn main() -> ExitCode {
         Ok(exit) => ExitCode::from(exit.code()),
         Err(error) => {
             if !error.reported {
-                eprintln!("{error}");
+                // The last guard: no error shown may hold a key the run read.
+                eprintln!("{}", redact::text(&error.to_string()));
                 if github.is_some() {
-                    eprint!(
-                        "{}",
-                        github::command::error(&error.message, error.hint.as_deref())
-                    );
+                    let message = redact::text(&error.message);
+                    let hint = error.hint.as_deref().map(redact::text);
+                    eprint!("{}", github::command::error(&message, hint.as_deref()));
                 }
             }
             ExitCode::from(error.exit.code())

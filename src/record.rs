@@ -1,11 +1,16 @@
 //! The run record: what happened to each agent and to the run as a whole. It is
 //! what `--json` prints, what `--out DIR/run.json` holds, and what every report
-//! reads. It never holds a key.
+//! reads (`byok-flow report` reads `run.json` back through these types, so a
+//! field added here reaches it). It never holds a key.
+//!
+//! Fields added after the first release are optional or defaulted when read, so
+//! the report of an older `run.json` still opens.
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::cost::Usd;
+use crate::dag::EdgeKind;
 use crate::providers::call::Attempt;
 use crate::usage::Usage;
 
@@ -31,7 +36,7 @@ impl AgentStatus {
 }
 
 /// One agent's part of a run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentRecord {
     pub name: String,
     pub provider: String,
@@ -47,7 +52,7 @@ pub struct AgentRecord {
     /// Some of `usage` was counted by byok-flow, not reported by the provider (a
     /// server that reports no usage, a reply cut off): it is approximate, and so
     /// is `cost_usd`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub counted_locally: bool,
     /// Dollars for `usage`; `null` when a model it called has no price (never 0 for
     /// that: unpriced is not free).
@@ -55,11 +60,11 @@ pub struct AgentRecord {
     /// The bill of one of its calls is unknown: it was cut off (time-out, dropped
     /// stream, Ctrl-C) or unreadable after the request was sent, and the provider
     /// may have billed all of it.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bill_unknown: bool,
     /// With `bill_unknown`: the most it may have cost, each unknown bill at its
     /// call's worst case, as the budget counted it (absent when that is unknown).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
@@ -71,14 +76,69 @@ pub struct AgentRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answered_by: Option<String>,
     /// Every call made, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<Attempt>,
     /// Its reply came from the cache: no call, no tokens, $0.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// The agents it waits for, and why (its templates read their output, or only
+    /// `needs:` orders them): the squad's edges, so a report can draw the graph.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<Dependency>,
+    /// When it became ready, waited, started and ended; `None` when it never
+    /// became ready (an agent it needs did not succeed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+    /// What the estimate before the run said it would cost, when there was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<CostEstimate>,
     /// It failed because its key could not be read, decrypted or sent.
     #[serde(skip)]
     pub key_failure: bool,
+}
+
+/// An edge into an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dependency {
+    /// The agent waited for.
+    pub agent: String,
+    /// `data` when a template reads its output, `order` when only `needs:` says so.
+    pub kind: EdgeKind,
+}
+
+/// When things happened to an agent, in seconds since the run started. From
+/// `ready` it waited for a free slot (`--concurrency`, a provider's
+/// `max_concurrency`) until `preparing`, when its prompt was rendered and counted;
+/// from `held` it waited for the budget (running agents to settle) until
+/// `started`. Its attempts and retry waits, inside `started`..`ended`, are in
+/// `attempts`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Every agent it depends on had finished.
+    pub ready: f64,
+    /// A slot was free: its prompt was being rendered and counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preparing: Option<f64>,
+    /// The budget first held it back: it could have started but for the money
+    /// running agents might still spend.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<f64>,
+    /// It started (for a cached agent: its answer was read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<f64>,
+    /// It finished, failed, or was given up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ended: Option<f64>,
+}
+
+/// Dollars an estimate expected a run or an agent to cost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CostEstimate {
+    /// `null` when unpriced.
+    pub expected_usd: Option<f64>,
+    /// The most it could cost (what the budget reserves); `null` when unpriced or
+    /// unbounded.
+    pub max_usd: Option<f64>,
 }
 
 /// How a run ended.
@@ -93,19 +153,27 @@ pub enum RunStatus {
 }
 
 /// A whole run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunRecord {
     pub run_id: String,
+    /// The byok-flow that ran it.
+    #[serde(default)]
+    pub version: String,
     pub workflow: String,
     pub file: String,
+    /// SHA-256 of the workflow file's text, in hex: which version of the file ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_sha256: Option<String>,
     pub started_at: String,
     pub seconds: f64,
     pub status: RunStatus,
     /// Whether every agent was answered by the mock provider.
     pub mock: bool,
+    #[serde(default)]
     pub inputs: IndexMap<String, String>,
     pub agents: Vec<AgentRecord>,
     /// The workflow's `outputs`, or the outputs of agents nothing depends on.
+    #[serde(default)]
     pub outputs: IndexMap<String, String>,
     pub usage: Usage,
     /// Dollars spent, to the micro-dollar; `null` when an agent's model has no
@@ -113,15 +181,19 @@ pub struct RunRecord {
     /// `counted_locally`.
     pub cost_usd: Option<f64>,
     /// Agents whose cost is unknown because their model has no price.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unpriced_agents: Vec<String>,
     /// When an agent's bill is unknown (`bill_unknown`): the most the run may have
     /// cost, as the budget counted it; absent otherwise, or when unknown too.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
     /// The spending ceiling the run was held to.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
+    /// What the estimate before the run said the whole run would cost (none for
+    /// `--mock`, which is free).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<CostEstimate>,
 }
 
 impl RunRecord {
@@ -183,6 +255,17 @@ impl RunRecord {
     pub fn counted_locally(&self) -> bool {
         self.agents.iter().any(|a| a.counted_locally)
     }
+}
+
+/// SHA-256 of a workflow file's text, in hex.
+pub fn workflow_sha256(source: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(source.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            hex.push_str(&format!("{b:02x}"));
+            hex
+        })
 }
 
 /// A fresh run id: time-ordered and unique enough for one user's history.

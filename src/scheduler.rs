@@ -125,6 +125,14 @@ pub enum State<O, E> {
 
 /// What the scheduler tells its caller as it goes.
 pub enum Event<'a, O, E> {
+    /// Every agent it depends on has finished: it may start when a slot is free.
+    Ready(usize),
+    /// A slot is free for it: it is being prepared (its prompt rendered and
+    /// counted) before the gate is asked.
+    Preparing(usize),
+    /// The gate asked it to wait (the budget, until running agents settle); said
+    /// each time it is asked.
+    Held(usize),
     Started(usize),
     Finished(usize, &'a Arc<O>),
     Failed(usize, &'a E),
@@ -170,6 +178,7 @@ pub async fn run<R: Runner>(
     // every agent that is ready.
     let mut ready: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); lane_count];
     for agent in (0..n).filter(|&i| remaining[i] == 0) {
+        on_event(Event::Ready(agent));
         ready[lanes[agent]].insert(agent);
     }
     let mut lane_running: Vec<usize> = vec![0; lane_count];
@@ -211,6 +220,7 @@ pub async fn run<R: Runner>(
                             _ => None,
                         })
                         .collect();
+                    on_event(Event::Preparing(agent));
                     match runner.prepare(agent, &upstream) {
                         Ok(p) => {
                             slot.insert(p);
@@ -226,7 +236,10 @@ pub async fn run<R: Runner>(
                     continue;
                 };
                 match gate.admit(agent, ready_to_run, tasks.len()) {
-                    Admission::Wait => continue,
+                    Admission::Wait => {
+                        on_event(Event::Held(agent));
+                        continue;
+                    }
                     Admission::Skip(why) => {
                         ready[lane].remove(&agent);
                         skipped.push((agent, why));
@@ -317,6 +330,7 @@ pub async fn run<R: Runner>(
                 for d in dag.dependents(agent) {
                     remaining[d] -= 1;
                     if remaining[d] == 0 && matches!(states[d], State::Waiting) {
+                        on_event(Event::Ready(d));
                         ready[lanes[d]].insert(d);
                     }
                 }

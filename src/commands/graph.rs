@@ -1,8 +1,10 @@
-//! `byok-flow graph`: the squad as a Mermaid flowchart or Graphviz DOT.
+//! `byok-flow graph`: the squad as a Mermaid flowchart, Graphviz DOT, or the SVG
+//! drawing the HTML report shows (laid out by byok-flow itself).
 
 use std::path::PathBuf;
 
 use crate::error::{Exit, Result};
+use crate::report::html;
 use crate::settings::Global;
 
 #[derive(Debug, clap::Args)]
@@ -22,6 +24,8 @@ pub enum Format {
     Mermaid,
     /// Graphviz DOT (`dot -Tsvg`).
     Dot,
+    /// An SVG drawing, as the HTML report shows it (no other tool needed).
+    Svg,
 }
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
@@ -36,6 +40,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let text = match args.format {
         Format::Mermaid => checked.dag.to_mermaid(|i| label(i).replace('\n', "<br/>")),
         Format::Dot => checked.dag.to_dot(|i| label(i).replace('\n', "\\n")),
+        Format::Svg => {
+            let (nodes, edges) = html::squad_of_workflow(&checked);
+            html::graph::svg(&nodes, &edges).into_string() + "\n"
+        }
     };
     print!("{text}");
     Ok(Exit::Success)

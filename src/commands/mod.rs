@@ -1,9 +1,12 @@
 //! One module per subcommand: its arguments and a short handler; the work lives in
 //! the domain modules.
 
+pub mod estimate;
 pub mod graph;
+pub mod init;
 pub mod keys;
 pub mod prices;
+pub mod report;
 pub mod run;
 pub mod runs;
 pub mod schema;

@@ -17,7 +17,7 @@ use crate::history;
 use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
-use crate::report::{estimate_table, github, output, progress, table};
+use crate::report::{estimate_table, github, html, output, progress, table};
 use crate::runner::{self, RunSettings};
 use crate::settings::GitHub;
 use crate::settings::Global;
@@ -53,6 +53,11 @@ pub struct Args {
     /// Also write DIR/AGENT.md (or .json) for each agent and DIR/run.json.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+
+    /// Also write the run's HTML report to FILE (one self-contained page: graph,
+    /// timeline, dollars, outputs; see `byok-flow report`).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 
     /// Only say what the run would cost: no keys, no network (`byok-flow estimate`).
     #[arg(long)]
@@ -126,7 +131,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         workflow: &checked.workflow,
         mock: args.mock,
     };
-    let settings = RunSettings {
+    let mut settings = RunSettings {
         file: args.file.display().to_string(),
         inputs: inputs.clone(),
         mock: args.mock,
@@ -136,6 +141,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         max_usd,
         cache,
         refresh: args.refresh.clone(),
+        estimate: None,
     };
     // The agents the cache will answer: they cost nothing, are not refused for the
     // budget, and need no key.
@@ -153,7 +159,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             check_windows(estimate, &args.file).is_ok()
                 && max_usd.and_then(|max| refuse(estimate, max)).is_none()
         };
-        let upper = (!args.dry_run).then(|| {
+        // The HTML report shows the estimate beside the actual, so `--report` asks
+        // for the exact one.
+        let upper = (!args.dry_run && args.report.is_none()).then(|| {
             let mut upper = cost::estimate::upper_estimate(&checked, &inputs, &pricing, max_usd);
             upper.mark_cached(&cached);
             upper
@@ -176,6 +184,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 }
                 return Err(refusal);
             }
+            settings.estimate = Some(estimate);
         }
     }
     let runtime = tokio::runtime::Runtime::new().map_err(|e| {
@@ -184,8 +193,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             format!("cannot start the async runtime: {e}"),
         )
     })?;
-    // Keys are checked (files present, hosts allowed) before the progress view starts,
-    // so a refusal costs nothing and an SSH passphrase prompt has the terminal to itself.
+    // Keys are read and checked (files present, hosts allowed) before the progress
+    // view starts, so a refusal costs nothing and an SSH passphrase prompt has the
+    // terminal to itself.
     let keys = if args.mock {
         None
     } else {
@@ -214,6 +224,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         let out = output::OutDir::new(dir)
             .map_err(|e| Error::usage(format!("cannot create `{}`: {e}", dir.display())))?;
         bus.subscribe(Box::new(out));
+    }
+    if let Some(file) = &args.report {
+        bus.subscribe(Box::new(report_file(file)?));
     }
     bus.subscribe(Box::new(output::Stdout {
         json: args.json,
@@ -247,6 +260,26 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// The subscriber writing `--report FILE`, its folder made now so that a path
+/// that cannot be written fails before any spend.
+fn report_file(file: &Path) -> Result<html::ReportFile> {
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::usage(format!(
+                "`--report {}`: cannot create its folder: {e}",
+                file.display()
+            ))
+        })?;
+    }
+    if file.is_dir() {
+        return Err(
+            Error::usage(format!("`--report {}` is a folder", file.display()))
+                .hint("name the HTML file to write, like `--report report.html`"),
+        );
+    }
+    Ok(html::ReportFile::new(file.to_path_buf()))
 }
 
 /// Every `--refresh` names an agent of the workflow.
@@ -309,7 +342,9 @@ fn recorder(
         global.quiet,
     );
     match opened {
-        Ok(recorder) => Some(recorder),
+        Ok(recorder) => Some(
+            recorder.with_record_path(args.out.as_ref().map(|d| d.join("run.json")).as_deref()),
+        ),
         Err(e) => {
             if !global.quiet {
                 eprintln!("warning: this run is not recorded in the history: {e}");
@@ -321,9 +356,10 @@ fn recorder(
 
 /// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
 /// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
-/// Every key the run will use (none for agents the cache answers) is checked first (files present, variables set,
-/// destinations allowed), decrypting only what a destination check needs; a
-/// problem is shown at the YAML that chose the key, and the run exits 4.
+/// Every key the run will use (none for agents the cache answers) is read and
+/// checked against every destination it will be sent to, for every agent and
+/// fallback model, before the first request: a refusal never comes after money
+/// was spent. A problem is shown at the YAML that chose the key; the run exits 4.
 fn key_store(
     args: &Args,
     checked: &Checked,
@@ -464,7 +500,10 @@ fn print_estimate(estimate: &Estimate, json: bool) -> Result<()> {
 }
 
 /// The run's inputs: `--input` values over declared defaults; every required one present.
-fn resolve_inputs(checked: &Checked, given: &[String]) -> Result<IndexMap<String, String>> {
+pub(crate) fn resolve_inputs(
+    checked: &Checked,
+    given: &[String],
+) -> Result<IndexMap<String, String>> {
     let declared = &checked.workflow.inputs;
     let mut values = IndexMap::new();
     for arg in given {

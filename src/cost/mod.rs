@@ -12,6 +12,7 @@
 pub mod bill;
 pub mod budget;
 pub mod check;
+pub mod diff;
 pub mod estimate;
 pub mod prices;
 pub mod ratio;

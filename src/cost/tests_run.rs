@@ -62,6 +62,7 @@ fn run_with(
         max_usd,
         cache: None,
         refresh: Vec::new(),
+        estimate: None,
     };
     let connect = move |_: &crate::workflow::providers::ProviderInfo| Ok(provider.clone());
     let (agent_runner, limits) =

@@ -30,8 +30,9 @@ pub use write::RunStart;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema's version, in `PRAGMA user_version`. 2 added the agents'
-/// `counted_locally`, `bill_unknown` and `max_cost_micro_usd`.
-const SCHEMA_VERSION: i64 = 2;
+/// `counted_locally`, `bill_unknown` and `max_cost_micro_usd`; 3 the runs'
+/// `record_path`.
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -48,7 +49,9 @@ CREATE TABLE IF NOT EXISTS runs (
     agents INTEGER NOT NULL,
     -- what its priced agents cost (the whole cost unless an agent is unpriced)
     cost_micro_usd INTEGER NOT NULL DEFAULT 0,
-    budget_usd REAL
+    budget_usd REAL,
+    -- where the run's record was written (`--out DIR/run.json`), for `report RUN_ID`
+    record_path TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_unix);
 CREATE TABLE IF NOT EXISTS agents (
@@ -80,12 +83,15 @@ CREATE TABLE IF NOT EXISTS agents (
 ";
 
 /// What brings a history of each older version up to [`SCHEMA_VERSION`].
-const MIGRATIONS: [(i64, &str); 1] = [(
-    1,
-    "ALTER TABLE agents ADD COLUMN counted_locally INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE agents ADD COLUMN bill_unknown INTEGER NOT NULL DEFAULT 0;
-     ALTER TABLE agents ADD COLUMN max_cost_micro_usd INTEGER;",
-)];
+const MIGRATIONS: [(i64, &str); 2] = [
+    (
+        1,
+        "ALTER TABLE agents ADD COLUMN counted_locally INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE agents ADD COLUMN bill_unknown INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE agents ADD COLUMN max_cost_micro_usd INTEGER;",
+    ),
+    (2, "ALTER TABLE runs ADD COLUMN record_path TEXT;"),
+];
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]

@@ -193,8 +193,11 @@ impl Store {
 
             let record = RunRecord {
                 run_id: summary.run_id.clone(),
+                // The history does not keep which byok-flow ran it.
+                version: String::new(),
                 workflow: summary.workflow.clone(),
                 file: summary.file.clone(),
+                workflow_sha256: None,
                 started_at: summary.started_at.clone(),
                 seconds: summary.seconds.unwrap_or_default(),
                 // An unfinished run has no status; the caller shows it as such.
@@ -208,12 +211,26 @@ impl Store {
                 unpriced_agents: Vec::new(),
                 max_cost_usd: None,
                 budget_usd,
+                estimate: None,
             };
             let mut record = record;
             record.total_agents();
             Ok(Some((summary, record)))
         };
         run().map_err(|e| self.query_error(e))
+    }
+
+    /// Where the run's record was written, if it was (`--out DIR`).
+    pub fn record_path(&self, run_id: &str) -> Result<Option<String>, HistoryError> {
+        self.conn
+            .query_row(
+                "SELECT record_path FROM runs WHERE id = ?1",
+                [run_id],
+                |r| r.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.query_error(e))
     }
 
     /// Dollars and tokens per group for runs started at `since_unix` or later.
@@ -300,6 +317,9 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         json: None,
         attempts: Vec::new(),
         key_failure: false,
+        depends_on: Vec::new(),
+        timing: None,
+        estimate: None,
     })
 }
 

@@ -20,6 +20,8 @@ pub struct Recorder {
     quiet: bool,
     run_id: String,
     positions: HashMap<String, usize>,
+    /// Where the run's record will be written (`--out DIR/run.json`).
+    record_path: Option<String>,
 }
 
 impl Recorder {
@@ -41,7 +43,21 @@ impl Recorder {
             quiet,
             run_id: String::new(),
             positions: HashMap::new(),
+            record_path: None,
         })
+    }
+
+    /// Also keeps where the run's record is written, so that `byok-flow report
+    /// RUN_ID` can read its replies back.
+    #[must_use]
+    pub fn with_record_path(mut self, path: Option<&Path>) -> Self {
+        self.record_path = path.map(|p| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .display()
+                .to_string()
+        });
+        self
     }
 
     fn write(&mut self, what: impl FnOnce(&mut Store, &Self) -> Result<(), HistoryError>) {
@@ -95,7 +111,13 @@ impl Subscriber for Recorder {
                     self.write(|store, me| store.agent(&me.run_id, position, record));
                 }
             }
-            Event::RunFinished { record } => self.write(|store, _| store.finish(record)),
+            Event::RunFinished { record } => self.write(|store, me| {
+                store.finish(record)?;
+                match &me.record_path {
+                    Some(path) => store.keep_record_path(&record.run_id, path),
+                    None => Ok(()),
+                }
+            }),
             _ => {}
         }
         Ok(())

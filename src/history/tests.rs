@@ -29,6 +29,9 @@ fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> Agent
         attempts: Vec::new(),
         key_failure: false,
         cached: false,
+        depends_on: Vec::new(),
+        timing: None,
+        estimate: None,
     }
 }
 
@@ -39,6 +42,9 @@ fn record(id: &str, started_at: &str, mock: bool, agents: Vec<AgentRecord>) -> R
     }
     let mut record = RunRecord {
         run_id: id.into(),
+        version: "0.1.0".into(),
+        workflow_sha256: None,
+        estimate: None,
         workflow: "research".into(),
         file: "workflows/research.yaml".into(),
         started_at: started_at.into(),
@@ -313,8 +319,13 @@ fn a_version_1_history_is_upgraded_in_place() {
             .replace(
                 "    -- 1: a call was cut off after it was sent; max_cost_micro_usd is the most it may have cost\n    bill_unknown INTEGER NOT NULL DEFAULT 0,\n    max_cost_micro_usd INTEGER,\n",
                 "",
+            )
+            .replace(
+                "    budget_usd REAL,\n    -- where the run's record was written (`--out DIR/run.json`), for `report RUN_ID`\n    record_path TEXT\n",
+                "    budget_usd REAL\n",
             );
         assert!(!v1.contains("counted_locally") && !v1.contains("max_cost"));
+        assert!(!v1.contains("record_path"));
         conn.execute_batch(&v1).unwrap();
         conn.execute_batch(
             "INSERT INTO runs (id, workflow, file, inputs_hash, status, started_at, started_unix, mock, agents, cost_micro_usd)
@@ -343,6 +354,15 @@ fn a_version_1_history_is_upgraded_in_place() {
     let (_, shown) = store.show("2000-bbbbbb").unwrap().unwrap();
     assert!(shown.agents[0].counted_locally && shown.agents[0].bill_unknown);
     assert_eq!(shown.max_cost_usd, Some(0.004));
+    // And from schema 3 on, where each run's record went.
+    assert_eq!(store.record_path("1000-aaaaaa").unwrap(), None);
+    store
+        .keep_record_path("2000-bbbbbb", "/work/out/run.json")
+        .unwrap();
+    assert_eq!(
+        store.record_path("2000-bbbbbb").unwrap().as_deref(),
+        Some("/work/out/run.json")
+    );
     drop(store);
     // Opened again: already upgraded, nothing to do.
     assert_eq!(Store::open(&path).unwrap().list(10).unwrap().len(), 2);

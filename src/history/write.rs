@@ -90,6 +90,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Keeps where the run's record was written (an absolute path), for
+    /// `byok-flow report RUN_ID`.
+    pub fn keep_record_path(&mut self, run_id: &str, path: &str) -> Result<(), HistoryError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET record_path = ?2 WHERE id = ?1",
+                params![run_id, path],
+            )
+            .map_err(|e| self.query_error(e))?;
+        Ok(())
+    }
+}
+
 fn insert_agent(
     tx: &Transaction<'_>,
     run_id: &str,

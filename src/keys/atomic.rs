@@ -8,6 +8,7 @@ use std::fs;
 use std::fs::Permissions;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tempfile::{Builder, TempPath};
 
@@ -26,7 +27,12 @@ pub struct Staged {
 impl Staged {
     /// Writes `contents` to a temporary file beside `target`, with `mode`, and syncs it.
     pub fn write(target: &Path, contents: &[u8], mode: u32) -> io::Result<Staged> {
-        let dir = parent(target);
+        Self::write_in(parent(target), target, contents, mode)
+    }
+
+    /// [`Staged::write`] with the temporary file in `dir` (on the same file system
+    /// as `target`), where [`sweep`] can find it if the process is killed.
+    pub fn write_in(dir: &Path, target: &Path, contents: &[u8], mode: u32) -> io::Result<Staged> {
         let name = target
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -65,6 +71,53 @@ impl Staged {
         sync_dir(parent(&target));
         Ok(())
     }
+}
+
+/// How old a temporary file must be before [`sweep`] removes it: a write takes
+/// milliseconds, so one this old was left by a process that was killed, and the
+/// margin keeps a write in flight in another process safe.
+pub const STALE: Duration = Duration::from_secs(10 * 60);
+
+/// Removes the temporary files [`Staged`] left in `dir` for targets `ours`
+/// accepts (`.TARGET.XXXXXX.tmp`) that were last written more than [`STALE`]
+/// ago: what a `kill -9` between writing and renaming leaves. Best effort;
+/// returns how many were removed.
+pub fn sweep(dir: &Path, ours: impl Fn(&str) -> bool) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let target = name
+            .to_str()
+            .and_then(|n| n.strip_prefix('.')?.strip_suffix(".tmp")?.rsplit_once('.'))
+            .filter(|(_, random)| {
+                random.len() >= 6 && random.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+            .map(|(target, _)| target);
+        if !target.is_some_and(&ours) {
+            continue;
+        }
+        // `DirEntry::metadata` does not follow a link: only regular files go.
+        let stale = entry.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age > STALE)
+        });
+        if stale && fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(
+            "removed {removed} temporary file(s) a killed process left in {}",
+            dir.display()
+        );
+    }
+    removed
 }
 
 /// Writes a new file; fails with `AlreadyExists` rather than replace one.
@@ -137,6 +190,51 @@ mod tests {
             1,
             "no temp file left"
         );
+    }
+
+    #[test]
+    fn sweep_removes_only_stale_temporary_files_of_its_targets() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        let old = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
+        let names = [
+            ".k1.age.AbC123.tmp",
+            ".recipients.Zx9k2P.tmp",
+            ".other.txt.AbC123.tmp",
+            ".k1.age.x.tmp",
+            "k1.age",
+            "notes.tmp",
+        ];
+        for name in names {
+            fs::write(at(name), "x").unwrap();
+            fs::File::options()
+                .write(true)
+                .open(at(name))
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+        fs::write(at(".k2.age.Fresh1.tmp"), "in flight").unwrap();
+        let ours = |target: &str| {
+            Path::new(target).extension().is_some_and(|e| e == "age") || target == "recipients"
+        };
+        assert_eq!(sweep(dir.path(), ours), 2);
+        let mut left: Vec<String> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                ".k1.age.x.tmp",
+                ".k2.age.Fresh1.tmp",
+                ".other.txt.AbC123.tmp",
+                "k1.age",
+                "notes.tmp"
+            ]
+        );
+        assert_eq!(sweep(&dir.path().join("missing"), ours), 0);
     }
 
     #[test]

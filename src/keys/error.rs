@@ -49,12 +49,26 @@ pub enum KeyError {
         "`{text}` is not a key reference: after `env:` write a variable name (letters, digits, `_`)"
     )]
     BadEnvName { text: String },
+    /// `env:` names a variable that holds an age identity.
+    #[error(
+        "`env:{var}` is where your age identity is kept, not an API key: it opens every key file, and is never sent"
+    )]
+    IdentityEnv { var: String },
     /// The key file a workflow needs is not there.
     #[error("key `{name}` has no file: `{}` does not exist", path.display())]
     KeyFileMissing {
         name: String,
         path: PathBuf,
         available: Vec<String>,
+    },
+    /// A path in `.byok/` that is not a regular file inside it (a link, a folder…).
+    #[error("`{}` is {what}; byok-flow reads only regular files inside `.byok/`", path.display())]
+    NotAKeyFile {
+        path: PathBuf,
+        /// What it is instead, in words.
+        what: String,
+        /// It is a link, or leads outside `.byok/` through one.
+        link: bool,
     },
     /// `keys add` for a name that exists, without `--replace`.
     #[error("key `{name}` already exists (`{}`)", path.display())]
@@ -64,7 +78,7 @@ pub enum KeyError {
     EnvMissing { var: String },
     /// `key: env:VAR` and the value cannot be a key.
     #[error("the environment variable `{var}` cannot be used as a key: {reason}")]
-    EnvInvalid { var: String, reason: &'static str },
+    EnvInvalid { var: String, reason: String },
     /// Reading or writing a file failed.
     #[error("cannot {action} `{}`: {source}", path.display())]
     Io {
@@ -105,7 +119,7 @@ pub enum KeyError {
     #[error("the key read from {source_name} cannot be used: {reason}")]
     BadInput {
         source_name: &'static str,
-        reason: &'static str,
+        reason: String,
     },
     /// A `--allow-host` / `allow_hosts` entry is malformed.
     #[error("{0}")]
@@ -151,6 +165,9 @@ impl KeyError {
             }
             KeyError::RecipientNotListed { .. } => "see the list with `byok-flow keys recipients list`".into(),
             KeyError::LastRecipient { .. } => "add the new recipient first, then remove this one".into(),
+            KeyError::IdentityEnv { .. } => {
+                "name the variable that holds the provider's API key, like `env:OPENAI_API_KEY`".into()
+            }
             KeyError::BadName { .. } | KeyError::BadEnvName { .. } => {
                 "write a key file name like `anthropic`, or `env:VARIABLE`".into()
             }
@@ -161,6 +178,20 @@ impl KeyError {
                     format!("existing keys: {}", available.join(", "))
                 };
                 format!("add it with `byok-flow keys add {name} < key.txt` (or paste it when asked); {have}")
+            }
+            KeyError::NotAKeyFile { path, link: true, .. } => {
+                let fix = if path.file_name().is_some_and(|n| n == "recipients") {
+                    "put the file itself there, not a link".to_string()
+                } else if path.is_symlink() && path.extension().is_some_and(|e| e == "age") {
+                    let name = path.file_stem().map(|n| n.to_string_lossy()).unwrap_or_default();
+                    format!("replace the link with the key itself: `byok-flow keys rm {name}` removes the link, then `byok-flow keys add {name}` (a key several projects use is added to each)")
+                } else {
+                    "make `.byok/keys` a folder of its own, not a link, and add its keys with `byok-flow keys add NAME`".to_string()
+                };
+                format!("byok-flow never follows a link in `.byok/`: a committed link could send another project's key, or let others list themselves; {fix}")
+            }
+            KeyError::NotAKeyFile { .. } => {
+                "move it away: a key file is a regular file made by `byok-flow keys add NAME`".into()
             }
             KeyError::KeyFileExists { name, .. } => {
                 format!("to rotate it, run `byok-flow keys add {name} --replace`")
@@ -228,6 +259,9 @@ fn recipient_hint(error: &RecipientError) -> &'static str {
             "make an age identity with `byok-flow keys init` and list its `age1…` recipient"
         }
         RecipientError::Trailing => "write `# name` on the line above the recipient",
+        RecipientError::Character { .. } => {
+            "delete the line and paste the recipient again, or type it: recipients are plain ASCII"
+        }
         RecipientError::Invalid(_) => {
             "a recipient is an `age1…` string (from `byok-flow keys init` or `age-keygen -y`) or an `ssh-ed25519 AAAA…` public key line"
         }
@@ -236,7 +270,7 @@ fn recipient_hint(error: &RecipientError) -> &'static str {
 
 fn host_hint(key: &str, provider: &str, error: &HostError) -> String {
     match error {
-        HostError::NotAllowed { host, .. } => {
+        HostError::NotAllowed { host, .. } | HostError::Loopback { host } => {
             let file = if key.starts_with("env:") {
                 String::new()
             } else {
@@ -245,9 +279,14 @@ fn host_hint(key: &str, provider: &str, error: &HostError) -> String {
                      `byok-flow keys add {key} --replace --provider {provider} --allow-host {host}`"
                 )
             };
+            let otherwise = if matches!(error, HostError::Loopback { .. }) {
+                "a local server that takes no key needs `key: none`"
+            } else {
+                "otherwise fix the provider's `base_url`"
+            };
             format!(
                 "if you trust `{host}` with this key, pass `--allow-host {host}` (or set BYOK_FLOW_ALLOW_HOSTS){file}; \
-                 otherwise fix the provider's `base_url`"
+                 {otherwise}"
             )
         }
         HostError::PlainHttp { .. } | HostError::Scheme { .. } => {

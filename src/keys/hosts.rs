@@ -34,6 +34,12 @@ pub enum HostError {
         /// "anthropic's own host (api.anthropic.com)", or "a known provider's host".
         owner: String,
     },
+    /// A loopback address that only the provider's own (loopback) home would
+    /// allow: any program on the machine may listen there, so it takes a person's say.
+    #[error(
+        "`{host}` is a loopback address, where any program on this machine may listen; a key goes there only if you allow it"
+    )]
+    Loopback { host: String },
     /// A malformed `--allow-host` / `allow_hosts` entry.
     #[error("`{entry}` is not a host name: {reason}")]
     BadPattern { entry: String, reason: &'static str },
@@ -121,6 +127,12 @@ impl HostPattern {
         })
     }
 
+    /// `localhost`, 127.0.0.0/8 or `::1`.
+    fn is_loopback(&self) -> bool {
+        !self.wildcard
+            && Url::parse(&format!("http://{}/", self.host)).is_ok_and(|url| is_loopback(&url))
+    }
+
     fn matches(&self, host: &str, port: Option<u16>) -> bool {
         let host_ok = if self.wildcard {
             host.strip_suffix(&self.host)
@@ -195,6 +207,11 @@ pub fn check_destination(
     }
     let port = url.port_or_known_default();
     let home = provider_home.and_then(HostPattern::of_url);
+    // A loopback home (Ollama's 127.0.0.1:11434) is no home for a key: whoever
+    // listens there first gets it, and a shared workflow could aim any `env:`
+    // variable at it. Only the person running, or the key file, can allow it.
+    let loopback_home = home.as_ref().is_some_and(HostPattern::is_loopback);
+    let home = home.filter(|_| !loopback_home);
     let allowed = home
         .iter()
         .chain(key_allow_hosts)
@@ -203,19 +220,25 @@ pub fn check_destination(
     if allowed {
         return Ok(());
     }
+    let shown_host = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    if loopback_home && is_loopback(&url) {
+        return Err(HostError::Loopback { host: shown_host });
+    }
     let owner = match &home {
         Some(home) => format!("the provider's own host ({home})"),
         None => "the host of a built-in provider".to_string(),
     };
-    let host = match url.port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
-    };
-    Err(HostError::NotAllowed { host, owner })
+    Err(HostError::NotAllowed {
+        host: shown_host,
+        owner,
+    })
 }
 
 /// Loopback: `localhost`, 127.0.0.0/8 and `::1`.
-fn is_loopback(url: &Url) -> bool {
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
@@ -382,6 +405,35 @@ mod tests {
         assert!(matches!(
             check(ANTHROPIC, &[], &[], "not a url"),
             Err(HostError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn a_loopback_home_is_no_home_for_a_key() {
+        const OLLAMA: Option<&str> = Some("http://127.0.0.1:11434/v1");
+        let err = check(OLLAMA, &[], &[], "http://127.0.0.1:11434/v1/chat").unwrap_err();
+        assert_eq!(
+            err,
+            HostError::Loopback {
+                host: "127.0.0.1:11434".into()
+            }
+        );
+        assert_eq!(
+            check(
+                OLLAMA,
+                &[],
+                &["127.0.0.1:11434"],
+                "http://127.0.0.1:11434/v1"
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            check(OLLAMA, &["localhost"], &[], "http://localhost:11434/v1"),
+            Ok(())
+        );
+        assert!(matches!(
+            check(OLLAMA, &[], &[], "https://api.openai.com/v1"),
+            Err(HostError::NotAllowed { .. })
         ));
     }
 

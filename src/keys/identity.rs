@@ -202,21 +202,51 @@ fn read_identity_file(place: &Place, path: &Path) -> Result<Zeroizing<String>, K
 
 #[cfg(unix)]
 fn warn_if_readable_by_others(file: &std::fs::File, path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = file.metadata() {
-        let mode = meta.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                "the identity file `{}` can be read by others (mode {mode:o}); run `chmod 600 {}`",
-                path.display(),
-                path.display()
-            );
-        }
+    if let Some(advice) = file.metadata().ok().and_then(|m| exposure(&m, path)) {
+        tracing::warn!("{advice}");
     }
 }
 
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_file: &std::fs::File, _path: &Path) {}
+
+/// What to say about an identity file others may read, if anything: `chmod`
+/// only for a regular file the user owns, in a folder that is not shared; a
+/// pipe or a device (`--identity <(pass show age)`) gets nothing, and a file
+/// the user cannot fix with `chmod` gets told to move.
+#[cfg(unix)]
+fn exposure(meta: &std::fs::Metadata, path: &Path) -> Option<String> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if !meta.is_file() {
+        return None;
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    let shown = path.display();
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let shared = std::fs::metadata(folder).is_ok_and(|m| m.permissions().mode() & 0o002 != 0);
+    let move_it =
+        "move it to a folder only you can read, such as `~/.config/byok-flow/` (mode 600)";
+    if shared {
+        return Some(format!(
+            "the identity file `{shown}` is in `{}`, a folder anyone on this machine can write to; {move_it}",
+            folder.display()
+        ));
+    }
+    if mode.trailing_zeros() >= 6 {
+        return None;
+    }
+    if meta.uid() != rustix::process::getuid().as_raw() {
+        return Some(format!(
+            "the identity file `{shown}` can be read by others (mode {mode:o}) and belongs to another user; {move_it}"
+        ));
+    }
+    Some(format!(
+        "the identity file `{shown}` can be read by others (mode {mode:o}); run `chmod 600 {shown}`"
+    ))
+}
 
 /// A loaded identity: the keys that can unwrap a file key, and their public sides.
 pub struct Identity {
@@ -240,6 +270,9 @@ impl Identity {
         if text.contains("-----BEGIN") {
             return parse_ssh(text, place);
         }
+        if text.trim_start().starts_with("age-encryption.org/") {
+            return Err(encrypted_file(text, &place));
+        }
         let mut keys: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
         let mut public = Vec::new();
         for (i, line) in text.lines().enumerate() {
@@ -259,7 +292,7 @@ impl Identity {
             // Never quote the line: it may be a secret.
             let key: age::x25519::Identity = line
                 .parse()
-                .map_err(|_| bad(&place, format!("line {} is not an age identity", i + 1)))?;
+                .map_err(|_| bad(&place, not_an_identity(line, i + 1)))?;
             public.push(key.to_public().to_string());
             keys.push(Box::new(key));
         }
@@ -300,10 +333,7 @@ fn parse_ssh(text: &str, place: Place) -> Result<Identity, KeyError> {
         return Err(rsa_refused(&place));
     }
     if text.contains("BEGIN AGE ENCRYPTED FILE") {
-        return Err(bad(
-            &place,
-            "it is a passphrase-encrypted age identity, which byok-flow does not support",
-        ));
+        return Err(encrypted_file(text, &place));
     }
     let ssh = Ssh::from_buffer(text.as_bytes(), None)
         .map_err(|_| bad(&place, "it is not a valid OpenSSH private key"))?;
@@ -343,6 +373,47 @@ fn parse_ssh(text: &str, place: Place) -> Result<Identity, KeyError> {
         public: vec![public],
         place,
     })
+}
+
+/// Why a line is not an age identity, when it is something else we know: the
+/// public half of a key (a recipient, an SSH `.pub` line). Never quotes it.
+fn not_an_identity(line: &str, number: usize) -> String {
+    if let Some((at, c)) = line.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
+        return format!(
+            "line {number}, character {} is {}; an identity is plain ASCII",
+            at + 1,
+            super::secret::describe_char(c)
+        );
+    }
+    let public = if line.starts_with("age1") {
+        Some(
+            "an age recipient (`age1…`): the public half of an identity; give the identity itself (`AGE-SECRET-KEY-1…`, the file `byok-flow keys init` made)",
+        )
+    } else if line.starts_with("ssh-") || line.starts_with("ecdsa-") {
+        Some("an SSH public key (a `.pub` file); give the private key, the file without `.pub`")
+    } else {
+        None
+    };
+    match public {
+        Some(what) => format!("line {number} is {what}"),
+        None => format!("line {number} is not an age identity"),
+    }
+}
+
+/// An age-encrypted file given as the identity: a passphrase-protected identity
+/// (which we do not take), or, usually, a key file from `.byok/keys/`.
+fn encrypted_file(text: &str, place: &Place) -> KeyError {
+    if super::keyfile::is_passphrase_encrypted(text.as_bytes()) {
+        return bad(
+            place,
+            "it is a passphrase-encrypted age identity, which byok-flow does not support",
+        );
+    }
+    KeyError::BadIdentity {
+        place: place.to_string(),
+        reason: "it is an age-encrypted file, like a key file in `.byok/keys/`, not an identity".into(),
+        hint: "the identity is what opens the key files: the `AGE-SECRET-KEY-1…` file that `byok-flow keys init` made (`~/.config/byok-flow/identity.txt`), or your `ssh-ed25519` private key".into(),
+    }
 }
 
 fn rsa_refused(place: &Place) -> KeyError {
@@ -485,6 +556,63 @@ mod tests {
         let rsa = "-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY-----\n";
         let err = Identity::parse(rsa, Place::EnvText(ENV_AGE_KEY)).unwrap_err();
         assert!(err.to_string().contains("RUSTSEC-2023-0071"), "{err}");
+    }
+
+    #[test]
+    fn what_is_not_an_identity_is_named() {
+        let (_, public) = generate();
+        let (_, ssh_public) = ed25519_keypair("me@host");
+        let (me, recipient) = {
+            let (text, public) = generate();
+            (text, public.parse().unwrap())
+        };
+        let key_file = crate::keys::keyfile::encrypt(&[recipient], b"sk-key-file").unwrap();
+        let key_file = String::from_utf8(key_file).unwrap();
+        for (text, want) in [
+            (public.as_str(), "line 1 is an age recipient"),
+            (ssh_public.as_str(), "line 1 is an SSH public key"),
+            (
+                key_file.as_str(),
+                "it is an age-encrypted file, like a key file",
+            ),
+            (
+                "\u{feff}AGE-SECRET-KEY-1QQQ",
+                "line 1, character 1 is U+FEFF (a byte-order mark",
+            ),
+        ] {
+            let err = Identity::parse(text, Place::Flag("x".into())).unwrap_err();
+            assert!(err.to_string().contains(want), "{err}");
+        }
+        drop(me);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn chmod_is_advised_only_for_a_private_file_of_ones_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("identity.txt");
+        std::fs::write(&file, "x").unwrap();
+        let set = |path: &Path, mode| {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        let advice = |path: &Path| exposure(&std::fs::metadata(path).unwrap(), path);
+        set(&file, 0o600);
+        assert_eq!(advice(&file), None);
+        set(&file, 0o644);
+        assert!(advice(&file).unwrap().contains("run `chmod 600"));
+        // A device or a pipe: nothing to advise.
+        assert_eq!(advice(Path::new("/dev/null")), None);
+        // A folder anyone can write to: move it, whatever its mode.
+        set(tmp.path(), 0o777);
+        set(&file, 0o600);
+        let said = advice(&file).unwrap();
+        assert!(
+            said.contains("a folder anyone on this machine can write to")
+                && !said.contains("chmod"),
+            "{said}"
+        );
+        set(tmp.path(), 0o700);
     }
 
     #[test]

@@ -15,7 +15,8 @@ use super::error::KeyError;
 use super::hosts::HostPattern;
 use super::identity::Identity;
 use super::recipients::Recipient;
-use super::secret::{ApiKey, check_key_text};
+use super::secret::{ApiKey, check_key_text, private_key_kind};
+use crate::catalog;
 
 /// Key files larger than this are refused before decrypting (a key file is ~400 bytes).
 const MAX_FILE_BYTES: u64 = 64 * 1024;
@@ -43,15 +44,21 @@ struct TomlKey {
 /// Reads a key file's plaintext. The reason in an error never quotes the text.
 pub fn parse_plaintext(plain: &[u8]) -> Result<Key, String> {
     let text = std::str::from_utf8(plain).map_err(|_| "it is not UTF-8 text".to_string())?;
-    let trimmed = text.trim();
+    let trimmed = text.trim_matches(|c: char| c.is_ascii_whitespace());
     if trimmed.is_empty() {
         return Err("it is empty".into());
     }
+    if let Some(what) = private_key_kind(trimmed) {
+        return Err(format!("it holds {what}, not an API key"));
+    }
     match toml::from_str::<TomlKey>(trimmed) {
         Ok(file) => {
-            let key = file.key.expose_secret().trim();
+            let key = file
+                .key
+                .expose_secret()
+                .trim_matches(|c: char| c.is_ascii_whitespace());
             check_key_text(key).map_err(|r| format!("its `key` cannot be used: {r}"))?;
-            let allow_hosts = file
+            let allow_hosts: Vec<HostPattern> = file
                 .allow_hosts
                 .iter()
                 .enumerate()
@@ -69,9 +76,8 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<Key, String> {
                 })
                 .collect::<Result<_, _>>()?;
             if let Some(p) = &file.provider {
-                if !crate::workflow::validate::is_identifier(p) {
-                    return Err(format!("`provider = \"{p}\"` is not a provider name"));
-                }
+                check_provider(p, !allow_hosts.is_empty(), "`allow_hosts`")
+                    .map_err(|reason| format!("`provider = \"{p}\"` {reason}"))?;
             }
             Ok(Key {
                 api_key: ApiKey::new(key.to_string()),
@@ -90,6 +96,34 @@ pub fn parse_plaintext(plain: &[u8]) -> Result<Key, String> {
         }
         Err(e) => Err(toml_reason(&e, trimmed)),
     }
+}
+
+/// Whether `provider` may be a key file's provider: a built-in provider (whose
+/// own host the key may go to), or, for a key with hosts of its own
+/// (`allow_hosts`), any name that is not a misspelt built-in one. The reason
+/// follows the provider's name in a message; `hosts` is what names the hosts
+/// where it is said (`allow_hosts`, `--allow-host HOST`).
+pub fn check_provider(provider: &str, has_hosts: bool, hosts: &str) -> Result<(), String> {
+    if !crate::workflow::validate::is_identifier(provider) {
+        return Err("is not a provider name (letters, digits, `_` and `-`)".into());
+    }
+    if catalog::builtin(provider).is_some() {
+        return Ok(());
+    }
+    let keyed =
+        || catalog::builtin_names().filter(|n| catalog::builtin(n).is_some_and(|b| b.keyed));
+    if let Some(close) = crate::suggest::closest(provider, keyed()) {
+        return Err(format!(
+            "is not a built-in provider: did you mean `{close}`?"
+        ));
+    }
+    if has_hosts {
+        return Ok(());
+    }
+    Err(format!(
+        "is not a built-in provider ({}), so the key could go nowhere: for another endpoint, also name the hosts it may go to ({hosts})",
+        keyed().collect::<Vec<_>>().join(", ")
+    ))
 }
 
 /// A TOML error's reason, safe to show: field names and a line number only.
@@ -278,8 +312,24 @@ pub fn open_plaintext(
 /// How many recipients a file is encrypted to, read from its header without
 /// decrypting (`None` when the header cannot be read).
 pub fn recipient_count(ciphertext: &[u8]) -> Option<usize> {
+    Some(
+        stanza_tags(ciphertext)?
+            .iter()
+            .filter(|tag| !tag.ends_with(b"-grease"))
+            .count(),
+    )
+}
+
+/// Whether an age file is encrypted with a passphrase (`age -p`), not to recipients.
+pub fn is_passphrase_encrypted(ciphertext: &[u8]) -> bool {
+    stanza_tags(ciphertext).is_some_and(|tags| tags.iter().any(|t| t == b"scrypt"))
+}
+
+/// The type of each stanza in an age file's header (`X25519`, `ssh-ed25519`,
+/// `scrypt`, …), read without decrypting.
+fn stanza_tags(ciphertext: &[u8]) -> Option<Vec<Vec<u8>>> {
     let mut reader = ArmoredReader::new(ciphertext);
-    let mut count = 0;
+    let mut tags = Vec::new();
     let mut line = Vec::new();
     let mut first = true;
     loop {
@@ -294,15 +344,13 @@ pub fn recipient_count(ciphertext: &[u8]) -> Option<usize> {
             }
             first = false;
         } else if line.starts_with(b"--- ") {
-            return Some(count);
+            return Some(tags);
         } else if let Some(stanza) = line.strip_prefix(b"-> ") {
             let tag = stanza
                 .split(|b| *b == b' ' || *b == b'\n')
                 .next()
                 .unwrap_or_default();
-            if !tag.ends_with(b"-grease") {
-                count += 1;
-            }
+            tags.push(tag.to_vec());
         }
     }
 }
@@ -336,6 +384,27 @@ mod tests {
                 .expose_secret(),
             "abc+/def=="
         );
+    }
+
+    #[test]
+    fn a_provider_is_built_in_or_the_key_names_its_hosts() {
+        let reason = parse_plaintext(b"provider = \"antropic\"\nkey = \"sk-1\"").unwrap_err();
+        assert!(reason.contains("did you mean `anthropic`?"), "{reason}");
+        let reason = parse_plaintext(
+            b"provider = \"antropic\"\nkey = \"sk-1\"\nallow_hosts = [\"x.example\"]",
+        )
+        .unwrap_err();
+        assert!(reason.contains("did you mean `anthropic`?"), "{reason}");
+        let reason = parse_plaintext(b"provider = \"corp\"\nkey = \"sk-1\"").unwrap_err();
+        assert!(
+            reason.contains("could go nowhere") && reason.contains("allow_hosts"),
+            "{reason}"
+        );
+        let key =
+            parse_plaintext(b"provider = \"corp\"\nkey = \"sk-1\"\nallow_hosts = [\"x.example\"]")
+                .unwrap();
+        assert_eq!(key.provider.as_deref(), Some("corp"));
+        assert!(parse_plaintext(b"provider = \"groq\"\nkey = \"sk-1\"").is_ok());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use super::atomic;
+use super::entry::{self, Entry};
 use super::error::KeyError;
 use super::recipients::{Recipient, RecipientsFile};
 use super::reference::KeyRef;
@@ -12,6 +14,16 @@ use crate::workflow::validate::is_identifier;
 
 /// The folder's name.
 pub const DIR_NAME: &str = ".byok";
+
+/// The names of the temporary files written before a rename.
+const TEMP_PATTERN: &str = "*.tmp";
+
+/// What `.byok/.gitignore` says.
+const GITIGNORE: &str = "\
+# Temporary files byok-flow writes before renaming them into place; a command
+# killed half way can leave some (byok-flow removes them later). Never commit them.
+*.tmp
+";
 
 /// A `.byok/` folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,19 +98,102 @@ impl KeysDir {
         self.keys_path().join(format!("{name}.age"))
     }
 
-    /// The path of a key file that must exist.
+    /// The path of a key file that must exist, as a regular file inside this
+    /// folder: never a link (a committed link could send another project's key),
+    /// a folder, a pipe or a device.
     pub fn existing_key(&self, name: &str) -> Result<PathBuf, KeyError> {
         KeyRef::file(name)?;
         let path = self.key_path(name);
-        if path.is_file() {
-            Ok(path)
-        } else {
-            Err(KeyError::KeyFileMissing {
+        match entry::inspect(&path) {
+            Entry::Missing => Err(KeyError::KeyFileMissing {
                 name: name.to_string(),
                 path,
                 available: self.key_names().unwrap_or_default(),
-            })
+            }),
+            _ => self.regular_file(path),
         }
+    }
+
+    /// Refuses to write into a `keys` folder that leads outside this one (a
+    /// committed link would put the new key file in someone else's folder).
+    pub fn check_keys_folder(&self) -> Result<(), KeyError> {
+        let keys = self.keys_path();
+        if let (Ok(real), Ok(root)) = (
+            std::fs::canonicalize(&keys),
+            std::fs::canonicalize(&self.root),
+        ) {
+            if !real.starts_with(&root) {
+                return Err(KeyError::NotAKeyFile {
+                    what: format!(
+                        "a link to `{}`, outside `{}`",
+                        real.display(),
+                        self.root.display()
+                    ),
+                    path: keys,
+                    link: true,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// `path`, if it is a regular file that resolves inside this folder.
+    fn regular_file(&self, path: PathBuf) -> Result<PathBuf, KeyError> {
+        let not = |what: String, link: bool| KeyError::NotAKeyFile {
+            path: path.clone(),
+            what,
+            link,
+        };
+        match entry::inspect(&path) {
+            Entry::File => {}
+            Entry::Missing => return Err(not("missing".into(), false)),
+            Entry::Link(what) => return Err(not(what, true)),
+            Entry::Other(what) => return Err(not(what, false)),
+        }
+        // A linked folder on the way (`.byok/keys` -> elsewhere) leads outside too.
+        if let (Ok(real), Ok(root)) = (
+            std::fs::canonicalize(&path),
+            std::fs::canonicalize(&self.root),
+        ) {
+            if !real.starts_with(&root) {
+                let what = format!(
+                    "outside `{}`: it resolves to `{}`, through a linked folder",
+                    self.root.display(),
+                    real.display()
+                );
+                return Err(not(what, true));
+            }
+        }
+        Ok(path)
+    }
+
+    /// Removes the temporary files a killed `keys` command left (see
+    /// [`atomic::sweep`]) in `.byok/` and `.byok/keys/`.
+    pub fn sweep(&self) {
+        atomic::sweep(&self.root, |t| t == "recipients" || t == ".gitignore");
+        atomic::sweep(&self.keys_path(), |t| {
+            Path::new(t).extension().is_some_and(|e| e == "age")
+        });
+    }
+
+    /// Makes sure `.byok/.gitignore` keeps temporary files out of git (a killed
+    /// command's `.NAME.age.XXXX.tmp` is a whole key file, encrypted to the list
+    /// it was being written for).
+    pub fn ignore_temp_files(&self) -> Result<(), KeyError> {
+        let path = self.root.join(".gitignore");
+        let old = match std::fs::read_to_string(&path) {
+            Ok(text) if text.lines().any(|l| l.trim() == TEMP_PATTERN) => return Ok(()),
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(KeyError::io("read", path, e)),
+        };
+        let mut text = old;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(GITIGNORE);
+        atomic::replace(&path, text.as_bytes(), atomic::PUBLIC)
+            .map_err(|e| KeyError::io("write", path, e))
     }
 
     /// The names of the key files, sorted.
@@ -116,7 +211,9 @@ impl KeysDir {
             let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".age")) else {
                 continue;
             };
-            if is_identifier(name) && entry.path().is_file() {
+            // Links, folders and the like are listed too, so that `keys check`
+            // and `keys recipients sync` say what is wrong with them.
+            if is_identifier(name) {
                 names.push(name.to_string());
             }
         }
@@ -127,6 +224,10 @@ impl KeysDir {
     /// The recipients file, parsed (it must exist).
     pub fn read_recipients(&self) -> Result<RecipientsFile, KeyError> {
         let path = self.recipients_path();
+        if entry::inspect(&path) == Entry::Missing {
+            return Err(KeyError::NoRecipientsFile { path });
+        }
+        let path = self.regular_file(path)?;
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

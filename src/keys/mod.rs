@@ -8,6 +8,7 @@
 //! drop and never printed.
 
 pub mod atomic;
+pub mod entry;
 pub mod error;
 pub mod hosts;
 pub mod identity;
@@ -15,6 +16,7 @@ pub mod keyfile;
 pub mod layout;
 pub mod plan;
 pub mod recipients;
+pub mod redact;
 pub mod reference;
 pub mod rekey;
 pub mod secret;

@@ -70,6 +70,9 @@ pub enum RecipientError {
     Trailing,
     #[error("not a valid age recipient: {0}")]
     Invalid(&'static str),
+    /// A character no recipient has, such as an invisible one pasted along.
+    #[error("character {at} is {what}, which no recipient contains")]
+    Character { at: usize, what: String },
 }
 
 impl FromStr for Recipient {
@@ -77,6 +80,12 @@ impl FromStr for Recipient {
 
     fn from_str(line: &str) -> Result<Self, RecipientError> {
         let line = line.trim();
+        if let Some((at, c)) = line.chars().enumerate().find(|(_, c)| !c.is_ascii()) {
+            return Err(RecipientError::Character {
+                at: at + 1,
+                what: super::secret::describe_char(c),
+            });
+        }
         if line.starts_with("age1") {
             if line.contains(char::is_whitespace) {
                 return Err(RecipientError::Trailing);
@@ -301,6 +310,12 @@ pub(crate) mod tests {
         assert_eq!(
             format!("{age} # me").parse::<Recipient>().unwrap_err(),
             RecipientError::Trailing
+        );
+        let err = format!("\u{feff}{age}").parse::<Recipient>().unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("character 1 is U+FEFF (a byte-order mark"),
+            "{err}"
         );
         let cut = &age[..age.len() - 2];
         assert!(matches!(

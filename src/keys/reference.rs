@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::error::KeyError;
-use crate::workflow::validate::is_identifier;
+use crate::workflow::validate::{holds_identity, is_identifier};
 
 /// A key a workflow asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -23,6 +23,9 @@ impl KeyRef {
         }
         if let Some(var) = text.strip_prefix("env:") {
             let ok = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if ok && holds_identity(var) {
+                return Err(KeyError::IdentityEnv { var: var.into() });
+            }
             return if ok {
                 Ok(Some(KeyRef::Env(var.to_string())))
             } else {
@@ -70,7 +73,18 @@ mod tests {
             Some(KeyRef::Env("OPENAI_KEY".into()))
         );
         assert_eq!(KeyRef::parse("none").unwrap(), None);
-        for bad in ["../etc/passwd", "a/b", "", "env:", "env:A-B", ".hidden"] {
+        for bad in [
+            "../etc/passwd",
+            "a/b",
+            "",
+            "env:",
+            "env:A-B",
+            ".hidden",
+            "env:BYOK_FLOW_AGE_KEY",
+            "env:BYOK_FLOW_AGE_KEY_FILE",
+            "env:SOPS_AGE_KEY",
+            "env:sops_age_key_file",
+        ] {
             assert!(KeyRef::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(KeyRef::Env("X".into()).to_string(), "env:X");

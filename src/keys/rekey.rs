@@ -32,7 +32,7 @@ pub fn reencrypt_all(
     let names = dir.key_names()?;
     let mut staged = Vec::with_capacity(names.len());
     for name in &names {
-        let path = dir.key_path(name);
+        let path = dir.existing_key(name)?;
         let plain = keyfile::open_plaintext(identity, &path, listed)?;
         let sealed = keyfile::encrypt(&recipients, &plain).map_err(|reason| KeyError::Corrupt {
             path: path.clone(),

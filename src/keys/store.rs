@@ -1,8 +1,9 @@
 //! [`KeyStore`]: the keys of one run. A key is read (a file decrypted, or an
-//! environment variable taken) the first time an agent asks for it, once per
-//! run, and the identity is loaded only then; `--mock`, `--dry-run`, `validate`
-//! and `graph` never make a store, so they never read an identity. Every key is
-//! handed out only with a destination check ([`KeyStore::key_for`]).
+//! environment variable taken) once per run: by [`KeyStore::preflight`], before
+//! the first request, which checks every destination it will go to; `--mock`,
+//! `--dry-run`, `validate` and `graph` never make a store, so they never read an
+//! identity. Every key is handed out only with a destination check
+//! ([`KeyStore::key_for`]), and given to the run's redactor as it is read.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -16,6 +17,7 @@ use super::identity::{Identity, IdentitySource};
 use super::keyfile::{self, Key};
 use super::layout::KeysDir;
 use super::plan::{KeyProblem, KeyUse};
+use super::redact;
 use super::reference::KeyRef;
 use super::secret::{ApiKey, check_key_text};
 use crate::catalog;
@@ -97,8 +99,12 @@ impl KeyStore {
         };
         slot.get_or_init(|| async {
             let read = self.read(key).await;
-            if let (Ok(opened), Some(hook)) = (&read, &self.on_read) {
-                hook(&opened.api_key);
+            if let Ok(opened) = &read {
+                // From now on, no text this process keeps or shows may hold it.
+                redact::register(&key.to_string(), &opened.api_key);
+                if let Some(hook) = &self.on_read {
+                    hook(&opened.api_key);
+                }
             }
             read
         })
@@ -153,70 +159,51 @@ impl KeyStore {
         })
     }
 
-    /// Before a run, without decrypting anything: every key file exists, every
-    /// `env:` variable is set, and every destination is allowed by its provider's
-    /// own host or `--allow-host`. Uses whose destination only the key file's
-    /// `allow_hosts` could allow are returned, for [`KeyStore::preflight`].
-    pub fn check_available<'a>(
-        &self,
-        uses: &'a [KeyUse],
-    ) -> Result<Vec<&'a KeyUse>, Vec<KeyProblem>> {
-        let mut problems = Vec::new();
-        let mut undecided = Vec::new();
+    /// Before a run's first request: every (agent, model, key, destination) the
+    /// run may use is checked as it will be when the call is made, so a refusal
+    /// never comes after money was spent on earlier agents. That opens every key
+    /// file the run needs (kept for the run; its `provider` decides where the key
+    /// may go, and only the file says it) and reads every `env:` variable, after
+    /// checking its destination. Every problem is returned, each key's once.
+    pub async fn preflight(&self, uses: &[KeyUse]) -> Result<(), Vec<KeyProblem>> {
+        let mut problems: Vec<KeyProblem> = Vec::new();
+        // Every file's presence first, without the identity, so a missing file is
+        // named even when there is no identity to open the others.
+        let mut present = Vec::new();
         for u in uses {
             let found = match &u.key {
                 KeyRef::File(name) => self
                     .dir
                     .clone()
                     .and_then(|d| d.existing_key(name).map(drop)),
-                KeyRef::Env(var) => env_key(&self.env, var).map(drop),
+                KeyRef::Env(_) => Ok(()),
             };
-            if let Err(error) = found {
-                problems.push(KeyProblem::new(u, error));
-                continue;
-            }
-            let home = catalog::builtin_base_url(&u.provider);
-            match check_destination(home, &[], &self.allow_hosts, &u.base_url) {
-                Ok(()) => {}
-                // Only a key file can add hosts; and its `provider` may differ.
-                Err(_) if matches!(u.key, KeyRef::File(_)) => undecided.push(u),
-                Err(error) => problems.push(KeyProblem::new(
-                    u,
-                    KeyError::HostRefused {
-                        key: u.key.to_string(),
-                        provider: u.provider.clone(),
-                        error,
-                    },
-                )),
+            match found {
+                Ok(()) => present.push(u),
+                Err(error) => push_once(&mut problems, KeyProblem::new(u, error)),
             }
         }
-        if problems.is_empty() {
-            Ok(undecided)
-        } else {
-            Err(problems)
-        }
-    }
-
-    /// Everything [`KeyStore::check_available`] checks, then, for destinations
-    /// only a key file's `allow_hosts` could allow, opens that file (once; it is
-    /// kept for the run) so a run that would send a key to the wrong host is
-    /// refused before any request.
-    pub async fn preflight(&self, uses: &[KeyUse]) -> Result<(), Vec<KeyProblem>> {
-        let undecided = self.check_available(uses)?;
-        let mut problems = Vec::new();
-        for u in undecided {
-            let result = match self.get(&u.key).await {
-                Ok(opened) => self.check(
-                    &u.key,
-                    opened.provider.as_deref(),
-                    &opened.allow_hosts,
-                    &u.provider,
-                    &u.base_url,
-                ),
-                Err(e) => Err(e),
+        // Then each key in the order the agents use them.
+        for u in present {
+            let result = match &u.key {
+                // Nothing in the environment can widen the rule: the host first.
+                KeyRef::Env(_) => match self.check(&u.key, None, &[], &u.provider, &u.base_url) {
+                    Ok(()) => self.get(&u.key).await.map(drop),
+                    Err(e) => Err(e),
+                },
+                KeyRef::File(_) => match self.get(&u.key).await {
+                    Ok(opened) => self.check(
+                        &u.key,
+                        opened.provider.as_deref(),
+                        &opened.allow_hosts,
+                        &u.provider,
+                        &u.base_url,
+                    ),
+                    Err(e) => Err(e),
+                },
             };
             if let Err(error) = result {
-                problems.push(KeyProblem::new(u, error));
+                push_once(&mut problems, KeyProblem::new(u, error));
             }
         }
         if problems.is_empty() {
@@ -255,6 +242,26 @@ impl KeyStore {
     }
 }
 
+/// Adds a problem, unless the same key already has the same one (a file that
+/// does not open, for each agent that uses it), or it is an identity problem
+/// another key already reported (one missing identity is one problem, however
+/// many files it cannot open).
+fn push_once(problems: &mut Vec<KeyProblem>, problem: KeyProblem) {
+    let identity = |e: &KeyError| {
+        matches!(
+            e,
+            KeyError::NoIdentity { .. } | KeyError::BadIdentity { .. }
+        )
+    };
+    let repeated = problems.iter().any(|p| {
+        (p.key == problem.key && p.error.to_string() == problem.error.to_string())
+            || (identity(&p.error) && identity(&problem.error))
+    });
+    if !repeated {
+        problems.push(problem);
+    }
+}
+
 /// A key from the environment variable `var`.
 fn env_key(env: &Lookup, var: &str) -> Result<Key, KeyError> {
     let Some(value) = env(var) else {
@@ -262,10 +269,11 @@ fn env_key(env: &Lookup, var: &str) -> Result<Key, KeyError> {
     };
     let value = value.into_string().map_err(|_| KeyError::EnvInvalid {
         var: var.into(),
-        reason: "it is not UTF-8 text",
+        reason: "it is not UTF-8 text".into(),
     })?;
     let value = secrecy::zeroize::Zeroizing::new(value);
-    let trimmed = value.trim();
+    // Only ASCII white space: an invisible character around a key is refused by name.
+    let trimmed = value.trim_matches(|c: char| c.is_ascii_whitespace());
     if trimmed.is_empty() {
         return Err(KeyError::EnvMissing { var: var.into() });
     }
@@ -490,9 +498,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn preflight_reports_every_problem_without_decrypting_needlessly() {
+    async fn preflight_checks_every_use_as_the_call_will() {
         let f = fixture();
-        f.write_key("anthropic", "sk-a");
+        f.write_key("anthropic", "provider = \"anthropic\"\nkey = \"sk-a\"\n");
         f.write_key(
             "proxy",
             "key = \"sk-p\"\nallow_hosts = [\"proxy.example\"]\n",
@@ -514,37 +522,57 @@ mod tests {
                 "https://api.openai.com/v1",
             ),
             uses(KeyRef::Env("SET".into()), "local", "http://127.0.0.1:1/v1"),
+            // Pinned to Anthropic by its file, called by OpenAI at OpenAI's own host.
+            uses(file("anthropic"), "openai", "https://api.openai.com/v1"),
+            uses(file("broken"), "corp", "https://proxy.example/v1"),
+            uses(file("broken"), "other", "https://proxy.example/v1"),
         ];
         let store = f.store(&[("SET", "sk-set")], &[]);
-        let problems = store.check_available(&all).unwrap_err();
+        let problems = store.preflight(&all).await.unwrap_err();
         let kinds: Vec<String> = problems
             .iter()
             .map(|p| format!("{}: {}", p.key, p.error))
             .collect();
-        assert_eq!(problems.len(), 3, "{kinds:#?}");
+        assert_eq!(problems.len(), 5, "{kinds:#?}");
         assert!(matches!(problems[0].error, KeyError::KeyFileMissing { .. }));
         assert!(matches!(problems[1].error, KeyError::EnvMissing { .. }));
         assert!(matches!(problems[2].error, KeyError::HostRefused { .. }));
-        // Nothing was decrypted: the identity was not even loaded.
-        assert!(store.identity.get().is_none());
+        assert!(
+            matches!(&problems[3].error, KeyError::HostRefused { provider, .. } if provider == "anthropic"),
+            "{kinds:#?}"
+        );
+        assert!(matches!(problems[4].error, KeyError::Corrupt { .. }));
 
         let ok = vec![
             uses(file("anthropic"), "anthropic", "https://api.anthropic.com"),
             uses(file("proxy"), "corp", "https://proxy.example/v1"),
         ];
-        let store = f.store(&[], &[]);
-        assert_eq!(
-            store.check_available(&ok).unwrap().len(),
-            1,
-            "only `proxy` needs its file"
+        f.store(&[], &[]).preflight(&ok).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_missing_identity_is_one_problem() {
+        let f = fixture();
+        f.write_key("a", "sk-aaaaaaaa");
+        f.write_key("b", "sk-bbbbbbbb");
+        let store = KeyStore::with_env(
+            Ok(f.dir.clone()),
+            IdentitySource::with_env(None, |_| None),
+            AllowHosts::default(),
+            |_| None,
         );
-        store.preflight(&ok).await.unwrap();
-        let bad = vec![uses(file("broken"), "corp", "https://proxy.example/v1")];
-        let problems = store.preflight(&bad).await.unwrap_err();
-        assert!(
-            matches!(problems[0].error, KeyError::Corrupt { .. }),
-            "{}",
-            problems[0].error
-        );
+        let uses: Vec<KeyUse> = ["a", "b"]
+            .iter()
+            .map(|k| KeyUse {
+                key: file(k),
+                provider: "openai".into(),
+                base_url: "https://api.openai.com/v1".into(),
+                agents: vec![(*k).into()],
+                pointer: String::new(),
+            })
+            .collect();
+        let problems = store.preflight(&uses).await.unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(matches!(problems[0].error, KeyError::NoIdentity { .. }));
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::retry::Policy;
 use super::wire::parse_json_text;
@@ -27,10 +27,14 @@ pub struct Target {
 }
 
 /// One attempt, as the run record keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attempt {
     /// `provider/model`.
     pub model: String,
+    /// When it started, in seconds since the agent's call began (so a report can
+    /// place it, and the real wait before it, on a timeline).
+    #[serde(default)]
+    pub at: f64,
     /// The HTTP status, when there was a response.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
@@ -91,6 +95,7 @@ pub async fn call(
     meter: &dyn Meter,
 ) -> Called {
     let mut attempts = Vec::new();
+    let begun = Instant::now();
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for (i, target) in targets.iter().enumerate() {
         let mut request = request.clone();
@@ -100,6 +105,7 @@ pub async fn call(
         let how = Try {
             target,
             index: i,
+            begun,
             policy,
             on_failure,
             meter,
@@ -145,6 +151,8 @@ struct Try<'a> {
     target: &'a Target,
     /// Its index in the call's targets.
     index: usize,
+    /// When the call began: attempts are placed from here.
+    begun: Instant,
     policy: &'a Policy,
     on_failure: &'a (dyn Fn(&Attempt) + Send + Sync),
     meter: &'a dyn Meter,
@@ -158,6 +166,7 @@ async fn with_retries(
     let Try {
         target,
         index,
+        begun,
         policy,
         on_failure,
         meter,
@@ -168,6 +177,7 @@ async fn with_retries(
     loop {
         meter.before(index, &request).await?;
         let start = Instant::now();
+        let at = start.duration_since(begun).as_secs_f64();
         let outcome = match request.timeout {
             Some(total) => tokio::time::timeout(total, target.client.attempt(&request))
                 .await
@@ -188,6 +198,7 @@ async fn with_retries(
                 Ok(reply) => {
                     attempts.push(Attempt {
                         model: name.clone(),
+                        at,
                         status: None,
                         outcome: "ok".into(),
                         seconds,
@@ -199,6 +210,7 @@ async fn with_retries(
                     let (reply, problem) = *bad;
                     attempts.push(Attempt {
                         model: name.clone(),
+                        at,
                         status: None,
                         outcome: format!("reply did not match the schema: {problem}"),
                         seconds,
@@ -232,6 +244,7 @@ async fn with_retries(
         };
         attempts.push(Attempt {
             model: name.clone(),
+            at,
             status: error.status,
             outcome: error.message.clone(),
             seconds,

@@ -11,7 +11,7 @@ use super::http::{Body, Http, Post, Timeouts, TransportError};
 use super::retry;
 use super::wire::{StreamFault, Wire, salvage_usage};
 use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
-use crate::keys::{ApiKey, KeyRef, KeyStore};
+use crate::keys::{ApiKey, KeyRef, KeyStore, redact};
 
 /// Hands out keys for calls: read once per run, and only for an allowed destination.
 pub trait Keys: Send + Sync {
@@ -59,7 +59,7 @@ impl Provider for HttpProvider {
         Box::pin(async move {
             let started = Instant::now();
             let mut seen = Seen::default();
-            let result = self.send(request, &mut seen).await;
+            let result = redacted(self.send(request, &mut seen).await);
             seen.log(self, request, started.elapsed(), &result);
             result
         })
@@ -127,6 +127,31 @@ fn endpoint(url: &str) -> String {
             u.path()
         ),
         Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// Everything a server sent, with every key of the run taken out (SPEC §4): the
+/// one door server text comes in by. A reply is a body too: a model or a proxy
+/// may quote the key, and the reply goes on into other agents' prompts.
+fn redacted(outcome: Result<Reply, AttemptError>) -> Result<Reply, AttemptError> {
+    match outcome {
+        Ok(mut reply) => {
+            redact::in_place(&mut reply.text);
+            if let Some(json) = &mut reply.json {
+                redact::json(json);
+            }
+            if let Some(stop) = &mut reply.stop_reason {
+                redact::in_place(stop);
+            }
+            Ok(reply)
+        }
+        Err(mut error) => {
+            redact::in_place(&mut error.message);
+            if let Some(hint) = &mut error.hint {
+                redact::in_place(hint);
+            }
+            Err(error)
+        }
     }
 }
 

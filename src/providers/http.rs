@@ -16,7 +16,9 @@ use futures_util::{Stream, StreamExt};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::ExposeSecret;
 
+use super::proxy::{self, Proxies};
 use crate::keys::ApiKey;
+use crate::keys::hosts::is_loopback;
 
 /// How long to wait for each phase of a call.
 #[derive(Debug, Clone, Copy)]
@@ -170,6 +172,7 @@ pub struct Post<'a> {
 #[derive(Clone)]
 pub struct Http {
     client: reqwest::Client,
+    proxies: Proxies,
 }
 
 /// The largest body read from an error response.
@@ -178,14 +181,39 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 const MAX_BODY: usize = 64 * 1024 * 1024;
 
 impl Http {
+    /// A client that uses the proxies the environment names, under the rules of
+    /// [`super::proxy`]: never for a loopback address, and `https://` only through
+    /// a `CONNECT` tunnel. `-v` says which proxy is used for what.
     pub fn new(timeouts: Timeouts) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
+        let proxies = Proxies::from_env(|name| std::env::var(name).ok())?;
+        for password in proxies.passwords() {
+            crate::keys::redact::register_text("proxy-password", password);
+        }
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeouts.connect)
             .user_agent(concat!("byok-flow/", env!("CARGO_PKG_VERSION")))
+            // No proxy but the one chosen here: reqwest's own choice would send a
+            // loopback request, key and all, through `HTTP_PROXY`.
+            .no_proxy();
+        let said = proxies.describe();
+        if said.is_empty() {
+            tracing::debug!("no proxy: HTTPS_PROXY, HTTP_PROXY and ALL_PROXY are not set");
+        }
+        for line in said {
+            tracing::info!("{line}");
+        }
+        if proxies.https.is_some() || proxies.http.is_some() {
+            // An `http://` proxy URL for an `https://` target is used as a CONNECT
+            // tunnel by the client; a plain `http://` target is forwarded.
+            let chosen = proxies.clone();
+            let proxy = reqwest::Proxy::custom(move |url| chosen.for_target(url).cloned());
+            builder = builder.proxy(proxy);
+        }
+        let client = builder
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
-        Ok(Http { client })
+        Ok(Http { client, proxies })
     }
 
     /// Sends the request and waits for the response head.
@@ -217,6 +245,20 @@ impl Http {
                 value.set_sensitive(true);
                 headers.insert(name, value);
             }
+        }
+        if let Ok(url) = url::Url::parse(post.url) {
+            // The host rule already keeps keys off plain http except to loopback,
+            // which is never proxied; this says so again where it matters.
+            if post.key.is_some() && url.scheme() == "http" && !is_loopback(&url) {
+                return Err(TransportError::Request(
+                    "a key is never sent over plain http except to a loopback address".into(),
+                ));
+            }
+            let via = self.proxies.for_target(&url).map_or_else(
+                || "direct".to_string(),
+                |p| format!("through the proxy {}", proxy::shown(p)),
+            );
+            tracing::debug!("POST {} ({via})", post.url);
         }
         let request = self.client.post(post.url).headers(headers).json(post.body);
         let sent = Instant::now();

@@ -8,6 +8,7 @@ pub mod gemini;
 pub mod http;
 pub mod mock;
 pub mod openai;
+pub mod proxy;
 pub mod retry;
 pub mod wire;
 

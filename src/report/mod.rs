@@ -4,8 +4,10 @@
 //! in GitHub Actions, annotations, log groups, the step summary and outputs (`github`),
 //! and the tables of `byok-flow runs`.
 
+pub mod diff_table;
 pub mod estimate_table;
 pub mod github;
+pub mod html;
 pub mod output;
 pub mod progress;
 pub mod runs;

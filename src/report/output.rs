@@ -5,6 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::events::{Event, Subscriber};
+use crate::keys::atomic;
 use crate::record::{AgentStatus, RunRecord};
 
 /// Prints the outputs (or the run record) on stdout when the run ends.
@@ -67,21 +68,41 @@ pub struct OutDir {
 }
 
 impl OutDir {
+    /// The folder, made if needed, rid of the temporary files a killed run left.
     pub fn new(dir: &Path) -> std::io::Result<Self> {
         std::fs::create_dir_all(dir)?;
+        atomic::sweep(dir, |t| {
+            Path::new(t)
+                .extension()
+                .is_some_and(|e| e == "md" || e == "json")
+        });
         Ok(OutDir {
             dir: dir.to_path_buf(),
         })
     }
 }
 
-/// Writes a file through a temporary file and a rename, so a reader never sees half of it.
+/// Writes a file through a temporary file and a rename, so a reader never sees
+/// half of it. The temporary file has a fresh name (`.NAME.XXXXXX.tmp`, the
+/// pattern [`atomic::sweep`] removes), and is not synced: outputs can be made again.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| Path::new("."));
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, contents)?;
-    std::fs::rename(&tmp, path)
+    let prefix = format!(".{name}.");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(atomic::PUBLIC));
+    }
+    let mut file = builder.tempfile_in(dir)?;
+    file.write_all(contents)?;
+    file.persist(path).map_err(|e| e.error)?;
+    Ok(())
 }
 
 impl Subscriber for OutDir {

@@ -13,7 +13,10 @@ use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
 use crate::cost::bill::Bill;
 use crate::events::{Bus, Event};
-use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
+use crate::record::{
+    AgentRecord, AgentStatus, CostEstimate, Dependency, RunRecord, RunStatus, Timing, new_run_id,
+    workflow_sha256,
+};
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
 use crate::usage::Usage;
 use crate::workflow::Checked;
@@ -50,6 +53,21 @@ pub async fn execute(
         keep_going: settings.keep_going,
     };
     let calls = runner.calls.clone();
+    let depends_on: Vec<Vec<Dependency>> = (0..names.len())
+        .map(|i| {
+            let mut edges: Vec<Dependency> = checked
+                .dag
+                .dependencies_with_kind(i)
+                .map(|(d, kind)| Dependency {
+                    agent: names[d].clone(),
+                    kind,
+                })
+                .collect();
+            edges.sort_by_key(|e| checked.workflow.agents.get_index_of(&e.agent));
+            edges
+        })
+        .collect();
+    let estimates = agent_estimates(settings);
     let record_of = |i: usize, status: AgentStatus, reason: Option<String>| AgentRecord {
         name: names[i].clone(),
         provider: calls[i].provider.clone(),
@@ -69,8 +87,14 @@ pub async fn execute(
         attempts: Vec::new(),
         key_failure: false,
         cached: false,
+        depends_on: depends_on[i].clone(),
+        timing: None,
+        estimate: estimates.get(i).copied().flatten(),
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
+    // When each agent became ready, was held by the budget, started, ended.
+    let mut timings: Vec<Option<Timing>> = vec![None; names.len()];
+    let now = || clock.elapsed().as_secs_f64();
     // Agents skipped for the budget, and those skipped because one of them was.
     let mut over_budget: HashSet<usize> = HashSet::new();
     let outcome = scheduler::run(
@@ -80,8 +104,30 @@ pub async fn execute(
         gate,
         cancel,
         |event| {
-            let (i, record) = match event {
+            let (i, mut record) = match event {
+                SchedEvent::Ready(i) => {
+                    timings[i] = Some(Timing {
+                        ready: now(),
+                        ..Timing::default()
+                    });
+                    return;
+                }
+                SchedEvent::Preparing(i) => {
+                    if let Some(t) = &mut timings[i] {
+                        t.preparing.get_or_insert_with(now);
+                    }
+                    return;
+                }
+                SchedEvent::Held(i) => {
+                    if let Some(t) = &mut timings[i] {
+                        t.held.get_or_insert_with(now);
+                    }
+                    return;
+                }
                 SchedEvent::Started(i) => {
+                    if let Some(t) = &mut timings[i] {
+                        t.started = Some(now());
+                    }
                     bus.emit(&Event::AgentStarted {
                         agent: &names[i],
                         model: &models[i].1,
@@ -149,6 +195,10 @@ pub async fn execute(
                     ),
                 ),
             };
+            if let Some(t) = &mut timings[i] {
+                t.ended = Some(now());
+            }
+            record.timing = timings[i];
             if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
                 bus.emit(&Event::AgentSkipped { record: &record });
             } else {
@@ -184,8 +234,10 @@ pub async fn execute(
     };
     let mut record = RunRecord {
         run_id,
+        version: env!("CARGO_PKG_VERSION").to_string(),
         workflow: workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
+        workflow_sha256: Some(workflow_sha256(&checked.source)),
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
         status,
@@ -195,6 +247,12 @@ pub async fn execute(
         unpriced_agents: Vec::new(),
         max_cost_usd: None,
         budget_usd: settings.max_usd,
+        estimate: settings.estimate.as_ref().map(|e| CostEstimate {
+            expected_usd: Some(e.total.expected_usd.micro_dollars())
+                .filter(|_| !e.total.is_lower_bound()),
+            max_usd: Some(e.total.max_usd.micro_dollars())
+                .filter(|_| !e.total.is_lower_bound() && e.total.unbounded.is_empty()),
+        }),
         agents,
         outputs,
         usage: Usage::default(),
@@ -217,6 +275,21 @@ fn billed(record: AgentRecord, bill: &Bill) -> AgentRecord {
             .map(Usd::micro_dollars),
         ..record
     }
+}
+
+/// Each agent's estimate, by position, when the run had one.
+fn agent_estimates(settings: &RunSettings) -> Vec<Option<CostEstimate>> {
+    settings.estimate.as_ref().map_or_else(Vec::new, |e| {
+        e.agents
+            .iter()
+            .map(|a| {
+                Some(CostEstimate {
+                    expected_usd: a.expected_usd.map(Usd::micro_dollars),
+                    max_usd: a.max_usd.map(Usd::micro_dollars),
+                })
+            })
+            .collect()
+    })
 }
 
 fn skip_text(reason: &SkipReason, names: &[String]) -> String {

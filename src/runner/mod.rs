@@ -66,6 +66,9 @@ pub struct RunSettings {
     /// Agents to call again whatever the cache holds (`--refresh`), with everything
     /// downstream of them; their fresh answers replace the cached ones.
     pub refresh: Vec<String>,
+    /// What the run was estimated to cost before it started (none for `--mock`);
+    /// the run record keeps it beside what was spent.
+    pub estimate: Option<crate::cost::estimate::Estimate>,
 }
 
 impl RunSettings {

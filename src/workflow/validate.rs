@@ -74,6 +74,14 @@ pub fn is_identifier(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// Whether the environment variable `var` holds an age identity (one of the
+/// places SPEC §4 reads it from): `key: env:` may never name one, or the secret
+/// that opens every key file would be sent as an API key.
+pub fn holds_identity(var: &str) -> bool {
+    let upper = var.to_ascii_uppercase();
+    upper.starts_with("BYOK_FLOW_AGE_KEY") || upper.starts_with("SOPS_AGE_KEY")
+}
+
 struct Checker<'a> {
     w: &'a Workflow,
     index: &'a PosIndex,
@@ -202,6 +210,17 @@ impl Checker<'_> {
                 format!("`{key}` is not a key name"),
             )
             .help("write a key file name like `anthropic`, `env:VARIABLE`, or `none`");
+            if let Some(agent) = agent {
+                d = d.agent(agent);
+            }
+            self.out.push(d);
+        } else if key.starts_with("env:") && holds_identity(name) {
+            let mut d = Diagnostic::error(
+                "workflow::key-identity",
+                self.value_span(pointer),
+                format!("`{key}` is where your age identity is kept, not an API key: it opens every key file, and is never sent"),
+            )
+            .help("name the variable that holds the provider's API key, like `env:OPENAI_API_KEY`");
             if let Some(agent) = agent {
                 d = d.agent(agent);
             }

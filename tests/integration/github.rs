@@ -395,19 +395,19 @@ fn a_reply_cannot_run_workflow_commands() {
     assert_eq!(outputs["status"], "succeeded");
 }
 
-fn schemastore(name: &str) -> jsonschema::Validator {
+pub fn schemastore(name: &str) -> jsonschema::Validator {
     let text =
         std::fs::read_to_string(repo().join("tests/fixtures/schemastore").join(name)).unwrap();
     let schema: Value = serde_json::from_str(&text).unwrap();
     jsonschema::validator_for(&schema).unwrap()
 }
 
-fn yaml(path: &Path) -> Value {
+pub fn yaml(path: &Path) -> Value {
     serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap())
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn problems(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
+pub fn problems(validator: &jsonschema::Validator, value: &Value) -> Vec<String> {
     validator
         .iter_errors(value)
         .map(|e| format!("{}: {e}", e.instance_path()))
@@ -420,7 +420,7 @@ fn examples() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 2, "{files:?}");
+    assert_eq!(files.len(), 3, "{files:?}");
     files
 }
 
@@ -447,13 +447,61 @@ fn action_yml_is_a_valid_action() {
                 .strip_prefix("bash \"$GITHUB_ACTION_PATH/")
         })
         .collect();
-    assert_eq!(scripts, ["action/fingerprint.sh\"", "action/run.sh\""]);
+    assert_eq!(
+        scripts,
+        [
+            "action/download.sh\"",
+            "action/fingerprint.sh\"",
+            "action/run.sh\"",
+            "action/link-report.sh\""
+        ]
+    );
+    // The report is uploaded even when the run fails, and linked once uploaded.
+    let steps = action["runs"]["steps"].as_array().unwrap();
+    let upload = steps
+        .iter()
+        .find(|s| s["uses"] == "actions/upload-artifact@v4")
+        .unwrap();
+    assert_eq!(
+        upload["if"],
+        "always() && steps.run.outputs.report_file != ''"
+    );
+    assert_eq!(
+        upload["with"]["path"],
+        "${{ steps.run.outputs.report_file }}"
+    );
     for script in scripts {
         assert!(
             repo().join(script.trim_end_matches('"')).is_file(),
             "{script}"
         );
     }
+}
+
+#[test]
+fn the_setup_action_is_a_valid_action_that_installs_as_the_main_one_does() {
+    let validator = schemastore("github-action.json");
+    let setup = yaml(&repo().join("setup/action.yml"));
+    assert_eq!(problems(&validator, &setup), Vec::<String>::new());
+    let main = yaml(&repo().join("action.yml"));
+    let uses = |action: &Value| -> Vec<String> {
+        action["runs"]["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["uses"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert!(uses(&setup).iter().all(|u| uses(&main).contains(u)));
+    let text = std::fs::read_to_string(repo().join("setup/action.yml")).unwrap();
+    for script in ["../action/download.sh", "action/fingerprint.sh"] {
+        assert!(text.contains(script), "{script}");
+    }
+    assert!(text.contains("$GITHUB_PATH"), "puts byok-flow on PATH");
+    // The cost-diff example comments only where its token can, with no secret.
+    let diff = std::fs::read_to_string(repo().join("examples/github/cost-diff.yml")).unwrap();
+    assert!(!diff.contains("secrets."));
+    assert!(diff.contains("--format markdown"));
 }
 
 #[test]
@@ -469,7 +517,8 @@ fn the_example_workflows_are_valid_workflows() {
         );
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(
-            text.contains("uses: OWNER/byok-flow@v1"),
+            text.contains("uses: OWNER/byok-flow@v1")
+                || text.contains("uses: OWNER/byok-flow/setup@v1"),
             "{}",
             file.display()
         );
@@ -535,10 +584,16 @@ fn the_action_passes_each_input_as_one_argument() {
     assert!(out.status.success(), "{}", transcript(&out));
     let outputs = parse_outputs(&std::fs::read_to_string(dir.path().join("output")).unwrap());
     let result = std::fs::read_to_string(&outputs["result_file"]).unwrap();
+    let folder = Path::new(&outputs["result_file"]).parent().unwrap();
     assert_eq!(
         result,
-        "<run>\n<workflows/pr-review.yaml>\n<--input>\n<diff=@changes.diff>\n<--input>\n<context=Fix: a $(rm -rf /) race>\n<--input>\n<note=it's fine; really>\n<--input>\n<empty=>\n<--max-usd>\n<0.25>\n<--mock>\n"
+        format!(
+            "<run>\n<workflows/pr-review.yaml>\n<--input>\n<diff=@changes.diff>\n<--input>\n<context=Fix: a $(rm -rf /) race>\n<--input>\n<note=it's fine; really>\n<--input>\n<empty=>\n<--max-usd>\n<0.25>\n<--mock>\n<--report>\n<{}/report.html>\n",
+            folder.display()
+        )
     );
+    // The stand-in wrote no report: the action has none to upload.
+    assert!(!outputs.contains_key("report_file"), "{outputs:?}");
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
         "identity=AGE-SECRET-KEY-1FAKE\n"
@@ -567,4 +622,163 @@ fn keys_check_masks_each_key_it_opens() {
         assert_eq!(holding, [format!("::add-mask::{FILE_KEY}")], "{stderr}");
         assert!(!String::from_utf8_lossy(&out.stdout).contains(FILE_KEY));
     }
+}
+
+#[test]
+fn the_release_workflow_is_valid_and_builds_what_the_action_downloads() {
+    let validator = schemastore("github-workflow.json");
+    let release = yaml(&repo().join(".github/workflows/release.yml"));
+    assert_eq!(problems(&validator, &release), Vec::<String>::new());
+    assert_eq!(
+        release["on"]["push"]["tags"],
+        serde_json::json!(["v[0-9]+.[0-9]+.[0-9]+"])
+    );
+    let targets: Vec<&str> = release["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            "x86_64-unknown-linux-musl",
+            "aarch64-unknown-linux-musl",
+            "x86_64-apple-darwin",
+            "aarch64-apple-darwin",
+            "x86_64-pc-windows-msvc"
+        ]
+    );
+    let download = std::fs::read_to_string(repo().join("action/download.sh")).unwrap();
+    for target in targets {
+        assert!(
+            download.contains(&format!("target={target} ;;")),
+            "{target}"
+        );
+    }
+    // Only the job that publishes may write to the repository.
+    assert_eq!(release["permissions"]["contents"], "read");
+    assert_eq!(
+        release["jobs"]["publish"]["permissions"]["contents"],
+        "write"
+    );
+}
+
+/// A release folder as GitHub serves it, with one archive for Linux `x86_64`
+/// holding a stand-in binary that reports `version`.
+#[cfg(unix)]
+fn fake_release(dir: &Path, tag: &str, version: &str) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::fs::PermissionsExt;
+    let name = format!("byok-flow-{tag}-x86_64-unknown-linux-musl");
+    let folder = dir.join("build").join(&name);
+    std::fs::create_dir_all(&folder).unwrap();
+    let bin = folder.join("byok-flow");
+    std::fs::write(&bin, format!("#!/bin/sh\necho 'byok-flow {version}'\n")).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let releases = dir.join("releases");
+    std::fs::create_dir_all(releases.join(tag)).unwrap();
+    let archive = releases.join(tag).join(format!("{name}.tar.gz"));
+    let status = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(dir.join("build"))
+        .arg(&name)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let sum = Sha256::digest(std::fs::read(&archive).unwrap())
+        .iter()
+        .fold(String::new(), |mut hex, b| {
+            hex.push_str(&format!("{b:02x}"));
+            hex
+        });
+    std::fs::write(
+        releases.join(tag).join(format!("{name}.tar.gz.sha256")),
+        format!("{sum}  {name}.tar.gz\n"),
+    )
+    .unwrap();
+    releases
+}
+
+#[cfg(unix)]
+#[test]
+fn the_action_installs_a_release_archive_only_when_its_sum_matches() {
+    let version = env!("CARGO_PKG_VERSION");
+    let tag = format!("v{version}");
+    let dir = tempfile::tempdir().unwrap();
+    let releases = fake_release(dir.path(), &tag, version);
+    let download = |reference: &str| {
+        let output = dir.path().join("output");
+        let _ = std::fs::remove_file(&output);
+        let out = std::process::Command::new("bash")
+            .arg(repo().join("action/download.sh"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GITHUB_OUTPUT", &output)
+            .env("RUNNER_TEMP", dir.path())
+            .env("RUNNER_OS", "Linux")
+            .env("RUNNER_ARCH", "X64")
+            .env("BYOK_ACTION_REF", reference)
+            .env("BYOK_ACTION_REPOSITORY", "someone/byok-flow")
+            .env(
+                "BYOK_ACTION_RELEASES",
+                format!("file://{}", releases.display()),
+            )
+            .env("BYOK_ACTION_BIN_DIR", dir.path().join("bin"))
+            .output()
+            .unwrap();
+        let installed = std::fs::read_to_string(&output).unwrap_or_default() == "installed=true\n";
+        (out, installed)
+    };
+    let (out, installed) = download(&tag);
+    assert!(out.status.success() && installed, "{}", transcript(&out));
+    assert!(dir.path().join("bin/byok-flow").is_file());
+
+    // A branch or a commit is built from source.
+    let (out, installed) = download("main");
+    assert!(out.status.success() && !installed, "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not a release tag"));
+    // A release without an archive for this runner: a warning, then a build.
+    let (out, installed) = download("v9.9.9");
+    assert!(out.status.success() && !installed, "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("::warning"));
+
+    // An archive that does not match its sum is never run.
+    let sum = releases.join(&tag).join(format!(
+        "byok-flow-{tag}-x86_64-unknown-linux-musl.tar.gz.sha256"
+    ));
+    let text = std::fs::read_to_string(&sum).unwrap();
+    std::fs::write(&sum, format!("{}{}", "0".repeat(64), &text[64..])).unwrap();
+    let (out, installed) = download(&tag);
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(!installed);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("does not match its SHA-256 sum"),
+        "{}",
+        transcript(&out)
+    );
+
+    // Nor one that holds another version.
+    let other = tempfile::tempdir().unwrap();
+    let releases = fake_release(other.path(), &tag, "0.0.1");
+    let out = std::process::Command::new("bash")
+        .arg(repo().join("action/download.sh"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GITHUB_OUTPUT", other.path().join("output"))
+        .env("RUNNER_TEMP", other.path())
+        .env("RUNNER_OS", "Linux")
+        .env("RUNNER_ARCH", "X64")
+        .env("BYOK_ACTION_REF", &tag)
+        .env(
+            "BYOK_ACTION_RELEASES",
+            format!("file://{}", releases.display()),
+        )
+        .env("BYOK_ACTION_BIN_DIR", other.path().join("bin"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not byok-flow"));
 }

@@ -5,6 +5,8 @@
 mod canary;
 mod errors;
 mod interop;
+mod leaks;
+mod material;
 mod runs;
 
 use std::collections::BTreeMap;
@@ -250,15 +252,21 @@ fn add_records_the_provider_and_allowed_hosts() {
         b"sk-corp\n",
     ));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
-    let out = ok(p.run_stdin(
+    // A provider that is not built in, with no host to go to: the key could go
+    // nowhere, so it is refused (issue 13).
+    let out = p.run_stdin(
         &["keys", "add", "lonely", "--provider", "lonely"],
         b"sk-l\n",
-    ));
-    assert!(
-        stderr(&out).contains("warning: `lonely` is not a built-in provider"),
-        "{}",
-        stderr(&out)
     );
+    fails(
+        &out,
+        2,
+        &[
+            "`--provider lonely` is not a built-in provider",
+            "--allow-host",
+        ],
+    );
+    assert!(!p.key_file("lonely").exists());
     ok(p.run_stdin(&["keys", "add", "team-key"], b"sk-t\n"));
     snapshot(
         "keys_list_providers_and_hosts",

@@ -2,16 +2,20 @@
 
 mod support;
 
+mod browser;
 mod cache;
 mod cli;
 mod cost;
+mod estimate_diff;
 mod examples;
 mod github;
+mod init;
 mod keys;
 mod logs;
 mod money;
 mod no_panic;
 mod providers;
+mod report;
 mod run;
 mod runs;
 mod scheduler_props;

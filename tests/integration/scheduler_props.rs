@@ -341,3 +341,107 @@ proptest! {
         }
     }
 }
+
+/// Holds agent `held` back while anything else runs.
+struct HoldWhileBusy {
+    held: usize,
+}
+
+impl scheduler::Gate<Fake> for HoldWhileBusy {
+    fn admit(&mut self, agent: usize, (): &(), running: usize) -> scheduler::Admission {
+        if agent == self.held && running > 0 {
+            scheduler::Admission::Wait
+        } else {
+            scheduler::Admission::Start
+        }
+    }
+}
+
+/// The events a report's timeline is made of: ready when its dependencies are
+/// done, preparing when a slot is free, held while the gate says wait.
+#[test]
+fn each_agent_is_ready_then_prepared_then_held_or_started() {
+    // a0 (30 ms) and a1 (10 ms) are independent; a2 needs a1, and the gate holds
+    // it while anything runs.
+    let case = Case {
+        order: vec![0, 1, 2],
+        edges: vec![(1, 2)],
+        latency: vec![30, 10, 5],
+        lanes: vec![0, 1, 2],
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let events = runtime.block_on(async {
+        let fake = Arc::new(Fake {
+            latency: case.latency.clone(),
+            lanes: case.lanes.clone(),
+            fail: None,
+            t0: Instant::now(),
+            log: Mutex::new(Log {
+                start: vec![None; 3],
+                finish: vec![None; 3],
+                ..Log::default()
+            }),
+        });
+        let t0 = Instant::now();
+        let mut events: Vec<(&'static str, usize, u128)> = Vec::new();
+        let options = Options {
+            concurrency: 2,
+            lane_limits: vec![usize::MAX; LANES],
+            keep_going: false,
+        };
+        scheduler::run(
+            &case.dag(),
+            fake,
+            &options,
+            &mut HoldWhileBusy { held: 2 },
+            std::future::pending::<()>(),
+            |event| {
+                let at = t0.elapsed().as_millis();
+                let seen = match event {
+                    Event::Ready(i) => ("ready", i),
+                    Event::Preparing(i) => ("preparing", i),
+                    Event::Held(i) => ("held", i),
+                    Event::Started(i) => ("started", i),
+                    Event::Finished(i, _) => ("finished", i),
+                    _ => return,
+                };
+                events.push((seen.0, seen.1, at));
+            },
+        )
+        .await;
+        events
+    });
+    let of = |agent: usize| -> Vec<(&str, u128)> {
+        let mut seen: Vec<(&str, u128)> = events
+            .iter()
+            .filter(|e| e.1 == agent)
+            .map(|e| (e.0, e.2))
+            .collect();
+        seen.dedup();
+        seen
+    };
+    assert_eq!(
+        of(0),
+        [
+            ("ready", 0),
+            ("preparing", 0),
+            ("started", 0),
+            ("finished", 30)
+        ]
+    );
+    // a2: ready when a1 ends, held while a0 runs, started when a0 ends.
+    assert_eq!(
+        of(2),
+        [
+            ("ready", 10),
+            ("preparing", 10),
+            ("held", 10),
+            ("started", 30),
+            ("finished", 35)
+        ]
+    );
+}

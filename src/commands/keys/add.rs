@@ -28,11 +28,14 @@ pub(super) fn add(
         .map(|h| h.parse().map_err(KeyError::BadHostPattern))
         .collect::<Result<_, _>>()?;
     let provider = match provider {
-        Some(p) if !crate::workflow::validate::is_identifier(p) => {
-            return Err(Error::usage(format!("`{p}` is not a provider name"))
-                .hint("use a provider's name from the workflow, like `anthropic` or `openai`"));
+        Some(p) => {
+            keyfile::check_provider(p, !hosts.is_empty(), "`--allow-host HOST`").map_err(|reason| {
+                Error::usage(format!("`--provider {p}` {reason}")).hint(
+                    "pass a built-in provider's name, like `anthropic` or `openai`; for another endpoint, add `--allow-host HOST` for each host the key may go to",
+                )
+            })?;
+            Some(p.to_string())
         }
-        Some(p) => Some(p.to_string()),
         None => catalog::builtin_base_url(name).map(|_| name.to_string()),
     };
     let dir = ctx.dir()?;
@@ -52,6 +55,8 @@ pub(super) fn add(
     let keys_path = dir.keys_path();
     atomic::create_dir(&keys_path, 0o755)
         .map_err(|e| KeyError::io("create the folder", &keys_path, e))?;
+    dir.check_keys_folder()?;
+    dir.ignore_temp_files()?;
     atomic::replace(&path, &sealed, PUBLIC).map_err(|e| KeyError::io("write", &path, e))?;
     let what = match &provider {
         Some(p) => format!("key `{name}` (provider `{p}`)"),
@@ -65,18 +70,11 @@ pub(super) fn add(
             path.display()
         ),
     );
-    match provider.as_deref() {
-        None => note(
+    if provider.is_none() {
+        note(
             global,
             "No provider recorded: the key will go to the host of whichever built-in provider uses it. Pin it with `--provider`.",
-        ),
-        Some(p) if catalog::builtin_base_url(p).is_none() && hosts.is_empty() => note(
-            global,
-            &format!(
-                "warning: `{p}` is not a built-in provider, so this key goes only to hosts you allow: add `--allow-host HOST` (with `--replace`), or pass `--allow-host` when running."
-            ),
-        ),
-        Some(_) => {}
+        );
     }
     Ok(Exit::Success)
 }
@@ -99,20 +97,21 @@ fn read_key_input(name: &str) -> Result<Zeroizing<String>, KeyError> {
         if bytes.len() as u64 > MAX_INPUT_BYTES {
             return Err(KeyError::BadInput {
                 source_name: "stdin",
-                reason: "it is far too long to be an API key",
+                reason: "it is far too long to be an API key".into(),
             });
         }
         let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::BadInput {
             source_name: "stdin",
-            reason: "it is not UTF-8 text",
+            reason: "it is not UTF-8 text".into(),
         })?;
         (Zeroizing::new(text.to_string()), "stdin")
     };
-    let key = text.trim();
+    // Only ASCII white space (the newline): an invisible character is refused by name.
+    let key = text.trim_matches(|c: char| c.is_ascii_whitespace());
     if key.is_empty() {
         return Err(KeyError::BadInput {
             source_name,
-            reason: "it is empty",
+            reason: "it is empty".into(),
         });
     }
     crate::keys::secret::check_key_text(key).map_err(|reason| KeyError::BadInput {
@@ -124,7 +123,13 @@ fn read_key_input(name: &str) -> Result<Zeroizing<String>, KeyError> {
 
 pub(super) fn remove(ctx: &Context, name: &str, global: Global) -> Result<Exit> {
     let dir = ctx.dir()?;
-    let path = dir.existing_key(name)?;
+    // A link is removed itself (never what it points to); a folder is not removed.
+    let path = match dir.existing_key(name) {
+        Err(KeyError::NotAKeyFile {
+            path, link: true, ..
+        }) if path.is_symlink() => path,
+        other => other?,
+    };
     std::fs::remove_file(&path).map_err(|e| KeyError::io("remove", &path, e))?;
     note(
         global,

@@ -75,6 +75,9 @@ fn create_identity(path: &Path) -> Result<()> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         atomic::create_dir(parent, 0o700)
             .map_err(|e| KeyError::io("create the folder", parent, e))?;
+        // A `keys init` killed before its rename left a whole identity there.
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        atomic::sweep(parent, |t| Some(t) == name.as_deref());
     }
     let (text, _) = identity::generate();
     atomic::write_new(path, text.expose_secret().as_bytes(), SECRET).map_err(|e| {
@@ -98,6 +101,8 @@ fn add_own_recipient(ctx: &Context, public: &str, global: Global) -> Result<()> 
     let keys_path = dir.keys_path();
     atomic::create_dir(&keys_path, 0o755)
         .map_err(|e| KeyError::io("create the folder", &keys_path, e))?;
+    dir.sweep();
+    dir.ignore_temp_files()?;
     let mut list = read_or_new_recipients(&dir)?;
     let recipient: Recipient = public.parse().map_err(|error| KeyError::BadRecipientArg {
         text: public.to_string(),

@@ -45,13 +45,16 @@ pub(super) fn list(ctx: &Context, global: Global) -> Result<Exit> {
         "RECIPIENTS".to_string(),
     ]];
     for name in &names {
-        let path = dir.key_path(name);
-        let count = keyfile::read_file(&path)
+        let path = dir.existing_key(name);
+        let count = path
+            .as_ref()
             .ok()
+            .and_then(|p| keyfile::read_file(p).ok())
             .and_then(|b| keyfile::recipient_count(&b))
             .map_or_else(|| "?".to_string(), |n| n.to_string());
-        let (provider, hosts) = match &identity {
-            Ok(id) => match keyfile::open(id, &path, None) {
+        let (provider, hosts) = match (&identity, &path) {
+            (_, Err(_)) => ("(not a key file)".into(), "?".into()),
+            (Ok(id), Ok(path)) => match keyfile::open(id, path, None) {
                 Ok(key) => {
                     mask(global, &key);
                     (
@@ -69,7 +72,7 @@ pub(super) fn list(ctx: &Context, global: Global) -> Result<Exit> {
                 }
                 Err(_) => ("(cannot open)".into(), "?".into()),
             },
-            Err(_) => ("?".into(), "?".into()),
+            (Err(_), Ok(_)) => ("?".into(), "?".into()),
         };
         rows.push([name.clone(), provider, hosts, count]);
     }
@@ -119,9 +122,11 @@ pub(super) fn check(ctx: &Context, global: Global) -> Result<Exit> {
     let mut stale = Vec::new();
     let width = names.iter().map(String::len).max().unwrap_or(0);
     for name in &names {
-        let path = dir.key_path(name);
-        match keyfile::open(&identity, &path, Some(me_listed)) {
-            Ok(key) => {
+        let opened = dir.existing_key(name).and_then(|path| {
+            keyfile::open(&identity, &path, Some(me_listed)).map(|key| (path, key))
+        });
+        match opened {
+            Ok((path, key)) => {
                 mask(global, &key);
                 let count = keyfile::read_file(&path)
                     .ok()
@@ -177,6 +182,7 @@ fn short_reason(e: &KeyError) -> String {
         KeyError::WrongIdentity { .. } => "not encrypted to your identity".into(),
         KeyError::Corrupt { reason, .. } => reason.clone(),
         KeyError::BadPlaintext { reason, .. } => format!("does not hold a key: {reason}"),
+        KeyError::NotAKeyFile { what, .. } => format!("not a key file: {what}"),
         other => other.to_string(),
     }
 }

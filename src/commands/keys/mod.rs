@@ -110,8 +110,11 @@ impl Context {
         }
     }
 
+    /// The `.byok` folder, rid of what a killed `keys` command left in it.
     pub(crate) fn dir(&self) -> Result<KeysDir, KeyError> {
-        KeysDir::locate(self.keys_dir.as_deref(), Path::new("."))
+        let dir = KeysDir::locate(self.keys_dir.as_deref(), Path::new("."))?;
+        dir.sweep();
+        Ok(dir)
     }
 }
 

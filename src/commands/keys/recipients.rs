@@ -123,6 +123,7 @@ fn rewrite(ctx: &Context, dir: &KeysDir, list: &RecipientsFile) -> Result<usize>
         }
         .into());
     }
+    dir.ignore_temp_files()?;
     if dir.key_names()?.is_empty() {
         let path = dir.recipients_path();
         atomic::replace(&path, list.render().as_bytes(), PUBLIC)

@@ -46,6 +46,13 @@ pub enum Fault {
     /// Not a fault: a 200 whose reply is this text, for tests of what is done
     /// with a reply (say, one that holds GitHub workflow commands).
     Reply(String),
+    /// An error status whose JSON body quotes the key the request carried (as
+    /// sent, JSON-escaped, URL-encoded, and base64 inside a `Basic` credential),
+    /// as do OpenAI-compatible servers and proxies; a response header echoes it too.
+    EchoKey(u16),
+    /// An error status with a plain-text body quoting the key, as is and
+    /// JSON-escaped, as a proxy's page does.
+    EchoKeyPlain(u16),
 }
 
 impl Fault {
@@ -368,6 +375,9 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
+    if let Some(echo) = fault.as_ref().and_then(|f| echo_key(f, &headers)) {
+        return echo;
+    }
     let response = respond(api, &body, stream, fault, cache, billing, &shared).await;
     shared.span.lock().unwrap().1 = Some(Instant::now());
     drop(guard);
@@ -447,6 +457,44 @@ fn counted_input(api: Api, body: &Value) -> u64 {
     let request = request_of(api, body);
     let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(&request.model);
     byok_flow::runner::input_count(&tokenizer, &request).bound
+}
+
+/// The response of an [`Fault::EchoKey`] or [`Fault::EchoKeyPlain`].
+fn echo_key(fault: &Fault, headers: &HeaderMap) -> Option<Response> {
+    use base64::Engine as _;
+    let key = ["x-api-key", "x-goog-api-key", "authorization"]
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_string())
+        .unwrap_or_default();
+    let encoded: String = url::form_urlencoded::byte_serialize(key.as_bytes()).collect();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("user:{key}"));
+    let (code, content_type, body) = match fault {
+        Fault::EchoKey(code) => (
+            *code,
+            "application/json",
+            json!({"error": {
+                "message": format!("Incorrect API key provided: {key}. Request: /v1?key={encoded} (Authorization: Basic {basic})"),
+                "type": "invalid_request_error", "code": "invalid_api_key"}})
+            .to_string(),
+        ),
+        Fault::EchoKeyPlain(code) => (
+            *code,
+            "text/plain",
+            // JSON written by hand, with `/` escaped as PHP's `json_encode` does.
+            format!(
+                "proxy refused the credentials {key}; as JSON: {{\"key\": \"{}\"}}",
+                key.replace('/', "\\/")
+            ),
+        ),
+        _ => return None,
+    };
+    Some(raw(
+        code,
+        content_type,
+        &body,
+        &[("x-echo-key", key.as_str())],
+    ))
 }
 
 fn check_auth(api: Api, headers: &HeaderMap) -> Option<Response> {

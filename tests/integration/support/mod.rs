@@ -2,6 +2,7 @@
 //! provider server (`fake`), and insta
 //! filters that turn times, temp paths, ports and versions into stable tokens.
 
+pub mod chromium;
 pub mod fake;
 
 use std::path::{Path, PathBuf};
@@ -62,6 +63,14 @@ pub fn filters(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         (
             r"(?m)^(total|\S+) ( +\S.*?) +\d+\.\d\d( +\S+)$".into(),
             "$1 $2 [SECS]$3".into(),
+        ),
+        (
+            r#""(at|ready|preparing|held|started|ended)": \d+(\.\d+)?(e-?\d+)?"#.into(),
+            r#""$1": [SECS]"#.into(),
+        ),
+        (
+            r#""workflow_sha256": "[0-9a-f]{64}""#.into(),
+            r#""workflow_sha256": "[SHA256]""#.into(),
         ),
         (r"127\.0\.0\.1:\d+".into(), "127.0.0.1:[PORT]".into()),
         (r"\b\d{10}-[0-9a-f]{6}\b".into(), "[RUN_ID]".into()),

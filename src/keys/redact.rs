@@ -1,0 +1,411 @@
+//! The run's redactor: every secret this process has read (each API key, from a
+//! key file or an `env:` variable, and a proxy's password), and the one function
+//! that takes them out of any text before it is kept or shown.
+//!
+//! Every byte a server sends back is untrusted and may quote the key: a 401 that
+//! echoes it, a proxy's error page, a model asked to repeat its headers. So the
+//! text is searched not only for the key itself but for the forms it takes on the
+//! way: JSON-escaped (`\/`, `\u002f`), URL-encoded (`%2F` or `%2f`, any mix),
+//! HTML entities (`&#x2F;`), and base64 (standard or URL-safe; inside a larger
+//! blob, such as a `Basic` header, the key starts at one of three alignments, so
+//! the part of the encoding that depends on the key alone is looked for at each).
+//! A match becomes `[redacted key NAME]`.
+//!
+//! [`text`] and [`in_place`] use the process-wide set that [`register`] fills: the
+//! provider client calls them on everything a server sends, and the outputs call
+//! them again as a last guard (the event bus, the log writer, the cache, the
+//! final error). [`Redactor`] is the same thing as a value, for tests.
+
+use std::borrow::Cow;
+use std::sync::{PoisonError, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use secrecy::ExposeSecret;
+use secrecy::zeroize::Zeroizing;
+
+use super::secret::ApiKey;
+
+/// Secrets shorter than this are not redacted: a few characters are a
+/// placeholder (a local server's `key: env:` that takes anything), not a secret,
+/// and replacing them everywhere would garble every output.
+pub const MIN_SECRET_LEN: usize = 8;
+
+/// One secret and the forms it is looked for in.
+struct Secret {
+    marker: String,
+    /// The secret's bytes (ASCII: keys with anything else are refused when read).
+    raw: Zeroizing<Vec<u8>>,
+    /// The parts of its base64 encodings that depend on the secret alone.
+    base64: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// A set of secrets to take out of text.
+#[derive(Default)]
+pub struct Redactor {
+    /// Longest first, so a secret that contains another is replaced whole.
+    secrets: Vec<Secret>,
+}
+
+impl Redactor {
+    pub const fn new() -> Self {
+        Redactor {
+            secrets: Vec::new(),
+        }
+    }
+
+    /// Adds a secret, shown as `[redacted key NAME]` wherever it is found.
+    /// Secrets shorter than [`MIN_SECRET_LEN`] and repeats are ignored.
+    pub fn add(&mut self, name: &str, secret: &str) {
+        let raw = secret.as_bytes();
+        if raw.len() < MIN_SECRET_LEN || self.secrets.iter().any(|s| s.raw.as_slice() == raw) {
+            return;
+        }
+        let secret = Secret {
+            marker: format!("[redacted key {name}]"),
+            raw: Zeroizing::new(raw.to_vec()),
+            base64: base64_cores(raw),
+        };
+        let at = self
+            .secrets
+            .partition_point(|s| s.raw.len() >= secret.raw.len());
+        self.secrets.insert(at, secret);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// `text` with every secret, in any of its forms, replaced by its marker.
+    /// Borrowed when there was nothing to replace.
+    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = Cow::Borrowed(text);
+        for secret in &self.secrets {
+            if let Some(replaced) = secret.replace(&out) {
+                out = Cow::Owned(replaced);
+            }
+        }
+        out
+    }
+}
+
+impl Secret {
+    /// The text with this secret replaced, or `None` if it does not occur.
+    fn replace(&self, text: &str) -> Option<String> {
+        let bytes = text.as_bytes();
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        // The plain and escaped forms: every escape starts with `%`, `\` or `&`,
+        // so only those bytes and the secret's first byte can start a match.
+        let first = self.raw[0];
+        let mut at = 0;
+        while at < bytes.len() {
+            let b = bytes[at];
+            if b != first && b != b'%' && b != b'\\' && b != b'&' {
+                at += 1;
+                continue;
+            }
+            match match_encoded(bytes, at, &self.raw, 0) {
+                Some(end) => {
+                    found.push((at, end));
+                    at = end;
+                }
+                None => at += 1,
+            }
+        }
+        for core in &self.base64 {
+            for start in memchr::memmem::find_iter(bytes, core.as_slice()) {
+                found.push((start, start + core.len()));
+            }
+        }
+        if found.is_empty() {
+            return None;
+        }
+        found.sort_unstable();
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for (start, end) in found {
+            if start < copied {
+                // Overlaps a match already replaced: extend it.
+                copied = copied.max(end);
+                continue;
+            }
+            out.push_str(&text[copied..start]);
+            out.push_str(&self.marker);
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
+        Some(out)
+    }
+}
+
+/// Where the secret `want[i..]` ends if it is spelled at `text[at..]`, each
+/// byte either as itself or escaped. Both readings of an escape-looking byte are
+/// tried, since a secret may hold `%` or `\` itself.
+fn match_encoded(text: &[u8], at: usize, want: &[u8], i: usize) -> Option<usize> {
+    let Some(&byte) = want.get(i) else {
+        return Some(at);
+    };
+    let here = text.get(at..)?;
+    if let Some((decoded, len)) = escaped(here) {
+        if decoded == byte {
+            if let Some(end) = match_encoded(text, at + len, want, i + 1) {
+                return Some(end);
+            }
+        }
+    }
+    if here.first() == Some(&byte) {
+        return match_encoded(text, at + 1, want, i + 1);
+    }
+    None
+}
+
+/// The ASCII byte an escape at the start of `text` stands for, and its length:
+/// `%2F`, `\/`, `\"`, `\u002F`, `\x2F`, `&#47;`, `&#x2F;` (hex in either case).
+fn escaped(text: &[u8]) -> Option<(u8, usize)> {
+    let hex = |digits: &[u8]| -> Option<u32> {
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
+            return None;
+        }
+        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    };
+    let ascii = |value: u32| u8::try_from(value).ok().filter(u8::is_ascii);
+    match text {
+        [b'%', rest @ ..] => Some((ascii(hex(rest.get(..2)?)?)?, 3)),
+        [b'\\', b'u', rest @ ..] => Some((ascii(hex(rest.get(..4)?)?)?, 6)),
+        [b'\\', b'x', rest @ ..] => Some((ascii(hex(rest.get(..2)?)?)?, 4)),
+        [b'\\', c @ (b'"' | b'\\' | b'/' | b'\''), ..] => Some((*c, 2)),
+        [b'&', b'#', rest @ ..] => {
+            let end = rest.iter().take(8).position(|&b| b == b';')?;
+            let value = match &rest[..end] {
+                [b'x' | b'X', digits @ ..] => hex(digits)?,
+                digits if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) => {
+                    std::str::from_utf8(digits).ok()?.parse().ok()?
+                }
+                _ => return None,
+            };
+            Some((ascii(value)?, end + 3))
+        }
+        _ => None,
+    }
+}
+
+/// The base64 characters that depend on `raw` alone, for `raw` starting at each
+/// of the three byte alignments of a larger encoded blob, in the standard and the
+/// URL-safe alphabets.
+fn base64_cores(raw: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut cores: Vec<Zeroizing<Vec<u8>>> = Vec::new();
+    for offset in 0..3usize {
+        let mut padded = Zeroizing::new(vec![0u8; offset]);
+        padded.extend_from_slice(raw);
+        // Character c covers bits [6c, 6c + 6); the secret has bits
+        // [8 * offset, 8 * (offset + len)).
+        let first = (8 * offset).div_ceil(6);
+        let last = 8 * (offset + raw.len()) / 6;
+        for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+            let encoded = Zeroizing::new(engine.encode(padded.as_slice()));
+            let core = Zeroizing::new(encoded.as_bytes()[first..last].to_vec());
+            if core.len() >= MIN_SECRET_LEN && !cores.contains(&core) {
+                cores.push(core);
+            }
+        }
+    }
+    cores
+}
+
+static GLOBAL: RwLock<Redactor> = RwLock::new(Redactor::new());
+
+/// Adds a key this process has read to the redactor, shown as `[redacted key NAME]`.
+pub fn register(name: &str, key: &ApiKey) {
+    register_text(name, key.expose_secret());
+}
+
+/// [`register`] for a secret that is not an API key (a proxy's password).
+pub fn register_text(name: &str, secret: &str) {
+    GLOBAL
+        .write()
+        .unwrap_or_else(PoisonError::into_inner)
+        .add(name, secret);
+}
+
+/// Whether any secret has been read (when none has, there is nothing to redact).
+pub fn active() -> bool {
+    !GLOBAL
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .is_empty()
+}
+
+/// `text` with every secret this process has read taken out.
+pub fn text(text: &str) -> Cow<'_, str> {
+    let redactor = GLOBAL.read().unwrap_or_else(PoisonError::into_inner);
+    match redactor.redact(text) {
+        Cow::Borrowed(_) => Cow::Borrowed(text),
+        Cow::Owned(clean) => Cow::Owned(clean),
+    }
+}
+
+/// Whether `text` holds a secret this process has read, in any form.
+pub fn holds_secret(text: &str) -> bool {
+    matches!(self::text(text), Cow::Owned(_))
+}
+
+/// Whether any string (or object key) in a JSON value holds a secret.
+pub fn json_holds_secret(value: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => holds_secret(s),
+        Value::Array(items) => items.iter().any(json_holds_secret),
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| holds_secret(k) || json_holds_secret(v)),
+        _ => false,
+    }
+}
+
+/// Redacts `text` where it is; says whether anything was replaced.
+pub fn in_place(text: &mut String) -> bool {
+    if let Cow::Owned(clean) = self::text(text) {
+        *text = clean;
+        true
+    } else {
+        false
+    }
+}
+
+/// Redacts every string (and object key) in a JSON value; says whether anything
+/// was replaced.
+pub fn json(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => in_place(s),
+        Value::Array(items) => items.iter_mut().fold(false, |any, v| json(v) | any),
+        Value::Object(map) => {
+            let needs = map.keys().any(|k| matches!(self::text(k), Cow::Owned(_)));
+            if needs {
+                let old = std::mem::take(map);
+                for (mut k, mut v) in old {
+                    in_place(&mut k);
+                    json(&mut v);
+                    map.insert(k, v);
+                }
+                return true;
+            }
+            map.values_mut().fold(false, |any, v| json(v) | any)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "sk-ant-CANARY/b+c=d_7f3a";
+
+    fn redactor() -> Redactor {
+        let mut r = Redactor::new();
+        r.add("anthropic", KEY);
+        r
+    }
+
+    fn clean(text: &str) -> String {
+        redactor().redact(text).into_owned()
+    }
+
+    #[test]
+    fn the_key_itself_and_its_escaped_forms() {
+        let marker = "[redacted key anthropic]";
+        let json = serde_json::to_string(KEY).unwrap();
+        let cases = [
+            format!("Incorrect API key provided: {KEY}."),
+            format!("{{\"message\": {json}}}"),
+            // PHP's json_encode escapes `/`; some encoders escape everything.
+            format!("key={}", KEY.replace('/', "\\/")),
+            KEY.chars().fold(String::new(), |mut s, c| {
+                s.push_str(&format!("\\u{:04x}", c as u32));
+                s
+            }),
+            format!("x-api-key={}", "sk-ant-CANARY%2Fb%2Bc%3Dd_7f3a"),
+            format!("k={}", "sk-ant-CANARY%2fb%2bc%3dd_7f3a"),
+            KEY.chars().fold(String::new(), |mut s, c| {
+                s.push_str(&format!("%{:02X}", c as u32));
+                s
+            }),
+            format!(
+                "<p>{}</p>",
+                KEY.replace('/', "&#x2F;").replace('=', "&#61;")
+            ),
+        ];
+        for case in cases {
+            let out = clean(&case);
+            assert!(out.contains(marker), "{case} -> {out}");
+            assert!(!out.contains("CANARY"), "{case} -> {out}");
+        }
+        assert_eq!(
+            clean(&format!("a {KEY} b {KEY}")),
+            format!("a {marker} b {marker}")
+        );
+    }
+
+    #[test]
+    fn base64_at_every_alignment_and_in_both_alphabets() {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE};
+        for prefix in ["", "u", "us", "user:", "Bearer "] {
+            for engine in [&STANDARD, &URL_SAFE] {
+                let blob = engine.encode(format!("{prefix}{KEY} and more"));
+                let out = clean(&format!("Authorization: Basic {blob}"));
+                assert!(
+                    out.contains("[redacted key anthropic]"),
+                    "{prefix:?}: {out}"
+                );
+                // All of the blob's characters that encode the key alone are gone:
+                // what is left holds at most a few bits of its ends.
+                let left = out.replace("[redacted key anthropic]", "").len();
+                let removed = "Authorization: Basic ".len() + blob.len() - left;
+                assert!(removed >= KEY.len() * 4 / 3 - 2, "{out}");
+            }
+        }
+    }
+
+    #[test]
+    fn clean_text_is_borrowed_and_short_secrets_are_ignored() {
+        let r = redactor();
+        assert!(matches!(
+            r.redact("nothing here %41 \\u0041 &#65;"),
+            Cow::Borrowed(_)
+        ));
+        let mut short = Redactor::new();
+        short.add("ollama", "ollama");
+        assert!(short.is_empty());
+        assert_eq!(short.redact("ollama says hi"), "ollama says hi");
+    }
+
+    #[test]
+    fn a_secret_holding_escape_characters_is_found_as_written() {
+        let mut r = Redactor::new();
+        r.add("odd", "pct%41and\\u0041x");
+        assert_eq!(r.redact("[pct%41and\\u0041x]"), "[[redacted key odd]]");
+        assert_eq!(r.redact("pct%2541and%5Cu0041x"), "[redacted key odd]");
+    }
+
+    #[test]
+    fn the_longer_secret_wins_and_overlaps_merge() {
+        let mut r = Redactor::new();
+        r.add("short", "abcdefgh");
+        r.add("long", "abcdefgh-ijklmnop");
+        assert_eq!(
+            r.redact("abcdefgh-ijklmnop abcdefgh"),
+            "[redacted key long] [redacted key short]"
+        );
+    }
+
+    #[test]
+    fn json_values_are_walked() {
+        let mut value = serde_json::json!({"a": [KEY, {"b": format!("x{KEY}")}], KEY: 1});
+        // `json` uses the process-wide set.
+        register_text("anthropic", KEY);
+        assert!(json(&mut value));
+        assert!(!value.to_string().contains("CANARY"), "{value}");
+        assert!(!json(&mut value));
+    }
+}

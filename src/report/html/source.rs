@@ -1,0 +1,166 @@
+//! Where a report's run record comes from: a `run.json` file, or a run id in the
+//! history. The history keeps no replies, so for a run id the record that run's
+//! `--out DIR` wrote is read when the history knows its path and the file still
+//! holds that run; otherwise the report is made from what the history keeps.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::Origin;
+use crate::history::{HistoryError, Store};
+use crate::record::RunRecord;
+
+/// The largest run record read (a dataset run's can be large).
+pub const MAX_RECORD_BYTES: u64 = 1 << 30;
+
+/// A record found, and what the reader should be told about it.
+#[derive(Debug)]
+pub struct Found {
+    pub record: RunRecord,
+    pub origin: Origin,
+    /// Why the history's own record was used instead of a `run.json`.
+    pub note: Option<String>,
+}
+
+/// Why no record could be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a regular file")]
+    NotAFile { path: PathBuf },
+    #[error("{path} is {size} bytes; a run record of more than 1 GiB is not read")]
+    TooLarge { path: PathBuf, size: u64 },
+    #[error("{path}:{line}:{column}: not a byok-flow run record: {message}")]
+    NotARecord {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("the run history has no run `{0}`")]
+    NoRun(String),
+    #[error("`{id}` is the start of more than one run id: {}", .many.join(", "))]
+    Ambiguous { id: String, many: Vec<String> },
+    #[error("the run history has no runs yet")]
+    Empty,
+}
+
+/// Reads a run record file (`--out DIR/run.json`, or `run --json > run.json`).
+pub fn read_file(path: &Path) -> Result<RunRecord, SourceError> {
+    let read = |source| SourceError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let meta = file.metadata().map_err(read)?;
+    // A FIFO or a device would block or never end.
+    if !meta.is_file() {
+        return Err(SourceError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    if meta.len() > MAX_RECORD_BYTES {
+        return Err(SourceError::TooLarge {
+            path: path.to_path_buf(),
+            size: meta.len(),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_RECORD_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    serde_json::from_slice(&bytes).map_err(|e| SourceError::NotARecord {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })
+}
+
+/// The record of run `id` (or the start of an id; the latest run for `None`).
+pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceError> {
+    let id = match id {
+        Some(id) => match store.find(id)?.as_slice() {
+            [] => return Err(SourceError::NoRun(id.to_string())),
+            [one] => one.clone(),
+            many => {
+                return Err(SourceError::Ambiguous {
+                    id: id.to_string(),
+                    many: many.to_vec(),
+                });
+            }
+        },
+        None => store
+            .list(1)?
+            .into_iter()
+            .next()
+            .map(|run| run.run_id)
+            .ok_or(SourceError::Empty)?,
+    };
+    let note = match store.record_path(&id)? {
+        Some(path) => match read_file(Path::new(&path)) {
+            Ok(record) if record.run_id == id => {
+                return Ok(Found {
+                    record,
+                    origin: Origin::Record,
+                    note: None,
+                });
+            }
+            Ok(other) => format!(
+                "{path} now holds run {}, not {id}; this report shows what the history keeps (no replies)",
+                other.run_id
+            ),
+            Err(e) => format!("{e}; this report shows what the history keeps (no replies)"),
+        },
+        None => format!(
+            "run {id} kept no record (it ran without `--out DIR`); this report shows what the history keeps (no replies)"
+        ),
+    };
+    let (_, record) = store.show(&id)?.ok_or(SourceError::NoRun(id))?;
+    Ok(Found {
+        record,
+        origin: Origin::History,
+        note: Some(note),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_file_says_where_and_what() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        std::fs::write(&path, "{\"run_id\": 3}").unwrap();
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("run.json:1:"), "{e}");
+        assert!(e.contains("not a byok-flow run record"), "{e}");
+        let deep = "[".repeat(100_000);
+        std::fs::write(&path, deep).unwrap();
+        assert!(read_file(&path).is_err());
+        assert!(matches!(
+            read_file(dir.path()),
+            Err(SourceError::NotAFile { .. } | SourceError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let record = super::super::tests::research();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap()).unwrap();
+        let back = read_file(&path).unwrap();
+        assert_eq!(
+            serde_json::to_value(&back).unwrap(),
+            serde_json::to_value(&record).unwrap()
+        );
+    }
+}
