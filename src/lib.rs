@@ -15,6 +15,7 @@ pub mod history;
 pub mod init;
 pub mod keys;
 pub mod logging;
+pub mod printable;
 pub mod providers;
 pub mod record;
 pub mod report;
