@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Subscriber};
+use crate::printable;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, AgentStatus};
 
@@ -44,13 +45,13 @@ pub fn settled_line(record: &AgentRecord) -> String {
         AgentStatus::Failed => format!(
             "failed   {}: {}{}",
             record.name,
-            record.reason.as_deref().unwrap_or("unknown error"),
+            printable::escape(record.reason.as_deref().unwrap_or("unknown error")),
             spent_note(record)
         ),
         AgentStatus::Skipped => format!(
             "skipped  {}: {}",
             record.name,
-            record.reason.as_deref().unwrap_or("not run")
+            printable::escape(record.reason.as_deref().unwrap_or("not run"))
         ),
         AgentStatus::Cancelled => format!("cancelled {}{}", record.name, spent_note(record)),
     }
@@ -81,7 +82,8 @@ pub fn attempt_line(agent: &str, attempt: &Attempt) -> String {
     };
     format!(
         "retry    {agent} ({}): {}{then}",
-        attempt.model, attempt.outcome
+        attempt.model,
+        printable::escape(&attempt.outcome)
     )
 }
 
@@ -94,7 +96,7 @@ impl Subscriber for Plain {
                 settled_line(record)
             }
             Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
-            Event::Warning { message } => format!("warning  {message}"),
+            Event::Warning { message } => format!("warning  {}", printable::escape(message)),
             Event::RunStarted { .. } | Event::RunFinished { .. } | Event::AgentProgress { .. } => {
                 return Ok(());
             }
@@ -154,7 +156,11 @@ impl Subscriber for Live {
             }
             Event::AttemptFailed { agent, attempt } => {
                 if let Some(bar) = self.bars.get(*agent) {
-                    bar.set_message(format!("{} failed: {}", attempt.model, attempt.outcome));
+                    bar.set_message(format!(
+                        "{} failed: {}",
+                        attempt.model,
+                        printable::escape(&attempt.outcome)
+                    ));
                 }
             }
             Event::AgentProgress { agent, chars } => {
@@ -162,7 +168,9 @@ impl Subscriber for Live {
                     bar.set_message(format!("receiving, ~{} tokens", chars.div_ceil(4)));
                 }
             }
-            Event::Warning { message } => self.multi.println(format!("warning: {message}"))?,
+            Event::Warning { message } => self
+                .multi
+                .println(format!("warning: {}", printable::escape(message)))?,
             Event::RunStarted { .. } => {}
         }
         Ok(())
