@@ -351,21 +351,24 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
 /// `promt:` is one mistake: the unknown field says "did you mean `prompt`?", so the
 /// "missing field `prompt`" for the same mapping is left out.
 fn drop_missing_that_are_typos(out: &mut Vec<Diagnostic>) {
-    let typos: Vec<(Option<String>, String, String)> = out
+    // The "missing field" messages the typos explain, looked up in a set: a file
+    // with thousands of each must not compare every pair.
+    let explained: std::collections::HashSet<(Option<String>, String)> = out
         .iter()
         .filter(|d| d.code == "workflow::unknown-field")
         .filter_map(|d| {
             let meant = d.help.as_deref()?.strip_prefix("did you mean `")?;
             let meant = &meant[..meant.find('`')?];
             let place = d.message.split_once('`')?.1.split_once('`')?.1;
-            Some((d.agent.clone(), place.to_string(), meant.to_string()))
+            Some((d.agent.clone(), format!("missing field `{meant}`{place}")))
         })
         .collect();
+    if explained.is_empty() {
+        return;
+    }
     out.retain(|d| {
         d.code != "workflow::missing-field"
-            || !typos.iter().any(|(agent, place, meant)| {
-                *agent == d.agent && d.message == format!("missing field `{meant}`{place}")
-            })
+            || !explained.contains(&(d.agent.clone(), d.message.clone()))
     });
 }
 

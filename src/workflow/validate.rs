@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 
 use super::diagnostic::{Diagnostic, FileReport, Span};
+use super::lines::LineIndex;
 use super::load::Loaded;
 use super::model::{OutputKind, Workflow};
 use super::providers::{self, ProviderProblem};
 use super::tree::{PosIndex, escape};
-use super::yaml::{Pos, offset_of};
+use super::yaml::Pos;
 use crate::catalog;
 use crate::dag::{Dag, EdgeKind};
-use crate::suggest;
+use crate::suggest::Names;
 use crate::template::{self, Target};
 
 /// A workflow that passed every check, with its graph.
@@ -34,10 +35,14 @@ impl Checked {
 
 /// Runs every check on a loaded workflow.
 pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileReport), FileReport> {
+    let w = &loaded.workflow;
     let mut c = Checker {
-        w: &loaded.workflow,
+        w,
         index: &loaded.index,
         source: &report.source,
+        lines: LineIndex::new(&report.source),
+        agents: Names::new(w.agents.keys().map(String::as_str)),
+        inputs: Names::new(w.inputs.keys().map(String::as_str)),
         out: Vec::new(),
     };
     c.names();
@@ -86,6 +91,11 @@ struct Checker<'a> {
     w: &'a Workflow,
     index: &'a PosIndex,
     source: &'a str,
+    /// The file's line starts, for placing template problems.
+    lines: LineIndex,
+    /// The agents' and inputs' names, for "did you mean".
+    agents: Names<'a>,
+    inputs: Names<'a>,
     out: Vec<Diagnostic>,
 }
 
@@ -233,6 +243,7 @@ impl Checker<'_> {
             .map(str::to_string)
             .chain(self.w.providers.keys().cloned())
             .collect();
+        let known = Names::new(known.iter().map(String::as_str));
         for (name, agent) in &self.w.agents {
             let mut models = vec![(
                 format!("/agents/{}/model", escape(name)),
@@ -260,9 +271,9 @@ impl Checker<'_> {
                         }
                     }
                     Err(ProviderProblem::Unknown) => {
-                        let hint =
-                            suggest::did_you_mean(provider, known.iter().map(String::as_str))
-                                .map_or(String::new(), |s| format!("{s} "));
+                        let hint = known
+                            .did_you_mean(provider)
+                            .map_or(String::new(), |s| format!("{s} "));
                         self.out.push(
                             Diagnostic::error("workflow::unknown-provider", span, format!("unknown provider `{provider}` in `{model}`"))
                                 .agent(name)
@@ -351,13 +362,7 @@ impl Checker<'_> {
     }
 
     fn agent_hint(&self, missing: &str) -> String {
-        let names = self.w.agents.keys().map(String::as_str);
-        suggest::did_you_mean(missing, names).unwrap_or_else(|| {
-            format!(
-                "agents in this workflow: {}",
-                self.w.agents.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
+        self.agents.hint(missing, "agents in this workflow")
     }
 
     /// Checks one template; returns the valid targets it references.
@@ -383,8 +388,10 @@ impl Checker<'_> {
             }
         };
         let mut valid = Vec::new();
+        let text_lines = LineIndex::new(text);
         for r in refs {
-            let pos = self.in_scalar_offset(value_pos, text, r.offset);
+            let at = text_lines.pos(text, r.offset);
+            let pos = self.in_scalar(value_pos, text, at.line, at.column);
             let span = Span::at(pos, r.raw.len());
             let problem = match &r.target {
                 Err(message) => Some((
@@ -399,7 +406,7 @@ impl Checker<'_> {
                     },
                 )),
                 Ok(Target::Input(input)) if !self.w.inputs.contains_key(input) => {
-                    let hint = suggest::did_you_mean(input, self.w.inputs.keys().map(String::as_str))
+                    let hint = self.inputs.did_you_mean(input)
                         .unwrap_or_else(|| format!("declare it under `inputs:`, like `inputs: {{{input}: {{required: true}}}}`"));
                     Some((
                         format!(
@@ -438,33 +445,24 @@ impl Checker<'_> {
         valid
     }
 
-    fn in_scalar_offset(&self, value: Option<Pos>, text: &str, offset: usize) -> Option<Pos> {
-        let before = &text[..offset.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.in_scalar(value, text, line, col)
-    }
-
     /// Maps a (line, column) inside a template to the file, for plain, quoted and
     /// literal (`|`) scalars; other styles fall back to where the value starts.
     fn in_scalar(&self, value: Option<Pos>, text: &str, line: usize, col: usize) -> Option<Pos> {
         let value = value?;
         let src = self.source;
-        let offset = value.offset.min(src.len());
+        let offset = self.lines.pos(src, value.offset).offset;
         let first = src[offset..].chars().next()?;
         let head = src[..offset].trim_end();
         let indicator = head.chars().last();
         // The block scalar's header, like `|`, `|-` or `|2+`: the last word before the value.
         let header = head.rsplit(char::is_whitespace).next().unwrap_or_default();
-        // Count lines from the value's own line, not the top of the file: doing that
-        // for every reference made validation quadratic in the file's length.
-        let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
+        // Lines are found in the file's index: counting them for every reference
+        // made validation quadratic in the file's length.
         let at = |line: usize, column: usize| {
-            let rest = &src[line_start..];
             Some(Pos {
                 line,
                 column,
-                offset: line_start + offset_of(rest, line + 1 - value.line, column),
+                offset: self.lines.offset(src, line, column),
             })
         };
         if indicator.is_some_and(|c| {
