@@ -310,7 +310,7 @@ fn render(
         let key = format!("{name}.{field}");
         let output = renderer
             .add(&key, text)
-            .and_then(|()| renderer.render(&key, context));
+            .and_then(|()| renderer.render(&key, context).map_err(|e| e.to_string()));
         if let Ok(output) = output {
             return unmark(&output, seen);
         }
