@@ -17,6 +17,7 @@ pub mod keys;
 pub mod logging;
 pub mod printable;
 pub mod providers;
+pub mod read;
 pub mod record;
 pub mod report;
 pub mod runner;

@@ -1,7 +1,7 @@
 //! `byok-flow run`: run a workflow, results on stdout, progress and the closing
 //! table on stderr.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use crate::events::Bus;
 use crate::history;
 use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
+use crate::read::{self, ReadError};
 use crate::record::RunStatus;
 use crate::report::{estimate_table, github, html, output, progress, table};
 use crate::runner::{self, RunSettings};
@@ -33,6 +34,11 @@ pub struct Args {
     /// An input value: NAME=VALUE, NAME=@FILE to read a file, NAME=@- to read stdin.
     #[arg(short, long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
+
+    /// The most an input read from a file or stdin (`NAME=@FILE`, `NAME=@-`) may
+    /// hold, like `64MiB` or `1G`.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = read::parse_size, env = "BYOK_FLOW_MAX_INPUT_SIZE")]
+    pub max_input_size: u64,
 
     /// Answer every agent with the built-in mock: no network, no keys, $0.
     #[arg(long)]
@@ -120,7 +126,7 @@ fn parse_usd(text: &str) -> std::result::Result<f64, String> {
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = Arc::new(super::load_prices(args.prices.as_deref())?);
     let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
-    let inputs = resolve_inputs(&checked, &args.inputs)?;
+    let inputs = resolve_inputs(&checked, &args.inputs, args.max_input_size)?;
     check_refresh(&checked, args)?;
     let cache = resolve_cache(args, global);
     let max_usd = args
@@ -503,6 +509,7 @@ fn print_estimate(estimate: &Estimate, json: bool) -> Result<()> {
 pub(crate) fn resolve_inputs(
     checked: &Checked,
     given: &[String],
+    max_size: u64,
 ) -> Result<IndexMap<String, String>> {
     let declared = &checked.workflow.inputs;
     let mut values = IndexMap::new();
@@ -522,14 +529,7 @@ pub(crate) fn resolve_inputs(
             .hint(hint));
         }
         let value = match value.strip_prefix('@') {
-            Some("-") => {
-                let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).map_err(|e| {
-                    Error::usage(format!("`--input {name}=@-`: cannot read stdin: {e}"))
-                })?;
-                text
-            }
-            Some(file) => read_input_file(name, Path::new(file))?,
+            Some(source) => read_input(name, source, max_size)?,
             None => value.to_string(),
         };
         values.insert(name.to_string(), value);
@@ -566,18 +566,38 @@ pub(crate) fn resolve_inputs(
     Ok(values)
 }
 
-fn read_input_file(name: &str, path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::usage(format!(
-            "`--input {name}=@{}`: cannot read the file: {e}",
-            path.display()
-        ))
+/// The text of `--input NAME=@SOURCE`: a regular file, or stdin for `-`, at
+/// most `max_size` bytes of UTF-8.
+fn read_input(name: &str, source: &str, max_size: u64) -> Result<String> {
+    let bytes = if source == "-" {
+        read::stdin(max_size)
+    } else {
+        read::file(Path::new(source), max_size)
+    };
+    let what = if source == "-" {
+        "cannot read stdin"
+    } else {
+        "cannot read the file"
+    };
+    let bytes = bytes.map_err(|e| {
+        let error = Error::usage(format!("`--input {name}=@{source}`: {what}: {e}"));
+        match e {
+            ReadError::TooLarge(_) => error.hint(format!(
+                "if the input is meant to be that long, raise the limit, like `--max-input-size {}`",
+                read::size_arg(max_size.saturating_mul(2))
+            )),
+            ReadError::NotAFile(_) => error.hint(format!(
+                "give a regular file; to read from a pipe or a device, send it to stdin: `--input {name}=@- < SOURCE`"
+            )),
+            ReadError::Io(_) => error.hint("check the path"),
+        }
     })?;
     String::from_utf8(bytes).map_err(|_| {
+        let what = if source == "-" { "stdin" } else { "the file" };
         Error::usage(format!(
-            "`--input {name}=@{}`: the file is not UTF-8 text",
-            path.display()
+            "`--input {name}=@{source}`: {what} is not UTF-8 text"
         ))
+        .hint("inputs are text; convert it to UTF-8 (`iconv -t UTF-8`)")
     })
 }
 

@@ -14,6 +14,7 @@ use super::repair;
 use super::schema;
 use super::tree::{self, PosIndex};
 use super::yaml;
+use crate::read::{self, ReadError};
 use crate::suggest;
 
 /// The largest workflow file accepted.
@@ -28,15 +29,32 @@ pub struct Loaded {
 
 /// Reads and parses a file; on failure the report holds every problem found.
 pub fn load_file(path: &Path) -> Result<(Loaded, FileReport), FileReport> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match read::file(path, MAX_FILE_BYTES as u64) {
         Ok(bytes) => bytes,
         Err(e) => {
-            let d = Diagnostic::error(
-                "workflow::read",
-                Span::NONE,
-                format!("cannot read the file: {e}"),
-            )
-            .help("check the path; `byok-flow validate` takes the workflow file's path");
+            let d = match e {
+                ReadError::TooLarge(_) => Diagnostic::error(
+                    "workflow::too-large",
+                    Span::NONE,
+                    format!(
+                        "the file is larger than {}, the limit",
+                        read::size(MAX_FILE_BYTES as u64)
+                    ),
+                )
+                .help("split the workflow, or pass long text with `--input NAME=@FILE`"),
+                ReadError::NotAFile(_) => Diagnostic::error(
+                    "workflow::read",
+                    Span::NONE,
+                    format!("cannot read the workflow: {e}"),
+                )
+                .help("give the path of the workflow's YAML file"),
+                ReadError::Io(_) => Diagnostic::error(
+                    "workflow::read",
+                    Span::NONE,
+                    format!("cannot read the file: {e}"),
+                )
+                .help("check the path; `byok-flow validate` takes the workflow file's path"),
+            };
             return Err(FileReport::new(path, Arc::from(""), vec![d]));
         }
     };
@@ -76,9 +94,8 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
                 "workflow::too-large",
                 Span::NONE,
                 format!(
-                    "the file is {} MiB; the limit is {} MiB",
-                    source.len() >> 20,
-                    MAX_FILE_BYTES >> 20
+                    "the file is larger than {}, the limit",
+                    read::size(MAX_FILE_BYTES as u64)
                 ),
             )
             .help("split the workflow, or pass long text with `--input NAME=@FILE`"),
