@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use crate::cost;
 use crate::error::{Error, Exit, Result};
 use crate::settings::Global;
 use crate::workflow::{self, diagnostic::counted};
@@ -26,12 +25,16 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             Ok((checked, mut report)) => {
                 report
                     .diagnostics
-                    .extend(cost::check::unpriced(&checked, &table));
+                    .extend(super::priced_checks(&checked, &table));
                 report
                     .diagnostics
                     .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
                 if !report.diagnostics.is_empty() {
                     super::show_report(&report, global);
+                }
+                if report.has_errors() {
+                    invalid += 1;
+                    continue;
                 }
                 let edges: usize = (0..checked.dag.len())
                     .map(|i| checked.dag.dependencies(i).count())

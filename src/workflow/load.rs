@@ -159,17 +159,59 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
             _ => Err(report),
         };
     }
-    match serde_json::from_value::<Workflow>(json) {
+    match serde_path_to_error::deserialize::<_, Workflow>(json) {
         Ok(workflow) => Ok((
             Loaded { workflow, index },
             FileReport::new(path, source, Vec::new()),
         )),
-        Err(e) => fail(Diagnostic::error(
-            "workflow::invalid",
-            Span::NONE,
-            e.to_string(),
-        )),
+        Err(e) => fail(typed_error(&e, &index)),
     }
+}
+
+/// A value the schema allows but the types do not (`version: 1.0` is an integer
+/// to JSON Schema, not to a `u32`), said at its place.
+fn typed_error(e: &serde_path_to_error::Error<serde_json::Error>, index: &PosIndex) -> Diagnostic {
+    let pointer: String = e
+        .path()
+        .iter()
+        .map(|segment| format!("/{}", tree::escape(&segment.to_string())))
+        .collect();
+    let (pos, len) = index.value(&pointer);
+    let span = Span::at(pos, len);
+    let inner = e.inner().to_string();
+    let float = inner
+        .strip_prefix("invalid type: floating point `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(number, _)| number);
+    let d = match float {
+        Some(number) if pointer == "/version" => {
+            let value = number
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number);
+            version_error(span, &value)
+                .help("write the version as the whole number `1` (`version: 1`), not as a decimal")
+        }
+        Some(number) => Diagnostic::error(
+            "workflow::type",
+            span,
+            format!(
+                "{} must be a whole number, not {number}",
+                field_name(&pointer)
+            ),
+        )
+        .help(format!(
+            "write it without a decimal point, like `{}`",
+            number.split('.').next().unwrap_or(number)
+        )),
+        None => Diagnostic::error(
+            "workflow::invalid",
+            span,
+            format!("{}: {inner}", field_name(&pointer)),
+        ),
+    };
+    with_agent(d, &pointer)
 }
 
 fn yaml_help(message: &str, source: &str) -> String {

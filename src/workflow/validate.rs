@@ -71,6 +71,52 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
     ))
 }
 
+/// Whether `url` can be a provider's `base_url`: an `http` or `https` URL with a
+/// host and a valid port; else what is wrong and how to fix it.
+pub fn check_base_url(url: &str) -> Result<(), (String, String)> {
+    let example = "write the API's address with its scheme, like `https://llm.example.com/v1` (or `http://127.0.0.1:8080/v1` for a local server)";
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::InvalidPort) => {
+            return Err((
+                format!("`base_url` `{url}` has a port that does not exist"),
+                "a port is a number from 1 to 65535, like `:8080`".into(),
+            ));
+        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err((
+                format!("`base_url` `{url}` is not a URL: it has no scheme (`https://`)"),
+                example.into(),
+            ));
+        }
+        Err(e) => {
+            return Err((
+                format!("`base_url` `{url}` is not a URL: {e}"),
+                example.into(),
+            ));
+        }
+    };
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err((
+            format!(
+                "`base_url` `{url}` uses `{}:`; providers are called over `https://` (or `http://`)",
+                parsed.scheme()
+            ),
+            example.into(),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err((format!("`base_url` `{url}` has no host"), example.into()));
+    }
+    if parsed.port() == Some(0) {
+        return Err((
+            format!("`base_url` `{url}` has port 0, which cannot be called"),
+            "a port is a number from 1 to 65535, like `:8080`".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a name is an identifier: letters, digits, `_` and `-`.
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
@@ -199,6 +245,32 @@ impl Checker<'_> {
                 }
             }
         }
+        let timeouts = std::iter::once((
+            None,
+            "/defaults/timeout".to_string(),
+            self.w.defaults.timeout,
+        ))
+        .chain(self.w.agents.iter().map(|(name, a)| {
+            (
+                Some(name),
+                format!("/agents/{}/timeout", escape(name)),
+                a.timeout,
+            )
+        }));
+        for (agent, pointer, timeout) in timeouts {
+            if timeout.is_some_and(|t| t.0.is_zero()) {
+                let mut d = Diagnostic::error(
+                    "workflow::timeout",
+                    self.value_span(&pointer),
+                    "`timeout` is 0: every call would time out before it starts",
+                )
+                .help("give each call time to answer, like `timeout: 120s`, or remove `timeout` for no limit on a call");
+                if let Some(agent) = agent {
+                    d = d.agent(agent);
+                }
+                self.out.push(d);
+            }
+        }
         for (name, provider) in &self.w.providers {
             if let Some(key) = &provider.key {
                 self.key_name(&format!("/providers/{}/key", escape(name)), key, None);
@@ -284,7 +356,20 @@ impl Checker<'_> {
                 }
             }
         }
-        for name in self.w.providers.keys() {
+        for (name, provider) in &self.w.providers {
+            if let Some(url) = &provider.base_url {
+                if let Err((message, help)) = check_base_url(url) {
+                    let span = self.value_span(&format!("/providers/{}/base_url", escape(name)));
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::base-url",
+                            span,
+                            format!("provider `{name}`: {message}"),
+                        )
+                        .help(help),
+                    );
+                }
+            }
             let problem = match providers::resolve(self.w, name) {
                 Err(ProviderProblem::MissingType) => (
                     "needs a `type:`",
