@@ -199,6 +199,37 @@ impl FileReport {
 /// in `validate --json`), so a file with thousands of mistakes still reads.
 pub const MAX_SHOWN: usize = 200;
 
+/// One problem as `validate --json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct DiagnosticJson<'a> {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: &'a str,
+    pub agent: Option<&'a str>,
+    pub help: Option<&'a str>,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl FileReport {
+    /// Every problem (none left out), as data.
+    pub fn json(&self) -> Vec<DiagnosticJson<'_>> {
+        self.diagnostics
+            .iter()
+            .map(|d| DiagnosticJson {
+                severity: d.severity,
+                code: d.code,
+                message: &d.message,
+                agent: d.agent.as_deref(),
+                help: d.help.as_deref(),
+                line: d.span.pos.map(|p| p.line),
+                column: d.span.pos.map(|p| p.column),
+            })
+            .collect()
+    }
+}
+
 /// "1 error", "3 errors".
 pub fn counted(n: usize, noun: &str) -> String {
     if n == 1 {
