@@ -22,7 +22,7 @@ use crate::report::{estimate_table, github, html, output, progress, table};
 use crate::runner::{self, RunSettings};
 use crate::settings::GitHub;
 use crate::settings::Global;
-use crate::suggest;
+use crate::suggest::Names;
 use crate::workflow::{Checked, FileReport};
 
 #[derive(Debug, clap::Args)]
@@ -293,10 +293,8 @@ fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
     let agents = &checked.workflow.agents;
     for name in &args.refresh {
         if !agents.contains_key(name) {
-            let hint = suggest::did_you_mean(name, agents.keys().map(String::as_str))
-                .unwrap_or_else(|| {
-                    format!("this workflow's agents: {}", names_or_none(agents.keys()))
-                });
+            let hint =
+                Names::new(agents.keys().map(String::as_str)).hint(name, "agents in this workflow");
             return Err(Error::usage(format!(
                 "`--refresh {name}`: the workflow has no agent `{name}`"
             ))
@@ -519,10 +517,8 @@ pub(crate) fn resolve_inputs(
                 .hint("write `--input NAME=VALUE` or `--input NAME=@FILE`"));
         };
         if !declared.contains_key(name) {
-            let hint = suggest::did_you_mean(name, declared.keys().map(String::as_str))
-                .unwrap_or_else(|| {
-                    format!("this workflow's inputs: {}", names_or_none(declared.keys()))
-                });
+            let hint = Names::new(declared.keys().map(String::as_str))
+                .hint(name, "inputs in this workflow");
             return Err(Error::usage(format!(
                 "`--input {name}`: the workflow has no input `{name}`"
             ))
@@ -599,13 +595,4 @@ fn read_input(name: &str, source: &str, max_size: u64) -> Result<String> {
         ))
         .hint("inputs are text; convert it to UTF-8 (`iconv -t UTF-8`)")
     })
-}
-
-fn names_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let list: Vec<&str> = names.map(String::as_str).collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
 }

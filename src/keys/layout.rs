@@ -336,7 +336,7 @@ mod tests {
         assert_eq!(dir.key_names().unwrap(), ["a", "b"]);
         let err = dir.existing_key("c").unwrap_err();
         assert!(
-            err.hint().unwrap().contains("existing keys: a, b"),
+            err.hint().unwrap().contains("did you mean `a` or `b`?"),
             "{:?}",
             err.hint()
         );
