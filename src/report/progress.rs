@@ -91,7 +91,9 @@ impl Subscriber for Plain {
     fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
         let elapsed = self.start.elapsed().as_secs_f64();
         let line = match event {
-            Event::AgentStarted { agent, model } => format!("started  {agent} ({model})"),
+            Event::AgentStarted { agent, model } => {
+                format!("started  {agent} ({})", printable::escape_line(model))
+            }
             Event::AgentFinished { record } | Event::AgentSkipped { record } => {
                 settled_line(record)
             }
@@ -131,7 +133,7 @@ impl Subscriber for Live {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(self.style.clone());
                 bar.set_prefix((*agent).to_string());
-                bar.set_message(format!("running on {model}"));
+                bar.set_message(format!("running on {}", printable::escape_line(model)));
                 bar.enable_steady_tick(Duration::from_millis(100));
                 self.bars.insert((*agent).to_string(), bar);
             }

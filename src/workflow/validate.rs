@@ -332,6 +332,18 @@ impl Checker<'_> {
                     continue;
                 };
                 let span = self.value_span(&pointer);
+                if model.chars().any(char::is_control) {
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::model",
+                            span,
+                            format!("model `{model}` holds a control character"),
+                        )
+                        .agent(name)
+                        .help("a model id is printable text, like `openai/gpt-4o`; remove the escape (`\\e`, `\\x1b`) from it"),
+                    );
+                    continue;
+                }
                 match providers::resolve(self.w, provider) {
                     Ok(info) => {
                         if let Err(e) = catalog::check_model(info.kind, id) {
