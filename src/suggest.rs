@@ -17,9 +17,6 @@ use std::hash::{DefaultHasher, Hasher};
 /// The most names a hint suggests.
 pub const MAX_SUGGESTIONS: usize = 3;
 
-/// Up to this many names, every query compares with every name.
-const SCAN_ALL: usize = 1_000;
-
 /// Edit-distance computations a [`Names`] spends, in all, on names more than one
 /// edit away (about 25 ms); a workflow of a few hundred agents with a few dozen
 /// mistakes never runs out.
@@ -27,20 +24,20 @@ const SCAN_BUDGET: usize = 50_000;
 
 /// A set of valid names, ready to be searched for the ones closest to a typo.
 pub struct Names<'a> {
-    names: Vec<&'a str>,
+    all: Vec<&'a str>,
     /// Hashes of each name and of each name less one character, with the name's
     /// index, sorted; built on the first query of a large set.
-    variants: RefCell<Option<Vec<(u64, u32)>>>,
+    variants: RefCell<Option<Vec<(u64, usize)>>>,
     /// The names' indices in order of length (in characters), with the lengths.
-    by_len: RefCell<Option<Vec<(usize, u32)>>>,
+    by_len: RefCell<Option<Vec<(usize, usize)>>>,
     budget: Cell<usize>,
-    memo: RefCell<HashMap<String, Vec<u32>>>,
+    memo: RefCell<HashMap<String, Vec<usize>>>,
 }
 
 impl<'a> Names<'a> {
     pub fn new(names: impl IntoIterator<Item = &'a str>) -> Self {
         Names {
-            names: names.into_iter().collect(),
+            all: names.into_iter().collect(),
             variants: RefCell::new(None),
             by_len: RefCell::new(None),
             budget: Cell::new(SCAN_BUDGET),
@@ -49,21 +46,21 @@ impl<'a> Names<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.all.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.all.is_empty()
     }
 
     /// The names close enough to `typed` to be a likely typo, closest first, at
     /// most [`MAX_SUGGESTIONS`], all as close as the closest.
     pub fn closest(&self, typed: &str) -> Vec<&'a str> {
         if let Some(found) = self.memo.borrow().get(typed) {
-            return found.iter().map(|&i| self.names[i as usize]).collect();
+            return found.iter().map(|&i| self.all[i]).collect();
         }
         let found = self.search(typed);
-        let names = found.iter().map(|&i| self.names[i as usize]).collect();
+        let names = found.iter().map(|&i| self.all[i]).collect();
         self.memo.borrow_mut().insert(typed.to_string(), found);
         names
     }
@@ -80,50 +77,46 @@ impl<'a> Names<'a> {
         if let Some(near) = self.did_you_mean(typed) {
             return near;
         }
-        match self.names.len() {
+        match self.all.len() {
             0 => format!("there are no {what}"),
             n if n <= MAX_SUGGESTIONS => {
-                let listed: Vec<String> = self.names.iter().map(|n| format!("`{n}`")).collect();
+                let listed: Vec<String> = self.all.iter().map(|n| format!("`{n}`")).collect();
                 format!("the {what}: {}", listed.join(", "))
             }
             n => format!("none of the {n} {what} has a similar name"),
         }
     }
 
-    fn search(&self, typed: &str) -> Vec<u32> {
+    fn search(&self, typed: &str) -> Vec<usize> {
         let typed_len = typed.chars().count();
         let limit = (typed_len / 3).max(2);
-        let mut scored: Vec<(usize, u32)> = Vec::new();
-        let mut score = |i: u32| {
-            let d = strsim::damerau_levenshtein(typed, self.names[i as usize]);
+        let mut scored: Vec<(usize, usize)> = Vec::new();
+        let mut score = |i: usize| {
+            let d = strsim::damerau_levenshtein(typed, self.all[i]);
             if d <= limit {
                 scored.push((d, i));
             }
         };
-        if self.names.len() <= SCAN_ALL {
-            (0..self.names.len() as u32).for_each(&mut score);
-        } else {
-            let mut near = self.one_edit(typed);
-            near.sort_unstable();
-            near.dedup();
-            near.iter().copied().for_each(&mut score);
-            let mut by_len = self.by_len.borrow_mut();
-            let by_len = by_len.get_or_insert_with(|| {
-                let mut by_len: Vec<(usize, u32)> = (self.names.iter().enumerate())
-                    .map(|(i, n)| (n.chars().count(), i as u32))
-                    .collect();
-                by_len.sort_unstable();
-                by_len
-            });
-            let from = by_len.partition_point(|&(l, _)| l + limit < typed_len);
-            for &(len, i) in &by_len[from..] {
-                if len > typed_len + limit || self.budget.get() == 0 {
-                    break;
-                }
-                if near.binary_search(&i).is_err() {
-                    self.budget.set(self.budget.get() - 1);
-                    score(i);
-                }
+        let mut near = self.one_edit(typed);
+        near.sort_unstable();
+        near.dedup();
+        near.iter().copied().for_each(&mut score);
+        let mut by_len = self.by_len.borrow_mut();
+        let by_len = by_len.get_or_insert_with(|| {
+            let mut by_len: Vec<(usize, usize)> = (self.all.iter().enumerate())
+                .map(|(i, n)| (n.chars().count(), i))
+                .collect();
+            by_len.sort_unstable();
+            by_len
+        });
+        let from = by_len.partition_point(|&(l, _)| l + limit < typed_len);
+        for &(len, i) in &by_len[from..] {
+            if len > typed_len + limit || self.budget.get() == 0 {
+                break;
+            }
+            if near.binary_search(&i).is_err() {
+                self.budget.set(self.budget.get() - 1);
+                score(i);
             }
         }
         scored.sort_unstable();
@@ -138,12 +131,12 @@ impl<'a> Names<'a> {
 
     /// Names that `typed` could be one edit away from: those sharing `typed`
     /// itself or `typed` less one character, as themselves or less one character.
-    fn one_edit(&self, typed: &str) -> Vec<u32> {
+    fn one_edit(&self, typed: &str) -> Vec<usize> {
         let mut variants = self.variants.borrow_mut();
         let index = variants.get_or_insert_with(|| {
             let mut all = Vec::new();
-            for (i, name) in self.names.iter().enumerate() {
-                for_each_variant(name, |h| all.push((h, i as u32)));
+            for (i, name) in self.all.iter().enumerate() {
+                for_each_variant(name, |h| all.push((h, i)));
             }
             all.sort_unstable();
             all
