@@ -104,7 +104,7 @@ pub enum TableError {
     Invalid { path: PathBuf, message: String },
 }
 
-/// The largest prices file read (LiteLLM's whole map is about 1.5 MiB).
+/// The largest prices file read (the whole `LiteLLM` map is about 1.5 MiB).
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 impl PriceTable {

@@ -171,11 +171,11 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
 /// A value the schema allows but the types do not (`version: 1.0` is an integer
 /// to JSON Schema, not to a `u32`), said at its place.
 fn typed_error(e: &serde_path_to_error::Error<serde_json::Error>, index: &PosIndex) -> Diagnostic {
-    let pointer: String = e
-        .path()
-        .iter()
-        .map(|segment| format!("/{}", tree::escape(&segment.to_string())))
-        .collect();
+    let pointer = e.path().iter().fold(String::new(), |mut pointer, segment| {
+        pointer.push('/');
+        pointer.push_str(&tree::escape(&segment.to_string()));
+        pointer
+    });
     let (pos, len) = index.value(&pointer);
     let span = Span::at(pos, len);
     let inner = e.inner().to_string();

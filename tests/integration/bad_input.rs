@@ -160,9 +160,11 @@ fn issue13_deep_block_nesting_is_refused_by_validate() {
 fn issue13_deep_yaml_and_looping_schemas_do_not_recurse() {
     let home = tempfile::tempdir().unwrap();
     let n = 100_000;
-    let block: String = (1..3_000)
-        .map(|i| format!("{}a:\n", " ".repeat(i)))
-        .collect();
+    let block = (1..3_000).fold(String::new(), |mut block, i| {
+        block.push_str(&" ".repeat(i));
+        block.push_str("a:\n");
+        block
+    });
     let cases = [
         (
             "seq.yaml",

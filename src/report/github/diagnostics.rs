@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::command::{Level, Place, annotation};
 use crate::workflow::diagnostic::MAX_SHOWN;
-use crate::workflow::{FileReport, Severity};
+use crate::workflow::{Diagnostic, FileReport, Severity};
 
 /// One `::error` or `::warning` line per diagnostic in `report`.
 pub fn annotations(report: &FileReport, workspace: Option<&Path>) -> String {
@@ -35,7 +35,10 @@ pub fn annotations(report: &FileReport, workspace: Option<&Path>) -> String {
             "{hidden} more problems in this file; `byok-flow validate --json {}` lists every one",
             report.path.display()
         );
-        let level = if report.diagnostics[MAX_SHOWN..].iter().any(|d| d.is_error()) {
+        let level = if report.diagnostics[MAX_SHOWN..]
+            .iter()
+            .any(Diagnostic::is_error)
+        {
             Level::Error
         } else {
             Level::Warning
