@@ -193,7 +193,7 @@ impl Tag {
                         quote = None;
                     }
                 }
-                None if text[i..].starts_with(close) && depth == 0 => {
+                None if bytes[i..].starts_with(close.as_bytes()) && depth == 0 => {
                     return Some(Tag {
                         kind,
                         depth: deepest,
@@ -230,6 +230,13 @@ mod tests {
 
     fn nested_ifs(n: usize) -> String {
         format!("{}x{}", "{{#if a}}".repeat(n), "{{/if}}".repeat(n))
+    }
+
+    #[test]
+    fn a_tag_with_a_multibyte_character_is_read_without_panicking() {
+        for text in ["{{{é", "{{é}}", "{{{é}}}", "{{#if \"é\"}}é{{/if}}"] {
+            assert!(scan(text).is_ok(), "{text}");
+        }
     }
 
     #[test]
