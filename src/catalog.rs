@@ -130,6 +130,63 @@ pub fn builtin_base_url(name: &str) -> Option<&'static str> {
     builtin(name).map(|b| b.base_url)
 }
 
+/// Which sampling parameters (`temperature`, `top_p`) a model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Either or both.
+    Both,
+    /// One of them: setting both is a 400 (Anthropic's Opus 4.1 and the 4.5 and
+    /// 4.6 families: "`temperature` and `top_p` cannot both be specified for this
+    /// model"). `temperature` is the one sent.
+    OneOf,
+    /// Neither: a non-default value is a 400 (Anthropic's Opus 4.7 and later and the
+    /// 5 family; `OpenAI`'s reasoning models on `OpenAI`'s own API).
+    Neither,
+}
+
+/// What a model of this API takes, by its family: the provider's published rules
+/// (platform.claude.com "Migration guide" and "Model deprecations: API parameter
+/// deprecations"; `OpenAI`'s reasoning guide). An id the rules do not name (a
+/// gateway's alias, say) is sent whatever the workflow sets.
+pub fn sampling(kind: ProviderKind, model: &str) -> Sampling {
+    match kind {
+        ProviderKind::Anthropic => {
+            const NEITHER: [&str; 6] = [
+                "claude-opus-4-7",
+                "claude-opus-4-8",
+                "claude-opus-5",
+                "claude-sonnet-5",
+                "claude-fable-5",
+                "claude-mythos",
+            ];
+            const ONE_OF: [&str; 6] = [
+                "claude-opus-4-1",
+                "claude-opus-4-5",
+                "claude-opus-4-6",
+                "claude-sonnet-4-5",
+                "claude-sonnet-4-6",
+                "claude-haiku-4-5",
+            ];
+            if NEITHER.iter().any(|p| model.starts_with(p)) {
+                Sampling::Neither
+            } else if ONE_OF.iter().any(|p| model.starts_with(p)) {
+                Sampling::OneOf
+            } else {
+                Sampling::Both
+            }
+        }
+        ProviderKind::Openai if openai_reasoning(model) => Sampling::Neither,
+        _ => Sampling::Both,
+    }
+}
+
+/// `OpenAI`'s reasoning models (`o1`, `o3`, `o4-mini`, `gpt-5*`): they take
+/// `max_completion_tokens` and no sampling parameters.
+pub fn openai_reasoning(model: &str) -> bool {
+    model.starts_with('o') && model.chars().nth(1).is_some_and(|c| c.is_ascii_digit())
+        || model.starts_with("gpt-5")
+}
+
 /// Whether a provider of this API can take the model id at all.
 pub fn check_model(kind: ProviderKind, model: &str) -> Result<(), String> {
     if model.chars().any(char::is_whitespace) {
@@ -162,10 +219,40 @@ mod tests {
 
     #[test]
     fn model_families() {
-        assert!(check_model(ProviderKind::Anthropic, "claude-3-5-sonnet-latest").is_ok());
+        assert!(check_model(ProviderKind::Anthropic, "claude-sonnet-4-6").is_ok());
         assert!(check_model(ProviderKind::Anthropic, "gpt-4o").is_err());
         assert!(check_model(ProviderKind::Gemini, "gemini-2.5-pro").is_ok());
         assert!(check_model(ProviderKind::Openai, "gpt 4o").is_err());
+    }
+
+    #[test]
+    fn sampling_rules_by_family() {
+        use ProviderKind::{Anthropic, Openai, OpenaiCompatible};
+        assert_eq!(
+            sampling(Anthropic, "claude-3-7-sonnet-20250219"),
+            Sampling::Both
+        );
+        assert_eq!(
+            sampling(Anthropic, "claude-sonnet-4-20250514"),
+            Sampling::Both
+        );
+        assert_eq!(
+            sampling(Anthropic, "claude-opus-4-1-20250805"),
+            Sampling::OneOf
+        );
+        assert_eq!(sampling(Anthropic, "claude-sonnet-4-5"), Sampling::OneOf);
+        assert_eq!(
+            sampling(Anthropic, "claude-haiku-4-5-20251001"),
+            Sampling::OneOf
+        );
+        assert_eq!(sampling(Anthropic, "claude-sonnet-4-6"), Sampling::OneOf);
+        assert_eq!(sampling(Anthropic, "claude-opus-4-7"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-sonnet-5"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "my-gateway-alias"), Sampling::Both);
+        assert_eq!(sampling(Openai, "o4-mini"), Sampling::Neither);
+        assert_eq!(sampling(Openai, "gpt-5.4-mini"), Sampling::Neither);
+        assert_eq!(sampling(Openai, "gpt-4o"), Sampling::Both);
+        assert_eq!(sampling(OpenaiCompatible, "o3"), Sampling::Both);
     }
 
     #[test]
