@@ -14,6 +14,7 @@ pub mod budget;
 pub mod check;
 pub mod diff;
 pub mod estimate;
+pub mod lifecycle;
 pub mod limits;
 pub mod prices;
 pub mod ratio;
