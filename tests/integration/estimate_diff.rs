@@ -39,6 +39,10 @@ fn repository() -> tempfile::TempDir {
         .replace(
             "model: anthropic/claude-sonnet-4-5-20250929",
             "model: anthropic/claude-sonnet-4-5",
+        )
+        .replace(
+            "model: anthropic/claude-sonnet-4-6",
+            "model: anthropic/claude-sonnet-4-5",
         );
     std::fs::write(root.join("workflows/research.yaml"), &old).unwrap();
     git(root, &["add", "."]);
