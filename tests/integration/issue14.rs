@@ -505,3 +505,78 @@ fn issue14_prices_show_retirement_and_successor() {
         .unwrap();
     assert!(row.ends_with("2026-02-19"), "{row}");
 }
+
+/// Item 7: `data/prices.json` is what `scripts/build-prices.py` builds from the
+/// LiteLLM snapshot and `data/lifecycle.json` (so an edit of the lifecycle list
+/// cannot be forgotten in the table), and a lifecycle entry the build cannot
+/// trust stops it.
+#[test]
+#[ignore = "needs python3"]
+fn issue14_price_table_is_what_the_script_builds_from_the_lifecycle_list() {
+    let root = crate::support::repo();
+    let script = root.join("scripts/build-prices.py");
+    let out = std::process::Command::new("python3")
+        .arg(&script)
+        .output()
+        .expect("python3 (install it: this test is ignored without it)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let built = String::from_utf8_lossy(&out.stdout);
+    let committed = std::fs::read_to_string(root.join("data/prices.json")).unwrap();
+    assert!(
+        built == committed,
+        "data/prices.json is stale: run `python3 scripts/build-prices.py > data/prices.json`"
+    );
+    let log = stderr(&out);
+    assert!(
+        log.contains(
+            "corrected anthropic/claude-3-5-sonnet-20241022: retired 2025-10-01 -> 2025-10-28"
+        ),
+        "the lifecycle list wins over the map, and the change is listed: {log}"
+    );
+
+    let lifecycle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("data/lifecycle.json")).unwrap())
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = [
+        (
+            r#"{"retired": "28 Oct 2025", "source": "anthropic"}"#,
+            "anthropic/claude-3-5-sonnet-20241022",
+            "is not YYYY-MM-DD",
+        ),
+        (
+            r#"{"deprecated": "2026-01-02", "retired": "2026-01-01", "source": "anthropic"}"#,
+            "anthropic/claude-3-5-sonnet-20241022",
+            "deprecated after it is retired",
+        ),
+        (
+            r#"{"retired": "2026-01-01", "source": "anthropic"}"#,
+            "anthropic/claude-no-such-model",
+            "is not a model of the table",
+        ),
+        (
+            r#"{"retired": "2026-01-01", "source": "a-rumour"}"#,
+            "anthropic/claude-3-5-sonnet-20241022",
+            "names no source",
+        ),
+    ];
+    for (facts, model, expected) in bad {
+        let mut edited = lifecycle.clone();
+        edited["models"][model] = serde_json::from_str(facts).unwrap();
+        let file = dir.path().join("lifecycle.json");
+        std::fs::write(&file, edited.to_string()).unwrap();
+        let out = std::process::Command::new("python3")
+            .arg(&script)
+            .arg(root.join("data/upstream/model_prices_and_context_window.json"))
+            .arg(root.join("data/upstream/prices-core.json"))
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{model} {facts}");
+        assert!(
+            stderr(&out).contains(expected),
+            "{expected}: {}",
+            stderr(&out)
+        );
+    }
+}
