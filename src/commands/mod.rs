@@ -56,8 +56,10 @@ pub fn priced_checks(
     out
 }
 
-/// The pricing table of `--prices FILE`, or the built-in one.
+/// The pricing table of `--prices FILE`, or the built-in one (once
+/// `BYOK_FLOW_TODAY`, the day its retirement dates are read as of, is checked).
 pub fn load_prices(file: Option<&Path>) -> Result<PriceTable> {
+    cost::lifecycle::check_as_of().map_err(|(message, hint)| Error::usage(message).hint(hint))?;
     PriceTable::load(file).map_err(|e| {
         Error::usage(e.to_string()).hint(
             "a prices file is JSON like data/prices.json: {\"models\": {\"openai/gpt-4o\": {\"input\": 2.5, \"output\": 10}}}, in dollars per million tokens",

@@ -86,9 +86,34 @@ impl Retirement {
     }
 }
 
-/// Today, `YYYY-MM-DD` in UTC.
+/// The environment variable that names the day retirements are judged on.
+pub const AS_OF: &str = "BYOK_FLOW_TODAY";
+
+/// Today, `YYYY-MM-DD` in UTC; or the day `BYOK_FLOW_TODAY` names, to see what
+/// breaks on a day to come (the tests pin it, so no test fails on a calendar date).
+/// A value that is not a day is refused by [`check_as_of`] before it is read here.
 pub fn today() -> String {
-    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()[..10].to_string()
+    match std::env::var(AS_OF) {
+        Ok(day) if is_date(&day) => day,
+        _ => humantime::format_rfc3339_seconds(SystemTime::now()).to_string()[..10].to_string(),
+    }
+}
+
+/// Whether `BYOK_FLOW_TODAY`, when set, is a day: what is wrong and how to fix it.
+pub fn check_as_of() -> Result<(), (String, String)> {
+    match std::env::var_os(AS_OF) {
+        None => Ok(()),
+        Some(day) if day.to_str().is_some_and(is_date) => Ok(()),
+        Some(day) => Err((
+            format!(
+                "{AS_OF}={} is not a day",
+                crate::printable::escape(&day.to_string_lossy())
+            ),
+            format!(
+                "write it as YYYY-MM-DD, like 2027-01-14, or unset {AS_OF} to judge retirements as of today"
+            ),
+        )),
+    }
 }
 
 /// Whether `text` is a `YYYY-MM-DD` date (compared as text, so the form matters).

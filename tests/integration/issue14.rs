@@ -379,12 +379,16 @@ fn issue14_provider_404_for_a_retired_model_says_so() {
 
 /// Item 7, done when: the examples name models served today. GPT-4o stays the
 /// writer (the project's example), so the one warning left is its announced
-/// retirement; nothing in them is retired.
+/// retirement; nothing in them is retired. When this fails because a model
+/// retired, move the examples (and `src/init/research.yaml`) to its successor.
 #[test]
 fn issue14_examples_name_no_retired_model() {
     let dir = tempfile::tempdir().unwrap();
     let files = ["research.yaml", "pr-review.yaml", "market-scan.yaml"].map(example);
+    // On the real date, not the tests' pinned one: this is the test that fails
+    // when a model of the examples retires.
     let out = byok_flow(dir.path())
+        .env_remove("BYOK_FLOW_TODAY")
         .arg("validate")
         .args(&files)
         .output()
@@ -579,4 +583,58 @@ fn issue14_price_table_is_what_the_script_builds_from_the_lifecycle_list() {
             stderr(&out)
         );
     }
+}
+
+/// Item 7: retirements are judged as of `BYOK_FLOW_TODAY` when it is set: what
+/// breaks on a day to come (GPT-4o, the examples' writer, on its retirement day),
+/// and what was only deprecated the day before; a value that is not a day is
+/// refused, not ignored.
+#[test]
+fn issue14_retirements_are_judged_as_of_byok_flow_today() {
+    let dir = tempfile::tempdir().unwrap();
+    let research = example("research.yaml");
+    let on = |day: &str| {
+        byok_flow(dir.path())
+            .env("BYOK_FLOW_TODAY", day)
+            .arg("validate")
+            .arg(&research)
+            .output()
+            .unwrap()
+    };
+    let out = on("2027-01-14");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("`openai/gpt-4o` was retired on 2027-01-14: requests to it fail"),
+        "{text}"
+    );
+    let out = on("2027-01-13");
+    let text = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("`openai/gpt-4o` is deprecated and retires on 2027-01-14"),
+        "{text}"
+    );
+    for bad in ["tomorrow", "2027-1-14", ""] {
+        let out = on(bad);
+        let text = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {text}");
+        assert!(
+            text.contains(&format!("BYOK_FLOW_TODAY={bad} is not a day"))
+                && text.contains("YYYY-MM-DD"),
+            "{bad}: {text}"
+        );
+    }
+    // `prices` reads the dates as of the same day.
+    let out = byok_flow(dir.path())
+        .env("BYOK_FLOW_TODAY", "2027-02-01")
+        .args(["prices", "openai/gpt-4o"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("retired ") && l.trim_end().ends_with("2027-01-14")),
+        "{text}"
+    );
 }
