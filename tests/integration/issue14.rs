@@ -511,7 +511,7 @@ fn issue14_prices_show_retirement_and_successor() {
 }
 
 /// Item 7: `data/prices.json` is what `scripts/build-prices.py` builds from the
-/// LiteLLM snapshot and `data/lifecycle.json` (so an edit of the lifecycle list
+/// `LiteLLM` snapshot and `data/lifecycle.json` (so an edit of the lifecycle list
 /// cannot be forgotten in the table), and a lifecycle entry the build cannot
 /// trust stops it.
 #[test]
