@@ -150,33 +150,68 @@ pub enum Sampling {
 /// gateway's alias, say) is sent whatever the workflow sets.
 pub fn sampling(kind: ProviderKind, model: &str) -> Sampling {
     match kind {
-        ProviderKind::Anthropic => {
-            const NEITHER: [&str; 6] = [
-                "claude-opus-4-7",
-                "claude-opus-4-8",
-                "claude-opus-5",
-                "claude-sonnet-5",
-                "claude-fable-5",
-                "claude-mythos",
-            ];
-            const ONE_OF: [&str; 6] = [
-                "claude-opus-4-1",
-                "claude-opus-4-5",
-                "claude-opus-4-6",
-                "claude-sonnet-4-5",
-                "claude-sonnet-4-6",
-                "claude-haiku-4-5",
-            ];
-            if NEITHER.iter().any(|p| model.starts_with(p)) {
-                Sampling::Neither
-            } else if ONE_OF.iter().any(|p| model.starts_with(p)) {
-                Sampling::OneOf
-            } else {
-                Sampling::Both
-            }
-        }
+        ProviderKind::Anthropic => claude_sampling(model),
         ProviderKind::Openai if openai_reasoning(model) => Sampling::Neither,
         _ => Sampling::Both,
+    }
+}
+
+/// Claude's rule by version, so a model released after this was written follows
+/// its family: from 4.5 on (and Opus 4.1) `temperature` or `top_p`, not both;
+/// Opus from 4.7 on and every model from 5 on, neither. Claude Mythos has no
+/// version in its id and takes neither.
+fn claude_sampling(model: &str) -> Sampling {
+    let Some((name, version)) = claude_version(model) else {
+        return if model.starts_with("claude-mythos") {
+            Sampling::Neither
+        } else {
+            Sampling::Both
+        };
+    };
+    if version >= (5, 0) || name == "opus" && version >= (4, 7) {
+        Sampling::Neither
+    } else if version >= (4, 5) || name == "opus" && version == (4, 1) {
+        Sampling::OneOf
+    } else {
+        Sampling::Both
+    }
+}
+
+/// A Claude model's family and version: `claude-sonnet-4-5-20250929` is
+/// `("sonnet", (4, 5))`, `claude-opus-4-20250514` is `("opus", (4, 0))`, and the
+/// older order `claude-3-7-sonnet-latest` is `("sonnet", (3, 7))`. A date (8 digits)
+/// is not a minor version. `None` for an id of another shape.
+fn claude_version(model: &str) -> Option<(&str, (u32, u32))> {
+    let rest = model.strip_prefix("claude-")?;
+    // A minor version is one or two digits; `@20250929` (a gateway's snapshot
+    // suffix) and other tails after the digits are ignored.
+    let number = |part: &str| -> Option<u32> {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        (1..=2)
+            .contains(&digits.len())
+            .then(|| digits.parse().ok())?
+    };
+    let is_name = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase());
+    let parts: Vec<&str> = rest.split('-').collect();
+    match parts.as_slice() {
+        // claude-sonnet-4-5…, claude-opus-4-20250514, claude-sonnet-5
+        [name, major, tail @ ..] if is_name(name) => {
+            let major = number(major)?;
+            let minor = tail.first().and_then(|p| number(p)).unwrap_or(0);
+            Some((name, (major, minor)))
+        }
+        // claude-3-7-sonnet…, claude-3-opus…, claude-4-opus-20250514
+        [major, second, tail @ ..] => {
+            let major = number(major)?;
+            match number(second) {
+                Some(minor) => tail
+                    .first()
+                    .filter(|p| is_name(p))
+                    .map(|n| (*n, (major, minor))),
+                None => is_name(second).then_some((*second, (major, 0))),
+            }
+        }
+        _ => None,
     }
 }
 
@@ -249,6 +284,32 @@ mod tests {
         assert_eq!(sampling(Anthropic, "claude-opus-4-7"), Sampling::Neither);
         assert_eq!(sampling(Anthropic, "claude-sonnet-5"), Sampling::Neither);
         assert_eq!(sampling(Anthropic, "my-gateway-alias"), Sampling::Both);
+        // By version, so models to come follow their family.
+        assert_eq!(sampling(Anthropic, "claude-opus-4-8"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-fable-5"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-haiku-5-1"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-mythos"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-sonnet-4-7"), Sampling::OneOf);
+        assert_eq!(sampling(Anthropic, "claude-haiku-4-6"), Sampling::OneOf);
+        assert_eq!(
+            sampling(Anthropic, "claude-opus-4-6-20260205"),
+            Sampling::OneOf
+        );
+        assert_eq!(
+            sampling(Anthropic, "claude-sonnet-4-5@20250929"),
+            Sampling::OneOf
+        );
+        assert_eq!(sampling(Anthropic, "claude-opus-4-0"), Sampling::Both);
+        assert_eq!(
+            sampling(Anthropic, "claude-4-opus-20250514"),
+            Sampling::Both
+        );
+        assert_eq!(sampling(Anthropic, "claude-3-opus-latest"), Sampling::Both);
+        assert_eq!(
+            sampling(Anthropic, "claude-3-5-haiku-20241022"),
+            Sampling::Both
+        );
+        assert_eq!(sampling(Anthropic, "claude-instant-1.2"), Sampling::Both);
         assert_eq!(sampling(Openai, "o4-mini"), Sampling::Neither);
         assert_eq!(sampling(Openai, "gpt-5.4-mini"), Sampling::Neither);
         assert_eq!(sampling(Openai, "gpt-4o"), Sampling::Both);
