@@ -126,7 +126,8 @@ fn dig_text(text: &str, depth: usize) -> (Option<String>, Option<String>) {
     let trimmed = text.trim();
     if depth <= MAX_DEPTH {
         if let Some(start) = trimmed.find('{') {
-            if let Some(end) = trimmed.rfind('}') {
+            // The last `}` after the first `{` (a body like `} … {` has none).
+            if let Some(end) = trimmed[start..].rfind('}').map(|end| start + end) {
                 let inner = &trimmed[start..=end];
                 if let Ok(json) = serde_json::from_str::<Json>(inner) {
                     if let (kind, Some(message)) = dig(&json, depth + 1) {
@@ -333,6 +334,18 @@ mod tests {
             said(422, fastapi),
             (Some("value_error.missing".into()), "field required".into())
         );
+    }
+
+    #[test]
+    /// A closing brace before the first opening one: no JSON to dig, no panic
+    /// (found by the property test).
+    #[test]
+    fn braces_in_the_wrong_order() {
+        for body in ["} then {", "\u{a836}ゆTȺ\\}Nv{Ѩ", "}{", "x}y{z}"] {
+            let (_, message) = said(400, body);
+            assert!(!message.is_empty(), "{body}");
+        }
+        assert_eq!(said(400, "} then {").1, "} then {");
     }
 
     #[test]
