@@ -384,29 +384,35 @@ fn issue14_provider_404_for_a_retired_model_says_so() {
 #[test]
 fn issue14_examples_name_no_retired_model() {
     let dir = tempfile::tempdir().unwrap();
-    let files = ["research.yaml", "pr-review.yaml", "market-scan.yaml"].map(example);
+    let mut files = ["research.yaml", "pr-review.yaml", "market-scan.yaml"]
+        .map(example)
+        .to_vec();
+    // What `byok-flow init` writes into people's repositories.
+    files.push(crate::support::repo().join("src/init/research.yaml"));
     // On the real date, not the tests' pinned one: this is the test that fails
     // when a model of the examples retires.
     let out = byok_flow(dir.path())
         .env_remove("BYOK_FLOW_TODAY")
-        .arg("validate")
+        .args(["validate", "--json"])
         .args(&files)
         .output()
         .unwrap();
-    let text = stderr(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{text}");
-    assert!(!text.contains("retired-model"), "{text}");
-    let deprecated: Vec<&str> = text
-        .lines()
-        .filter(|l| l.contains("is deprecated"))
-        .collect();
-    assert!(
-        deprecated
-            .iter()
-            .all(|l| l.contains("`openai/gpt-4o` is deprecated")),
-        "{text}"
-    );
-    assert!(!text.contains("workflow::sampling"), "{text}");
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for file in report["files"].as_array().unwrap() {
+        assert_eq!(file["errors"], 0, "{file}");
+        for d in file["diagnostics"].as_array().unwrap() {
+            assert_eq!(d["code"], "workflow::deprecated-model", "{d}");
+            assert!(
+                d["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("`openai/gpt-4o` is deprecated"),
+                "{d}"
+            );
+        }
+    }
 }
 
 /// Item 8: Opus 4.1 and the 4.5 and 4.6 families take `temperature` or `top_p`,
