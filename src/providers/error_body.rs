@@ -336,7 +336,6 @@ mod tests {
         );
     }
 
-    #[test]
     /// A closing brace before the first opening one: no JSON to dig, no panic
     /// (found by the property test).
     #[test]
