@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::keys::redact;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
+use crate::tools::ToolName;
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, Copy)]
@@ -32,6 +33,11 @@ pub enum Event<'a> {
     AgentProgress {
         agent: &'a str,
         chars: usize,
+    },
+    /// The provider started running a server-side tool for the agent (a web search).
+    AgentTool {
+        agent: &'a str,
+        tool: ToolName,
     },
     /// An agent succeeded or failed.
     AgentFinished {
@@ -130,9 +136,10 @@ impl<'a> Redacted<'a> {
                 std::borrow::Cow::Owned(clean) => Some(Redacted::Warning(clean)),
                 std::borrow::Cow::Borrowed(_) => None,
             },
-            Event::RunStarted { .. } | Event::AgentStarted { .. } | Event::AgentProgress { .. } => {
-                None
-            }
+            Event::RunStarted { .. }
+            | Event::AgentStarted { .. }
+            | Event::AgentProgress { .. }
+            | Event::AgentTool { .. } => None,
         }
     }
 
@@ -162,7 +169,13 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     ]
     .into_iter()
     .flatten()
-    .chain(record.attempts.iter().map(|a| a.outcome.as_str()));
+    .chain(record.attempts.iter().map(|a| a.outcome.as_str()))
+    .chain(
+        record
+            .citations
+            .iter()
+            .flat_map(|c| [c.url.as_str(), c.title.as_str(), c.quoted.as_str()]),
+    );
     let dirty = texts.any(redact::holds_secret)
         || record.json.as_ref().is_some_and(redact::json_holds_secret);
     if !dirty {
@@ -184,6 +197,11 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     }
     for attempt in &mut clean.attempts {
         redact::in_place(&mut attempt.outcome);
+    }
+    for c in &mut clean.citations {
+        for text in [&mut c.url, &mut c.title, &mut c.quoted] {
+            redact::in_place(text);
+        }
     }
     Some(clean)
 }

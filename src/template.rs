@@ -3,7 +3,7 @@
 //! not be able to pull a file or an environment variable into a prompt).
 //!
 //! References are read from the parsed template, not by regex: every
-//! `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json…` it mentions, with
+//! `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json…` and `agents.NAME.citations` it mentions, with
 //! its offset in the template text so errors can point at it.
 
 mod compile;
@@ -33,7 +33,8 @@ const MAX_NESTING: usize = 3;
 pub enum Target {
     /// `inputs.NAME`
     Input(String),
-    /// `agents.NAME.output` (`json: false`) or `agents.NAME.json…` (`json: true`)
+    /// `agents.NAME.output` or `agents.NAME.citations` (`json: false`), or
+    /// `agents.NAME.json…` (`json: true`)
     Agent { name: String, json: bool },
 }
 
@@ -333,8 +334,13 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
             name: (*name).to_string(),
             json: true,
         }),
+        // The sources its reply cites (agents with `tools`): a list of `{url, title, quoted}`.
+        ["agents", name, "citations", ..] => Ok(Target::Agent {
+            name: (*name).to_string(),
+            json: false,
+        }),
         ["agents", name, other, ..] => Err(format!(
-            "`{raw}`: an agent has `output` and `json`, not `{other}`; write `agents.{name}.output`"
+            "`{raw}`: an agent has `output`, `json` and `citations`, not `{other}`; write `agents.{name}.output`"
         )),
         ["agents", name] => Err(format!("`{raw}` is not text; write `agents.{name}.output`")),
         ["agents"] => Err("`agents` alone is not text; write `agents.NAME.output`".to_string()),

@@ -90,6 +90,8 @@ pub async fn execute(
         depends_on: depends_on[i].clone(),
         timing: None,
         estimate: estimates.get(i).copied().flatten(),
+        citations: Vec::new(),
+        cache_saved_usd: None,
     };
     let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
     // When each agent became ready, was held by the budget, started, ended.
@@ -145,6 +147,7 @@ pub async fn execute(
                             answered_by: (out.model != models[i].1).then(|| out.model.clone()),
                             attempts: out.attempts.clone(),
                             cached: out.cached,
+                            citations: out.citations.clone(),
                             ..record_of(i, AgentStatus::Succeeded, None)
                         },
                         &out.bill,
@@ -253,6 +256,7 @@ pub async fn execute(
             max_usd: Some(e.total.max_usd.micro_dollars())
                 .filter(|_| !e.total.is_lower_bound() && e.total.unbounded.is_empty()),
         }),
+        cache_saved_usd: None,
         agents,
         outputs,
         usage: Usage::default(),
@@ -273,6 +277,7 @@ fn billed(record: AgentRecord, bill: &Bill) -> AgentRecord {
             .max_cost
             .filter(|_| bill.unknown)
             .map(Usd::micro_dollars),
+        cache_saved_usd: bill.cache_saved(),
         ..record
     }
 }

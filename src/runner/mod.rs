@@ -34,6 +34,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
 use crate::cache::{self, Cache, Endpoint, Entry, Key, Lookup};
+use crate::catalog::ProviderKind;
 use crate::cost::bill::Bill;
 use crate::cost::budget::{Budget, BudgetGate};
 use crate::cost::prices::PriceTable;
@@ -41,11 +42,13 @@ use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
+use crate::prompt_cache::{self, CacheMode};
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
 use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
 use crate::scheduler::{self, Gate, Open};
 use crate::template::Renderer;
+use crate::tools::{Citation, Tool};
 use crate::workflow::Checked;
 
 /// What a run needs beyond the workflow.
@@ -93,6 +96,8 @@ pub struct AgentOutput {
     pub attempts: Vec<Attempt>,
     /// It came from the cache: no call was made, and its bill is zero.
     pub cached: bool,
+    /// The sources its reply cites (`agents.NAME.citations`).
+    pub citations: Vec<Citation>,
 }
 
 impl AgentOutput {
@@ -107,6 +112,7 @@ impl AgentOutput {
             model: entry.model,
             attempts: Vec::new(),
             cached: true,
+            citations: entry.citations,
         }
     }
 }
@@ -181,6 +187,13 @@ pub struct AgentRunner {
     /// Each agent's model, then its fallback models: tokenizer and price (`None`:
     /// unpriced). The first is the agent's own.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    /// The API of each of those models, which decides how its tools are used.
+    kinds: Vec<Vec<ProviderKind>>,
+    /// Each agent's server-side tools.
+    tools: Vec<Vec<Tool>>,
+    /// Each agent's prompt caching: its mode, and the fewest tokens its provider
+    /// caches (`None`: its provider does nothing with a marked prefix).
+    caching: Vec<(CacheMode, Option<u64>)>,
     /// A `--mock` run: nothing is ever billed.
     mock: bool,
     /// The run's budget, if it has one: every attempt reserves from it and pays.
@@ -295,6 +308,7 @@ impl AgentRunner {
         let entry = Entry {
             usage: output.bill.usage,
             stop_reason: output.stop_reason.clone(),
+            citations: output.citations.clone(),
             ..Entry::new(
                 &key,
                 output.model.clone(),
@@ -326,6 +340,10 @@ impl AgentRunner {
             if let Some(json) = &out.json {
                 entry.insert("json".into(), json.clone());
             }
+            entry.insert(
+                "citations".into(),
+                serde_json::to_value(&out.citations).unwrap_or_default(),
+            );
             agents.insert(self.names[*i].clone(), Json::Object(entry));
         }
         json!({ "inputs": self.inputs, "agents": agents })
@@ -343,6 +361,16 @@ impl AgentRunner {
         let system = spec.system.as_ref().map(|_| render("system")).transpose()?;
         let prompt = render("prompt")?;
         let call = &self.calls[agent];
+        let (mode, minimum) = self.caching[agent];
+        let cache = minimum.and_then(|minimum| {
+            prompt_cache::plan(
+                mode,
+                spec.system.as_deref().zip(system.as_deref()),
+                (&spec.prompt, &prompt),
+                minimum,
+                prompt_cache::approx_tokens,
+            )
+        });
         Ok(Request {
             provider: call.provider.clone(),
             model: call.model.clone(),
@@ -354,6 +382,8 @@ impl AgentRunner {
             stop: spec.stop.clone(),
             output: spec.output,
             schema: spec.schema.clone(),
+            tools: self.tools[agent].clone(),
+            cache,
             stream: spec.stream.or(defaults.stream).unwrap_or(true),
             timeout: spec.timeout.or(defaults.timeout).map(|d| d.0),
             key: None,
@@ -445,10 +475,17 @@ impl scheduler::Runner for AgentRunner {
             let mut request = prepared.request;
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let (tool_name, tool_bus) = (name.clone(), bus.clone());
             request.progress = Progress::new(move |chars| {
                 bus.emit(&Event::AgentProgress {
                     agent: &name,
                     chars,
+                });
+            })
+            .on_tool(move |tool| {
+                tool_bus.emit(&Event::AgentTool {
+                    agent: &tool_name,
+                    tool,
                 });
             });
             let (name, bus) = (self.names[agent].clone(), self.bus.clone());
@@ -486,6 +523,7 @@ impl scheduler::Runner for AgentRunner {
                         model: answer.model,
                         attempts: called.attempts,
                         cached: false,
+                        citations: answer.reply.citations,
                     };
                     // Written now, not at the end of the run, so a killed run resumes here.
                     if let Some(key) = cache_key {

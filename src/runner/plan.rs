@@ -18,6 +18,7 @@ use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::Tokenizer;
 use crate::events::Bus;
 use crate::keys;
+use crate::prompt_cache;
 use crate::providers::anthropic::Anthropic;
 use crate::providers::call::{Retirement, Target};
 use crate::providers::client::{HttpProvider, Keys};
@@ -28,6 +29,7 @@ use crate::providers::openai::OpenAi;
 use crate::providers::wire::Wire;
 use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Request};
 use crate::template::Renderer;
+use crate::tools;
 use crate::workflow::Checked;
 use crate::workflow::providers::{self as workflow_providers, ProviderInfo};
 
@@ -180,6 +182,59 @@ pub fn prepare_with(
                 .collect()
         })
         .collect();
+    let kind_of = |model: &str| {
+        if settings.mock {
+            return ProviderKind::Mock;
+        }
+        let provider = model.split_once('/').map_or(model, |(p, _)| p);
+        workflow_providers::resolve(w, provider).map_or(ProviderKind::Mock, |info| info.kind)
+    };
+    let kinds = w
+        .agents
+        .values()
+        .map(|a| {
+            std::iter::once(&a.model)
+                .chain(&a.fallback)
+                .map(|m| kind_of(m))
+                .collect()
+        })
+        .collect();
+    let tools = w
+        .agents
+        .values()
+        .map(|a| {
+            a.tools
+                .iter()
+                .map(|entry| tools::parse_entry(&entry.0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|problems| {
+                    let first = problems
+                        .into_iter()
+                        .next()
+                        .map(|p| p.message)
+                        .unwrap_or_default();
+                    format!("a `tools:` entry cannot be read: {first}")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let caching = w
+        .agents
+        .values()
+        .map(|a| {
+            let mode = a.cache.or(w.defaults.cache).unwrap_or_default();
+            let minimum = match kind_of(&a.model) {
+                ProviderKind::Anthropic => Some(
+                    price(&a.model)
+                        .and_then(|p| p.cache_min_tokens)
+                        .unwrap_or_else(|| prompt_cache::default_minimum(a.model_id())),
+                ),
+                ProviderKind::Mock => Some(prompt_cache::default_minimum(a.model_id())),
+                ProviderKind::Openai => Some(prompt_cache::OPENAI_MINIMUM),
+                ProviderKind::Gemini | ProviderKind::OpenaiCompatible => None,
+            };
+            (mode, minimum)
+        })
+        .collect();
     let refresh = downstream_of(&checked_refresh(&checked, &settings.refresh), &checked);
     Ok((
         AgentRunner {
@@ -192,6 +247,9 @@ pub fn prepare_with(
             retries,
             bus: bus.clone(),
             candidates,
+            kinds,
+            tools,
+            caching,
             mock: settings.mock,
             budget: settings.budget().map(Budget::new),
             ratios: InputRatios::default(),

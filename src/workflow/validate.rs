@@ -15,6 +15,7 @@ use crate::catalog;
 use crate::dag::{Dag, EdgeKind};
 use crate::suggest::Names;
 use crate::template::{self, Target};
+use crate::tools;
 
 /// A workflow that passed every check, with its graph.
 #[derive(Debug, Clone)]
@@ -47,6 +48,7 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
     };
     c.names();
     c.providers();
+    c.tools();
     let edges = c.templates_and_needs();
     c.outputs();
     let names: Vec<String> = loaded.workflow.agents.keys().cloned().collect();
@@ -484,6 +486,102 @@ impl Checker<'_> {
             );
             // One warning per agent: its fallbacks would repeat it.
             return;
+        }
+    }
+
+    /// Checks every agent's `tools:` entries, and that its model and each fallback
+    /// model can run them with their options (SPEC §11).
+    fn tools(&mut self) {
+        for (name, agent) in &self.w.agents {
+            let base = format!("/agents/{}", escape(name));
+            if !agent.tools.is_empty() && agent.output == OutputKind::Json {
+                self.out.push(
+                    Diagnostic::error(
+                        "workflow::tools",
+                        self.key_span(&format!("{base}/tools")),
+                        "an agent with `tools` answers in text, so it cannot have `output: json`",
+                    )
+                    .agent(name)
+                    .help("let another agent turn its notes into JSON: give that agent `output: json` and `{{agents.NAME.output}}` in its prompt"),
+                );
+            }
+            let mut seen = Vec::new();
+            let mut parsed = Vec::new();
+            for (i, entry) in agent.tools.iter().enumerate() {
+                let pointer = format!("{base}/tools/{i}");
+                match tools::parse_entry(&entry.0) {
+                    Ok(tool) if seen.contains(&tool.name) => {
+                        self.out.push(
+                            Diagnostic::error(
+                                "workflow::tools",
+                                self.value_span(&pointer),
+                                format!("`{}` is listed twice", tool.name),
+                            )
+                            .agent(name)
+                            .help("list each tool once, with all its options"),
+                        );
+                    }
+                    Ok(tool) => {
+                        seen.push(tool.name);
+                        parsed.push((pointer, tool));
+                    }
+                    Err(problems) => {
+                        for p in problems {
+                            let at = format!("{pointer}{}", p.at);
+                            let span = if p.key {
+                                self.key_span(&at)
+                            } else {
+                                self.value_span(&at)
+                            };
+                            self.out.push(
+                                Diagnostic::error("workflow::tools", span, p.message)
+                                    .agent(name)
+                                    .help(p.help),
+                            );
+                        }
+                    }
+                }
+            }
+            let models = std::iter::once((format!("{base}/model"), &agent.model)).chain(
+                agent
+                    .fallback
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (format!("{base}/fallback/{i}"), m)),
+            );
+            for (j, (model_pointer, model)) in models.enumerate() {
+                let Some((provider, id)) = model.split_once('/') else {
+                    continue;
+                };
+                let Ok(info) = providers::resolve(self.w, provider) else {
+                    continue;
+                };
+                let offer = tools::offer(info.kind, id);
+                for (pointer, tool) in &parsed {
+                    let Err(refusals) = offer.check(tool, model) else {
+                        continue;
+                    };
+                    for r in refusals {
+                        // The agent's own model: at the tool; a fallback: at the fallback.
+                        let (span, message) = match (j, r.option) {
+                            (0, Some(option)) => (
+                                self.key_span(&format!("{pointer}/{}/{option}", tool.name)),
+                                r.message,
+                            ),
+                            (0, None) => (self.value_span(pointer), r.message),
+                            _ => (
+                                self.value_span(&model_pointer),
+                                format!("fallback {}, which this agent's `tools` needs", r.message),
+                            ),
+                        };
+                        self.out.push(
+                            Diagnostic::error("workflow::tools", span, message)
+                                .agent(name)
+                                .help(r.help),
+                        );
+                    }
+                }
+            }
         }
     }
 
