@@ -40,6 +40,13 @@ What it does, so the output can be checked by reading this file:
     prints each date it changes on stderr. Every successor must be a model (or
     alias) of the table or a model the provider names that the map does not
     price yet; a lifecycle entry for a model the table lacks is an error.
+  - prices the tools the providers run (`web_search`, `web_fetch`, dollars per
+    1,000 uses): LiteLLM's `search_context_cost_per_query` (the medium search
+    context, the default) where present, billed per query for Gemini 3
+    (`web_search_billing_unit: per_query`) and per grounded prompt for older
+    Gemini models; else data/tool-prices.json (a documented list: per model, then
+    per provider family); and the fewest tokens Anthropic caches
+    (`prompt_cache_min_tokens`, else the same list).
 """
 
 import json
@@ -88,7 +95,52 @@ ALIASES = {
 }
 
 TIER_THRESHOLDS = [128_000, 200_000, 256_000, 272_000]
-PRICE_FIELDS = ["input", "output", "cache_read", "cache_write", "cache_write_1h"]
+PRICE_FIELDS = ["input", "output", "cache_read", "cache_write", "cache_write_1h", "web_search", "web_fetch"]
+
+
+def gemini_generation(model):
+    """The major version of a Gemini model id (`gemini-2.5-flash`: 2), 0 when unknown."""
+    m = re.match(r"gemini-(\d+)", model)
+    return int(m.group(1)) if m else 0
+
+
+def search_model(model):
+    """OpenAI's models that search the web in Chat Completions."""
+    return "-search-preview" in model or "-search-api" in model
+
+
+def upstream_tools(key, raw, row):
+    """Tool fees and the cache minimum from an upstream entry, where it has them."""
+    per_query = (raw.get("search_context_cost_per_query") or {}).get("search_context_size_medium")
+    provider, model = key.split("/", 1)
+    if per_query is not None and (provider != "openai" or search_model(model)):
+        fee = {"per_1k": round(float(per_query) * 1000, 6)}
+        if provider == "gemini" and raw.get("web_search_billing_unit") != "per_query":
+            fee["per_request"] = True
+        row["web_search"] = fee
+    if raw.get("prompt_cache_min_tokens") is not None:
+        row["cache_min_tokens"] = int(raw["prompt_cache_min_tokens"])
+
+
+def listed_tools(key, row, listed):
+    """Fees and minimums the documented list gives, for what upstream lacks."""
+    provider, model = key.split("/", 1)
+    for field, value in listed["models"].get(key, {}).items():
+        row.setdefault(field, value)
+    family = None
+    if provider == "anthropic":
+        family = "anthropic"
+    elif provider == "openai" and search_model(model):
+        family = "openai-search"
+    elif provider == "gemini" and model.startswith("gemini-") and gemini_generation(model) >= 2:
+        family = "gemini-3" if gemini_generation(model) >= 3 else "gemini"
+    for field, value in listed["defaults"].get(family, {}).items():
+        row.setdefault(field, value)
+    if provider == "anthropic" and "cache_min_tokens" not in row:
+        # The longest prefix of the model's key the list names.
+        matches = [p for p in listed["cache_min_tokens"] if key.startswith(p)]
+        if matches:
+            row["cache_min_tokens"] = listed["cache_min_tokens"][max(matches, key=len)]
 
 
 def per_million(value):
@@ -221,13 +273,15 @@ def merge_lifecycle(models, aliases, path, corrections):
             print(f"lifecycle {key}: successor {successor} is not priced yet", file=sys.stderr)
 
 
-def build(upstream_path, legacy_path, lifecycle_path):
+def build(upstream_path, legacy_path, lifecycle_path, tools_path):
     upstream = json.loads(Path(upstream_path).read_text())
     legacy = json.loads(Path(legacy_path).read_text())["models"]
+    listed = json.loads(Path(tools_path).read_text())
     corrections = []
     models = {}
     for key, raw in selected(upstream):
         models[key] = entry(raw)
+        upstream_tools(key, raw, models[key])
     for name, raw in legacy.items():
         if raw.get("snapshot") != "legacy" or raw.get("mode") != "chat":
             continue
@@ -247,6 +301,7 @@ def build(upstream_path, legacy_path, lifecycle_path):
             row["retired"] = raw["deprecation_date"]
         models.setdefault(key, row)
     for key, row in models.items():
+        listed_tools(key, row, listed)
         if key.startswith("anthropic/"):
             fix_anthropic(key, row, corrections)
         # byok-flow bills a cache-write token at the cache-write price instead of the
@@ -304,7 +359,7 @@ def main():
     upstream = args[0] if args else ROOT / "data/upstream/model_prices_and_context_window.json"
     legacy = args[1] if len(args) > 1 else ROOT / "data/upstream/prices-core.json"
     lifecycle = args[2] if len(args) > 2 else ROOT / "data/lifecycle.json"
-    table = build(upstream, legacy, lifecycle)
+    table = build(upstream, legacy, lifecycle, ROOT / "data/tool-prices.json")
     json.dump(table, sys.stdout, indent=1)
     sys.stdout.write("\n")
     print(f"{len(table['models'])} models, {len(table['aliases'])} aliases", file=sys.stderr)

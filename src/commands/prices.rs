@@ -229,6 +229,22 @@ fn detail(table: &PriceTable, query: &str, as_json: bool) -> String {
             )
         }),
     );
+    let fee = |t: Option<crate::cost::prices::ToolPrice>, unit: &str| {
+        t.map(|t| {
+            let per = if t.per_request {
+                "grounded request"
+            } else {
+                unit
+            };
+            format!("{} per 1,000 (per {per})", per_million(t.per_1k))
+        })
+    };
+    add("web search", fee(e.web_search, "search"));
+    add("web fetch", fee(e.web_fetch, "fetch"));
+    add(
+        "cached from",
+        e.cache_min_tokens.map(|n| format!("{n} prompt tokens")),
+    );
     add(
         "context window",
         e.context_window.map(|n| format!("{n} tokens")),

@@ -460,15 +460,49 @@ fn refuse(estimate: &Estimate, max_usd: f64) -> Option<Error> {
         );
     }
     if !total.unbounded.is_empty() {
+        let why: Vec<String> = estimate
+            .agents
+            .iter()
+            .filter(|a| total.unbounded.contains(&a.name))
+            .map(|a| {
+                let reason = a.unbounded.as_deref().unwrap_or("its cost has no bound");
+                format!("`{}`: {reason}", a.name)
+            })
+            .collect();
         return Some(
             Error::new(
                 Exit::Budget,
                 format!(
-                    "the budget of {budget} cannot be enforced: no `max_tokens` and no known output limit bound the cost of {}",
-                    listed(&total.unbounded)
+                    "the budget of {budget} cannot be enforced: nothing bounds the cost of {}",
+                    why.join("; ")
                 ),
             )
-            .hint("set `max_tokens` on those agents, or under `defaults:`"),
+            .hint("set `max_tokens` on those agents (or under `defaults:`); for a tool billed per use with no cap, use a model billed per request (Gemini 2.5) or one that takes `max_uses` (Anthropic), or run without a budget"),
+        );
+    }
+    // A budget counts every use a tool may make: the number must be the user's.
+    let assumed: Vec<String> = estimate
+        .agents
+        .iter()
+        .filter(|a| !a.cached)
+        .flat_map(|a| {
+            a.tools
+                .iter()
+                .filter(|t| t.default_uses)
+                .map(move |t| format!("`{}` on `{}`", t.tool, a.name))
+        })
+        .collect();
+    if !assumed.is_empty() {
+        return Some(
+            Error::new(
+                Exit::Budget,
+                format!(
+                    "with a budget, every tool needs its own `max_uses`: {} has none (byok-flow would send and reserve {})",
+                    assumed.join(", "),
+                    crate::tools::DEFAULT_MAX_USES
+                ),
+            )
+            .hint("set it, like `tools: [{web_search: {max_uses: 3}}]`: each use is paid for, and the budget reserves every one"),
         );
     }
     (total.expected_usd > budget).then(|| {

@@ -20,8 +20,11 @@
 //! no cap: its results are bounded as if it made `max_uses` queries, and a model
 //! billed per query cannot be bounded at all.
 
+use serde::Serialize;
+
 use super::{Price, Usd};
 use crate::catalog::ProviderKind;
+use crate::prompt_cache;
 use crate::tools::{self, Tool, ToolName, Uses};
 
 /// One tool a call may use, and how many times.
@@ -99,6 +102,69 @@ impl Shape {
         self.tools.iter().fold(prompt, |sum, t| {
             sum.saturating_add(u64::from(t.uses).saturating_mul(t.tool.result_tokens().expected))
         })
+    }
+}
+
+/// The fewest prompt tokens a provider of `kind` caches for `model`, or `None`
+/// when byok-flow does nothing with a cacheable prefix there (Gemini caches on
+/// its own with no key; OpenAI-compatible servers are left alone).
+pub fn cache_minimum(kind: ProviderKind, model: &str, price: Option<&Price>) -> Option<u64> {
+    match kind {
+        ProviderKind::Anthropic => Some(
+            price
+                .and_then(|p| p.cache_min_tokens)
+                .unwrap_or_else(|| prompt_cache::default_minimum(model)),
+        ),
+        ProviderKind::Mock => Some(prompt_cache::default_minimum(model)),
+        ProviderKind::Openai => Some(prompt_cache::OPENAI_MINIMUM),
+        ProviderKind::Gemini | ProviderKind::OpenaiCompatible => None,
+    }
+}
+
+/// What caching a call's shared prefix is expected to do to its cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct CacheEstimate {
+    /// The tokens of the prefix every call of the agent shares.
+    pub prefix_tokens: u64,
+    /// What the first call pays on top for writing it (Anthropic's write premium;
+    /// nothing where the provider caches on its own).
+    pub first_call_extra: Usd,
+    /// What each later call saves by reading it instead.
+    pub later_call_saving: Usd,
+}
+
+impl CacheEstimate {
+    /// What caching `prefix_tokens` costs the first call and saves each later one,
+    /// for a provider of `kind`.
+    pub fn new(price: &Price, kind: ProviderKind, prefix_tokens: u64, one_hour: bool) -> Self {
+        let rates = price.rates;
+        let at = |rate: u64| Usd::of_tokens(prefix_tokens, rate);
+        let plain = at(rates.input);
+        // Anthropic (and the mock standing in for it) bill the write; `OpenAI` does not.
+        let marks = matches!(kind, ProviderKind::Anthropic | ProviderKind::Mock);
+        let write = if !marks {
+            plain
+        } else if one_hour {
+            at(rates.cache_write_1h())
+        } else {
+            at(rates.cache_write())
+        };
+        CacheEstimate {
+            prefix_tokens,
+            first_call_extra: write.saturating_sub(plain),
+            later_call_saving: plain.saturating_sub(at(rates.cache_read())),
+        }
+    }
+
+    /// What caching saves over `calls` calls that share the prefix, the first of
+    /// which writes it: positive when it saves, negative when the write costs more.
+    pub fn saving(&self, calls: u64) -> f64 {
+        let saved = i128::from(self.later_call_saving.pico())
+            .saturating_mul(i128::from(calls.saturating_sub(1)));
+        let paid = i128::from(self.first_call_extra.pico()) * i128::from(u8::from(calls > 0));
+        #[allow(clippy::cast_precision_loss)]
+        let dollars = (saved - paid) as f64 / 1e12;
+        dollars
     }
 }
 

@@ -14,11 +14,16 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
+use super::call::{CacheEstimate, Shape, cache_minimum};
 use super::prices::{PriceSource, Pricing};
 use super::tokens::{Count, Tokenizer};
 use super::{Price, Usd};
+use crate::catalog::ProviderKind;
+use crate::prompt_cache::{self, Plan, Ttl};
 use crate::template::{self, Renderer, Target};
-use crate::workflow::{Agent, Checked};
+use crate::tools::{Tool, ToolName};
+use crate::workflow::providers;
+use crate::workflow::{Agent, Checked, Workflow};
 
 /// Expected output tokens of an agent that declares no `expected_output_tokens`
 /// (about 750 English words), capped by its `max_tokens`.
@@ -60,6 +65,32 @@ pub struct AgentEstimate {
     /// The cache holds its answer: it costs nothing (SPEC §5).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// Its server-side tools: the uses one call may make, and their fees at most.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolEstimate>,
+    /// The prefix its calls share in the provider's prompt cache, and what caching
+    /// it costs the first call and saves each later one (`expected_usd` includes
+    /// the first call's write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_cache: Option<CacheEstimate>,
+    /// Why `max_usd` has no bound, when it has none but the model is priced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unbounded: Option<String>,
+}
+
+/// One server-side tool of an agent, in the estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolEstimate {
+    pub tool: ToolName,
+    /// The most uses one call makes (or, where the provider takes no cap, the
+    /// uses its results are bounded by).
+    pub uses: u32,
+    /// `max_uses` is not set: the default is assumed (and sent).
+    pub default_uses: bool,
+    /// The provider stops at `uses`.
+    pub capped: bool,
+    /// Its fees at most, per call; `null` when unknown or unbounded.
+    pub max_fees_usd: Option<Usd>,
 }
 
 /// The sums over every agent.
@@ -142,6 +173,24 @@ pub fn expected_output(agent: &Agent, max: Option<u64>) -> u64 {
         .expected_output_tokens
         .map_or(DEFAULT_EXPECTED_OUTPUT, u64::from);
     max.map_or(expected, |m| expected.min(m))
+}
+
+/// What an agent's citations count as in the prompts that quote them, before it
+/// has run: one typical source per use its tools may make (an address of 60
+/// characters, a title of 10 words, a quote of 40 words).
+fn typical_citations(agent: &Agent) -> Json {
+    let uses: u32 = agent
+        .tools
+        .iter()
+        .filter_map(|t| crate::tools::parse_entry(&t.0).ok())
+        .map(|t| t.uses())
+        .sum();
+    let one = json!({
+        "url": "https://www.example.com/a/typical/address/of/a/cited/page",
+        "title": "A typical title of a cited page, about ten words long",
+        "quoted": "A typical passage quoted from a source: about forty words of prose, which is what a search result's cited text or a grounding segment usually holds, counted here so that an estimate of a prompt that lists sources is not short.",
+    });
+    Json::Array(vec![one; uses as usize])
 }
 
 /// Marks where an upstream output goes in a rendered prompt: private-use characters
@@ -234,10 +283,10 @@ fn estimate_by(
 
     let mut renderer = Renderer::default();
     let mut context_agents = Map::new();
-    for (i, name) in w.agents.keys().enumerate() {
+    for (i, (name, agent)) in w.agents.iter().enumerate() {
         context_agents.insert(
             name.clone(),
-            json!({ "output": marker(i), "json": marker(i) }),
+            json!({ "output": marker(i), "json": marker(i), "citations": typical_citations(agent) }),
         );
     }
     let context = json!({
@@ -259,6 +308,26 @@ fn estimate_by(
             Counting::Exact => tokenizer.count_request(system.as_deref(), &prompt),
             Counting::Bound => tokenizer.bound_request(system.as_deref(), &prompt),
         };
+        let kind = if pricing.mock {
+            ProviderKind::Mock
+        } else {
+            providers::resolve(w, agent.provider()).map_or(ProviderKind::Mock, |p| p.kind)
+        };
+        let price = resolved[i].as_ref().map(|r| &r.price);
+        // A cached prefix's tokens, counted as the request's are.
+        let prefix_tokens = |text: &str| match counting {
+            Counting::Exact => tokenizer.scale(tokenizer.raw(text)).tokens,
+            Counting::Bound => tokenizer.scale(text.len() as u64).tokens,
+        };
+        let extras = Extras::of(
+            w,
+            agent,
+            kind,
+            price,
+            &prefix_tokens,
+            system.as_deref(),
+            &prompt,
+        );
         // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
         // 2^63 - 1 tokens, and an output read three times would overflow.
         let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
@@ -269,7 +338,15 @@ fn estimate_by(
         });
         let input_tokens = count.tokens.saturating_add(upstream_expected);
         let input_tokens_max = upstream_max.map(|m| count.bound.saturating_add(m));
-        let price = resolved[i].as_ref().map(|r| &r.price);
+        let shape = &extras.shape;
+        let max_usd = price.and_then(|p| p.worst_call(shape, input_tokens_max?, maxima[i]?));
+        let unbounded = match (price, max_usd) {
+            (Some(_), None) if input_tokens_max.is_some() && maxima[i].is_some() => Some(
+                "a tool of it is billed per use and its provider takes no cap on the uses (Gemini 3's grounding bills each search query)".to_string(),
+            ),
+            (Some(_), None) => Some("no `max_tokens` and no known output limit".to_string()),
+            _ => None,
+        };
         agents.push(AgentEstimate {
             name: name.clone(),
             model: agent.model.clone(),
@@ -280,9 +357,15 @@ fn estimate_by(
             expected_output_tokens: expected[i],
             max_output_tokens: maxima[i],
             context_window: price.and_then(|p| p.context_window),
-            expected_usd: price.map(|p| p.expected(input_tokens, expected[i])),
-            max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, maxima[i]?))),
+            expected_usd: price.map(|p| {
+                p.expected_call(shape, input_tokens, expected[i])
+                    + extras.cache.map_or(Usd::ZERO, |c| c.first_call_extra)
+            }),
+            max_usd,
             cached: false,
+            tools: extras.tools,
+            prompt_cache: extras.cache,
+            unbounded,
         });
     }
     let total = Total::of(&agents);
@@ -291,6 +374,81 @@ fn estimate_by(
         agents,
         total,
         budget_usd,
+    }
+}
+
+/// What an agent's calls do beyond a prompt and a reply: their tools, and the
+/// prefix they share in the provider's prompt cache.
+struct Extras {
+    shape: Shape,
+    tools: Vec<ToolEstimate>,
+    cache: Option<CacheEstimate>,
+}
+
+impl Extras {
+    fn of(
+        w: &Workflow,
+        agent: &Agent,
+        kind: ProviderKind,
+        price: Option<&Price>,
+        prefix_tokens: &dyn Fn(&str) -> u64,
+        system: Option<&str>,
+        prompt: &str,
+    ) -> Self {
+        // Checked when the workflow was loaded: an entry that does not read is left out.
+        let tools: Vec<Tool> = agent
+            .tools
+            .iter()
+            .filter_map(|t| crate::tools::parse_entry(&t.0).ok())
+            .collect();
+        let mode = agent.cache.or(w.defaults.cache).unwrap_or_default();
+        let plan = cache_minimum(kind, agent.model_id(), price).and_then(|minimum| {
+            prompt_cache::plan(
+                mode,
+                agent.system.as_deref().zip(system),
+                (&agent.prompt, prompt),
+                minimum,
+                prompt_cache::approx_tokens,
+            )
+        });
+        let one_hour = plan.is_some_and(|p| p.ttl == Ttl::OneHour);
+        let shape = Shape::new(kind, &tools, one_hour);
+        let cache = plan.filter(Plan::marks).zip(price).map(|(plan, price)| {
+            let system = system.unwrap_or_default();
+            let mut prefix = match (plan.system, plan.prompt) {
+                (_, Some(_)) => system.to_string(),
+                (Some(n), None) => system.get(..n).unwrap_or(system).to_string(),
+                (None, None) => String::new(),
+            };
+            prefix.push_str(
+                plan.prompt
+                    .and_then(|n| prompt.get(..n))
+                    .unwrap_or_default(),
+            );
+            CacheEstimate::new(price, kind, prefix_tokens(&prefix), one_hour)
+        });
+        let tools = shape
+            .tools
+            .iter()
+            .zip(&tools)
+            .map(|(used, tool)| ToolEstimate {
+                tool: used.tool,
+                uses: used.uses,
+                default_uses: tool.max_uses.is_none() && used.capped && used.uses > 1,
+                capped: used.capped,
+                max_fees_usd: price.and_then(|p| {
+                    p.worst_fees(&Shape {
+                        tools: vec![*used],
+                        one_hour: false,
+                    })
+                }),
+            })
+            .collect();
+        Extras {
+            shape,
+            tools,
+            cache,
+        }
     }
 }
 

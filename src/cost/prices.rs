@@ -580,6 +580,44 @@ mod tests {
         assert!(pricing.resolve("gemini/models/gemini-2.5-pro").is_some());
     }
 
+    /// The fees a row without its own take (`pricing:`, `--prices FILE`) are the
+    /// ones the documented list gives the build script.
+    #[test]
+    fn default_tool_fees_match_the_documented_list() {
+        let list: serde_json::Value =
+            serde_json::from_str(include_str!("../../data/tool-prices.json")).unwrap();
+        let listed = |family: &str, tool: &str| {
+            let fee = &list["defaults"][family][tool];
+            (!fee.is_null()).then(|| ToolPrice {
+                per_1k: fee["per_1k"].as_f64().unwrap(),
+                per_request: fee["per_request"].as_bool().unwrap_or(false),
+            })
+        };
+        for (kind, model, family) in [
+            (ProviderKind::Anthropic, "claude-sonnet-4-5", "anthropic"),
+            (
+                ProviderKind::Openai,
+                "gpt-4o-search-preview",
+                "openai-search",
+            ),
+            (ProviderKind::Gemini, "gemini-2.5-flash", "gemini"),
+            (ProviderKind::Gemini, "gemini-3-pro-preview", "gemini-3"),
+        ] {
+            let (search, fetch) = default_tool_prices(kind, model);
+            assert_eq!(search, listed(family, "web_search"), "{model}");
+            assert_eq!(fetch, listed(family, "web_fetch"), "{model}");
+        }
+        // And the built table carries them, per model.
+        let table = PriceTable::builtin();
+        let sonnet = table.get("anthropic/claude-sonnet-4-5").unwrap().1;
+        assert_eq!(sonnet.web_search.unwrap().per_1k, 10.0);
+        assert_eq!(sonnet.cache_min_tokens, Some(1_024));
+        let search = table.get("openai/gpt-4o-mini-search-preview").unwrap().1;
+        assert_eq!(search.web_search.unwrap().per_1k, 27.5);
+        let flash = table.get("gemini/gemini-2.5-flash").unwrap().1;
+        assert!(flash.web_search.unwrap().per_request);
+    }
+
     #[test]
     fn rejects_bad_files() {
         let dir = tempfile::tempdir().unwrap();

@@ -122,7 +122,7 @@ pub fn sources_markdown(citations: &[Citation]) -> String {
 fn markdown_text(text: &str) -> String {
     let mut out = String::new();
     for c in one_line(text).chars() {
-        if "\\`*_{}[]()<>#+-.!|~:".contains(c) {
+        if "\\`*_{}[]()<>#!|~".contains(c) {
             out.push('\\');
         }
         out.push(c);

@@ -12,13 +12,13 @@ use serde_json::Value as Json;
 use crate::cache::Endpoint;
 use crate::catalog::ProviderKind;
 use crate::cost::budget::Budget;
+use crate::cost::call::cache_minimum;
 use crate::cost::lifecycle;
 use crate::cost::prices::Pricing;
 use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::Tokenizer;
 use crate::events::Bus;
 use crate::keys;
-use crate::prompt_cache;
 use crate::providers::anthropic::Anthropic;
 use crate::providers::call::{Retirement, Target};
 use crate::providers::client::{HttpProvider, Keys};
@@ -222,16 +222,8 @@ pub fn prepare_with(
         .values()
         .map(|a| {
             let mode = a.cache.or(w.defaults.cache).unwrap_or_default();
-            let minimum = match kind_of(&a.model) {
-                ProviderKind::Anthropic => Some(
-                    price(&a.model)
-                        .and_then(|p| p.cache_min_tokens)
-                        .unwrap_or_else(|| prompt_cache::default_minimum(a.model_id())),
-                ),
-                ProviderKind::Mock => Some(prompt_cache::default_minimum(a.model_id())),
-                ProviderKind::Openai => Some(prompt_cache::OPENAI_MINIMUM),
-                ProviderKind::Gemini | ProviderKind::OpenaiCompatible => None,
-            };
+            let price = price(&a.model);
+            let minimum = cache_minimum(kind_of(&a.model), a.model_id(), price.as_ref());
             (mode, minimum)
         })
         .collect();
