@@ -347,7 +347,7 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
         _ if depth > 0 && rooted.is_none() => return,
         ["this" | "." | "" | ".."] => return,
         _ => Err(format!(
-            "unknown variable `{raw}`; templates can read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+            "unknown variable `{raw}`; templates can read `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json` and `agents.NAME.citations`"
         )),
     };
     out.push(Reference {

@@ -679,7 +679,7 @@ impl Checker<'_> {
                     } else if self.w.agents.contains_key(&r.raw) {
                         format!("did you mean `agents.{}.output`?", r.raw)
                     } else {
-                        "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+                        "templates read `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json` and `agents.NAME.citations`"
                             .to_string()
                     },
                 )),

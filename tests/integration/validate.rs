@@ -166,7 +166,7 @@ invalid_fixtures! {
     missing_agent_reference: "10:9", "`agents.reseacher.output` refers to agent `reseacher`, which does not exist";
     missing_input_reference: "8:40", "`inputs.topc` refers to input `topc`, which is not declared";
     json_of_text_agent: "9:37", "reads JSON, but agent `researcher` has text output";
-    agent_unknown_attribute: "8:40", "an agent has `output` and `json`, not `text`";
+    agent_unknown_attribute: "8:40", "an agent has `output`, `json` and `citations`, not `text`";
     unknown_variable: "8:40", "unknown variable `topic`";
     output_unknown_agent: "7:12", "`agents.writter.output` refers to agent `writter`";
     needs_missing_agent: "8:25", "`needs` names `reviewr`, which is not an agent";
