@@ -177,6 +177,14 @@ invalid_fixtures! {
     unknown_helper: "7:7", "unknown helper `readFile`";
     partial: "6:7", "partials (`{{> …}}`) are not supported";
     decorator: "5:14", "decorators (`{{* …}}`) are not supported";
+    // server-side tools (issue 15)
+    tool_not_offered: "6:13", "`openai/gpt-4o` cannot run `web_search`";
+    tool_option_refused: "8:11", "`openai/gpt-4o-search-preview` takes no `max_uses` for `web_search`";
+    tool_unknown: "6:13", "unknown tool `web_serch`";
+    tool_unknown_option: "7:22", "unknown option `max_use` of `web_search`";
+    tool_fetch_on_gemini: "6:25", "`gemini/gemini-2.5-flash` cannot run `web_fetch`";
+    tool_fallback_refused: "5:16", "fallback `openai/gpt-4o` cannot run `web_search`, which this agent's `tools` needs";
+    tools_with_json_output: "7:5", "an agent with `tools` answers in text, so it cannot have `output: json`";
     // cycles
     self_loop: "3:3", "agent `writer`: it depends on itself";
     cycle_three: "3:3", "cycle: planner -> writer -> reviewer -> planner";
