@@ -283,6 +283,8 @@ mod tests {
             timing: None,
             estimate: None,
             key_failure: false,
+            citations: Vec::new(),
+            cache_saved_usd: None,
         };
         bus.emit(&Event::AgentFinished { record: &record });
         assert_eq!(

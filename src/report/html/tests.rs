@@ -46,6 +46,8 @@ pub fn agent(name: &str, seconds: f64, cost: Option<f64>) -> AgentRecord {
             max_usd: cost.map(|c| c * 3.0),
         }),
         key_failure: false,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     }
 }
 
@@ -95,6 +97,7 @@ pub fn chain(names: &[&str]) -> RunRecord {
         agents,
         usage: Usage::default(),
         budget_usd: Some(0.5),
+        cache_saved_usd: None,
         estimate: Some(CostEstimate {
             expected_usd: Some(0.005),
             max_usd: Some(0.02),
