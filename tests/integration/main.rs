@@ -22,5 +22,6 @@ mod run;
 mod runs;
 mod scheduler_props;
 mod scheduling;
+mod tools;
 mod validate;
 mod wire_specs;

@@ -1127,8 +1127,15 @@ fn anthropic_tool_blocks(body: &Value, text: &str, extra: &Extra) -> Vec<Value> 
     let found = sources(&query);
     let mut blocks =
         vec![json!({"type": "text", "text": "Let me look that up. ", "citations": null})];
+    // A beta reply (web fetch) says who called each server tool.
+    let caller = |mut block: Value| {
+        if extra.fetches > 0 {
+            block["caller"] = json!({"type": "direct"});
+        }
+        block
+    };
     if extra.searches > 0 {
-        blocks.push(json!({"type": "server_tool_use", "id": "srvtoolu_fake1", "name": "web_search", "input": {"query": query}}));
+        blocks.push(caller(json!({"type": "server_tool_use", "id": "srvtoolu_fake1", "name": "web_search", "input": {"query": query}})));
         let results: Vec<Value> = found
             .iter()
             .map(|(url, title, _)| json!({"type": "web_search_result", "url": url, "title": title, "encrypted_content": "ZmFrZQ==", "page_age": null}))
@@ -1136,7 +1143,7 @@ fn anthropic_tool_blocks(body: &Value, text: &str, extra: &Extra) -> Vec<Value> 
         blocks.push(json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_fake1", "content": results}));
     }
     if extra.fetches > 0 {
-        blocks.push(json!({"type": "server_tool_use", "id": "srvtoolu_fake2", "name": "web_fetch", "input": {"url": found[0].0}}));
+        blocks.push(caller(json!({"type": "server_tool_use", "id": "srvtoolu_fake2", "name": "web_fetch", "input": {"url": found[0].0}})));
         blocks.push(
             json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_fake2", "content": {
             "type": "web_fetch_result", "url": found[0].0, "retrieved_at": null,
@@ -1150,6 +1157,14 @@ fn anthropic_tool_blocks(body: &Value, text: &str, extra: &Extra) -> Vec<Value> 
         .collect();
     blocks.push(json!({"type": "text", "text": text, "citations": citations}));
     blocks
+}
+
+/// A beta message (a reply that used the beta web fetch) has these too.
+fn beta_fields(message: &mut Value, extra: &Extra) {
+    if extra.fetches > 0 {
+        message["container"] = Value::Null;
+        message["context_management"] = Value::Null;
+    }
 }
 
 /// Anthropic's `usage.server_tool_use`.
@@ -1215,10 +1230,12 @@ pub fn whole_with(
                 None if extra.searched() => Value::Array(anthropic_tool_blocks(body, text, extra)),
                 None => json!([{"type": "text", "text": text, "citations": null}]),
             };
-            json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
+            let mut message = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
                 "usage": {"input_tokens": input, "output_tokens": output, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read,
-                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": extra.cache_write_1h}, "server_tool_use": server_tool_use(extra), "service_tier": "standard"}})
+                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": extra.cache_write_1h}, "server_tool_use": server_tool_use(extra), "service_tier": "standard"}});
+            beta_fields(&mut message, extra);
+            message
         }
         Api::OpenAi => {
             let mut message = json!({"role": "assistant", "content": text, "refusal": null});
@@ -1323,9 +1340,15 @@ pub fn events_with(
     };
     match api {
         Api::Anthropic => {
-            let mut out = vec![sse(api, "message_start", &json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null,
+            let mut message = json!({"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null,
                 "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read, "output_tokens": 1,
-                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": extra.cache_write_1h}, "server_tool_use": null, "service_tier": "standard"}}}).to_string())];
+                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": extra.cache_write_1h}, "server_tool_use": null, "service_tier": "standard"}});
+            beta_fields(&mut message, extra);
+            let mut out = vec![sse(
+                api,
+                "message_start",
+                &json!({"type": "message_start", "message": message}).to_string(),
+            )];
             if json.is_none() && extra.searched() {
                 for (index, block) in anthropic_tool_blocks(body, text, extra).iter().enumerate() {
                     out.extend(anthropic_block(index, block));
@@ -1362,8 +1385,13 @@ pub fn events_with(
                     r#"{"type": "content_block_stop", "index": 0}"#,
                 ));
             }
-            out.push(sse(api, "message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
-                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read, "output_tokens": output, "server_tool_use": server_tool_use(extra)}}).to_string()));
+            let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
+                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read, "output_tokens": output, "server_tool_use": server_tool_use(extra)}});
+            if extra.fetches > 0 {
+                delta["context_management"] = Value::Null;
+                delta["delta"]["container"] = Value::Null;
+            }
+            out.push(sse(api, "message_delta", &delta.to_string()));
             out.push(sse(api, "message_stop", r#"{"type": "message_stop"}"#));
             out
         }
