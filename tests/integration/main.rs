@@ -16,6 +16,7 @@ mod keys;
 mod logs;
 mod money;
 mod no_panic;
+mod prompt_cache;
 mod providers;
 mod report;
 mod run;
