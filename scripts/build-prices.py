@@ -25,8 +25,8 @@ What it does, so the output can be checked by reading this file:
     and keys them the way a workflow names them: `PROVIDER/MODEL`;
   - converts USD per token to USD per million tokens, rounded to 6 decimals
     (a millionth of a dollar per million tokens);
-  - for Anthropic models, sets the 1-hour cache-write price to 2x input (the
-    documented rule; upstream lists a wrong one for some Claude 3 models) and
+  - for Anthropic models, sets the 1-hour cache-write price to 2x input, in the
+    long-context tier too, from the tier's input (the documented rule; upstream lists a wrong one for some Claude 3 models) and
     fills missing cache prices from the multipliers (write 1.25x, read 0.1x);
   - drops a cache-write price below the input price (upstream writes 0 for
     DeepSeek, which has no separate charge; the input price then applies);
@@ -179,6 +179,7 @@ def entry(raw):
             "output": per_million(tier_out if tier_out is not None else raw.get("output_cost_per_token")),
             "cache_read": per_million(raw.get(f"cache_read_input_token_cost{suffix}")),
             "cache_write": per_million(raw.get(f"cache_creation_input_token_cost{suffix}")),
+            "cache_write_1h": per_million(raw.get(f"cache_creation_input_token_cost_above_1hr{suffix}")),
         }
         break
     if raw.get("deprecation_date"):
@@ -207,6 +208,7 @@ def fix_anthropic(key, row, corrections):
             row[field] = round(base * factor, 6)
     tier = row.get("long_context")
     if tier:
+        tier["cache_write_1h"] = round(tier["input"] * 2.0, 6)
         for field, factor in (("cache_write", 1.25), ("cache_read", 0.1)):
             if tier[field] is None:
                 tier[field] = round(tier["input"] * factor, 6)

@@ -392,6 +392,44 @@ mod tests {
     }
 
     #[test]
+    fn five_minute_and_one_hour_writes_are_priced_apart() {
+        // 1,000 five-minute writes at 1.25x input and 1,000 one-hour writes at 2x.
+        let usage = Usage {
+            cache_write: 1_000,
+            cache_write_1h: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(sonnet().cost(&usage), Usd::from_dollars(0.003_75 + 0.006));
+        // A table without the 1-hour price: twice the input price.
+        let mut bare = sonnet();
+        bare.rates.cache_write_1h = None;
+        assert_eq!(bare.cost(&usage), Usd::from_dollars(0.003_75 + 0.006));
+    }
+
+    #[test]
+    fn long_context_one_hour_writes_are_twice_the_tiers_input() {
+        let mut price = sonnet();
+        price.long_context = Some((
+            200_000,
+            Rates {
+                input: rate_per_million(6.0),
+                output: rate_per_million(22.5),
+                cache_read: Some(rate_per_million(0.6)),
+                cache_write: Some(rate_per_million(7.5)),
+                cache_write_1h: None,
+            },
+        ));
+        let usage = Usage {
+            input: 100_000,
+            cache_write_1h: 200_000,
+            ..Default::default()
+        };
+        // 100,000 × $6 + 200,000 × $12, per million: the tier's rates, not the base's $6 write.
+        assert_eq!(price.cost(&usage), Usd::from_dollars(0.6 + 2.4));
+        assert_eq!(price.worst_tokens(300_000, 0, true), Usd::from_dollars(3.6));
+    }
+
+    #[test]
     fn worst_case_bounds_every_split_of_the_input() {
         let price = sonnet();
         let worst = price.worst_case(1_000, 100);

@@ -62,7 +62,8 @@ pub struct Entry {
     /// A write to the prompt cache (Anthropic: the 5-minute cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write: Option<f64>,
-    /// A write to Anthropic's 1-hour cache (shown only; byok-flow does not ask for it).
+    /// A write to Anthropic's 1-hour cache (`cache: 1h`); twice the input price when
+    /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write_1h: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +175,10 @@ pub struct Tier {
     pub cache_read: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write: Option<f64>,
+    /// A write to Anthropic's 1-hour cache in this tier; twice the tier's input
+    /// price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<f64>,
 }
 
 /// Why a prices file cannot be used.
@@ -254,6 +259,9 @@ impl PriceTable {
             ]
             .into_iter()
             .chain([tier.map(|t| t.input), tier.map(|t| t.output)])
+            .chain(tier.map_or([None; 3], |t| {
+                [t.cache_read, t.cache_write, t.cache_write_1h]
+            }))
             .chain([
                 e.web_search.map(|t| t.per_1k),
                 e.web_fetch.map(|t| t.per_1k),
@@ -325,7 +333,9 @@ impl Entry {
                         output: rate_per_million(t.output),
                         cache_read: t.cache_read.map(rate_per_million).or(rates.cache_read),
                         cache_write: t.cache_write.map(rate_per_million).or(rates.cache_write),
-                        cache_write_1h: rates.cache_write_1h,
+                        // Never the base tier's: a 1-hour write is priced
+                        // from the tier's own input price.
+                        cache_write_1h: t.cache_write_1h.map(rate_per_million),
                     },
                 )
             }),
@@ -552,6 +562,17 @@ mod tests {
         assert_eq!(haiku.cache_write_1h, Some(0.5));
         let (_, opus) = table.get("anthropic/claude-3-opus-20240229").unwrap();
         assert_eq!(opus.cache_write_1h, Some(30.0));
+    }
+
+    #[test]
+    fn long_context_one_hour_writes_are_priced_from_the_tiers_input() {
+        let table = PriceTable::builtin();
+        let (_, sonnet) = table.get("anthropic/claude-sonnet-4-20250514").unwrap();
+        let price = sonnet.price();
+        let (above, tier) = price.long_context.unwrap();
+        assert_eq!(above, 200_000);
+        assert_eq!(tier.cache_write_1h(), rate_per_million(12.0));
+        assert_eq!(price.rates.cache_write_1h(), rate_per_million(6.0));
     }
 
     #[test]
