@@ -326,18 +326,15 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
         ["inputs", name] => Ok(Target::Input((*name).to_string())),
         ["inputs", name, ..] => Err(format!("`{raw}`: an input is text; write `inputs.{name}`")),
         ["inputs"] => Err("`inputs` alone is not text; write `inputs.NAME`".to_string()),
-        ["agents", name, "output"] => Ok(Target::Agent {
+        // `citations`: the sources its reply cites (agents with `tools`), a list of
+        // `{url, title, quoted}`.
+        ["agents", name, "output"] | ["agents", name, "citations", ..] => Ok(Target::Agent {
             name: (*name).to_string(),
             json: false,
         }),
         ["agents", name, "json", ..] => Ok(Target::Agent {
             name: (*name).to_string(),
             json: true,
-        }),
-        // The sources its reply cites (agents with `tools`): a list of `{url, title, quoted}`.
-        ["agents", name, "citations", ..] => Ok(Target::Agent {
-            name: (*name).to_string(),
-            json: false,
         }),
         ["agents", name, other, ..] => Err(format!(
             "`{raw}`: an agent has `output`, `json` and `citations`, not `{other}`; write `agents.{name}.output`"

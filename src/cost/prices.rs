@@ -631,10 +631,10 @@ mod tests {
         // And the built table carries them, per model.
         let table = PriceTable::builtin();
         let sonnet = table.get("anthropic/claude-sonnet-4-5").unwrap().1;
-        assert_eq!(sonnet.web_search.unwrap().per_1k, 10.0);
+        assert_eq!(sonnet.web_search.map(|t| t.per_1k), Some(10.0));
         assert_eq!(sonnet.cache_min_tokens, Some(1_024));
         let search = table.get("openai/gpt-4o-mini-search-preview").unwrap().1;
-        assert_eq!(search.web_search.unwrap().per_1k, 27.5);
+        assert_eq!(search.web_search.map(|t| t.per_1k), Some(27.5));
         let flash = table.get("gemini/gemini-2.5-flash").unwrap().1;
         assert!(flash.web_search.unwrap().per_request);
     }

@@ -9,6 +9,8 @@
 //! itself only), so requests sharing a prefix reach the same cache; cached
 //! prompt tokens come back in `prompt_tokens_details.cached_tokens`.
 
+use std::fmt::Write as _;
+
 use serde_json::{Value as Json, json};
 
 use sha2::{Digest, Sha256};
@@ -209,7 +211,10 @@ fn prompt_cache_key(request: &Request) -> Option<String> {
         hasher.update([0]);
     }
     let digest = hasher.finalize();
-    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hex = digest.iter().take(8).fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
     Some(format!("byok-flow-{hex}"))
 }
 

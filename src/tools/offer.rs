@@ -57,7 +57,8 @@ pub fn offer(kind: ProviderKind, model: &str) -> Offer {
                 "Claude 3 models and the first Claude 3.5 Sonnet have no server tools; Claude 3.5 Haiku, 3.7 Sonnet and every Claude 4 and later model do",
             ),
         },
-        ProviderKind::Anthropic => Offer {
+        // The mock stands in for Anthropic: it offers every tool and option.
+        ProviderKind::Anthropic | ProviderKind::Mock => Offer {
             tools: vec![
                 (ToolName::WebSearch, ALL_SEARCH),
                 (ToolName::WebFetch, ALL_FETCH),
@@ -89,13 +90,6 @@ pub fn offer(kind: ProviderKind, model: &str) -> Offer {
             note: Some(
                 "OpenAI-compatible servers each search the web their own way, and byok-flow sends none of them; use `anthropic`, `openai` (a search model) or `gemini`",
             ),
-        },
-        ProviderKind::Mock => Offer {
-            tools: vec![
-                (ToolName::WebSearch, ALL_SEARCH),
-                (ToolName::WebFetch, ALL_FETCH),
-            ],
-            note: None,
         },
     }
 }

@@ -3,6 +3,7 @@
 //! after; OpenAI's requests with the same `prompt_cache_key` read what they share.
 //! The record, the closing table and the estimate show the tokens and the dollars.
 
+use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Output;
 
@@ -14,15 +15,23 @@ use crate::support::fake::FakeServer;
 
 /// A long set of rules every ticket is triaged by: the static part of the prompt.
 fn rules() -> String {
-    (1..=120)
-        .map(|i| format!("Rule {i}: when a ticket mentions topic number {i}, route it to team {} and thank the customer.\n", i % 7))
-        .collect()
+    (1..=120).fold(String::new(), |mut rules, i| {
+        let team = i % 7;
+        let _ = writeln!(
+            rules,
+            "Rule {i}: when a ticket mentions topic number {i}, route it to team {team} and thank the customer."
+        );
+        rules
+    })
 }
 
 /// A triage agent on `model` whose system prompt is the rules, and whose prompt
 /// holds the ticket.
 fn triage(server: &FakeServer, model: &str, extra: &str) -> String {
-    let system: String = rules().lines().map(|l| format!("      {l}\n")).collect();
+    let system = rules().lines().fold(String::new(), |mut system, l| {
+        let _ = writeln!(system, "      {l}");
+        system
+    });
     workflow(
         server,
         &format!(
@@ -142,7 +151,7 @@ fn one_hour_writes_are_asked_for_priced_and_reserved_at_their_own_rate() {
             .unwrap(),
     );
     assert!(max_hour > max_five * 1.4, "{max_five} {max_hour}");
-    let between = format!("{:.6}", (max_five + max_hour) / 2.0);
+    let between = format!("{:.6}", f64::midpoint(max_five, max_hour));
     let out = run_ticket(dir.path(), &hour, "T1", &["--max-usd", &between]);
     assert_eq!(
         out.status.code(),

@@ -242,15 +242,13 @@ fn the_fake_servers_tool_replies_match_the_published_specs() {
 fn researcher(server: &FakeServer, budget: f64) -> String {
     workflow(
         server,
-        &format!(
-            "  researcher:
+        "  researcher:
     model: anthropic/claude-sonnet-4-5
     prompt: Find the latest Rust release.
     max_tokens: 200
     tools:
-      - web_search: {{max_uses: 3}}
-"
-        ),
+      - web_search: {max_uses: 3}
+",
     )
     .replace(
         "version: 1\n",

@@ -137,7 +137,7 @@ fn fetched_pages_are_sources_with_their_quoted_passages() {
     assert_eq!(reply.usage.web_fetch, 1);
 }
 
-fn event(name: &str, data: serde_json::Value) -> SseEvent {
+fn event(name: &str, data: &serde_json::Value) -> SseEvent {
     SseEvent {
         name: name.into(),
         data: data.to_string(),
@@ -155,42 +155,42 @@ fn a_stream_with_server_tools_and_citation_deltas() {
     let events = [
         event(
             "message_start",
-            json!({"type": "message_start", "message": {"usage": {"input_tokens": 50, "output_tokens": 1}}}),
+            &json!({"type": "message_start", "message": {"usage": {"input_tokens": 50, "output_tokens": 1}}}),
         ),
         event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+            &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
         ),
         // The search's query is JSON too: it must not become the reply.
         event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"query\": \"tides\"}"}}),
+            &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"query\": \"tides\"}"}}),
         ),
         event(
             "content_block_stop",
-            json!({"type": "content_block_stop", "index": 0}),
+            &json!({"type": "content_block_stop", "index": 0}),
         ),
         event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 1, "content_block": {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}}),
+            &json!({"type": "content_block_start", "index": 1, "content_block": {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}}),
         ),
         event(
             "content_block_start",
-            json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": "", "citations": []}}),
+            &json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": "", "citations": []}}),
         ),
         event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta", "citation": {"type": "web_search_result_location", "url": "https://noaa.gov/tides", "title": "Tides", "cited_text": "The moon.", "encrypted_index": "e"}}}),
+            &json!({"type": "content_block_delta", "index": 2, "delta": {"type": "citations_delta", "citation": {"type": "web_search_result_location", "url": "https://noaa.gov/tides", "title": "Tides", "cited_text": "The moon.", "encrypted_index": "e"}}}),
         ),
         event(
             "content_block_delta",
-            json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Moon."}}),
+            &json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Moon."}}),
         ),
         event(
             "message_delta",
-            json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 30, "server_tool_use": {"web_search_requests": 1}}}),
+            &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 30, "server_tool_use": {"web_search_requests": 1}}}),
         ),
-        event("message_stop", json!({"type": "message_stop"})),
+        event("message_stop", &json!({"type": "message_stop"})),
     ];
     let mut done = false;
     for e in &events {
