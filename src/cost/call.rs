@@ -155,17 +155,6 @@ impl CacheEstimate {
             later_call_saving: plain.saturating_sub(at(rates.cache_read())),
         }
     }
-
-    /// What caching saves over `calls` calls that share the prefix, the first of
-    /// which writes it: positive when it saves, negative when the write costs more.
-    pub fn saving(&self, calls: u64) -> f64 {
-        let saved = i128::from(self.later_call_saving.pico())
-            .saturating_mul(i128::from(calls.saturating_sub(1)));
-        let paid = i128::from(self.first_call_extra.pico()) * i128::from(u8::from(calls > 0));
-        #[allow(clippy::cast_precision_loss)]
-        let dollars = (saved - paid) as f64 / 1e12;
-        dollars
-    }
 }
 
 impl Price {
