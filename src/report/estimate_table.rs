@@ -166,7 +166,7 @@ fn tool_notes(estimate: &Estimate) -> Vec<String> {
             };
             let results = t.tool.result_tokens();
             lines.push(format!(
-                "Tools: `{}` may {what} {times} a call{cap}: {fees}, and about {} input tokens of results a use (up to {}, read again on each later pass), which the expected and max columns count and `tokens in` does not (README: \"Tools\").",
+                "Tools: `{}` may {what} {times} a call{cap}: {fees}, and about {} input tokens of results a use (up to {}, read again on each later pass), which the expected and max columns count and `tokens in` does not (README: \"Tools the providers run\").",
                 a.name, results.expected, results.bound
             ));
         }

@@ -344,7 +344,7 @@ fn a_budget_needs_each_tools_max_uses_and_a_bounded_fee() {
     let out = run(
         dir.path(),
         &with_budget(
-            "  r:\n    model: gemini/gemini-3-pro-preview\n    prompt: x\n    max_tokens: 100\n    tools: [web_search]\n",
+            "  r:\n    model: gemini/gemini-3.1-pro-preview\n    prompt: x\n    max_tokens: 100\n    tools: [web_search]\n",
         ),
         &[],
     );
