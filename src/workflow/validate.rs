@@ -556,6 +556,27 @@ impl Checker<'_> {
                 let Ok(info) = providers::resolve(self.w, provider) else {
                     continue;
                 };
+                // A search model searches on every request, and each search is billed:
+                // the agent must say so, for the estimate, the budget and the record.
+                if info.kind == catalog::ProviderKind::Openai
+                    && catalog::openai_search_model(id)
+                    && !parsed
+                        .iter()
+                        .any(|(_, t)| t.name == tools::ToolName::WebSearch)
+                {
+                    let whose = if j == 0 { "" } else { "fallback " };
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::tools",
+                            self.value_span(&model_pointer),
+                            format!(
+                                "{whose}`{model}` searches the web on every request, and bills each search, but this agent has no `tools: [web_search]`"
+                            ),
+                        )
+                        .agent(name)
+                        .help("add `tools: [web_search]` to the agent, so its searches are estimated, reserved and counted; or use a model that does not search, like `openai/gpt-4o`"),
+                    );
+                }
                 let offer = tools::offer(info.kind, id);
                 for (pointer, tool) in &parsed {
                     let Err(refusals) = offer.check(tool, model) else {

@@ -185,6 +185,7 @@ invalid_fixtures! {
     tool_fetch_on_gemini: "6:25", "`gemini/gemini-2.5-flash` cannot run `web_fetch`";
     tool_fallback_refused: "5:16", "fallback `openai/gpt-4o` cannot run `web_search`, which this agent's `tools` needs";
     tools_with_json_output: "7:5", "an agent with `tools` answers in text, so it cannot have `output: json`";
+    search_model_without_tools: "5:16", "fallback `openai/gpt-4o-mini-search-preview` searches the web on every request";
     // cycles
     self_loop: "3:3", "agent `writer`: it depends on itself";
     cycle_three: "3:3", "cycle: planner -> writer -> reviewer -> planner";
