@@ -3,6 +3,7 @@
 //! The binary's `main.rs` only parses the command line and maps the result to an
 //! exit code; everything else lives in these modules, one concern each.
 
+pub mod batch;
 pub mod cache;
 pub mod catalog;
 pub mod cli;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
+use crate::batch::{self, Batcher};
 use crate::cache::{self, Cache};
 use crate::cost::estimate::Estimate;
 use crate::cost::prices::Pricing;
@@ -111,6 +112,17 @@ pub struct Args {
     #[arg(long, value_name = "DIR", env = "BYOK_FLOW_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
 
+    /// Send the agents through the providers' batch APIs, at their batch price
+    /// (about half; answers within 24 hours): agents ready at the same time go as
+    /// one batch per provider, key and model. An agent with `batch: false` is called as usual.
+    #[arg(long)]
+    pub batch: bool,
+
+    /// With `--batch`: once the batches are submitted, print the run id and exit 0.
+    /// Collect the results with the same command again, or `byok-flow runs resume RUN_ID`.
+    #[arg(long)]
+    pub detach: bool,
+
     /// The run history this run is recorded in [default: `history.sqlite` in
     /// `$XDG_DATA_HOME/byok-flow` or `~/.local/share/byok-flow`].
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_HISTORY")]
@@ -130,12 +142,15 @@ fn parse_usd(text: &str) -> std::result::Result<f64, String> {
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = Arc::new(super::load_prices(args.prices.as_deref())?);
-    let checked = Arc::new(super::load_priced(
-        &args.file,
-        global,
-        &table,
-        args.allow_retired,
-    )?);
+    let mut checked = super::load_priced(&args.file, global, &table, args.allow_retired)?;
+    batch::apply_flag(&mut checked.workflow, args.batch);
+    check_batch(&checked, args, global)?;
+    let batched = checked
+        .workflow
+        .agents
+        .values()
+        .any(|a| a.batched(&checked.workflow.defaults));
+    let checked = Arc::new(checked);
     let inputs = resolve_inputs(&checked, &args.inputs, args.max_input_size)?;
     check_refresh(&checked, args)?;
     let cache = resolve_cache(args, global);
@@ -151,7 +166,13 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         file: args.file.display().to_string(),
         inputs: inputs.clone(),
         mock: args.mock,
-        concurrency: args.concurrency as usize,
+        // Batched calls wait on batches, not connections: `--concurrency` would
+        // split a wave into several batches.
+        concurrency: if batched && !args.dry_run {
+            BATCH_CONCURRENCY
+        } else {
+            args.concurrency as usize
+        },
         keep_going: args.keep_going,
         prices: table.clone(),
         max_usd,
@@ -219,8 +240,16 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     };
     let bus = Bus::default();
     let workflow_name = runner::workflow_name(&checked, &settings.file);
-    let (agent_runner, limits) =
-        runner::prepare(checked.clone(), &settings, keys, &bus).map_err(Error::usage)?;
+    let batcher = batched.then(|| batcher(args, global)).transpose()?;
+    let (agent_runner, limits) = match &batcher {
+        Some(batcher) => {
+            let clients = batch::clients(batcher, args.mock, keys.clone()).map_err(Error::usage)?;
+            bus.subscribe(Box::new(batch::RunIdSubscriber(batcher.clone())));
+            runner::prepare_batched(checked.clone(), &settings, keys, Some(&clients), &bus)
+        }
+        None => runner::prepare(checked.clone(), &settings, keys, &bus),
+    }
+    .map_err(Error::usage)?;
     let mut gate = agent_runner.gate();
     if let Some(github) = global.github {
         for subscriber in github::subscribers(github, &checked, &args.file, global.quiet) {
@@ -244,18 +273,34 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     if let Some(file) = &args.report {
         bus.subscribe(Box::new(report_file(file)?));
     }
-    bus.subscribe(Box::new(output::Stdout {
+    let stdout = Box::new(output::Stdout {
         json: args.json,
         fence: global.github.is_some_and(|g| !g.stdout_is_file),
-    }));
+    });
+    match &batcher {
+        Some(batcher) => bus.subscribe(Box::new(batch::UnlessDetached {
+            batcher: batcher.clone(),
+            inner: stdout,
+        })),
+        None => bus.subscribe(stdout),
+    }
     if let Some(recorder) = recorder(args, &settings, &workflow_name, global) {
         bus.subscribe(Box::new(recorder));
     }
 
     let record = runtime.block_on(async {
         let cancel = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
+            let ctrl_c = async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            match &batcher {
+                Some(batcher) => tokio::select! {
+                    () = ctrl_c => {}
+                    () = batcher.detached() => {}
+                },
+                None => ctrl_c.await,
             }
         };
         runner::execute(agent_runner, limits, &settings, gate.as_mut(), &bus, cancel).await
@@ -266,6 +311,29 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 Exit::AgentFailed,
                 format!("cannot write the results: {e}"),
             ));
+        }
+    }
+    if let Some(batcher) = &batcher {
+        batcher.finish();
+        let pending = batcher.pending();
+        if batcher.did_detach() {
+            println!("{}", record.run_id);
+            if !global.quiet {
+                eprintln!(
+                    "detached: {pending} batch{} submitted; collect the results with the same command again, or `byok-flow runs resume {}`",
+                    if pending == 1 { "" } else { "es" },
+                    record.run_id
+                );
+            }
+            return Ok(Exit::Success);
+        }
+        if pending > 0 && !global.quiet {
+            eprintln!(
+                "{pending} batch{} left running at the provider; collect the results with the same command again, or `byok-flow runs resume {}` (`byok-flow runs cancel {}` cancels them)",
+                if pending == 1 { " is" } else { "es are" },
+                record.run_id,
+                record.run_id
+            );
         }
     }
     Ok(match record.status {
@@ -639,4 +707,101 @@ fn read_input(name: &str, source: &str, max_size: u64) -> Result<String> {
         ))
         .hint("inputs are text; convert it to UTF-8 (`iconv -t UTF-8`)")
     })
+}
+
+fn names_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = names.map(String::as_str).collect();
+    if list.is_empty() {
+        "none".into()
+    } else {
+        list.join(", ")
+    }
+}
+
+/// The most batched calls waiting at once: every agent of a wave.
+const BATCH_CONCURRENCY: usize = 1 << 20;
+
+/// `--batch` with an agent on a provider that has no batch API is an error at that
+/// agent's model (unless it says `batch: false`); `--detach` needs a batched agent.
+fn check_batch(checked: &Checked, args: &Args, global: Global) -> Result<()> {
+    let found = batch::without_api(&checked.workflow);
+    if !found.is_empty() {
+        let diagnostics = found
+            .iter()
+            .map(|(agent, provider)| {
+                let (pos, len) = checked
+                    .index
+                    .value(&format!("/agents/{}/model", crate::workflow::tree::escape(agent)));
+                crate::workflow::diagnostic::Diagnostic::error(
+                    "batch::unsupported",
+                    crate::workflow::diagnostic::Span::at(pos, len),
+                    format!("agent `{agent}`: provider `{provider}` has no batch API, so it cannot run with `--batch`"),
+                )
+                .agent(agent)
+                .help(format!(
+                    "set `batch: false` on agent `{agent}` to call it directly, or use a model of anthropic, openai or gemini"
+                ))
+            })
+            .collect();
+        let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
+        super::show_report(&report, global);
+        return Err(Error::reported(Exit::Invalid));
+    }
+    let any = checked
+        .workflow
+        .agents
+        .values()
+        .any(|a| a.batched(&checked.workflow.defaults));
+    if args.detach && !any {
+        return Err(Error::usage(
+            "`--detach` leaves batches running, and no agent of this run is batched",
+        )
+        .hint("add `--batch` (or `batch: true` in the workflow's `defaults`)"));
+    }
+    Ok(())
+}
+
+/// The batcher of a batch run: its state beside the cache.
+fn batcher(args: &Args, global: Global) -> Result<Batcher> {
+    let Some(dir) = args.cache_dir.clone().or_else(cache::default_dir) else {
+        return Err(Error::usage(
+            "a batch run keeps its state beside the cache, and there is no home folder to put it in",
+        )
+        .hint("pass `--cache-dir DIR`"));
+    };
+    let workflow = std::fs::canonicalize(&args.file)
+        .unwrap_or_else(|_| args.file.clone())
+        .display()
+        .to_string();
+    let gather = std::env::var("BYOK_FLOW_BATCH_GATHER")
+        .ok()
+        .and_then(|v| humantime::parse_duration(&v).ok())
+        .unwrap_or(std::time::Duration::from_millis(100));
+    let quiet = global.quiet;
+    Ok(Batcher::new(batch::Options {
+        states: batch::state::StateDir::in_cache(&dir),
+        detach: args.detach,
+        gather,
+        backoff: batch::backoff::Backoff::from_env(),
+        run: batch::state::RunState {
+            version: batch::state::VERSION,
+            workflow,
+            cwd: std::env::current_dir()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            args: std::env::args()
+                .skip(1)
+                .filter(|a| a != "--detach")
+                .collect(),
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            ..batch::state::RunState::default()
+        },
+        note: std::sync::Arc::new(move |line: &str| {
+            if quiet {
+                tracing::info!("{line}");
+            } else {
+                eprintln!("{line}");
+            }
+        }),
+    }))
 }

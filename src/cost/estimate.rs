@@ -266,7 +266,7 @@ fn estimate_by(
     let resolved: Vec<_> = w
         .agents
         .values()
-        .map(|a| pricing.resolve(&a.model))
+        .map(|a| pricing.resolve_for(a, &a.model))
         .collect();
     let maxima: Vec<Option<u64>> = w
         .agents

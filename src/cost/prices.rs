@@ -82,6 +82,12 @@ pub struct Entry {
     /// The fewest prompt tokens the provider caches (Anthropic).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_min_tokens: Option<u64>,
+    /// Input and output through the provider's batch API (`*_batches` in the
+    /// `LiteLLM` map); half the regular price where the table has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_input: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_output: Option<f64>,
     /// When the provider announced the model's retirement (`YYYY-MM-DD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<String>,
@@ -405,6 +411,35 @@ pub struct Resolved {
     pub source: PriceSource,
 }
 
+/// How a batch price was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchRate {
+    /// The table's own batch prices.
+    Table,
+    /// Half the regular price: the table has no batch prices for the model.
+    Half,
+}
+
+impl Price {
+    /// This price with every rate halved: the batch discount of all three providers.
+    #[must_use]
+    pub fn halved(&self) -> Price {
+        let half = |r: Rates| Rates {
+            input: r.input / 2,
+            output: r.output / 2,
+            cache_read: r.cache_read.map(|c| c / 2),
+            cache_write: r.cache_write.map(|c| c / 2),
+            cache_write_1h: r.cache_write_1h.map(|c| c / 2),
+        };
+        Price {
+            rates: half(self.rates),
+            long_context: self.long_context.map(|(above, r)| (above, half(r))),
+            ..self.clone()
+        }
+    }
+}
+
 /// Prices the models of one workflow: its `pricing:` first, then the table.
 #[derive(Debug, Clone, Copy)]
 pub struct Pricing<'a> {
@@ -415,6 +450,72 @@ pub struct Pricing<'a> {
 }
 
 impl<'a> Pricing<'a> {
+    /// The price of `PROVIDER/MODEL` through its provider's batch API: the table's
+    /// batch rates where it has them, else half the regular price (a workflow's
+    /// `pricing:` and the mock are halved too).
+    pub fn resolve_batch(&self, model: &str) -> Option<(Resolved, BatchRate)> {
+        let resolved = self.resolve(model)?;
+        let entry = match &resolved.source {
+            PriceSource::Table { key } => self.table.get(key).map(|(_, e)| e),
+            _ => None,
+        };
+        if let Some((entry, input, output)) =
+            entry.and_then(|e| Some((e, e.batch_input?, e.batch_output?)))
+        {
+            let regular = resolved.price.clone();
+            let ratio = |batch: f64, full: f64| if full > 0.0 { batch / full } else { 0.5 };
+            let (ri, ro) = (ratio(input, entry.input), ratio(output, entry.output));
+            let scale = |rate: u64, by: f64| {
+                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                let scaled = (rate as f64 * by).round() as u64;
+                scaled
+            };
+            let rates = |r: Rates| Rates {
+                input: scale(r.input, ri),
+                output: scale(r.output, ro),
+                cache_read: r.cache_read.map(|c| scale(c, ri)),
+                cache_write: r.cache_write.map(|c| scale(c, ri)),
+                cache_write_1h: r.cache_write_1h.map(|c| scale(c, ri)),
+            };
+            let mut price = regular;
+            price.rates = Rates {
+                input: rate_per_million(input),
+                output: rate_per_million(output),
+                ..rates(price.rates)
+            };
+            price.long_context = price.long_context.map(|(above, r)| (above, rates(r)));
+            return Some((
+                Resolved {
+                    price,
+                    source: resolved.source,
+                },
+                BatchRate::Table,
+            ));
+        }
+        Some((
+            Resolved {
+                price: resolved.price.halved(),
+                source: resolved.source,
+            },
+            BatchRate::Half,
+        ))
+    }
+
+    /// The price an agent's call to `model` is billed at: the batch price when the
+    /// agent goes through a batch API (`batch: true` on it or in `defaults`, which
+    /// `--batch` sets).
+    pub fn resolve_for(
+        &self,
+        agent: &crate::workflow::model::Agent,
+        model: &str,
+    ) -> Option<Resolved> {
+        if agent.batched(&self.workflow.defaults) {
+            self.resolve_batch(model).map(|(r, _)| r)
+        } else {
+            self.resolve(model)
+        }
+    }
+
     /// The price of `PROVIDER/MODEL`, or `None` when nothing prices it.
     pub fn resolve(&self, model: &str) -> Option<Resolved> {
         let (provider, id) = model.split_once('/')?;

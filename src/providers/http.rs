@@ -168,6 +168,80 @@ pub struct Post<'a> {
     pub timeouts: Timeouts,
 }
 
+/// The method of a batch API request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// What a batch API request carries.
+pub enum Payload<'a> {
+    Empty,
+    Json(&'a serde_json::Value),
+    /// A `multipart/form-data` upload: text fields, and one JSONL file under `file`.
+    File {
+        fields: &'a [(&'static str, String)],
+        name: &'a str,
+        bytes: Vec<u8>,
+    },
+}
+
+/// One request of a batch API, read whole.
+pub struct Call<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub headers: &'a [(&'static str, String)],
+    pub auth: Auth,
+    pub key: Option<&'a ApiKey>,
+    pub payload: Payload<'a>,
+    pub timeouts: Timeouts,
+}
+
+/// The headers of a request: the provider's own, and the key (marked sensitive).
+fn request_headers(
+    extra: &[(&'static str, String)],
+    auth: Auth,
+    key: Option<&ApiKey>,
+) -> Result<HeaderMap, TransportError> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in extra {
+        let value = HeaderValue::from_str(value)
+            .map_err(|e| TransportError::Request(format!("header `{name}`: {e}")))?;
+        headers.insert(HeaderName::from_static(name), value);
+    }
+    if let Some(key) = key {
+        let (name, value) = match auth {
+            Auth::None => return Ok(headers),
+            Auth::Header(name) => (
+                HeaderName::from_static(name),
+                key.expose_secret().to_string(),
+            ),
+            Auth::Bearer => (
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {}", key.expose_secret()),
+            ),
+        };
+        let mut value = HeaderValue::from_str(&value).map_err(|_| {
+            TransportError::Request("the API key contains characters a header cannot carry".into())
+        })?;
+        value.set_sensitive(true);
+        headers.insert(name, value);
+    }
+    Ok(headers)
+}
+
 /// An HTTP client shared by every provider of a run.
 #[derive(Clone)]
 pub struct Http {
@@ -214,6 +288,88 @@ impl Http {
             .build()
             .map_err(|e| format!("cannot start the HTTP client: {e}"))?;
         Ok(Http { client, proxies })
+    }
+
+    /// One request of a batch API (upload, create, poll, download, cancel, delete):
+    /// any method, a JSON, file or empty body, the response read whole. The same
+    /// rules as [`Http::post`]: no redirect followed, the key only in its header,
+    /// never over plain http except to loopback.
+    pub async fn send(&self, call: Call<'_>) -> Result<Response, TransportError> {
+        let headers = request_headers(call.headers, call.auth, call.key)?;
+        self.check_target(call.url, call.key.is_some(), call.method.as_str())?;
+        let method = match call.method {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Delete => reqwest::Method::DELETE,
+        };
+        let mut request = self.client.request(method, call.url).headers(headers);
+        request = match call.payload {
+            Payload::Empty => request,
+            Payload::Json(body) => request.json(body),
+            Payload::File {
+                fields,
+                name,
+                bytes,
+            } => {
+                let mut form = reqwest::multipart::Form::new();
+                for (field, value) in fields {
+                    form = form.text(*field, value.clone());
+                }
+                let part = reqwest::multipart::Part::bytes(bytes)
+                    .file_name(name.to_string())
+                    .mime_str("application/jsonl")
+                    .map_err(|e| TransportError::Request(e.to_string()))?;
+                request.multipart(form.part("file", part))
+            }
+        };
+        let sent = Instant::now();
+        let response = match tokio::time::timeout(call.timeouts.first_byte, request.send()).await {
+            Err(_) => return Err(TransportError::FirstByte(call.timeouts.first_byte)),
+            Ok(Err(e)) => return Err(classify(&e)),
+            Ok(Ok(r)) => r,
+        };
+        let first_byte = sent.elapsed();
+        let received = Arc::new(AtomicU64::new(0));
+        let status = response.status().as_u16();
+        let headers = Headers::from_map(response.headers());
+        let success = (200..300).contains(&status);
+        let counter = received.clone();
+        let chunks = response.bytes_stream().inspect(move |chunk| {
+            if let Ok(chunk) = chunk {
+                counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+        });
+        let limit = if success { MAX_BODY } else { MAX_ERROR_BODY };
+        let body = Body::Whole(read_body(chunks, call.timeouts.idle, limit).await?);
+        Ok(Response {
+            status,
+            headers,
+            body,
+            first_byte,
+            received,
+        })
+    }
+
+    /// The key never goes over plain http except to loopback; `-v` says where a
+    /// request goes and through which proxy.
+    fn check_target(&self, url: &str, keyed: bool, method: &str) -> Result<(), TransportError> {
+        if let Ok(url) = url::Url::parse(url) {
+            if keyed && url.scheme() == "http" && !is_loopback(&url) {
+                return Err(TransportError::Request(
+                    "a key is never sent over plain http except to a loopback address".into(),
+                ));
+            }
+            let via = self.proxies.for_target(&url).map_or_else(
+                || "direct".to_string(),
+                |p| format!("through the proxy {}", proxy::shown(p)),
+            );
+            tracing::debug!(
+                "{method} {}{} ({via})",
+                url.host_str().unwrap_or_default(),
+                url.path()
+            );
+        }
+        Ok(())
     }
 
     /// Sends the request and waits for the response head.

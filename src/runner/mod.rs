@@ -23,7 +23,7 @@ mod plan;
 
 pub use execute::{execute, workflow_name};
 pub use meter::{input_bound, input_count, output_count};
-pub use plan::{Connect, prepare, prepare_offline, prepare_with};
+pub use plan::{Batcher, Connect, prepare, prepare_batched, prepare_offline, prepare_with};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -49,9 +49,27 @@ pub fn prepare(
     keys: Option<Arc<dyn Keys>>,
     bus: &Bus,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
+    prepare_batched(checked, settings, keys, None, bus)
+}
+
+/// Stands for the lane of batched calls until every provider's lane is known.
+const BATCH_LANE: usize = usize::MAX;
+
+/// Makes the client of a batched agent's model from its provider, the agent's
+/// name and the provider's direct client (`--batch`, `batch: true`).
+pub type Batcher = dyn Fn(&ProviderInfo, &str, Arc<dyn Provider>) -> Arc<dyn Provider>;
+
+/// [`prepare`], with the agents that go through batch APIs given their clients by `batcher`.
+pub fn prepare_batched(
+    checked: Arc<Checked>,
+    settings: &RunSettings,
+    keys: Option<Arc<dyn Keys>>,
+    batcher: Option<&Batcher>,
+    bus: &Bus,
+) -> Result<(AgentRunner, Vec<usize>), String> {
     let http = Http::new(Timeouts::default())?;
     let connect = move |info: &ProviderInfo| Ok(connect(info, &http, keys.clone()));
-    prepare_with(checked, settings, &connect, bus)
+    plan(checked, settings, &connect, batcher, bus)
 }
 
 /// [`prepare`] with the client of each provider that is not the mock made by
@@ -60,6 +78,16 @@ pub fn prepare_with(
     checked: Arc<Checked>,
     settings: &RunSettings,
     connect: &Connect,
+    bus: &Bus,
+) -> Result<(AgentRunner, Vec<usize>), String> {
+    plan(checked, settings, connect, None, bus)
+}
+
+fn plan(
+    checked: Arc<Checked>,
+    settings: &RunSettings,
+    connect: &Connect,
+    batcher: Option<&Batcher>,
     bus: &Bus,
 ) -> Result<(AgentRunner, Vec<usize>), String> {
     let w = &checked.workflow;
@@ -104,8 +132,19 @@ pub fn prepare_with(
     let mut targets = Vec::new();
     let mut retries = Vec::new();
     let mut endpoints = Vec::new();
-    for agent in w.agents.values() {
-        let (client, lane) = client_for(agent.provider())?;
+    for (name, agent) in &w.agents {
+        let batcher = batcher.filter(|_| agent.batched(&w.defaults));
+        let batched = |provider: &str, client: Arc<dyn Provider>| match batcher {
+            Some(batcher) => workflow_providers::resolve(w, provider)
+                .map(|info| batcher(&info, name, client))
+                .map_err(|_| format!("unknown provider `{provider}`")),
+            None => Ok(client),
+        };
+        let (client, mut lane) = client_for(agent.provider())?;
+        let client = batched(agent.provider(), client)?;
+        if batcher.is_some() {
+            lane = BATCH_LANE;
+        }
         calls.push(Call {
             provider: agent.provider().to_string(),
             model: agent.model_id().to_string(),
@@ -127,6 +166,7 @@ pub fn prepare_with(
         for fallback in &agent.fallback {
             if let Some((provider, model)) = fallback.split_once('/') {
                 let (client, _) = client_for(provider)?;
+                let client = batched(provider, client)?;
                 chain.push(Target {
                     client,
                     provider: provider.to_string(),
@@ -144,6 +184,13 @@ pub fn prepare_with(
                 .or(w.defaults.retries)
                 .unwrap_or(DEFAULT_RETRIES),
         );
+    }
+    // Batched calls wait on a batch, not on a connection: one lane with no limit.
+    if calls.iter().any(|c| c.lane == BATCH_LANE) {
+        limits.push(usize::MAX);
+        for call in calls.iter_mut().filter(|c| c.lane == BATCH_LANE) {
+            call.lane = limits.len() - 1;
+        }
     }
     let mut renderer = Renderer::default();
     for (name, agent) in &w.agents {
@@ -168,7 +215,6 @@ pub fn prepare_with(
         workflow: w,
         mock: settings.mock,
     };
-    let price = |model: &str| pricing.resolve(model).map(|r| r.price);
     let candidates = w
         .agents
         .values()
@@ -177,7 +223,10 @@ pub fn prepare_with(
                 .chain(&a.fallback)
                 .map(|m| {
                     let id = m.split_once('/').map_or(m.as_str(), |(_, id)| id);
-                    (Tokenizer::for_model(id), price(m))
+                    (
+                        Tokenizer::for_model(id),
+                        pricing.resolve_for(a, m).map(|r| r.price),
+                    )
                 })
                 .collect()
         })
@@ -217,6 +266,7 @@ pub fn prepare_with(
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let price = |model: &str| pricing.resolve(model).map(|r| r.price);
     let caching = w
         .agents
         .values()

@@ -111,6 +111,10 @@ pub struct Defaults {
     /// Prompt caching: `auto` (the default), `off`, or `1h` for Anthropic's 1-hour cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheMode>,
+    /// Send calls through the provider's batch API, at its batch price (answers
+    /// within 24 hours); `--batch` turns it on for every agent that does not say `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<bool>,
 }
 
 /// A spending ceiling.
@@ -224,6 +228,10 @@ pub struct Agent {
     /// Whether the reply is streamed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Send this agent's calls through its provider's batch API, at its batch price;
+    /// `false` keeps it out of `--batch` (a provider without a batch API needs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<bool>,
     /// Other models (`PROVIDER/MODEL`) to try, in order, when this one keeps failing.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<ModelId>")]
@@ -320,5 +328,11 @@ impl Agent {
     /// The model part of `model` (after the first `/`).
     pub fn model_id(&self) -> &str {
         self.model.split_once('/').map_or("", |(_, m)| m)
+    }
+
+    /// Whether this agent's calls go through its provider's batch API: its own
+    /// `batch`, else `defaults.batch` (which `--batch` sets when the file does not).
+    pub fn batched(&self, defaults: &Defaults) -> bool {
+        self.batch.or(defaults.batch).unwrap_or(false)
     }
 }

@@ -1,0 +1,191 @@
+//! Anthropic's Message Batches: `POST /v1/messages/batches` with every request's
+//! `custom_id` and `params`, `GET /v1/messages/batches/{id}` to poll, the results
+//! JSONL from `results_url` (fetched only if that host is allowed for the key),
+//! `POST /v1/messages/batches/{id}/cancel`.
+
+use serde_json::{Value as Json, json};
+
+use super::api::{
+    BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
+    retryable_kind,
+};
+use crate::keys::KeyRef;
+use crate::providers::http::{Method, Payload};
+use crate::providers::wire::join;
+use crate::providers::{AttemptError, BoxFuture, Reply, Request};
+
+/// 100,000 requests or 256 MB a batch.
+pub const LIMITS: Limits = Limits {
+    requests: 100_000,
+    bytes: 256 * 1000 * 1000,
+};
+
+pub struct AnthropicBatches {
+    pub conn: Conn,
+    pub limits: Limits,
+}
+
+impl AnthropicBatches {
+    fn url(&self, path: &str) -> String {
+        join(&self.conn.base_url, path)
+    }
+}
+
+impl BatchApi for AnthropicBatches {
+    fn provider(&self) -> &str {
+        &self.conn.provider
+    }
+
+    fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn params(&self, request: &Request) -> Json {
+        self.conn.wire.body(request, false)
+    }
+
+    fn create<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        _model: &'a str,
+        items: &'a [Item],
+        _file: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Handle, AttemptError>> {
+        Box::pin(async move {
+            let requests: Vec<Json> = items
+                .iter()
+                .map(|i| json!({"custom_id": i.custom_id, "params": self.params(&i.request)}))
+                .collect();
+            let body = json!({ "requests": requests });
+            let url = self.url("/v1/messages/batches");
+            let batch = self
+                .conn
+                .json(Method::Post, &url, key, Payload::Json(&body))
+                .await?;
+            let id = batch["id"].as_str().unwrap_or_default().to_string();
+            if id.is_empty() {
+                return Err(AttemptError::transient(
+                    None,
+                    "anthropic batch API: the created batch has no id".into(),
+                ));
+            }
+            Ok(Handle { id, file: None })
+        })
+    }
+
+    fn poll<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        handle: &'a Handle,
+    ) -> BoxFuture<'a, Result<Status, AttemptError>> {
+        Box::pin(async move {
+            let url = self.url(&format!("/v1/messages/batches/{}", handle.id));
+            let batch = self
+                .conn
+                .json(Method::Get, &url, key, Payload::Empty)
+                .await?;
+            let counts = &batch["request_counts"];
+            let failed = ["errored", "canceled", "expired"]
+                .iter()
+                .map(|k| count(counts.get(*k)))
+                .sum();
+            let succeeded = count(counts.get("succeeded"));
+            let counts = Counts {
+                total: succeeded + failed + count(counts.get("processing")),
+                succeeded,
+                failed,
+            };
+            let phase = if batch["processing_status"] == "ended" {
+                Phase::Ended
+            } else {
+                Phase::Running
+            };
+            Ok(Status {
+                phase,
+                counts,
+                results: batch["results_url"].as_str().map(str::to_string),
+                errors: None,
+                inline: None,
+            })
+        })
+    }
+
+    fn results<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        handle: &'a Handle,
+        status: &'a Status,
+    ) -> BoxFuture<'a, Result<Vec<(String, Outcome)>, AttemptError>> {
+        Box::pin(async move {
+            let url = status.results.clone().unwrap_or_else(|| {
+                self.url(&format!("/v1/messages/batches/{}/results", handle.id))
+            });
+            let text = self
+                .conn
+                .call(Method::Get, &url, key, Payload::Empty)
+                .await?;
+            Ok(text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .filter_map(|line| {
+                    let Ok(value) = serde_json::from_str::<Json>(line) else {
+                        tracing::warn!("anthropic batch results: a line is not JSON");
+                        return None;
+                    };
+                    let id = value["custom_id"].as_str()?.to_string();
+                    Some((id, outcome(&value["result"])))
+                })
+                .collect())
+        })
+    }
+
+    fn cancel<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        handle: &'a Handle,
+    ) -> BoxFuture<'a, Result<(), AttemptError>> {
+        Box::pin(async move {
+            let url = self.url(&format!("/v1/messages/batches/{}/cancel", handle.id));
+            self.conn
+                .call(Method::Post, &url, key, Payload::Empty)
+                .await
+                .map(|_| ())
+        })
+    }
+
+    fn parse(&self, request: &Request, body: &Json) -> Result<Reply, String> {
+        self.conn.wire.parse(request, &body.to_string())
+    }
+}
+
+/// One result line's `result`.
+fn outcome(result: &Json) -> Outcome {
+    match result["type"].as_str().unwrap_or_default() {
+        "succeeded" => Outcome::Body(result["message"].clone()),
+        "errored" => {
+            // `error` is an ErrorResponse: `{"type": "error", "error": {type, message}}`.
+            let error = result["error"].get("error").unwrap_or(&result["error"]);
+            let kind = error["type"].as_str().unwrap_or("error");
+            let message = error["message"].as_str().unwrap_or("no message");
+            Outcome::Error(item_error("anthropic", kind, message, retryable_kind(kind)))
+        }
+        "expired" => Outcome::Error(item_error(
+            "anthropic",
+            "expired",
+            "the request was not processed within 24 hours",
+            true,
+        )),
+        "canceled" => Outcome::Error(item_error(
+            "anthropic",
+            "canceled",
+            "the batch was canceled",
+            false,
+        )),
+        other => Outcome::Error(item_error(
+            "anthropic",
+            "unknown result",
+            &format!("result type `{other}`"),
+            true,
+        )),
+    }
+}

@@ -1,0 +1,319 @@
+//! What every batch API implements (submit, poll, read results, cancel, clean up),
+//! and [`Conn`], the one way their requests go out: each through the provider's
+//! HTTP door (`providers::http`), with its key checked against the destination
+//! first (the host rule), no redirect followed, and every byte that comes back
+//! redacted of the run's keys before anything reads it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+
+use crate::keys::{KeyRef, redact};
+use crate::providers::client::Keys;
+use crate::providers::http::{Body, Call, Http, Method, Payload, Timeouts};
+use crate::providers::wire::Wire;
+use crate::providers::{AttemptError, BoxFuture, ErrorKind, Reply, Request, retry};
+
+/// How much one batch may hold: the provider's documented limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub requests: usize,
+    pub bytes: usize,
+}
+
+/// One request in a batch: its id there, and the call.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub custom_id: String,
+    pub request: Request,
+}
+
+/// Where a batch is at the provider: what the state file keeps of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Handle {
+    /// The batch's id (`msgbatch_…`, `batch_…`, `batches/…`); empty while only its
+    /// input file is uploaded.
+    pub id: String,
+    /// The uploaded input file (`OpenAI`), deleted when the batch is collected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+}
+
+/// How far along a batch is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// Every request has its result.
+    Ended,
+    /// The batch as a whole failed (its input was refused): the provider's message.
+    Failed(String),
+}
+
+/// Requests of a batch by outcome, as the provider counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// A poll's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub phase: Phase,
+    pub counts: Counts,
+    /// Where the results are: a URL (Anthropic), an output file (`OpenAI`).
+    pub results: Option<String>,
+    /// `OpenAI`'s error file.
+    pub errors: Option<String>,
+    /// The whole poll response, for the results of an API that returns them inline (Gemini).
+    pub inline: Option<Json>,
+}
+
+/// One request's result.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The reply body, as the provider's own API would have answered the call.
+    Body(Json),
+    /// A reply made without a provider (the mock).
+    Reply(Reply),
+    Error(AttemptError),
+}
+
+/// A batch API of one provider.
+pub trait BatchApi: Send + Sync {
+    /// The provider's name in the workflow.
+    fn provider(&self) -> &str;
+    fn limits(&self) -> Limits;
+    /// The request's parameters as the batch carries them (without its id): what
+    /// its fingerprint and size are taken from.
+    fn params(&self, request: &Request) -> Json;
+    /// Uploads the input, when the API takes it as a file: the file's id.
+    fn upload<'a>(
+        &'a self,
+        _key: Option<&'a KeyRef>,
+        _items: &'a [Item],
+    ) -> BoxFuture<'a, Result<Option<String>, AttemptError>> {
+        Box::pin(async { Ok(None) })
+    }
+    /// Creates the batch (from the uploaded file, when there is one).
+    fn create<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        model: &'a str,
+        items: &'a [Item],
+        file: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Handle, AttemptError>>;
+    fn poll<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        handle: &'a Handle,
+    ) -> BoxFuture<'a, Result<Status, AttemptError>>;
+    /// Every result of an ended batch, by `custom_id`, in whatever order they come.
+    fn results<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        handle: &'a Handle,
+        status: &'a Status,
+    ) -> BoxFuture<'a, Result<Vec<(String, Outcome)>, AttemptError>>;
+    fn cancel<'a>(
+        &'a self,
+        key: Option<&'a KeyRef>,
+        handle: &'a Handle,
+    ) -> BoxFuture<'a, Result<(), AttemptError>>;
+    /// After the results are read: deletes what the batch left (`OpenAI`'s input file).
+    fn clean_up<'a>(&'a self, _key: Option<&'a KeyRef>, _handle: &'a Handle) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+    /// A rerun waits on `handle` for `request`, which it holds as `custom_id`.
+    fn adopt(&self, _handle: &Handle, _custom_id: &str, _request: &Request) {}
+    /// Reads one result's reply body.
+    fn parse(&self, request: &Request, body: &Json) -> Result<Reply, String>;
+}
+
+/// A provider's batch endpoints: where they are, its key, its HTTP client.
+pub struct Conn {
+    pub provider: String,
+    pub base_url: String,
+    pub wire: Box<dyn Wire>,
+    pub keys: Option<Arc<dyn Keys>>,
+    pub http: Http,
+}
+
+/// Batch endpoints answer quickly; results files may be large.
+fn timeouts() -> Timeouts {
+    Timeouts {
+        connect: Duration::from_secs(10),
+        first_byte: Duration::from_secs(120),
+        idle: Duration::from_secs(120),
+    }
+}
+
+impl Conn {
+    /// Sends one request and reads its body, redacted. A refused key, a
+    /// destination the key may not go to, an error status: an [`AttemptError`]
+    /// with the provider's own message.
+    pub async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        key: Option<&KeyRef>,
+        payload: Payload<'_>,
+    ) -> Result<String, AttemptError> {
+        let started = Instant::now();
+        let key = match (key, &self.keys) {
+            (None, _) => None,
+            (Some(key), Some(keys)) => Some(keys.key_for(key, &self.provider, url).await?),
+            (Some(key), None) => {
+                return Err(AttemptError {
+                    kind: ErrorKind::Key,
+                    ..AttemptError::permanent(
+                        format!("no keys are available to this run for `{key}`"),
+                        None,
+                    )
+                });
+            }
+        };
+        // The API's own headers (its version); a batch's are not per request.
+        let headers = self.wire.headers(&Request::default());
+        let call = Call {
+            method,
+            url,
+            headers: &headers,
+            auth: self.wire.auth(),
+            key: key.as_ref(),
+            payload,
+            timeouts: timeouts(),
+        };
+        let endpoint = endpoint(url);
+        let response = self.http.send(call).await.map_err(|e| {
+            let mut message = format!(
+                "{} batch {} {endpoint}: {e}",
+                self.provider,
+                method.as_str()
+            );
+            redact::in_place(&mut message);
+            AttemptError::transient(None, message)
+        })?;
+        let Body::Whole(mut text) = response.body else {
+            unreachable!("batch responses are read whole")
+        };
+        redact::in_place(&mut text);
+        tracing::info!(
+            "batch: {} {} {endpoint}: {} in {:.3}s ({} bytes)",
+            self.provider,
+            method.as_str(),
+            response.status,
+            started.elapsed().as_secs_f64(),
+            text.len()
+        );
+        if (200..300).contains(&response.status) {
+            return Ok(text);
+        }
+        let status = response.status;
+        let api = self.wire.error(status, &text);
+        let retryable = api
+            .retryable
+            .unwrap_or_else(|| retry::retryable_status(status));
+        let hint = match status {
+            401 | 403 => Some(format!(
+                "the key was refused by {}'s batch API; check it with `byok-flow keys check`",
+                self.provider
+            )),
+            429 if !retryable => Some(format!(
+                "{} needs you to act (quota or billing) before it takes batches",
+                self.provider
+            )),
+            300..=399 => Some(
+                "byok-flow never follows redirects with a key; point `base_url` at the final address"
+                    .into(),
+            ),
+            _ => None,
+        };
+        let mut error = AttemptError {
+            status: Some(status),
+            kind: if retryable {
+                ErrorKind::Transient
+            } else {
+                ErrorKind::Permanent
+            },
+            message: match &api.kind {
+                Some(kind) => format!("{} batch {status} {kind}: {}", self.provider, api.message),
+                None => format!("{} batch {status}: {}", self.provider, api.message),
+            },
+            hint,
+            retry_after: retry::hint(&response.headers, &text),
+            cut_off: None,
+            unknown_model: false,
+        };
+        redact::in_place(&mut error.message);
+        Err(error)
+    }
+
+    /// A JSON response, read.
+    pub async fn json(
+        &self,
+        method: Method,
+        url: &str,
+        key: Option<&KeyRef>,
+        payload: Payload<'_>,
+    ) -> Result<Json, AttemptError> {
+        let text = self.call(method, url, key, payload).await?;
+        serde_json::from_str(&text).map_err(|e| {
+            AttemptError::transient(
+                None,
+                format!("{} batch API: malformed response: {e}", self.provider),
+            )
+        })
+    }
+}
+
+/// `host[:port]/path` of a URL: no query, which could hold a key.
+pub fn endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}{}{}",
+            u.host_str().unwrap_or_default(),
+            u.port().map_or_else(String::new, |p| format!(":{p}")),
+            u.path()
+        ),
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+/// A result the provider reported as an error: retryable unless its type says it
+/// will fail again.
+pub fn item_error(provider: &str, kind: &str, message: &str, retryable: bool) -> AttemptError {
+    let message = format!("{provider} batch: {kind}: {message}");
+    if retryable {
+        AttemptError::transient(None, message)
+    } else {
+        AttemptError::permanent(message, None)
+    }
+}
+
+/// Whether an error type a batch result carries is worth another try.
+pub fn retryable_kind(kind: &str) -> bool {
+    !matches!(
+        kind,
+        "invalid_request_error"
+            | "authentication_error"
+            | "permission_error"
+            | "not_found_error"
+            | "invalid_request"
+            | "INVALID_ARGUMENT"
+            | "NOT_FOUND"
+            | "PERMISSION_DENIED"
+            | "model_not_found"
+    )
+}
+
+/// A count the provider sent as a number or a string (Gemini's int64).
+pub fn count(value: Option<&Json>) -> u64 {
+    match value {
+        Some(Json::Number(n)) => n.as_u64().unwrap_or(0),
+        Some(Json::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}

@@ -1,0 +1,795 @@
+//! The wave driver. Every batched agent's call goes to a [`BatchClient`], which
+//! hands the request to the [`Batcher`] and waits for its result. The batcher
+//! gathers the requests that arrive together (every agent the scheduler found
+//! ready at once: a wave of the DAG; with rows, many rows' agents), groups them
+//! per (provider, key, model), splits each group at the provider's limits, and
+//! submits each part as one batch. Each batch is written to the run's state
+//! before it is waited on, polled with jittered back-off, and its results, in
+//! whatever order they come, are handed back by `custom_id`. A result that is an
+//! error is that attempt's failure: the call loop retries it (into the next
+//! batch) and then tries the fallback models, as for any call.
+//!
+//! A rerun of the same squad, or `runs resume`, finds the batches earlier runs
+//! submitted (their state files): a request whose fingerprint (provider, model,
+//! key name, body) one of them holds waits on that batch instead of being
+//! submitted again.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, oneshot};
+
+use super::api::{BatchApi, Item, Outcome, Phase, Status};
+use super::backoff::Backoff;
+use super::state::{BatchRecord, RequestRecord, RunState, StateDir, unix_now};
+use crate::keys::KeyRef;
+use crate::providers::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
+
+/// How long a batch may run: the providers' 24 hours, and a margin.
+pub const EXPIRY: Duration = Duration::from_secs(25 * 3600);
+
+/// How the batcher works.
+pub struct Options {
+    pub states: StateDir,
+    /// Exit as soon as every waiting request is in a submitted batch (`--detach`).
+    pub detach: bool,
+    /// How long to wait for more requests after the last one arrived.
+    pub gather: Duration,
+    pub backoff: Backoff,
+    /// This run's state, without its run id and batches.
+    pub run: RunState,
+    /// Progress lines (each batch's counts and age) and warnings.
+    pub note: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// Collects batched calls into batches.
+#[derive(Clone)]
+pub struct Batcher {
+    shared: Arc<Shared>,
+}
+
+type Answer = oneshot::Sender<Result<Reply, AttemptError>>;
+
+struct Pending {
+    api: Arc<dyn BatchApi>,
+    request: Request,
+    custom_id: String,
+    label: String,
+    fingerprint: String,
+    size: usize,
+    /// Its batch was polled once (or it was answered).
+    settled: bool,
+    answer: Answer,
+}
+
+/// A batch of an earlier run that holds a request.
+#[derive(Clone)]
+struct Known {
+    owner: String,
+    record: Arc<BatchRecord>,
+    custom_id: String,
+}
+
+/// The requests waiting on one batch, by `custom_id`.
+struct Watch {
+    joined: HashMap<String, Vec<Pending>>,
+}
+
+type Group = (String, Option<KeyRef>, String);
+
+struct Shared {
+    options: Options,
+    /// This run's state; its file exists once it has a batch.
+    state: Mutex<RunState>,
+    /// Earlier runs' states, by run id, as they were read (batches marked collected here).
+    earlier: Mutex<HashMap<String, RunState>>,
+    known: Mutex<HashMap<String, Known>>,
+    queues: Mutex<HashMap<Group, Vec<Pending>>>,
+    watches: Mutex<HashMap<String, Watch>>,
+    /// Results of earlier runs' batches not yet asked for, by fingerprint.
+    stash: Mutex<HashMap<String, Outcome>>,
+    /// How many times each request went into a batch in this run.
+    attempts: Mutex<HashMap<String, u32>>,
+    seq: AtomicU64,
+    /// Requests not yet in a batch that was polled once.
+    unsettled: AtomicUsize,
+    detached: AtomicBool,
+    detach: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Batcher {
+    /// A batcher that knows the batches earlier runs of `workflow` left (their
+    /// state files in `options.states`).
+    pub fn new(options: Options) -> Self {
+        let mut earlier = HashMap::new();
+        let mut known = HashMap::new();
+        for state in options.states.load_all() {
+            if state.workflow != options.run.workflow {
+                continue;
+            }
+            for record in &state.batches {
+                if record.cancelled || record.handle.id.is_empty() && record.handle.file.is_none() {
+                    continue;
+                }
+                let record = Arc::new(record.clone());
+                for r in &record.requests {
+                    known.insert(
+                        r.fingerprint.clone(),
+                        Known {
+                            owner: state.run_id.clone(),
+                            record: record.clone(),
+                            custom_id: r.custom_id.clone(),
+                        },
+                    );
+                }
+            }
+            earlier.insert(state.run_id.clone(), state);
+        }
+        let state = options.run.clone();
+        Batcher {
+            shared: Arc::new(Shared {
+                options,
+                state: Mutex::new(state),
+                earlier: Mutex::new(earlier),
+                known: Mutex::new(known),
+                queues: Mutex::default(),
+                watches: Mutex::default(),
+                stash: Mutex::default(),
+                attempts: Mutex::default(),
+                seq: AtomicU64::new(0),
+                unsettled: AtomicUsize::new(0),
+                detached: AtomicBool::new(false),
+                detach: Notify::new(),
+            }),
+        }
+    }
+
+    /// The run's id, once the run has one: its state file is named for it.
+    pub fn set_run_id(&self, run_id: &str) {
+        lock(&self.shared.state).run_id = run_id.to_string();
+    }
+
+    pub fn run_id(&self) -> String {
+        lock(&self.shared.state).run_id.clone()
+    }
+
+    /// A client for `label`'s calls through `api`.
+    pub fn client(&self, api: Arc<dyn BatchApi>, label: &str) -> Arc<dyn Provider> {
+        Arc::new(BatchClient {
+            batcher: self.clone(),
+            api,
+            label: label.to_string(),
+        })
+    }
+
+    /// Resolves once every waiting request is in a batch the provider has taken
+    /// (with `--detach`); never otherwise.
+    pub async fn detached(&self) {
+        if !self.shared.options.detach {
+            std::future::pending::<()>().await;
+        }
+        self.shared.detach.notified().await;
+    }
+
+    /// Whether the run stopped waiting because of `--detach`.
+    pub fn did_detach(&self) -> bool {
+        self.shared.detached.load(Ordering::SeqCst)
+    }
+
+    /// Batches submitted or adopted that have not been collected: (run id, count).
+    pub fn pending(&self) -> usize {
+        let own = lock(&self.shared.state)
+            .batches
+            .iter()
+            .filter(|b| b.pending())
+            .count();
+        let earlier: usize = lock(&self.shared.earlier)
+            .values()
+            .flat_map(|s| &s.batches)
+            .filter(|b| b.pending())
+            .count();
+        own + earlier
+    }
+
+    /// At the end of a run: state files whose batches are all collected are
+    /// removed; the rest stay for a rerun or `runs resume`.
+    pub fn finish(&self) {
+        let states = &self.shared.options.states;
+        let own = lock(&self.shared.state);
+        if !own.run_id.is_empty() && own.batches.iter().all(|b| !b.pending()) {
+            states.remove(&own.run_id);
+        }
+        for state in lock(&self.shared.earlier).values() {
+            if state.batches.iter().all(|b| !b.pending()) {
+                states.remove(&state.run_id);
+            }
+        }
+    }
+}
+
+/// The client of a batched agent: each attempt is one request in a batch.
+struct BatchClient {
+    batcher: Batcher,
+    api: Arc<dyn BatchApi>,
+    label: String,
+}
+
+impl Provider for BatchClient {
+    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+        Box::pin(async move {
+            let (answer, reply) = oneshot::channel();
+            self.batcher.shared.clone().enqueue(
+                self.api.clone(),
+                &self.label,
+                request.clone(),
+                answer,
+            );
+            reply.await.unwrap_or_else(|_| {
+                Err(AttemptError::transient(
+                    None,
+                    "the batch this request was in was dropped".into(),
+                ))
+            })
+        })
+    }
+}
+
+/// The fingerprint of a request as a batch carries it.
+fn fingerprint(api: &dyn BatchApi, key: Option<&KeyRef>, request: &Request) -> (String, usize) {
+    let params = api.params(request).to_string();
+    let mut hasher = Sha256::new();
+    for part in [
+        api.provider(),
+        &request.model,
+        &key.map(ToString::to_string).unwrap_or_default(),
+        &params,
+    ] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let hex = hasher.finalize().iter().fold(String::new(), |mut s, b| {
+        s.push_str(&format!("{b:02x}"));
+        s
+    });
+    // The id, the method and URL around the parameters in a batch line.
+    (hex, params.len() + 128)
+}
+
+/// A `custom_id` the providers take (`^[a-zA-Z0-9_-]{1,64}$`): the label and a number.
+fn custom_id(label: &str, seq: u64) -> String {
+    let clean: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("{clean}-{seq}")
+}
+
+impl Shared {
+    fn note(&self, line: &str) {
+        (self.options.note)(line);
+    }
+
+    fn enqueue(
+        self: Arc<Self>,
+        api: Arc<dyn BatchApi>,
+        label: &str,
+        request: Request,
+        answer: Answer,
+    ) {
+        if request.stream {
+            tracing::debug!("`{label}`: streaming is off for calls in a batch");
+        }
+        let key = request.key.clone();
+        let (fingerprint, size) = fingerprint(api.as_ref(), key.as_ref(), &request);
+        self.unsettled.fetch_add(1, Ordering::SeqCst);
+        let pending = Pending {
+            api: api.clone(),
+            custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
+            label: label.to_string(),
+            request,
+            fingerprint,
+            size,
+            settled: false,
+            answer,
+        };
+        // A result an earlier run's batch already holds.
+        let stashed = lock(&self.stash).remove(&pending.fingerprint);
+        if let Some(outcome) = stashed {
+            lock(&self.known).remove(&pending.fingerprint);
+            self.answer(pending, Some(outcome));
+            return;
+        }
+        // A request an earlier run's batch holds: wait on that batch.
+        let known = lock(&self.known).remove(&pending.fingerprint);
+        if let Some(known) = known {
+            tracing::info!(
+                "`{label}`: answered by batch {} of run {}, not submitted again",
+                known.record.handle.id,
+                known.owner
+            );
+            self.join(known, pending);
+            return;
+        }
+        let group = (
+            api.provider().to_string(),
+            key,
+            pending.request.model.clone(),
+        );
+        let first = {
+            let mut queues = lock(&self.queues);
+            let queue = queues.entry(group.clone()).or_default();
+            queue.push(pending);
+            queue.len() == 1
+        };
+        if first {
+            tokio::spawn(self.flush(group));
+        }
+    }
+
+    /// Waits until no request has joined the group for the gathering time, then
+    /// submits what it holds.
+    async fn flush(self: Arc<Self>, group: Group) {
+        let count = |s: &Self| lock(&s.queues).get(&group).map_or(0, Vec::len);
+        loop {
+            let before = count(&self);
+            tokio::time::sleep(self.options.gather).await;
+            if count(&self) == before {
+                break;
+            }
+        }
+        let pendings = lock(&self.queues).remove(&group).unwrap_or_default();
+        let Some(api) = pendings.first().map(|p| p.api.clone()) else {
+            return;
+        };
+        for part in split(pendings, api.limits().requests, api.limits().bytes) {
+            let this = self.clone();
+            tokio::spawn(this.submit(api.clone(), group.clone(), part));
+        }
+    }
+
+    /// Submits one batch, writes it to the state, and waits on it.
+    async fn submit(self: Arc<Self>, api: Arc<dyn BatchApi>, group: Group, part: Vec<Pending>) {
+        let (provider, key, model) = group;
+        let items: Vec<Item> = part
+            .iter()
+            .map(|p| Item {
+                custom_id: p.custom_id.clone(),
+                request: p.request.clone(),
+            })
+            .collect();
+        let requests = {
+            let mut attempts = lock(&self.attempts);
+            part.iter()
+                .map(|p| {
+                    let attempt = attempts.entry(p.fingerprint.clone()).or_insert(0);
+                    *attempt += 1;
+                    RequestRecord {
+                        custom_id: p.custom_id.clone(),
+                        label: p.label.clone(),
+                        attempt: *attempt,
+                        fingerprint: p.fingerprint.clone(),
+                    }
+                })
+                .collect()
+        };
+        let mut record = BatchRecord {
+            provider: provider.clone(),
+            key: key.as_ref().map(ToString::to_string),
+            model: model.clone(),
+            submitted_at: unix_now(),
+            requests,
+            ..BatchRecord::default()
+        };
+        let index = lock(&self.state).batches.len();
+        let fail = |part: Vec<Pending>, error: &AttemptError| {
+            for p in part {
+                self.answer(p, Some(Outcome::Error(error.clone())));
+            }
+        };
+        let file = match api.upload(key.as_ref(), &items).await {
+            Ok(file) => file,
+            Err(e) => return fail(part, &whole_batch(&provider, e)),
+        };
+        if let Some(file) = &file {
+            // Uploaded: a run killed now creates the batch from this file when rerun.
+            record.handle.file = Some(file.clone());
+            self.record(index, &record);
+        }
+        let handle = match api
+            .create(key.as_ref(), &model, &items, file.as_deref())
+            .await
+        {
+            Ok(handle) => handle,
+            Err(e) => {
+                if file.is_some() {
+                    api.clean_up(key.as_ref(), &record.handle).await;
+                    record.cancelled = true;
+                    self.record(index, &record);
+                }
+                return fail(part, &whole_batch(&provider, e));
+            }
+        };
+        record.handle = handle;
+        // Written before waiting: from here on the batch is never submitted again.
+        self.record(index, &record);
+        self.note(&format!(
+            "batch {} submitted to {provider}: {} request{} for {model}",
+            record.handle.id,
+            part.len(),
+            if part.len() == 1 { "" } else { "s" }
+        ));
+        let mut joined: HashMap<String, Vec<Pending>> = HashMap::new();
+        for p in part {
+            joined.entry(p.custom_id.clone()).or_default().push(p);
+        }
+        let run_id = lock(&self.state).run_id.clone();
+        lock(&self.watches).insert(record.handle.id.clone(), Watch { joined });
+        self.wait(api, run_id, Arc::new(record), Some(index)).await;
+    }
+
+    /// Writes this run's batch `index` to the state file.
+    fn record(&self, index: usize, record: &BatchRecord) {
+        let mut state = lock(&self.state);
+        if index < state.batches.len() {
+            state.batches[index] = record.clone();
+        } else {
+            state.batches.push(record.clone());
+        }
+        if let Err(e) = self.options.states.save(&state) {
+            let line = format!(
+                "warning: cannot write the batch state in {}: {e}; a killed run cannot be resumed without submitting again",
+                self.options.states.0.display()
+            );
+            drop(state);
+            self.note(&line);
+        }
+    }
+
+    /// Marks a batch collected in whichever state holds it.
+    fn collected(&self, owner: &str, own: Option<usize>, id: &str) {
+        if let Some(index) = own {
+            let mut record = lock(&self.state).batches[index].clone();
+            record.collected = true;
+            self.record(index, &record);
+            return;
+        }
+        let mut earlier = lock(&self.earlier);
+        if let Some(state) = earlier.get_mut(owner) {
+            for b in state.batches.iter_mut().filter(|b| b.handle.id == id) {
+                b.collected = true;
+            }
+            if let Err(e) = self.options.states.save(state) {
+                tracing::warn!("cannot update the batch state of run {owner}: {e}");
+            }
+        }
+    }
+
+    /// Joins the wait on an earlier run's batch, starting it if nobody waits yet.
+    fn join(self: Arc<Self>, known: Known, pending: Pending) {
+        let id = known.record.handle.id.clone();
+        let key = if id.is_empty() {
+            format!(
+                "file:{}",
+                known.record.handle.file.clone().unwrap_or_default()
+            )
+        } else {
+            id
+        };
+        let api = pending.api.clone();
+        api.adopt(&known.record.handle, &known.custom_id, &pending.request);
+        let mut watches = lock(&self.watches);
+        if let Some(watch) = watches.get_mut(&key) {
+            watch
+                .joined
+                .entry(known.custom_id)
+                .or_default()
+                .push(pending);
+            return;
+        }
+        let mut joined = HashMap::new();
+        joined.insert(known.custom_id.clone(), vec![pending]);
+        watches.insert(key, Watch { joined });
+        drop(watches);
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut record = (*known.record).clone();
+            if record.handle.id.is_empty() {
+                // Uploaded, never created: create it from the file, once.
+                let model = record.model.clone();
+                let key = record
+                    .key
+                    .as_deref()
+                    .and_then(|k| KeyRef::parse(k).ok().flatten());
+                let file = record.handle.file.clone();
+                match api.create(key.as_ref(), &model, &[], file.as_deref()).await {
+                    Ok(handle) => {
+                        let watch = lock(&this.watches)
+                            .remove(&format!("file:{}", file.unwrap_or_default()));
+                        record.handle = handle;
+                        this.note(&format!(
+                            "batch {} created from the file run {} uploaded",
+                            record.handle.id, known.owner
+                        ));
+                        if let Some(watch) = watch {
+                            lock(&this.watches).insert(record.handle.id.clone(), watch);
+                        }
+                        let mut earlier = lock(&this.earlier);
+                        if let Some(state) = earlier.get_mut(&known.owner) {
+                            for b in &mut state.batches {
+                                if b.handle.file == record.handle.file && b.handle.id.is_empty() {
+                                    b.handle = record.handle.clone();
+                                }
+                            }
+                            let _ = this.options.states.save(state);
+                        }
+                    }
+                    Err(e) => {
+                        let key = format!("file:{}", file.unwrap_or_default());
+                        let watch = lock(&this.watches).remove(&key);
+                        for p in watch
+                            .into_iter()
+                            .flat_map(|w| w.joined.into_values())
+                            .flatten()
+                        {
+                            this.answer(p, Some(Outcome::Error(e.clone())));
+                        }
+                        return;
+                    }
+                }
+            }
+            this.clone()
+                .wait(api, known.owner.clone(), Arc::new(record), None)
+                .await;
+        });
+    }
+
+    /// Polls a batch until it ends, then hands each result to whoever waits on it.
+    async fn wait(
+        self: Arc<Self>,
+        api: Arc<dyn BatchApi>,
+        owner: String,
+        record: Arc<BatchRecord>,
+        own: Option<usize>,
+    ) {
+        let key = record
+            .key
+            .as_deref()
+            .and_then(|k| KeyRef::parse(k).ok().flatten());
+        let id = record.handle.id.clone();
+        let mut backoff = self.options.backoff.clone();
+        let mut polled = false;
+        let status: Result<Status, AttemptError> = loop {
+            match api.poll(key.as_ref(), &record.handle).await {
+                Ok(status) if status.phase != Phase::Running => break Ok(status),
+                Ok(status) => {
+                    let age = unix_now().saturating_sub(record.submitted_at);
+                    self.note(&format!(
+                        "batch {id} ({}): {}/{} done, {} failed, {} old",
+                        record.provider,
+                        status.counts.succeeded,
+                        status.counts.total,
+                        status.counts.failed,
+                        humantime::format_duration(Duration::from_secs(age))
+                    ));
+                    if Duration::from_secs(age) > EXPIRY {
+                        break Err(AttemptError::transient(
+                            None,
+                            format!(
+                                "{} batch {id} is still running after 25 hours: taken as expired",
+                                record.provider
+                            ),
+                        ));
+                    }
+                }
+                Err(e) if e.kind == ErrorKind::Transient => {
+                    tracing::info!("batch {id}: poll failed, will poll again: {e}");
+                }
+                Err(e) => break Err(e),
+            }
+            if !polled {
+                polled = true;
+                self.settle(&id);
+            }
+            tokio::time::sleep(backoff.next_wait()).await;
+        };
+        let results = match status {
+            Ok(status) => match &status.phase {
+                Phase::Failed(message) => Err(AttemptError::permanent(
+                    format!(
+                        "{} refused batch {id} as a whole: {message}",
+                        record.provider
+                    ),
+                    Some("fix what the provider names, then run again".into()),
+                )),
+                _ => {
+                    self.read_results(api.as_ref(), key.as_ref(), &record, &status)
+                        .await
+                }
+            },
+            Err(e) => Err(e),
+        };
+        let watch = lock(&self.watches).remove(&id);
+        let mut joined = watch.map(|w| w.joined).unwrap_or_default();
+        match results {
+            Err(e) => {
+                for p in joined.into_values().flatten() {
+                    self.answer(p, Some(Outcome::Error(e.clone())));
+                }
+                return;
+            }
+            Ok(results) => {
+                let ours: HashMap<&str, &RequestRecord> = record
+                    .requests
+                    .iter()
+                    .map(|r| (r.custom_id.as_str(), r))
+                    .collect();
+                let mut unknown = 0;
+                let mut seen = HashSet::new();
+                for (custom_id, outcome) in results {
+                    let Some(request) = ours.get(custom_id.as_str()) else {
+                        unknown += 1;
+                        continue;
+                    };
+                    seen.insert(custom_id.clone());
+                    match joined.remove(&custom_id) {
+                        Some(waiting) => {
+                            let mut waiting = waiting.into_iter();
+                            if let Some(first) = waiting.next() {
+                                for other in waiting {
+                                    self.answer(other, Some(outcome.clone()));
+                                }
+                                self.answer(first, Some(outcome));
+                            }
+                        }
+                        None if own.is_none() => {
+                            lock(&self.stash).insert(request.fingerprint.clone(), outcome);
+                        }
+                        None => {}
+                    }
+                }
+                if unknown > 0 {
+                    self.note(&format!(
+                        "warning: batch {id} returned {unknown} result{} with a custom_id byok-flow never sent; ignored",
+                        if unknown == 1 { "" } else { "s" }
+                    ));
+                }
+                // Sent, and no result came back: a failed attempt.
+                for p in joined.into_values().flatten() {
+                    self.answer(p, None);
+                }
+            }
+        }
+        self.collected(&owner, own, &id);
+        api.clean_up(key.as_ref(), &record.handle).await;
+    }
+
+    async fn read_results(
+        &self,
+        api: &dyn BatchApi,
+        key: Option<&KeyRef>,
+        record: &BatchRecord,
+        status: &Status,
+    ) -> Result<Vec<(String, Outcome)>, AttemptError> {
+        let mut backoff = self.options.backoff.clone();
+        let mut tries = 0;
+        loop {
+            match api.results(key, &record.handle, status).await {
+                Err(e) if e.kind == ErrorKind::Transient && tries < 5 => {
+                    tries += 1;
+                    tracing::info!(
+                        "batch {}: reading results failed, trying again: {e}",
+                        record.handle.id
+                    );
+                    tokio::time::sleep(backoff.next_wait()).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A batch was polled once: its requests are at the provider. With
+    /// `--detach`, once no request is waiting for a batch to be made, the run stops.
+    fn settle(&self, id: &str) {
+        let mut settled = 0;
+        if let Some(watch) = lock(&self.watches).get_mut(id) {
+            for p in watch.joined.values_mut().flatten().filter(|p| !p.settled) {
+                p.settled = true;
+                settled += 1;
+            }
+        }
+        let before = self
+            .unsettled
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                Some(n.saturating_sub(settled))
+            })
+            .unwrap_or(0);
+        if before.saturating_sub(settled) == 0
+            && self.options.detach
+            && !self.detached.swap(true, Ordering::SeqCst)
+        {
+            self.detach.notify_one();
+        }
+    }
+
+    /// Hands a request its result; `None`: the batch returned none for it.
+    fn answer(&self, pending: Pending, outcome: Option<Outcome>) {
+        if !pending.settled {
+            let _ = self
+                .unsettled
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
+        let result = match outcome {
+            None => Err(AttemptError::transient(
+                None,
+                format!(
+                    "{} batch: no result came back for this request",
+                    pending.api.provider()
+                ),
+            )),
+            Some(Outcome::Reply(reply)) => Ok(reply),
+            Some(Outcome::Error(e)) => Err(e),
+            Some(Outcome::Body(body)) => pending.api.parse(&pending.request, &body).map_err(|e| {
+                AttemptError::transient(None, format!("malformed result in the batch: {e}"))
+            }),
+        };
+        let _ = pending.answer.send(result);
+    }
+}
+
+/// A batch the provider would not take: its requests fail with its error.
+fn whole_batch(provider: &str, mut error: AttemptError) -> AttemptError {
+    error.message = format!("the batch was not created: {}", error.message);
+    if error.hint.is_none() && error.kind == ErrorKind::Permanent {
+        error.hint = Some(format!(
+            "fix what {provider} names, or run the agents without `--batch`"
+        ));
+    }
+    error
+}
+
+/// Splits requests into batches of at most `count` requests and `bytes` bytes.
+fn split(pendings: Vec<Pending>, count: usize, bytes: usize) -> Vec<Vec<Pending>> {
+    let mut parts: Vec<Vec<Pending>> = Vec::new();
+    let mut size = 0;
+    for p in pendings {
+        let full = parts.last().is_none_or(|last| {
+            last.len() >= count.max(1) || size + p.size > bytes && !last.is_empty()
+        });
+        if full {
+            parts.push(Vec::new());
+            size = 0;
+        }
+        size += p.size;
+        parts.last_mut().expect("a part").push(p);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn custom_ids_are_what_the_providers_take() {
+        assert_eq!(custom_id("writer", 7), "writer-7");
+        assert_eq!(custom_id("a.b c", 1), "a_b_c-1");
+        let long = custom_id(&"x".repeat(200), u64::MAX);
+        assert!(long.len() <= 64, "{long}");
+    }
+}
