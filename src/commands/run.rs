@@ -709,15 +709,6 @@ fn read_input(name: &str, source: &str, max_size: u64) -> Result<String> {
     })
 }
 
-fn names_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let list: Vec<&str> = names.map(String::as_str).collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
-}
-
 /// The most batched calls waiting at once: every agent of a wave.
 const BATCH_CONCURRENCY: usize = 1 << 20;
 
