@@ -26,6 +26,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde_json::{Value, json};
 
+#[path = "fake_batch.rs"]
+pub mod batch;
+
 /// One thing that goes wrong with one request.
 #[derive(Debug, Clone)]
 pub enum Fault {
@@ -66,6 +69,10 @@ pub enum Fault {
     /// This status with this body, verbatim: what a gateway, proxy or local
     /// server sends instead of the provider's own error envelope.
     Body { code: u16, body: String },
+    /// In a batch: the request expires unprocessed.
+    Expired,
+    /// In a batch: the results hold nothing for the request.
+    NoResult,
 }
 
 /// How a server refuses a model it does not serve, as the real deployments do
@@ -169,6 +176,8 @@ impl Fault {
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    #[allow(dead_code)] // read by the batch tests through `Debug`
+    pub method: String,
     pub path: String,
     pub query: String,
     pub headers: Vec<(String, String)>,
@@ -227,6 +236,8 @@ struct Shared {
     cache: Mutex<(u64, u64)>,
     /// How long every reply takes before its first byte.
     latency: Mutex<Duration>,
+    /// The batch APIs' batches, files and knobs.
+    batches: batch::Batches,
     /// Pad each reply's text to this many characters (0: as it is).
     reply_chars: AtomicUsize,
     /// When the first request arrived and the last reply was made, since the
@@ -285,6 +296,7 @@ impl FakeServer {
             });
         });
         let addr = addr_rx.recv().expect("the server started");
+        *shared.batches.base.lock().unwrap() = format!("http://{addr}");
         FakeServer {
             addr,
             shared,
@@ -413,6 +425,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
     let guard = InFlight(shared.clone());
     let path = request.uri().path().to_string();
+    let method = request.method().as_str().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let headers = request.headers().clone();
     let bytes = axum::body::to_bytes(request.into_body(), 64 << 20)
@@ -420,6 +433,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         .unwrap_or_default();
     let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let recorded = Recorded {
+        method: method.clone(),
         path: path.clone(),
         query: query.clone(),
         headers: headers
@@ -439,6 +453,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         body: body.clone(),
     };
     shared.requests.lock().unwrap().push(recorded);
+    if let Some(response) = batch::route(&shared, &method, &path, &headers, &bytes).await {
+        drop(guard);
+        return response;
+    }
     let api = if path.ends_with("/messages") {
         Api::Anthropic
     } else if path.ends_with("/chat/completions") {

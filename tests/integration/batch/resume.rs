@@ -1,0 +1,1 @@
+//! State and resume: detach, rerun, kill -9 at every phase, cancel, the mock.
