@@ -61,7 +61,7 @@ impl Command {
             Command::Graph(args) => graph::run(&args, global),
             Command::Schema(args) => schema::run(&args),
             Command::Keys(args) => keys::run(&args, global),
-            Command::Runs(args) => runs::run(&args),
+            Command::Runs(args) => runs::run(&args, global),
             Command::Report(args) => report::run(&args, global),
             Command::Init(args) => init::run(&args, global),
         }

@@ -201,6 +201,9 @@ impl Batcher {
     /// At the end of a run: state files whose batches are all collected are
     /// removed; the rest stay for a rerun or `runs resume`.
     pub fn finish(&self) {
+        if self.did_detach() {
+            return;
+        }
         let states = &self.shared.options.states;
         let own = lock(&self.shared.state);
         if !own.run_id.is_empty() && own.batches.iter().all(|b| !b.pending()) {
@@ -394,7 +397,12 @@ impl Shared {
             requests,
             ..BatchRecord::default()
         };
-        let index = lock(&self.state).batches.len();
+        // Its place in the state, taken now: batches are submitted side by side.
+        let index = {
+            let mut state = lock(&self.state);
+            state.batches.push(record.clone());
+            state.batches.len() - 1
+        };
         let fail = |part: Vec<Pending>, error: &AttemptError| {
             for p in part {
                 self.answer(p, Some(Outcome::Error(error.clone())));
@@ -573,6 +581,10 @@ impl Shared {
         let mut backoff = self.options.backoff.clone();
         let mut polled = false;
         let status: Result<Status, AttemptError> = loop {
+            // Detached: the batch is left to the run that resumes.
+            if self.detached.load(Ordering::SeqCst) {
+                return;
+            }
             match api.poll(key.as_ref(), &record.handle).await {
                 Ok(status) if status.phase != Phase::Running => break Ok(status),
                 Ok(status) => {
@@ -622,6 +634,9 @@ impl Shared {
             },
             Err(e) => Err(e),
         };
+        if self.detached.load(Ordering::SeqCst) {
+            return;
+        }
         let watch = lock(&self.watches).remove(&id);
         let mut joined = watch.map(|w| w.joined).unwrap_or_default();
         match results {

@@ -56,7 +56,8 @@ pub struct BatchRecord {
 impl BatchRecord {
     /// Neither collected nor cancelled: the provider may still be working on it.
     pub fn pending(&self) -> bool {
-        !self.collected && !self.cancelled
+        let submitted = !self.handle.id.is_empty() || self.handle.file.is_some();
+        submitted && !self.collected && !self.cancelled
     }
 }
 

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and a short handler; the work lives in
 //! the domain modules.
 
+pub mod batches;
 pub mod estimate;
 pub mod graph;
 pub mod init;

@@ -12,6 +12,9 @@ use serde::Serialize;
 use crate::error::{Error, Exit, Result};
 use crate::history::{self, Group, Store};
 use crate::report::runs as render;
+use crate::settings::Global;
+
+use super::batches;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,6 +25,10 @@ pub struct Args {
     /// `~/.local/share/byok-flow` (`~/Library/Application Support/byok-flow` on macOS)].
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_HISTORY", global = true)]
     pub history: Option<PathBuf>,
+
+    /// The answer cache, beside which batch runs keep their state [default: as for `run`].
+    #[arg(long, value_name = "DIR", env = "BYOK_FLOW_CACHE_DIR", global = true)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -42,6 +49,23 @@ pub enum RunsCommand {
         /// Print the kept run record as JSON instead.
         #[arg(long)]
         json: bool,
+    },
+    /// Collect a batch run (`run --batch`, detached or interrupted): its command
+    /// again, which waits on its batches (never submitting them again) and goes on.
+    Resume {
+        /// The run's id (as `runs list` shows it under pending batches).
+        run_id: String,
+        /// Collect what is ready, submit the next batches, and exit without waiting.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Cancel a batch run's pending batches at the providers.
+    Cancel {
+        /// The run's id (as `runs list` shows it under pending batches).
+        run_id: String,
+        /// The `.byok` folder [default: the first `.byok/` in the workflow's folder or above].
+        #[arg(long = "keys", value_name = "DIR")]
+        keys_dir: Option<PathBuf>,
     },
     /// Dollars and tokens spent per provider, model or workflow (cached agents cost nothing).
     Spend {
@@ -69,7 +93,22 @@ pub enum By {
     Workflow,
 }
 
-pub fn run(args: &Args) -> Result<Exit> {
+pub fn run(args: &Args, global: Global) -> Result<Exit> {
+    // Batch runs' state is beside the cache, not in the history.
+    match &args.command {
+        RunsCommand::Resume { run_id, detach } => {
+            let states = batches::states(args.cache_dir.as_deref())?;
+            batches::resume(&states, run_id, *detach)
+        }
+        RunsCommand::Cancel { run_id, keys_dir } => {
+            let states = batches::states(args.cache_dir.as_deref())?;
+            batches::cancel(&states, run_id, keys_dir.as_deref(), global)
+        }
+        _ => history_command(args),
+    }
+}
+
+fn history_command(args: &Args) -> Result<Exit> {
     let path = match &args.history {
         Some(path) => path.clone(),
         None => history::default_file().ok_or_else(|| {
@@ -89,7 +128,11 @@ pub fn run(args: &Args) -> Result<Exit> {
             if *json {
                 to_json(&runs)?
             } else {
-                render::list(&runs)
+                let mut text = render::list(&runs);
+                if let Ok(states) = batches::states(args.cache_dir.as_deref()) {
+                    text.push_str(&batches::pending_text(&states));
+                }
+                text
             }
         }
         RunsCommand::Show { run_id, json } => {
@@ -120,6 +163,9 @@ pub fn run(args: &Args) -> Result<Exit> {
             } else {
                 render::show(&summary, &record)
             }
+        }
+        RunsCommand::Resume { .. } | RunsCommand::Cancel { .. } => {
+            unreachable!("batch commands are run above")
         }
         RunsCommand::Spend {
             since,

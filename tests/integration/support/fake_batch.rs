@@ -44,7 +44,8 @@ pub struct BatchKnobs {
     pub refuse_create: Option<(u16, String)>,
     /// Batches end as failed, whole, with this message.
     pub fail_batch: Option<String>,
-    /// Phases (`upload`, `create`, `poll`, `results`) whose next request waits this long first.
+    /// Phases (`upload`, `create`, `poll`, `results`) whose next request waits this long
+    /// first (a stalled `create` then fails without making its batch).
     pub stall: Vec<(String, Duration)>,
 }
 
@@ -104,6 +105,20 @@ async fn stall(shared: &Shared, phase: &str) {
     if let Some(wait) = wait {
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Waits if `create` is stalled, and says so.
+async fn stall_create(shared: &Shared) -> bool {
+    let stalled = shared
+        .batches
+        .knobs
+        .lock()
+        .unwrap()
+        .stall
+        .iter()
+        .any(|(p, _)| p == "create");
+    stall(shared, "create").await;
+    stalled
 }
 
 /// The batch routes; `None` for any other request.
@@ -232,7 +247,10 @@ fn result_of(shared: &Shared, api: Api, body: &Value) -> Option<Result<Value, (S
 }
 
 async fn create(shared: &Shared, api: Api, path: &str, body: &Value) -> Response {
-    stall(shared, "create").await;
+    // A stalled create never makes its batch: the answer is lost, like a dropped connection.
+    if stall_create(shared).await {
+        return error(api, 503, "api_error", "fake: the create was lost");
+    }
     let knobs = shared.batches.knobs.lock().unwrap().clone();
     if let Some((code, kind)) = &knobs.refuse_create {
         log(shared, "refused".into());
