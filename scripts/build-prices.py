@@ -164,6 +164,9 @@ def entry(raw):
         "cache_read": per_million(cache_read),
         "cache_write": per_million(raw.get("cache_creation_input_token_cost")),
         "cache_write_1h": per_million(raw.get("cache_creation_input_token_cost_above_1hr")),
+        # The batch APIs' prices (SPEC §9); byok-flow halves the regular ones without them.
+        "batch_input": per_million(raw.get("input_cost_per_token_batches")),
+        "batch_output": per_million(raw.get("output_cost_per_token_batches")),
         "context_window": tokens(raw.get("max_input_tokens") or raw.get("max_tokens")),
         "max_output": tokens(raw.get("max_output_tokens") or raw.get("max_tokens")),
     }

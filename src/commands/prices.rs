@@ -218,6 +218,22 @@ fn detail(table: &PriceTable, query: &str, as_json: bool) -> String {
     add("cache read", price(e.cache_read));
     add("cache write", price(e.cache_write));
     add("cache write, 1 hour", price(e.cache_write_1h));
+    // SPEC §9: the table's batch prices, else half the regular ones.
+    add(
+        "batch (--batch)",
+        Some(match (e.batch_input, e.batch_output) {
+            (Some(i), Some(o)) => format!(
+                "input {}, output {} per million tokens (the table's batch prices)",
+                per_million(i),
+                per_million(o)
+            ),
+            _ => format!(
+                "input {}, output {} per million tokens (half the regular price: the table has no batch prices)",
+                per_million(e.input / 2.0),
+                per_million(e.output / 2.0)
+            ),
+        }),
+    );
     add(
         "long context",
         e.long_context.as_ref().map(|t| {

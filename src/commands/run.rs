@@ -209,6 +209,19 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             check_windows(&estimate, &args.file)?;
             let refusal = max_usd.and_then(|max| refuse(&estimate, max));
             if args.dry_run {
+                if batched {
+                    let mut regular = (*checked).clone();
+                    for agent in regular.workflow.agents.values_mut() {
+                        agent.batch = Some(false);
+                    }
+                    let pricing = Pricing {
+                        workflow: &regular.workflow,
+                        ..pricing
+                    };
+                    let mut direct = cost::estimate::estimate(&regular, &inputs, &pricing, max_usd);
+                    direct.mark_cached(&cached);
+                    estimate.batch = Some(cost::estimate::BatchSaving::of(&estimate, &direct));
+                }
                 print_estimate(&estimate, args.json)?;
                 return match refusal {
                     Some(e) => Err(e),

@@ -39,6 +39,9 @@ pub struct Estimate {
     /// The run's spending ceiling, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
+    /// With batched agents: the regular totals and the saving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<BatchSaving>,
 }
 
 /// One agent's estimate.
@@ -76,6 +79,9 @@ pub struct AgentEstimate {
     /// Why `max_usd` has no bound, when it has none but the model is priced.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unbounded: Option<String>,
+    /// It goes through its provider's batch API: priced at the batch price (SPEC §9).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 /// One server-side tool of an agent, in the estimate.
@@ -91,6 +97,36 @@ pub struct ToolEstimate {
     pub capped: bool,
     /// Its fees at most, per call; `null` when unknown or unbounded.
     pub max_fees_usd: Option<Usd>,
+}
+
+/// A batch run's totals beside what the same run would cost called directly.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchSaving {
+    /// The same agents at their regular prices.
+    pub regular_expected_usd: Usd,
+    pub regular_max_usd: Usd,
+    /// Regular minus batch, expected.
+    pub saving_usd: Usd,
+    /// The saving as a percentage of the regular expected total.
+    pub saving_percent: f64,
+}
+
+impl BatchSaving {
+    /// `batch`'s totals against `regular`'s (the same workflow, unbatched).
+    pub fn of(batch: &Estimate, regular: &Estimate) -> Self {
+        let (b, r) = (batch.total.expected_usd, regular.total.expected_usd);
+        let saving = r.saturating_sub(b);
+        BatchSaving {
+            regular_expected_usd: r,
+            regular_max_usd: regular.total.max_usd,
+            saving_usd: saving,
+            saving_percent: if r == Usd::ZERO {
+                0.0
+            } else {
+                (saving.pico() as f64 / r.pico() as f64 * 1000.0).round() / 10.0
+            },
+        }
+    }
 }
 
 /// The sums over every agent.
@@ -366,6 +402,7 @@ fn estimate_by(
             tools: extras.tools,
             prompt_cache: extras.cache,
             unbounded,
+            batch: agent.batched(&w.defaults),
         });
     }
     let total = Total::of(&agents);
@@ -374,6 +411,7 @@ fn estimate_by(
         agents,
         total,
         budget_usd,
+        batch: None,
     }
 }
 

@@ -761,4 +761,34 @@ mod tests {
         let e = PriceTable::from_file(&path).unwrap_err().to_string();
         assert!(e.contains("cache_reed"), "{e}");
     }
+
+    /// SPEC §9: the table's batch prices where it has them, else half the regular price.
+    #[test]
+    fn batch_prices_come_from_the_table_or_are_half() {
+        let table = PriceTable::builtin();
+        let w = workflow("version: 1\nagents: {}\n");
+        let pricing = Pricing {
+            table: &table,
+            workflow: &w,
+            mock: false,
+        };
+        let (listed, how) = pricing.resolve_batch("openai/gpt-4o-2024-08-06").unwrap();
+        assert_eq!(how, BatchRate::Table);
+        assert_eq!(listed.price.rates.input, rate_per_million(1.25));
+        assert_eq!(listed.price.rates.output, rate_per_million(5.0));
+        let (halved, how) = pricing
+            .resolve_batch("anthropic/claude-sonnet-4-5")
+            .unwrap();
+        let regular = pricing
+            .resolve("anthropic/claude-sonnet-4-5")
+            .unwrap()
+            .price;
+        assert_eq!(how, BatchRate::Half);
+        assert_eq!(halved.price.rates.input * 2, regular.rates.input);
+        assert_eq!(halved.price.rates.output * 2, regular.rates.output);
+        assert_eq!(
+            halved.price.rates.cache_read.map(|r| r * 2),
+            regular.rates.cache_read
+        );
+    }
 }

@@ -54,7 +54,11 @@ pub fn render(estimate: &Estimate) -> String {
             let priced = a.priced_as.is_some();
             vec![
                 a.name.clone(),
-                a.model.clone(),
+                if a.batch {
+                    format!("{} (batch)", a.model)
+                } else {
+                    a.model.clone()
+                },
                 a.tokenizer.clone(),
                 a.input_tokens.to_string(),
                 a.expected_output_tokens.to_string(),
@@ -95,6 +99,12 @@ pub fn render(estimate: &Estimate) -> String {
     let mut out = grid(&header, &align, &rows, Some(&footer));
     out.push('\n');
     out.push_str(&format!("Prices: {}.\n", estimate.prices));
+    if let Some(batch) = &estimate.batch {
+        out.push_str(&format!(
+            "Batch: agents marked (batch) go through their providers' batch APIs at the table's batch prices (half the regular price where it has none). Called directly the run would cost {} expected, {} at most: the batch saves {} ({}%).\n",
+            batch.regular_expected_usd, batch.regular_max_usd, batch.saving_usd, batch.saving_percent
+        ));
+    }
     if estimate
         .agents
         .iter()

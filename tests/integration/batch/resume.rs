@@ -282,3 +282,49 @@ fn mock_batches_detach_and_resume_offline() {
     assert_eq!(submitted, 1, "{}", stderr(&out));
     assert!(place.state_files().is_empty());
 }
+
+#[test]
+fn ctrl_c_while_waiting_leaves_the_batches_running_and_says_how_to_resume() {
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        delay: Duration::from_secs(60),
+        ..BatchKnobs::default()
+    });
+    let place = Place::new();
+    write(&place, &server, SQUAD);
+    let args = args(&server, &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let child = place
+        .command(&args, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while server.batch_count("poll") < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            server.batch_log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    place.assert_no_key(&out);
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("2 batches are left running") && err.contains("runs resume"),
+        "{err}"
+    );
+    assert_eq!(
+        server.batch_count("cancel"),
+        0,
+        "Ctrl-C does not cancel the batches"
+    );
+    assert_eq!(place.state_files().len(), 1);
+}

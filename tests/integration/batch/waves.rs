@@ -338,3 +338,40 @@ fn a_provider_without_a_batch_api_is_an_error_naming_the_agent_unless_batch_fals
             .any(|r| r.path == "/local/v1/chat/completions")
     );
 }
+
+#[test]
+fn estimate_batch_shows_the_regular_total_and_the_saving() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    // claude-sonnet-4-5 has no batch prices in the table: half the regular price.
+    let agents = "  a: {model: anthropic/claude-sonnet-4-5, prompt: \"summarise the week\", max_tokens: 2000}\n  b: {model: anthropic/claude-sonnet-4-5, prompt: \"edit {{agents.a.output}}\", max_tokens: 1000}\n";
+    std::fs::write(
+        place.path().join("flow.yaml"),
+        crate::providers::workflow(&server, agents),
+    )
+    .unwrap();
+    let out = place
+        .command(&["estimate", "flow.yaml", "--batch", "--json"], &[])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let estimate: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batch = estimate["total"]["expected_usd"].as_f64().unwrap();
+    let regular = estimate["batch"]["regular_expected_usd"].as_f64().unwrap();
+    assert!(
+        (batch / regular - 0.5).abs() <= 0.01,
+        "{batch} vs {regular}"
+    );
+    assert_eq!(estimate["batch"]["saving_percent"], 50.0);
+    assert_eq!(estimate["agents"][0]["batch"], true);
+    let table = place
+        .command(&["estimate", "flow.yaml", "--batch"], &[])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        text.contains("anthropic/claude-sonnet-4-5 (batch)") && text.contains("the batch saves"),
+        "{text}"
+    );
+    assert!(server.requests().is_empty());
+}
