@@ -298,9 +298,10 @@ impl Shared {
         }
         let key = request.key.clone();
         let (fingerprint, size) = fingerprint(api.as_ref(), key.as_ref(), &request);
+        let provider = api.provider().to_string();
         self.unsettled.fetch_add(1, Ordering::SeqCst);
         let pending = Pending {
-            api: api.clone(),
+            api,
             custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
             label: label.to_string(),
             request,
@@ -327,11 +328,7 @@ impl Shared {
             self.join(known, pending);
             return;
         }
-        let group = (
-            api.provider().to_string(),
-            key,
-            pending.request.model.clone(),
-        );
+        let group = (provider, key, pending.request.model.clone());
         let first = {
             let mut queues = lock(&self.queues);
             let queue = queues.entry(group.clone()).or_default();

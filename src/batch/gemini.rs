@@ -108,9 +108,9 @@ impl BatchApi for GeminiBatches {
                 succeeded: count(stats.get("successfulRequestCount")),
                 failed: count(stats.get("failedRequestCount")),
             };
-            let state = batch["state"].as_str().unwrap_or_default();
+            let batch_state = batch["state"].as_str().unwrap_or_default();
             let done = operation["done"].as_bool().unwrap_or(false);
-            let phase = match state {
+            let phase = match batch_state {
                 "BATCH_STATE_FAILED" => Phase::Failed(
                     operation
                         .pointer("/error/message")
@@ -128,7 +128,7 @@ impl BatchApi for GeminiBatches {
                 phase,
                 counts,
                 results: None,
-                errors: Some(state.to_string()).filter(|s| s.contains("EXPIRED")),
+                errors: Some(batch_state.to_string()).filter(|s| s.contains("EXPIRED")),
                 inline: Some(operation),
             })
         })

@@ -119,7 +119,7 @@ pub fn api_for(
     info: &ProviderInfo,
     mock: bool,
     http: &Http,
-    keys: Option<Arc<dyn Keys>>,
+    keys: Option<&Arc<dyn Keys>>,
 ) -> Arc<dyn BatchApi> {
     if mock || info.kind == ProviderKind::Mock {
         return Arc::new(mock::MockBatches::new(
@@ -132,7 +132,7 @@ pub fn api_for(
         provider: info.name.clone(),
         base_url: info.base_url.clone(),
         wire,
-        keys: keys.clone(),
+        keys: keys.cloned(),
         http: http.clone(),
     };
     match info.kind {
@@ -153,26 +153,29 @@ pub fn api_for(
     }
 }
 
+/// A batched agent's client, from its provider, its name and its direct client.
+pub type MakeClient = dyn Fn(&ProviderInfo, &str, Arc<dyn Provider>) -> Arc<dyn Provider>;
+
 /// Makes the batched agents' clients: one batch API per provider, shared.
 pub fn clients(
     batcher: &Batcher,
     mock: bool,
     keys: Option<Arc<dyn Keys>>,
-) -> Result<impl Fn(&ProviderInfo, &str, Arc<dyn Provider>) -> Arc<dyn Provider> + use<>, String> {
+) -> Result<Box<MakeClient>, String> {
     let http = Http::new(Timeouts::default())?;
     let apis: Mutex<HashMap<String, Arc<dyn BatchApi>>> = Mutex::default();
     let batcher = batcher.clone();
-    Ok(
+    Ok(Box::new(
         move |info: &ProviderInfo, agent: &str, _direct: Arc<dyn Provider>| {
             let api = apis
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .entry(info.name.clone())
-                .or_insert_with(|| api_for(info, mock, &http, keys.clone()))
+                .or_insert_with(|| api_for(info, mock, &http, keys.as_ref()))
                 .clone();
             batcher.client(api, agent)
         },
-    )
+    ))
 }
 
 /// Tells the batcher the run's id as the run starts (its state file is named for it).

@@ -34,7 +34,7 @@ impl OpenAiBatches {
 }
 
 /// One line of the input file.
-pub fn line(custom_id: &str, params: Json) -> Json {
+pub fn line(custom_id: &str, params: &Json) -> Json {
     json!({"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": params})
 }
 
@@ -59,7 +59,7 @@ impl BatchApi for OpenAiBatches {
         Box::pin(async move {
             let mut bytes = Vec::new();
             for item in items {
-                let line = line(&item.custom_id, self.params(&item.request));
+                let line = line(&item.custom_id, &self.params(&item.request));
                 serde_json::to_writer(&mut bytes, &line).map_err(|e| {
                     AttemptError::permanent(format!("cannot write the batch file: {e}"), None)
                 })?;

@@ -97,10 +97,10 @@ pub fn resume(states: &StateDir, run_id: &str, detach: bool) -> Result<Exit> {
     if !state.cwd.is_empty() {
         command.current_dir(&state.cwd);
     }
-    let status = command
+    let ended = command
         .status()
         .map_err(|e| Error::usage(format!("cannot start `byok-flow run` again: {e}")))?;
-    Ok(match status.code() {
+    Ok(match ended.code() {
         Some(0) => Exit::Success,
         Some(2) => Exit::Invalid,
         Some(3) => Exit::Budget,
@@ -153,7 +153,7 @@ pub fn cancel(
                     batch.provider, state.workflow
                 ))
             })?;
-        let api = api_for(&info, mock, &http, keys.clone());
+        let api = api_for(&info, mock, &http, keys.as_ref());
         let key = batch
             .key
             .as_deref()

@@ -253,12 +253,12 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     };
     let bus = Bus::default();
     let workflow_name = runner::workflow_name(&checked, &settings.file);
-    let batcher = batched.then(|| batcher(args, global)).transpose()?;
-    let (agent_runner, limits) = match &batcher {
-        Some(batcher) => {
-            let clients = batch::clients(batcher, args.mock, keys.clone()).map_err(Error::usage)?;
-            bus.subscribe(Box::new(batch::RunIdSubscriber(batcher.clone())));
-            runner::prepare_batched(checked.clone(), &settings, keys, Some(&clients), &bus)
+    let waves = batched.then(|| batcher(args, global)).transpose()?;
+    let (agent_runner, limits) = match &waves {
+        Some(waves) => {
+            let clients = batch::clients(waves, args.mock, keys.clone()).map_err(Error::usage)?;
+            bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
+            runner::prepare_batched(checked.clone(), &settings, keys, Some(&*clients), &bus)
         }
         None => runner::prepare(checked.clone(), &settings, keys, &bus),
     }
@@ -290,9 +290,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         json: args.json,
         fence: global.github.is_some_and(|g| !g.stdout_is_file),
     });
-    match &batcher {
-        Some(batcher) => bus.subscribe(Box::new(batch::UnlessDetached {
-            batcher: batcher.clone(),
+    match &waves {
+        Some(waves) => bus.subscribe(Box::new(batch::UnlessDetached {
+            batcher: waves.clone(),
             inner: stdout,
         })),
         None => bus.subscribe(stdout),
@@ -308,10 +308,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                     std::future::pending::<()>().await;
                 }
             };
-            match &batcher {
-                Some(batcher) => tokio::select! {
+            match &waves {
+                Some(waves) => tokio::select! {
                     () = ctrl_c => {}
-                    () = batcher.detached() => {}
+                    () = waves.detached() => {}
                 },
                 None => ctrl_c.await,
             }
@@ -326,10 +326,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             ));
         }
     }
-    if let Some(batcher) = &batcher {
-        batcher.finish();
-        let pending = batcher.pending();
-        if batcher.did_detach() {
+    if let Some(waves) = &waves {
+        waves.finish();
+        let pending = waves.pending();
+        if waves.did_detach() {
             println!("{}", record.run_id);
             if !global.quiet {
                 eprintln!(

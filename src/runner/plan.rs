@@ -134,14 +134,14 @@ fn plan(
     let mut endpoints = Vec::new();
     for (name, agent) in &w.agents {
         let batcher = batcher.filter(|_| agent.batched(&w.defaults));
-        let batched = |provider: &str, client: Arc<dyn Provider>| match batcher {
-            Some(batcher) => workflow_providers::resolve(w, provider)
-                .map(|info| batcher(&info, name, client))
+        let through = |provider: &str, client: Arc<dyn Provider>| match batcher {
+            Some(make) => workflow_providers::resolve(w, provider)
+                .map(|info| make(&info, name, client))
                 .map_err(|_| format!("unknown provider `{provider}`")),
             None => Ok(client),
         };
         let (client, mut lane) = client_for(agent.provider())?;
-        let client = batched(agent.provider(), client)?;
+        let client = through(agent.provider(), client)?;
         if batcher.is_some() {
             lane = BATCH_LANE;
         }
@@ -166,7 +166,7 @@ fn plan(
         for fallback in &agent.fallback {
             if let Some((provider, model)) = fallback.split_once('/') {
                 let (client, _) = client_for(provider)?;
-                let client = batched(provider, client)?;
+                let client = through(provider, client)?;
                 chain.push(Target {
                     client,
                     provider: provider.to_string(),

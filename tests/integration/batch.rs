@@ -1,5 +1,5 @@
 //! Batch mode (SPEC §9) against the fake server's three batch APIs: waves, the
-//! custom_id map, results in any order, failures inside a batch, limits, prices,
+//! `custom_id` map, results in any order, failures inside a batch, limits, prices,
 //! the budget, state and resume (kill -9 at every phase), detach, cancel, the
 //! host rule on results URLs, and the canary keys.
 

@@ -152,6 +152,9 @@ fn runs_cancel_cancels_the_pending_batches_at_the_provider() {
     assert!(place.state_files().is_empty());
 }
 
+/// When a phase has been reached.
+type Ready = Box<dyn Fn(&FakeServer) -> bool>;
+
 /// Starts the run and kills it (SIGKILL) once `ready` holds for the server.
 fn kill_when(place: &Place, server: &FakeServer, ready: impl Fn(&FakeServer) -> bool) {
     let args = args(server, &[]);
@@ -190,7 +193,7 @@ fn killed_at_every_phase_a_rerun_never_submits_again() {
         stall: vec![(phase.to_string(), Duration::from_secs(3))],
         ..BatchKnobs::default()
     };
-    let phases: Vec<(&str, &str, BatchKnobs, Box<dyn Fn(&FakeServer) -> bool>)> = vec![
+    let phases: Vec<(&str, &str, BatchKnobs, Ready)> = vec![
         // After the upload, before the batch exists: created from the same file.
         (
             "after upload",

@@ -32,18 +32,18 @@ fn a_squad_goes_in_waves_one_batch_per_provider_at_half_price() {
         1,
         "the OpenAI input file is deleted"
     );
-    let log = server.batch_log();
-    let creates: Vec<usize> = (0..log.len())
-        .filter(|i| log[*i].starts_with("create"))
+    let steps = server.batch_log();
+    let creates: Vec<usize> = (0..steps.len())
+        .filter(|i| steps[*i].starts_with("create"))
         .collect();
-    let first_results = log.iter().position(|l| l.starts_with("results")).unwrap();
-    assert!(creates[..3].iter().all(|i| *i < first_results), "{log:?}");
+    let first_results = steps.iter().position(|l| l.starts_with("results")).unwrap();
+    assert!(creates[..3].iter().all(|i| *i < first_results), "{steps:?}");
     // Wave 2 is created after the results of every batch of wave 1 were read.
-    let wave1_results = log[..creates[3]]
+    let wave1_results = steps[..creates[3]]
         .iter()
         .filter(|l| l.starts_with("results"))
         .count();
-    assert!(wave1_results >= 3, "d went before its inputs: {log:?}");
+    assert!(wave1_results >= 3, "d went before its inputs: {steps:?}");
     // Every request went to a batch endpoint: no direct call.
     assert!(
         server
@@ -140,13 +140,12 @@ fn results_in_any_order_with_a_stranger_are_matched_by_custom_id() {
         stray_result: true,
         ..BatchKnobs::default()
     });
-    let agents: String = (0..6)
-        .map(|i| {
-            format!(
-                "  w{i}: {{model: anthropic/claude-haiku-4-5, prompt: \"write part {i} now\"}}\n"
-            )
-        })
-        .collect();
+    let agents = (0..6).fold(String::new(), |mut s, i| {
+        s.push_str(&format!(
+            "  w{i}: {{model: anthropic/claude-haiku-4-5, prompt: \"write part {i} now\"}}\n"
+        ));
+        s
+    });
     let place = Place::new();
     let out = place.run(&server, &agents, &["--no-cache"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -173,9 +172,12 @@ fn results_in_any_order_with_a_stranger_are_matched_by_custom_id() {
 #[test]
 fn batches_are_split_at_the_request_and_byte_limits() {
     let server = FakeServer::start();
-    let agents: String = (0..5)
-        .map(|i| format!("  w{i}: {{model: openai/gpt-4o-mini, prompt: \"item {i}\"}}\n"))
-        .collect();
+    let agents = (0..5).fold(String::new(), |mut s, i| {
+        s.push_str(&format!(
+            "  w{i}: {{model: openai/gpt-4o-mini, prompt: \"item {i}\"}}\n"
+        ));
+        s
+    });
     let place = Place::new();
     let out = place.run(
         &server,

@@ -17,15 +17,18 @@ use serde_json::{Value, json};
 
 use super::{Api, Bill, Fault, Shared, check_auth, error, json_response, raw};
 
+/// One request's result: the reply body, or the error's (kind, message).
+pub type ItemResult = Result<Value, (String, String)>;
+
 /// One batch at the fake.
 #[derive(Debug, Clone)]
 pub struct FakeBatch {
     pub id: String,
     pub api: Api,
     pub created: Instant,
-    /// (custom_id, result), in the order submitted: `Ok(reply body)` or `Err((kind, message))`
-    /// or `None` for a request left without a result.
-    pub results: Vec<(String, Option<Result<Value, (String, String)>>)>,
+    /// (`custom_id`, result), in the order submitted; `None` for a request left
+    /// without a result.
+    pub results: Vec<(String, Option<ItemResult>)>,
     pub cancelled: bool,
     /// The input file it was made from (`OpenAI`).
     pub input_file: Option<String>,
@@ -51,7 +54,7 @@ pub struct BatchKnobs {
 
 #[derive(Default)]
 pub struct Batches {
-    pub batches: Mutex<Vec<FakeBatch>>,
+    pub list: Mutex<Vec<FakeBatch>>,
     pub files: Mutex<HashMap<String, String>>,
     pub knobs: Mutex<BatchKnobs>,
     /// What happened, in order: `upload file-1`, `create msgbatch_1`, `poll …`, `results …`,
@@ -81,7 +84,7 @@ impl super::FakeServer {
     }
 
     pub fn batches(&self) -> Vec<FakeBatch> {
-        self.shared.batches.batches.lock().unwrap().clone()
+        self.shared.batches.list.lock().unwrap().clone()
     }
 }
 
@@ -163,7 +166,7 @@ pub(super) async fn route(
             cancel(shared, api, path)
         }
         (Api::Anthropic, "GET") if path.ends_with("/results") => results_jsonl(shared, path).await,
-        (Api::Anthropic | Api::OpenAi, "POST") | (Api::Gemini, "POST") => {
+        (Api::Anthropic | Api::OpenAi | Api::Gemini, "POST") => {
             create(shared, api, path, &body).await
         }
         (_, "GET") => poll(shared, api, path).await,
@@ -202,7 +205,7 @@ async fn upload(shared: &Shared, bytes: &[u8]) -> Response {
 }
 
 /// Each request's result, made now (and billed now).
-fn result_of(shared: &Shared, api: Api, body: &Value) -> Option<Result<Value, (String, String)>> {
+fn result_of(shared: &Shared, api: Api, body: &Value) -> Option<ItemResult> {
     let text = body.to_string();
     let fault = {
         let mut scripts = shared.scripts.lock().unwrap();
@@ -349,12 +352,12 @@ async fn create(shared: &Shared, api: Api, path: &str, body: &Value) -> Response
     };
     log(shared, format!("create {id} {}", requests.len()));
     let view = view(shared, &batch, &knobs);
-    shared.batches.batches.lock().unwrap().push(batch);
+    shared.batches.list.lock().unwrap().push(batch);
     json_response(200, &view, &[])
 }
 
 fn find(shared: &Shared, path: &str) -> Option<FakeBatch> {
-    let batches = shared.batches.batches.lock().unwrap();
+    let batches = shared.batches.list.lock().unwrap();
     batches
         .iter()
         .find(|b| {
@@ -370,10 +373,7 @@ fn ended(batch: &FakeBatch, knobs: &BatchKnobs) -> bool {
 }
 
 /// The results of an ended batch, in reverse order, with a stray one if asked.
-fn results(
-    batch: &FakeBatch,
-    knobs: &BatchKnobs,
-) -> Vec<(String, Result<Value, (String, String)>)> {
+fn results(batch: &FakeBatch, knobs: &BatchKnobs) -> Vec<(String, ItemResult)> {
     let mut out: Vec<_> = batch
         .results
         .iter()
@@ -557,7 +557,7 @@ fn file_content(shared: &Shared, path: &str) -> Response {
 
 fn cancel(shared: &Shared, api: Api, path: &str) -> Response {
     let id = {
-        let mut batches = shared.batches.batches.lock().unwrap();
+        let mut batches = shared.batches.list.lock().unwrap();
         let Some(batch) = batches.iter_mut().find(|b| path.contains(&b.id)) else {
             return error(api, 404, "not_found_error", "no such batch");
         };
