@@ -10,7 +10,7 @@ use crate::support::fake::FakeServer;
 use crate::support::fake::batch::BatchKnobs;
 
 /// Two providers in the first wave, a third agent after both.
-const SQUAD: &str = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"alpha\"}\n  b: {model: openai/gpt-4o-mini, prompt: \"beta\"}\n  c: {model: gemini/gemini-2.5-flash, prompt: \"gamma {{agents.a.output}} {{agents.b.output}}\"}\n";
+const SQUAD: &str = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"alpha\"}\n  b: {model: openai/gpt-4o-mini, prompt: \"beta\"}\n  c: {model: gemini/gemini-3.5-flash, prompt: \"gamma {{agents.a.output}} {{agents.b.output}}\"}\n";
 
 fn args(server: &FakeServer, extra: &[&str]) -> Vec<String> {
     let host = server.url().trim_start_matches("http://").to_string();

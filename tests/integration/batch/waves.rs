@@ -5,7 +5,7 @@ use crate::support::fake::batch::BatchKnobs;
 use crate::support::fake::{FakeServer, Fault};
 
 /// Three providers in the first wave, one agent downstream of all three in the second.
-const SQUAD: &str = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"alpha task\", stream: false}\n  b: {model: openai/gpt-4o-mini, prompt: \"beta task\", stream: false}\n  c: {model: gemini/gemini-2.5-flash, prompt: \"gamma task\", stream: false}\n  d: {model: anthropic/claude-haiku-4-5, prompt: \"join {{agents.a.output}} {{agents.b.output}} {{agents.c.output}}\", stream: false}\n";
+const SQUAD: &str = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"alpha task\", stream: false}\n  b: {model: openai/gpt-4o-mini, prompt: \"beta task\", stream: false}\n  c: {model: gemini/gemini-3.5-flash, prompt: \"gamma task\", stream: false}\n  d: {model: anthropic/claude-haiku-4-5, prompt: \"join {{agents.a.output}} {{agents.b.output}} {{agents.c.output}}\", stream: false}\n";
 
 #[test]
 fn a_squad_goes_in_waves_one_batch_per_provider_at_half_price() {
@@ -17,7 +17,7 @@ fn a_squad_goes_in_waves_one_batch_per_provider_at_half_price() {
         .replace("task\"", &format!("task {long}\""))
         .replace("claude-haiku-4-5", "claude-sonnet-4-5")
         .replace("gpt-4o-mini", "gpt-4o")
-        .replace("gemini-2.5-flash", "gemini-2.5-pro");
+        .replace("gemini-3.5-flash", "gemini-2.5-pro");
     let out = place.run(&server, &squad, &["--no-cache"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run = record(&out);
@@ -97,7 +97,7 @@ fn failures_inside_a_batch_are_retried_in_the_next_batch_then_the_fallback() {
     server.script("missing one", [Fault::NoResult]);
     server.script("hopeless one", [Fault::status(529), Fault::status(529)]);
     server.script("refused one", [Fault::status(400)]);
-    let agents = "  o: {model: anthropic/claude-haiku-4-5, prompt: \"overloaded one\"}\n  e: {model: openai/gpt-4o-mini, prompt: \"expiring one\"}\n  m: {model: gemini/gemini-2.5-flash, prompt: \"missing one\"}\n  h: {model: anthropic/claude-haiku-4-5, prompt: \"hopeless one\", retries: 1, fallback: [openai/gpt-4o-mini]}\n  r: {model: anthropic/claude-haiku-4-5, prompt: \"refused one\", retries: 3}\n";
+    let agents = "  o: {model: anthropic/claude-haiku-4-5, prompt: \"overloaded one\"}\n  e: {model: openai/gpt-4o-mini, prompt: \"expiring one\"}\n  m: {model: gemini/gemini-3.5-flash, prompt: \"missing one\"}\n  h: {model: anthropic/claude-haiku-4-5, prompt: \"hopeless one\", retries: 1, fallback: [openai/gpt-4o-mini]}\n  r: {model: anthropic/claude-haiku-4-5, prompt: \"refused one\", retries: 3}\n";
     let place = Place::new();
     let out = place.run(&server, agents, &["--keep-going", "--no-cache"], &[]);
     let run = record(&out);
@@ -376,4 +376,42 @@ fn estimate_batch_shows_the_regular_total_and_the_saving() {
         "{text}"
     );
     assert!(server.requests().is_empty());
+}
+
+/// The canary keys: a reply, an errored result and a refused create that quote
+/// the key reach no output, log (`-vvv`), state file, cache entry or history.
+#[test]
+fn a_key_quoted_by_a_batch_reaches_no_output_state_cache_or_history() {
+    let server = FakeServer::start();
+    for marker in ["quote me a", "quote me b", "quote me c"] {
+        server.script(marker, [Fault::Reply("your key is {KEY} ok".into())]);
+    }
+    server.script("echo me", [Fault::EchoKey(400)]);
+    let agents = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"quote me a\"}\n  b: {model: openai/gpt-4o-mini, prompt: \"quote me b\"}\n  c: {model: gemini/gemini-3.5-flash, prompt: \"quote me c\"}\n  d: {model: openai/gpt-4o-mini, prompt: \"echo me\", retries: 0}\n";
+    let place = Place::new();
+    // `Place::run` checks stdout, stderr and every file under the place.
+    let out = place.run(&server, agents, &["--keep-going"], &[]);
+    let run = record(&out);
+    for name in ["a", "b", "c"] {
+        let a = agent(&run, name);
+        assert_eq!(a["status"], "succeeded", "{a}");
+        assert!(a["output"].as_str().unwrap().contains("your key is"), "{a}");
+    }
+    let d = agent(&run, "d");
+    assert_eq!(d["status"], "failed", "{d}");
+    assert!(
+        d["reason"]
+            .as_str()
+            .unwrap()
+            .contains("Incorrect API key provided"),
+        "{d}"
+    );
+    // A create refused with the key in its message.
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        echo_key_on_create: true,
+        ..BatchKnobs::default()
+    });
+    let out = place.run(&server, agents, &["--keep-going"], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }

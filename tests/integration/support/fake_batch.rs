@@ -3,7 +3,8 @@
 //! delay after it is created; each request's result is made when the batch is
 //! created (and billed then, once), with the faults scripted for its body: a
 //! `Fault::Status` makes it an errored result, `Fault::Expired` an expired one,
-//! `Fault::NoResult` leaves it out. Results come back in reverse order, and
+//! `Fault::NoResult` leaves it out, `Fault::EchoKey` makes it an error quoting the
+//! key, and a `Fault::Reply` text has `{KEY}` replaced by the key. Results come back in reverse order, and
 //! knobs add a result nobody asked for, point Anthropic's `results_url` at
 //! another host, refuse the creation, fail a batch whole, or stall a phase.
 
@@ -45,6 +46,8 @@ pub struct BatchKnobs {
     pub results_base: Option<String>,
     /// Refuse the creation of batches with this status and error kind.
     pub refuse_create: Option<(u16, String)>,
+    /// Refuse the creation with a 401 whose message quotes the key sent.
+    pub echo_key_on_create: bool,
     /// Batches end as failed, whole, with this message.
     pub fail_batch: Option<String>,
     /// Phases (`upload`, `create`, `poll`, `results`) whose next request waits this long
@@ -167,11 +170,20 @@ pub(super) async fn route(
         }
         (Api::Anthropic, "GET") if path.ends_with("/results") => results_jsonl(shared, path).await,
         (Api::Anthropic | Api::OpenAi | Api::Gemini, "POST") => {
-            create(shared, api, path, &body).await
+            create(shared, api, path, &body, &key_of(headers)).await
         }
         (_, "GET") => poll(shared, api, path).await,
         _ => error(api, 404, "not_found_error", "no such batch route"),
     })
+}
+
+/// The key a request carried, as sent.
+fn key_of(headers: &HeaderMap) -> String {
+    ["x-api-key", "x-goog-api-key", "authorization"]
+        .iter()
+        .find_map(|n| headers.get(*n).and_then(|v| v.to_str().ok()))
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_string())
+        .unwrap_or_default()
 }
 
 async fn upload(shared: &Shared, bytes: &[u8]) -> Response {
@@ -205,7 +217,7 @@ async fn upload(shared: &Shared, bytes: &[u8]) -> Response {
 }
 
 /// Each request's result, made now (and billed now).
-fn result_of(shared: &Shared, api: Api, body: &Value) -> Option<ItemResult> {
+fn result_of(shared: &Shared, api: Api, body: &Value, key: &str) -> Option<ItemResult> {
     let text = body.to_string();
     let fault = {
         let mut scripts = shared.scripts.lock().unwrap();
@@ -220,11 +232,17 @@ fn result_of(shared: &Shared, api: Api, body: &Value) -> Option<ItemResult> {
         }
         Some(Fault::Expired) => return Some(Err(("expired".into(), String::new()))),
         Some(Fault::NoResult) => return None,
+        Some(Fault::EchoKey(_)) => {
+            return Some(Err((
+                "invalid_request_error".into(),
+                format!("Incorrect API key provided: {key}"),
+            )));
+        }
         _ => {}
     }
     let json = super::wanted_json(api, body);
     let reply_text = match &fault {
-        Some(Fault::Reply(t)) => t.clone(),
+        Some(Fault::Reply(t)) => t.replace("{KEY}", key),
         _ => json
             .as_ref()
             .map_or_else(|| super::reply_text(api, body), Value::to_string),
@@ -249,12 +267,20 @@ fn result_of(shared: &Shared, api: Api, body: &Value) -> Option<ItemResult> {
     )))
 }
 
-async fn create(shared: &Shared, api: Api, path: &str, body: &Value) -> Response {
+async fn create(shared: &Shared, api: Api, path: &str, body: &Value, key: &str) -> Response {
     // A stalled create never makes its batch: the answer is lost, like a dropped connection.
     if stall_create(shared).await {
         return error(api, 503, "api_error", "fake: the create was lost");
     }
     let knobs = shared.batches.knobs.lock().unwrap().clone();
+    if knobs.echo_key_on_create {
+        return error(
+            api,
+            401,
+            "authentication_error",
+            &format!("invalid key {key}"),
+        );
+    }
     if let Some((code, kind)) = &knobs.refuse_create {
         log(shared, "refused".into());
         return error(api, *code, kind, &format!("fake {kind}: batch refused"));
@@ -340,7 +366,7 @@ async fn create(shared: &Shared, api: Api, path: &str, body: &Value) -> Response
     };
     let results = requests
         .iter()
-        .map(|(custom_id, body)| (custom_id.clone(), result_of(shared, api, body)))
+        .map(|(custom_id, body)| (custom_id.clone(), result_of(shared, api, body, key)))
         .collect();
     let batch = FakeBatch {
         id: id.clone(),
