@@ -25,17 +25,25 @@ ROOTS = {
         "beta_request": "BetaCreateMessageParams",
         "beta_response": "BetaMessage",
         "beta_stream_event": "BetaMessageStreamEvent",
+        "batch_create": "CreateMessageBatchParams",
+        "batch": "MessageBatch",
+        "batch_result": "MessageBatchIndividualResponse",
     }),
     "openai": ("openai-openapi.json", {
         "request": "CreateChatCompletionRequest",
         "response": "CreateChatCompletionResponse",
         "stream_event": "CreateChatCompletionStreamResponse",
         "error": "ErrorResponse",
+        "batch_create": "CreateBatchRequest",
+        "batch": "Batch",
+        "file": "OpenAIFile",
     }),
     "gemini": ("gemini-openapi.json", {
         "request": "GenerateContentRequest",
         "response": "GenerateContentResponse",
         "stream_event": "GenerateContentResponse",
+        "batch_create": "BatchGenerateContentRequest",
+        "batch": "GenerateContentBatch",
     }),
 }
 

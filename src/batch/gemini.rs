@@ -60,6 +60,7 @@ impl BatchApi for GeminiBatches {
                 })
                 .collect();
             let body = json!({"batch": {
+                "model": format!("models/{model}"),
                 "displayName": "byok-flow",
                 "inputConfig": {"requests": {"requests": requests}},
             }});

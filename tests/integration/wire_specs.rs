@@ -200,3 +200,93 @@ fn request_bodies_for_the_examples() {
         insta::assert_json_snapshot!(format!("request_bodies_{name}"), bodies);
     }
 }
+
+/// Issue 10: the batch APIs' requests byok-flow sends (the create bodies, and each
+/// request inside them or in the uploaded file), and what the fake answers a poll
+/// with, match the published specs.
+#[test]
+fn batch_bodies_match_the_published_specs() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let mut agents = String::new();
+    for (tag, model) in [
+        ("a", "anthropic/claude-sonnet-4-5"),
+        ("o", "openai/gpt-5.4-mini"),
+        ("g", "gemini/gemini-3.5-flash"),
+    ] {
+        agents.push_str(&format!(
+            "  plain-{tag}:\n    model: {model}\n    system: You are terse.\n    prompt: \"Say hi\"\n    max_tokens: 64\n    stop: [END]\n    batch: true\n\
+             \x20 json-{tag}:\n    model: {model}\n    prompt: \"list facts\"\n    output: json\n    schema: {{type: object, properties: {{facts: {{type: array, items: {{type: string}}}}}}, required: [facts]}}\n    batch: true\n"
+        ));
+    }
+    let out = run(dir.path(), &workflow(&server, &agents), &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut checked = 0;
+    for api in ["anthropic", "openai", "gemini"] {
+        let create = validator(api, "batch_create");
+        let request = validator(api, "request");
+        let batch = validator(api, "batch");
+        for r in server.requests().iter().filter(|r| r.method == "POST") {
+            let path = r.path.as_str();
+            let is_create = match api {
+                "anthropic" => path == "/v1/messages/batches",
+                "openai" => path == "/v1/batches",
+                _ => path.ends_with(":batchGenerateContent"),
+            };
+            if !is_create {
+                continue;
+            }
+            assert_valid(&create, &r.body, &format!("{api} batch create"));
+            let inner: Vec<Value> = match api {
+                "anthropic" => r.body["requests"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|q| q["params"].clone())
+                    .collect(),
+                "openai" => server
+                    .batch_file(r.body["input_file_id"].as_str().unwrap())
+                    .iter()
+                    .map(|line| {
+                        assert_eq!(line["method"], "POST");
+                        assert_eq!(line["url"], "/v1/chat/completions");
+                        line["body"].clone()
+                    })
+                    .collect(),
+                _ => r
+                    .body
+                    .pointer("/batch/inputConfig/requests/requests")
+                    .unwrap()
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|q| q["request"].clone())
+                    .collect(),
+            };
+            assert_eq!(inner.len(), 2, "{api}: {:?}", server.batch_log());
+            for body in &inner {
+                assert_valid(&request, body, &format!("{api} request in a batch"));
+                checked += 1;
+            }
+        }
+        for b in server
+            .batches()
+            .iter()
+            .filter(|b| format!("{:?}", b.api).to_lowercase() == api)
+        {
+            let view = server.batch_view(&b.id);
+            let shown = if api == "gemini" {
+                view["response"].clone()
+            } else {
+                view
+            };
+            assert_valid(&batch, &shown, &format!("{api} batch"));
+        }
+    }
+    assert_eq!(checked, 6);
+    let _ = json!(null);
+}

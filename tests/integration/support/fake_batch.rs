@@ -33,6 +33,8 @@ pub struct FakeBatch {
     pub cancelled: bool,
     /// The input file it was made from (`OpenAI`).
     pub input_file: Option<String>,
+    /// The model its requests are for.
+    pub model: String,
 }
 
 /// The knobs of the batch APIs.
@@ -59,6 +61,8 @@ pub struct BatchKnobs {
 pub struct Batches {
     pub list: Mutex<Vec<FakeBatch>>,
     pub files: Mutex<HashMap<String, String>>,
+    /// Every file ever uploaded, deleted ones too.
+    pub uploaded: Mutex<HashMap<String, String>>,
     pub knobs: Mutex<BatchKnobs>,
     /// What happened, in order: `upload file-1`, `create msgbatch_1`, `poll …`, `results …`,
     /// `cancel …`, `delete file-1`.
@@ -84,6 +88,28 @@ impl super::FakeServer {
             .iter()
             .filter(|l| l.split(' ').next() == Some(what))
             .count()
+    }
+
+    /// The batch `id` as a poll shows it now.
+    pub fn batch_view(&self, id: &str) -> Value {
+        let batch = find(&self.shared, &format!("/{id}")).expect("a batch of that id");
+        let knobs = self.shared.batches.knobs.lock().unwrap().clone();
+        view(&self.shared, &batch, &knobs)
+    }
+
+    /// The uploaded input file `id`'s lines.
+    pub fn batch_file(&self, id: &str) -> Vec<Value> {
+        self.shared
+            .batches
+            .uploaded
+            .lock()
+            .unwrap()
+            .get(id)
+            .map_or_else(Vec::new, |text| {
+                text.lines()
+                    .filter_map(|l| serde_json::from_str(l).ok())
+                    .collect()
+            })
     }
 
     pub fn batches(&self) -> Vec<FakeBatch> {
@@ -205,6 +231,12 @@ async fn upload(shared: &Shared, bytes: &[u8]) -> Response {
     shared
         .batches
         .files
+        .lock()
+        .unwrap()
+        .insert(id.clone(), lines.join("\n"));
+    shared
+        .batches
+        .uploaded
         .lock()
         .unwrap()
         .insert(id.clone(), lines.join("\n"));
@@ -368,7 +400,13 @@ async fn create(shared: &Shared, api: Api, path: &str, body: &Value, key: &str) 
         .iter()
         .map(|(custom_id, body)| (custom_id.clone(), result_of(shared, api, body, key)))
         .collect();
+    let model = requests
+        .first()
+        .and_then(|(_, b)| b["model"].as_str())
+        .unwrap_or_default()
+        .to_string();
     let batch = FakeBatch {
+        model,
         id: id.clone(),
         api,
         created: Instant::now(),
@@ -446,6 +484,9 @@ fn view(shared: &Shared, batch: &FakeBatch, knobs: &BatchKnobs) -> Value {
                 "request_counts": {"processing": total - succeeded - failed, "succeeded": succeeded, "errored": failed, "canceled": 0, "expired": 0},
                 "results_url": if done { json!(format!("{base}/v1/messages/batches/{id}/results")) } else { Value::Null },
                 "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z",
+                "ended_at": if done { json!("2026-01-01T00:10:00Z") } else { Value::Null },
+                "archived_at": null,
+                "cancel_initiated_at": if batch.cancelled { json!("2026-01-01T00:05:00Z") } else { Value::Null },
             })
         }
         Api::OpenAi => {
@@ -464,12 +505,17 @@ fn view(shared: &Shared, batch: &FakeBatch, knobs: &BatchKnobs) -> Value {
                 Value::Null,
                 |m| json!({"object": "list", "data": [{"code": "invalid_request", "message": m}]}),
             );
-            json!({
+            let mut view = json!({
                 "id": id, "object": "batch", "endpoint": "/v1/chat/completions",
                 "input_file_id": batch.input_file, "completion_window": "24h", "status": status,
-                "output_file_id": output, "error_file_id": errors, "errors": errors_list,
+                "output_file_id": output, "error_file_id": errors,
                 "request_counts": {"total": total, "completed": succeeded, "failed": failed},
-            })
+                "created_at": 1_767_225_600u64,
+            });
+            if !errors_list.is_null() {
+                view["errors"] = errors_list;
+            }
+            view
         }
         Api::Gemini => {
             let state = match (&knobs.fail_batch, done, batch.cancelled) {
@@ -497,7 +543,9 @@ fn view(shared: &Shared, batch: &FakeBatch, knobs: &BatchKnobs) -> Value {
                         .collect();
                     op["response"] = json!({
                         "@type": "type.googleapis.com/google.ai.generativelanguage.v1main.GenerateContentBatch",
-                        "name": id, "state": state,
+                        "name": id, "state": state, "displayName": "byok-flow",
+                        "model": format!("models/{}", batch.model),
+                        "inputConfig": {"requests": {"requests": []}},
                         "output": {"inlinedResponses": {"inlinedResponses": responses}},
                     });
                 }
