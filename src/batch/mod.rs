@@ -87,6 +87,29 @@ pub fn without_api(workflow: &Workflow) -> Vec<(String, String)> {
     found
 }
 
+/// Each batched agent on a provider without a batch API, as an error at its model
+/// (SPEC §9): `validate` shows it for `batch: true` in the file, `run` for `--batch` too.
+pub fn problems(checked: &crate::workflow::Checked) -> Vec<crate::workflow::Diagnostic> {
+    without_api(&checked.workflow)
+        .into_iter()
+        .map(|(agent, provider)| {
+            let pointer = format!("/agents/{}/model", crate::workflow::tree::escape(&agent));
+            let (pos, len) = checked.index.value(&pointer);
+            crate::workflow::Diagnostic::error(
+                "batch::unsupported",
+                crate::workflow::Span::at(pos, len),
+                format!(
+                    "agent `{agent}`: provider `{provider}` has no batch API, so it cannot run with `--batch` or `batch: true`"
+                ),
+            )
+            .agent(&agent)
+            .help(format!(
+                "set `batch: false` on agent `{agent}` to call it directly, or use a model of anthropic, openai or gemini"
+            ))
+        })
+        .collect()
+}
+
 /// The provider's documented limits, or tighter ones from
 /// `BYOK_FLOW_BATCH_MAX_REQUESTS` / `BYOK_FLOW_BATCH_MAX_BYTES`.
 fn limits(documented: Limits) -> Limits {

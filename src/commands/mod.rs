@@ -54,6 +54,8 @@ pub fn priced_checks(
     let mut out = cost::check::unpriced(checked, table);
     out.extend(cost::limits::over_output_limit(checked, table));
     out.extend(cost::check::retirements(checked, table, which));
+    // Not the table's, but every command that reads it checks the file this far.
+    out.extend(crate::batch::problems(checked));
     out
 }
 

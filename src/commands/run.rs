@@ -728,25 +728,8 @@ const BATCH_CONCURRENCY: usize = 1 << 20;
 /// `--batch` with an agent on a provider that has no batch API is an error at that
 /// agent's model (unless it says `batch: false`); `--detach` needs a batched agent.
 fn check_batch(checked: &Checked, args: &Args, global: Global) -> Result<()> {
-    let found = batch::without_api(&checked.workflow);
-    if !found.is_empty() {
-        let diagnostics = found
-            .iter()
-            .map(|(agent, provider)| {
-                let (pos, len) = checked
-                    .index
-                    .value(&format!("/agents/{}/model", crate::workflow::tree::escape(agent)));
-                crate::workflow::diagnostic::Diagnostic::error(
-                    "batch::unsupported",
-                    crate::workflow::diagnostic::Span::at(pos, len),
-                    format!("agent `{agent}`: provider `{provider}` has no batch API, so it cannot run with `--batch`"),
-                )
-                .agent(agent)
-                .help(format!(
-                    "set `batch: false` on agent `{agent}` to call it directly, or use a model of anthropic, openai or gemini"
-                ))
-            })
-            .collect();
+    let diagnostics = batch::problems(checked);
+    if !diagnostics.is_empty() {
         let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
         super::show_report(&report, global);
         return Err(Error::reported(Exit::Invalid));

@@ -329,6 +329,20 @@ fn a_provider_without_a_batch_api_is_an_error_naming_the_agent_unless_batch_fals
     );
     assert!(err.contains("flow.yaml:"), "{err}");
     assert!(server.requests().is_empty());
+    // `batch: true` in the file: `validate` says so too, without `--batch`.
+    let file = place.path().join("on.yaml");
+    let on = "  l: {model: local/llama3, prompt: \"two\", batch: true}\n";
+    std::fs::write(&file, crate::providers::workflow(&server, on)).unwrap();
+    let out = place
+        .command(&["validate", "on.yaml"], &[])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("agent `l`: provider `local` has no batch API"),
+        "{}",
+        stderr(&out)
+    );
     let agents = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"one\"}\n  l: {model: local/llama3, prompt: \"two\", batch: false}\n";
     let out = place.run(&server, agents, &["--no-cache"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
