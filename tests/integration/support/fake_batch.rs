@@ -288,6 +288,9 @@ fn result_of(shared: &Shared, api: Api, body: &Value, key: &str) -> Option<ItemR
             output,
             cache_read: 0,
             cache_write: 0,
+            cache_write_1h: 0,
+            searches: 0,
+            fetches: 0,
         },
     ));
     Some(Ok(super::whole(
