@@ -19,6 +19,7 @@ pub mod record;
 pub mod report;
 pub mod runner;
 pub mod scheduler;
+pub mod session;
 pub mod settings;
 pub mod suggest;
 pub mod template;

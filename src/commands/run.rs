@@ -7,24 +7,18 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::cache::{self, Cache};
-use crate::cost::budget::BudgetGate;
 use crate::cost::estimate::Estimate;
-use crate::cost::prices::Pricing;
 use crate::cost::{self, Usd};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
-use crate::history;
-use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::record::RunStatus;
 use crate::report::{estimate_table, github, output, progress, table};
-use crate::runner::{self, AgentRunner, RunSettings};
-use crate::scheduler::{Gate, Open};
-use crate::settings::GitHub;
+use crate::runner;
+use crate::session::{self, KeysRefused, Session};
 use crate::settings::Global;
 use crate::suggest;
-use crate::workflow::{Checked, FileReport};
+use crate::workflow::Checked;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -119,37 +113,17 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
     let inputs = resolve_inputs(&checked, &args.inputs)?;
     check_refresh(&checked, args)?;
-    let cache = resolve_cache(args, global);
-    let max_usd = args
-        .max_usd
-        .or(checked.workflow.budget.as_ref().map(|b| b.max_usd));
-    let pricing = Pricing {
-        table: &table,
-        workflow: &checked.workflow,
-        mock: args.mock,
-    };
-    let settings = RunSettings {
-        file: args.file.display().to_string(),
-        inputs: inputs.clone(),
-        mock: args.mock,
-        concurrency: args.concurrency as usize,
-        keep_going: args.keep_going,
-        prices: table.clone(),
-        max_usd,
-        cache,
-        refresh: args.refresh.clone(),
-    };
-    // The agents the cache will answer: they cost nothing, are not refused for the
-    // budget, and need no key.
-    let cached = match &settings.cache {
-        Some(_) => runner::prepare_offline(checked.clone(), &settings)
-            .map(|probe| probe.cached_agents())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let session = Session::new(checked.clone(), table, options(args), inputs, global);
+    let cached = session.cached_agents();
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
-        let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
+        let max_usd = session.max_usd();
+        let mut estimate = cost::estimate::estimate(
+            &checked,
+            &session.settings.inputs,
+            &session.pricing(),
+            max_usd,
+        );
         estimate.mark_cached(&cached);
         check_windows(&estimate, &args.file)?;
         let refusal = max_usd.and_then(|max| refuse(&estimate, max));
@@ -167,27 +141,15 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             return Err(refusal);
         }
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
-        Error::new(
-            Exit::AgentFailed,
-            format!("cannot start the async runtime: {e}"),
-        )
-    })?;
+    let runtime = Session::runtime()?;
     // Keys are checked (files present, hosts allowed) before the progress view starts,
     // so a refusal costs nothing and an SSH passphrase prompt has the terminal to itself.
-    let keys = if args.mock {
-        None
-    } else {
-        Some(key_store(args, &checked, &cached, global, &runtime)?)
-    };
+    let keys = keys_or_exit(&session, &runtime, &cached, global)?;
     let bus = Bus::default();
+    let settings = &session.settings;
     let workflow_name = runner::workflow_name(&checked, &settings.file);
-    let (agent_runner, limits) =
-        runner::prepare(checked.clone(), &settings, keys, &bus).map_err(Error::usage)?;
-    let mut gate: Box<dyn Gate<AgentRunner>> = match settings.budget() {
-        Some(ceiling) => Box::new(BudgetGate::new(ceiling)),
-        None => Box::new(Open),
-    };
+    let (agent_runner, limits) = session.runner(keys, &bus)?;
+    let mut gate = session.gate();
     if let Some(github) = global.github {
         for subscriber in github::subscribers(github, &checked, &args.file, global.quiet) {
             bus.subscribe(subscriber);
@@ -211,7 +173,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         json: args.json,
         fence: global.github.is_some_and(|g| !g.stdout_is_file),
     }));
-    if let Some(recorder) = recorder(args, &settings, &workflow_name, global) {
+    if let Some(recorder) = session.recorder(&workflow_name) {
         bus.subscribe(Box::new(recorder));
     }
 
@@ -221,7 +183,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 std::future::pending::<()>().await;
             }
         };
-        runner::execute(agent_runner, limits, &settings, gate.as_mut(), &bus, cancel).await
+        runner::execute(agent_runner, limits, settings, gate.as_mut(), &bus, cancel).await
     });
     if let Some(e) = bus.finish() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -239,6 +201,42 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// The session's options, from the command line.
+fn options(args: &Args) -> session::Options {
+    session::Options {
+        file: args.file.clone(),
+        mock: args.mock,
+        concurrency: args.concurrency as usize,
+        keep_going: args.keep_going,
+        max_usd: args.max_usd,
+        no_cache: args.no_cache,
+        cache_dir: args.cache_dir.clone(),
+        refresh: args.refresh.clone(),
+        history: args.history.clone(),
+        keys_dir: args.keys_dir.clone(),
+        identity: args.identity.clone(),
+        allow_hosts: args.allow_hosts.clone(),
+    }
+}
+
+/// The session's keys, or the problems with them shown in the workflow file and
+/// exit 4.
+fn keys_or_exit(
+    session: &Session,
+    runtime: &tokio::runtime::Runtime,
+    cached: &[bool],
+    global: Global,
+) -> Result<Option<Arc<dyn Keys>>> {
+    match session.keys(runtime, cached) {
+        Ok(keys) => Ok(keys),
+        Err(KeysRefused::Usage(e)) => Err(e),
+        Err(KeysRefused::Report(report)) => {
+            super::show_report(&report, global);
+            Err(Error::reported(Exit::Keys))
+        }
+    }
 }
 
 /// Every `--refresh` names an agent of the workflow.
@@ -263,99 +261,6 @@ fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
         .hint("drop one of them: `--no-cache` alone already calls every agent"));
     }
     Ok(())
-}
-
-/// The answer cache of this run, if it has one: none with `--no-cache` or `--mock`
-/// (mock replies are free and deterministic, so they are not kept), nor when no
-/// folder can be found for it.
-fn resolve_cache(args: &Args, global: Global) -> Option<Cache> {
-    if args.no_cache || args.mock {
-        return None;
-    }
-    let Some(dir) = args.cache_dir.clone().or_else(cache::default_dir) else {
-        if !global.quiet {
-            eprintln!(
-                "warning: no cache folder (no home folder to put it in); every agent is called. Pass `--cache-dir DIR` to keep answers."
-            );
-        }
-        return None;
-    };
-    Some(Cache::new(dir))
-}
-
-/// The subscriber that records the run in the history, unless the history cannot
-/// be opened (a warning: a run is never refused for it).
-fn recorder(
-    args: &Args,
-    settings: &RunSettings,
-    workflow: &str,
-    global: Global,
-) -> Option<history::Recorder> {
-    let path = args.history.clone().or_else(history::default_file)?;
-    let opened = history::Recorder::new(
-        &path,
-        workflow,
-        &settings.file,
-        history::inputs_hash(&settings.inputs),
-        settings.mock,
-        global.quiet,
-    );
-    match opened {
-        Ok(recorder) => Some(recorder),
-        Err(e) => {
-            if !global.quiet {
-                eprintln!("warning: this run is not recorded in the history: {e}");
-            }
-            None
-        }
-    }
-}
-
-/// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
-/// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
-/// Every key the run will use (none for agents the cache answers) is checked first (files present, variables set,
-/// destinations allowed), decrypting only what a destination check needs; a
-/// problem is shown at the YAML that chose the key, and the run exits 4.
-fn key_store(
-    args: &Args,
-    checked: &Checked,
-    cached: &[bool],
-    global: Global,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Arc<dyn Keys>> {
-    let env_hosts = std::env::var(keys::ENV_ALLOW_HOSTS).ok();
-    let allow = keys::AllowHosts::parse(&args.allow_hosts, env_hosts.as_deref())
-        .map_err(|e| Error::usage(e.to_string()))?;
-    let start = keys::KeysDir::start_for_workflow(&args.file);
-    let dir = keys::KeysDir::locate(args.keys_dir.as_deref(), &start);
-    let mut store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
-    if global.github.is_some_and(GitHub::masks_keys) {
-        // Masked the moment it is read, before anything about it is printed.
-        store = store.on_read(|key| {
-            let _ = github::command::add_mask(key);
-        });
-    }
-    let mut uses = keys::plan(&checked.workflow);
-    // A key only cached agents would use is not needed (should one of them be called
-    // after all, its key is still checked and its host rule applied when it is sent).
-    let is_cached = |name: &String| {
-        checked
-            .workflow
-            .agents
-            .get_index_of(name)
-            .is_some_and(|i| cached.get(i).copied().unwrap_or(false))
-    };
-    uses.retain(|u| !u.agents.iter().all(is_cached));
-    if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
-        let diagnostics = problems
-            .iter()
-            .map(|p| p.diagnostic(&checked.index))
-            .collect();
-        let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
-        super::show_report(&report, global);
-        return Err(Error::reported(Exit::Keys));
-    }
-    Ok(Arc::new(store))
 }
 
 /// A prompt over its model's context window fails the run before any spend.
