@@ -237,6 +237,7 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let status: String = row.get(4)?;
     Ok(AgentRecord {
         name: row.get(0)?,
+        item: None,
         provider: row.get(1)?,
         model: row.get(2)?,
         answered_by: row.get(3)?,

@@ -8,6 +8,7 @@ fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> Agent
     let (provider, model) = model.split_once('/').unwrap();
     AgentRecord {
         name: name.into(),
+        item: None,
         provider: provider.into(),
         model: model.into(),
         status: AgentStatus::Succeeded,

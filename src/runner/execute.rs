@@ -2,18 +2,19 @@
 //! each scheduler event into an agent record and a bus event, renders the
 //! workflow's outputs, and builds the run record.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use indexmap::IndexMap;
+use serde_json::Value as Json;
 
 use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
 use crate::events::{Bus, Event};
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus, new_run_id};
-use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
+use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State, Task};
 use crate::usage::Usage;
 use crate::workflow::Checked;
 
@@ -49,10 +50,11 @@ pub async fn execute(
         keep_going: settings.keep_going,
     };
     let calls = runner.calls.clone();
-    let record_of = |i: usize, status: AgentStatus, reason: Option<String>| AgentRecord {
-        name: names[i].clone(),
-        provider: calls[i].provider.clone(),
-        model: calls[i].model.clone(),
+    let record_of = |task: Task, status: AgentStatus, reason: Option<String>| AgentRecord {
+        name: runner.task_name(task),
+        item: task.item,
+        provider: calls[task.agent].provider.clone(),
+        model: calls[task.agent].model.clone(),
         status,
         reason,
         seconds: 0.0,
@@ -66,26 +68,30 @@ pub async fn execute(
         key_failure: false,
         cached: false,
     };
-    let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
-    // Agents skipped for the budget, and those skipped because one of them was.
+    // By agent, then item: the record's order.
+    let mut records: BTreeMap<(usize, Option<usize>), AgentRecord> = BTreeMap::new();
+    // Agents skipped for the budget (or with items that were), and those skipped
+    // because one of them was.
     let mut over_budget: HashSet<usize> = HashSet::new();
+    let inputs = runner.inputs.clone();
     let outcome = scheduler::run(
         &checked.dag,
         runner.clone(),
+        inputs,
         &options,
         gate,
         cancel,
         |event| {
-            let (i, record) = match event {
-                SchedEvent::Started(i) => {
+            let (task, record) = match event {
+                SchedEvent::Started(task) => {
                     bus.emit(&Event::AgentStarted {
-                        agent: &names[i],
-                        model: &models[i].1,
+                        agent: &runner.task_name(task),
+                        model: &models[task.agent].1,
                     });
                     return;
                 }
-                SchedEvent::Finished(i, out) => (
-                    i,
+                SchedEvent::Finished(task, out) => (
+                    task,
                     AgentRecord {
                         seconds: out.seconds,
                         usage: out.usage,
@@ -93,60 +99,78 @@ pub async fn execute(
                         output: Some(out.text.clone()),
                         json: out.json.clone(),
                         cost_usd: out.cost.map(Usd::micro_dollars),
-                        answered_by: (out.model != models[i].1).then(|| out.model.clone()),
+                        answered_by: (out.model != models[task.agent].1).then(|| out.model.clone()),
                         attempts: out.attempts.clone(),
                         cached: out.cached,
-                        ..record_of(i, AgentStatus::Succeeded, None)
+                        ..record_of(task, AgentStatus::Succeeded, None)
                     },
                 ),
-                SchedEvent::Failed(i, e) => (
-                    i,
+                SchedEvent::Failed(task, e) => (
+                    task,
                     AgentRecord {
                         seconds: e.seconds,
                         usage: e.usage.unwrap_or_default(),
                         cost_usd: e.cost.map(Usd::micro_dollars),
                         attempts: e.attempts.clone(),
                         key_failure: e.key_failure,
-                        ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
+                        ..record_of(task, AgentStatus::Failed, Some(e.message.clone()))
                     },
                 ),
-                SchedEvent::Skipped(i, reason) => {
+                SchedEvent::Skipped(task, reason) => {
                     let budget = match reason {
                         SkipReason::Budget(_) => true,
                         SkipReason::Dependency(d) => over_budget.contains(d),
                         _ => false,
                     };
                     let text = if budget {
-                        over_budget.insert(i);
+                        over_budget.insert(task.agent);
                         budget_text(reason, &names, settings.max_usd)
                     } else {
                         skip_text(reason, &names)
                     };
-                    (i, record_of(i, AgentStatus::Skipped, Some(text)))
+                    (task, record_of(task, AgentStatus::Skipped, Some(text)))
                 }
-                SchedEvent::Cancelled(i) => (
-                    i,
-                    record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
+                SchedEvent::Cancelled(task) => (
+                    task,
+                    record_of(task, AgentStatus::Cancelled, Some("interrupted".into())),
                 ),
+                SchedEvent::Expanded {
+                    agent, items: 0, ..
+                } => {
+                    let task = Task::agent(0, agent);
+                    let reason = Some("its list is empty: nothing to call".to_string());
+                    (task, record_of(task, AgentStatus::Succeeded, reason))
+                }
+                SchedEvent::Expanded { .. }
+                | SchedEvent::Gathered { .. }
+                | SchedEvent::RowDone(_) => return,
             };
             if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
                 bus.emit(&Event::AgentSkipped { record: &record });
             } else {
                 bus.emit(&Event::AgentFinished { record: &record });
             }
-            records[i] = Some(record);
+            records.insert((task.agent, task.item), record);
         },
     )
     .await;
 
-    let agents: Vec<AgentRecord> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| record_of(i, AgentStatus::Skipped, Some("not run".into())))
-        })
-        .collect();
-    let outputs = render_outputs(&runner, &outcome.states);
+    let mut agents: Vec<AgentRecord> = Vec::with_capacity(records.len());
+    let mut records = records.into_iter().peekable();
+    for i in 0..names.len() {
+        if records.peek().is_none_or(|((agent, _), _)| *agent != i) {
+            let not_run = record_of(
+                Task::agent(0, i),
+                AgentStatus::Skipped,
+                Some("not run".into()),
+            );
+            agents.push(not_run);
+        }
+        while let Some((_, record)) = records.next_if(|((agent, _), _)| *agent == i) {
+            agents.push(record);
+        }
+    }
+    let outputs = render_outputs(&runner, &runner.inputs, &outcome.states);
     let mut usage = Usage::default();
     for a in &agents {
         usage += a.usage;
@@ -207,8 +231,9 @@ fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> S
 }
 
 /// The declared outputs, rendered; or, with none declared, the sink agents' outputs.
-fn render_outputs(
+pub(crate) fn render_outputs(
     runner: &AgentRunner,
+    inputs: &Json,
     states: &[State<AgentOutput, AgentFailure>],
 ) -> IndexMap<String, String> {
     let w = &runner.checked.workflow;
@@ -232,7 +257,7 @@ fn render_outputs(
             })
             .collect();
     }
-    let context = runner.context(&done);
+    let context = runner.context(inputs, &done);
     w.outputs
         .keys()
         .filter_map(|name| {

@@ -36,10 +36,10 @@ use crate::events::{Bus, Event};
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
 use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
-use crate::scheduler;
+use crate::scheduler::{self, Task};
 use crate::template::Renderer;
 use crate::usage::Usage;
-use crate::workflow::Checked;
+use crate::workflow::{Checked, OutputKind};
 
 /// What a run needs beyond the workflow.
 #[derive(Debug, Clone)]
@@ -86,6 +86,9 @@ pub struct AgentOutput {
     pub attempts: Vec<Attempt>,
     /// It came from the cache: no call was made, and `usage` and `cost` are zero.
     pub cached: bool,
+    /// For a map agent (`for_each`), each item's text, in order; its `json` is then
+    /// the list of the items' JSON.
+    pub items: Option<Vec<String>>,
 }
 
 impl AgentOutput {
@@ -101,6 +104,39 @@ impl AgentOutput {
             model: entry.model,
             attempts: Vec::new(),
             cached: true,
+            items: None,
+        }
+    }
+
+    /// A map agent's output, from its items' outputs in order: their texts (and,
+    /// for `output: json`, their JSON) as lists, their usage and cost summed. The
+    /// items keep their own records; this one feeds the agents downstream.
+    fn gathered(model: String, json: bool, items: &[Arc<AgentOutput>]) -> Self {
+        let mut usage = Usage::default();
+        let mut cost = Some(Usd::ZERO);
+        for item in items {
+            usage += item.usage;
+            cost = cost.zip(item.cost).map(|(a, b)| a + b);
+        }
+        let texts: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
+        AgentOutput {
+            text: texts.join("\n\n"),
+            json: json.then(|| {
+                Json::Array(
+                    items
+                        .iter()
+                        .map(|i| i.json.clone().unwrap_or(Json::Null))
+                        .collect(),
+                )
+            }),
+            usage,
+            cost,
+            stop_reason: None,
+            seconds: items.iter().map(|i| i.seconds).fold(0.0, f64::max),
+            model,
+            attempts: Vec::new(),
+            cached: !items.is_empty() && items.iter().all(|i| i.cached),
+            items: Some(texts),
         }
     }
 }
@@ -187,6 +223,15 @@ pub struct AgentRunner {
 }
 
 impl AgentRunner {
+    /// How a task is named in records, progress and the closing table: the
+    /// agent's name, and `NAME[N]` for item N of a map agent.
+    pub fn task_name(&self, task: Task) -> String {
+        match task.item {
+            None => self.names[task.agent].clone(),
+            Some(item) => format!("{}[{item}]", self.names[task.agent]),
+        }
+    }
+
     /// Dollars for what `agent`'s models used (`usage[k]` on its `k`th model: its
     /// own, then its fallbacks); `None` when a model that used tokens is unpriced.
     pub fn cost(&self, agent: usize, usage: &[Usage]) -> Option<Usd> {
@@ -238,7 +283,8 @@ impl AgentRunner {
                 .map(|d| answers[d].clone().map(|out| (d, out)))
                 .collect();
             let entry = upstream.and_then(|upstream| {
-                let request = self.request(agent, &self.context(&upstream)).ok()?;
+                let context = self.context(&self.inputs, &upstream);
+                let request = self.request(agent, &context).ok()?;
                 // No warning here: the run that follows gives it.
                 self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)
             });
@@ -303,8 +349,8 @@ impl AgentRunner {
         }
     }
 
-    /// The template context for an agent: the inputs and its upstream agents' outputs.
-    fn context(&self, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
+    /// The template context for an agent: its row's inputs and its upstream agents' outputs.
+    fn context(&self, inputs: &Json, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
         let mut agents = Map::new();
         for (i, out) in upstream {
             let mut entry = Map::new();
@@ -314,7 +360,7 @@ impl AgentRunner {
             }
             agents.insert(self.names[*i].clone(), Json::Object(entry));
         }
-        json!({ "inputs": self.inputs, "agents": agents })
+        json!({ "inputs": inputs, "agents": agents })
     }
 
     fn request(&self, agent: usize, context: &Json) -> Result<Request, String> {
@@ -353,18 +399,30 @@ impl scheduler::Runner for AgentRunner {
     type Output = AgentOutput;
     type Error = AgentFailure;
     type Prepared = Prepared;
+    /// A row's inputs, as the template context's `inputs`.
+    type Row = Json;
+    type Item = Json;
 
     fn lane(&self, agent: usize) -> usize {
         self.calls[agent].lane
     }
 
+    fn gather(&self, agent: usize, items: Vec<Arc<AgentOutput>>) -> AgentOutput {
+        let spec = &self.checked.workflow.agents[agent];
+        let json = spec.output == OutputKind::Json;
+        AgentOutput::gathered(spec.model.clone(), json, &items)
+    }
+
     fn prepare(
         &self,
-        agent: usize,
+        inputs: &Json,
+        task: Task,
+        _item: Option<&Json>,
         upstream: &[(usize, Arc<AgentOutput>)],
     ) -> Result<Prepared, AgentFailure> {
+        let agent = task.agent;
         let fail = AgentFailure::before_call;
-        let context = self.context(upstream);
+        let context = self.context(inputs, upstream);
         let request = self.request(agent, &context).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
         if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
@@ -411,9 +469,10 @@ impl scheduler::Runner for AgentRunner {
 
     fn run(
         self: Arc<Self>,
-        agent: usize,
+        task: Task,
         prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
+        let agent = task.agent;
         Box::pin(async move {
             if let Some(entry) = prepared.cached {
                 return Ok(AgentOutput::cached(entry));
@@ -422,14 +481,14 @@ impl scheduler::Runner for AgentRunner {
             let cache_key = prepared.cache_key;
             let mut request = prepared.request;
             let policy = Policy::new(self.retries[agent]);
-            let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let (name, bus) = (self.task_name(task), self.bus.clone());
             request.progress = Progress::new(move |chars| {
                 bus.emit(&Event::AgentProgress {
                     agent: &name,
                     chars,
                 });
             });
-            let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let (name, bus) = (self.task_name(task), self.bus.clone());
             let on_failure = move |attempt: &Attempt| {
                 bus.emit(&Event::AttemptFailed {
                     agent: &name,
@@ -455,6 +514,7 @@ impl scheduler::Runner for AgentRunner {
                         model: answer.model,
                         attempts: called.attempts,
                         cached: false,
+                        items: None,
                     };
                     // Written now, not at the end of the run, so a killed run resumes here.
                     if let Some(key) = cache_key {
