@@ -4,6 +4,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::dataset::record::{AgentAggregate, DatasetRecord, RowResult};
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
 
@@ -46,6 +47,25 @@ pub enum Event<'a> {
     /// cache entry that could not be read or written, say).
     Warning {
         message: &'a str,
+    },
+    /// A dataset run (SPEC §8) is about to start its rows.
+    RowsStarted {
+        run_id: &'a str,
+        started_at: &'a str,
+        /// How many rows it will run, when known (not for stdin).
+        rows: Option<u64>,
+        /// The agents (name, `provider/model`).
+        agents: &'a [(String, String)],
+    },
+    /// A row of a dataset run ended. Rows are told in order, each as soon as it and
+    /// every row before it have ended; `agents` is every agent's aggregate so far.
+    RowFinished {
+        result: &'a RowResult,
+        agents: &'a [AgentAggregate],
+    },
+    /// A dataset run ended.
+    RowsFinished {
+        record: &'a DatasetRecord,
     },
 }
 

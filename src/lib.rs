@@ -9,6 +9,7 @@ pub mod cli;
 pub mod commands;
 pub mod cost;
 pub mod dag;
+pub mod dataset;
 pub mod error;
 pub mod events;
 pub mod history;

@@ -1,6 +1,7 @@
 //! One module per subcommand: its arguments and a short handler; the work lives in
 //! the domain modules.
 
+mod each;
 pub mod graph;
 pub mod keys;
 pub mod prices;

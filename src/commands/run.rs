@@ -9,6 +9,7 @@ use indexmap::IndexMap;
 
 use crate::cost::estimate::Estimate;
 use crate::cost::{self, Usd};
+use crate::dataset::Shard;
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
 use crate::providers::client::Keys;
@@ -95,6 +96,21 @@ pub struct Args {
     /// `$XDG_DATA_HOME/byok-flow` or `~/.local/share/byok-flow`].
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_HISTORY")]
     pub history: Option<PathBuf>,
+
+    /// Run the squad once per row of FILE: `.jsonl` (a JSON object a line), `.json`
+    /// (an array of objects), `.csv` (a header row, then a record a row), or `-`
+    /// for JSON Lines on stdin. Each row's fields fill the inputs of their names.
+    #[arg(long, value_name = "FILE")]
+    pub each: Option<PathBuf>,
+
+    /// With `--each`, run only shard K of N: the rows whose 0-based index i has
+    /// i % N == K - 1 (for a CI matrix; `byok-flow merge` joins the shards).
+    #[arg(long, value_name = "K/N", requires = "each", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> std::result::Result<Shard, String> {
+    text.parse()
 }
 
 /// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
@@ -111,9 +127,21 @@ fn parse_usd(text: &str) -> std::result::Result<f64, String> {
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = Arc::new(super::load_prices(args.prices.as_deref())?);
     let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
-    let inputs = resolve_inputs(&checked, &args.inputs)?;
+    if args.each.as_deref().is_some_and(|e| e.as_os_str() == "-")
+        && args.inputs.iter().any(|i| i.ends_with("=@-"))
+    {
+        return Err(Error::usage(
+            "`--each -` reads the rows from stdin, and an `--input NAME=@-` reads stdin too",
+        )
+        .hint("pass that input from a file (`--input NAME=@FILE`), or the rows from a file"));
+    }
+    // With `--each`, a required input may come from each row.
+    let inputs = resolve_inputs(&checked, &args.inputs, args.each.is_none())?;
     check_refresh(&checked, args)?;
     let session = Session::new(checked.clone(), table, options(args), inputs, global);
+    if let Some(each) = &args.each {
+        return super::each::run(args, each, &session, global);
+    }
     let cached = session.cached_agents();
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
@@ -223,7 +251,7 @@ fn options(args: &Args) -> session::Options {
 
 /// The session's keys, or the problems with them shown in the workflow file and
 /// exit 4.
-fn keys_or_exit(
+pub(super) fn keys_or_exit(
     session: &Session,
     runtime: &tokio::runtime::Runtime,
     cached: &[bool],
@@ -360,8 +388,13 @@ fn print_estimate(estimate: &Estimate, json: bool) -> Result<()> {
     }
 }
 
-/// The run's inputs: `--input` values over declared defaults; every required one present.
-fn resolve_inputs(checked: &Checked, given: &[String]) -> Result<IndexMap<String, String>> {
+/// The run's inputs: `--input` values over declared defaults; every required one
+/// present when `require` (else a required input with no value is left out).
+fn resolve_inputs(
+    checked: &Checked,
+    given: &[String],
+    require: bool,
+) -> Result<IndexMap<String, String>> {
     let declared = &checked.workflow.inputs;
     let mut values = IndexMap::new();
     for arg in given {
@@ -401,7 +434,11 @@ fn resolve_inputs(checked: &Checked, given: &[String]) -> Result<IndexMap<String
             Some(default) => {
                 values.insert(name.clone(), default.clone());
             }
-            None if input.required => missing.push(name.clone()),
+            None if input.required => {
+                if require {
+                    missing.push(name.clone());
+                }
+            }
             None => {
                 values.insert(name.clone(), String::new());
             }

@@ -8,6 +8,7 @@ pub mod estimate_table;
 pub mod github;
 pub mod output;
 pub mod progress;
+pub mod rows;
 pub mod runs;
 pub mod table;
 

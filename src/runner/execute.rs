@@ -230,8 +230,9 @@ fn budget_text(reason: &SkipReason, names: &[String], max_usd: Option<f64>) -> S
     }
 }
 
-/// The declared outputs, rendered; or, with none declared, the sink agents' outputs.
-pub(crate) fn render_outputs(
+/// The declared outputs rendered over `inputs` and the agents that finished; or,
+/// with none declared, the outputs of the sink agents that finished.
+pub fn render_outputs(
     runner: &AgentRunner,
     inputs: &Json,
     states: &[State<AgentOutput, AgentFailure>],

@@ -18,7 +18,7 @@
 mod execute;
 mod plan;
 
-pub use execute::{execute, workflow_name};
+pub use execute::{execute, render_outputs, workflow_name};
 pub use plan::{Connect, prepare, prepare_offline, prepare_with};
 
 use std::sync::Arc;
@@ -223,6 +223,11 @@ pub struct AgentRunner {
 }
 
 impl AgentRunner {
+    /// The workflow this runner runs.
+    pub fn checked(&self) -> &Arc<Checked> {
+        &self.checked
+    }
+
     /// How a task is named in records, progress and the closing table: the
     /// agent's name, and `NAME[N]` for item N of a map agent.
     pub fn task_name(&self, task: Task) -> String {

@@ -37,7 +37,7 @@ pub async fn run_rows<R: Runner, T: Send>(
     gate: &mut dyn Gate<R>,
     mut rows: mpsc::Receiver<RowIn<R::Row, T>>,
     cancel: impl Future<Output = ()>,
-    mut on_event: impl FnMut(Event<'_, R::Output, R::Error, T>),
+    mut on_event: impl FnMut(Event<'_, R, T>),
 ) -> bool {
     let mut engine = Engine::new(dag, runner, options);
     let ev: Ev<'_, R, T> = &mut on_event;
@@ -97,8 +97,7 @@ struct Engine<'d, R: Runner, T> {
 }
 
 /// Where the engine tells its caller what happened.
-type Ev<'e, R, T> =
-    &'e mut dyn for<'a> FnMut(Event<'a, <R as Runner>::Output, <R as Runner>::Error, T>);
+type Ev<'e, R, T> = &'e mut dyn for<'a> FnMut(Event<'a, R, T>);
 
 impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
     fn new(dag: &'d Dag, runner: Arc<R>, options: &Options) -> Self {
@@ -145,6 +144,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
         let Some(data) = row.row else {
             ev(Event::RowDone(RowDone {
                 index: row.index,
+                row: None,
                 tag: row.tag,
                 states: None,
                 interrupted: false,
@@ -605,7 +605,7 @@ fn end_row<R: Runner, T>(
     reason: &SkipReason,
     interrupted: bool,
     ev: Ev<'_, R, T>,
-) -> RowDone<R::Output, R::Error, T> {
+) -> RowDone<R, T> {
     for (agent, state) in r.states.iter_mut().enumerate() {
         if matches!(state, State::Waiting | State::Running) {
             ev(Event::Skipped(Task::agent(row, agent), reason));
@@ -614,6 +614,7 @@ fn end_row<R: Runner, T>(
     }
     RowDone {
         index: row,
+        row: Some(r.row),
         tag: r.tag,
         states: Some(r.states),
         interrupted,

@@ -180,21 +180,22 @@ pub struct RowIn<R, T> {
 }
 
 /// A row that ended.
-#[derive(Debug)]
-pub struct RowDone<O, E, T> {
+pub struct RowDone<R: Runner, T> {
     pub index: u64,
+    /// What its agents were given; `None` for a row that was not run.
+    pub row: Option<R::Row>,
     pub tag: T,
     /// Every agent's end state; `None` for a row that was not run.
-    pub states: Option<Vec<State<O, E>>>,
+    pub states: Option<Vec<State<R::Output, R::Error>>>,
     /// It ended because the run was interrupted.
     pub interrupted: bool,
 }
 
 /// What the scheduler tells its caller as it goes.
-pub enum Event<'a, O, E, T> {
+pub enum Event<'a, R: Runner, T> {
     Started(Task),
-    Finished(Task, &'a Arc<O>),
-    Failed(Task, &'a E),
+    Finished(Task, &'a Arc<R::Output>),
+    Failed(Task, &'a R::Error),
     Skipped(Task, &'a SkipReason),
     Cancelled(Task),
     /// A map agent's list was read: it runs once per item.
@@ -207,10 +208,10 @@ pub enum Event<'a, O, E, T> {
     Gathered {
         row: u64,
         agent: usize,
-        output: &'a Arc<O>,
+        output: &'a Arc<R::Output>,
     },
     /// A row ended; nothing more is said about it.
-    RowDone(RowDone<O, E, T>),
+    RowDone(RowDone<R, T>),
 }
 
 /// The end state of every agent of a one-row run.
@@ -228,7 +229,7 @@ pub async fn run<R: Runner>(
     options: &Options,
     gate: &mut dyn Gate<R>,
     cancel: impl Future<Output = ()>,
-    mut on_event: impl FnMut(Event<'_, R::Output, R::Error, ()>),
+    mut on_event: impl FnMut(Event<'_, R, ()>),
 ) -> Outcome<R::Output, R::Error> {
     let (tx, rx) = mpsc::channel(1);
     let sent = tx.try_send(RowIn {
