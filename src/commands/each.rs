@@ -9,6 +9,7 @@ use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
 use crate::record::RunStatus;
 use crate::report::rows::{self, progress, table};
+use crate::runner;
 use crate::session::Session;
 use crate::settings::Global;
 
@@ -27,6 +28,10 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     let keys = super::run::keys_or_exit(session, &runtime, &[], global)?;
     let bus = Bus::default();
     subscribe(&bus, args, global)?;
+    let workflow = runner::workflow_name(&session.checked, &session.settings.file);
+    if let Some(recorder) = session.recorder(&workflow) {
+        bus.subscribe(Box::new(recorder));
+    }
     let (runner, limits) = session.runner(keys, &bus)?;
     let mut gate = session.gate();
     let (record, fatal) = runtime.block_on(async {

@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use rusqlite::Connection;
 use sha2::{Digest, Sha256};
 
-pub use read::{Group, RunSummary, SpendRow, UNFINISHED};
+pub use read::{Group, RowsSummary, RunSummary, SpendRow, UNFINISHED};
 pub use recorder::Recorder;
 pub use write::RunStart;
 
@@ -30,7 +30,7 @@ pub use write::RunStart;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema's version, in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -70,6 +70,17 @@ CREATE TABLE IF NOT EXISTS agents (
     cost_micro_usd INTEGER,
     PRIMARY KEY (run_id, position)
 );
+";
+
+/// Version 2: dataset runs (SPEC §8). A run may have rows; an agent's line may
+/// stand for many calls (one agent over every row), some failed, some cached.
+const TO_VERSION_2: &str = "
+ALTER TABLE runs ADD COLUMN rows_total INTEGER;
+ALTER TABLE runs ADD COLUMN rows_succeeded INTEGER;
+ALTER TABLE runs ADD COLUMN rows_failed INTEGER;
+ALTER TABLE agents ADD COLUMN calls INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE agents ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE agents ADD COLUMN cached_calls INTEGER NOT NULL DEFAULT 0;
 ";
 
 /// What can go wrong with the history file.
@@ -164,14 +175,35 @@ impl Store {
             .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", true)?;
-        let version: i64 = self
-            .conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))?;
-        if version < SCHEMA_VERSION {
-            // IMMEDIATE: two runs making a fresh file take turns.
-            self.conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-            ))?;
+        let version = || -> rusqlite::Result<i64> {
+            self.conn
+                .pragma_query_value(None, "user_version", |r| r.get(0))
+        };
+        if version()? < SCHEMA_VERSION {
+            // IMMEDIATE: two runs making or upgrading the file take turns, and the
+            // second finds it done.
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            let upgrade = || -> rusqlite::Result<()> {
+                let found = version()?;
+                if found < 1 {
+                    self.conn.execute_batch(SCHEMA)?;
+                }
+                if found < 2 {
+                    self.conn.execute_batch(TO_VERSION_2)?;
+                }
+                if found < SCHEMA_VERSION {
+                    self.conn
+                        .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+                }
+                Ok(())
+            };
+            match upgrade() {
+                Ok(()) => self.conn.execute_batch("COMMIT")?,
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

@@ -55,6 +55,7 @@ fn record(id: &str, started_at: &str, mock: bool, agents: Vec<AgentRecord>) -> R
 fn start(store: &mut Store, r: &RunRecord) {
     store
         .start(&RunStart {
+            rows: None,
             run_id: &r.run_id,
             workflow: &r.workflow,
             file: &r.file,
@@ -286,4 +287,125 @@ fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
     .unwrap();
     let e = Store::open(&path).err().expect("an error");
     assert!(e.to_string().contains("history.sqlite"), "{e}");
+}
+
+/// A history written by the first version (no dataset columns) is upgraded in
+/// place when opened, and its runs read as before.
+#[test]
+fn a_version_1_history_is_upgraded_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;"))
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO runs (id, workflow, file, inputs_hash, status, started_at, started_unix, mock, agents, cost_micro_usd)
+             VALUES ('1000-aaaaaa', 'research', 'r.yaml', 'h', 'succeeded', '2025-03-01T09:00:00Z', 1740819600, 0, 1, 1000);
+             INSERT INTO agents (run_id, position, name, provider, model, status, cached, seconds, input_tokens, output_tokens,
+                                 cache_read_tokens, cache_write_tokens, cost_micro_usd)
+             VALUES ('1000-aaaaaa', 0, 'a', 'anthropic', 'claude-sonnet-4-5', 'succeeded', 0, 1.0, 10, 5, 0, 0, 1000);",
+        )
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let runs = store.list(10).unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].rows, None, "a single run has no rows");
+    assert_eq!(store.spend(0, Group::Provider, false).unwrap()[0].calls, 1);
+    let version: i64 = store
+        .conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    drop(store);
+    // And opening it again changes nothing.
+    assert_eq!(Store::open(&path).unwrap().list(10).unwrap().len(), 1);
+}
+
+/// A dataset run is one run with its rows, an agent a line for all its calls;
+/// `spend` counts its calls, and only once.
+#[test]
+fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
+    use crate::dataset::record::{AgentAggregate, DatasetRecord, RowCounts};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.sqlite")).unwrap();
+    let aggregate = |name: &str, calls: u64, failed: u64, cost: f64| AgentAggregate {
+        name: name.into(),
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        calls,
+        succeeded: calls - failed,
+        failed,
+        cached: 1,
+        skipped: 0,
+        usage: Usage {
+            input: 100 * calls,
+            output: 10 * calls,
+            ..Usage::default()
+        },
+        cost_usd: Some(cost),
+        seconds: 2.0,
+    };
+    store
+        .start(&RunStart {
+            run_id: "2000-bbbbbb",
+            workflow: "triage",
+            file: "triage.yaml",
+            inputs_hash: "h",
+            started_at: "2025-03-02T09:00:00Z",
+            mock: false,
+            agents: 2,
+            rows: Some(20),
+        })
+        .unwrap();
+    store
+        .aggregates("2000-bbbbbb", &[aggregate("classify", 5, 0, 0.01)])
+        .unwrap();
+    let listed = store.list(10).unwrap();
+    assert!(listed[0].unfinished());
+    assert_eq!(listed[0].rows.unwrap().total, Some(20));
+    assert!((listed[0].cost_usd - 0.01).abs() < 1e-9, "kept as it goes");
+    let record = DatasetRecord {
+        kind: "dataset".into(),
+        run_id: "2000-bbbbbb".into(),
+        workflow: "triage".into(),
+        file: "triage.yaml".into(),
+        rows_file: "tickets.jsonl".into(),
+        shard: None,
+        started_at: "2025-03-02T09:00:00Z".into(),
+        seconds: 3.5,
+        status: RunStatus::Failed,
+        mock: false,
+        inputs: IndexMap::new(),
+        rows: RowCounts {
+            total: 20,
+            succeeded: 19,
+            failed: 1,
+            ..RowCounts::default()
+        },
+        agents: vec![
+            aggregate("classify", 20, 0, 0.04),
+            aggregate("reply", 20, 1, 0.06),
+        ],
+        usage: Usage::default(),
+        cost_usd: 0.1,
+        budget_usd: None,
+        failed_rows: Vec::new(),
+    };
+    store.finish_rows(&record).unwrap();
+    let summary = &store.list(10).unwrap()[0];
+    assert_eq!(summary.status, "failed");
+    let rows = summary.rows.unwrap();
+    assert_eq!(
+        (rows.total, rows.succeeded, rows.failed),
+        (Some(20), Some(19), Some(1))
+    );
+    let agents = store.aggregates_of("2000-bbbbbb").unwrap();
+    assert_eq!(agents, record.agents, "shown as they were");
+    let spend = store.spend(0, Group::Provider, false).unwrap();
+    assert_eq!(spend.len(), 1);
+    assert_eq!(spend[0].runs, 1, "one run, counted once");
+    assert_eq!(spend[0].calls, 38, "its calls, less the cached ones");
+    assert!((spend[0].cost_usd - 0.1).abs() < 1e-9);
 }

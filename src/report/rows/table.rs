@@ -4,13 +4,34 @@
 
 use std::io::Write;
 
-use crate::dataset::record::{DatasetRecord, RowCounts};
+use crate::dataset::record::{AgentAggregate, DatasetRecord, RowCounts};
 use crate::events::{Event, Subscriber};
 use crate::record::RunStatus;
 use crate::report::{Align, grid, usd};
+use crate::usage::Usage;
 
 /// Renders the table of a dataset run, with the line that says how its rows ended.
 pub fn render(record: &DatasetRecord) -> String {
+    let mut out = aggregates(
+        &record.agents,
+        &record.usage,
+        record.seconds,
+        record.cost_usd,
+    );
+    if let Some(budget) = record.budget_usd {
+        out.push_str(&format!(
+            "budget {}: {} spent\n",
+            usd(Some(budget)),
+            usd(Some(record.cost_usd))
+        ));
+    }
+    out.push_str(&outcome(&record.rows, record.status));
+    out.push('\n');
+    out
+}
+
+/// One line per agent aggregate, and the total.
+pub fn aggregates(agents: &[AgentAggregate], usage: &Usage, seconds: f64, cost_usd: f64) -> String {
     let header = [
         "agent",
         "model",
@@ -25,8 +46,7 @@ pub fn render(record: &DatasetRecord) -> String {
     let mut align = vec![Align::Right; header.len()];
     align[0] = Align::Left;
     align[1] = Align::Left;
-    let rows: Vec<Vec<String>> = record
-        .agents
+    let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
             vec![
@@ -42,49 +62,25 @@ pub fn render(record: &DatasetRecord) -> String {
             ]
         })
         .collect();
-    let unpriced = record.agents.iter().any(|a| a.cost_usd.is_none());
+    let unpriced = agents.iter().any(|a| a.cost_usd.is_none());
     let cost = if unpriced {
-        format!(">= {}", usd(Some(record.cost_usd)))
+        format!(">= {}", usd(Some(cost_usd)))
     } else {
-        usd(Some(record.cost_usd))
+        usd(Some(cost_usd))
     };
+    let sum = |count: fn(&AgentAggregate) -> u64| agents.iter().map(count).sum::<u64>().to_string();
     let footer = [
         "total".to_string(),
         String::new(),
-        record
-            .agents
-            .iter()
-            .map(|a| a.calls)
-            .sum::<u64>()
-            .to_string(),
-        record
-            .agents
-            .iter()
-            .map(|a| a.failed)
-            .sum::<u64>()
-            .to_string(),
-        record
-            .agents
-            .iter()
-            .map(|a| a.cached)
-            .sum::<u64>()
-            .to_string(),
-        record.usage.input.to_string(),
-        record.usage.output.to_string(),
-        format!("{:.2}", record.seconds),
+        sum(|a| a.calls),
+        sum(|a| a.failed),
+        sum(|a| a.cached),
+        usage.input.to_string(),
+        usage.output.to_string(),
+        format!("{seconds:.2}"),
         cost,
     ];
-    let mut out = grid(&header, &align, &rows, Some(&footer));
-    if let Some(budget) = record.budget_usd {
-        out.push_str(&format!(
-            "budget {}: {} spent\n",
-            usd(Some(budget)),
-            usd(Some(record.cost_usd))
-        ));
-    }
-    out.push_str(&outcome(&record.rows, record.status));
-    out.push('\n');
-    out
+    grid(&header, &align, &rows, Some(&footer))
 }
 
 /// How the rows ended, in words.
