@@ -8,6 +8,7 @@ use crate::dataset::{self, Dataset, FileError, RowInputs, Source};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
 use crate::record::RunStatus;
+use crate::report::github;
 use crate::report::rows::{self, progress, table};
 use crate::runner;
 use crate::session::Session;
@@ -77,6 +78,11 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
 
 /// The outputs of a dataset run.
 fn subscribe(bus: &Bus, args: &Args, global: Global) -> Result<()> {
+    if let Some(github) = global.github {
+        for subscriber in github::rows_subscribers(github, &args.file) {
+            bus.subscribe(subscriber);
+        }
+    }
     if !global.quiet {
         if global.terminal && global.github.is_none() {
             bus.subscribe(Box::new(progress::Live::default()));
