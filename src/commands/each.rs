@@ -2,8 +2,11 @@
 //! row (SPEC §8). The work lives in `crate::dataset`; this wires the session, the
 //! outputs and the exit code.
 
+use std::io::Write;
 use std::path::Path;
 
+use crate::cost::estimate::Estimator;
+use crate::dataset::estimate::RowsEstimate;
 use crate::dataset::{self, Dataset, FileError, RowInputs, Source};
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
@@ -24,6 +27,28 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
         session.settings.inputs.clone(),
     );
     let dataset = Dataset::open(source, args.shard, inputs).map_err(refused)?;
+    // The budget refuses a run whose rows are expected to cost more than it (a
+    // file's rows: stdin's are read only once, as they come).
+    let budgeted = session.budget().is_some() && dataset.source.path.is_some();
+    if args.dry_run || budgeted {
+        let estimate = estimate_rows(session, &dataset)?;
+        let refusal = session
+            .max_usd()
+            .and_then(|max| super::run::refuse(&estimate.total, max));
+        if args.dry_run {
+            print(&estimate, &dataset, args.json)?;
+            return refusal.map_or(Ok(Exit::Success), Err);
+        }
+        if let Some(refusal) = refusal {
+            if !global.quiet {
+                eprint!(
+                    "{}",
+                    rows::estimate::render(&estimate, &dataset.source.name())
+                );
+            }
+            return Err(refusal);
+        }
+    }
     let runtime = Session::runtime()?;
     // Every key the squad uses is checked before the first row starts.
     let keys = super::run::keys_or_exit(session, &runtime, &[], global)?;
@@ -74,6 +99,44 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,
     })
+}
+
+/// Every row of `dataset` estimated, what the cache holds left out.
+fn estimate_rows(session: &Session, dataset: &Dataset) -> Result<RowsEstimate> {
+    let estimator = Estimator::new(&session.checked, &session.pricing(), session.max_usd());
+    let cached = match &session.settings.cache {
+        Some(_) => runner::prepare_offline(session.checked.clone(), &session.settings).ok(),
+        None => None,
+    };
+    let names: Vec<(String, String)> = session
+        .checked
+        .workflow
+        .agents
+        .iter()
+        .map(|(n, a)| (n.clone(), a.model.clone()))
+        .collect();
+    dataset::estimate::estimate(dataset, &estimator, cached.as_ref(), &names).map_err(refused)
+}
+
+/// The estimate on stdout: a table, or JSON with `--json`.
+fn print(estimate: &RowsEstimate, dataset: &Dataset, json: bool) -> Result<()> {
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(estimate).map_err(|e| {
+            Error::new(Exit::AgentFailed, format!("cannot write the estimate: {e}"))
+        })?;
+        text.push('\n');
+        text
+    } else {
+        rows::estimate::render(estimate, &dataset.source.name())
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::new(
+            Exit::AgentFailed,
+            format!("cannot write the estimate: {e}"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The outputs of a dataset run.

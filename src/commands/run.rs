@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::cost::estimate::Estimate;
+use crate::cost::estimate::{Estimate, Total};
 use crate::cost::{self, Usd};
 use crate::dataset::Shard;
 use crate::error::{Error, Exit, Result};
@@ -154,7 +154,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         );
         estimate.mark_cached(&cached);
         check_windows(&estimate, &args.file)?;
-        let refusal = max_usd.and_then(|max| refuse(&estimate, max));
+        let refusal = max_usd.and_then(|max| refuse(&estimate.total, max));
         if args.dry_run {
             print_estimate(&estimate, args.json)?;
             return match refusal {
@@ -319,8 +319,7 @@ fn check_windows(estimate: &Estimate, file: &Path) -> Result<()> {
 }
 
 /// Why a run with this budget must not start, if it must not.
-fn refuse(estimate: &Estimate, max_usd: f64) -> Option<Error> {
-    let total = &estimate.total;
+pub(super) fn refuse(total: &Total, max_usd: f64) -> Option<Error> {
     let budget = Usd::from_dollars(max_usd);
     if !total.unpriced.is_empty() {
         return Some(

@@ -14,7 +14,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::prices::{PriceSource, Pricing};
+use super::prices::{PriceSource, Pricing, Resolved};
 use super::tokens::{Count, Tokenizer};
 use super::{Price, Usd};
 use crate::template::{self, Renderer, Target};
@@ -181,81 +181,143 @@ pub fn estimate(
     pricing: &Pricing<'_>,
     budget_usd: Option<f64>,
 ) -> Estimate {
-    let w = &checked.workflow;
-    let resolved: Vec<_> = w
-        .agents
-        .values()
-        .map(|a| pricing.resolve(&a.model))
-        .collect();
-    let maxima: Vec<Option<u64>> = w
-        .agents
-        .values()
-        .zip(&resolved)
-        .map(|(a, r)| max_output(checked, a, r.as_ref().map(|r| &r.price)))
-        .collect();
-    let expected: Vec<u64> = w
-        .agents
-        .values()
-        .zip(&maxima)
-        .map(|(a, max)| expected_output(a, *max))
-        .collect();
+    let inputs = Json::Object(
+        inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+            .collect(),
+    );
+    Estimator::new(checked, pricing, budget_usd).estimate(&inputs)
+}
 
-    let mut renderer = Renderer::default();
-    let mut context_agents = Map::new();
-    for (i, name) in w.agents.keys().enumerate() {
-        context_agents.insert(
-            name.clone(),
-            json!({ "output": marker(i), "json": marker(i) }),
-        );
-    }
-    let context = json!({
-        "inputs": inputs.iter().map(|(k, v)| (k.clone(), Json::String(v.clone()))).collect::<Map<_, _>>(),
-        "agents": context_agents,
-    });
-    let index_of: HashMap<&str, usize> = w
-        .agents
-        .keys()
-        .enumerate()
-        .map(|(i, n)| (n.as_str(), i))
-        .collect();
+/// Estimates runs of one workflow: prices, output sizes and compiled templates are
+/// made once, so each set of inputs (each row of a dataset) costs only a render and
+/// a count.
+pub struct Estimator<'a> {
+    checked: &'a Checked,
+    prices: String,
+    budget_usd: Option<f64>,
+    resolved: Vec<Option<Resolved>>,
+    maxima: Vec<Option<u64>>,
+    expected: Vec<u64>,
+    tokenizers: Vec<Tokenizer>,
+    renderer: Renderer,
+    /// The context's `agents`: each agent's output as its marker.
+    agents: Json,
+    index_of: HashMap<&'a str, usize>,
+}
 
-    let mut agents = Vec::new();
-    for (i, (name, agent)) in w.agents.iter().enumerate() {
-        let tokenizer = Tokenizer::for_model(agent.model_id());
-        let (system, prompt, seen) = render(&mut renderer, name, agent, &context, &index_of);
-        let count: Count = tokenizer.count_request(system.as_deref(), &prompt);
-        // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
-        // 2^63 - 1 tokens, and an output read three times would overflow.
-        let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
-            sum.saturating_add(n.saturating_mul(expected[*j]))
-        });
-        let upstream_max = seen.iter().try_fold(0u64, |sum, (j, n)| {
-            maxima[*j].map(|m| sum.saturating_add(n.saturating_mul(m)))
-        });
-        let input_tokens = count.tokens.saturating_add(upstream_expected);
-        let input_tokens_max = upstream_max.map(|m| count.bound.saturating_add(m));
-        let price = resolved[i].as_ref().map(|r| &r.price);
-        agents.push(AgentEstimate {
-            name: name.clone(),
-            model: agent.model.clone(),
-            priced_as: resolved[i].as_ref().map(|r| r.source.clone()),
-            tokenizer: tokenizer.label(),
-            input_tokens,
-            input_tokens_max,
-            expected_output_tokens: expected[i],
-            max_output_tokens: maxima[i],
-            context_window: price.and_then(|p| p.context_window),
-            expected_usd: price.map(|p| p.expected(input_tokens, expected[i])),
-            max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, maxima[i]?))),
-            cached: false,
-        });
+impl<'a> Estimator<'a> {
+    pub fn new(checked: &'a Checked, pricing: &Pricing<'_>, budget_usd: Option<f64>) -> Self {
+        let w = &checked.workflow;
+        let resolved: Vec<_> = w
+            .agents
+            .values()
+            .map(|a| pricing.resolve(&a.model))
+            .collect();
+        let maxima: Vec<Option<u64>> = w
+            .agents
+            .values()
+            .zip(&resolved)
+            .map(|(a, r)| max_output(checked, a, r.as_ref().map(|r| &r.price)))
+            .collect();
+        let expected: Vec<u64> = w
+            .agents
+            .values()
+            .zip(&maxima)
+            .map(|(a, max)| expected_output(a, *max))
+            .collect();
+        let mut renderer = Renderer::default();
+        let mut agents = Map::new();
+        for (i, (name, agent)) in w.agents.iter().enumerate() {
+            agents.insert(
+                name.clone(),
+                json!({ "output": marker(i), "json": marker(i) }),
+            );
+            // A template that does not compile is counted as its text (see `render`).
+            let _ = renderer.add(&format!("{name}.prompt"), &agent.prompt);
+            if let Some(system) = &agent.system {
+                let _ = renderer.add(&format!("{name}.system"), system);
+            }
+        }
+        Estimator {
+            checked,
+            prices: pricing.table.describe(),
+            budget_usd,
+            tokenizers: w
+                .agents
+                .values()
+                .map(|a| Tokenizer::for_model(a.model_id()))
+                .collect(),
+            resolved,
+            maxima,
+            expected,
+            renderer,
+            agents: Json::Object(agents),
+            index_of: w
+                .agents
+                .keys()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), i))
+                .collect(),
+        }
     }
-    let total = Total::of(&agents);
-    Estimate {
-        prices: pricing.table.describe(),
-        agents,
-        total,
-        budget_usd,
+
+    /// Where prices come from.
+    pub fn prices(&self) -> &str {
+        &self.prices
+    }
+
+    /// The spending ceiling estimates are made against.
+    pub fn budget_usd(&self) -> Option<f64> {
+        self.budget_usd
+    }
+
+    /// The estimate of a run whose template context's `inputs` is `inputs`.
+    pub fn estimate(&self, inputs: &Json) -> Estimate {
+        let w = &self.checked.workflow;
+        let context = json!({ "inputs": inputs, "agents": self.agents });
+        let (maxima, expected) = (&self.maxima, &self.expected);
+        let mut agents = Vec::with_capacity(w.agents.len());
+        for (i, (name, agent)) in w.agents.iter().enumerate() {
+            let tokenizer = self.tokenizers[i];
+            let (system, prompt, seen) =
+                render(&self.renderer, name, agent, &context, &self.index_of);
+            let count: Count = tokenizer.count_request(system.as_deref(), &prompt);
+            // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
+            // 2^63 - 1 tokens, and an output read three times would overflow.
+            let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
+                sum.saturating_add(n.saturating_mul(expected[*j]))
+            });
+            let upstream_max = seen.iter().try_fold(0u64, |sum, (j, n)| {
+                maxima[*j].map(|m| sum.saturating_add(n.saturating_mul(m)))
+            });
+            let input_tokens = count.tokens.saturating_add(upstream_expected);
+            let input_tokens_max = upstream_max.map(|m| count.bound.saturating_add(m));
+            let resolved = self.resolved[i].as_ref();
+            let price = resolved.map(|r| &r.price);
+            agents.push(AgentEstimate {
+                name: name.clone(),
+                model: agent.model.clone(),
+                priced_as: resolved.map(|r| r.source.clone()),
+                tokenizer: tokenizer.label(),
+                input_tokens,
+                input_tokens_max,
+                expected_output_tokens: expected[i],
+                max_output_tokens: maxima[i],
+                context_window: price.and_then(|p| p.context_window),
+                expected_usd: price.map(|p| p.expected(input_tokens, expected[i])),
+                max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, maxima[i]?))),
+                cached: false,
+            });
+        }
+        let total = Total::of(&agents);
+        Estimate {
+            prices: self.prices.clone(),
+            agents,
+            total,
+            budget_usd: self.budget_usd,
+        }
     }
 }
 
@@ -264,18 +326,16 @@ pub fn estimate(
 /// the real outputs (it reads into `agents.X.json`) counts as its own text plus
 /// one output of each agent it reads.
 fn render(
-    renderer: &mut Renderer,
+    renderer: &Renderer,
     name: &str,
     agent: &Agent,
     context: &Json,
     index_of: &HashMap<&str, usize>,
 ) -> (Option<String>, String, HashMap<usize, u64>) {
     let mut seen = HashMap::new();
-    let mut part = |field: &str, text: &str, seen: &mut HashMap<usize, u64>| {
+    let part = |field: &str, text: &str, seen: &mut HashMap<usize, u64>| {
         let key = format!("{name}.{field}");
-        let output = renderer
-            .add(&key, text)
-            .and_then(|()| renderer.render(&key, context));
+        let output = renderer.render(&key, context);
         if let Ok(output) = output {
             return unmark(&output, seen);
         }

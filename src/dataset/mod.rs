@@ -13,6 +13,7 @@
 
 pub mod collect;
 mod csv_rows;
+pub mod estimate;
 pub mod inputs;
 mod json_array;
 pub mod read;

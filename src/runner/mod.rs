@@ -274,6 +274,12 @@ impl AgentRunner {
     /// reads the cache and sends nothing; an agent downstream of one that must be
     /// called is not known until then, so counts as called.
     pub fn cached_agents(&self) -> Vec<bool> {
+        self.cached_agents_of(&self.inputs)
+    }
+
+    /// [`AgentRunner::cached_agents`] of a run whose template context's `inputs` is
+    /// `inputs` (a row of a dataset).
+    pub fn cached_agents_of(&self, inputs: &Json) -> Vec<bool> {
         let dag = &self.checked.dag;
         let n = dag.len();
         if self.cache.is_none() {
@@ -288,7 +294,7 @@ impl AgentRunner {
                 .map(|d| answers[d].clone().map(|out| (d, out)))
                 .collect();
             let entry = upstream.and_then(|upstream| {
-                let context = self.context(&self.inputs, &upstream);
+                let context = self.context(inputs, &upstream);
                 let request = self.request(agent, &context).ok()?;
                 // No warning here: the run that follows gives it.
                 self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)

@@ -3,6 +3,7 @@
 //! `--out DIR` (`results.jsonl` and `run.json`), progress on stderr, and the
 //! closing table of every agent's aggregate.
 
+pub mod estimate;
 pub mod progress;
 pub mod table;
 
