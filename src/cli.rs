@@ -4,7 +4,7 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{graph, keys, prices, run, runs, schema, validate};
+use crate::commands::{graph, keys, merge, prices, run, runs, schema, validate};
 use crate::error::{Exit, Result};
 use crate::settings::Global;
 
@@ -42,6 +42,8 @@ pub enum Command {
     Keys(keys::Args),
     /// Past runs from the history: list them, show one, and what was spent.
     Runs(runs::Args),
+    /// Join the shards of a dataset run (`run --each … --shard K/N --out DIR`) into one.
+    Merge(merge::Args),
 }
 
 impl Command {
@@ -59,6 +61,7 @@ impl Command {
             Command::Schema(args) => schema::run(&args),
             Command::Keys(args) => keys::run(&args, global),
             Command::Runs(args) => runs::run(&args),
+            Command::Merge(args) => merge::run(&args, global),
         }
     }
 }

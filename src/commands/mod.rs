@@ -4,6 +4,7 @@
 mod each;
 pub mod graph;
 pub mod keys;
+pub mod merge;
 pub mod prices;
 pub mod run;
 pub mod runs;

@@ -16,6 +16,7 @@ mod csv_rows;
 pub mod estimate;
 pub mod inputs;
 mod json_array;
+pub mod merge;
 pub mod read;
 pub mod record;
 pub mod run;

@@ -142,6 +142,9 @@ pub struct DatasetRecord {
     pub file: String,
     /// The rows file (`stdin` for `-`).
     pub rows_file: String,
+    /// How many rows the file has (every shard's), when known (not for stdin).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_in_file: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
     pub started_at: String,

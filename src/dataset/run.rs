@@ -38,6 +38,8 @@ pub struct Dataset {
     pub inputs: RowInputs,
     /// The rows this run will run (this shard's), when known: a file's, not stdin's.
     pub rows: Option<u64>,
+    /// The rows in the file, every shard's, when known.
+    pub file_rows: Option<u64>,
 }
 
 impl Dataset {
@@ -82,6 +84,7 @@ impl Dataset {
                 shard,
                 inputs,
                 rows: None,
+                file_rows: None,
             });
         }
         let (mut total, mut usable, mut ours) = (0u64, 0u64, 0u64);
@@ -124,6 +127,7 @@ impl Dataset {
             shard,
             inputs,
             rows: Some(ours),
+            file_rows: Some(total),
         })
     }
 }
@@ -211,6 +215,7 @@ pub async fn execute(
         workflow: runner::workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
         rows_file: dataset.source.name(),
+        rows_in_file: dataset.file_rows,
         shard: dataset.shard,
         started_at,
         seconds: clock.elapsed().as_secs_f64(),

@@ -372,6 +372,7 @@ fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
         workflow: "triage".into(),
         file: "triage.yaml".into(),
         rows_file: "tickets.jsonl".into(),
+        rows_in_file: Some(20),
         shard: None,
         started_at: "2025-03-02T09:00:00Z".into(),
         seconds: 3.5,
