@@ -301,7 +301,7 @@ fn check_windows(estimate: &Estimate, file: &Path) -> Result<()> {
             format!(
                 "agent `{}`: its prompt is about {} tokens, over the {}-token context window of `{}`",
                 a.name,
-                a.input_tokens,
+                a.largest_input,
                 a.context_window.unwrap_or_default(),
                 a.model
             )

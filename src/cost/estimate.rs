@@ -18,6 +18,7 @@ use super::prices::{PriceSource, Pricing, Resolved};
 use super::tokens::{Count, Tokenizer};
 use super::{Price, Usd};
 use crate::template::{self, Renderer, Target};
+use crate::workflow::map::{self, Source};
 use crate::workflow::{Agent, Checked};
 
 /// Expected output tokens of an agent that declares no `expected_output_tokens`
@@ -46,6 +47,10 @@ pub struct AgentEstimate {
     pub priced_as: Option<PriceSource>,
     /// How its input was counted, like `o200k_base` or `~o200k_base x1.2`.
     pub tokenizer: String,
+    /// For a map agent, how many calls (items) it makes; the tokens and dollars
+    /// are theirs together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub items: Option<u64>,
     pub input_tokens: u64,
     /// Input with every upstream reply at its maximum and approximations at their
     /// upper bound; `null` when an upstream maximum is unknown.
@@ -53,6 +58,9 @@ pub struct AgentEstimate {
     pub expected_output_tokens: u64,
     pub max_output_tokens: Option<u64>,
     pub context_window: Option<u64>,
+    /// The input of its largest call (for a map agent, of one item).
+    #[serde(skip)]
+    pub largest_input: u64,
     /// `null` when unpriced.
     pub expected_usd: Option<Usd>,
     /// `null` when unpriced or unbounded.
@@ -122,7 +130,7 @@ impl AgentEstimate {
     /// Whether the prompt alone is over the model's context window (a cached
     /// agent sends nothing).
     pub fn over_window(&self) -> bool {
-        !self.cached && self.context_window.is_some_and(|w| self.input_tokens > w)
+        !self.cached && self.context_window.is_some_and(|w| self.largest_input > w)
     }
 }
 
@@ -202,9 +210,12 @@ pub struct Estimator<'a> {
     expected: Vec<u64>,
     tokenizers: Vec<Tokenizer>,
     renderer: Renderer,
-    /// The context's `agents`: each agent's output as its marker.
+    /// The context's `agents`: each agent's output as its marker (a map agent's
+    /// outputs as a list of one marker).
     agents: Json,
     index_of: HashMap<&'a str, usize>,
+    /// Each map agent's list.
+    lists: Vec<Option<ListOf>>,
 }
 
 impl<'a> Estimator<'a> {
@@ -230,10 +241,12 @@ impl<'a> Estimator<'a> {
         let mut renderer = Renderer::default();
         let mut agents = Map::new();
         for (i, (name, agent)) in w.agents.iter().enumerate() {
-            agents.insert(
-                name.clone(),
-                json!({ "output": marker(i), "json": marker(i) }),
-            );
+            let entry = if agent.for_each.is_some() {
+                json!({ "outputs": [marker(i)], "json": [marker(i)] })
+            } else {
+                json!({ "output": marker(i), "json": marker(i) })
+            };
+            agents.insert(name.clone(), entry);
             // A template that does not compile is counted as its text (see `render`).
             let _ = renderer.add(&format!("{name}.prompt"), &agent.prompt);
             if let Some(system) = &agent.system {
@@ -260,6 +273,22 @@ impl<'a> Estimator<'a> {
                 .enumerate()
                 .map(|(i, n)| (n.as_str(), i))
                 .collect(),
+            lists: w
+                .agents
+                .values()
+                .map(|a| {
+                    let source = map::parse(a.for_each.as_deref()?).ok()?;
+                    let from = match &source {
+                        Source::Agent { name, .. } => w.agents.get_index_of(name),
+                        Source::Input(_) => None,
+                    };
+                    Some(ListOf {
+                        source,
+                        from,
+                        max_items: a.max_items,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -277,23 +306,79 @@ impl<'a> Estimator<'a> {
     pub fn estimate(&self, inputs: &Json) -> Estimate {
         let w = &self.checked.workflow;
         let context = json!({ "inputs": inputs, "agents": self.agents });
-        let (maxima, expected) = (&self.maxima, &self.expected);
+        let lists: Vec<Option<Items>> = self
+            .lists
+            .iter()
+            .map(|l| l.as_ref().map(|l| l.items(inputs)))
+            .collect();
+        // A map agent's outputs, as read downstream: every item's.
+        let times = |i: usize| lists[i].as_ref().map_or(1, Items::count);
+        let expected: Vec<u64> = (0..w.agents.len())
+            .map(|i| self.expected[i].saturating_mul(times(i)))
+            .collect();
+        let maxima: Vec<Option<u64>> = (0..w.agents.len())
+            .map(|i| self.maxima[i].map(|m| m.saturating_mul(times(i))))
+            .collect();
         let mut agents = Vec::with_capacity(w.agents.len());
         for (i, (name, agent)) in w.agents.iter().enumerate() {
             let tokenizer = self.tokenizers[i];
-            let (system, prompt, seen) =
-                render(&self.renderer, name, agent, &context, &self.index_of);
-            let count: Count = tokenizer.count_request(system.as_deref(), &prompt);
-            // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
-            // 2^63 - 1 tokens, and an output read three times would overflow.
-            let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
-                sum.saturating_add(n.saturating_mul(expected[*j]))
-            });
-            let upstream_max = seen.iter().try_fold(0u64, |sum, (j, n)| {
-                maxima[*j].map(|m| sum.saturating_add(n.saturating_mul(m)))
-            });
-            let input_tokens = count.tokens.saturating_add(upstream_expected);
-            let input_tokens_max = upstream_max.map(|m| count.bound.saturating_add(m));
+            let mut calls: Vec<(Count, HashMap<usize, u64>)> = Vec::new();
+            let mut share = (0u64, Some(0u64));
+            match &lists[i] {
+                None => {
+                    let (system, prompt, seen) =
+                        render(&self.renderer, name, agent, &context, &self.index_of);
+                    calls.push((tokenizer.count_request(system.as_deref(), &prompt), seen));
+                }
+                Some(Items::Known(items)) => {
+                    for (k, item) in items.iter().enumerate() {
+                        let mut context = context.clone();
+                        context["item"] = item.clone();
+                        context["item_index"] = Json::from(k);
+                        let (system, prompt, seen) =
+                            render(&self.renderer, name, agent, &context, &self.index_of);
+                        calls.push((tokenizer.count_request(system.as_deref(), &prompt), seen));
+                    }
+                }
+                Some(Items::AtMost { count, from }) => {
+                    // Each item's text is a part of `from`'s reply: all of them
+                    // together are that reply, counted once.
+                    let mut context = context.clone();
+                    context["item"] = Json::String(String::new());
+                    context["item_index"] = Json::from(0);
+                    let (system, prompt, seen) =
+                        render(&self.renderer, name, agent, &context, &self.index_of);
+                    let one = (tokenizer.count_request(system.as_deref(), &prompt), seen);
+                    for _ in 0..*count {
+                        calls.push(one.clone());
+                    }
+                    if let Some(from) = from {
+                        share = (expected[*from], maxima[*from]);
+                    }
+                }
+            }
+            let mut input_tokens = share.0;
+            let mut input_tokens_max = share.1;
+            let mut largest = 0u64;
+            for (count, seen) in &calls {
+                // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
+                // 2^63 - 1 tokens, and an output read three times would overflow.
+                let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
+                    sum.saturating_add(n.saturating_mul(expected[*j]))
+                });
+                let upstream_max = seen.iter().try_fold(0u64, |sum, (j, n)| {
+                    maxima[*j].map(|m| sum.saturating_add(n.saturating_mul(m)))
+                });
+                let one = count.tokens.saturating_add(upstream_expected);
+                largest = largest.max(one);
+                input_tokens = input_tokens.saturating_add(one);
+                input_tokens_max = input_tokens_max
+                    .zip(upstream_max)
+                    .map(|(sum, m)| sum.saturating_add(count.bound.saturating_add(m)));
+            }
+            let n = calls.len() as u64;
+            let out_expected = self.expected[i].saturating_mul(n);
+            let out_max = self.maxima[i].map(|m| m.saturating_mul(n));
             let resolved = self.resolved[i].as_ref();
             let price = resolved.map(|r| &r.price);
             agents.push(AgentEstimate {
@@ -301,13 +386,15 @@ impl<'a> Estimator<'a> {
                 model: agent.model.clone(),
                 priced_as: resolved.map(|r| r.source.clone()),
                 tokenizer: tokenizer.label(),
+                items: lists[i].as_ref().map(|_| n),
                 input_tokens,
                 input_tokens_max,
-                expected_output_tokens: expected[i],
-                max_output_tokens: maxima[i],
+                expected_output_tokens: out_expected,
+                max_output_tokens: out_max,
                 context_window: price.and_then(|p| p.context_window),
-                expected_usd: price.map(|p| p.expected(input_tokens, expected[i])),
-                max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, maxima[i]?))),
+                largest_input: largest,
+                expected_usd: price.map(|p| p.expected(input_tokens, out_expected)),
+                max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, out_max?))),
                 cached: false,
             });
         }
@@ -317,6 +404,54 @@ impl<'a> Estimator<'a> {
             agents,
             total,
             budget_usd: self.budget_usd,
+        }
+    }
+}
+
+/// A map agent's list, as the estimate sees it.
+struct ListOf {
+    source: Source,
+    from: Option<usize>,
+    max_items: Option<u32>,
+}
+
+/// A map agent's items in one estimate.
+enum Items {
+    /// From an input: the real items (none when the input is not a list: the
+    /// agent would fail).
+    Known(Vec<Json>),
+    /// From an agent's reply: `max_items` of them, at most.
+    AtMost { count: u64, from: Option<usize> },
+}
+
+impl Items {
+    fn count(&self) -> u64 {
+        match self {
+            Items::Known(items) => items.len() as u64,
+            Items::AtMost { count, .. } => *count,
+        }
+    }
+}
+
+impl ListOf {
+    fn items(&self, inputs: &Json) -> Items {
+        match &self.source {
+            Source::Input(name) => {
+                let text = inputs.get(name).and_then(Json::as_str).unwrap_or_default();
+                match serde_json::from_str::<Json>(text) {
+                    Ok(Json::Array(items)) => Items::Known(
+                        items
+                            .into_iter()
+                            .take(self.max_items.map_or(usize::MAX, |m| m as usize))
+                            .collect(),
+                    ),
+                    _ => Items::Known(Vec::new()),
+                }
+            }
+            Source::Agent { .. } => Items::AtMost {
+                count: u64::from(self.max_items.unwrap_or(1)),
+                from: self.from,
+            },
         }
     }
 }

@@ -148,7 +148,7 @@ impl Part {
                     message: format!(
                         "agent `{}`: its prompt is about {} tokens, over the {}-token context window of `{}`",
                         over.name,
-                        over.input_tokens,
+                        over.largest_input,
                         over.context_window.unwrap_or_default(),
                         over.model
                     ),

@@ -72,16 +72,18 @@ CREATE TABLE IF NOT EXISTS agents (
 );
 ";
 
-/// Version 2: dataset runs (SPEC §8). A run may have rows; an agent's line may
-/// stand for many calls (one agent over every row), some failed, some cached.
-const TO_VERSION_2: &str = "
-ALTER TABLE runs ADD COLUMN rows_total INTEGER;
-ALTER TABLE runs ADD COLUMN rows_succeeded INTEGER;
-ALTER TABLE runs ADD COLUMN rows_failed INTEGER;
-ALTER TABLE agents ADD COLUMN calls INTEGER NOT NULL DEFAULT 1;
-ALTER TABLE agents ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
-ALTER TABLE agents ADD COLUMN cached_calls INTEGER NOT NULL DEFAULT 0;
-";
+/// Columns added since the first schema (table, column, declaration), each added
+/// to a file that lacks it. Dataset runs (SPEC §8): a run may have rows; an
+/// agent's line may stand for many calls (one agent over every row), some
+/// failed, some cached.
+const COLUMNS: &[(&str, &str, &str)] = &[
+    ("runs", "rows_total", "INTEGER"),
+    ("runs", "rows_succeeded", "INTEGER"),
+    ("runs", "rows_failed", "INTEGER"),
+    ("agents", "calls", "INTEGER NOT NULL DEFAULT 1"),
+    ("agents", "failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("agents", "cached_calls", "INTEGER NOT NULL DEFAULT 0"),
+];
 
 /// What can go wrong with the history file.
 #[derive(Debug, thiserror::Error)]
@@ -175,29 +177,11 @@ impl Store {
             .pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
         self.conn.pragma_update(None, "synchronous", "NORMAL")?;
         self.conn.pragma_update(None, "foreign_keys", true)?;
-        let version = || -> rusqlite::Result<i64> {
-            self.conn
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-        };
-        if version()? < SCHEMA_VERSION {
+        if self.version()? < SCHEMA_VERSION || !self.missing_columns()?.is_empty() {
             // IMMEDIATE: two runs making or upgrading the file take turns, and the
             // second finds it done.
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            let upgrade = || -> rusqlite::Result<()> {
-                let found = version()?;
-                if found < 1 {
-                    self.conn.execute_batch(SCHEMA)?;
-                }
-                if found < 2 {
-                    self.conn.execute_batch(TO_VERSION_2)?;
-                }
-                if found < SCHEMA_VERSION {
-                    self.conn
-                        .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
-                }
-                Ok(())
-            };
-            match upgrade() {
+            match self.upgrade() {
                 Ok(()) => self.conn.execute_batch("COMMIT")?,
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");
@@ -206,6 +190,52 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    fn version(&self) -> rusqlite::Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+    }
+
+    /// Makes the tables, and adds the columns a file written by an older version
+    /// lacks (by looking for each, so that upgrades from any version meet).
+    fn upgrade(&self) -> rusqlite::Result<()> {
+        let found = self.version()?;
+        if found < 1 {
+            self.conn.execute_batch(SCHEMA)?;
+        }
+        for (table, column, declaration) in self.missing_columns()? {
+            self.conn.execute_batch(&format!(
+                "ALTER TABLE {table} ADD COLUMN {column} {declaration}"
+            ))?;
+        }
+        if found < SCHEMA_VERSION {
+            self.conn
+                .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+        }
+        Ok(())
+    }
+
+    /// The columns of [`COLUMNS`] the file lacks.
+    fn missing_columns(&self) -> rusqlite::Result<Vec<(&'static str, &'static str, &'static str)>> {
+        let mut missing = Vec::new();
+        for table in ["runs", "agents"] {
+            let mut stmt = self.conn.prepare(&format!("PRAGMA table_info({table})"))?;
+            let have: Vec<String> = stmt
+                .query_map([], |r| r.get::<_, String>(1))?
+                .collect::<rusqlite::Result<_>>()?;
+            if have.is_empty() {
+                // No table yet: the schema makes it, and then its columns.
+                continue;
+            }
+            missing.extend(
+                COLUMNS
+                    .iter()
+                    .filter(|(t, c, _)| *t == table && !have.iter().any(|h| h == c))
+                    .copied(),
+            );
+        }
+        Ok(missing)
     }
 
     fn query_error(&self, source: rusqlite::Error) -> HistoryError {

@@ -410,3 +410,21 @@ fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
     assert_eq!(spend[0].calls, 38, "its calls, less the cached ones");
     assert!((spend[0].cost_usd - 0.1).abs() < 1e-9);
 }
+
+/// A file at this version that lacks a column (written by a build that numbered
+/// its own change the same) gets it: columns are looked for, not assumed.
+#[test]
+fn a_missing_column_is_added_whatever_the_version_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("history.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "{SCHEMA} ALTER TABLE runs ADD COLUMN something_else TEXT; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    assert!(store.missing_columns().unwrap().is_empty());
+    assert!(store.list(10).unwrap().is_empty());
+}

@@ -16,6 +16,7 @@
 //! scheduler and builds the run record.
 
 mod execute;
+mod map;
 mod plan;
 
 pub use execute::{execute, render_outputs, workflow_name};
@@ -220,6 +221,8 @@ pub struct AgentRunner {
     refresh: Vec<bool>,
     /// Whether a failed cache write was reported (once a run is enough).
     write_warned: AtomicBool,
+    /// Each map agent's list; `None` for an agent that is one call.
+    lists: Vec<Option<map::List>>,
 }
 
 impl AgentRunner {
@@ -364,12 +367,7 @@ impl AgentRunner {
     fn context(&self, inputs: &Json, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
         let mut agents = Map::new();
         for (i, out) in upstream {
-            let mut entry = Map::new();
-            entry.insert("output".into(), Json::String(out.text.clone()));
-            if let Some(json) = &out.json {
-                entry.insert("json".into(), json.clone());
-            }
-            agents.insert(self.names[*i].clone(), Json::Object(entry));
+            agents.insert(self.names[*i].clone(), map::upstream_entry(out));
         }
         json!({ "inputs": inputs, "agents": agents })
     }
@@ -418,6 +416,15 @@ impl scheduler::Runner for AgentRunner {
         self.calls[agent].lane
     }
 
+    fn items(
+        &self,
+        inputs: &Json,
+        agent: usize,
+        upstream: &[(usize, Arc<AgentOutput>)],
+    ) -> Result<Option<Vec<Json>>, AgentFailure> {
+        self.list_items(inputs, agent, upstream)
+    }
+
     fn gather(&self, agent: usize, items: Vec<Arc<AgentOutput>>) -> AgentOutput {
         let spec = &self.checked.workflow.agents[agent];
         let json = spec.output == OutputKind::Json;
@@ -428,12 +435,16 @@ impl scheduler::Runner for AgentRunner {
         &self,
         inputs: &Json,
         task: Task,
-        _item: Option<&Json>,
+        item: Option<&Json>,
         upstream: &[(usize, Arc<AgentOutput>)],
     ) -> Result<Prepared, AgentFailure> {
         let agent = task.agent;
         let fail = AgentFailure::before_call;
-        let context = self.context(inputs, upstream);
+        let mut context = self.context(inputs, upstream);
+        if let (Some(item), Some(index), Json::Object(map)) = (item, task.item, &mut context) {
+            map.insert("item".into(), item.clone());
+            map.insert("item_index".into(), Json::from(index));
+        }
         let request = self.request(agent, &context).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
         if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {

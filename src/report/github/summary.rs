@@ -32,9 +32,10 @@ impl StepSummary {
             .values()
             .map(|a| a.model.as_str())
             .collect();
-        let graph = checked
-            .dag
-            .to_mermaid(|i| format!("{}<br/>{}", checked.dag.name(i), models[i]));
+        let graph = checked.dag.to_mermaid(
+            |i| format!("{}<br/>{}", checked.dag.name(i), models[i]),
+            |i| checked.workflow.agents[i].for_each.is_some(),
+        );
         StepSummary {
             path: path.to_path_buf(),
             file: Place::file(file, github.workspace.as_deref()).file,
