@@ -14,6 +14,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
+use super::items::{Items, ListOf};
 use super::prices::{PriceSource, Pricing, Resolved};
 use super::tokens::{Count, Tokenizer};
 use super::{Price, Usd};
@@ -404,54 +405,6 @@ impl<'a> Estimator<'a> {
             agents,
             total,
             budget_usd: self.budget_usd,
-        }
-    }
-}
-
-/// A map agent's list, as the estimate sees it.
-struct ListOf {
-    source: Source,
-    from: Option<usize>,
-    max_items: Option<u32>,
-}
-
-/// A map agent's items in one estimate.
-enum Items {
-    /// From an input: the real items (none when the input is not a list: the
-    /// agent would fail).
-    Known(Vec<Json>),
-    /// From an agent's reply: `max_items` of them, at most.
-    AtMost { count: u64, from: Option<usize> },
-}
-
-impl Items {
-    fn count(&self) -> u64 {
-        match self {
-            Items::Known(items) => items.len() as u64,
-            Items::AtMost { count, .. } => *count,
-        }
-    }
-}
-
-impl ListOf {
-    fn items(&self, inputs: &Json) -> Items {
-        match &self.source {
-            Source::Input(name) => {
-                let text = inputs.get(name).and_then(Json::as_str).unwrap_or_default();
-                match serde_json::from_str::<Json>(text) {
-                    Ok(Json::Array(items)) => Items::Known(
-                        items
-                            .into_iter()
-                            .take(self.max_items.map_or(usize::MAX, |m| m as usize))
-                            .collect(),
-                    ),
-                    _ => Items::Known(Vec::new()),
-                }
-            }
-            Source::Agent { .. } => Items::AtMost {
-                count: u64::from(self.max_items.unwrap_or(1)),
-                from: self.from,
-            },
         }
     }
 }

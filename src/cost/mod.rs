@@ -11,6 +11,7 @@
 pub mod budget;
 pub mod check;
 pub mod estimate;
+mod items;
 pub mod prices;
 pub mod tokens;
 

@@ -15,6 +15,7 @@
 //! keys, templates, prices, the cache; [`execute`] (in `execute.rs`) drives the
 //! scheduler and builds the run record.
 
+mod cached;
 mod execute;
 mod map;
 mod plan;
@@ -23,13 +24,13 @@ pub use execute::{execute, render_outputs, workflow_name};
 pub use plan::{Connect, prepare, prepare_offline, prepare_with};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
-use crate::cache::{self, Cache, Endpoint, Entry, Key, Lookup};
+use crate::cache::{Cache, Endpoint, Entry, Key};
 use crate::cost::prices::PriceTable;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
@@ -263,104 +264,6 @@ impl AgentRunner {
             worst = worst.max(price.worst_case(input.bound, output));
         }
         Some(worst)
-    }
-
-    /// Where `agent`'s answer to `request` is cached, if it is cached at all.
-    fn cache_key(&self, agent: usize, request: &Request) -> Option<Key> {
-        self.endpoints[agent]
-            .as_deref()
-            .and_then(|targets| cache::key(targets, request))
-    }
-
-    /// Which agents this run would answer from the cache: those with an entry for
-    /// the call they would make, given their upstream agents' cached answers. It
-    /// reads the cache and sends nothing; an agent downstream of one that must be
-    /// called is not known until then, so counts as called.
-    pub fn cached_agents(&self) -> Vec<bool> {
-        self.cached_agents_of(&self.inputs)
-    }
-
-    /// [`AgentRunner::cached_agents`] of a run whose template context's `inputs` is
-    /// `inputs` (a row of a dataset).
-    pub fn cached_agents_of(&self, inputs: &Json) -> Vec<bool> {
-        let dag = &self.checked.dag;
-        let n = dag.len();
-        if self.cache.is_none() {
-            return vec![false; n];
-        }
-        let mut answers: Vec<Option<Arc<AgentOutput>>> = vec![None; n];
-        let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
-        let mut ready: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
-        while let Some(agent) = ready.pop() {
-            let upstream: Option<Vec<(usize, Arc<AgentOutput>)>> = dag
-                .dependencies(agent)
-                .map(|d| answers[d].clone().map(|out| (d, out)))
-                .collect();
-            let entry = upstream.and_then(|upstream| {
-                let context = self.context(inputs, &upstream);
-                let request = self.request(agent, &context).ok()?;
-                // No warning here: the run that follows gives it.
-                self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)
-            });
-            answers[agent] = entry.map(|e| Arc::new(AgentOutput::cached(e)));
-            for d in dag.dependents(agent) {
-                remaining[d] -= 1;
-                if remaining[d] == 0 {
-                    ready.push(d);
-                }
-            }
-        }
-        answers.iter().map(Option::is_some).collect()
-    }
-
-    /// The cached answer for `agent`'s call, unless it is not to be read. An entry
-    /// that cannot be used is a miss, with a warning if `warn`.
-    fn lookup(&self, agent: usize, key: Option<&Key>, warn: bool) -> Option<Entry> {
-        let (cache, key) = (self.cache.as_ref()?, key?);
-        if self.refresh[agent] {
-            return None;
-        }
-        match cache.get(key) {
-            Lookup::Hit(entry) => Some(*entry),
-            Lookup::Miss => None,
-            Lookup::Unreadable(_) if !warn => None,
-            Lookup::Unreadable(why) => {
-                let message = format!("agent `{}`: {why}", self.names[agent]);
-                self.bus.emit(&Event::Warning { message: &message });
-                None
-            }
-        }
-    }
-
-    /// Keeps a successful answer (on a blocking thread: the file is synced); a cache
-    /// that cannot be written costs only a warning.
-    async fn store(&self, key: Key, output: &AgentOutput) {
-        let Some(cache) = self.cache.clone() else {
-            return;
-        };
-        let entry = Entry {
-            usage: output.usage,
-            stop_reason: output.stop_reason.clone(),
-            ..Entry::new(
-                &key,
-                output.model.clone(),
-                output.text.clone(),
-                output.json.clone(),
-            )
-        };
-        let root = cache.root().to_path_buf();
-        let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = written {
-            if !self.write_warned.swap(true, Ordering::Relaxed) {
-                let message = format!(
-                    "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
-                    root.display()
-                );
-                self.bus.emit(&Event::Warning { message: &message });
-            }
-        }
     }
 
     /// The template context for an agent: its row's inputs and its upstream agents' outputs.

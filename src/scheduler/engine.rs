@@ -72,32 +72,32 @@ pub async fn run_rows<R: Runner, T: Send>(
     false
 }
 
-struct Engine<'d, R: Runner, T> {
-    dag: &'d Dag,
-    runner: Arc<R>,
-    concurrency: usize,
-    keep_going: bool,
+pub(super) struct Engine<'d, R: Runner, T> {
+    pub(super) dag: &'d Dag,
+    pub(super) runner: Arc<R>,
+    pub(super) concurrency: usize,
+    pub(super) keep_going: bool,
     /// Each agent's lane.
-    lane_of: Vec<usize>,
+    pub(super) lane_of: Vec<usize>,
     /// Each lane's limit.
-    limits: Vec<usize>,
-    lane_running: Vec<usize>,
+    pub(super) limits: Vec<usize>,
+    pub(super) lane_running: Vec<usize>,
     /// Each agent's number of dependencies, and the agents with none.
-    indegree: Vec<usize>,
-    roots: Vec<usize>,
+    pub(super) indegree: Vec<usize>,
+    pub(super) roots: Vec<usize>,
     /// Tasks ready to start, per lane.
-    ready: Vec<BTreeSet<Task>>,
-    rows: HashMap<u64, RowState<R, T>>,
+    pub(super) ready: Vec<BTreeSet<Task>>,
+    pub(super) rows: HashMap<u64, RowState<R, T>>,
     /// Tasks prepared but not yet admitted by the gate.
-    prepared: HashMap<Task, R::Prepared>,
-    tasks: JoinSet<Joined<R>>,
+    pub(super) prepared: HashMap<Task, R::Prepared>,
+    pub(super) tasks: JoinSet<Joined<R>>,
     /// Running tasks, and the id the gate knows each by.
-    running: HashMap<Id, (Task, usize)>,
-    next_id: usize,
+    pub(super) running: HashMap<Id, (Task, usize)>,
+    pub(super) next_id: usize,
 }
 
 /// Where the engine tells its caller what happened.
-type Ev<'e, R, T> = &'e mut dyn for<'a> FnMut(Event<'a, R, T>);
+pub(super) type Ev<'e, R, T> = &'e mut dyn for<'a> FnMut(Event<'a, R, T>);
 
 impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
     fn new(dag: &'d Dag, runner: Arc<R>, options: &Options) -> Self {
@@ -159,7 +159,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
 
     /// Queues `agents` of `row`, whose dependencies have all finished: one task, or
     /// one per item of a map agent.
-    fn make_ready(&mut self, row: u64, agents: Vec<usize>, ev: Ev<'_, R, T>) {
+    pub(super) fn make_ready(&mut self, row: u64, agents: Vec<usize>, ev: Ev<'_, R, T>) {
         let mut stack = agents;
         while let Some(agent) = stack.pop() {
             let Some(r) = self.rows.get_mut(&row) else {
@@ -340,191 +340,9 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
         self.finish_if_done(task.row, ev);
     }
 
-    fn task_done(&mut self, task: Task, output: R::Output, ev: Ev<'_, R, T>) {
-        let output = Arc::new(output);
-        ev(Event::Finished(task, &output));
-        let Some(r) = self.rows.get_mut(&task.row) else {
-            return;
-        };
-        match task.item {
-            None => {
-                r.states[task.agent] = State::Done(output);
-                let mut ready = Vec::new();
-                for d in self.dag.dependents(task.agent) {
-                    r.remaining[d] -= 1;
-                    if r.remaining[d] == 0 {
-                        ready.push(d);
-                    }
-                }
-                self.make_ready(task.row, ready, ev);
-            }
-            Some(item) => {
-                if let Some(map) = r.maps.get_mut(&task.agent) {
-                    map.outputs[item] = Some(output);
-                    map.unsettled -= 1;
-                }
-                self.complete_map_if_settled(task.row, task.agent, ev);
-            }
-        }
-    }
-
-    fn task_failed(&mut self, task: Task, error: R::Error, ev: Ev<'_, R, T>) {
-        if task.item.is_none() {
-            self.fail_agent(task.row, task.agent, error, ev);
-            return;
-        }
-        ev(Event::Failed(task, &error));
-        if let Some(map) = self
-            .rows
-            .get_mut(&task.row)
-            .and_then(|r| r.maps.get_mut(&task.agent))
-        {
-            map.unsettled -= 1;
-            if map.error.is_none() {
-                map.error = Some(error);
-            }
-        }
-        if !self.keep_going {
-            self.stop_row(task.row, ev);
-        }
-        self.complete_map_if_settled(task.row, task.agent, ev);
-    }
-
-    /// A task whose run panicked: given up like a skipped one, and its row stops
-    /// unless told to keep going.
-    fn task_lost(&mut self, task: Task, ev: Ev<'_, R, T>) {
-        self.task_skipped(task, SkipReason::Interrupted, ev);
-        if !self.keep_going {
-            self.stop_row(task.row, ev);
-        }
-    }
-
-    /// A task given up (by the gate, or lost): the agent, and what depends on it,
-    /// is skipped; an item leaves its map agent without an output.
-    fn task_skipped(&mut self, task: Task, reason: SkipReason, ev: Ev<'_, R, T>) {
-        ev(Event::Skipped(task, &reason));
-        if task.item.is_some() {
-            if let Some(map) = self
-                .rows
-                .get_mut(&task.row)
-                .and_then(|r| r.maps.get_mut(&task.agent))
-            {
-                map.skip(&reason);
-            }
-            self.complete_map_if_settled(task.row, task.agent, ev);
-            return;
-        }
-        if let Some(r) = self.rows.get_mut(&task.row) {
-            r.states[task.agent] = State::Skipped(reason);
-        }
-        self.skip_dependents(task.row, task.agent, ev);
-    }
-
-    /// Marks an agent failed, skips what depends on it, and stops its row unless
-    /// told to keep going.
-    fn fail_agent(&mut self, row: u64, agent: usize, error: R::Error, ev: Ev<'_, R, T>) {
-        ev(Event::Failed(Task::agent(row, agent), &error));
-        if let Some(r) = self.rows.get_mut(&row) {
-            r.states[agent] = State::Failed(error);
-        }
-        self.skip_dependents(row, agent, ev);
-        if !self.keep_going {
-            self.stop_row(row, ev);
-        }
-    }
-
-    /// Skips, transitively, every waiting agent that depends on `agent`.
-    fn skip_dependents(&mut self, row: u64, agent: usize, ev: Ev<'_, R, T>) {
-        let Some(r) = self.rows.get_mut(&row) else {
-            return;
-        };
-        let mut stack: Vec<(usize, usize)> =
-            self.dag.dependents(agent).map(|d| (d, agent)).collect();
-        while let Some((a, because)) = stack.pop() {
-            if !matches!(r.states[a], State::Waiting) {
-                continue;
-            }
-            let reason = SkipReason::Dependency(because);
-            ev(Event::Skipped(Task::agent(row, a), &reason));
-            r.states[a] = State::Skipped(reason);
-            stack.extend(self.dag.dependents(a).map(|d| (d, a)));
-        }
-    }
-
-    /// Starts nothing more of `row`: its queued items are skipped, its queued
-    /// agents stay waiting until the row ends.
-    fn stop_row(&mut self, row: u64, ev: Ev<'_, R, T>) {
-        let Some(r) = self.rows.get_mut(&row) else {
-            return;
-        };
-        if r.stopped {
-            return;
-        }
-        r.stopped = true;
-        let reason = SkipReason::RunStopped;
-        for task in take_row(&mut self.ready, row) {
-            self.prepared.remove(&task);
-            r.queued -= 1;
-            if task.item.is_some() {
-                ev(Event::Skipped(task, &reason));
-                if let Some(map) = r.maps.get_mut(&task.agent) {
-                    map.skip(&reason);
-                }
-            }
-        }
-        let settled: Vec<usize> = r
-            .maps
-            .iter()
-            .filter(|(_, m)| m.unsettled == 0)
-            .map(|(&a, _)| a)
-            .collect();
-        for agent in settled {
-            self.complete_map_if_settled(row, agent, ev);
-        }
-    }
-
-    /// Ends a map agent whose items have all settled: done with their gathered
-    /// outputs, or failed (or skipped) with what depends on it.
-    fn complete_map_if_settled(&mut self, row: u64, agent: usize, ev: Ev<'_, R, T>) {
-        let Some(r) = self.rows.get_mut(&row) else {
-            return;
-        };
-        if r.maps.get(&agent).is_none_or(|m| m.unsettled > 0) {
-            return;
-        }
-        let Some(map) = r.maps.remove(&agent) else {
-            return;
-        };
-        if map.outputs.iter().all(Option::is_some) {
-            let outputs = map.outputs.into_iter().flatten().collect();
-            let output = Arc::new(self.runner.gather(agent, outputs));
-            ev(Event::Gathered {
-                row,
-                agent,
-                output: &output,
-            });
-            r.states[agent] = State::Done(output);
-            let mut ready = Vec::new();
-            for d in self.dag.dependents(agent) {
-                r.remaining[d] -= 1;
-                if r.remaining[d] == 0 {
-                    ready.push(d);
-                }
-            }
-            self.make_ready(row, ready, ev);
-            return;
-        }
-        r.states[agent] = match map.error {
-            Some(error) => State::Failed(error),
-            None if map.cancelled => State::Cancelled,
-            None => State::Skipped(map.skipped.unwrap_or(SkipReason::RunStopped)),
-        };
-        self.skip_dependents(row, agent, ev);
-    }
-
     /// Hands `row` back if nothing of it is queued or running; agents still
     /// waiting were stopped.
-    fn finish_if_done(&mut self, row: u64, ev: Ev<'_, R, T>) {
+    pub(super) fn finish_if_done(&mut self, row: u64, ev: Ev<'_, R, T>) {
         if !self.rows.get(&row).is_some_and(RowState::idle) {
             return;
         }
@@ -622,7 +440,7 @@ fn end_row<R: Runner, T>(
 }
 
 /// Takes every queued task of `row` out of the lane queues.
-fn take_row(ready: &mut [BTreeSet<Task>], row: u64) -> Vec<Task> {
+pub(super) fn take_row(ready: &mut [BTreeSet<Task>], row: u64) -> Vec<Task> {
     let from = Bound::Included(Task::agent(row, 0));
     let to = match row.checked_add(1) {
         Some(next) => Bound::Excluded(Task::agent(next, 0)),

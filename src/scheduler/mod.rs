@@ -16,6 +16,7 @@
 
 mod engine;
 mod row;
+mod settle;
 
 use std::future::Future;
 use std::sync::Arc;
