@@ -140,10 +140,12 @@ pub fn render(estimate: &RowsEstimate, rows_file: &str) -> String {
 }
 
 fn row_line(what: &str, cost: &RowCost) -> Vec<String> {
+    // A row costs little: six decimals tell rows apart.
+    let usd = |u: Usd| format!("${:.6}", u.dollars());
     vec![
         what.to_string(),
-        cost.expected_usd.to_string(),
-        cost.max_usd.to_string(),
+        usd(cost.expected_usd),
+        usd(cost.max_usd),
         format!("row {} ({})", cost.row, place(cost.place)),
     ]
 }
