@@ -70,6 +70,7 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
             &dataset,
             runner,
             limits,
+            dataset::window(session.settings.concurrency),
             &session.settings,
             gate.as_mut(),
             &bus,

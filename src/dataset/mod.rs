@@ -24,6 +24,8 @@ pub mod shard;
 
 #[cfg(test)]
 mod tests_read;
+#[cfg(test)]
+mod tests_run;
 
 pub use inputs::RowInputs;
 pub use read::{FileError, Source};

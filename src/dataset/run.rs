@@ -140,12 +140,15 @@ pub struct Info {
 }
 
 /// Runs the squad of `runner` once per row of `dataset` (to the end, or to
-/// `cancel`), telling each row's result on `bus` in order, and returns the run's
-/// record, or the file's problem when the rows could not be read to the end.
+/// `cancel`), at most `window` rows in flight or waiting to be told, telling each
+/// row's result on `bus` in order, and returns the run's record, or the file's
+/// problem when the rows could not be read to the end.
+#[allow(clippy::too_many_arguments)]
 pub async fn execute(
     dataset: &Dataset,
     runner: AgentRunner,
     lane_limits: Vec<usize>,
+    window: usize,
     settings: &RunSettings,
     gate: &mut dyn Gate<AgentRunner>,
     bus: &Bus,
@@ -168,7 +171,7 @@ pub async fn execute(
         rows: dataset.rows,
         agents: &models,
     });
-    let window = window(settings.concurrency);
+    let window = window.max(1);
     let permits = Arc::new(Semaphore::new(window));
     let (tx, rx) = mpsc::channel(window);
     let fatal = Arc::new(Mutex::new(None));

@@ -150,6 +150,11 @@ fn the_triage_example_runs_over_its_tickets() {
     for (i, line) in lines.iter().enumerate() {
         assert_eq!(line["row"], i);
         assert_eq!(line["status"], "succeeded");
-        assert!(line["outputs"]["reply"].as_str().unwrap().contains("Draft a reply to"));
+        assert!(
+            line["outputs"]["reply"]
+                .as_str()
+                .unwrap()
+                .contains("Draft a reply to")
+        );
     }
 }
