@@ -10,6 +10,7 @@ mod github;
 mod keys;
 mod no_panic;
 mod providers;
+mod rows;
 mod run;
 mod runs;
 mod scheduler_props;

@@ -128,13 +128,19 @@ pub fn render(estimate: &RowsEstimate, rows_file: &str) -> String {
         &mut out,
         estimate.bad_rows,
         &estimate.first_bad_rows,
-        "cannot be run (they would fail; the others would run)",
+        (
+            "cannot be run (it would fail; the others would run)",
+            "cannot be run (they would fail; the others would run)",
+        ),
     );
     noted(
         &mut out,
         estimate.over_window,
         &estimate.first_over_window,
-        "have a prompt over its model's context window (that agent would fail)",
+        (
+            "has a prompt over its model's context window (that agent would fail)",
+            "have a prompt over its model's context window (that agent would fail)",
+        ),
     );
     out
 }
@@ -157,10 +163,12 @@ fn place(place: Place) -> String {
     }
 }
 
-fn noted(out: &mut String, count: u64, first: &[Noted], what: &str) {
+/// `what` is said of one row, then of several.
+fn noted(out: &mut String, count: u64, first: &[Noted], what: (&str, &str)) {
     if count == 0 {
         return;
     }
+    let what = if count == 1 { what.0 } else { what.1 };
     out.push_str(&format!(
         "{} {what}:\n",
         counted(usize::try_from(count).unwrap_or(usize::MAX), "row")
