@@ -3,7 +3,9 @@
 //! end in any order; results are told in row order, each as soon as it and every
 //! row before it have ended. The rows waiting for an earlier one are the reorder
 //! buffer: each holds a permit of the run's window, released when it is told, so
-//! the buffer (and the rows in flight) never pass the window.
+//! the buffer (and the rows in flight) never pass the window. When a run is
+//! interrupted, the rows after the last one that had started are left out: the
+//! results stay a prefix of the rows, each row told once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -33,6 +35,15 @@ pub struct RowTag {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+/// A row that ended, waiting for the rows before it.
+struct Waiting {
+    result: RowResult,
+    /// Interrupted before any of it started: told only if a later row had started
+    /// (so the results stay a prefix of the rows), else left out.
+    untouched: bool,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
 /// A row under way.
 struct Open {
     cost: Option<Usd>,
@@ -48,7 +59,7 @@ pub struct Collector {
     bus: Bus,
     /// The next row (in the order rows were handed to the scheduler) to tell.
     next: u64,
-    waiting: BTreeMap<u64, (RowResult, Option<OwnedSemaphorePermit>)>,
+    waiting: BTreeMap<u64, Waiting>,
     open: HashMap<u64, Open>,
     pub agents: Vec<AgentAggregate>,
     /// Each agent's cost so far (`None` once one was unknown).
@@ -114,7 +125,10 @@ impl Collector {
             }
             Event::Cancelled(task) => self.agents[task.agent].skipped += 1,
             Event::RowDone(done) => self.row_done(done),
-            Event::Started(_) | Event::Expanded { .. } | Event::Gathered { .. } => {}
+            Event::Started(task) => {
+                self.open.entry(task.row).or_default();
+            }
+            Event::Expanded { .. } | Event::Gathered { .. } => {}
         }
     }
 
@@ -151,6 +165,7 @@ impl Collector {
 
     fn row_done(&mut self, done: RowDone<AgentRunner, RowTag>) {
         let tag = done.tag;
+        let touched = self.open.contains_key(&done.index);
         let open = self.open.remove(&done.index).unwrap_or_default();
         let result = if let (Some(inputs), Some(states)) = (done.row, done.states) {
             self.result(tag.row, tag.place, &inputs, &states, open, done.interrupted)
@@ -168,19 +183,42 @@ impl Collector {
                 error: Some(error),
             }
         };
-        self.counts.add(result.status);
-        if result.status == RowStatus::Failed && self.failed_rows.len() < FAILED_ROWS_KEPT {
-            self.failed_rows.push(result.clone());
-        }
-        self.waiting.insert(done.index, (result, tag.permit));
-        while let Some((result, permit)) = self.waiting.remove(&self.next) {
+        let waiting = Waiting {
+            result,
+            untouched: done.interrupted && !touched,
+            permit: tag.permit,
+        };
+        self.waiting.insert(done.index, waiting);
+        self.tell_ready();
+    }
+
+    /// Tells the rows that are next in order, each once.
+    fn tell_ready(&mut self) {
+        while let Some(head) = self.waiting.get(&self.next) {
+            if head.untouched && !self.waiting.values().any(|w| !w.untouched) {
+                return;
+            }
+            let Some(waiting) = self.waiting.remove(&self.next) else {
+                return;
+            };
+            let result = waiting.result;
+            self.counts.add(result.status);
+            if result.status == RowStatus::Failed && self.failed_rows.len() < FAILED_ROWS_KEPT {
+                self.failed_rows.push(result.clone());
+            }
             self.bus.emit(&BusEvent::RowFinished {
                 result: &result,
                 agents: &self.agents,
             });
-            drop(permit);
+            drop(waiting.permit);
             self.next += 1;
         }
+    }
+
+    /// At the end of an interrupted run: the rows after the last that had started
+    /// are left out of the results (they were never run).
+    pub fn finish(&mut self) {
+        self.waiting.clear();
     }
 
     fn result(

@@ -155,19 +155,20 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<DatasetRecord, MergeError> 
     };
     if let Some(expected) = parts[0].record.rows_in_file {
         if rows != expected {
-            let missing = parts
+            let short = parts
                 .iter()
-                .find(|p| p.record.rows.total < rows_of(p.shard, expected))
+                .find(|p| p.read < rows_of(p.shard, expected))
                 .map_or_else(String::new, |p| {
                     format!(
-                        " ({} ran {} of its {})",
+                        ": shard {} ({}) has {} of its {}",
+                        p.shard,
                         p.dir.display(),
-                        p.record.rows.total,
+                        p.read,
                         rows_of(p.shard, expected)
                     )
                 });
             return Err(error(
-                format!("the shards hold {rows} rows; the file has {expected}{missing}"),
+                format!("the shards hold {rows} rows; the file has {expected}{short}"),
                 "run the shard that stopped short again (its finished rows come from the cache), then merge",
             ));
         }

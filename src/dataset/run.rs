@@ -209,6 +209,7 @@ pub async fn execute(
         |event| collector.on_event(event),
     )
     .await;
+    collector.finish();
     permits.close();
     let fatal = fatal.lock().unwrap_or_else(PoisonError::into_inner).take();
     let counts: RowCounts = collector.counts.clone();

@@ -11,6 +11,7 @@ mod keys;
 mod no_panic;
 mod providers;
 mod rows;
+mod rows_lifecycle;
 mod run;
 mod runs;
 mod scheduler_props;

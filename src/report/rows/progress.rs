@@ -150,7 +150,10 @@ impl Subscriber for Plain {
                 self.last = Instant::now();
                 let rows =
                     rows.map_or_else(|| "rows as they come".to_string(), |n| format!("{n} rows"));
-                self.print(&format!("started  {rows}, {} agents each", agents.len()))
+                self.print(&format!(
+                    "started  {rows}, {} each",
+                    crate::workflow::diagnostic::counted(agents.len(), "agent")
+                ))
             }
             Event::RowFinished { result, .. } => {
                 self.tally.add(result);
