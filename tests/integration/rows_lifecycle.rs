@@ -231,7 +231,7 @@ fn walk(dir: &Path) -> usize {
             if path.is_dir() {
                 walk(&path)
             } else {
-                usize::from(name.ends_with(".json") && !name.starts_with('.'))
+                usize::from(path.extension().is_some_and(|e| e == "json") && !name.starts_with('.'))
             }
         })
         .sum()
@@ -379,13 +379,13 @@ fn a_map_agent_runs_once_per_item_of_the_planners_list() {
         "a line each"
     );
     assert_eq!(agent(&record, "writer[1]")["item"], 1);
-    let mut writes: Vec<u64> = called
+    let mut items_called: Vec<u64> = called
         .iter()
         .filter(|(m, _)| m == "marker-writer")
         .map(|(_, i)| *i)
         .collect();
-    writes.sort_unstable();
-    assert_eq!(writes, [0, 1, 2], "each item its own call");
+    items_called.sort_unstable();
+    assert_eq!(items_called, [0, 1, 2], "each item its own call");
     assert_eq!(agent(&record, "editor")["status"], "succeeded");
     assert!(
         prompts.contains(
