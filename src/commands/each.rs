@@ -96,6 +96,8 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     }
     Ok(match record.status {
         RunStatus::Succeeded => Exit::Success,
+        // A key that could not be read or sent says more than "an agent failed".
+        RunStatus::Failed if record.key_failure => Exit::Keys,
         RunStatus::Failed => Exit::AgentFailed,
         RunStatus::Interrupted => Exit::Interrupted,
         RunStatus::BudgetReached => Exit::Budget,

@@ -69,6 +69,8 @@ pub struct Collector {
     /// What every call cost that was priced.
     pub spent: Usd,
     pub failed_rows: Vec<RowResult>,
+    /// An agent failed for its key.
+    pub key_failure: bool,
 }
 
 impl Collector {
@@ -104,6 +106,7 @@ impl Collector {
             usage: Usage::default(),
             spent: Usd::ZERO,
             failed_rows: Vec::new(),
+            key_failure: false,
         }
     }
 
@@ -157,6 +160,7 @@ impl Collector {
             );
         }
         self.agents[task.agent].failed += 1;
+        self.key_failure |= failure.key_failure;
         let name = self.runner.task_name(task);
         let row = self.open.entry(task.row).or_default();
         row.error

@@ -393,6 +393,7 @@ fn total(parts: &[Part], rows: u64, tally: Tally) -> DatasetRecord {
         cost_usd: spent.micro_dollars(),
         budget_usd: None,
         failed_rows,
+        key_failure: false,
     }
 }
 

@@ -163,6 +163,9 @@ pub struct DatasetRecord {
     pub budget_usd: Option<f64>,
     /// The first failed rows (at most [`FAILED_ROWS_KEPT`]), with their errors.
     pub failed_rows: Vec<RowResult>,
+    /// An agent failed because its key could not be read, decrypted or sent (exit 4).
+    #[serde(skip)]
+    pub key_failure: bool,
 }
 
 /// How many failed rows the record keeps (the results have them all).

@@ -132,13 +132,6 @@ impl Dataset {
     }
 }
 
-/// What a dataset run says about itself in its record.
-#[derive(Debug, Clone)]
-pub struct Info {
-    pub workflow: String,
-    pub rows_file: String,
-}
-
 /// Runs the squad of `runner` once per row of `dataset` (to the end, or to
 /// `cancel`), at most `window` rows in flight or waiting to be told, telling each
 /// row's result on `bus` in order, and returns the run's record, or the file's
@@ -232,6 +225,7 @@ pub async fn execute(
         cost_usd: collector.spent.micro_dollars(),
         budget_usd: settings.max_usd,
         failed_rows: std::mem::take(&mut collector.failed_rows),
+        key_failure: collector.key_failure,
     };
     bus.emit(&Event::RowsFinished { record: &record });
     (record, fatal)

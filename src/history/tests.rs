@@ -393,6 +393,7 @@ fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
         cost_usd: 0.1,
         budget_usd: None,
         failed_rows: Vec::new(),
+        key_failure: false,
     };
     store.finish_rows(&record).unwrap();
     let summary = &store.list(10).unwrap()[0];
