@@ -151,7 +151,7 @@ fn inputs(
         g.split_once('=')
             .is_none_or(|(name, _)| checked.workflow.inputs.contains_key(name))
     });
-    run::resolve_inputs(checked, &all)
+    run::resolve_inputs(checked, &all, true)
 }
 
 /// The workflow at `base`, checked; a file that was invalid there is shown with

@@ -14,6 +14,7 @@ pub mod budget;
 pub mod check;
 pub mod diff;
 pub mod estimate;
+mod items;
 pub mod prices;
 pub mod ratio;
 pub mod tokens;

@@ -95,7 +95,12 @@ impl Subscriber for Plain {
             }
             Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
             Event::Warning { message } => format!("warning  {message}"),
-            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::AgentProgress { .. } => {
+            Event::RunStarted { .. }
+            | Event::RunFinished { .. }
+            | Event::AgentProgress { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {
                 return Ok(());
             }
         };
@@ -163,7 +168,10 @@ impl Subscriber for Live {
                 }
             }
             Event::Warning { message } => self.multi.println(format!("warning: {message}"))?,
-            Event::RunStarted { .. } => {}
+            Event::RunStarted { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {}
         }
         Ok(())
     }

@@ -163,6 +163,22 @@ pub fn prepare_with(
                 .collect()
         })
         .collect();
+    let lists = w
+        .agents
+        .values()
+        .map(|a| {
+            let source = crate::workflow::map::parse(a.for_each.as_deref()?).ok()?;
+            let from = match &source {
+                crate::workflow::map::Source::Agent { name, .. } => w.agents.get_index_of(name),
+                crate::workflow::map::Source::Input(_) => None,
+            };
+            Some(super::map::List {
+                source,
+                from,
+                max_items: a.max_items,
+            })
+        })
+        .collect();
     let refresh = downstream_of(&checked_refresh(&checked, &settings.refresh), &checked);
     Ok((
         AgentRunner {
@@ -184,6 +200,8 @@ pub fn prepare_with(
             endpoints,
             refresh,
             write_warned: AtomicBool::new(false),
+            lists,
+            rows: false,
         },
         limits,
     ))

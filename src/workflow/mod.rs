@@ -4,6 +4,7 @@
 pub mod diagnostic;
 pub mod duration;
 pub mod load;
+pub mod map;
 pub mod model;
 pub mod providers;
 pub mod repair;

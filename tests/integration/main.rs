@@ -16,6 +16,8 @@ mod money;
 mod no_panic;
 mod providers;
 mod report;
+mod rows;
+mod rows_lifecycle;
 mod run;
 mod runs;
 mod scheduler_props;

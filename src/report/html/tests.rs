@@ -11,6 +11,7 @@ use crate::usage::Usage;
 /// A succeeded agent with one attempt.
 pub fn agent(name: &str, seconds: f64, cost: Option<f64>) -> AgentRecord {
     AgentRecord {
+        item: None,
         name: name.into(),
         provider: "openai".into(),
         model: "gpt-4o".into(),

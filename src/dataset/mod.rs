@@ -1,0 +1,33 @@
+//! Datasets (SPEC §8): one squad, many rows. `run --each FILE` runs the whole
+//! squad once per row of a JSON Lines, JSON or CSV file (or of JSON Lines on
+//! stdin), streamed, every row through one scheduler: one concurrency limit, the
+//! providers' own limits, the cache and one budget. Results are told in row order
+//! as soon as each row and every row before it have ended, with the rows in flight
+//! bounded by a window, so memory does not grow with the number of rows.
+//!
+//! [`read`] reads the rows, [`inputs`] makes each row's inputs, [`run`] drives the
+//! rows through the scheduler and [`collect`] turns what it says into each row's
+//! [`record::RowResult`] and the run's [`record::DatasetRecord`]; [`shard`] splits
+//! the rows over machines. The outputs (stdout, `--out`, progress, the history)
+//! are subscribers, in `report::rows` and `history`.
+
+pub mod collect;
+mod csv_rows;
+pub mod estimate;
+pub mod inputs;
+mod json_array;
+pub mod merge;
+pub mod read;
+pub mod record;
+pub mod run;
+pub mod shard;
+
+#[cfg(test)]
+mod tests_read;
+#[cfg(test)]
+mod tests_run;
+
+pub use inputs::RowInputs;
+pub use read::{FileError, Source};
+pub use run::{Dataset, execute, window};
+pub use shard::Shard;
