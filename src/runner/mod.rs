@@ -246,6 +246,7 @@ impl AgentRunner {
 
     /// Runs the rows of a dataset (SPEC §8): log lines name each task's row,
     /// which a run of one row leaves out.
+    #[must_use]
     pub fn for_rows(mut self) -> Self {
         self.rows = true;
         self
