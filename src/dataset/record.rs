@@ -71,7 +71,8 @@ pub struct RowResult {
     /// The workflow's `outputs`, or the outputs of the agents nothing depends on
     /// (of those that finished).
     pub outputs: IndexMap<String, String>,
-    /// What the row's calls cost; `null` when one was unpriced or its bill unknown.
+    /// What the row's calls cost; `null` when one was to an unpriced model (a call
+    /// cut off after it was sent counts what arrived).
     pub cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RowError>,

@@ -143,6 +143,35 @@ fn each_row_runs_the_squad_and_results_come_in_row_order() {
     assert!(server.max_in_flight() <= 3, "rows share --concurrency");
 }
 
+/// A provider's `max_concurrency` holds across rows, as `--concurrency` does: the
+/// rows overlap up to it and never beyond.
+#[test]
+fn a_providers_max_concurrency_holds_across_rows() {
+    let server = FakeServer::start();
+    let dir = setup(&server, 12);
+    let one = "  a:
+    model: anthropic/claude-sonnet-4-5
+    prompt: \"marker-a row {{inputs.n}} about {{inputs.topic}}\"
+    max_tokens: 100
+";
+    let yaml = flow(&server, INPUTS, one).replace(
+        "key: \"env:ANTHROPIC_KEY\"}",
+        "key: \"env:ANTHROPIC_KEY\", max_concurrency: 2}",
+    );
+    assert!(yaml.contains("max_concurrency: 2"), "{yaml}");
+    std::fs::write(dir.path().join("flow.yaml"), yaml).unwrap();
+    server.set_latency(std::time::Duration::from_millis(40));
+    let out = run_rows(dir.path(), &server, &["--concurrency", "8"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(lines(&String::from_utf8_lossy(&out.stdout)).len(), 12);
+    assert_eq!(calls(&server).len(), 12);
+    assert_eq!(
+        server.max_in_flight(),
+        2,
+        "rows overlap up to the provider's limit"
+    );
+}
+
 #[test]
 fn every_kind_of_bad_row_fails_with_its_place_and_the_others_run() {
     let server = FakeServer::start();

@@ -318,10 +318,20 @@ const MAP: &str = "  planner:
 ";
 
 fn run_map(reply: &str) -> (Value, Vec<(String, u64)>, i32, Vec<String>) {
+    run_map_with(reply, &[], |_| {})
+}
+
+/// `run_map` with more arguments, and faults scripted on the server first.
+fn run_map_with(
+    reply: &str,
+    args: &[&str],
+    script: impl FnOnce(&FakeServer),
+) -> (Value, Vec<(String, u64)>, i32, Vec<String>) {
     let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("flow.yaml"), flow(&server, INPUTS, MAP)).unwrap();
     server.script("marker-planner", [Fault::Reply(reply.to_string())]);
+    script(&server);
     let out = command(
         dir.path(),
         &server,
@@ -335,6 +345,7 @@ fn run_map(reply: &str) -> (Value, Vec<(String, u64)>, i32, Vec<String>) {
             "topic=otters",
         ],
     )
+    .args(args)
     .output()
     .unwrap();
     let record: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -442,6 +453,143 @@ fn a_map_agent_fed_an_empty_list_makes_no_call_and_its_dependents_run() {
     assert_eq!(
         agent(&record, "editor")["output"],
         "fake reply to: marker-editor row 0 join"
+    );
+}
+
+/// A failed item fails the map agent and skips what reads it; with
+/// `--keep-going` the other items still run, each its own call and record.
+#[test]
+fn a_failed_item_fails_the_map_agent_and_keep_going_runs_the_others() {
+    let three = r#"{"sections": [{"title": "Rivers"}, {"title": "Food"}, {"title": "Play"}]}"#;
+    let (record, called, code, _) = run_map_with(three, &["--keep-going"], |server| {
+        server.script("write Food", [Fault::status(400)]);
+    });
+    assert_eq!(code, 1, "{record}");
+    assert_eq!(agent(&record, "writer[1]")["status"], "failed");
+    assert!(
+        agent(&record, "writer[1]")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("400"),
+        "{record}"
+    );
+    assert_eq!(agent(&record, "writer[0]")["status"], "succeeded");
+    assert_eq!(agent(&record, "writer[2]")["status"], "succeeded");
+    assert_eq!(agent(&record, "editor")["status"], "skipped");
+    let mut items: Vec<u64> = called
+        .iter()
+        .filter(|(m, _)| m == "marker-writer")
+        .map(|(_, i)| *i)
+        .collect();
+    items.sort_unstable();
+    assert_eq!(items, [0, 1, 2], "every item was called once: {called:?}");
+    assert!(called.iter().all(|(m, _)| m != "marker-editor"));
+}
+
+/// `estimate` counts a map agent's calls: the real items of an input list, and
+/// `max_items` for a list an agent replies with.
+#[test]
+fn the_estimate_counts_the_items_of_a_map_agent() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let agents = format!(
+        "{MAP}  each_topic:
+    model: openai/gpt-4o
+    for_each: inputs.topic
+    prompt: \"marker-t item {{{{item_index}}}}: {{{{item}}}}\"
+    max_tokens: 50
+"
+    );
+    std::fs::write(dir.path().join("flow.yaml"), flow(&server, INPUTS, &agents)).unwrap();
+    std::fs::write(
+        dir.path().join("topics.json"),
+        r#"["otters", "beavers", "voles", "moles", "shrews"]"#,
+    )
+    .unwrap();
+    let out = command(
+        dir.path(),
+        &server,
+        &[
+            "estimate",
+            "flow.yaml",
+            "--json",
+            "--input",
+            "n=0",
+            "--input",
+            "topic=@topics.json",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let estimate: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let items = |name: &str| {
+        estimate["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .unwrap_or_else(|| panic!("no `{name}` in {estimate}"))["items"]
+            .clone()
+    };
+    assert_eq!(items("each_topic"), 5, "the input list's real items");
+    assert_eq!(items("writer"), 3, "`max_items` of the planner's list");
+    assert_eq!(items("planner"), Value::Null, "one call, not a map agent");
+    assert!(server.requests().is_empty(), "an estimate sends nothing");
+}
+
+/// `graph` draws a map agent as a stack, labelled with its list: in Mermaid, DOT
+/// and SVG.
+#[test]
+fn graph_draws_a_map_agent_as_a_stack() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flow.yaml"), flow(&server, INPUTS, MAP)).unwrap();
+    let graph = |format: &str| {
+        let out = byok_flow_process(dir.path())
+            .args(["graph", "flow.yaml", "--format", format])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mermaid = graph("mermaid");
+    assert!(
+        mermaid.contains("a_writer@{ shape: processes, label: \"writer<br/>anthropic/claude-sonnet-4-5<br/>for each agents.planner.json.sections (at most 3)\" }"),
+        "{mermaid}"
+    );
+    assert!(mermaid.contains("a_planner[\""), "{mermaid}");
+    let dot = graph("dot");
+    assert!(
+        dot.contains("\"writer\" [label=\"writer\\nanthropic/claude-sonnet-4-5\\nfor each agents.planner.json.sections (at most 3)\", shape=box3d];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains("\"editor\" [label=\"editor\\nopenai/gpt-4o\"];"),
+        "{dot}"
+    );
+    let svg = graph("svg");
+    let boxes = |agent: &str| {
+        let start = svg.find(&format!("data-agent=\"{agent}\"")).unwrap();
+        let end = svg[start + 1..]
+            .find("data-agent=")
+            .map_or(svg.len(), |e| start + 1 + e);
+        svg[start..end].matches("<rect").count()
+    };
+    assert_eq!(
+        (boxes("planner"), boxes("writer"), boxes("editor")),
+        (1, 3, 1),
+        "{svg}"
     );
 }
 

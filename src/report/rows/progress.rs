@@ -239,3 +239,78 @@ impl Subscriber for Live {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use indexmap::IndexMap;
+
+    use super::*;
+    use crate::dataset::record::RowError;
+
+    fn row(row: u64, status: RowStatus, cost: Option<f64>) -> RowResult {
+        RowResult {
+            row,
+            status,
+            outputs: IndexMap::new(),
+            cost_usd: cost,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn the_line_has_rows_failures_dollars_rate_and_time_left() {
+        let mut tally = Tally {
+            start: Instant::now().checked_sub(Duration::from_secs(10)).unwrap(),
+            total: Some(100),
+            ..Tally::default()
+        };
+        for n in 0..20 {
+            let status = if n % 10 == 0 {
+                RowStatus::Failed
+            } else {
+                RowStatus::Succeeded
+            };
+            tally.add(&row(n, status, Some(0.001)));
+        }
+        let line = tally.line();
+        assert!(
+            line.starts_with("20/100 rows, 2 failed, $0.0200, 2.0 rows/s, about 4"),
+            "{line}"
+        );
+        assert!(line.ends_with(" left"), "{line}");
+        // An unpriced row makes the dollars a lower bound; stdin has no total.
+        tally.add(&row(20, RowStatus::Succeeded, None));
+        tally.total = None;
+        let line = tally.line();
+        assert!(
+            line.starts_with("21 rows, 2 failed, >= $0.0200, "),
+            "{line}"
+        );
+        assert!(!line.contains("left"), "{line}");
+    }
+
+    #[test]
+    fn durations_read_as_seconds_minutes_hours() {
+        assert_eq!(duration(0.4), "0s");
+        assert_eq!(duration(37.0), "37s");
+        assert_eq!(duration(250.0), "4m10s");
+        assert_eq!(duration(7500.0), "2h05m");
+        assert_eq!(duration(f64::NAN), "0s");
+    }
+
+    #[test]
+    fn a_failed_row_is_named_with_its_place_agent_and_error() {
+        let mut result = row(4, RowStatus::Failed, Some(0.0));
+        result.error = Some(RowError {
+            line: 7,
+            record: Some(4),
+            agent: Some("writer[3]".into()),
+            message: "anthropic: 529 overloaded".into(),
+            hint: None,
+        });
+        assert_eq!(
+            failed_line(&result),
+            "row 4 (record 4, line 7) failed: writer[3]: anthropic: 529 overloaded"
+        );
+    }
+}
