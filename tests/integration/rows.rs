@@ -592,6 +592,36 @@ fn the_run_record_has_every_agents_aggregate_and_the_history_one_run() {
     assert_eq!(list[0]["rows"]["succeeded"], 5);
     let shown = runs(&["show", record["run_id"].as_str().unwrap(), "--json"]);
     assert_eq!(shown["agents"][1]["calls"], 5);
+    let report = byok_flow_process(dir.path())
+        .args([
+            "report",
+            record["run_id"].as_str().unwrap(),
+            "-o",
+            "report.html",
+        ])
+        .env("BYOK_FLOW_HISTORY", dir.path().join("history.sqlite"))
+        .output()
+        .unwrap();
+    assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
+    assert!(
+        stderr(&report).contains("ran the squad over 5 rows (`--each`)"),
+        "{}",
+        stderr(&report)
+    );
+    let page = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(page.contains("data-agent=\"b\""), "each agent drawn");
+    std::fs::write(dir.path().join("run.json"), &out.stdout).unwrap();
+    let report = byok_flow_process(dir.path())
+        .args(["report", "run.json"])
+        .output()
+        .unwrap();
+    assert_eq!(report.status.code(), Some(2), "{}", stderr(&report));
+    assert!(
+        stderr(&report).contains("run.json is the record of a dataset run")
+            && stderr(&report).contains("runs show"),
+        "{}",
+        stderr(&report)
+    );
     let spend = runs(&["spend", "--json", "--by", "workflow"]);
     assert_eq!(spend["groups"][0]["runs"], 1, "counted once");
     assert_eq!(spend["groups"][0]["calls"], 10);
