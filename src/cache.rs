@@ -37,6 +37,9 @@ pub const FORMAT: u32 = 1;
 /// Mode 0600: replies can be as private as the prompts that asked for them.
 const ENTRY_MODE: u32 = 0o600;
 
+/// The largest cache entry read; a bigger file is not one this cache wrote.
+const MAX_ENTRY_BYTES: u64 = 256 * 1024 * 1024;
+
 /// Where the cache lives unless `--cache-dir` or `BYOK_FLOW_CACHE_DIR` says:
 /// `$XDG_CACHE_HOME/byok-flow` or `~/.cache/byok-flow` on Linux,
 /// `~/Library/Caches/byok-flow` on macOS, `%LOCALAPPDATA%\byok-flow` on Windows.
@@ -171,9 +174,9 @@ impl Cache {
     /// The entry for `key`, if there is a whole, matching one.
     pub fn get(&self, key: &Key) -> Lookup {
         let path = self.path(key);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::read::file(&path, MAX_ENTRY_BYTES) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Lookup::Miss,
+            Err(e) if e.is_not_found() => return Lookup::Miss,
             Err(e) => {
                 return Lookup::Unreadable(format!(
                     "cannot read the cache entry {}: {e}",

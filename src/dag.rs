@@ -3,7 +3,7 @@
 //! draws the graph as Mermaid or Graphviz DOT.
 
 use petgraph::Direction;
-use petgraph::algo::tarjan_scc;
+use petgraph::algo::kosaraju_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 
@@ -88,9 +88,11 @@ impl Dag {
     }
 
     /// Every cycle, each as the agents on it in order, starting from the one declared first.
+    /// Iterative (Kosaraju's algorithm, then a breadth-first search in each
+    /// component): a chain of 100,000 agents must not overflow the stack.
     pub fn cycles(&self) -> Vec<Vec<usize>> {
         let mut cycles = Vec::new();
-        for scc in tarjan_scc(&self.graph) {
+        for scc in kosaraju_scc(&self.graph) {
             let start = scc.iter().map(|n| n.index()).min().unwrap_or_default();
             if scc.len() == 1
                 && self
@@ -222,6 +224,31 @@ mod tests {
     fn finds_cycles_in_order() {
         let d = dag(5, &[(0, 1), (1, 2), (2, 0), (3, 3), (2, 4)]);
         assert_eq!(d.cycles(), vec![vec![0, 1, 2], vec![3]]);
+    }
+
+    /// Issue 13, item 10: a chain (and a ring) of 200,000 agents, walked without recursion.
+    #[test]
+    fn issue13_a_long_chain_and_ring_need_no_deep_stack() {
+        let n = 200_000;
+        let chain: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
+        // On a thread with a small stack, where recursion per agent would overflow.
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                let d = dag(n, &chain);
+                assert!(d.cycles().is_empty());
+                let mut ring = chain.clone();
+                ring.push((n - 1, 0));
+                let d = dag(n, &ring);
+                let cycles = d.cycles();
+                assert_eq!(cycles.len(), 1);
+                assert_eq!(cycles[0].len(), n);
+                assert_eq!(cycles[0][..3], [0, 1, 2]);
+                assert!(d.to_mermaid(|i| d.name(i).to_string(), |_| false).len() > n);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

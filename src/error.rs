@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::keys::KeyError;
+use crate::printable;
 
 /// How the program ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +80,10 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error: {}", self.message)?;
+        // Messages quote paths, names and servers' words: shown, never obeyed.
+        write!(f, "error: {}", printable::escape(&self.message))?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  help: {hint}")?;
+            write!(f, "\n  help: {}", printable::escape(hint))?;
         }
         Ok(())
     }

@@ -6,9 +6,14 @@
 //! `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json…` it mentions, with
 //! its offset in the template text so errors can point at it.
 
+mod compile;
+mod render;
+pub mod scan;
+
+use handlebars::Path;
 use handlebars::template::{Parameter, TemplateElement};
-use handlebars::{Handlebars, Path, Template};
-use serde_json::Value as Json;
+
+pub use render::{MAX_RENDERED_BYTES, MAX_STEPS, RenderFailure, Renderer};
 
 /// Helpers built into Handlebars that templates may use.
 pub const HELPERS: &[&str] = &[
@@ -83,7 +88,8 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses a template and lists what it refers to.
 pub fn references(text: &str) -> Result<Vec<Reference>, TemplateProblem> {
-    let template = Template::compile(text).map_err(|e| match unbalanced(text) {
+    let cuts = scan::scan(text)?;
+    let template = compile::compile(text, &cuts).map_err(|e| match unbalanced(text) {
         Some((offset, message)) => TemplateProblem::new(text, Some(offset), message, SYNTAX_HELP),
         None => TemplateProblem {
             message: match e.reason().to_string() {
@@ -351,41 +357,6 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
     });
 }
 
-/// Compiled templates, rendered in strict mode without escaping.
-pub struct Renderer {
-    registry: Handlebars<'static>,
-}
-
-impl Default for Renderer {
-    fn default() -> Self {
-        let mut registry = Handlebars::new();
-        registry.set_strict_mode(true);
-        registry.register_escape_fn(handlebars::no_escape);
-        Renderer { registry }
-    }
-}
-
-impl Renderer {
-    /// Compiles and keeps a template under a name.
-    pub fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
-        self.registry
-            .register_template_string(name, text)
-            .map_err(|e| e.to_string())
-    }
-
-    /// Renders a kept template against a context of `inputs` and `agents`.
-    pub fn render(&self, name: &str, context: &Json) -> Result<String, String> {
-        self.registry
-            .render(name, context)
-            .map_err(|e| match e.reason() {
-                handlebars::RenderErrorReason::MissingVariable(Some(path)) => {
-                    format!("`{path}` has no value")
-                }
-                other => other.to_string(),
-            })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,22 +476,5 @@ mod tests {
         let raws: Vec<&str> = refs.iter().map(|r| r.raw.as_str()).collect();
         assert_eq!(raws, ["c", "bbb", "d"]);
         assert_eq!(refs[2].offset, "{{lookup a=bbb c}}é{{".len());
-    }
-
-    #[test]
-    fn renders_strictly_without_escaping() {
-        let mut r = Renderer::default();
-        r.add("t", "<{{inputs.a}}> & {{inputs.b}}").unwrap();
-        let ok = r
-            .render(
-                "t",
-                &serde_json::json!({"inputs": {"a": "x<y", "b": "\"q\""}}),
-            )
-            .unwrap();
-        assert_eq!(ok, "<x<y> & \"q\"");
-        assert!(
-            r.render("t", &serde_json::json!({"inputs": {"a": "x"}}))
-                .is_err()
-        );
     }
 }

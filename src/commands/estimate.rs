@@ -71,7 +71,12 @@ pub fn run(args: &mut Args, global: Global) -> Result<Exit> {
     }
     let mut empty = Vec::new();
     let mut estimate_of = |checked: &Checked| -> Result<Estimate> {
-        let inputs = inputs(checked, &args.run.inputs, &mut empty)?;
+        let inputs = inputs(
+            checked,
+            &args.run.inputs,
+            args.run.max_input_size,
+            &mut empty,
+        )?;
         let max_usd = args
             .run
             .max_usd
@@ -131,6 +136,7 @@ pub fn run(args: &mut Args, global: Global) -> Result<Exit> {
 fn inputs(
     checked: &Checked,
     given: &[String],
+    max_size: u64,
     empty: &mut Vec<String>,
 ) -> Result<IndexMap<String, String>> {
     let named: Vec<&str> = given
@@ -151,7 +157,7 @@ fn inputs(
         g.split_once('=')
             .is_none_or(|(name, _)| checked.workflow.inputs.contains_key(name))
     });
-    run::resolve_inputs(checked, &all, true)
+    run::resolve_inputs(checked, &all, true, max_size)
 }
 
 /// The workflow at `base`, checked; a file that was invalid there is shown with

@@ -30,9 +30,15 @@ pub fn load_checked(path: &Path, global: Global) -> Result<Checked> {
 /// [`load_checked`], with a warning for each model that `table` and the workflow's
 /// own `pricing:` leave unpriced.
 pub fn load_priced(path: &Path, global: Global, table: &PriceTable) -> Result<Checked> {
-    load_with(path, global, |checked| {
-        cost::check::unpriced(checked, table)
-    })
+    load_with(path, global, |checked| priced_checks(checked, table))
+}
+
+/// The checks that need the price table: models it lacks (warnings) and
+/// `max_tokens` above a model's output limit (errors).
+pub fn priced_checks(checked: &Checked, table: &PriceTable) -> Vec<workflow::Diagnostic> {
+    let mut out = cost::check::unpriced(checked, table);
+    out.extend(cost::limits::over_output_limit(checked, table));
+    out
 }
 
 /// The pricing table of `--prices FILE`, or the built-in one.
@@ -55,6 +61,10 @@ fn load_with(
             report
                 .diagnostics
                 .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
+            if report.has_errors() {
+                show_report(&report, global);
+                return Err(Error::reported(Exit::Invalid));
+            }
             if !report.diagnostics.is_empty() && !global.quiet {
                 show_report(&report, global);
             }

@@ -1,7 +1,7 @@
 //! `byok-flow run`: run a workflow, results on stdout, progress and the closing
 //! table on stderr.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -13,12 +13,13 @@ use crate::dataset::Shard;
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
 use crate::providers::client::Keys;
+use crate::read::{self, ReadError};
 use crate::record::RunStatus;
 use crate::report::{estimate_table, github, html, output, progress, table};
 use crate::runner;
 use crate::session::{self, KeysRefused, Session};
 use crate::settings::Global;
-use crate::suggest;
+use crate::suggest::Names;
 use crate::workflow::Checked;
 
 #[derive(Debug, clap::Args)]
@@ -30,6 +31,11 @@ pub struct Args {
     /// An input value: NAME=VALUE, NAME=@FILE to read a file, NAME=@- to read stdin.
     #[arg(short, long = "input", value_name = "NAME=VALUE")]
     pub inputs: Vec<String>,
+
+    /// The most an input read from a file or stdin (`NAME=@FILE`, `NAME=@-`) may
+    /// hold, like `64MiB` or `1G`.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = read::parse_size, env = "BYOK_FLOW_MAX_INPUT_SIZE")]
+    pub max_input_size: u64,
 
     /// Answer every agent with the built-in mock: no network, no keys, $0.
     #[arg(long)]
@@ -141,7 +147,12 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         .hint("pass that input from a file (`--input NAME=@FILE`), or the rows from a file"));
     }
     // With `--each`, a required input may come from each row.
-    let inputs = resolve_inputs(&checked, &args.inputs, args.each.is_none())?;
+    let inputs = resolve_inputs(
+        &checked,
+        &args.inputs,
+        args.each.is_none(),
+        args.max_input_size,
+    )?;
     check_refresh(&checked, args)?;
     let mut session = Session::new(checked.clone(), table, options(args), inputs, global);
     if let Some(each) = &args.each {
@@ -319,10 +330,8 @@ fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
     let agents = &checked.workflow.agents;
     for name in &args.refresh {
         if !agents.contains_key(name) {
-            let hint = suggest::did_you_mean(name, agents.keys().map(String::as_str))
-                .unwrap_or_else(|| {
-                    format!("this workflow's agents: {}", names_or_none(agents.keys()))
-                });
+            let hint =
+                Names::new(agents.keys().map(String::as_str)).hint(name, "agents in this workflow");
             return Err(Error::usage(format!(
                 "`--refresh {name}`: the workflow has no agent `{name}`"
             ))
@@ -440,6 +449,7 @@ pub(crate) fn resolve_inputs(
     checked: &Checked,
     given: &[String],
     require: bool,
+    max_size: u64,
 ) -> Result<IndexMap<String, String>> {
     let declared = &checked.workflow.inputs;
     let mut values = IndexMap::new();
@@ -449,24 +459,15 @@ pub(crate) fn resolve_inputs(
                 .hint("write `--input NAME=VALUE` or `--input NAME=@FILE`"));
         };
         if !declared.contains_key(name) {
-            let hint = suggest::did_you_mean(name, declared.keys().map(String::as_str))
-                .unwrap_or_else(|| {
-                    format!("this workflow's inputs: {}", names_or_none(declared.keys()))
-                });
+            let hint = Names::new(declared.keys().map(String::as_str))
+                .hint(name, "inputs in this workflow");
             return Err(Error::usage(format!(
                 "`--input {name}`: the workflow has no input `{name}`"
             ))
             .hint(hint));
         }
         let value = match value.strip_prefix('@') {
-            Some("-") => {
-                let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).map_err(|e| {
-                    Error::usage(format!("`--input {name}=@-`: cannot read stdin: {e}"))
-                })?;
-                text
-            }
-            Some(file) => read_input_file(name, Path::new(file))?,
+            Some(source) => read_input(name, source, max_size)?,
             None => value.to_string(),
         };
         values.insert(name.to_string(), value);
@@ -507,26 +508,37 @@ pub(crate) fn resolve_inputs(
     Ok(values)
 }
 
-fn read_input_file(name: &str, path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Error::usage(format!(
-            "`--input {name}=@{}`: cannot read the file: {e}",
-            path.display()
-        ))
+/// The text of `--input NAME=@SOURCE`: a regular file, or stdin for `-`, at
+/// most `max_size` bytes of UTF-8.
+fn read_input(name: &str, source: &str, max_size: u64) -> Result<String> {
+    let bytes = if source == "-" {
+        read::stdin(max_size)
+    } else {
+        read::file(Path::new(source), max_size)
+    };
+    let what = if source == "-" {
+        "cannot read stdin"
+    } else {
+        "cannot read the file"
+    };
+    let bytes = bytes.map_err(|e| {
+        let error = Error::usage(format!("`--input {name}=@{source}`: {what}: {e}"));
+        match e {
+            ReadError::TooLarge(_) => error.hint(format!(
+                "if the input is meant to be that long, raise the limit, like `--max-input-size {}`",
+                read::size_arg(max_size.saturating_mul(2))
+            )),
+            ReadError::NotAFile(_) => error.hint(format!(
+                "give a regular file; to read from a pipe or a device, send it to stdin: `--input {name}=@- < SOURCE`"
+            )),
+            ReadError::Io(_) => error.hint("check the path"),
+        }
     })?;
     String::from_utf8(bytes).map_err(|_| {
+        let what = if source == "-" { "stdin" } else { "the file" };
         Error::usage(format!(
-            "`--input {name}=@{}`: the file is not UTF-8 text",
-            path.display()
+            "`--input {name}=@{source}`: {what} is not UTF-8 text"
         ))
+        .hint("inputs are text; convert it to UTF-8 (`iconv -t UTF-8`)")
     })
-}
-
-fn names_or_none<'a>(names: impl Iterator<Item = &'a String>) -> String {
-    let list: Vec<&str> = names.map(String::as_str).collect();
-    if list.is_empty() {
-        "none".into()
-    } else {
-        list.join(", ")
-    }
 }

@@ -99,11 +99,16 @@ pub fn run(args: &Args) -> Result<Exit> {
                 [] => return Err(not_found(run_id)),
                 [id] => id,
                 many => {
+                    let shown = many.len().min(crate::suggest::MAX_SUGGESTIONS);
+                    let mut listed = many[..shown].join(", ");
+                    if many.len() > shown {
+                        listed.push_str(&format!(" and {} more", many.len() - shown));
+                    }
                     return Err(Error::usage(format!(
-                        "`{run_id}` is the start of more than one run id: {}",
-                        many.join(", ")
+                        "`{run_id}` is the start of {} run ids: {listed}",
+                        many.len()
                     ))
-                    .hint("give more of the id"));
+                    .hint("give more of the id (`byok-flow runs list` shows them)"));
                 }
             };
             let (summary, record) = store

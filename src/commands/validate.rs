@@ -1,9 +1,12 @@
 //! `byok-flow validate FILE...`: every problem in every file; exit 0 or 2.
 
+use std::io::Write;
 use std::path::PathBuf;
 
-use crate::cost;
+use serde_json::json;
+
 use crate::error::{Error, Exit, Result};
+use crate::report::github;
 use crate::settings::Global;
 use crate::workflow::{self, diagnostic::counted};
 
@@ -16,43 +19,85 @@ pub struct Args {
     /// Price models from this file instead of the built-in table (for the unpriced-model warning).
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_PRICES")]
     pub prices: Option<PathBuf>,
+
+    /// Print every problem of every file as one JSON document on stdout instead
+    /// (none left out: the terminal shows the first 200 of a file).
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = super::load_prices(args.prices.as_deref())?;
     let mut invalid = 0;
+    let mut files = Vec::new();
     for file in &args.files {
-        match workflow::check_file(file) {
+        let (report, graph) = match workflow::check_file(file) {
             Ok((checked, mut report)) => {
                 report
                     .diagnostics
-                    .extend(cost::check::unpriced(&checked, &table));
+                    .extend(super::priced_checks(&checked, &table));
                 report
                     .diagnostics
                     .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));
-                if !report.diagnostics.is_empty() {
-                    super::show_report(&report, global);
-                }
                 let edges: usize = (0..checked.dag.len())
                     .map(|i| checked.dag.dependencies(i).count())
                     .sum();
-                println!(
-                    "{}: ok ({}, {})",
-                    file.display(),
-                    counted(checked.dag.len(), "agent"),
-                    counted(edges, "edge")
+                (report, Some((checked.dag.len(), edges)))
+            }
+            Err(report) => (report, None),
+        };
+        let valid = graph.is_some() && !report.has_errors();
+        if !valid {
+            invalid += 1;
+        }
+        if args.json {
+            // Annotations still go to GitHub; the terminal report is the JSON's.
+            if let Some(github) = global.github {
+                eprint!(
+                    "{}",
+                    github::diagnostics::annotations(&report, github.workspace.as_deref())
                 );
             }
-            Err(report) => {
-                super::show_report(&report, global);
-                invalid += 1;
-            }
+            files.push(json!({
+                "path": file.display().to_string(),
+                "valid": valid,
+                "errors": report.error_count(),
+                "warnings": report.diagnostics.len() - report.error_count(),
+                "agents": graph.map(|(agents, _)| agents),
+                "edges": graph.map(|(_, edges)| edges),
+                "diagnostics": report.json(),
+            }));
+            continue;
+        }
+        if !report.diagnostics.is_empty() {
+            super::show_report(&report, global);
+        }
+        if let (true, Some((agents, edges))) = (valid, graph) {
+            println!(
+                "{}: ok ({}, {})",
+                file.display(),
+                counted(agents, "agent"),
+                counted(edges, "edge")
+            );
         }
     }
-    if invalid > 0 {
-        if args.files.len() > 1 {
-            eprintln!("{} of {} files are invalid.", invalid, args.files.len());
+    if args.json {
+        let text = serde_json::to_string_pretty(&json!({ "files": files }))
+            .map_err(|e| Error::new(Exit::AgentFailed, format!("cannot write JSON: {e}")))?;
+        let mut out = std::io::stdout().lock();
+        let written = writeln!(out, "{text}").and_then(|()| out.flush());
+        if let Err(e) = written {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(Error::new(
+                    Exit::AgentFailed,
+                    format!("cannot write JSON: {e}"),
+                ));
+            }
         }
+    } else if invalid > 0 && args.files.len() > 1 {
+        eprintln!("{} of {} files are invalid.", invalid, args.files.len());
+    }
+    if invalid > 0 {
         return Err(Error::reported(Exit::Invalid));
     }
     Ok(Exit::Success)

@@ -15,6 +15,7 @@ pub fn unpriced(checked: &Checked, table: &PriceTable) -> Vec<Diagnostic> {
         mock: false,
     };
     let mut out = Vec::new();
+    let mut typos: std::collections::HashMap<&str, String> = std::collections::HashMap::new();
     for (name, agent) in &checked.workflow.agents {
         let models = std::iter::once((String::from("model"), &agent.model)).chain(
             agent
@@ -33,14 +34,20 @@ pub fn unpriced(checked: &Checked, table: &PriceTable) -> Vec<Diagnostic> {
             let (pos, len) = checked
                 .index
                 .value(&format!("/agents/{}/{field}", escape(name)));
-            let prefix = format!("{provider}/");
-            let known = table
-                .models
-                .keys()
-                .chain(table.aliases.keys())
-                .filter_map(|k| k.strip_prefix(&prefix));
-            let typo =
-                suggest::did_you_mean(id, known).map_or(String::new(), |s| format!("{s} Or "));
+            // Once per provider and model: 10,000 agents on one unpriced model
+            // must not compare it with the whole table 10,000 times.
+            let typo = typos
+                .entry(model.as_str())
+                .or_insert_with(|| {
+                    let prefix = format!("{provider}/");
+                    let known = table
+                        .models
+                        .keys()
+                        .chain(table.aliases.keys())
+                        .filter_map(|k| k.strip_prefix(&prefix));
+                    suggest::did_you_mean(id, known).map_or(String::new(), |s| format!("{s} Or "))
+                })
+                .clone();
             out.push(
                 Diagnostic::warning(
                     "cost::unpriced",

@@ -104,6 +104,9 @@ pub enum TableError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// The largest prices file read (the whole `LiteLLM` map is about 1.5 MiB).
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
 impl PriceTable {
     /// The table compiled into the binary.
     pub fn builtin() -> Self {
@@ -118,9 +121,14 @@ impl PriceTable {
 
     /// Reads and checks a prices file.
     pub fn from_file(path: &Path) -> Result<Self, TableError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TableError::Read {
+        let read = |source: std::io::Error| TableError::Read {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = crate::read::file(path, MAX_FILE_BYTES).map_err(|e| read(e.into()))?;
+        let text = String::from_utf8(bytes).map_err(|_| TableError::Invalid {
+            path: path.to_path_buf(),
+            message: "it is not UTF-8 text".into(),
         })?;
         let mut table = PriceTable::parse(&text).map_err(|message| TableError::Invalid {
             path: path.to_path_buf(),

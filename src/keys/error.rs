@@ -175,7 +175,8 @@ impl KeyError {
                 let have = if available.is_empty() {
                     "there are no key files yet".to_string()
                 } else {
-                    format!("existing keys: {}", available.join(", "))
+                    crate::suggest::Names::new(available.iter().map(String::as_str))
+                        .hint(name, "key files")
                 };
                 format!("add it with `byok-flow keys add {name} < key.txt` (or paste it when asked); {have}")
             }

@@ -180,13 +180,14 @@ fn bad(place: &Place, reason: impl Into<String>) -> KeyError {
 
 fn read_identity_file(place: &Place, path: &Path) -> Result<Zeroizing<String>, KeyError> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => KeyError::BadIdentity {
+    // Not `File::open`: a FIFO would block until something writes to it.
+    let file = crate::read::open(path).map_err(|e| match e {
+        e if e.is_not_found() => KeyError::BadIdentity {
             place: place.to_string(),
             reason: "the file does not exist".into(),
             hint: "run `byok-flow keys init` to make an identity, or fix the path".into(),
         },
-        _ => KeyError::io("read the identity file", path, e),
+        e => KeyError::io("read the identity file", path, e.into()),
     })?;
     warn_if_readable_by_others(&file, path);
     let mut bytes = Zeroizing::new(Vec::new());

@@ -265,18 +265,13 @@ pub fn decrypt(identity: &Identity, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u
 
 /// Reads a key file's bytes, refusing ones too large to be key files.
 pub fn read_file(path: &Path) -> Result<Vec<u8>, KeyError> {
-    let file = std::fs::File::open(path).map_err(|e| KeyError::io("read", path, e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| KeyError::io("read", path, e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(KeyError::Corrupt {
+    crate::read::file(path, MAX_FILE_BYTES).map_err(|e| match e {
+        crate::read::ReadError::TooLarge(_) => KeyError::Corrupt {
             path: path.to_path_buf(),
             reason: "it is too large to be a key file".into(),
-        });
-    }
-    Ok(bytes)
+        },
+        e => KeyError::io("read", path, e.into()),
+    })
 }
 
 /// Opens a key file with `identity`: decrypts it and reads the key.

@@ -25,6 +25,9 @@ const GITIGNORE: &str = "\
 *.tmp
 ";
 
+/// The largest recipients file read: thousands of recipients fit in far less.
+const MAX_RECIPIENTS_BYTES: u64 = 1024 * 1024;
+
 /// A `.byok/` folder.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeysDir {
@@ -228,12 +231,14 @@ impl KeysDir {
             return Err(KeyError::NoRecipientsFile { path });
         }
         let path = self.regular_file(path)?;
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+        let text = match crate::read::file(&path, MAX_RECIPIENTS_BYTES) {
+            Ok(bytes) => String::from_utf8(bytes).map_err(|e| {
+                KeyError::io("read", &path, io::Error::new(io::ErrorKind::InvalidData, e))
+            })?,
+            Err(e) if e.is_not_found() => {
                 return Err(KeyError::NoRecipientsFile { path });
             }
-            Err(e) => return Err(KeyError::io("read", path, e)),
+            Err(e) => return Err(KeyError::io("read", path, e.into())),
         };
         RecipientsFile::parse(&text).map_err(|bad| KeyError::BadRecipientLine {
             path,
@@ -331,7 +336,7 @@ mod tests {
         assert_eq!(dir.key_names().unwrap(), ["a", "b"]);
         let err = dir.existing_key("c").unwrap_err();
         assert!(
-            err.hint().unwrap().contains("existing keys: a, b"),
+            err.hint().unwrap().contains("did you mean `a` or `b`?"),
             "{:?}",
             err.hint()
         );

@@ -126,6 +126,16 @@ pub fn grid(
     rows: &[Vec<String>],
     footer: Option<&[String]>,
 ) -> String {
+    // Cells quote workflows, prices files and servers: control characters are shown escaped.
+    let escape = |row: &[String]| -> Vec<String> {
+        row.iter()
+            .map(|cell| crate::printable::escape_line(cell).into_owned())
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| escape(row)).collect();
+    let footer = footer.map(escape);
+    let footer = footer.as_deref();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows.iter().map(Vec::as_slice).chain(footer) {
         for (w, cell) in widths.iter_mut().zip(row) {

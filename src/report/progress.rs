@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::events::{Event, Subscriber};
+use crate::printable;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, AgentStatus};
 
@@ -44,13 +45,13 @@ pub fn settled_line(record: &AgentRecord) -> String {
         AgentStatus::Failed => format!(
             "failed   {}: {}{}",
             record.name,
-            record.reason.as_deref().unwrap_or("unknown error"),
+            printable::escape(record.reason.as_deref().unwrap_or("unknown error")),
             spent_note(record)
         ),
         AgentStatus::Skipped => format!(
             "skipped  {}: {}",
             record.name,
-            record.reason.as_deref().unwrap_or("not run")
+            printable::escape(record.reason.as_deref().unwrap_or("not run"))
         ),
         AgentStatus::Cancelled => format!("cancelled {}{}", record.name, spent_note(record)),
     }
@@ -81,7 +82,8 @@ pub fn attempt_line(agent: &str, attempt: &Attempt) -> String {
     };
     format!(
         "retry    {agent} ({}): {}{then}",
-        attempt.model, attempt.outcome
+        attempt.model,
+        printable::escape(&attempt.outcome)
     )
 }
 
@@ -89,12 +91,14 @@ impl Subscriber for Plain {
     fn on_event(&mut self, event: &Event<'_>) -> std::io::Result<()> {
         let elapsed = self.start.elapsed().as_secs_f64();
         let line = match event {
-            Event::AgentStarted { agent, model } => format!("started  {agent} ({model})"),
+            Event::AgentStarted { agent, model } => {
+                format!("started  {agent} ({})", printable::escape_line(model))
+            }
             Event::AgentFinished { record } | Event::AgentSkipped { record } => {
                 settled_line(record)
             }
             Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
-            Event::Warning { message } => format!("warning  {message}"),
+            Event::Warning { message } => format!("warning  {}", printable::escape(message)),
             Event::RunStarted { .. }
             | Event::RunFinished { .. }
             | Event::AgentProgress { .. }
@@ -134,7 +138,7 @@ impl Subscriber for Live {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(self.style.clone());
                 bar.set_prefix((*agent).to_string());
-                bar.set_message(format!("running on {model}"));
+                bar.set_message(format!("running on {}", printable::escape_line(model)));
                 bar.enable_steady_tick(Duration::from_millis(100));
                 self.bars.insert((*agent).to_string(), bar);
             }
@@ -159,7 +163,11 @@ impl Subscriber for Live {
             }
             Event::AttemptFailed { agent, attempt } => {
                 if let Some(bar) = self.bars.get(*agent) {
-                    bar.set_message(format!("{} failed: {}", attempt.model, attempt.outcome));
+                    bar.set_message(format!(
+                        "{} failed: {}",
+                        attempt.model,
+                        printable::escape(&attempt.outcome)
+                    ));
                 }
             }
             Event::AgentProgress { agent, chars } => {
@@ -167,7 +175,9 @@ impl Subscriber for Live {
                     bar.set_message(format!("receiving, ~{} tokens", chars.div_ceil(4)));
                 }
             }
-            Event::Warning { message } => self.multi.println(format!("warning: {message}"))?,
+            Event::Warning { message } => self
+                .multi
+                .println(format!("warning: {}", printable::escape(message)))?,
             Event::RunStarted { .. }
             | Event::RowsStarted { .. }
             | Event::RowFinished { .. }

@@ -4,6 +4,7 @@
 use std::io::Write;
 
 use crate::events::{Event, Subscriber};
+use crate::printable;
 use crate::record::{AgentStatus, RunRecord, RunStatus};
 use crate::workflow::diagnostic::counted;
 
@@ -33,7 +34,8 @@ pub fn render(record: &RunRecord) -> String {
             let (tokens_in, tokens_out) = super::agent_tokens(a);
             [
                 a.name.clone(),
-                format!("{}/{}", a.provider, a.model),
+                // The model may be the one a server said answered: shown, never obeyed.
+                printable::escape_line(&format!("{}/{}", a.provider, a.model)).into_owned(),
                 status,
                 tokens_in,
                 tokens_out,

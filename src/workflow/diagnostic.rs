@@ -9,9 +9,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, SourceSpan};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan};
 
+use super::lines::LineIndex;
+use super::snippet::{CONTEXT_LINES, Snippet};
 use super::yaml::Pos;
+use crate::printable;
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -133,7 +136,9 @@ impl FileReport {
         }
     }
 
-    /// Renders every diagnostic like a compiler, then a count.
+    /// Renders the first [`MAX_SHOWN`] diagnostics like a compiler, then how many
+    /// more there are, then a count. The file's line starts are indexed once, so
+    /// this is linear in the number of problems.
     pub fn render(&self, color: bool) -> String {
         let theme = if color {
             GraphicalTheme::unicode()
@@ -142,25 +147,42 @@ impl FileReport {
         };
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_links(false)
-            .with_width(120);
+            .with_width(120)
+            .with_context_lines(CONTEXT_LINES);
+        let index = LineIndex::new(&self.source);
+        let name = self.path.display().to_string();
         let mut out = String::new();
-        for diagnostic in &self.diagnostics {
+        for diagnostic in self.diagnostics.iter().take(MAX_SHOWN) {
             let shown = Shown {
                 diagnostic,
-                source: NamedSource::new(self.path.display().to_string(), self.source.clone()),
-                location: self.location(diagnostic),
+                snippet: diagnostic.span.pos.and_then(|pos| {
+                    Snippet::new(&name, &self.source, &index, pos, diagnostic.span.len)
+                }),
+                location: printable::escape(&self.location(diagnostic)).into_owned(),
+                message: printable::escape(&diagnostic.full_message()).into_owned(),
+                help: diagnostic
+                    .help
+                    .as_deref()
+                    .map(|h| printable::escape(h).into_owned()),
             };
             if handler.render_report(&mut out, &shown).is_err() {
-                out.push_str(&format!(
-                    "{}: {}\n",
-                    shown.location,
-                    diagnostic.full_message()
-                ));
+                out.push_str(&format!("{}: {}\n", shown.location, shown.message));
             }
         }
         let errors = self.error_count();
         let warnings = self.diagnostics.len() - errors;
-        let name = self.path.display();
+        let name = printable::escape(&name);
+        if let Some(hidden) = self.diagnostics.get(MAX_SHOWN..).filter(|h| !h.is_empty()) {
+            let hidden_errors = hidden.iter().filter(|d| d.is_error()).count();
+            let kinds = match (hidden_errors, hidden.len() - hidden_errors) {
+                (e, 0) => counted(e, "more error"),
+                (0, w) => counted(w, "more warning"),
+                (e, w) => format!("{} and {}", counted(e, "more error"), counted(w, "warning")),
+            };
+            out.push_str(&format!(
+                "... {kinds} not shown; `byok-flow validate --json {name}` lists every one.\n"
+            ));
+        }
         if errors > 0 {
             out.push_str(&format!("Found {} in {name}.\n", counted(errors, "error")));
         } else if warnings > 0 {
@@ -173,6 +195,41 @@ impl FileReport {
     }
 }
 
+/// How many problems of one file are printed; the rest are counted (and all are
+/// in `validate --json`), so a file with thousands of mistakes still reads.
+pub const MAX_SHOWN: usize = 200;
+
+/// One problem as `validate --json` prints it.
+#[derive(Debug, serde::Serialize)]
+pub struct DiagnosticJson<'a> {
+    pub severity: Severity,
+    pub code: &'static str,
+    pub message: &'a str,
+    pub agent: Option<&'a str>,
+    pub help: Option<&'a str>,
+    /// 1-based line and column, when the problem has a place in the file.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl FileReport {
+    /// Every problem (none left out), as data.
+    pub fn json(&self) -> Vec<DiagnosticJson<'_>> {
+        self.diagnostics
+            .iter()
+            .map(|d| DiagnosticJson {
+                severity: d.severity,
+                code: d.code,
+                message: &d.message,
+                agent: d.agent.as_deref(),
+                help: d.help.as_deref(),
+                line: d.span.pos.map(|p| p.line),
+                column: d.span.pos.map(|p| p.column),
+            })
+            .collect()
+    }
+}
+
 /// "1 error", "3 errors".
 pub fn counted(n: usize, noun: &str) -> String {
     if n == 1 {
@@ -182,43 +239,27 @@ pub fn counted(n: usize, noun: &str) -> String {
     }
 }
 
-/// Lines longer than this are not quoted: they would not be readable, and miette
-/// panics on a caret past column 65,535.
-const MAX_QUOTED_LINE: usize = 1_000;
-
-/// A diagnostic as miette sees it.
+/// A diagnostic as miette sees it: its text escaped, and the lines it quotes.
 struct Shown<'a> {
     diagnostic: &'a Diagnostic,
-    source: NamedSource<Arc<str>>,
+    snippet: Option<Snippet>,
     location: String,
-}
-
-impl Shown<'_> {
-    /// Whether the problem's line is quoted with a caret under it.
-    fn quotes_source(&self) -> bool {
-        let Some(pos) = self.diagnostic.span.pos else {
-            return false;
-        };
-        let text = self.source.inner();
-        let offset = pos.offset.min(text.len());
-        let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-        let end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
-        text[start..end].chars().count() <= MAX_QUOTED_LINE
-    }
+    message: String,
+    help: Option<String>,
 }
 
 impl fmt::Debug for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.diagnostic.message)
+        f.write_str(&self.message)
     }
 }
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.quotes_source() {
-            f.write_str(&self.diagnostic.full_message())
+        if self.snippet.is_some() {
+            f.write_str(&self.message)
         } else {
-            write!(f, "{}: {}", self.location, self.diagnostic.full_message())
+            write!(f, "{}: {}", self.location, self.message)
         }
     }
 }
@@ -238,28 +279,17 @@ impl miette::Diagnostic for Shown<'_> {
     }
 
     fn help<'b>(&'b self) -> Option<Box<dyn fmt::Display + 'b>> {
-        self.diagnostic
-            .help
+        self.help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.quotes_source()
-            .then_some(&self.source as &dyn miette::SourceCode)
+        self.snippet.as_ref().map(|s| s as &dyn miette::SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if !self.quotes_source() {
-            return None;
-        }
-        let pos = self.diagnostic.span.pos?;
-        let len = self.diagnostic.span.len.max(1);
-        let offset = pos.offset.min(self.source.inner().len());
-        let len = len
-            .min(self.source.inner().len().saturating_sub(offset))
-            .max(usize::from(offset < self.source.inner().len()));
-        let span = SourceSpan::new(offset.into(), len);
+        let span = self.snippet.as_ref()?.span;
         Some(Box::new(std::iter::once(
             LabeledSpan::new_primary_with_span(Some("here".to_string()), span),
         )))

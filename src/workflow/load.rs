@@ -14,6 +14,7 @@ use super::repair;
 use super::schema;
 use super::tree::{self, PosIndex};
 use super::yaml;
+use crate::read::{self, ReadError};
 use crate::suggest;
 
 /// The largest workflow file accepted.
@@ -28,15 +29,32 @@ pub struct Loaded {
 
 /// Reads and parses a file; on failure the report holds every problem found.
 pub fn load_file(path: &Path) -> Result<(Loaded, FileReport), FileReport> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match read::file(path, MAX_FILE_BYTES as u64) {
         Ok(bytes) => bytes,
         Err(e) => {
-            let d = Diagnostic::error(
-                "workflow::read",
-                Span::NONE,
-                format!("cannot read the file: {e}"),
-            )
-            .help("check the path; `byok-flow validate` takes the workflow file's path");
+            let d = match e {
+                ReadError::TooLarge(_) => Diagnostic::error(
+                    "workflow::too-large",
+                    Span::NONE,
+                    format!(
+                        "the file is larger than {}, the limit",
+                        read::size(MAX_FILE_BYTES as u64)
+                    ),
+                )
+                .help("split the workflow, or pass long text with `--input NAME=@FILE`"),
+                ReadError::NotAFile(_) => Diagnostic::error(
+                    "workflow::read",
+                    Span::NONE,
+                    format!("cannot read the workflow: {e}"),
+                )
+                .help("give the path of the workflow's YAML file"),
+                ReadError::Io(_) => Diagnostic::error(
+                    "workflow::read",
+                    Span::NONE,
+                    format!("cannot read the file: {e}"),
+                )
+                .help("check the path; `byok-flow validate` takes the workflow file's path"),
+            };
             return Err(FileReport::new(path, Arc::from(""), vec![d]));
         }
     };
@@ -76,9 +94,8 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
                 "workflow::too-large",
                 Span::NONE,
                 format!(
-                    "the file is {} MiB; the limit is {} MiB",
-                    source.len() >> 20,
-                    MAX_FILE_BYTES >> 20
+                    "the file is larger than {}, the limit",
+                    read::size(MAX_FILE_BYTES as u64)
                 ),
             )
             .help("split the workflow, or pass long text with `--input NAME=@FILE`"),
@@ -142,17 +159,59 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
             _ => Err(report),
         };
     }
-    match serde_json::from_value::<Workflow>(json) {
+    match serde_path_to_error::deserialize::<_, Workflow>(json) {
         Ok(workflow) => Ok((
             Loaded { workflow, index },
             FileReport::new(path, source, Vec::new()),
         )),
-        Err(e) => fail(Diagnostic::error(
-            "workflow::invalid",
-            Span::NONE,
-            e.to_string(),
-        )),
+        Err(e) => fail(typed_error(&e, &index)),
     }
+}
+
+/// A value the schema allows but the types do not (`version: 1.0` is an integer
+/// to JSON Schema, not to a `u32`), said at its place.
+fn typed_error(e: &serde_path_to_error::Error<serde_json::Error>, index: &PosIndex) -> Diagnostic {
+    let pointer = e.path().iter().fold(String::new(), |mut pointer, segment| {
+        pointer.push('/');
+        pointer.push_str(&tree::escape(&segment.to_string()));
+        pointer
+    });
+    let (pos, len) = index.value(&pointer);
+    let span = Span::at(pos, len);
+    let inner = e.inner().to_string();
+    let float = inner
+        .strip_prefix("invalid type: floating point `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(number, _)| number);
+    let d = match float {
+        Some(number) if pointer == "/version" => {
+            let value = number
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or(Json::Null, Json::Number);
+            version_error(span, &value)
+                .help("write the version as the whole number `1` (`version: 1`), not as a decimal")
+        }
+        Some(number) => Diagnostic::error(
+            "workflow::type",
+            span,
+            format!(
+                "{} must be a whole number, not {number}",
+                field_name(&pointer)
+            ),
+        )
+        .help(format!(
+            "write it without a decimal point, like `{}`",
+            number.split('.').next().unwrap_or(number)
+        )),
+        None => Diagnostic::error(
+            "workflow::invalid",
+            span,
+            format!("{}: {inner}", field_name(&pointer)),
+        ),
+    };
+    with_agent(d, &pointer)
 }
 
 fn yaml_help(message: &str, source: &str) -> String {
@@ -351,21 +410,24 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
 /// `promt:` is one mistake: the unknown field says "did you mean `prompt`?", so the
 /// "missing field `prompt`" for the same mapping is left out.
 fn drop_missing_that_are_typos(out: &mut Vec<Diagnostic>) {
-    let typos: Vec<(Option<String>, String, String)> = out
+    // The "missing field" messages the typos explain, looked up in a set: a file
+    // with thousands of each must not compare every pair.
+    let explained: std::collections::HashSet<(Option<String>, String)> = out
         .iter()
         .filter(|d| d.code == "workflow::unknown-field")
         .filter_map(|d| {
             let meant = d.help.as_deref()?.strip_prefix("did you mean `")?;
             let meant = &meant[..meant.find('`')?];
             let place = d.message.split_once('`')?.1.split_once('`')?.1;
-            Some((d.agent.clone(), place.to_string(), meant.to_string()))
+            Some((d.agent.clone(), format!("missing field `{meant}`{place}")))
         })
         .collect();
+    if explained.is_empty() {
+        return;
+    }
     out.retain(|d| {
         d.code != "workflow::missing-field"
-            || !typos.iter().any(|(agent, place, meant)| {
-                *agent == d.agent && d.message == format!("missing field `{meant}`{place}")
-            })
+            || !explained.contains(&(d.agent.clone(), d.message.clone()))
     });
 }
 

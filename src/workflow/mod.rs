@@ -3,12 +3,14 @@
 
 pub mod diagnostic;
 pub mod duration;
+pub mod lines;
 pub mod load;
 pub mod map;
 pub mod model;
 pub mod providers;
 pub mod repair;
 pub mod schema;
+pub mod snippet;
 pub mod tree;
 pub mod validate;
 pub mod yaml;

@@ -5,14 +5,15 @@
 use std::collections::HashMap;
 
 use super::diagnostic::{Diagnostic, FileReport, Span};
+use super::lines::LineIndex;
 use super::load::Loaded;
 use super::model::{OutputKind, Workflow};
 use super::providers::{self, ProviderProblem};
 use super::tree::{PosIndex, escape};
-use super::yaml::{Pos, offset_of};
+use super::yaml::Pos;
 use crate::catalog;
 use crate::dag::{Dag, EdgeKind};
-use crate::suggest;
+use crate::suggest::Names;
 use crate::template::{self, Target};
 
 /// A workflow that passed every check, with its graph.
@@ -34,10 +35,14 @@ impl Checked {
 
 /// Runs every check on a loaded workflow.
 pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileReport), FileReport> {
+    let w = &loaded.workflow;
     let mut c = Checker {
-        w: &loaded.workflow,
+        w,
         index: &loaded.index,
         source: &report.source,
+        lines: LineIndex::new(&report.source),
+        agents: Names::new(w.agents.keys().map(String::as_str)),
+        inputs: Names::new(w.inputs.keys().map(String::as_str)),
         out: Vec::new(),
     };
     c.names();
@@ -73,6 +78,52 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
     ))
 }
 
+/// Whether `url` can be a provider's `base_url`: an `http` or `https` URL with a
+/// host and a valid port; else what is wrong and how to fix it.
+pub fn check_base_url(url: &str) -> Result<(), (String, String)> {
+    let example = "write the API's address with its scheme, like `https://llm.example.com/v1` (or `http://127.0.0.1:8080/v1` for a local server)";
+    let parsed = match url::Url::parse(url) {
+        Ok(parsed) => parsed,
+        Err(url::ParseError::InvalidPort) => {
+            return Err((
+                format!("`base_url` `{url}` has a port that does not exist"),
+                "a port is a number from 1 to 65535, like `:8080`".into(),
+            ));
+        }
+        Err(url::ParseError::RelativeUrlWithoutBase) => {
+            return Err((
+                format!("`base_url` `{url}` is not a URL: it has no scheme (`https://`)"),
+                example.into(),
+            ));
+        }
+        Err(e) => {
+            return Err((
+                format!("`base_url` `{url}` is not a URL: {e}"),
+                example.into(),
+            ));
+        }
+    };
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err((
+            format!(
+                "`base_url` `{url}` uses `{}:`; providers are called over `https://` (or `http://`)",
+                parsed.scheme()
+            ),
+            example.into(),
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err((format!("`base_url` `{url}` has no host"), example.into()));
+    }
+    if parsed.port() == Some(0) {
+        return Err((
+            format!("`base_url` `{url}` has port 0, which cannot be called"),
+            "a port is a number from 1 to 65535, like `:8080`".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a name is an identifier: letters, digits, `_` and `-`.
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
@@ -93,6 +144,11 @@ struct Checker<'a> {
     w: &'a Workflow,
     index: &'a PosIndex,
     source: &'a str,
+    /// The file's line starts, for placing template problems.
+    lines: LineIndex,
+    /// The agents' and inputs' names, for "did you mean".
+    agents: Names<'a>,
+    inputs: Names<'a>,
     out: Vec<Diagnostic>,
 }
 
@@ -196,6 +252,32 @@ impl Checker<'_> {
                 }
             }
         }
+        let timeouts = std::iter::once((
+            None,
+            "/defaults/timeout".to_string(),
+            self.w.defaults.timeout,
+        ))
+        .chain(self.w.agents.iter().map(|(name, a)| {
+            (
+                Some(name),
+                format!("/agents/{}/timeout", escape(name)),
+                a.timeout,
+            )
+        }));
+        for (agent, pointer, timeout) in timeouts {
+            if timeout.is_some_and(|t| t.0.is_zero()) {
+                let mut d = Diagnostic::error(
+                    "workflow::timeout",
+                    self.value_span(&pointer),
+                    "`timeout` is 0: every call would time out before it starts",
+                )
+                .help("give each call time to answer, like `timeout: 120s`, or remove `timeout` for no limit on a call");
+                if let Some(agent) = agent {
+                    d = d.agent(agent);
+                }
+                self.out.push(d);
+            }
+        }
         for (name, provider) in &self.w.providers {
             if let Some(key) = &provider.key {
                 self.key_name(&format!("/providers/{}/key", escape(name)), key, None);
@@ -240,6 +322,7 @@ impl Checker<'_> {
             .map(str::to_string)
             .chain(self.w.providers.keys().cloned())
             .collect();
+        let known = Names::new(known.iter().map(String::as_str));
         for (name, agent) in &self.w.agents {
             let mut models = vec![(
                 format!("/agents/{}/model", escape(name)),
@@ -256,6 +339,18 @@ impl Checker<'_> {
                     continue;
                 };
                 let span = self.value_span(&pointer);
+                if model.chars().any(char::is_control) {
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::model",
+                            span,
+                            format!("model `{model}` holds a control character"),
+                        )
+                        .agent(name)
+                        .help("a model id is printable text, like `openai/gpt-4o`; remove the escape (`\\e`, `\\x1b`) from it"),
+                    );
+                    continue;
+                }
                 match providers::resolve(self.w, provider) {
                     Ok(info) => {
                         if let Err(e) = catalog::check_model(info.kind, id) {
@@ -267,9 +362,9 @@ impl Checker<'_> {
                         }
                     }
                     Err(ProviderProblem::Unknown) => {
-                        let hint =
-                            suggest::did_you_mean(provider, known.iter().map(String::as_str))
-                                .map_or(String::new(), |s| format!("{s} "));
+                        let hint = known
+                            .did_you_mean(provider)
+                            .map_or(String::new(), |s| format!("{s} "));
                         self.out.push(
                             Diagnostic::error("workflow::unknown-provider", span, format!("unknown provider `{provider}` in `{model}`"))
                                 .agent(name)
@@ -280,7 +375,20 @@ impl Checker<'_> {
                 }
             }
         }
-        for name in self.w.providers.keys() {
+        for (name, provider) in &self.w.providers {
+            if let Some(url) = &provider.base_url {
+                if let Err((message, help)) = check_base_url(url) {
+                    let span = self.value_span(&format!("/providers/{}/base_url", escape(name)));
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::base-url",
+                            span,
+                            format!("provider `{name}`: {message}"),
+                        )
+                        .help(help),
+                    );
+                }
+            }
             let problem = match providers::resolve(self.w, name) {
                 Err(ProviderProblem::MissingType) => (
                     "needs a `type:`",
@@ -360,13 +468,7 @@ impl Checker<'_> {
     }
 
     fn agent_hint(&self, missing: &str) -> String {
-        let names = self.w.agents.keys().map(String::as_str);
-        suggest::did_you_mean(missing, names).unwrap_or_else(|| {
-            format!(
-                "agents in this workflow: {}",
-                self.w.agents.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
+        self.agents.hint(missing, "agents in this workflow")
     }
 
     /// Checks one template; returns the valid targets it references.
@@ -392,8 +494,10 @@ impl Checker<'_> {
             }
         };
         let mut valid = Vec::new();
+        let text_lines = LineIndex::new(text);
         for r in refs {
-            let pos = self.in_scalar_offset(value_pos, text, r.offset);
+            let at = text_lines.pos(text, r.offset);
+            let pos = self.in_scalar(value_pos, text, at.line, at.column);
             let span = Span::at(pos, r.raw.len());
             let problem = match &r.target {
                 Err(message) => Some((
@@ -408,7 +512,7 @@ impl Checker<'_> {
                     },
                 )),
                 Ok(Target::Input(input)) if !self.w.inputs.contains_key(input) => {
-                    let hint = suggest::did_you_mean(input, self.w.inputs.keys().map(String::as_str))
+                    let hint = self.inputs.did_you_mean(input)
                         .unwrap_or_else(|| format!("declare it under `inputs:`, like `inputs: {{{input}: {{required: true}}}}`"));
                     Some((
                         format!(
@@ -461,33 +565,24 @@ impl Checker<'_> {
         valid
     }
 
-    fn in_scalar_offset(&self, value: Option<Pos>, text: &str, offset: usize) -> Option<Pos> {
-        let before = &text[..offset.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-        self.in_scalar(value, text, line, col)
-    }
-
     /// Maps a (line, column) inside a template to the file, for plain, quoted and
     /// literal (`|`) scalars; other styles fall back to where the value starts.
     fn in_scalar(&self, value: Option<Pos>, text: &str, line: usize, col: usize) -> Option<Pos> {
         let value = value?;
         let src = self.source;
-        let offset = value.offset.min(src.len());
+        let offset = self.lines.pos(src, value.offset).offset;
         let first = src[offset..].chars().next()?;
         let head = src[..offset].trim_end();
         let indicator = head.chars().last();
         // The block scalar's header, like `|`, `|-` or `|2+`: the last word before the value.
         let header = head.rsplit(char::is_whitespace).next().unwrap_or_default();
-        // Count lines from the value's own line, not the top of the file: doing that
-        // for every reference made validation quadratic in the file's length.
-        let line_start = src[..offset].rfind('\n').map_or(0, |i| i + 1);
+        // Lines are found in the file's index: counting them for every reference
+        // made validation quadratic in the file's length.
         let at = |line: usize, column: usize| {
-            let rest = &src[line_start..];
             Some(Pos {
                 line,
                 column,
-                offset: line_start + offset_of(rest, line + 1 - value.line, column),
+                offset: self.lines.offset(src, line, column),
             })
         };
         if indicator.is_some_and(|c| {

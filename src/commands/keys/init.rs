@@ -56,9 +56,11 @@ pub(super) fn init(ctx: &Context, add_recipient: bool, global: Global) -> Result
 }
 
 fn read_existing_identity(path: &Path) -> Result<Identity> {
-    let text = std::fs::read_to_string(path)
-        .map(Zeroizing::new)
-        .map_err(|e| KeyError::io("read the identity file", path, e))?;
+    let mut bytes = Zeroizing::new(Vec::new());
+    crate::read::open(path)
+        .and_then(|file| crate::read::into(file, 64 * 1024, &mut bytes))
+        .map_err(|e| KeyError::io("read the identity file", path, e.into()))?;
+    let text = Zeroizing::new(String::from_utf8_lossy(&bytes).into_owned());
     Identity::parse(&text, Place::Flag(path.to_path_buf())).map_err(|e| {
         let reason = match e {
             KeyError::BadIdentity { reason, .. } => reason,

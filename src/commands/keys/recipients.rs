@@ -154,7 +154,15 @@ fn parse_recipient_args(words: &[String]) -> Result<Vec<(String, Recipient)>> {
     }
     let texts: Vec<String> = if words.len() == 1 && Path::new(&words[0]).is_file() {
         let path = Path::new(&words[0]);
-        let text = std::fs::read_to_string(path).map_err(|e| KeyError::io("read", path, e))?;
+        let bytes = crate::read::file(path, 1024 * 1024)
+            .map_err(|e| KeyError::io("read", path, e.into()))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            KeyError::io(
+                "read",
+                path,
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            )
+        })?;
         if text.contains("PRIVATE KEY") {
             return Err(
                 Error::usage(format!("`{}` is a private key", path.display()))

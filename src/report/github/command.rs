@@ -17,6 +17,7 @@ use secrecy::ExposeSecret;
 use secrecy::zeroize::Zeroizing;
 
 use crate::keys::ApiKey;
+use crate::printable;
 
 /// An annotation's kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,15 +76,17 @@ fn relative_to(file: &Path, workspace: Option<&Path>) -> PathBuf {
     inside.unwrap_or_else(|| file.to_path_buf())
 }
 
-/// Escapes a command's data (the part after the last `::`).
+/// Escapes a command's data (the part after the last `::`); other control
+/// characters are shown escaped (`\x1b`): the log viewer would obey them.
 pub fn escape_data(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
+    let mut one = [0; 4];
     for c in text.chars() {
         match c {
             '%' => out.push_str("%25"),
             '\r' => out.push_str("%0D"),
             '\n' => out.push_str("%0A"),
-            c => out.push(c),
+            c => out.push_str(&printable::escape(c.encode_utf8(&mut one))),
         }
     }
     out
@@ -192,6 +195,7 @@ mod tests {
     fn escapes_data_and_properties_like_the_toolkit() {
         assert_eq!(escape_data("50% done\r\nnext"), "50%25 done%0D%0Anext");
         assert_eq!(escape_property("a:b,c%"), "a%3Ab%2Cc%25");
+        assert_eq!(escape_data("a\x1b]0;t\x07\tb"), "a\\x1b]0;t\\x07\tb");
     }
 
     #[test]

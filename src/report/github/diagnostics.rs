@@ -5,13 +5,15 @@
 use std::path::Path;
 
 use super::command::{Level, Place, annotation};
-use crate::workflow::{FileReport, Severity};
+use crate::workflow::diagnostic::MAX_SHOWN;
+use crate::workflow::{Diagnostic, FileReport, Severity};
 
 /// One `::error` or `::warning` line per diagnostic in `report`.
 pub fn annotations(report: &FileReport, workspace: Option<&Path>) -> String {
     let file = Place::file(&report.path, workspace);
     let mut out = String::new();
-    for d in &report.diagnostics {
+    // As on the terminal, the first 200; GitHub shows only the first few anyway.
+    for d in report.diagnostics.iter().take(MAX_SHOWN) {
         let place = d
             .span
             .pos
@@ -26,6 +28,22 @@ pub fn annotations(report: &FileReport, workspace: Option<&Path>) -> String {
             message.push_str(help);
         }
         out.push_str(&annotation(level, Some(&place), d.code, &message));
+    }
+    let hidden = report.diagnostics.len().saturating_sub(MAX_SHOWN);
+    if hidden > 0 {
+        let message = format!(
+            "{hidden} more problems in this file; `byok-flow validate --json {}` lists every one",
+            report.path.display()
+        );
+        let level = if report.diagnostics[MAX_SHOWN..]
+            .iter()
+            .any(Diagnostic::is_error)
+        {
+            Level::Error
+        } else {
+            Level::Warning
+        };
+        out.push_str(&annotation(level, Some(&file), "byok-flow", &message));
     }
     out
 }

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::dataset::record::{RowResult, RowStatus};
 use crate::events::{Event, Subscriber};
+use crate::printable;
 
 /// How often the plain progress line is printed.
 pub const EVERY: Duration = Duration::from_secs(10);
@@ -98,7 +99,8 @@ fn duration(seconds: f64) -> String {
     }
 }
 
-/// The line that names a failed row.
+/// The line that names a failed row; its error can quote a server, so control
+/// characters are shown escaped.
 pub fn failed_line(result: &RowResult) -> String {
     let Some(error) = &result.error else {
         return format!("row {} failed", result.row);
@@ -112,8 +114,10 @@ pub fn failed_line(result: &RowResult) -> String {
         .as_ref()
         .map_or_else(String::new, |a| format!("{a}: "));
     format!(
-        "row {} ({place}) failed: {agent}{}",
-        result.row, error.message
+        "row {} ({place}) failed: {}{}",
+        result.row,
+        printable::escape(&agent),
+        printable::escape(&error.message)
     )
 }
 
@@ -175,7 +179,9 @@ impl Subscriber for Plain {
                 record.seconds,
                 self.tally.dollars()
             )),
-            Event::Warning { message } => self.print(&format!("warning  {message}")),
+            Event::Warning { message } => {
+                self.print(&format!("warning  {}", printable::escape(message)))
+            }
             _ => Ok(()),
         }
     }
@@ -233,7 +239,9 @@ impl Subscriber for Live {
                 }
             }
             Event::RowsFinished { .. } => self.bar.finish_and_clear(),
-            Event::Warning { message } => self.bar.println(format!("warning: {message}")),
+            Event::Warning { message } => self
+                .bar
+                .println(format!("warning: {}", printable::escape(message))),
             _ => {}
         }
         Ok(())
@@ -311,6 +319,17 @@ mod tests {
         assert_eq!(
             failed_line(&result),
             "row 4 (record 4, line 7) failed: writer[3]: anthropic: 529 overloaded"
+        );
+        // A server's words cannot drive the terminal.
+        result.error.as_mut().unwrap().message = "boom \u{1b}[2J\u{1b}]0;pwned\u{7}".into();
+        let line = failed_line(&result);
+        assert!(
+            !line.contains('\u{1b}') && !line.contains('\u{7}'),
+            "{line:?}"
+        );
+        assert!(
+            line.ends_with("boom \\x1b[2J\\x1b]0;pwned\\x07"),
+            "{line:?}"
         );
     }
 }

@@ -173,7 +173,7 @@ fn a_missing_key_file() {
         &[
             "key `gemini` has no file",
             "keys add gemini",
-            "existing keys: anthropic, openai",
+            "the key files: `anthropic`, `openai`",
         ],
     );
     assert_eq!(p.files(), before);
