@@ -110,10 +110,6 @@ impl Session {
         }
     }
 
-    pub fn options(&self) -> &Options {
-        &self.options
-    }
-
     /// The spending ceiling (`--max-usd`, else `budget.max_usd`), if any.
     pub fn max_usd(&self) -> Option<f64> {
         self.settings.max_usd

@@ -10,6 +10,14 @@
 //! [`record::RowResult`] and the run's [`record::DatasetRecord`]; [`shard`] splits
 //! the rows over machines. The outputs (stdout, `--out`, progress, the history)
 //! are subscribers, in `report::rows` and `history`.
+//!
+//! Another way of running rows (the providers' batch APIs) reads them the same
+//! way: [`Dataset::open`] checks a [`Source`] (its format, a CSV header against
+//! the inputs, a shard); `dataset.source.rows(shard)` yields each
+//! [`read::RawRow`] in order (its index, its place in the file, its fields or why
+//! it cannot be used), and [`RowInputs::inputs`] turns a row's fields into the
+//! template context's `inputs`, or a [`read::RowProblem`] saying what to fix. A
+//! row's outcome is a [`record::RowResult`]; the run's, a [`record::DatasetRecord`].
 
 pub mod collect;
 mod csv_rows;
