@@ -18,6 +18,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_byok-flow");
 
 const TIME: &str = "/usr/bin/time";
 
+/// The day the measured runs judge model retirements on (`BYOK_FLOW_TODAY`), so a
+/// model of the generated workflows retiring does not turn them into an exit 2.
+const TODAY: &str = "2026-11-30";
+
 /// Spawns `program args` `runs` times; the median wall time. Panics if one fails.
 fn median_wall(program: &str, args: &[&str], runs: usize) -> Duration {
     let mut samples: Vec<Duration> = (0..runs)
@@ -25,6 +29,7 @@ fn median_wall(program: &str, args: &[&str], runs: usize) -> Duration {
             let start = Instant::now();
             let status = Command::new(program)
                 .args(args)
+                .env("BYOK_FLOW_TODAY", TODAY)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
@@ -47,6 +52,7 @@ fn time_v(args: &[&str]) -> Option<(u64, Duration)> {
         .arg("-v")
         .arg(BIN)
         .args(args)
+        .env("BYOK_FLOW_TODAY", TODAY)
         .stdout(Stdio::null())
         .output()
         .ok()?;

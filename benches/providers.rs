@@ -83,6 +83,8 @@ fn measure(binary: &Path, args: &[&str], dir: &Path, server: &fake::FakeServer) 
         .args(args)
         .current_dir(dir)
         .env("BENCH_KEY", "bench-key")
+        // Retirements judged on a fixed day: GPT-4o's would end the measured runs.
+        .env("BYOK_FLOW_TODAY", "2026-11-30")
         .env("BYOK_FLOW_HISTORY", dir.join("history.sqlite"))
         .env_remove("HTTPS_PROXY")
         .env_remove("HTTP_PROXY")

@@ -2,13 +2,16 @@
 """Build data/prices.json, the pricing table byok-flow ships in its binary.
 
 Usage:
-    python3 scripts/build-prices.py [UPSTREAM.json [LEGACY.json]] > data/prices.json
+    python3 scripts/build-prices.py [UPSTREAM.json [LEGACY.json [LIFECYCLE.json]]] > data/prices.json
 
-Inputs (defaults are the copies kept in data/upstream/, see its README.md):
+Inputs (defaults are the copies kept in data/upstream/, see its README.md, and
+data/lifecycle.json, see data/README.md):
   - UPSTREAM.json: the LiteLLM model cost map (BerriAI/litellm
     model_prices_and_context_window.json), prices in USD per token.
   - LEGACY.json: an extract holding models retired upstream (Claude 3.5
     Sonnet/Haiku, Gemini 1.5), taken from an older snapshot of the same map.
+  - LIFECYCLE.json: deprecation and retirement dates and successors from the
+    providers' own deprecation pages, for what the map lacks or gets wrong.
 
 To refresh: download a newer model_prices_and_context_window.json into
 data/upstream/, update SOURCE_DATE and UPSTREAM below and in
@@ -29,7 +32,14 @@ What it does, so the output can be checked by reading this file:
     DeepSeek, which has no separate charge; the input price then applies);
   - keeps one long-context tier (`*_above_NNNk_tokens`) when upstream has one;
   - adds aliases: the ones in ALIASES (documented by the providers), and an
-    undated OpenAI/Anthropic id whose single dated twin has the same prices.
+    undated OpenAI/Anthropic id whose single dated twin has the same prices;
+  - reads upstream's `deprecation_date` as the day the model is retired (the
+    day requests start to fail: that is how the map uses it, e.g. Claude 3.7
+    Sonnet's 2026-02-19), then merges LIFECYCLE.json over it, model by model
+    (`deprecated`, `retired`, `successor`; an alias stands for its model), and
+    prints each date it changes on stderr. Every successor must be a model (or
+    alias) of the table or a model the provider names that the map does not
+    price yet; a lifecycle entry for a model the table lacks is an error.
 """
 
 import json
@@ -120,7 +130,7 @@ def entry(raw):
         }
         break
     if raw.get("deprecation_date"):
-        row["deprecated"] = raw["deprecation_date"]
+        row["retired"] = raw["deprecation_date"]
     return row
 
 
@@ -179,7 +189,39 @@ def prices_equal(a, b):
 DATED = re.compile(r"^(?P<base>.+?)-(?:\d{8}|\d{4}-\d{2}-\d{2})$")
 
 
-def build(upstream_path, legacy_path):
+DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+LIFECYCLE_FIELDS = ("deprecated", "retired", "successor")
+
+
+def merge_lifecycle(models, aliases, path, corrections):
+    """Dates and successors from the providers' deprecation pages, over upstream's."""
+    lifecycle = json.loads(Path(path).read_text())
+    for name, facts in lifecycle["models"].items():
+        key = aliases.get(name, name)
+        if key not in models:
+            sys.exit(f"{path}: {name} is not a model of the table")
+        if facts.get("source") not in lifecycle["sources"]:
+            sys.exit(f"{path}: {name} names no source listed under `sources`")
+        row = models[key]
+        for field in LIFECYCLE_FIELDS:
+            value = facts.get(field)
+            if value is None:
+                continue
+            if field != "successor" and not DATE.match(value):
+                sys.exit(f"{path}: {name}: {field} `{value}` is not YYYY-MM-DD")
+            if row.get(field) not in (None, value):
+                corrections.append(f"{key}: {field} {row[field]} -> {value} ({lifecycle['sources'][facts['source']].split(' ')[0]})")
+            row[field] = value
+        if row.get("deprecated") and row.get("retired") and row["deprecated"] > row["retired"]:
+            sys.exit(f"{path}: {name} is deprecated after it is retired")
+    known = set(models) | set(aliases)
+    for key, row in models.items():
+        successor = row.get("successor")
+        if successor and successor not in known:
+            print(f"lifecycle {key}: successor {successor} is not priced yet", file=sys.stderr)
+
+
+def build(upstream_path, legacy_path, lifecycle_path):
     upstream = json.loads(Path(upstream_path).read_text())
     legacy = json.loads(Path(legacy_path).read_text())["models"]
     corrections = []
@@ -202,7 +244,7 @@ def build(upstream_path, legacy_path):
             "note": "retired upstream; from the 2026-03-12 snapshot",
         }
         if raw.get("deprecation_date"):
-            row["deprecated"] = raw["deprecation_date"]
+            row["retired"] = raw["deprecation_date"]
         models.setdefault(key, row)
     for key, row in models.items():
         if key.startswith("anthropic/"):
@@ -233,6 +275,7 @@ def build(upstream_path, legacy_path):
             aliases[base] = same[0]
     for alias in aliases:
         models.pop(alias, None)
+    merge_lifecycle(models, aliases, lifecycle_path, corrections)
 
     for row in models.values():
         for field in list(row):
@@ -260,7 +303,8 @@ def main():
     args = sys.argv[1:]
     upstream = args[0] if args else ROOT / "data/upstream/model_prices_and_context_window.json"
     legacy = args[1] if len(args) > 1 else ROOT / "data/upstream/prices-core.json"
-    table = build(upstream, legacy)
+    lifecycle = args[2] if len(args) > 2 else ROOT / "data/lifecycle.json"
+    table = build(upstream, legacy, lifecycle)
     json.dump(table, sys.stdout, indent=1)
     sys.stdout.write("\n")
     print(f"{len(table['models'])} models, {len(table['aliases'])} aliases", file=sys.stderr)

@@ -130,6 +130,98 @@ pub fn builtin_base_url(name: &str) -> Option<&'static str> {
     builtin(name).map(|b| b.base_url)
 }
 
+/// Which sampling parameters (`temperature`, `top_p`) a model takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// Either or both.
+    Both,
+    /// One of them: setting both is a 400 (Anthropic's Opus 4.1 and the 4.5 and
+    /// 4.6 families: "`temperature` and `top_p` cannot both be specified for this
+    /// model"). `temperature` is the one sent.
+    OneOf,
+    /// Neither: a non-default value is a 400 (Anthropic's Opus 4.7 and later and the
+    /// 5 family; `OpenAI`'s reasoning models on `OpenAI`'s own API).
+    Neither,
+}
+
+/// What a model of this API takes, by its family: the provider's published rules
+/// (platform.claude.com "Migration guide" and "Model deprecations: API parameter
+/// deprecations"; `OpenAI`'s reasoning guide). An id the rules do not name (a
+/// gateway's alias, say) is sent whatever the workflow sets.
+pub fn sampling(kind: ProviderKind, model: &str) -> Sampling {
+    match kind {
+        ProviderKind::Anthropic => claude_sampling(model),
+        ProviderKind::Openai if openai_reasoning(model) => Sampling::Neither,
+        _ => Sampling::Both,
+    }
+}
+
+/// Claude's rule by version, so a model released after this was written follows
+/// its family: from 4.5 on (and Opus 4.1) `temperature` or `top_p`, not both;
+/// Opus from 4.7 on and every model from 5 on, neither. Claude Mythos has no
+/// version in its id and takes neither.
+fn claude_sampling(model: &str) -> Sampling {
+    let Some((name, version)) = claude_version(model) else {
+        return if model.starts_with("claude-mythos") {
+            Sampling::Neither
+        } else {
+            Sampling::Both
+        };
+    };
+    if version >= (5, 0) || name == "opus" && version >= (4, 7) {
+        Sampling::Neither
+    } else if version >= (4, 5) || name == "opus" && version == (4, 1) {
+        Sampling::OneOf
+    } else {
+        Sampling::Both
+    }
+}
+
+/// A Claude model's family and version: `claude-sonnet-4-5-20250929` is
+/// `("sonnet", (4, 5))`, `claude-opus-4-20250514` is `("opus", (4, 0))`, and the
+/// older order `claude-3-7-sonnet-latest` is `("sonnet", (3, 7))`. A date (8 digits)
+/// is not a minor version. `None` for an id of another shape.
+fn claude_version(model: &str) -> Option<(&str, (u32, u32))> {
+    let rest = model.strip_prefix("claude-")?;
+    // A minor version is one or two digits; `@20250929` (a gateway's snapshot
+    // suffix) and other tails after the digits are ignored.
+    let number = |part: &str| -> Option<u32> {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        (1..=2)
+            .contains(&digits.len())
+            .then(|| digits.parse().ok())?
+    };
+    let is_name = |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase());
+    let parts: Vec<&str> = rest.split('-').collect();
+    match parts.as_slice() {
+        // claude-sonnet-4-5…, claude-opus-4-20250514, claude-sonnet-5
+        [name, major, tail @ ..] if is_name(name) => {
+            let major = number(major)?;
+            let minor = tail.first().and_then(|p| number(p)).unwrap_or(0);
+            Some((name, (major, minor)))
+        }
+        // claude-3-7-sonnet…, claude-3-opus…, claude-4-opus-20250514
+        [major, second, tail @ ..] => {
+            let major = number(major)?;
+            match number(second) {
+                Some(minor) => tail
+                    .first()
+                    .filter(|p| is_name(p))
+                    .map(|n| (*n, (major, minor))),
+                None => is_name(second).then_some((*second, (major, 0))),
+            }
+        }
+        _ => None,
+    }
+}
+
+/// `OpenAI`'s reasoning models (`o1`, `o3`, `o4-mini`, `gpt-5*`): they take
+/// `max_completion_tokens` and no sampling parameters.
+pub fn openai_reasoning(model: &str) -> bool {
+    model.starts_with('o') && model.chars().nth(1).is_some_and(|c| c.is_ascii_digit())
+        || model.starts_with("gpt-5")
+}
+
 /// Whether a provider of this API can take the model id at all.
 pub fn check_model(kind: ProviderKind, model: &str) -> Result<(), String> {
     if model.chars().any(char::is_whitespace) {
@@ -162,10 +254,66 @@ mod tests {
 
     #[test]
     fn model_families() {
-        assert!(check_model(ProviderKind::Anthropic, "claude-3-5-sonnet-latest").is_ok());
+        assert!(check_model(ProviderKind::Anthropic, "claude-sonnet-4-6").is_ok());
         assert!(check_model(ProviderKind::Anthropic, "gpt-4o").is_err());
         assert!(check_model(ProviderKind::Gemini, "gemini-2.5-pro").is_ok());
         assert!(check_model(ProviderKind::Openai, "gpt 4o").is_err());
+    }
+
+    #[test]
+    fn sampling_rules_by_family() {
+        use ProviderKind::{Anthropic, Openai, OpenaiCompatible};
+        assert_eq!(
+            sampling(Anthropic, "claude-3-7-sonnet-20250219"),
+            Sampling::Both
+        );
+        assert_eq!(
+            sampling(Anthropic, "claude-sonnet-4-20250514"),
+            Sampling::Both
+        );
+        assert_eq!(
+            sampling(Anthropic, "claude-opus-4-1-20250805"),
+            Sampling::OneOf
+        );
+        assert_eq!(sampling(Anthropic, "claude-sonnet-4-5"), Sampling::OneOf);
+        assert_eq!(
+            sampling(Anthropic, "claude-haiku-4-5-20251001"),
+            Sampling::OneOf
+        );
+        assert_eq!(sampling(Anthropic, "claude-sonnet-4-6"), Sampling::OneOf);
+        assert_eq!(sampling(Anthropic, "claude-opus-4-7"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-sonnet-5"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "my-gateway-alias"), Sampling::Both);
+        // By version, so models to come follow their family.
+        assert_eq!(sampling(Anthropic, "claude-opus-4-8"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-fable-5"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-haiku-5-1"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-mythos"), Sampling::Neither);
+        assert_eq!(sampling(Anthropic, "claude-sonnet-4-7"), Sampling::OneOf);
+        assert_eq!(sampling(Anthropic, "claude-haiku-4-6"), Sampling::OneOf);
+        assert_eq!(
+            sampling(Anthropic, "claude-opus-4-6-20260205"),
+            Sampling::OneOf
+        );
+        assert_eq!(
+            sampling(Anthropic, "claude-sonnet-4-5@20250929"),
+            Sampling::OneOf
+        );
+        assert_eq!(sampling(Anthropic, "claude-opus-4-0"), Sampling::Both);
+        assert_eq!(
+            sampling(Anthropic, "claude-4-opus-20250514"),
+            Sampling::Both
+        );
+        assert_eq!(sampling(Anthropic, "claude-3-opus-latest"), Sampling::Both);
+        assert_eq!(
+            sampling(Anthropic, "claude-3-5-haiku-20241022"),
+            Sampling::Both
+        );
+        assert_eq!(sampling(Anthropic, "claude-instant-1.2"), Sampling::Both);
+        assert_eq!(sampling(Openai, "o4-mini"), Sampling::Neither);
+        assert_eq!(sampling(Openai, "gpt-5.4-mini"), Sampling::Neither);
+        assert_eq!(sampling(Openai, "gpt-4o"), Sampling::Both);
+        assert_eq!(sampling(OpenaiCompatible, "o3"), Sampling::Both);
     }
 
     #[test]

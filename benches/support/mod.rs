@@ -10,16 +10,17 @@ use std::time::Duration;
 /// The workflow sizes both benchmarks measure.
 pub const SIZES: [usize; 2] = [1_000, 10_000];
 
-/// Real model ids, as a squad would mix them.
+/// Real model ids, as a squad would mix them (models served today: a retired
+/// one would make `validate` and `run` exit 2).
 const MODELS: &[&str] = &[
-    "anthropic/claude-3-5-sonnet-latest",
-    "anthropic/claude-3-5-haiku-latest",
+    "anthropic/claude-sonnet-4-6",
+    "anthropic/claude-haiku-4-5",
     "openai/gpt-4o",
-    "openai/gpt-4o-mini",
-    "gemini/gemini-1.5-pro",
-    "gemini/gemini-2.0-flash",
+    "openai/gpt-5.4-mini",
+    "gemini/gemini-3.1-pro-preview",
+    "gemini/gemini-3.5-flash",
     "mistral/mistral-large-latest",
-    "groq/llama-3.1-70b-versatile",
+    "groq/openai/gpt-oss-120b",
 ];
 
 const ROLES: &[&str] = &[

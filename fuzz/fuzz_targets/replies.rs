@@ -137,7 +137,7 @@ fuzz_target!(|data: &[u8]| {
             let status = u16::from_be_bytes(*status);
             let error = wire.error(status, &String::from_utf8_lossy(body));
             assert!(
-                !error.kind.is_empty() && !error.message.is_empty(),
+                error.kind.as_ref().is_none_or(|k| !k.is_empty()) && !error.message.is_empty(),
                 "{error:?}"
             );
             let _ = retry::retryable_status(status);

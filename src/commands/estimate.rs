@@ -55,7 +55,12 @@ pub fn run(args: &mut Args, global: Global) -> Result<Exit> {
     let table = super::load_prices(args.run.prices.as_deref())?;
     let file = &args.run.file;
     let now = if file.exists() {
-        Some(super::load_priced(file, global, &table)?)
+        Some(super::load_priced(
+            file,
+            global,
+            &table,
+            args.run.allow_retired,
+        )?)
     } else {
         None
     };

@@ -16,7 +16,7 @@ pub mod validate;
 
 use std::path::Path;
 
-use crate::cost::{self, prices::PriceTable};
+use crate::cost::{self, check::Retirements, prices::PriceTable};
 use crate::error::{Error, Exit, Result};
 use crate::report::github;
 use crate::settings::Global;
@@ -27,22 +27,41 @@ pub fn load_checked(path: &Path, global: Global) -> Result<Checked> {
     load_with(path, global, |_| Vec::new())
 }
 
-/// [`load_checked`], with a warning for each model that `table` and the workflow's
-/// own `pricing:` leave unpriced.
-pub fn load_priced(path: &Path, global: Global, table: &PriceTable) -> Result<Checked> {
-    load_with(path, global, |checked| priced_checks(checked, table))
+/// [`load_checked`], with what the price table says of its models (see
+/// [`priced_checks`]). Deprecated models are `validate`'s to warn about, not
+/// every run's.
+pub fn load_priced(
+    path: &Path,
+    global: Global,
+    table: &PriceTable,
+    allow_retired: bool,
+) -> Result<Checked> {
+    let which = Retirements {
+        allow_retired,
+        deprecated: false,
+    };
+    load_with(path, global, |checked| priced_checks(checked, table, which))
 }
 
-/// The checks that need the price table: models it lacks (warnings) and
-/// `max_tokens` above a model's output limit (errors).
-pub fn priced_checks(checked: &Checked, table: &PriceTable) -> Vec<workflow::Diagnostic> {
+/// The checks that need the price table: models it lacks (warnings),
+/// `max_tokens` above a model's output limit (errors), and retired models
+/// (errors, warnings with `allow_retired`) and, when asked, deprecated ones
+/// (warnings).
+pub fn priced_checks(
+    checked: &Checked,
+    table: &PriceTable,
+    which: Retirements,
+) -> Vec<workflow::Diagnostic> {
     let mut out = cost::check::unpriced(checked, table);
     out.extend(cost::limits::over_output_limit(checked, table));
+    out.extend(cost::check::retirements(checked, table, which));
     out
 }
 
-/// The pricing table of `--prices FILE`, or the built-in one.
+/// The pricing table of `--prices FILE`, or the built-in one (once
+/// `BYOK_FLOW_TODAY`, the day its retirement dates are read as of, is checked).
 pub fn load_prices(file: Option<&Path>) -> Result<PriceTable> {
+    cost::lifecycle::check_as_of().map_err(|(message, hint)| Error::usage(message).hint(hint))?;
     PriceTable::load(file).map_err(|e| {
         Error::usage(e.to_string()).hint(
             "a prices file is JSON like data/prices.json: {\"models\": {\"openai/gpt-4o\": {\"input\": 2.5, \"output\": 10}}}, in dollars per million tokens",

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use crate::cost::lifecycle;
 use crate::cost::prices::{Entry, PriceTable};
 use crate::error::{Error, Exit, Result};
 use crate::report::{Align, grid, per_million};
@@ -13,7 +14,7 @@ use crate::workflow::diagnostic::counted;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A model (`anthropic/claude-3-5-sonnet-latest`, or just `gpt-4o`), or a provider
+    /// A model (`anthropic/claude-sonnet-4-6`, or just `gpt-4o`), or a provider
     /// (`groq`) to list its models. Without it, every model.
     #[arg(value_name = "MODEL")]
     pub model: Option<String>,
@@ -126,8 +127,9 @@ fn listing(table: &PriceTable, prefix: Option<&str>, as_json: bool) -> String {
         "cache write",
         "context",
         "max out",
+        "retired",
     ];
-    let mut align = [Align::Right; 7];
+    let mut align = [Align::Right; 8];
     align[0] = Align::Left;
     let optional = |v: Option<f64>| v.map_or_else(|| "-".to_string(), per_million);
     let count = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |n| n.to_string());
@@ -142,6 +144,7 @@ fn listing(table: &PriceTable, prefix: Option<&str>, as_json: bool) -> String {
                 optional(e.cache_write),
                 count(e.context_window),
                 count(e.max_output),
+                e.retired.clone().unwrap_or_else(|| "-".to_string()),
             ]
         })
         .collect();
@@ -151,7 +154,7 @@ fn listing(table: &PriceTable, prefix: Option<&str>, as_json: bool) -> String {
         .filter(|k| prefix.is_none_or(|p| k.starts_with(p)))
         .count();
     format!(
-        "Prices: {}.\nUSD per million tokens; context and max out in tokens.\n\n{}\n{} and {}. `byok-flow prices MODEL` shows one, with its aliases.\n",
+        "Prices: {}.\nUSD per million tokens; context and max out in tokens; retired: the day the provider stops (or stopped) serving it.\n\n{}\n{} and {}. `byok-flow prices MODEL` shows one, with its aliases and successor.\n",
         table.describe(),
         grid(&header, &align, &rows, None),
         counted(rows.len(), "model"),
@@ -232,6 +235,17 @@ fn detail(table: &PriceTable, query: &str, as_json: bool) -> String {
     );
     add("max output", e.max_output.map(|n| format!("{n} tokens")));
     add("deprecated", e.deprecated.clone());
+    add(
+        "retired",
+        e.retired.as_ref().map(|date| {
+            if *date <= lifecycle::today() {
+                date.clone()
+            } else {
+                format!("{date} (to come)")
+            }
+        }),
+    );
+    add("successor", e.successor.clone());
     add("note", e.note.clone());
     add("aliases", (!aliases.is_empty()).then(|| aliases.join(", ")));
     let width = rows.iter().map(|(n, _)| n.len()).max().unwrap_or(0);

@@ -88,6 +88,11 @@ pub struct Args {
     #[arg(long = "allow-host", value_name = "HOST")]
     pub allow_hosts: Vec<String>,
 
+    /// Call a model the price table lists as retired (an error otherwise): for a
+    /// gateway that still serves it.
+    #[arg(long, env = "BYOK_FLOW_ALLOW_RETIRED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_retired: bool,
+
     /// Neither read nor write the answer cache: call every agent.
     #[arg(long, env = "BYOK_FLOW_NO_CACHE", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_cache: bool,
@@ -137,7 +142,12 @@ fn parse_usd(text: &str) -> std::result::Result<f64, String> {
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = Arc::new(super::load_prices(args.prices.as_deref())?);
-    let checked = Arc::new(super::load_priced(&args.file, global, &table)?);
+    let checked = Arc::new(super::load_priced(
+        &args.file,
+        global,
+        &table,
+        args.allow_retired,
+    )?);
     if args.each.as_deref().is_some_and(|e| e.as_os_str() == "-")
         && args.inputs.iter().any(|i| i.ends_with("=@-"))
     {

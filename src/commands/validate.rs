@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
+use crate::cost::check::Retirements;
 use crate::error::{Error, Exit, Result};
 use crate::report::github;
 use crate::settings::Global;
@@ -16,7 +17,8 @@ pub struct Args {
     #[arg(required = true, value_name = "WORKFLOW.yaml")]
     pub files: Vec<PathBuf>,
 
-    /// Price models from this file instead of the built-in table (for the unpriced-model warning).
+    /// Price models from this file instead of the built-in table (for the unpriced-model
+    /// warning and the models' retirement dates).
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_PRICES")]
     pub prices: Option<PathBuf>,
 
@@ -24,10 +26,18 @@ pub struct Args {
     /// (none left out: the terminal shows the first 200 of a file).
     #[arg(long)]
     pub json: bool,
+
+    /// A retired model is a warning, not an error: for a gateway that still serves it.
+    #[arg(long, env = "BYOK_FLOW_ALLOW_RETIRED", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_retired: bool,
 }
 
 pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let table = super::load_prices(args.prices.as_deref())?;
+    let which = Retirements {
+        allow_retired: args.allow_retired,
+        deprecated: true,
+    };
     let mut invalid = 0;
     let mut files = Vec::new();
     for file in &args.files {
@@ -35,7 +45,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             Ok((checked, mut report)) => {
                 report
                     .diagnostics
-                    .extend(super::priced_checks(&checked, &table));
+                    .extend(super::priced_checks(&checked, &table, which));
                 report
                     .diagnostics
                     .sort_by_key(|d| (d.span.pos.map(|p| p.offset), !d.is_error()));

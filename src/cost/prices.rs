@@ -3,7 +3,7 @@
 //! The built-in table is `data/prices.json`, compiled into the binary and built by
 //! `scripts/build-prices.py` from a dated snapshot of the `LiteLLM` model cost map.
 //! `--prices FILE` replaces it with a file of the same format. Keys are
-//! `PROVIDER/MODEL` as a workflow names them (`anthropic/claude-3-5-sonnet-20241022`,
+//! `PROVIDER/MODEL` as a workflow names them (`anthropic/claude-sonnet-4-5-20250929`,
 //! `together/meta-llama/Llama-3.3-70B-Instruct-Turbo`); aliases map other ids to
 //! them. A provider's `pricing:` in the workflow adds or overrides models for that
 //! provider. Prices in files are dollars per million tokens.
@@ -72,9 +72,15 @@ pub struct Entry {
     /// Dearer rates for a request whose input is over `above` tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_context: Option<Tier>,
-    /// When the provider retires the model.
+    /// When the provider announced the model's retirement (`YYYY-MM-DD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<String>,
+    /// When the provider stops serving the model: requests fail from that day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retired: Option<String>,
+    /// The model the provider recommends instead, as a workflow names it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successor: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -170,6 +176,17 @@ impl PriceTable {
                     return Err(format!(
                         "model `{key}` has the price {p}; prices are dollars per million tokens, 0 or more"
                     ));
+                }
+            }
+        }
+        for (key, e) in &self.models {
+            for (field, date) in [("deprecated", &e.deprecated), ("retired", &e.retired)] {
+                if let Some(date) = date {
+                    if !super::lifecycle::is_date(date) {
+                        return Err(format!(
+                            "model `{key}` has `{field}: {date}`; dates are YYYY-MM-DD"
+                        ));
+                    }
                 }
             }
         }
@@ -273,7 +290,7 @@ pub struct Pricing<'a> {
     pub mock: bool,
 }
 
-impl Pricing<'_> {
+impl<'a> Pricing<'a> {
     /// The price of `PROVIDER/MODEL`, or `None` when nothing prices it.
     pub fn resolve(&self, model: &str) -> Option<Resolved> {
         let (provider, id) = model.split_once('/')?;
@@ -300,27 +317,35 @@ impl Pricing<'_> {
                 source: PriceSource::Mock,
             });
         }
-        let id = match info.kind {
-            ProviderKind::Gemini => id.strip_prefix("models/").unwrap_or(id),
-            _ => id,
-        };
-        // A provider declared with `type: openai` (say, a proxy) serves that API's models.
-        let family = match info.kind {
-            ProviderKind::Anthropic => Some("anthropic"),
-            ProviderKind::Openai => Some("openai"),
-            ProviderKind::Gemini => Some("gemini"),
-            ProviderKind::OpenaiCompatible | ProviderKind::Mock => None,
-        };
-        let (key, entry) = self
-            .table
-            .get(&format!("{provider}/{id}"))
-            .or_else(|| family.and_then(|f| self.table.get(&format!("{f}/{id}"))))?;
+        let (key, entry) = self.table_row(model)?;
         Some(Resolved {
             price: entry.price(),
             source: PriceSource::Table {
                 key: key.to_string(),
             },
         })
+    }
+
+    /// The table's row for `PROVIDER/MODEL`: under the provider's own name, or
+    /// under its API's first party for a provider declared with that `type:` (a
+    /// proxy serves that API's models). The workflow's `pricing:` is not consulted.
+    pub fn table_row(&self, model: &str) -> Option<(&'a str, &'a Entry)> {
+        let (provider, id) = model.split_once('/')?;
+        let info = providers::resolve(self.workflow, provider).ok()?;
+        let id = match info.kind {
+            ProviderKind::Gemini => id.strip_prefix("models/").unwrap_or(id),
+            _ => id,
+        };
+        let family = match info.kind {
+            ProviderKind::Anthropic => Some("anthropic"),
+            ProviderKind::Openai => Some("openai"),
+            ProviderKind::Gemini => Some("gemini"),
+            ProviderKind::OpenaiCompatible | ProviderKind::Mock => None,
+        };
+        let table = self.table;
+        table
+            .get(&format!("{provider}/{id}"))
+            .or_else(|| family.and_then(|f| table.get(&format!("{f}/{id}"))))
     }
 }
 
@@ -375,10 +400,10 @@ mod tests {
     }
 
     /// The worked example of the BYOK guide: 50,000 input and 50,000 output tokens on
-    /// Claude 3.5 Sonnet at $3 and $15 per million cost $0.15 + $0.75 = $0.90.
+    /// Claude Sonnet 4.6 at $3 and $15 per million cost $0.15 + $0.75 = $0.90.
     #[test]
-    fn worked_example_claude_3_5_sonnet() {
-        let price = table_price("anthropic/claude-3-5-sonnet-latest");
+    fn worked_example_claude_sonnet_4_6() {
+        let price = table_price("anthropic/claude-sonnet-4-6");
         let usage = |input, output| crate::usage::Usage {
             input,
             output,

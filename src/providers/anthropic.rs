@@ -6,8 +6,9 @@
 use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
-use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
+use super::wire::{self, ApiError, StreamFault, StreamParser, Wire, join};
 use super::{Reply, Reported, Request};
+use crate::catalog::{self, ProviderKind};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -19,20 +20,6 @@ pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 const TOOL: &str = "emit_output";
 
 pub struct Anthropic;
-
-/// Models that reject `temperature` and `top_p` (Opus 4.7 and later, the 5 family).
-fn rejects_sampling(model: &str) -> bool {
-    [
-        "claude-opus-4-7",
-        "claude-opus-4-8",
-        "claude-opus-5",
-        "claude-sonnet-5",
-        "claude-fable-5",
-        "claude-mythos",
-    ]
-    .iter()
-    .any(|p| model.starts_with(p))
-}
 
 /// The tool schema for a JSON reply: an object schema as is, anything else wrapped in `value`.
 fn tool_schema(schema: Option<&Json>) -> (Json, bool) {
@@ -78,13 +65,13 @@ impl Wire for Anthropic {
         if let Some(system) = &request.system {
             map.insert("system".into(), json!(system));
         }
-        if !rejects_sampling(&request.model) {
-            if let Some(t) = request.temperature {
-                map.insert("temperature".into(), json!(t));
-            }
-            if let Some(p) = request.top_p {
-                map.insert("top_p".into(), json!(p));
-            }
+        let rule = catalog::sampling(ProviderKind::Anthropic, &request.model);
+        let (temperature, top_p) = wire::sampling(request, rule);
+        if let Some(t) = temperature {
+            map.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = top_p {
+            map.insert("top_p".into(), json!(p));
         }
         if !request.stop.is_empty() {
             map.insert("stop_sequences".into(), json!(request.stop));
@@ -103,6 +90,9 @@ impl Wire for Anthropic {
     fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
         let message: Json =
             serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+        if let Some(error) = wire::error_in_reply(&message) {
+            return Err(error);
+        }
         let content = message
             .get("content")
             .and_then(Json::as_array)
@@ -143,18 +133,7 @@ impl Wire for Anthropic {
     }
 
     fn error(&self, status: u16, body: &str) -> ApiError {
-        let json: Json = serde_json::from_str(body).unwrap_or_default();
-        match (
-            json.pointer("/error/type").and_then(Json::as_str),
-            json.pointer("/error/message").and_then(Json::as_str),
-        ) {
-            (Some(kind), Some(message)) => ApiError {
-                kind: kind.to_string(),
-                message: message.to_string(),
-                retryable: None,
-            },
-            _ => fallback_error(status, body),
-        }
+        ApiError::read(status, body)
     }
 
     fn usage_key(&self) -> &'static str {
@@ -267,21 +246,7 @@ impl StreamParser for Stream {
                 }
             }
             "message_stop" => return Ok(true),
-            "error" => {
-                return Err(StreamFault::Error(ApiError {
-                    kind: data
-                        .pointer("/error/type")
-                        .and_then(Json::as_str)
-                        .unwrap_or("error")
-                        .to_string(),
-                    message: data
-                        .pointer("/error/message")
-                        .and_then(Json::as_str)
-                        .unwrap_or("the stream reported an error")
-                        .to_string(),
-                    retryable: None,
-                }));
-            }
+            "error" => return Err(StreamFault::Error(ApiError::from_event(&data))),
             // Unknown event types are ignored, as Anthropic's versioning policy asks.
             _ => {}
         }

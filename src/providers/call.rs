@@ -24,6 +24,19 @@ pub struct Target {
     pub model: String,
     /// The key a call to this model sends, if any.
     pub key: Option<crate::keys::KeyRef>,
+    /// What the price table says of this model's retirement, told when the server
+    /// refuses the model.
+    pub retirement: Option<Retirement>,
+}
+
+/// A model's retirement as the price table has it, for the error when a server
+/// refuses the model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retirement {
+    /// Past its retirement date: that is why the server refuses it.
+    pub retired: bool,
+    /// One sentence: when, and what to use instead.
+    pub note: String,
 }
 
 /// One attempt, as the run record keeps it.
@@ -264,6 +277,13 @@ async fn with_retries(
                 }
             );
             let mut error = error;
+            if let (true, Some(r)) = (error.unknown_model, &target.retirement) {
+                // A retired model explains the refusal; a deprecated one may.
+                error.hint = Some(match error.hint.take() {
+                    Some(hint) if !r.retired => format!("{hint}; {}", r.note),
+                    _ => r.note.clone(),
+                });
+            }
             if let Some(wait) = error.retry_after.filter(|d| *d > policy.max_retry_after) {
                 error.hint = Some(format!(
                     "the provider asked to wait {}; try again later",

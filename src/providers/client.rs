@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 
 use super::http::{Body, Http, Post, Timeouts, TransportError};
-use super::retry;
 use super::wire::{StreamFault, Wire, salvage_usage};
 use super::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
+use super::{advice, retry};
 use crate::keys::{ApiKey, KeyRef, KeyStore, redact};
 
 /// Hands out keys for calls: read once per run, and only for an allowed destination.
@@ -246,7 +246,12 @@ impl HttpProvider {
                                     kind,
                                     ..AttemptError::cut_off(
                                         Some(status),
-                                        format!("{} (mid-stream): {}", e.kind, e.message),
+                                        match &e.kind {
+                                            Some(kind) => {
+                                                format!("{kind} (mid-stream): {}", e.message)
+                                            }
+                                            None => format!("error mid-stream: {}", e.message),
+                                        },
                                         parser.reply(),
                                     )
                                 });
@@ -270,23 +275,16 @@ impl HttpProvider {
         let retryable = api
             .retryable
             .unwrap_or_else(|| retry::retryable_status(status));
-        let key_file = request
-            .key
-            .as_ref()
-            .map_or_else(|| "the key".to_string(), describe_key);
-        let key_name = match &request.key {
-            Some(KeyRef::File(name)) => name.clone(),
-            _ => self.name.clone(),
-        };
-        let hint = match status {
-            401 | 403 => Some(format!("{key_file} was refused by {}; replace it with `byok-flow keys add {key_name} --provider {} --replace`", self.name, self.name)),
-            400 if api.message.contains("API key") => Some(format!("{key_file} was refused by {}; replace it with `byok-flow keys add`", self.name)),
-            404 => Some(format!("check the model id `{}`: list the models {} serves in its console or API", request.model, self.name)),
-            429 if !retryable => Some(format!("{} needs you to act (quota or billing) before it will answer", self.name)),
-            429 => Some("still rate-limited after every retry: lower `--concurrency` or the provider's `max_concurrency`".to_string()),
-            300..=399 => Some("byok-flow never follows redirects with a key; point `base_url` at the final address".to_string()),
-            _ => None,
-        };
+        let advice = advice::for_status(
+            &advice::Call {
+                provider: &self.name,
+                model: &request.model,
+                key: request.key.as_ref(),
+            },
+            status,
+            &api,
+            retryable,
+        );
         AttemptError {
             status: Some(status),
             kind: if retryable {
@@ -294,18 +292,15 @@ impl HttpProvider {
             } else {
                 ErrorKind::Permanent
             },
-            message: format!("{} {status} {}: {}", self.name, api.kind, api.message),
-            hint,
+            message: match &api.kind {
+                Some(kind) => format!("{} {status} {kind}: {}", self.name, api.message),
+                None => format!("{} {status}: {}", self.name, api.message),
+            },
+            hint: advice.hint,
             retry_after: retry::hint(headers, body),
             cut_off: None,
+            unknown_model: advice.unknown_model,
         }
-    }
-}
-
-fn describe_key(key: &KeyRef) -> String {
-    match key {
-        KeyRef::Env(var) => format!("the key in ${var}"),
-        KeyRef::File(name) => format!("the key in .byok/keys/{name}.age"),
     }
 }
 

@@ -6,7 +6,7 @@
 use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
-use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
+use super::wire::{self, ApiError, StreamFault, StreamParser, Wire, join};
 use super::{Reply, Reported, Request};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
@@ -75,6 +75,9 @@ impl Wire for Gemini {
     fn parse(&self, _request: &Request, body: &str) -> Result<Reply, String> {
         let reply: Json =
             serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+        if let Some(error) = wire::error_in_reply(&reply) {
+            return Err(error);
+        }
         let mut acc = Accumulated::default();
         acc.add(&reply)?;
         Ok(acc.reply())
@@ -88,23 +91,16 @@ impl Wire for Gemini {
         let json: Json = serde_json::from_str(body).unwrap_or_default();
         // Without `alt=sse` errors come wrapped in an array.
         let error = json.get("error").or_else(|| json.pointer("/0/error"));
-        let Some(message) = error.and_then(|e| e.get("message")).and_then(Json::as_str) else {
-            return fallback_error(status, body);
-        };
-        let status_name = error
-            .and_then(|e| e.get("status"))
-            .and_then(Json::as_str)
-            .unwrap_or("ERROR");
+        let status_name = error.and_then(|e| e.get("status")).and_then(Json::as_str);
         let details = error
             .and_then(|e| e.get("details"))
             .map(Json::to_string)
             .unwrap_or_default();
         // A per-day quota will not come back by waiting a few seconds.
-        let per_day = status_name == "RESOURCE_EXHAUSTED" && details.contains("PerDay");
+        let per_day = status_name == Some("RESOURCE_EXHAUSTED") && details.contains("PerDay");
         ApiError {
-            kind: status_name.to_string(),
-            message: message.to_string(),
             retryable: per_day.then_some(false),
+            ..ApiError::read(status, body)
         }
     }
 
@@ -201,24 +197,12 @@ impl StreamParser for Accumulated {
         let chunk: Json = serde_json::from_str(&event.data).map_err(|e| {
             StreamFault::Malformed(format!("a stream chunk is not valid JSON: {e}"))
         })?;
-        if let Some(error) = chunk.get("error") {
-            return Err(StreamFault::Error(ApiError {
-                kind: error
-                    .get("status")
-                    .and_then(Json::as_str)
-                    .unwrap_or("ERROR")
-                    .to_string(),
-                message: error
-                    .get("message")
-                    .and_then(Json::as_str)
-                    .unwrap_or("the stream reported an error")
-                    .to_string(),
-                retryable: None,
-            }));
+        if chunk.get("error").is_some() {
+            return Err(StreamFault::Error(ApiError::from_event(&chunk)));
         }
         self.add(&chunk).map_err(|message| {
             StreamFault::Error(ApiError {
-                kind: "BLOCKED".into(),
+                kind: Some("BLOCKED".into()),
                 message,
                 retryable: Some(false),
             })

@@ -279,7 +279,12 @@ impl Http {
                 counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
         });
-        let body = if success && post.stream {
+        // A server that answers a stream request with JSON (one that ignores
+        // `stream`, or a gateway's error with a 200) is read whole.
+        let json = headers
+            .get("content-type")
+            .is_some_and(|t| t.to_ascii_lowercase().contains("json"));
+        let body = if success && post.stream && !json {
             let events = chunks.eventsource().map(|e| {
                 e.map(|e| SseEvent {
                     name: if e.event == "message" {

@@ -1,9 +1,11 @@
 //! Model providers: one trait every API implements, the built-in provider table,
 //! and the implementations. The scheduler only sees [`Provider`].
 
+pub mod advice;
 pub mod anthropic;
 pub mod call;
 pub mod client;
+pub mod error_body;
 pub mod gemini;
 pub mod http;
 pub mod mock;
@@ -133,6 +135,9 @@ pub struct AttemptError {
     /// provider answered with an error status.
     #[serde(skip)]
     pub cut_off: Option<Box<Reply>>,
+    /// The server said it does not serve the model (unknown, or retired).
+    #[serde(skip)]
+    pub unknown_model: bool,
 }
 
 impl AttemptError {
@@ -145,6 +150,7 @@ impl AttemptError {
             hint: None,
             retry_after: None,
             cut_off: None,
+            unknown_model: false,
         }
     }
 
@@ -166,6 +172,7 @@ impl AttemptError {
             hint,
             retry_after: None,
             cut_off: None,
+            unknown_model: false,
         }
     }
 }

@@ -6,8 +6,9 @@
 use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
-use super::wire::{ApiError, StreamFault, StreamParser, Wire, fallback_error, join};
+use super::wire::{self, ApiError, StreamFault, StreamParser, Wire, join};
 use super::{Reply, Reported, Request};
+use crate::catalog::{self, ProviderKind};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -15,12 +16,6 @@ use crate::workflow::model::OutputKind;
 pub struct OpenAi {
     /// OpenAI's own API: `max_completion_tokens`, and no sampling parameters for reasoning models.
     pub first_party: bool,
-}
-
-/// OpenAI's reasoning models: they take `max_completion_tokens` and reject `temperature`/`top_p`.
-fn reasoning(model: &str) -> bool {
-    model.starts_with('o') && model.chars().nth(1).is_some_and(|c| c.is_ascii_digit())
-        || model.starts_with("gpt-5")
 }
 
 impl Wire for OpenAi {
@@ -44,7 +39,6 @@ impl Wire for OpenAi {
         }
         let mut body = json!({"model": request.model, "messages": messages});
         let map = body.as_object_mut().expect("a JSON object");
-        let reasoning = self.first_party && reasoning(&request.model);
         if let Some(max) = request.max_tokens {
             let field = if self.first_party {
                 "max_completion_tokens"
@@ -53,13 +47,18 @@ impl Wire for OpenAi {
             };
             map.insert(field.into(), json!(max));
         }
-        if !reasoning {
-            if let Some(t) = request.temperature {
-                map.insert("temperature".into(), json!(t));
-            }
-            if let Some(p) = request.top_p {
-                map.insert("top_p".into(), json!(p));
-            }
+        // A compatible server's models are its own: it gets what the workflow sets.
+        let kind = if self.first_party {
+            ProviderKind::Openai
+        } else {
+            ProviderKind::OpenaiCompatible
+        };
+        let (temperature, top_p) = wire::sampling(request, catalog::sampling(kind, &request.model));
+        if let Some(t) = temperature {
+            map.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = top_p {
+            map.insert("top_p".into(), json!(p));
         }
         if !request.stop.is_empty() {
             map.insert("stop".into(), json!(request.stop));
@@ -83,6 +82,9 @@ impl Wire for OpenAi {
     fn parse(&self, _request: &Request, body: &str) -> Result<Reply, String> {
         let reply: Json =
             serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
+        if let Some(error) = wire::error_in_reply(&reply) {
+            return Err(error);
+        }
         let choice = reply
             .pointer("/choices/0")
             .ok_or("the reply has no `choices`")?;
@@ -122,20 +124,16 @@ impl Wire for OpenAi {
 
     fn error(&self, status: u16, body: &str) -> ApiError {
         let json: Json = serde_json::from_str(body).unwrap_or_default();
-        let error = json.get("error");
-        let message = error.and_then(|e| e.get("message")).and_then(Json::as_str);
-        let code = error.and_then(|e| e.get("code")).and_then(Json::as_str);
-        let kind = error.and_then(|e| e.get("type")).and_then(Json::as_str);
-        match message {
-            Some(message) => ApiError {
-                kind: code.or(kind).unwrap_or("error").to_string(),
-                message: message.to_string(),
-                // Out of credit: waiting will not help.
-                retryable: (code == Some("insufficient_quota")
-                    || kind == Some("insufficient_quota"))
-                .then_some(false),
-            },
-            None => fallback_error(status, body),
+        let field = |name: &str| {
+            json.pointer(&format!("/error/{name}"))
+                .and_then(Json::as_str)
+        };
+        // Out of credit: waiting will not help.
+        let quota = field("code") == Some("insufficient_quota")
+            || field("type") == Some("insufficient_quota");
+        ApiError {
+            retryable: quota.then_some(false),
+            ..ApiError::read(status, body)
         }
     }
 
@@ -201,21 +199,8 @@ impl StreamParser for Stream {
         let chunk: Json = serde_json::from_str(data).map_err(|e| {
             StreamFault::Malformed(format!("a stream chunk is not valid JSON: {e}"))
         })?;
-        if let Some(error) = chunk.get("error") {
-            return Err(StreamFault::Error(ApiError {
-                kind: error
-                    .get("code")
-                    .or_else(|| error.get("type"))
-                    .and_then(Json::as_str)
-                    .unwrap_or("error")
-                    .to_string(),
-                message: error
-                    .get("message")
-                    .and_then(Json::as_str)
-                    .unwrap_or("the stream reported an error")
-                    .to_string(),
-                retryable: None,
-            }));
+        if chunk.get("error").is_some() {
+            return Err(StreamFault::Error(ApiError::from_event(&chunk)));
         }
         if let Some(content) = chunk
             .pointer("/choices/0/delta/content")

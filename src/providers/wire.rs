@@ -6,13 +6,15 @@ use serde_json::Value as Json;
 
 use super::http::{Auth, SseEvent};
 use super::{Reply, Reported, Request};
+use crate::catalog::Sampling;
 use crate::usage::Usage;
 
 /// A provider's own account of an error: its type and message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    /// The provider's error type or code (`rate_limit_error`, `insufficient_quota`, …).
-    pub kind: String,
+    /// The provider's error type or code (`rate_limit_error`, `insufficient_quota`, …),
+    /// when it is a word worth showing (see `error_body`).
+    pub kind: Option<String>,
     pub message: String,
     /// Overrides the status-based retry rule: `Some(false)` for a 429 that needs the user.
     pub retryable: Option<bool>,
@@ -135,18 +137,68 @@ pub fn join(base: &str, path: &str) -> String {
     )
 }
 
-/// A JSON body's error message when it has none of the known shapes.
-pub fn fallback_error(status: u16, body: &str) -> ApiError {
-    let text: String = body.chars().take(300).collect();
-    ApiError {
-        kind: format!("http_{status}"),
-        message: if text.trim().is_empty() {
-            format!("HTTP {status} with an empty body")
-        } else {
-            format!("HTTP {status}: {}", text.trim())
-        },
-        retryable: None,
+/// The `temperature` and `top_p` to send: what the request sets, less what the
+/// model does not take (`rule`, from `catalog::sampling`). What is left out is
+/// said at `-v`, so a run that ignores a setting never does so silently.
+pub fn sampling(request: &Request, rule: Sampling) -> (Option<f64>, Option<f64>) {
+    let (temperature, top_p) = (request.temperature, request.top_p);
+    let (kept, dropped, why) = match rule {
+        Sampling::OneOf if temperature.is_some() && top_p.is_some() => (
+            (temperature, None),
+            "`top_p`",
+            "it takes `temperature` or `top_p`, not both",
+        ),
+        Sampling::Both | Sampling::OneOf => return (temperature, top_p),
+        Sampling::Neither => (
+            (None, None),
+            match (temperature, top_p) {
+                (None, None) => return (None, None),
+                (Some(_), None) => "`temperature`",
+                (None, Some(_)) => "`top_p`",
+                (Some(_), Some(_)) => "`temperature` and `top_p`",
+            },
+            "it takes no sampling parameters",
+        ),
+    };
+    tracing::info!(
+        "{}/{}: left out {dropped}: {why}",
+        request.provider,
+        request.model
+    );
+    kept
+}
+
+impl ApiError {
+    /// What an error body says (`error_body::read`), with the status-based retry rule.
+    pub fn read(status: u16, body: &str) -> Self {
+        let said = super::error_body::read(status, body);
+        ApiError {
+            kind: said.kind,
+            message: said.message,
+            retryable: None,
+        }
     }
+
+    /// What an error event in a stream says (`error_body::read_json`).
+    pub fn from_event(event: &Json) -> Self {
+        let said = super::error_body::read_json(None, event);
+        ApiError {
+            kind: said.kind,
+            message: said.message,
+            retryable: None,
+        }
+    }
+}
+
+/// The error a successful status carries instead of a reply (some gateways answer
+/// 200 with `{"error": …}`), as "the reply is an error: …"; `None` for a reply.
+pub fn error_in_reply(reply: &Json) -> Option<String> {
+    let error = reply.get("error").filter(|e| !e.is_null())?;
+    let said = super::error_body::read_json(None, error);
+    Some(match said.kind {
+        Some(kind) => format!("the reply is an error: {kind}: {}", said.message),
+        None => format!("the reply is an error: {}", said.message),
+    })
 }
 
 /// The JSON reply for `output: json`: parsed from the text, or an error saying why not.
@@ -237,5 +289,20 @@ mod tests {
             }
         );
         assert_eq!(reply.usage.input, 9);
+    }
+
+    /// Some gateways answer 200 with an error body: it is read as the error it is.
+    #[test]
+    fn an_error_in_a_successful_reply() {
+        let reply: Json = serde_json::from_str(
+            r#"{"error": {"message": "upstream timed out", "type": "None", "code": 504}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            error_in_reply(&reply).as_deref(),
+            Some("the reply is an error: upstream timed out")
+        );
+        let ok: Json = serde_json::from_str(r#"{"choices": [], "error": null}"#).unwrap();
+        assert_eq!(error_in_reply(&ok), None);
     }
 }

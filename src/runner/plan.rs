@@ -12,13 +12,14 @@ use serde_json::Value as Json;
 use crate::cache::Endpoint;
 use crate::catalog::ProviderKind;
 use crate::cost::budget::Budget;
+use crate::cost::lifecycle;
 use crate::cost::prices::Pricing;
 use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::Tokenizer;
 use crate::events::Bus;
 use crate::keys;
 use crate::providers::anthropic::Anthropic;
-use crate::providers::call::Target;
+use crate::providers::call::{Retirement, Target};
 use crate::providers::client::{HttpProvider, Keys};
 use crate::providers::gemini::Gemini;
 use crate::providers::http::{Http, Timeouts};
@@ -83,6 +84,20 @@ pub fn prepare_with(
         clients.insert(provider.to_string(), entry.clone());
         Ok(entry)
     };
+    // What the price table knows of each model's retirement, for the hint when a
+    // server refuses one (run with `--allow-retired`, or retired since the table).
+    let today = lifecycle::today();
+    let lookup = Pricing {
+        table: &settings.prices,
+        workflow: w,
+        mock: false,
+    };
+    let retirement = |model: &str| {
+        lifecycle::of(&lookup, model, &today).map(|r| Retirement {
+            retired: r.status == lifecycle::Status::Retired,
+            note: r.note(),
+        })
+    };
     let mut calls = Vec::new();
     let mut targets = Vec::new();
     let mut retries = Vec::new();
@@ -105,6 +120,7 @@ pub fn prepare_with(
             provider: agent.provider().to_string(),
             model: agent.model_id().to_string(),
             key: key_of(agent.provider())?,
+            retirement: retirement(&agent.model),
         }];
         for fallback in &agent.fallback {
             if let Some((provider, model)) = fallback.split_once('/') {
@@ -114,6 +130,7 @@ pub fn prepare_with(
                     provider: provider.to_string(),
                     model: model.to_string(),
                     key: key_of(provider)?,
+                    retirement: retirement(fallback),
                 });
             }
         }

@@ -342,7 +342,7 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
                 let (message, help) = if last == "model" || pointer.contains("/fallback/") {
                     (
                         format!("model {instance} is not `PROVIDER/MODEL`"),
-                        "write the provider, a slash, then the model id, like `anthropic/claude-3-5-sonnet-latest`".to_string(),
+                        "write the provider, a slash, then the model id, like `anthropic/claude-sonnet-4-6`".to_string(),
                     )
                 } else {
                     (

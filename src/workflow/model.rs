@@ -61,7 +61,7 @@ pub struct Version(pub u32);
 #[allow(dead_code)]
 pub struct Identifier(String);
 
-/// A model as `PROVIDER/MODEL`, like `anthropic/claude-3-5-sonnet-latest`.
+/// A model as `PROVIDER/MODEL`, like `anthropic/claude-sonnet-4-6`.
 #[derive(JsonSchema)]
 #[schemars(extend("pattern" = "^[^/]+/.+$"))]
 #[allow(dead_code)]
@@ -168,7 +168,7 @@ pub struct ModelPrice {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Agent {
-    /// `PROVIDER/MODEL`, split at the first `/`, like `anthropic/claude-3-5-sonnet-latest`.
+    /// `PROVIDER/MODEL`, split at the first `/`, like `anthropic/claude-sonnet-4-6`.
     #[schemars(extend("pattern" = "^[^/]+/.+$"))]
     pub model: String,
     /// The key to use: a key file name, `env:VAR`, or `none`. Default: the provider's.

@@ -124,6 +124,37 @@ pub fn check_base_url(url: &str) -> Result<(), (String, String)> {
     Ok(())
 }
 
+/// A model id the provider's API does not name: an error against the provider's
+/// own host, but only a warning behind a `base_url` of the workflow's, where a
+/// proxy or gateway may serve the API under its own aliases.
+fn model_problem(
+    info: &providers::ProviderInfo,
+    id: &str,
+    span: Span,
+    problem: String,
+) -> Diagnostic {
+    let home = catalog::default_base_url(info.kind).unwrap_or_default();
+    let custom = info.base_url.trim_end_matches('/') != home.trim_end_matches('/');
+    if custom && !id.chars().any(char::is_whitespace) {
+        let api = match info.kind {
+            catalog::ProviderKind::Anthropic => "Anthropic",
+            _ => "Gemini",
+        };
+        Diagnostic::warning(
+            "workflow::model",
+            span,
+            format!(
+                "`{id}` is not one of {api}'s model ids; provider `{}` sends it as is to `{}`",
+                info.name, info.base_url
+            ),
+        )
+        .help("fine when the server there serves it (a gateway's alias); otherwise check the id")
+    } else {
+        Diagnostic::error("workflow::model", span, problem)
+            .help(format!("check the model id on {}'s model list", info.name))
+    }
+}
+
 /// Whether a name is an identifier: letters, digits, `_` and `-`.
 pub fn is_identifier(name: &str) -> bool {
     !name.is_empty()
@@ -324,6 +355,7 @@ impl Checker<'_> {
             .collect();
         let known = Names::new(known.iter().map(String::as_str));
         for (name, agent) in &self.w.agents {
+            let mut sampled = Vec::new();
             let mut models = vec![(
                 format!("/agents/{}/model", escape(name)),
                 agent.model.as_str(),
@@ -354,12 +386,9 @@ impl Checker<'_> {
                 match providers::resolve(self.w, provider) {
                     Ok(info) => {
                         if let Err(e) = catalog::check_model(info.kind, id) {
-                            self.out.push(
-                                Diagnostic::error("workflow::model", span, e)
-                                    .agent(name)
-                                    .help(format!("check the model id on {provider}'s model list")),
-                            );
+                            self.out.push(model_problem(&info, id, span, e).agent(name));
                         }
+                        sampled.push((info.kind, id));
                     }
                     Err(ProviderProblem::Unknown) => {
                         let hint = known
@@ -374,6 +403,7 @@ impl Checker<'_> {
                     Err(_) => {}
                 }
             }
+            self.sampling(name, &sampled);
         }
         for (name, provider) in &self.w.providers {
             if let Some(url) = &provider.base_url {
@@ -408,6 +438,59 @@ impl Checker<'_> {
                 )
                 .help(problem.1),
             );
+        }
+    }
+
+    /// A warning when an agent sets sampling parameters one of its models does not
+    /// take (`catalog::sampling`): byok-flow leaves them out, and says so here.
+    fn sampling(&mut self, name: &str, models: &[(catalog::ProviderKind, &str)]) {
+        let agent = &self.w.agents[name];
+        let temperature = agent.temperature.or(self.w.defaults.temperature);
+        let top_p = agent.top_p.or(self.w.defaults.top_p);
+        let agent_field = |field: &str| format!("/agents/{}/{field}", escape(name));
+        for &(kind, id) in models {
+            let warning = match catalog::sampling(kind, id) {
+                catalog::Sampling::OneOf if temperature.is_some() && top_p.is_some() => {
+                    let pointer = if agent.top_p.is_some() {
+                        agent_field("top_p")
+                    } else {
+                        "/defaults/top_p".to_string()
+                    };
+                    (
+                        pointer,
+                        format!(
+                            "`{id}` takes `temperature` or `top_p`, not both: byok-flow sends `temperature` and leaves out `top_p`"
+                        ),
+                        "remove `top_p` or `temperature` (from this agent or `defaults`)",
+                    )
+                }
+                catalog::Sampling::Both | catalog::Sampling::OneOf => continue,
+                // Only what the agent sets itself: `defaults` are shared with
+                // models that do take them.
+                catalog::Sampling::Neither => {
+                    let field = match (agent.temperature, agent.top_p) {
+                        (Some(_), _) => "temperature",
+                        (None, Some(_)) => "top_p",
+                        (None, None) => continue,
+                    };
+                    (
+                        agent_field(field),
+                        format!(
+                            "`{id}` takes no `temperature` or `top_p`: byok-flow leaves out `{field}`"
+                        ),
+                        "remove it from this agent; steer the model with its prompt instead",
+                    )
+                }
+            };
+            let (pointer, message, help) = warning;
+            let span = self.value_span(&pointer);
+            self.out.push(
+                Diagnostic::warning("workflow::sampling", span, message)
+                    .agent(name)
+                    .help(help),
+            );
+            // One warning per agent: its fallbacks would repeat it.
+            return;
         }
     }
 

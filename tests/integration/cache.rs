@@ -26,7 +26,7 @@ const CHAIN: &str = "  a:
     max_tokens: 100
     temperature: 0.2
   c:
-    model: gemini/gemini-2.5-flash
+    model: gemini/gemini-3.5-flash
     prompt: \"marker-c Go on from {{agents.b.output}}\"
     max_tokens: 100
   d:

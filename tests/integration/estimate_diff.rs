@@ -31,22 +31,21 @@ fn repository() -> tempfile::TempDir {
     git(root, &["init", "-q", "-b", "main"]);
     std::fs::create_dir_all(root.join("workflows")).unwrap();
     let text = std::fs::read_to_string(example("research.yaml")).unwrap();
-    let old = text
-        .replace(
-            "model: anthropic/claude-3-5-sonnet-latest",
-            "model: anthropic/claude-sonnet-4-5",
-        )
-        .replace(
-            "model: anthropic/claude-sonnet-4-5-20250929",
-            "model: anthropic/claude-sonnet-4-5",
-        );
+    let old = text.replace(
+        "model: anthropic/claude-sonnet-4-6",
+        "model: anthropic/claude-sonnet-4-5",
+    );
+    assert_ne!(
+        old, text,
+        "the example's researcher moved: update this test"
+    );
     std::fs::write(root.join("workflows/research.yaml"), &old).unwrap();
     git(root, &["add", "."]);
     git(root, &["commit", "-q", "-m", "research"]);
     let editor = old.find("  editor:").unwrap();
     let outputs = old.find("outputs:").unwrap();
     let new = format!(
-        "{}  summary:\n    model: openai/gpt-4o-mini\n    prompt: \"Sum up: {{{{agents.writer.output}}}}\"\n    max_tokens: 300\n\noutputs:\n  article: \"{{{{agents.summary.output}}}}\"\n",
+        "{}  summary:\n    model: openai/gpt-5.4-mini\n    prompt: \"Sum up: {{{{agents.writer.output}}}}\"\n    max_tokens: 300\n\noutputs:\n  article: \"{{{{agents.summary.output}}}}\"\n",
         &old[..editor]
     )
     .replace("model: anthropic/claude-sonnet-4-5", "model: anthropic/claude-haiku-4-5");

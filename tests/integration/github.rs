@@ -196,7 +196,7 @@ fn results_redirected_to_a_file_are_bare() {
     assert!(status.success());
     let text = std::fs::read_to_string(&result).unwrap();
     assert!(
-        text.starts_with("[mock openai/gpt-4o-mini] reply to"),
+        text.starts_with("[mock openai/gpt-5.4-mini] reply to"),
         "{text}"
     );
     assert!(!text.contains("::"), "a command in the file: {text}");

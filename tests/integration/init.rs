@@ -86,15 +86,26 @@ fn init_scaffolds_a_repository_whose_files_pass_validate_and_the_schema() {
         let mode = std::fs::metadata(&identity).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
-    // The squad passes `validate` without a single warning (every model priced,
-    // none deprecated), and runs with the mock.
-    let validate = in_repo(dir.path(), &["validate", "workflows/research.yaml"]);
+    // The squad passes `validate` with every model priced, none retired, and one
+    // warning only: GPT-4o, the writer of the project's example, whose retirement
+    // OpenAI has announced (as in `workflows/`). It runs with the mock.
+    let validate = in_repo(
+        dir.path(),
+        &["validate", "workflows/research.yaml", "--json"],
+    );
     assert_eq!(validate.status.code(), Some(0), "{}", transcript(&validate));
-    assert_eq!(
-        String::from_utf8_lossy(&validate.stderr),
-        "",
-        "{}",
-        transcript(&validate)
+    let report: Value = serde_json::from_slice(&validate.stdout).unwrap();
+    let codes: Vec<(&str, &str)> = report["files"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["code"].as_str().unwrap(), d["message"].as_str().unwrap()))
+        .collect();
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    assert_eq!(codes[0].0, "workflow::deprecated-model", "{codes:?}");
+    assert!(
+        codes[0].1.starts_with("`openai/gpt-4o` is deprecated"),
+        "{codes:?}"
     );
     let estimate = in_repo(
         dir.path(),

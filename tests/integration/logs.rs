@@ -20,7 +20,7 @@ const AGENTS: &str = "  a:
     prompt: \"logs-fallback hello\"
     max_tokens: 100
     retries: 0
-    fallback: [gemini/gemini-2.5-flash]
+    fallback: [gemini/gemini-3.5-flash]
 ";
 
 /// Runs the squad at `-v` times `level`, with a budget and its own cache.
@@ -97,8 +97,8 @@ fn issue11_logs_at_each_verbosity() {
             "agent{{name=b}}: attempt: openai/gpt-4o POST {host}/v1/chat/completions: 500 failed, retryable"
         ),
         "agent{name=b}: giving up on openai/gpt-4o after 1 attempt(s)".to_string(),
-        "agent{name=b}: falling back from openai/gpt-4o to gemini/gemini-2.5-flash".to_string(),
-        format!("POST {host}/v1beta/models/gemini-2.5-flash:streamGenerateContent: 200 ok"),
+        "agent{name=b}: falling back from openai/gpt-4o to gemini/gemini-3.5-flash".to_string(),
+        format!("POST {host}/v1beta/models/gemini-3.5-flash:streamGenerateContent: 200 ok"),
         "key `env:ANTHROPIC_KEY`: read from the environment variable ANTHROPIC_KEY".to_string(),
         "key `env:GEMINI_KEY`: read from the environment variable GEMINI_KEY".to_string(),
     ] {

@@ -11,6 +11,7 @@ mod estimate_diff;
 mod examples;
 mod github;
 mod init;
+mod issue14;
 mod keys;
 mod logs;
 mod money;

@@ -367,7 +367,7 @@ fn issue14_replies_without_usage_are_counted_locally_and_marked() {
     for (name, model) in [
         ("claude", "anthropic/claude-sonnet-4-5"),
         ("gpt", "openai/gpt-4o"),
-        ("gemini", "gemini/gemini-2.5-flash"),
+        ("gemini", "gemini/gemini-3.5-flash"),
     ] {
         for stream in [true, false] {
             agents.push_str(&format!(

@@ -65,7 +65,7 @@ fn fake_hosts(yaml: &str) -> Vec<String> {
     hosts
 }
 
-fn record(out: &Output) -> Value {
+pub fn record(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "not a run record ({e}): {}\nstderr: {}",
@@ -75,7 +75,7 @@ fn record(out: &Output) -> Value {
     })
 }
 
-fn agent<'a>(record: &'a Value, name: &str) -> &'a Value {
+pub fn agent<'a>(record: &'a Value, name: &str) -> &'a Value {
     record["agents"]
         .as_array()
         .unwrap()
@@ -87,7 +87,7 @@ fn agent<'a>(record: &'a Value, name: &str) -> &'a Value {
 const MODELS: [(&str, &str); 4] = [
     ("anthropic", "anthropic/claude-sonnet-4-5"),
     ("openai", "openai/gpt-4o"),
-    ("gemini", "gemini/gemini-2.5-flash"),
+    ("gemini", "gemini/gemini-3.5-flash"),
     ("local", "local/llama3.2"),
 ];
 
@@ -151,8 +151,8 @@ fn every_api_answers_streamed_and_whole() {
             "/v1/messages",
             "/v1/chat/completions",
             "/v1/chat/completions",
-            "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
-            "/v1beta/models/gemini-2.5-flash:generateContent",
+            "/v1beta/models/gemini-3.5-flash:streamGenerateContent?alt=sse",
+            "/v1beta/models/gemini-3.5-flash:generateContent",
             "/local/v1/chat/completions",
             "/local/v1/chat/completions"
         ]
@@ -292,8 +292,9 @@ fn permanent_errors_are_not_retried_and_say_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
         (Fault::status(400), "invalid_request_error"),
-        (Fault::status(401), "keys add"),
-        (Fault::status(403), "keys add"),
+        // An `env:` key: fix the variable (issue 14 item 3).
+        (Fault::status(401), "set `OPENAI_KEY`"),
+        (Fault::status(403), "set `OPENAI_KEY`"),
         (Fault::status(404), "check the model id"),
         (Fault::insufficient_quota(), "needs you to act"),
     ];
@@ -353,7 +354,7 @@ fn fallback_models_answer_when_the_first_keeps_failing() {
     let server = FakeServer::start();
     let dir = tempfile::tempdir().unwrap();
     server.script("needs-fallback", std::iter::repeat_n(Fault::status(500), 3));
-    let agents = "  a:\n    model: anthropic/claude-sonnet-4-5\n    prompt: \"needs-fallback please\"\n    retries: 2\n    fallback: [openai/gpt-4o, gemini/gemini-2.5-flash]\n";
+    let agents = "  a:\n    model: anthropic/claude-sonnet-4-5\n    prompt: \"needs-fallback please\"\n    retries: 2\n    fallback: [openai/gpt-4o, gemini/gemini-3.5-flash]\n";
     let out = run(dir.path(), &workflow(&server, agents), &[]);
     assert_eq!(
         out.status.code(),

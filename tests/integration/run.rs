@@ -77,7 +77,7 @@ fn research_prints_only_its_output_on_stdout() {
     let record: Value = serde_json::from_slice(&json.stdout).unwrap();
     let article = record["outputs"]["article"].as_str().unwrap();
     assert_eq!(stdout, format!("{article}\n"));
-    assert!(article.starts_with("[mock openai/gpt-4o-mini] reply to \"Tighten this text:"));
+    assert!(article.starts_with("[mock openai/gpt-5.4-mini] reply to \"Tighten this text:"));
 
     // stderr: each agent started, then finished, in dependency order, then the table.
     let events = progress(&stderr);

@@ -19,7 +19,7 @@ const FLOW: &str = "  researcher:
     prompt: \"marker-w Write from {{agents.researcher.output}}\"
     max_tokens: 100
   checker:
-    model: gemini/gemini-2.5-flash
+    model: gemini/gemini-3.5-flash
     prompt: \"marker-c Check {{agents.writer.output}}\"
     max_tokens: 100
 ";

@@ -158,7 +158,7 @@ invalid_fixtures! {
     // providers and models
     unknown_provider: "4:12", "unknown provider `antropic`";
     model_without_slash: "4:12", "model \"gpt-4o\" is not `PROVIDER/MODEL`";
-    fallback_without_slash: "5:51", "model \"gpt-4o-mini\" is not `PROVIDER/MODEL`";
+    fallback_without_slash: "5:44", "model \"gpt-5.4-mini\" is not `PROVIDER/MODEL`";
     model_wrong_family: "4:12", "`gpt-4o` is not a model this provider serves";
     provider_without_type: "3:3", "provider `local` needs a `type:`";
     provider_without_base_url: "3:3", "provider `lab` needs a `base_url:`";
@@ -351,7 +351,7 @@ fn a_file_of_comments_and_blank_lines() {
 #[test]
 fn a_five_megabyte_file() {
     let mut text = String::from(
-        "version: 1\nagents:\n  summariser:\n    model: openai/gpt-4o-mini\n    prompt: |\n",
+        "version: 1\nagents:\n  summariser:\n    model: openai/gpt-5.4-mini\n    prompt: |\n",
     );
     let mut lines = 0;
     while text.len() < 5_000_000 {

@@ -53,8 +53,8 @@ fn request_bodies_match_the_published_specs() {
     for (tag, model) in [
         ("a", "anthropic/claude-sonnet-4-5"),
         ("o", "openai/gpt-4o"),
-        ("g", "gemini/gemini-2.5-flash"),
-        ("r", "openai/o3-mini"),
+        ("g", "gemini/gemini-3.5-flash"),
+        ("r", "openai/gpt-5.4-mini"),
     ] {
         server.script(&format!("wrong-first-{tag}"), [Fault::WrongJson]);
         agents.push_str(&feature_agents(model, tag));
@@ -84,7 +84,7 @@ fn request_bodies_match_the_published_specs() {
         assert_valid(v, &r.body, &r.path);
     }
     let o3 = requests.iter().find(|r| {
-        r.body["model"] == "o3-mini"
+        r.body["model"] == "gpt-5.4-mini"
             && r.body.get("temperature").is_none()
             && r.body["messages"][0]["content"] == "You are terse."
     });

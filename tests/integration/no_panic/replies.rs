@@ -334,11 +334,19 @@ proptest! {
     }
 
     #[test]
-    fn error_bodies_always_give_a_kind_and_a_message(status in any::<u16>(), text in body()) {
+    fn error_bodies_always_give_a_message_and_a_kind_only_when_it_is_a_word(status in any::<u16>(), text in body()) {
         for (name, wire) in wires() {
             let error = wire.error(status, &text);
-            prop_assert!(!error.kind.is_empty(), "{name}: {error:?}");
+            if let Some(kind) = &error.kind {
+                prop_assert!(
+                    kind.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                        && kind.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)),
+                    "{name}: {error:?}"
+                );
+            }
             prop_assert!(!error.message.is_empty(), "{name}: {error:?}");
+            prop_assert!(!error.message.chars().any(char::is_control), "{name}: {error:?}");
+            prop_assert!(error.message.chars().count() <= 501, "{name}: {error:?}");
         }
     }
 }

@@ -53,6 +53,68 @@ pub enum Fault {
     /// An error status with a plain-text body quoting the key, as is and
     /// JSON-escaped, as a proxy's page does.
     EchoKeyPlain(u16),
+    /// This status with this body, verbatim: what a gateway, proxy or local
+    /// server sends instead of the provider's own error envelope.
+    Body { code: u16, body: String },
+}
+
+/// How a server refuses a model it does not serve, as the real deployments do
+/// (bodies as they send them; `{model}` is the model asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Anthropic's API: 404 `not_found_error`, "model: NAME".
+    Anthropic,
+    /// `OpenAI`'s API: 404 `model_not_found`.
+    OpenAi,
+    /// Gemini's API: 404 `NOT_FOUND`, "models/NAME is not found …".
+    Gemini,
+    /// `LiteLLM`'s proxy: 400, a Python dict in the message, `type: "None"`, `code: "400"`.
+    LiteLlm,
+    /// `OpenRouter`: 400, "NAME is not a valid model ID", a numeric `code`.
+    OpenRouter,
+    /// `vLLM`'s server: 404 with a flat `NotFoundError` object.
+    Vllm,
+    /// Ollama's OpenAI-compatible API: 404 "model \"NAME\" not found, try pulling it first".
+    Ollama,
+    /// Groq for a retired model: 400 `model_decommissioned`.
+    GroqDecommissioned,
+}
+
+impl Refusal {
+    /// The status and body of the refusal of `model`.
+    pub fn reply(self, model: &str) -> (u16, String) {
+        let body = match self {
+            Refusal::Anthropic => {
+                json!({"type": "error", "error": {"type": "not_found_error", "message": format!("model: {model}")}, "request_id": "req_fake"})
+            }
+            Refusal::OpenAi => {
+                json!({"error": {"message": format!("The model `{model}` does not exist or you do not have access to it."), "type": "invalid_request_error", "param": null, "code": "model_not_found"}})
+            }
+            Refusal::Gemini => {
+                json!({"error": {"code": 404, "message": format!("models/{model} is not found for API version v1beta, or is not supported for generateContent. Call ListModels to see the list of available models and their supported methods."), "status": "NOT_FOUND"}})
+            }
+            Refusal::LiteLlm => {
+                json!({"error": {"message": format!("{{'error': '/chat/completions: Invalid model name passed in model={model}. Call `/v1/models` to view available models for your key.'}}"), "type": "None", "param": "None", "code": "400"}})
+            }
+            Refusal::OpenRouter => {
+                json!({"error": {"message": format!("{model} is not a valid model ID"), "code": 400}, "user_id": "user_fake"})
+            }
+            Refusal::Vllm => {
+                json!({"object": "error", "message": format!("The model `{model}` does not exist."), "type": "NotFoundError", "param": null, "code": 404})
+            }
+            Refusal::Ollama => {
+                json!({"error": {"message": format!("model \"{model}\" not found, try pulling it first"), "type": "api_error", "param": null, "code": null}})
+            }
+            Refusal::GroqDecommissioned => {
+                json!({"error": {"message": format!("The model `{model}` has been decommissioned and is no longer supported. Please refer to https://console.groq.com/docs/deprecations for a recommendation on which model to use instead."), "type": "invalid_request_error", "code": "model_decommissioned"}})
+            }
+        };
+        let status = match self {
+            Refusal::LiteLlm | Refusal::OpenRouter | Refusal::GroqDecommissioned => 400,
+            _ => 404,
+        };
+        (status, body.to_string())
+    }
 }
 
 impl Fault {
@@ -155,6 +217,8 @@ struct Shared {
     /// When the first request arrived and the last reply was made, since the
     /// last [`FakeServer::reset_span`]: the span of a run at the server.
     span: Mutex<(Option<Instant>, Option<Instant>)>,
+    /// The only models served, and how others are refused; `None` serves any.
+    models: Mutex<Option<(Vec<String>, Refusal)>>,
 }
 
 /// The server; it stops when dropped.
@@ -236,6 +300,13 @@ impl FakeServer {
     /// included, as a provider bills them.
     pub fn billed(&self) -> Vec<(String, Bill)> {
         self.shared.billed.lock().unwrap().clone()
+    }
+
+    /// Serve only `models`: a request for any other meets `refusal`, as a real
+    /// deployment refuses a model it does not know or has retired.
+    pub fn serve_only(&self, models: &[&str], refusal: Refusal) {
+        *self.shared.models.lock().unwrap() =
+            Some((models.iter().map(|m| (*m).to_string()).collect(), refusal));
     }
 
     /// Every reply waits this long before its first byte (on top of any fault).
@@ -356,6 +427,27 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let local = path.starts_with("/local/");
     if let Some(refused) = check_auth(api, &headers).filter(|_| !local) {
         return refused;
+    }
+    let refused = {
+        let models = shared.models.lock().unwrap();
+        let asked = match api {
+            Api::Gemini => path
+                .rsplit_once("/models/")
+                .and_then(|(_, rest)| rest.split_once(':'))
+                .map(|(m, _)| m.to_string()),
+            _ => body
+                .get("model")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        }
+        .unwrap_or_default();
+        models
+            .as_ref()
+            .filter(|(served, _)| !served.contains(&asked))
+            .map(|(_, refusal)| refusal.reply(&asked))
+    };
+    if let Some((code, body)) = refused {
+        return raw(code, "application/json", &body, &[]);
     }
     let text = body.to_string();
     let fault = {
@@ -604,6 +696,14 @@ async fn respond(
                     .insert("retry-after", secs.to_string().parse().unwrap());
             }
             return response;
+        }
+        Some(Fault::Body { code, body }) => {
+            let content_type = if body.trim_start().starts_with('<') {
+                "text/html"
+            } else {
+                "application/json"
+            };
+            return raw(*code, content_type, body, &[]);
         }
         Some(Fault::SlowFirstByte(d)) => tokio::time::sleep(*d).await,
         Some(Fault::Redirect(to)) => {

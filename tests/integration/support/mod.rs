@@ -20,7 +20,13 @@ pub fn example(name: &str) -> PathBuf {
     repo().join("workflows").join(name)
 }
 
-/// `byok-flow` with a cleared environment: only what the test sets reaches it.
+/// The day every test judges model retirements on (`BYOK_FLOW_TODAY`), so that no
+/// test fails on the day a model it names retires; the examples are checked
+/// against the real date (`issue14_examples_name_no_retired_model`).
+pub const TODAY: &str = "2026-11-30";
+
+/// `byok-flow` with a cleared environment: only what the test sets reaches it
+/// (and `BYOK_FLOW_TODAY`, [`TODAY`]).
 pub fn byok_flow(home: &Path) -> Command {
     Command::from_std(byok_flow_process(home))
 }
@@ -32,6 +38,7 @@ pub fn byok_flow_process(home: &Path) -> std::process::Command {
     cmd.env_clear()
         .env("HOME", home)
         .env("NO_COLOR", "1")
+        .env("BYOK_FLOW_TODAY", TODAY)
         .current_dir(home);
     cmd
 }
