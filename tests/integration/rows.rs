@@ -437,6 +437,22 @@ fn files_that_cannot_be_rows_are_refused_before_any_call() {
         stderr(&out)
     );
     assert!(!dir.path().join("report.html").exists());
+    let out = command(
+        dir.path(),
+        &server,
+        &[
+            "estimate",
+            "flow.yaml",
+            "--each",
+            "rows.jsonl",
+            "--diff",
+            "HEAD",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("drop `--each`"), "{}", stderr(&out));
     assert!(server.requests().is_empty(), "nothing was sent");
 }
 
