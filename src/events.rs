@@ -8,6 +8,7 @@ use crate::dataset::record::{AgentAggregate, DatasetRecord, RowResult};
 use crate::keys::redact;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
+use crate::tools::ToolName;
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +34,11 @@ pub enum Event<'a> {
     AgentProgress {
         agent: &'a str,
         chars: usize,
+    },
+    /// The provider started running a server-side tool for the agent (a web search).
+    AgentTool {
+        agent: &'a str,
+        tool: ToolName,
     },
     /// An agent succeeded or failed.
     AgentFinished {
@@ -159,6 +165,7 @@ impl<'a> Redacted<'a> {
             Event::RunStarted { .. }
             | Event::AgentStarted { .. }
             | Event::AgentProgress { .. }
+            | Event::AgentTool { .. }
             | Event::RowsStarted { .. } => None,
         }
     }
@@ -236,7 +243,13 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     ]
     .into_iter()
     .flatten()
-    .chain(record.attempts.iter().map(|a| a.outcome.as_str()));
+    .chain(record.attempts.iter().map(|a| a.outcome.as_str()))
+    .chain(
+        record
+            .citations
+            .iter()
+            .flat_map(|c| [c.url.as_str(), c.title.as_str(), c.quoted.as_str()]),
+    );
     let dirty = texts.any(redact::holds_secret)
         || record.json.as_ref().is_some_and(redact::json_holds_secret);
     if !dirty {
@@ -258,6 +271,11 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     }
     for attempt in &mut clean.attempts {
         redact::in_place(&mut attempt.outcome);
+    }
+    for c in &mut clean.citations {
+        for text in [&mut c.url, &mut c.title, &mut c.quoted] {
+            redact::in_place(text);
+        }
     }
     Some(clean)
 }
@@ -340,6 +358,8 @@ mod tests {
             timing: None,
             estimate: None,
             key_failure: false,
+            citations: Vec::new(),
+            cache_saved_usd: None,
         };
         bus.emit(&Event::AgentFinished { record: &record });
         assert_eq!(

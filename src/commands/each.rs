@@ -39,9 +39,18 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     let budgeted = session.budget().is_some() && dataset.source.path.is_some();
     if args.dry_run || budgeted {
         let estimate = estimate_rows(session, &dataset)?;
+        // What bounds each agent's cost, and its tools' uses, are the workflow's,
+        // whatever the row.
+        let agents = crate::cost::estimate::upper_estimate(
+            &session.checked,
+            &session.settings.inputs,
+            &session.pricing(),
+            session.max_usd(),
+        )
+        .agents;
         let refusal = session
             .max_usd()
-            .and_then(|max| super::run::refuse(&estimate.total, max));
+            .and_then(|max| super::run::refuse(&agents, &estimate.total, max));
         if args.dry_run {
             print(&estimate, &dataset, args.json)?;
             return refusal.map_or(Ok(Exit::Success), Err);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::cost::estimate::{Estimate, Total};
+use crate::cost::estimate::{AgentEstimate, Estimate, Total};
 use crate::cost::{self, Usd};
 use crate::dataset::Shard;
 use crate::error::{Error, Exit, Result};
@@ -181,7 +181,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         let fits = |estimate: &Estimate| {
             check_windows(estimate, &args.file).is_ok()
                 && max_usd
-                    .and_then(|max| refuse(&estimate.total, max))
+                    .and_then(|max| refuse(&estimate.agents, &estimate.total, max))
                     .is_none()
         };
         // The HTML report shows the estimate beside the actual, so `--report` asks
@@ -195,7 +195,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
             estimate.mark_cached(&cached);
             check_windows(&estimate, &args.file)?;
-            let refusal = max_usd.and_then(|max| refuse(&estimate.total, max));
+            let refusal = max_usd.and_then(|max| refuse(&estimate.agents, &estimate.total, max));
             if args.dry_run {
                 print_estimate(&estimate, args.json)?;
                 return match refusal {
@@ -384,8 +384,9 @@ fn check_windows(estimate: &Estimate, file: &Path) -> Result<()> {
     .hint("shorten the inputs, lower the `expected_output_tokens` of the agents it reads, or use a model with a larger context window; nothing was sent"))
 }
 
-/// Why a run with this budget must not start, if it must not.
-pub(super) fn refuse(total: &Total, max_usd: f64) -> Option<Error> {
+/// Why a run with this budget must not start, if it must not: from the totals,
+/// and the agents' estimates (what bounds each one's cost; the tools' uses).
+pub(super) fn refuse(agents: &[AgentEstimate], total: &Total, max_usd: f64) -> Option<Error> {
     let budget = Usd::from_dollars(max_usd);
     if !total.unpriced.is_empty() {
         return Some(
@@ -400,15 +401,47 @@ pub(super) fn refuse(total: &Total, max_usd: f64) -> Option<Error> {
         );
     }
     if !total.unbounded.is_empty() {
+        let why: Vec<String> = agents
+            .iter()
+            .filter(|a| total.unbounded.contains(&a.name))
+            .map(|a| {
+                let reason = a.unbounded.as_deref().unwrap_or("its cost has no bound");
+                format!("`{}`: {reason}", a.name)
+            })
+            .collect();
         return Some(
             Error::new(
                 Exit::Budget,
                 format!(
-                    "the budget of {budget} cannot be enforced: no `max_tokens` and no known output limit bound the cost of {}",
-                    listed(&total.unbounded)
+                    "the budget of {budget} cannot be enforced: nothing bounds the cost of {}",
+                    why.join("; ")
                 ),
             )
-            .hint("set `max_tokens` on those agents, or under `defaults:`"),
+            .hint("set `max_tokens` on those agents (or under `defaults:`); for a tool billed per use with no cap, use a model billed per request (Gemini 2.5) or one that takes `max_uses` (Anthropic), or run without a budget"),
+        );
+    }
+    // A budget counts every use a tool may make: the number must be the user's.
+    let assumed: Vec<String> = agents
+        .iter()
+        .filter(|a| !a.cached)
+        .flat_map(|a| {
+            a.tools
+                .iter()
+                .filter(|t| t.default_uses)
+                .map(move |t| format!("`{}` on `{}`", t.tool, a.name))
+        })
+        .collect();
+    if !assumed.is_empty() {
+        return Some(
+            Error::new(
+                Exit::Budget,
+                format!(
+                    "with a budget, every tool needs its own `max_uses`: {} has none (byok-flow would send and reserve {})",
+                    assumed.join(", "),
+                    crate::tools::DEFAULT_MAX_USES
+                ),
+            )
+            .hint("set it, like `tools: [{web_search: {max_uses: 3}}]`: each use is paid for, and the budget reserves every one"),
         );
     }
     (total.expected_usd > budget).then(|| {

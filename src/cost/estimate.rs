@@ -14,13 +14,18 @@ use indexmap::IndexMap;
 use serde::Serialize;
 use serde_json::{Map, Value as Json, json};
 
+use super::call::{CacheEstimate, Shape, cache_minimum};
 use super::items::{Items, ListOf};
 use super::prices::{PriceSource, Pricing, Resolved};
 use super::tokens::{Count, Tokenizer};
 use super::{Price, Usd};
+use crate::catalog::ProviderKind;
+use crate::prompt_cache::{self, Plan, Ttl};
 use crate::template::{self, Renderer, Target};
+use crate::tools::{Tool, ToolName};
 use crate::workflow::map::{self, Source};
-use crate::workflow::{Agent, Checked};
+use crate::workflow::providers;
+use crate::workflow::{Agent, Checked, Workflow};
 
 /// Expected output tokens of an agent that declares no `expected_output_tokens`
 /// (about 750 English words), capped by its `max_tokens`.
@@ -69,6 +74,32 @@ pub struct AgentEstimate {
     /// The cache holds its answer: it costs nothing (SPEC §5).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub cached: bool,
+    /// Its server-side tools: the uses one call may make, and their fees at most.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolEstimate>,
+    /// The prefix its calls share in the provider's prompt cache, and what caching
+    /// it costs the first call and saves each later one (`expected_usd` includes
+    /// the first call's write).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_cache: Option<CacheEstimate>,
+    /// Why `max_usd` has no bound, when it has none but the model is priced.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unbounded: Option<String>,
+}
+
+/// One server-side tool of an agent, in the estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct ToolEstimate {
+    pub tool: ToolName,
+    /// The most uses one call makes (or, where the provider takes no cap, the
+    /// uses its results are bounded by).
+    pub uses: u32,
+    /// `max_uses` is not set: the default is assumed (and sent).
+    pub default_uses: bool,
+    /// The provider stops at `uses`.
+    pub capped: bool,
+    /// Its fees at most, per call; `null` when unknown or unbounded.
+    pub max_fees_usd: Option<Usd>,
 }
 
 /// The sums over every agent.
@@ -151,6 +182,24 @@ pub fn expected_output(agent: &Agent, max: Option<u64>) -> u64 {
         .expected_output_tokens
         .map_or(DEFAULT_EXPECTED_OUTPUT, u64::from);
     max.map_or(expected, |m| expected.min(m))
+}
+
+/// What an agent's citations count as in the prompts that quote them, before it
+/// has run: one typical source per use its tools may make (an address of 60
+/// characters, a title of 10 words, a quote of 40 words).
+fn typical_citations(agent: &Agent) -> Json {
+    let uses: u32 = agent
+        .tools
+        .iter()
+        .filter_map(|t| crate::tools::parse_entry(&t.0).ok())
+        .map(|t| t.uses())
+        .sum();
+    let one = json!({
+        "url": "https://www.example.com/a/typical/address/of/a/cited/page",
+        "title": "A typical title of a cited page, about ten words long",
+        "quoted": "A typical passage quoted from a source: about forty words of prose, which is what a search result's cited text or a grounding segment usually holds, counted here so that an estimate of a prompt that lists sources is not short.",
+    });
+    Json::Array(vec![one; uses as usize])
 }
 
 /// Marks where an upstream output goes in a rendered prompt: private-use characters
@@ -249,6 +298,9 @@ pub struct Estimator<'a> {
     index_of: HashMap<&'a str, usize>,
     /// Each map agent's list.
     lists: Vec<Option<ListOf>>,
+    /// The API of each agent's model, which decides how its tools and prompt cache
+    /// are billed.
+    kinds: Vec<ProviderKind>,
     counting: Counting,
 }
 
@@ -280,10 +332,11 @@ impl<'a> Estimator<'a> {
         let mut renderer = Renderer::default();
         let mut agents = Map::new();
         for (i, (name, agent)) in w.agents.iter().enumerate() {
+            let citations = typical_citations(agent);
             let entry = if agent.for_each.is_some() {
-                json!({ "outputs": [marker(i)], "json": [marker(i)] })
+                json!({ "outputs": [marker(i)], "json": [marker(i)], "citations": citations })
             } else {
-                json!({ "output": marker(i), "json": marker(i) })
+                json!({ "output": marker(i), "json": marker(i), "citations": citations })
             };
             agents.insert(name.clone(), entry);
             // A template that does not compile is counted as its text (see `render`).
@@ -292,9 +345,21 @@ impl<'a> Estimator<'a> {
                 let _ = renderer.add(&format!("{name}.system"), system);
             }
         }
+        let kinds = w
+            .agents
+            .values()
+            .map(|a| {
+                if pricing.mock {
+                    ProviderKind::Mock
+                } else {
+                    providers::resolve(w, a.provider()).map_or(ProviderKind::Mock, |p| p.kind)
+                }
+            })
+            .collect();
         Estimator {
             checked,
             counting,
+            kinds,
             prices: pricing.table.describe(),
             budget_usd,
             tokenizers: w
@@ -370,12 +435,15 @@ impl<'a> Estimator<'a> {
         for (i, (name, agent)) in w.agents.iter().enumerate() {
             let tokenizer = self.tokenizers[i];
             let mut calls: Vec<(Count, HashMap<usize, u64>)> = Vec::new();
+            // The first call's rendered system and prompt: its prompt-cache prefix.
+            let mut first: Option<(Option<String>, String)> = None;
             let mut share = (0u64, Some(0u64));
             match &lists[i] {
                 None => {
                     let (system, prompt, seen) =
                         render(&self.renderer, name, agent, &context, &self.index_of);
                     calls.push((self.count(tokenizer, system.as_deref(), &prompt), seen));
+                    first.get_or_insert((system, prompt));
                 }
                 Some(Items::Known(items)) => {
                     for (k, item) in items.iter().enumerate() {
@@ -385,6 +453,7 @@ impl<'a> Estimator<'a> {
                         let (system, prompt, seen) =
                             render(&self.renderer, name, agent, &context, &self.index_of);
                         calls.push((self.count(tokenizer, system.as_deref(), &prompt), seen));
+                        first.get_or_insert((system, prompt));
                     }
                 }
                 Some(Items::AtMost { count, from }) => {
@@ -399,15 +468,40 @@ impl<'a> Estimator<'a> {
                     for _ in 0..*count {
                         calls.push(one.clone());
                     }
+                    first = Some((system, prompt));
                     if let Some(from) = from {
                         share = (expected[*from], maxima[*from]);
                     }
                 }
             }
+            let resolved = self.resolved[i].as_ref();
+            let price = resolved.map(|r| &r.price);
+            // A cached prefix's tokens, counted as the request's are.
+            let prefix_tokens = |text: &str| match self.counting {
+                Counting::Exact => tokenizer.scale(tokenizer.raw(text)).tokens,
+                Counting::Bound => tokenizer.scale(text.len() as u64).tokens,
+            };
+            let (system, prompt) = first.unwrap_or_default();
+            let extras = Extras::of(
+                w,
+                agent,
+                self.kinds[i],
+                price,
+                &prefix_tokens,
+                system.as_deref(),
+                &prompt,
+            );
+            let shape = &extras.shape;
             let mut input_tokens = share.0;
             let mut input_tokens_max = share.1;
             let mut largest = 0u64;
-            for (count, seen) in &calls {
+            // Each call is priced on its own (tool fees are per call, and a long
+            // prompt may be in a dearer tier); a list's share of its source's reply
+            // goes with the first.
+            let mut expected_usd = price.map(|_| Usd::ZERO);
+            let mut max_usd = price.map(|_| Usd::ZERO);
+            let mut bounded = true;
+            for (k, (count, seen)) in calls.iter().enumerate() {
                 // Saturating: a maximum can be a model's `max_output` from `pricing:`, up to
                 // 2^63 - 1 tokens, and an output read three times would overflow.
                 let upstream_expected = seen.iter().fold(0u64, |sum, (j, n)| {
@@ -417,17 +511,44 @@ impl<'a> Estimator<'a> {
                     maxima[*j].map(|m| sum.saturating_add(n.saturating_mul(m)))
                 });
                 let one = count.tokens.saturating_add(upstream_expected);
+                let one_max = upstream_max.map(|m| count.bound.saturating_add(m));
                 largest = largest.max(one);
                 input_tokens = input_tokens.saturating_add(one);
                 input_tokens_max = input_tokens_max
-                    .zip(upstream_max)
-                    .map(|(sum, m)| sum.saturating_add(count.bound.saturating_add(m)));
+                    .zip(one_max)
+                    .map(|(sum, m)| sum.saturating_add(m));
+                let (with_share, with_share_max) = if k == 0 {
+                    (
+                        one.saturating_add(share.0),
+                        one_max.zip(share.1).map(|(a, b)| a.saturating_add(b)),
+                    )
+                } else {
+                    (one, one_max)
+                };
+                if let Some(p) = price {
+                    expected_usd = expected_usd
+                        .map(|sum| sum + p.expected_call(shape, with_share, self.expected[i]));
+                    let worst = with_share_max
+                        .zip(self.maxima[i])
+                        .and_then(|(input, output)| p.worst_call(shape, input, output));
+                    bounded &= with_share_max.is_some() && self.maxima[i].is_some();
+                    max_usd = max_usd.zip(worst).map(|(sum, w)| sum + w);
+                }
             }
+            if !calls.is_empty() {
+                expected_usd = expected_usd
+                    .map(|sum| sum + extras.cache.map_or(Usd::ZERO, |c| c.first_call_extra));
+            }
+            let unbounded = match (price, max_usd) {
+                (Some(_), None) if bounded => Some(
+                    "a tool of it is billed per use and its provider takes no cap on the uses (Gemini 3's grounding bills each search query)".to_string(),
+                ),
+                (Some(_), None) => Some("no `max_tokens` and no known output limit".to_string()),
+                _ => None,
+            };
             let n = calls.len() as u64;
             let out_expected = self.expected[i].saturating_mul(n);
             let out_max = self.maxima[i].map(|m| m.saturating_mul(n));
-            let resolved = self.resolved[i].as_ref();
-            let price = resolved.map(|r| &r.price);
             agents.push(AgentEstimate {
                 name: name.clone(),
                 model: agent.model.clone(),
@@ -440,9 +561,12 @@ impl<'a> Estimator<'a> {
                 max_output_tokens: out_max,
                 context_window: price.and_then(|p| p.context_window),
                 largest_input: largest,
-                expected_usd: price.map(|p| p.expected(input_tokens, out_expected)),
-                max_usd: price.and_then(|p| Some(p.worst_case(input_tokens_max?, out_max?))),
+                expected_usd,
+                max_usd,
                 cached: false,
+                tools: extras.tools,
+                prompt_cache: extras.cache,
+                unbounded,
             });
         }
         let total = Total::of(&agents);
@@ -451,6 +575,81 @@ impl<'a> Estimator<'a> {
             agents,
             total,
             budget_usd: self.budget_usd,
+        }
+    }
+}
+
+/// What an agent's calls do beyond a prompt and a reply: their tools, and the
+/// prefix they share in the provider's prompt cache.
+struct Extras {
+    shape: Shape,
+    tools: Vec<ToolEstimate>,
+    cache: Option<CacheEstimate>,
+}
+
+impl Extras {
+    fn of(
+        w: &Workflow,
+        agent: &Agent,
+        kind: ProviderKind,
+        price: Option<&Price>,
+        prefix_tokens: &dyn Fn(&str) -> u64,
+        system: Option<&str>,
+        prompt: &str,
+    ) -> Self {
+        // Checked when the workflow was loaded: an entry that does not read is left out.
+        let tools: Vec<Tool> = agent
+            .tools
+            .iter()
+            .filter_map(|t| crate::tools::parse_entry(&t.0).ok())
+            .collect();
+        let mode = agent.cache.or(w.defaults.cache).unwrap_or_default();
+        let plan = cache_minimum(kind, agent.model_id(), price).and_then(|minimum| {
+            prompt_cache::plan(
+                mode,
+                agent.system.as_deref().zip(system),
+                (&agent.prompt, prompt),
+                minimum,
+                prompt_cache::approx_tokens,
+            )
+        });
+        let one_hour = plan.is_some_and(|p| p.ttl == Ttl::OneHour);
+        let shape = Shape::new(kind, &tools, one_hour);
+        let cache = plan.filter(Plan::marks).zip(price).map(|(plan, price)| {
+            let system = system.unwrap_or_default();
+            let mut prefix = match (plan.system, plan.prompt) {
+                (_, Some(_)) => system.to_string(),
+                (Some(n), None) => system.get(..n).unwrap_or(system).to_string(),
+                (None, None) => String::new(),
+            };
+            prefix.push_str(
+                plan.prompt
+                    .and_then(|n| prompt.get(..n))
+                    .unwrap_or_default(),
+            );
+            CacheEstimate::new(price, kind, prefix_tokens(&prefix), one_hour)
+        });
+        let tools = shape
+            .tools
+            .iter()
+            .zip(&tools)
+            .map(|(used, tool)| ToolEstimate {
+                tool: used.tool,
+                uses: used.uses,
+                default_uses: tool.max_uses.is_none() && used.capped && used.uses > 1,
+                capped: used.capped,
+                max_fees_usd: price.and_then(|p| {
+                    p.worst_fees(&Shape {
+                        tools: vec![*used],
+                        one_hour: false,
+                    })
+                }),
+            })
+            .collect();
+        Extras {
+            shape,
+            tools,
+            cache,
         }
     }
 }

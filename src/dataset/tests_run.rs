@@ -93,6 +93,7 @@ impl Provider for Sleepy {
                 },
                 reported: Reported::ALL,
                 stop_reason: Some("end_turn".into()),
+                citations: Vec::new(),
             })
         })
     }

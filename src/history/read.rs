@@ -249,6 +249,7 @@ impl Store {
                 max_cost_usd: None,
                 budget_usd,
                 estimate: None,
+                cache_saved_usd: None,
             };
             let mut record = record;
             record.total_agents();
@@ -286,6 +287,7 @@ impl Store {
                         output: count(row, 9)?,
                         cache_read: count(row, 10)?,
                         cache_write: count(row, 11)?,
+                        ..Usage::default()
                     },
                     cost_usd: row.get::<_, Option<i64>>(12)?.map(dollars),
                     // The history keeps whether any was, not how many.
@@ -354,6 +356,7 @@ impl Store {
                         output: count(row, 4)?,
                         cache_read: count(row, 5)?,
                         cache_write: count(row, 6)?,
+                        ..Usage::default()
                     },
                     cost_usd: (count(row, 8)? == 0).then(|| dollars(priced)),
                     priced_cost_usd: dollars(priced),
@@ -386,6 +389,7 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
             output: count(row, 10)?,
             cache_read: count(row, 11)?,
             cache_write: count(row, 12)?,
+            ..Usage::default()
         },
         cost_usd: row.get::<_, Option<i64>>(13)?.map(dollars),
         counted_locally: row.get(14)?,
@@ -398,6 +402,8 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         depends_on: Vec::new(),
         timing: None,
         estimate: None,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     })
 }
 

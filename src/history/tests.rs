@@ -33,6 +33,8 @@ fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> Agent
         depends_on: Vec::new(),
         timing: None,
         estimate: None,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     }
 }
 
@@ -54,6 +56,7 @@ fn record(id: &str, started_at: &str, mock: bool, agents: Vec<AgentRecord>) -> R
         mock,
         inputs: IndexMap::from([("topic".to_string(), "a secret topic".to_string())]),
         cost_usd: None,
+        cache_saved_usd: None,
         unpriced_agents: Vec::new(),
         max_cost_usd: None,
         agents,

@@ -235,7 +235,7 @@ fn insert_agent(
         tokens(a.usage.input),
         tokens(a.usage.output),
         tokens(a.usage.cache_read),
-        tokens(a.usage.cache_write),
+        tokens(a.usage.cache_writes()),
         a.cost_usd.map(micro),
         a.counted_locally,
         a.bill_unknown,

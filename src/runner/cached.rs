@@ -100,6 +100,7 @@ impl AgentRunner {
         let entry = Entry {
             usage: output.bill.usage,
             stop_reason: output.stop_reason.clone(),
+            citations: output.citations.clone(),
             ..Entry::new(
                 &key,
                 output.model.clone(),

@@ -97,6 +97,8 @@ pub async fn execute(
             .copied()
             .flatten()
             .filter(|_| task.item.is_none()),
+        citations: Vec::new(),
+        cache_saved_usd: None,
     };
     // By agent, then item: the record's order.
     let mut records: BTreeMap<(usize, Option<usize>), AgentRecord> = BTreeMap::new();
@@ -159,6 +161,7 @@ pub async fn execute(
                                 .then(|| out.model.clone()),
                             attempts: out.attempts.clone(),
                             cached: out.cached,
+                            citations: out.citations.clone(),
                             ..record_of(task, AgentStatus::Succeeded, None)
                         },
                         &out.bill,
@@ -289,6 +292,7 @@ pub async fn execute(
             max_usd: Some(e.total.max_usd.micro_dollars())
                 .filter(|_| !e.total.is_lower_bound() && e.total.unbounded.is_empty()),
         }),
+        cache_saved_usd: None,
         agents,
         outputs,
         usage: Usage::default(),
@@ -309,6 +313,7 @@ fn billed(record: AgentRecord, bill: &Bill) -> AgentRecord {
             .max_cost
             .filter(|_| bill.unknown)
             .map(Usd::micro_dollars),
+        cache_saved_usd: bill.cache_saved(),
         ..record
     }
 }

@@ -98,7 +98,8 @@ impl AgentRunner {
 }
 
 /// An upstream agent as the template context shows it: `output` (and `json`); for
-/// a map agent, `outputs` (and `json`) as lists.
+/// a map agent, `outputs` (and `json`) as lists; and the sources it cites,
+/// `citations`.
 pub(super) fn upstream_entry(out: &AgentOutput) -> Json {
     let mut entry = Map::new();
     match &out.items {
@@ -115,6 +116,10 @@ pub(super) fn upstream_entry(out: &AgentOutput) -> Json {
     if let Some(json) = &out.json {
         entry.insert("json".into(), json.clone());
     }
+    entry.insert(
+        "citations".into(),
+        serde_json::to_value(&out.citations).unwrap_or_default(),
+    );
     Json::Object(entry)
 }
 

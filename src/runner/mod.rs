@@ -36,6 +36,7 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
 use crate::cache::{Cache, Endpoint, Entry, Key};
+use crate::catalog::ProviderKind;
 use crate::cost::bill::Bill;
 use crate::cost::budget::{Budget, BudgetGate};
 use crate::cost::prices::PriceTable;
@@ -43,11 +44,13 @@ use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
+use crate::prompt_cache::{self, CacheMode};
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
 use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
 use crate::scheduler::{self, Gate, Open, Task};
 use crate::template::Renderer;
+use crate::tools::{Citation, Tool};
 use crate::workflow::{Checked, OutputKind};
 
 /// What a run needs beyond the workflow.
@@ -98,6 +101,9 @@ pub struct AgentOutput {
     /// For a map agent (`for_each`), each item's text, in order; its `json` is then
     /// the list of the items' JSON.
     pub items: Option<Vec<String>>,
+    /// The sources its reply cites (`agents.NAME.citations`); a map agent's, those
+    /// of its items, in order.
+    pub citations: Vec<Citation>,
 }
 
 impl AgentOutput {
@@ -113,6 +119,7 @@ impl AgentOutput {
             attempts: Vec::new(),
             cached: true,
             items: None,
+            citations: entry.citations,
         }
     }
 
@@ -138,6 +145,7 @@ impl AgentOutput {
             attempts: Vec::new(),
             cached: !items.is_empty() && items.iter().all(|i| i.cached),
             items: Some(texts),
+            citations: items.iter().flat_map(|i| i.citations.clone()).collect(),
         }
     }
 }
@@ -212,6 +220,13 @@ pub struct AgentRunner {
     /// Each agent's model, then its fallback models: tokenizer and price (`None`:
     /// unpriced). The first is the agent's own.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    /// The API of each of those models, which decides how its tools are used.
+    kinds: Vec<Vec<ProviderKind>>,
+    /// Each agent's server-side tools.
+    tools: Vec<Vec<Tool>>,
+    /// Each agent's prompt caching: its mode, and the fewest tokens its provider
+    /// caches (`None`: its provider does nothing with a marked prefix).
+    caching: Vec<(CacheMode, Option<u64>)>,
     /// A `--mock` run: nothing is ever billed.
     mock: bool,
     /// The run's budget, if it has one: every attempt reserves from it and pays.
@@ -296,6 +311,16 @@ impl AgentRunner {
         let system = spec.system.as_ref().map(|_| render("system")).transpose()?;
         let prompt = render("prompt")?;
         let call = &self.calls[agent];
+        let (mode, minimum) = self.caching[agent];
+        let cache = minimum.and_then(|minimum| {
+            prompt_cache::plan(
+                mode,
+                spec.system.as_deref().zip(system.as_deref()),
+                (&spec.prompt, &prompt),
+                minimum,
+                prompt_cache::approx_tokens,
+            )
+        });
         Ok(Request {
             provider: call.provider.clone(),
             model: call.model.clone(),
@@ -307,6 +332,8 @@ impl AgentRunner {
             stop: spec.stop.clone(),
             output: spec.output,
             schema: spec.schema.clone(),
+            tools: self.tools[agent].clone(),
+            cache,
             stream: spec.stream.or(defaults.stream).unwrap_or(true),
             timeout: spec.timeout.or(defaults.timeout).map(|d| d.0),
             key: None,
@@ -433,10 +460,17 @@ impl scheduler::Runner for AgentRunner {
             let mut request = prepared.request;
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.task_name(task), self.bus.clone());
+            let (tool_name, tool_bus) = (name.clone(), bus.clone());
             request.progress = Progress::new(move |chars| {
                 bus.emit(&Event::AgentProgress {
                     agent: &name,
                     chars,
+                });
+            })
+            .on_tool(move |tool| {
+                tool_bus.emit(&Event::AgentTool {
+                    agent: &tool_name,
+                    tool,
                 });
             });
             let (name, bus) = (self.task_name(task), self.bus.clone());
@@ -475,6 +509,7 @@ impl scheduler::Runner for AgentRunner {
                         attempts: called.attempts,
                         cached: false,
                         items: None,
+                        citations: answer.reply.citations,
                     };
                     // Written now, not at the end of the run, so a killed run resumes here.
                     if let Some(key) = cache_key {

@@ -153,6 +153,10 @@ impl Subscriber for Log {
                 self.push(agent, &progress::attempt_line(agent, attempt));
                 return Ok(());
             }
+            Event::AgentTool { agent, tool } => {
+                self.push(agent, &progress::tool_line(agent, *tool));
+                return Ok(());
+            }
             Event::AgentFinished { record } => self.settled(record),
             // A skipped agent never ran: one line, no group.
             Event::AgentSkipped { record } if self.groups => {

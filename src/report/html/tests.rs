@@ -47,6 +47,8 @@ pub fn agent(name: &str, seconds: f64, cost: Option<f64>) -> AgentRecord {
             max_usd: cost.map(|c| c * 3.0),
         }),
         key_failure: false,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     }
 }
 
@@ -96,6 +98,7 @@ pub fn chain(names: &[&str]) -> RunRecord {
         agents,
         usage: Usage::default(),
         budget_usd: Some(0.5),
+        cache_saved_usd: None,
         estimate: Some(CostEstimate {
             expected_usd: Some(0.005),
             max_usd: Some(0.02),
@@ -242,4 +245,40 @@ fn a_map_agents_items_are_one_stack_in_the_drawing() {
     assert_eq!(nodes[1].status, Status::Failed);
     let html = render(&record, Origin::Record);
     assert!(html.contains("writer[2]"), "each item keeps its details");
+}
+
+/// Issue 15: a searching agent's sources are listed under its output as text (an
+/// address is never a link), and what prompt caching saved is in the totals.
+#[test]
+fn sources_are_text_and_cache_savings_are_shown() {
+    let mut record = research();
+    record.agents[0].citations = vec![
+        crate::tools::Citation {
+            url: "https://example.com/a".into(),
+            title: "<b>A page</b>".into(),
+            quoted: "It says \"so\".".into(),
+        },
+        crate::tools::Citation {
+            url: "javascript:alert(1)".into(),
+            title: String::new(),
+            quoted: String::new(),
+        },
+    ];
+    record.agents[0].usage.web_search = 2;
+    record.agents[1].usage.cache_read = 3_000;
+    record.agents[1].cache_saved_usd = Some(0.0081);
+    record.total_agents();
+    let html = render(&record, Origin::Record);
+    assert!(html.contains("Sources (2)"), "{html}");
+    assert!(html.contains("<code>https://example.com/a</code>"));
+    assert!(html.contains("&lt;b&gt;A page&lt;/b&gt;"));
+    assert!(!html.contains("href=\"javascript"));
+    assert!(!html.contains("href=\"https://example.com"));
+    assert!(html.contains("2 web searches"));
+    assert!(
+        html.contains(
+            "Prompt cache: 3000 tokens read, 0 written; saved $0.0081 against no caching."
+        )
+    );
+    assert!(html.contains("saved $0.0081 against no caching"));
 }
