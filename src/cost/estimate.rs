@@ -437,7 +437,7 @@ impl<'a> Estimator<'a> {
             let mut calls: Vec<(Count, HashMap<usize, u64>)> = Vec::new();
             // The first call's rendered system and prompt: its prompt-cache prefix.
             let mut first: Option<(Option<String>, String)> = None;
-            let mut share = (0u64, Some(0u64));
+            let mut from_source = (0u64, Some(0u64));
             match &lists[i] {
                 None => {
                     let (system, prompt, seen) =
@@ -470,7 +470,7 @@ impl<'a> Estimator<'a> {
                     }
                     first = Some((system, prompt));
                     if let Some(from) = from {
-                        share = (expected[*from], maxima[*from]);
+                        from_source = (expected[*from], maxima[*from]);
                     }
                 }
             }
@@ -492,8 +492,8 @@ impl<'a> Estimator<'a> {
                 &prompt,
             );
             let shape = &extras.shape;
-            let mut input_tokens = share.0;
-            let mut input_tokens_max = share.1;
+            let mut input_tokens = from_source.0;
+            let mut input_tokens_max = from_source.1;
             let mut largest = 0u64;
             // Each call is priced on its own (tool fees are per call, and a long
             // prompt may be in a dearer tier); a list's share of its source's reply
@@ -519,8 +519,8 @@ impl<'a> Estimator<'a> {
                     .map(|(sum, m)| sum.saturating_add(m));
                 let (with_share, with_share_max) = if k == 0 {
                     (
-                        one.saturating_add(share.0),
-                        one_max.zip(share.1).map(|(a, b)| a.saturating_add(b)),
+                        one.saturating_add(from_source.0),
+                        one_max.zip(from_source.1).map(|(a, b)| a.saturating_add(b)),
                     )
                 } else {
                     (one, one_max)
