@@ -474,6 +474,32 @@ fn a_dataset_expected_to_cost_more_than_its_budget_never_starts() {
     assert!(server.requests().is_empty());
 }
 
+/// A budget needs every tool's `max_uses` in a dataset run as in one run: the
+/// rows never start.
+#[test]
+fn a_dataset_with_a_tool_of_unset_uses_is_refused_under_a_budget() {
+    let server = FakeServer::start();
+    let dir = setup(&server, 3);
+    let searching = PAIR.replacen(
+        "    max_tokens: 100\n",
+        "    max_tokens: 100\n    tools: [web_search]\n",
+        1,
+    );
+    std::fs::write(
+        dir.path().join("flow.yaml"),
+        flow(&server, INPUTS, &searching),
+    )
+    .unwrap();
+    let out = run_rows(dir.path(), &server, &["--max-usd", "5"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("every tool needs its own `max_uses`: `web_search` on `a` has none"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(server.requests().is_empty(), "no row started");
+}
+
 /// Rows share one budget: expected to fit, but costing more than expected, the
 /// last rows are given up (`budget_reached`), spend stays under it, and the run
 /// exits 3.
