@@ -39,7 +39,11 @@ impl AgentStatus {
 /// One agent's part of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentRecord {
+    /// The agent's name; `NAME[N]` for item N of a map agent (`for_each`).
     pub name: String,
+    /// The item of a map agent this record is (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
     pub provider: String,
     pub model: String,
     pub status: AgentStatus,

@@ -36,6 +36,10 @@ pub enum Target {
     /// `agents.NAME.output` or `agents.NAME.citations` (`json: false`), or
     /// `agents.NAME.json…` (`json: true`)
     Agent { name: String, json: bool },
+    /// `agents.NAME.outputs`: a map agent's texts, one per item.
+    AgentOutputs(String),
+    /// `item`, `item.FIELD…` or `item_index`: a map agent's item.
+    Item,
 }
 
 /// One reference in a template, or a name the template may not use.
@@ -332,6 +336,7 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
             name: (*name).to_string(),
             json: false,
         }),
+        ["agents", name, "outputs"] => Ok(Target::AgentOutputs((*name).to_string())),
         ["agents", name, "json", ..] => Ok(Target::Agent {
             name: (*name).to_string(),
             json: true,
@@ -342,9 +347,10 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
         ["agents", name] => Err(format!("`{raw}` is not text; write `agents.{name}.output`")),
         ["agents"] => Err("`agents` alone is not text; write `agents.NAME.output`".to_string()),
         _ if depth > 0 && rooted.is_none() => return,
+        ["item" | "item_index"] | ["item", ..] => Ok(Target::Item),
         ["this" | "." | "" | ".."] => return,
         _ => Err(format!(
-            "unknown variable `{raw}`; templates can read `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json` and `agents.NAME.citations`"
+            "unknown variable `{raw}`; templates can read `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json` and `agents.NAME.citations` (and in a map agent, `item` and `item_index`)"
         )),
     };
     out.push(Reference {

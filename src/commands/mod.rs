@@ -2,10 +2,12 @@
 //! the domain modules.
 
 pub mod batches;
+mod each;
 pub mod estimate;
 pub mod graph;
 pub mod init;
 pub mod keys;
+pub mod merge;
 pub mod prices;
 pub mod report;
 pub mod run;

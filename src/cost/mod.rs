@@ -15,6 +15,7 @@ pub mod call;
 pub mod check;
 pub mod diff;
 pub mod estimate;
+mod items;
 pub mod lifecycle;
 pub mod limits;
 pub mod prices;

@@ -53,7 +53,8 @@ pub fn render(estimate: &Estimate) -> String {
             }
             let priced = a.priced_as.is_some();
             vec![
-                a.name.clone(),
+                a.items
+                    .map_or_else(|| a.name.clone(), |n| format!("{} (x{n})", a.name)),
                 if a.batch {
                     format!("{} (batch)", a.model)
                 } else {

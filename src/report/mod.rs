@@ -10,6 +10,7 @@ pub mod github;
 pub mod html;
 pub mod output;
 pub mod progress;
+pub mod rows;
 pub mod runs;
 pub mod table;
 

@@ -106,7 +106,12 @@ impl Subscriber for Plain {
             Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
             Event::AgentTool { agent, tool } => tool_line(agent, *tool),
             Event::Warning { message } => format!("warning  {}", printable::escape(message)),
-            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::AgentProgress { .. } => {
+            Event::RunStarted { .. }
+            | Event::RunFinished { .. }
+            | Event::AgentProgress { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {
                 return Ok(());
             }
         };
@@ -185,7 +190,10 @@ impl Subscriber for Live {
             Event::Warning { message } => self
                 .multi
                 .println(format!("warning: {}", printable::escape(message)))?,
-            Event::RunStarted { .. } => {}
+            Event::RunStarted { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {}
         }
         Ok(())
     }

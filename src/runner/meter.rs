@@ -20,6 +20,7 @@ use crate::events::Event;
 use crate::prompt_cache::Ttl;
 use crate::providers::call::Meter;
 use crate::providers::{AttemptError, BoxFuture, ErrorKind, Reply, Reported, Request};
+use crate::scheduler::Task;
 use crate::usage::Usage;
 
 /// The tokens of a request's input (system, prompt, and a JSON correction's turns),
@@ -85,10 +86,10 @@ struct InFlight {
     reserved: Option<Usd>,
 }
 
-/// An agent's meter for one call.
+/// A task's meter for one call (an agent's, or one item's of a map agent).
 pub struct AgentMeter<'a> {
     pub runner: &'a AgentRunner,
-    pub agent: usize,
+    pub task: Task,
     pub tab: Arc<Mutex<Tab>>,
 }
 
@@ -108,14 +109,13 @@ impl Meter for AgentMeter<'_> {
             let (mut input, mut reserved) = (None, None);
             if let Some(budget) = &self.runner.budget {
                 let known = self.tab().first_input;
+                let agent = self.task.agent;
                 let count = match known {
                     Some(count) if target == 0 && request.correction.is_none() => count,
-                    _ => self.runner.input_for(self.agent, target, request),
+                    _ => self.runner.input_for(agent, target, request),
                 };
-                let worst = self
-                    .runner
-                    .attempt_worst(self.agent, target, request, count);
-                let room = budget.reserve(self.agent, worst).await;
+                let worst = self.runner.attempt_worst(agent, target, request, count);
+                let room = budget.reserve(self.task, worst).await;
                 room.map_err(|why| AttemptError {
                     kind: ErrorKind::Budget,
                     ..AttemptError::permanent(
@@ -144,7 +144,7 @@ impl Meter for AgentMeter<'_> {
             Err(e) => (e.cut_off.as_deref(), false),
         };
         let charge = self.runner.bill_attempt(
-            self.agent,
+            self.task.agent,
             &Billing {
                 target,
                 request,
@@ -156,7 +156,7 @@ impl Meter for AgentMeter<'_> {
             &mut self.tab().bill,
         );
         if let Some(budget) = &self.runner.budget {
-            budget.charge(self.agent, charge);
+            budget.charge(self.task, charge);
         }
     }
 }
@@ -319,14 +319,14 @@ impl AgentRunner {
         self.bus.emit(&Event::Warning { message: &message });
     }
 
-    /// The bill of `agent` as it stands, for an agent cancelled mid-call (Ctrl-C):
+    /// The bill of `task` as it stands, for a task cancelled mid-call (Ctrl-C):
     /// an attempt in flight is billed as cut off, with nothing received.
-    pub fn cancelled_bill(&self, agent: usize) -> Bill {
+    pub fn cancelled_bill(&self, task: Task) -> Bill {
         let Some(tab) = self
             .tabs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&agent)
+            .remove(&task)
         else {
             return Bill::default();
         };
@@ -340,7 +340,7 @@ impl AgentRunner {
                 input: f.input,
                 reserved: f.reserved,
             };
-            self.bill_attempt(agent, &billing, &mut tab.bill);
+            self.bill_attempt(task.agent, &billing, &mut tab.bill);
         }
         tab.bill.clone()
     }

@@ -231,6 +231,22 @@ fn plan(
                 .collect()
         })
         .collect();
+    let lists = w
+        .agents
+        .values()
+        .map(|a| {
+            let source = crate::workflow::map::parse(a.for_each.as_deref()?).ok()?;
+            let from = match &source {
+                crate::workflow::map::Source::Agent { name, .. } => w.agents.get_index_of(name),
+                crate::workflow::map::Source::Input(_) => None,
+            };
+            Some(super::map::List {
+                source,
+                from,
+                max_items: a.max_items,
+            })
+        })
+        .collect();
     let kind_of = |model: &str| {
         if settings.mock {
             return ProviderKind::Mock;
@@ -301,6 +317,8 @@ fn plan(
             endpoints,
             refresh,
             write_warned: AtomicBool::new(false),
+            lists,
+            rows: false,
         },
         limits,
     ))

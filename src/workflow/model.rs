@@ -242,6 +242,17 @@ pub struct Agent {
     /// A JSON Schema the reply must match when `output: json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
+    /// Run once per item of a list (a map agent): `inputs.NAME` (an input holding a
+    /// JSON array) or `agents.NAME.json.FIELD` (an array in an upstream `output:
+    /// json` agent's reply). Its templates read `{{item}}` and `{{item_index}}`;
+    /// agents downstream read `agents.THIS.outputs` (and `agents.THIS.json`) as lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// The most items a map agent may run over; required for a list from an
+    /// agent (more items fail the agent), so estimates and the budget have a bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_items: Option<u32>,
     /// Tools the provider runs on its side: `web_search`, `web_fetch`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tools: Vec<ToolSpec>,

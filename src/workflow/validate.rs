@@ -49,7 +49,14 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
     c.names();
     c.providers();
     c.tools();
-    let edges = c.templates_and_needs();
+    let mut edges = c.templates_and_needs();
+    let (problems, lists) = super::map::check(c.w, c.index);
+    c.out.extend(problems);
+    edges.extend(
+        lists
+            .into_iter()
+            .map(|(from, to)| (from, to, EdgeKind::Data)),
+    );
     c.outputs();
     let names: Vec<String> = loaded.workflow.agents.keys().cloned().collect();
     let dag = Dag::new(&names, edges);
@@ -624,7 +631,9 @@ impl Checker<'_> {
                 let Some(text) = text else { continue };
                 let pointer = format!("/agents/{}/{field}", escape(name));
                 for target in self.template(&pointer, text, Some(name)) {
-                    if let Target::Agent { name: upstream, .. } = target {
+                    if let Target::Agent { name: upstream, .. } | Target::AgentOutputs(upstream) =
+                        target
+                    {
                         if let Some(&from) = positions.get(upstream.as_str()) {
                             edges.push((from, to, EdgeKind::Data));
                         }
@@ -726,15 +735,29 @@ impl Checker<'_> {
                     )),
                     Some(_) => None,
                 },
+                Ok(Target::AgentOutputs(name)) if !self.w.agents.contains_key(name) => Some((
+                    format!("`{}` refers to agent `{name}`, which does not exist", r.raw),
+                    self.agent_hint(name),
+                )),
                 Ok(_) => None,
+            };
+            let code = if matches!(r.target, Ok(Target::Agent { .. } | Target::AgentOutputs(_))) {
+                "workflow::unknown-agent"
+            } else {
+                "workflow::reference"
+            };
+            let (code, problem) = match problem {
+                Some(problem) => (code, Some(problem)),
+                None => (
+                    "workflow::map",
+                    r.target
+                        .as_ref()
+                        .ok()
+                        .and_then(|t| super::map::reference_problem(self.w, agent, t)),
+                ),
             };
             match problem {
                 Some((message, help)) => {
-                    let code = if matches!(r.target, Ok(Target::Agent { .. })) {
-                        "workflow::unknown-agent"
-                    } else {
-                        "workflow::reference"
-                    };
                     self.out
                         .push(tag(Diagnostic::error(code, span, message).help(help)));
                 }

@@ -20,6 +20,8 @@ mod no_panic;
 mod prompt_cache;
 mod providers;
 mod report;
+mod rows;
+mod rows_lifecycle;
 mod run;
 mod runs;
 mod scheduler_props;

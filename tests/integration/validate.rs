@@ -177,6 +177,14 @@ invalid_fixtures! {
     unknown_helper: "7:7", "unknown helper `readFile`";
     partial: "6:7", "partials (`{{> …}}`) are not supported";
     decorator: "5:14", "decorators (`{{* …}}`) are not supported";
+    // map agents (`for_each`)
+    for_each_text_agent: "8:15", "`for_each` reads a list from `researcher`, whose output is text";
+    for_each_reads_text: "8:15", "`for_each: agents.planner.output` reads text";
+    for_each_without_max_items: "9:15", "a list from agent `planner` needs `max_items`";
+    for_each_unknown_input: "8:15", "`for_each` reads input `topic`, which is not declared";
+    item_outside_map_agent: "8:28", "`item` and `item_index` exist only in a map agent's templates";
+    map_output_read_as_text: "12:28", "`writer` runs once per item: it has `outputs`, a list, not one `output`";
+    max_items_without_for_each: "6:16", "`max_items` bounds the items of a map agent, and this agent has no `for_each`";
     // server-side tools (issue 15)
     tool_not_offered: "6:13", "`openai/gpt-4o` cannot run `web_search`";
     tool_option_refused: "8:11", "`openai/gpt-4o-search-preview` takes no `max_uses` for `web_search`";

@@ -166,7 +166,12 @@ impl Subscriber for Log {
             Event::Warning { message } => {
                 command::annotation(Level::Warning, None, "byok-flow", message)
             }
-            Event::AgentSkipped { .. } | Event::RunStarted { .. } | Event::AgentProgress { .. } => {
+            Event::AgentSkipped { .. }
+            | Event::RunStarted { .. }
+            | Event::AgentProgress { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {
                 return Ok(());
             }
         };

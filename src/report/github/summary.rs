@@ -35,9 +35,10 @@ impl StepSummary {
             .values()
             .map(|a| a.model.as_str())
             .collect();
-        let graph = checked
-            .dag
-            .to_mermaid(|i| format!("{}<br/>{}", checked.dag.name(i), models[i]));
+        let graph = checked.dag.to_mermaid(
+            |i| format!("{}<br/>{}", checked.dag.name(i), models[i]),
+            |i| checked.workflow.agents[i].for_each.is_some(),
+        );
         StepSummary {
             path: path.to_path_buf(),
             file: Place::file(file, github.workspace.as_deref()).file,
@@ -184,11 +185,11 @@ fn cost_table(record: &RunRecord) -> String {
 }
 
 /// Text for a table cell: no line breaks, `|` escaped.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     one_line(text).replace('|', "\\|")
 }
 
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.split(['\r', '\n'])
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
@@ -196,7 +197,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The longest run of `c` in `text`, so a code fence can be longer than any inside it.
-fn longest_run(text: &str, c: char) -> usize {
+pub(super) fn longest_run(text: &str, c: char) -> usize {
     let (mut longest, mut run) = (0, 0);
     for ch in text.chars() {
         run = if ch == c { run + 1 } else { 0 };

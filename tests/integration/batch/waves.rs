@@ -428,3 +428,69 @@ fn a_key_quoted_by_a_batch_reaches_no_output_state_cache_or_history() {
     let out = place.run(&server, agents, &["--keep-going"], &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
+
+#[test]
+fn each_with_batched_agents_is_refused_as_not_supported_yet() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    std::fs::write(place.path().join("rows.jsonl"), "{}\n{}\n").unwrap();
+    let agents = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"one\", stream: false}\n";
+    // `--batch` on the command line, and `batch: true` in the file.
+    let out = place.run(&server, agents, &["--each", "rows.jsonl"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("`--each rows.jsonl` with batched agents is not supported yet")
+            && err.contains("drop `--batch`"),
+        "{err}"
+    );
+    let on =
+        "  a: {model: anthropic/claude-haiku-4-5, prompt: \"one\", stream: false, batch: true}\n";
+    std::fs::write(
+        place.path().join("on.yaml"),
+        crate::providers::workflow(&server, on),
+    )
+    .unwrap();
+    for command in ["run", "estimate"] {
+        let out = place
+            .command(&[command, "on.yaml", "--each", "rows.jsonl"], &[])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{command}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("not supported yet"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Refused before any request, batch or direct, and before any state.
+    assert!(server.requests().is_empty(), "{:?}", server.requests());
+    assert!(place.state_files().is_empty());
+    // Without batched agents, the same rows run directly.
+    let off =
+        "  a: {model: anthropic/claude-haiku-4-5, prompt: \"one\", stream: false, batch: false}\n";
+    std::fs::write(
+        place.path().join("off.yaml"),
+        crate::providers::workflow(&server, off),
+    )
+    .unwrap();
+    let host = server.url().trim_start_matches("http://").to_string();
+    let out = place
+        .command(
+            &[
+                "run",
+                "off.yaml",
+                "--each",
+                "rows.jsonl",
+                "--no-cache",
+                "--allow-host",
+                &host,
+            ],
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.batch_count("create"), 0);
+    assert_eq!(server.requests().len(), 2, "one direct call a row");
+}
