@@ -82,8 +82,8 @@ impl Bpe {
             .read_to_end(&mut data)
             .expect("the compiled-in vocabulary decompresses");
         assert_eq!(&data[..4], b"BPE1", "the compiled-in vocabulary's header");
-        let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap()) as usize;
-        let (n, arena_len) = (word(4), word(8));
+        let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+        let (n, arena_len) = (word(4) as usize, word(8) as usize);
         let ranks_at = 12;
         let lengths_at = ranks_at + 4 * n;
         let arena_at = lengths_at + n;
@@ -95,14 +95,14 @@ impl Bpe {
             at += usize::from(len);
         }
         starts.push(u32::try_from(at).expect("a vocabulary under 4 GB"));
-        let rank = |i: usize| word(ranks_at + 4 * i) as u32;
+        let rank = |i: usize| word(ranks_at + 4 * i);
         let mut prefix = vec![0; (1 << 16) + 1];
         let mut pairs = vec![u32::MAX; 1 << 16];
-        for i in 0..n {
+        for (i, end) in (0..n).zip(1..) {
             let token = &data[starts[i] as usize..starts[i + 1] as usize];
             if let [a, b, rest @ ..] = token {
                 let two = usize::from(*a) << 8 | usize::from(*b);
-                prefix[two + 1] = (i + 1) as u32;
+                prefix[two + 1] = end;
                 if rest.is_empty() {
                     pairs[two] = rank(i);
                 }
@@ -191,16 +191,13 @@ impl Bpe {
         for i in 0..parts.len() - 2 {
             parts[i].1 = pair_rank(parts, i);
         }
-        loop {
-            // The first of the lowest, as tiktoken takes it.
-            let Some((i, _)) = parts[..parts.len() - 1]
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, p)| p.1)
-                .filter(|(_, p)| p.1 != u32::MAX)
-            else {
-                break;
-            };
+        // The first of the lowest, as tiktoken takes it.
+        while let Some((i, _)) = parts[..parts.len() - 1]
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, p)| p.1)
+            .filter(|(_, p)| p.1 != u32::MAX)
+        {
             parts.remove(i + 1);
             parts[i].1 = pair_rank(parts, i);
             if i > 0 {
