@@ -8,8 +8,12 @@
 #   BYOK_ACTION_INPUTS    `name=value` or `name: value` lines (`@path` reads a file)
 #   BYOK_ACTION_MAX_USD   the budget ceiling, or empty
 #   BYOK_ACTION_MOCK      `true` for `--mock`
+#   BYOK_ACTION_EACH      a rows file for `--each`, or empty
+#   BYOK_ACTION_SHARD     `K/N` for `--shard`, or empty
+#   BYOK_ACTION_OUT       a folder for `--out`, or empty
+#   BYOK_ACTION_MERGE     shard folders to merge into BYOK_ACTION_OUT (one a line), or empty
 #   BYOK_ACTION_AGE_KEY   the age identity, or empty
-#   BYOK_ACTION_REPORT    `true` (default) to write the HTML report too
+#   BYOK_ACTION_REPORT    `true` (default) to write the HTML report too (not with EACH)
 #   BYOK_ACTION_BIN       the byok-flow binary (default: where action.yml installs it)
 set -euo pipefail
 
@@ -18,7 +22,23 @@ fail() {
   exit 2
 }
 
-args=(run "${BYOK_ACTION_WORKFLOW:?the action needs the input \`workflow\`}")
+bin="${BYOK_ACTION_BIN:-$HOME/.byok-flow-action/bin/byok-flow}"
+
+if [[ -n "${BYOK_ACTION_MERGE:-}" ]]; then
+  [[ -n "${BYOK_ACTION_OUT:-}" ]] || fail "merge: give \`out\`, the folder for the merged results"
+  args=(merge)
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%$'\r'}"
+    line="${line#"${line%%[![:space:]]*}"}"
+    line="${line%"${line##*[![:space:]]}"}"
+    [[ -z "$line" ]] || args+=("$line")
+  done <<< "$BYOK_ACTION_MERGE"
+  args+=(--out "$BYOK_ACTION_OUT")
+  exec "$bin" "${args[@]}"
+fi
+
+[[ -n "${BYOK_ACTION_WORKFLOW:-}" ]] || fail "the action needs the input \`workflow\` (or \`merge\`)"
+args=(run "$BYOK_ACTION_WORKFLOW")
 
 number=0
 while IFS= read -r line || [[ -n "$line" ]]; do
@@ -49,6 +69,15 @@ done <<< "${BYOK_ACTION_INPUTS:-}"
 if [[ -n "${BYOK_ACTION_MAX_USD:-}" ]]; then
   args+=(--max-usd "$BYOK_ACTION_MAX_USD")
 fi
+if [[ -n "${BYOK_ACTION_EACH:-}" ]]; then
+  args+=(--each "$BYOK_ACTION_EACH")
+fi
+if [[ -n "${BYOK_ACTION_SHARD:-}" ]]; then
+  args+=(--shard "$BYOK_ACTION_SHARD")
+fi
+if [[ -n "${BYOK_ACTION_OUT:-}" ]]; then
+  args+=(--out "$BYOK_ACTION_OUT")
+fi
 case "${BYOK_ACTION_MOCK:-false}" in
   true) args+=(--mock) ;;
   false | "") ;;
@@ -69,11 +98,12 @@ unset BYOK_ACTION_AGE_KEY
 
 result_dir=$(mktemp -d "${RUNNER_TEMP:-/tmp}/byok-flow.XXXXXX")
 result="$result_dir/result.md"
-if [[ "$report" == true ]]; then
+# A dataset run (`each`) has no HTML report: its results are one line per row.
+if [[ "$report" == true && -z "${BYOK_ACTION_EACH:-}" ]]; then
   args+=(--report "$result_dir/report.html")
 fi
 status=0
-"${BYOK_ACTION_BIN:-$HOME/.byok-flow-action/bin/byok-flow}" "${args[@]}" > "$result" || status=$?
+"$bin" "${args[@]}" > "$result" || status=$?
 echo "result_file=$result" >> "$GITHUB_OUTPUT"
 # A run refused before it started (an invalid workflow, say) has no report.
 if [[ -f "$result_dir/report.html" ]]; then

@@ -25,8 +25,8 @@ What it does, so the output can be checked by reading this file:
     and keys them the way a workflow names them: `PROVIDER/MODEL`;
   - converts USD per token to USD per million tokens, rounded to 6 decimals
     (a millionth of a dollar per million tokens);
-  - for Anthropic models, sets the 1-hour cache-write price to 2x input (the
-    documented rule; upstream lists a wrong one for some Claude 3 models) and
+  - for Anthropic models, sets the 1-hour cache-write price to 2x input, in the
+    long-context tier too, from the tier's input (the documented rule; upstream lists a wrong one for some Claude 3 models) and
     fills missing cache prices from the multipliers (write 1.25x, read 0.1x);
   - drops a cache-write price below the input price (upstream writes 0 for
     DeepSeek, which has no separate charge; the input price then applies);
@@ -40,6 +40,13 @@ What it does, so the output can be checked by reading this file:
     prints each date it changes on stderr. Every successor must be a model (or
     alias) of the table or a model the provider names that the map does not
     price yet; a lifecycle entry for a model the table lacks is an error.
+  - prices the tools the providers run (`web_search`, `web_fetch`, dollars per
+    1,000 uses): LiteLLM's `search_context_cost_per_query` (the medium search
+    context, the default) where present, billed per query for Gemini 3
+    (`web_search_billing_unit: per_query`) and per grounded prompt for older
+    Gemini models; else data/tool-prices.json (a documented list: per model, then
+    per provider family); and the fewest tokens Anthropic caches
+    (`prompt_cache_min_tokens`, else the same list).
 """
 
 import json
@@ -88,7 +95,52 @@ ALIASES = {
 }
 
 TIER_THRESHOLDS = [128_000, 200_000, 256_000, 272_000]
-PRICE_FIELDS = ["input", "output", "cache_read", "cache_write", "cache_write_1h"]
+PRICE_FIELDS = ["input", "output", "cache_read", "cache_write", "cache_write_1h", "web_search", "web_fetch"]
+
+
+def gemini_generation(model):
+    """The major version of a Gemini model id (`gemini-2.5-flash`: 2), 0 when unknown."""
+    m = re.match(r"gemini-(\d+)", model)
+    return int(m.group(1)) if m else 0
+
+
+def search_model(model):
+    """OpenAI's models that search the web in Chat Completions."""
+    return "-search-preview" in model or "-search-api" in model
+
+
+def upstream_tools(key, raw, row):
+    """Tool fees and the cache minimum from an upstream entry, where it has them."""
+    per_query = (raw.get("search_context_cost_per_query") or {}).get("search_context_size_medium")
+    provider, model = key.split("/", 1)
+    if per_query is not None and (provider != "openai" or search_model(model)):
+        fee = {"per_1k": round(float(per_query) * 1000, 6)}
+        if provider == "gemini" and raw.get("web_search_billing_unit") != "per_query":
+            fee["per_request"] = True
+        row["web_search"] = fee
+    if raw.get("prompt_cache_min_tokens") is not None:
+        row["cache_min_tokens"] = int(raw["prompt_cache_min_tokens"])
+
+
+def listed_tools(key, row, listed):
+    """Fees and minimums the documented list gives, for what upstream lacks."""
+    provider, model = key.split("/", 1)
+    for field, value in listed["models"].get(key, {}).items():
+        row.setdefault(field, value)
+    family = None
+    if provider == "anthropic":
+        family = "anthropic"
+    elif provider == "openai" and search_model(model):
+        family = "openai-search"
+    elif provider == "gemini" and model.startswith("gemini-") and gemini_generation(model) >= 2:
+        family = "gemini-3" if gemini_generation(model) >= 3 else "gemini"
+    for field, value in listed["defaults"].get(family, {}).items():
+        row.setdefault(field, value)
+    if provider == "anthropic" and "cache_min_tokens" not in row:
+        # The longest prefix of the model's key the list names.
+        matches = [p for p in listed["cache_min_tokens"] if key.startswith(p)]
+        if matches:
+            row["cache_min_tokens"] = listed["cache_min_tokens"][max(matches, key=len)]
 
 
 def per_million(value):
@@ -127,6 +179,7 @@ def entry(raw):
             "output": per_million(tier_out if tier_out is not None else raw.get("output_cost_per_token")),
             "cache_read": per_million(raw.get(f"cache_read_input_token_cost{suffix}")),
             "cache_write": per_million(raw.get(f"cache_creation_input_token_cost{suffix}")),
+            "cache_write_1h": per_million(raw.get(f"cache_creation_input_token_cost_above_1hr{suffix}")),
         }
         break
     if raw.get("deprecation_date"):
@@ -155,6 +208,7 @@ def fix_anthropic(key, row, corrections):
             row[field] = round(base * factor, 6)
     tier = row.get("long_context")
     if tier:
+        tier["cache_write_1h"] = round(tier["input"] * 2.0, 6)
         for field, factor in (("cache_write", 1.25), ("cache_read", 0.1)):
             if tier[field] is None:
                 tier[field] = round(tier["input"] * factor, 6)
@@ -221,13 +275,15 @@ def merge_lifecycle(models, aliases, path, corrections):
             print(f"lifecycle {key}: successor {successor} is not priced yet", file=sys.stderr)
 
 
-def build(upstream_path, legacy_path, lifecycle_path):
+def build(upstream_path, legacy_path, lifecycle_path, tools_path):
     upstream = json.loads(Path(upstream_path).read_text())
     legacy = json.loads(Path(legacy_path).read_text())["models"]
+    listed = json.loads(Path(tools_path).read_text())
     corrections = []
     models = {}
     for key, raw in selected(upstream):
         models[key] = entry(raw)
+        upstream_tools(key, raw, models[key])
     for name, raw in legacy.items():
         if raw.get("snapshot") != "legacy" or raw.get("mode") != "chat":
             continue
@@ -247,6 +303,7 @@ def build(upstream_path, legacy_path, lifecycle_path):
             row["retired"] = raw["deprecation_date"]
         models.setdefault(key, row)
     for key, row in models.items():
+        listed_tools(key, row, listed)
         if key.startswith("anthropic/"):
             fix_anthropic(key, row, corrections)
         # byok-flow bills a cache-write token at the cache-write price instead of the
@@ -304,7 +361,7 @@ def main():
     upstream = args[0] if args else ROOT / "data/upstream/model_prices_and_context_window.json"
     legacy = args[1] if len(args) > 1 else ROOT / "data/upstream/prices-core.json"
     lifecycle = args[2] if len(args) > 2 else ROOT / "data/lifecycle.json"
-    table = build(upstream, legacy, lifecycle)
+    table = build(upstream, legacy, lifecycle, ROOT / "data/tool-prices.json")
     json.dump(table, sys.stdout, indent=1)
     sys.stdout.write("\n")
     print(f"{len(table['models'])} models, {len(table['aliases'])} aliases", file=sys.stderr)

@@ -20,6 +20,11 @@ ROOTS = {
         "response": "Message",
         "stream_event": "MessageStreamEvent",
         "error": "ErrorResponse",
+        # A request that names a beta in `anthropic-beta` (web_fetch) is checked
+        # against the beta schemas, which hold the beta tools and their blocks.
+        "beta_request": "BetaCreateMessageParams",
+        "beta_response": "BetaMessage",
+        "beta_stream_event": "BetaMessageStreamEvent",
     }),
     "openai": ("openai-openapi.json", {
         "request": "CreateChatCompletionRequest",

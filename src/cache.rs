@@ -2,7 +2,9 @@
 //! called again; its reply comes from here, at $0. Each entry is one small JSON
 //! file named by the SHA-256 of everything that decides the answer: the models the
 //! call may go to (provider, model, base URL, API, in fallback order), every
-//! request parameter, and the fully rendered system prompt and prompt. Settings
+//! request parameter (its server-side tools and their options included), and the
+//! fully rendered system prompt and prompt. How the prompt is cached at the
+//! provider (`cache:`) does not change an answer and is left out. Settings
 //! that do not change the answer (`stream`, `timeout`, `retries`, the key) are left
 //! out, and so a key is never part of a key, nor of an entry.
 //!
@@ -27,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::catalog::ProviderKind;
 use crate::keys::atomic::Staged;
 use crate::providers::Request;
+use crate::tools::{Citation, Tool};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -89,6 +92,9 @@ struct Parts<'a> {
     stop: &'a [String],
     output: OutputKind,
     schema: Option<&'a Json>,
+    /// Left out when there are none, so keys made before tools existed still match.
+    #[serde(skip_serializing_if = "<[Tool]>::is_empty")]
+    tools: &'a [Tool],
 }
 
 /// The key of `request` sent to `targets` (the agent's model, then its fallbacks).
@@ -105,6 +111,7 @@ pub fn key(targets: &[Endpoint], request: &Request) -> Option<Key> {
         stop: &request.stop,
         output: request.output,
         schema: request.schema.as_ref(),
+        tools: &request.tools,
     };
     let mut hasher = Sha256::new();
     serde_json::to_writer(&mut hasher, &parts).ok()?;
@@ -126,6 +133,9 @@ pub struct Entry {
     pub usage: Usage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_reason: Option<String>,
+    /// The sources the reply cites.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
     /// When the entry was written (RFC 3339).
     pub written_at: String,
 }
@@ -229,6 +239,7 @@ impl Entry {
             json,
             usage: Usage::default(),
             stop_reason: None,
+            citations: Vec::new(),
             written_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
         }
     }
@@ -261,6 +272,8 @@ mod tests {
             stop: Vec::new(),
             output: OutputKind::Text,
             schema: None,
+            tools: Vec::new(),
+            cache: None,
             stream: true,
             timeout: None,
             key: None,

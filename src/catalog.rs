@@ -151,7 +151,9 @@ pub enum Sampling {
 pub fn sampling(kind: ProviderKind, model: &str) -> Sampling {
     match kind {
         ProviderKind::Anthropic => claude_sampling(model),
-        ProviderKind::Openai if openai_reasoning(model) => Sampling::Neither,
+        ProviderKind::Openai if openai_reasoning(model) || openai_search_model(model) => {
+            Sampling::Neither
+        }
         _ => Sampling::Both,
     }
 }
@@ -220,6 +222,13 @@ fn claude_version(model: &str) -> Option<(&str, (u32, u32))> {
 pub fn openai_reasoning(model: &str) -> bool {
     model.starts_with('o') && model.chars().nth(1).is_some_and(|c| c.is_ascii_digit())
         || model.starts_with("gpt-5")
+}
+
+/// Whether an `OpenAI` model id is one of its search models
+/// (`gpt-4o-search-preview`, `gpt-5-search-api`): the models that search the web
+/// in Chat Completions, and take no sampling parameters.
+pub fn openai_search_model(model: &str) -> bool {
+    model.contains("-search-preview") || model.contains("-search-api")
 }
 
 /// Whether a provider of this API can take the model id at all.

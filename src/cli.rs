@@ -4,7 +4,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{estimate, graph, init, keys, prices, report, run, runs, schema, validate};
+use crate::commands::{
+    estimate, graph, init, keys, merge, prices, report, run, runs, schema, validate,
+};
 use crate::error::{Exit, Result};
 use crate::settings::Global;
 
@@ -48,6 +50,8 @@ pub enum Command {
     Init(init::Args),
     /// Write a run's report: one self-contained HTML page (graph, timeline, dollars, outputs).
     Report(report::Args),
+    /// Join the shards of a dataset run (`run --each … --shard K/N --out DIR`) into one.
+    Merge(merge::Args),
 }
 
 impl Command {
@@ -64,6 +68,7 @@ impl Command {
             Command::Runs(args) => runs::run(&args),
             Command::Report(args) => report::run(&args, global),
             Command::Init(args) => init::run(&args, global),
+            Command::Merge(args) => merge::run(&args, global),
         }
     }
 }

@@ -137,15 +137,23 @@ impl Dag {
         vec![start]
     }
 
-    /// The graph as a Mermaid flowchart.
-    pub fn to_mermaid(&self, label: impl Fn(usize) -> String) -> String {
+    /// The graph as a Mermaid flowchart; a `stacked` agent (one that runs once per
+    /// item) is drawn as a stack of boxes.
+    pub fn to_mermaid(
+        &self,
+        label: impl Fn(usize) -> String,
+        stacked: impl Fn(usize) -> bool,
+    ) -> String {
         let mut out = String::from("flowchart LR\n");
         for i in 0..self.len() {
-            out.push_str(&format!(
-                "    {}[\"{}\"]\n",
-                node_id(self.name(i)),
-                escape_label(&label(i))
-            ));
+            let (id, text) = (node_id(self.name(i)), escape_label(&label(i)));
+            if stacked(i) {
+                out.push_str(&format!(
+                    "    {id}@{{ shape: processes, label: \"{text}\" }}\n"
+                ));
+            } else {
+                out.push_str(&format!("    {id}[\"{text}\"]\n"));
+            }
         }
         for e in self.graph.edge_references() {
             let arrow = if *e.weight() == EdgeKind::Data {
@@ -162,12 +170,17 @@ impl Dag {
         out
     }
 
-    /// The graph in Graphviz DOT.
-    pub fn to_dot(&self, label: impl Fn(usize) -> String) -> String {
+    /// The graph in Graphviz DOT; a `stacked` agent is drawn as a stack (`box3d`).
+    pub fn to_dot(
+        &self,
+        label: impl Fn(usize) -> String,
+        stacked: impl Fn(usize) -> bool,
+    ) -> String {
         let mut out = String::from("digraph squad {\n    rankdir=LR;\n    node [shape=box];\n");
         for i in 0..self.len() {
+            let shape = if stacked(i) { ", shape=box3d" } else { "" };
             out.push_str(&format!(
-                "    \"{}\" [label=\"{}\"];\n",
+                "    \"{}\" [label=\"{}\"{shape}];\n",
                 self.name(i),
                 label(i).replace('"', "\\\"")
             ));
@@ -231,7 +244,7 @@ mod tests {
                 assert_eq!(cycles.len(), 1);
                 assert_eq!(cycles[0].len(), n);
                 assert_eq!(cycles[0][..3], [0, 1, 2]);
-                assert!(d.to_mermaid(|i| d.name(i).to_string()).len() > n);
+                assert!(d.to_mermaid(|i| d.name(i).to_string(), |_| false).len() > n);
             })
             .unwrap()
             .join()
@@ -252,9 +265,18 @@ mod tests {
     fn draws_mermaid_and_dot() {
         let names = vec!["a".to_string(), "b-c".to_string()];
         let d = Dag::new(&names, [(0, 1, EdgeKind::Order)]);
-        let m = d.to_mermaid(|i| d.name(i).to_string());
+        let m = d.to_mermaid(|i| d.name(i).to_string(), |i| i == 1);
         assert!(m.contains("a_a -.-> a_b_2d_c"), "{m}");
-        let dot = d.to_dot(|i| d.name(i).to_string());
+        assert!(m.contains("    a_a[\"a\"]\n"), "{m}");
+        assert!(
+            m.contains("    a_b_2d_c@{ shape: processes, label: \"b-c\" }\n"),
+            "{m}"
+        );
+        let dot = d.to_dot(|i| d.name(i).to_string(), |i| i == 1);
         assert!(dot.contains("\"a\" -> \"b-c\" [style=dashed];"), "{dot}");
+        assert!(
+            dot.contains("\"b-c\" [label=\"b-c\", shape=box3d];"),
+            "{dot}"
+        );
     }
 }

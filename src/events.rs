@@ -4,9 +4,11 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::dataset::record::{AgentAggregate, DatasetRecord, RowResult};
 use crate::keys::redact;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, RunRecord};
+use crate::tools::ToolName;
 
 /// Something that happened in a run.
 #[derive(Debug, Clone, Copy)]
@@ -33,6 +35,11 @@ pub enum Event<'a> {
         agent: &'a str,
         chars: usize,
     },
+    /// The provider started running a server-side tool for the agent (a web search).
+    AgentTool {
+        agent: &'a str,
+        tool: ToolName,
+    },
     /// An agent succeeded or failed.
     AgentFinished {
         record: &'a AgentRecord,
@@ -47,6 +54,25 @@ pub enum Event<'a> {
     /// cache entry that could not be read or written, say).
     Warning {
         message: &'a str,
+    },
+    /// A dataset run (SPEC §8) is about to start its rows.
+    RowsStarted {
+        run_id: &'a str,
+        started_at: &'a str,
+        /// How many rows it will run, when known (not for stdin).
+        rows: Option<u64>,
+        /// The agents (name, `provider/model`).
+        agents: &'a [(String, String)],
+    },
+    /// A row of a dataset run ended. Rows are told in order, each as soon as it and
+    /// every row before it have ended; `agents` is every agent's aggregate so far.
+    RowFinished {
+        result: &'a RowResult,
+        agents: &'a [AgentAggregate],
+    },
+    /// A dataset run ended.
+    RowsFinished {
+        record: &'a DatasetRecord,
     },
 }
 
@@ -112,6 +138,8 @@ enum Redacted<'a> {
     Skipped(AgentRecord),
     Run(RunRecord),
     Warning(String),
+    Row(RowResult, &'a [AgentAggregate]),
+    Rows(DatasetRecord),
 }
 
 impl<'a> Redacted<'a> {
@@ -130,9 +158,15 @@ impl<'a> Redacted<'a> {
                 std::borrow::Cow::Owned(clean) => Some(Redacted::Warning(clean)),
                 std::borrow::Cow::Borrowed(_) => None,
             },
-            Event::RunStarted { .. } | Event::AgentStarted { .. } | Event::AgentProgress { .. } => {
-                None
+            Event::RowFinished { result, agents } => {
+                redact_row(result).map(|r| Redacted::Row(r, agents))
             }
+            Event::RowsFinished { record } => redact_rows(record).map(Redacted::Rows),
+            Event::RunStarted { .. }
+            | Event::AgentStarted { .. }
+            | Event::AgentProgress { .. }
+            | Event::AgentTool { .. }
+            | Event::RowsStarted { .. } => None,
         }
     }
 
@@ -143,8 +177,55 @@ impl<'a> Redacted<'a> {
             Redacted::Skipped(record) => Event::AgentSkipped { record },
             Redacted::Run(record) => Event::RunFinished { record },
             Redacted::Warning(message) => Event::Warning { message },
+            Redacted::Row(result, agents) => Event::RowFinished { result, agents },
+            Redacted::Rows(record) => Event::RowsFinished { record },
         }
     }
+}
+
+/// A row's result with its secrets taken out (outputs and error); `None` when it
+/// holds none.
+fn redact_row(result: &RowResult) -> Option<RowResult> {
+    let error = result.error.as_ref();
+    let dirty = result.outputs.values().any(|v| redact::holds_secret(v))
+        || error.is_some_and(|e| {
+            redact::holds_secret(&e.message) || e.hint.as_deref().is_some_and(redact::holds_secret)
+        });
+    if !dirty {
+        return None;
+    }
+    let mut clean = result.clone();
+    for value in clean.outputs.values_mut() {
+        redact::in_place(value);
+    }
+    if let Some(error) = &mut clean.error {
+        redact::in_place(&mut error.message);
+        if let Some(hint) = &mut error.hint {
+            redact::in_place(hint);
+        }
+    }
+    Some(clean)
+}
+
+/// A dataset run's record with its secrets taken out (its inputs and the failed
+/// rows it keeps); `None` when it holds none.
+fn redact_rows(record: &DatasetRecord) -> Option<DatasetRecord> {
+    let rows: Vec<Option<RowResult>> = record.failed_rows.iter().map(redact_row).collect();
+    let dirty =
+        rows.iter().any(Option::is_some) || record.inputs.values().any(|v| redact::holds_secret(v));
+    if !dirty {
+        return None;
+    }
+    let mut clean = record.clone();
+    for (row, redacted) in clean.failed_rows.iter_mut().zip(rows) {
+        if let Some(redacted) = redacted {
+            *row = redacted;
+        }
+    }
+    for value in clean.inputs.values_mut() {
+        redact::in_place(value);
+    }
+    Some(clean)
 }
 
 fn redact_attempt(attempt: &Attempt) -> Option<Attempt> {
@@ -162,7 +243,13 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     ]
     .into_iter()
     .flatten()
-    .chain(record.attempts.iter().map(|a| a.outcome.as_str()));
+    .chain(record.attempts.iter().map(|a| a.outcome.as_str()))
+    .chain(
+        record
+            .citations
+            .iter()
+            .flat_map(|c| [c.url.as_str(), c.title.as_str(), c.quoted.as_str()]),
+    );
     let dirty = texts.any(redact::holds_secret)
         || record.json.as_ref().is_some_and(redact::json_holds_secret);
     if !dirty {
@@ -184,6 +271,11 @@ fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     }
     for attempt in &mut clean.attempts {
         redact::in_place(&mut attempt.outcome);
+    }
+    for c in &mut clean.citations {
+        for text in [&mut c.url, &mut c.title, &mut c.quoted] {
+            redact::in_place(text);
+        }
     }
     Some(clean)
 }
@@ -245,6 +337,7 @@ mod tests {
         };
         let record = AgentRecord {
             name: "a".into(),
+            item: None,
             provider: "p".into(),
             model: "m".into(),
             status: AgentStatus::Failed,
@@ -265,6 +358,8 @@ mod tests {
             timing: None,
             estimate: None,
             key_failure: false,
+            citations: Vec::new(),
+            cache_saved_usd: None,
         };
         bus.emit(&Event::AgentFinished { record: &record });
         assert_eq!(

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::cost::Usd;
 use crate::dag::EdgeKind;
 use crate::providers::call::Attempt;
+use crate::tools::Citation;
 use crate::usage::Usage;
 
 /// How an agent ended.
@@ -38,7 +39,11 @@ impl AgentStatus {
 /// One agent's part of a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentRecord {
+    /// The agent's name; `NAME[N]` for item N of a map agent (`for_each`).
     pub name: String,
+    /// The item of a map agent this record is (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<usize>,
     pub provider: String,
     pub model: String,
     pub status: AgentStatus,
@@ -92,6 +97,14 @@ pub struct AgentRecord {
     /// What the estimate before the run said it would cost, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<CostEstimate>,
+    /// The sources its reply cites (server-side tools): `{url, title, quoted}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub citations: Vec<Citation>,
+    /// What the provider's prompt cache saved, in dollars, against the same tokens
+    /// uncached (below zero when cache writes were not read back); absent when
+    /// nothing was cached or the model is unpriced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_saved_usd: Option<f64>,
     /// It failed because its key could not be read, decrypted or sent.
     #[serde(skip)]
     pub key_failure: bool,
@@ -194,6 +207,9 @@ pub struct RunRecord {
     /// `--mock`, which is free).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimate: Option<CostEstimate>,
+    /// What prompt caching saved over the run (the agents' `cache_saved_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_saved_usd: Option<f64>,
 }
 
 impl RunRecord {
@@ -228,6 +244,19 @@ impl RunRecord {
                 .map(Usd::micro_dollars)
         };
         self.cost_usd = sum(&mut self.agents.iter().map(|a| a.cost_usd));
+        let saved: Vec<f64> = self
+            .agents
+            .iter()
+            .filter_map(|a| a.cache_saved_usd)
+            .collect();
+        // In micro-dollars, so the sum of exact amounts stays exact.
+        self.cache_saved_usd = (!saved.is_empty()).then(|| {
+            #[allow(clippy::cast_possible_truncation)]
+            let micro: i64 = saved.iter().map(|s| (s * 1e6).round() as i64).sum();
+            #[allow(clippy::cast_precision_loss)]
+            let dollars = micro as f64 / 1e6;
+            dollars
+        });
         self.max_cost_usd = if self.agents.iter().any(|a| a.bill_unknown) {
             sum(&mut self.agents.iter().map(|a| {
                 if a.bill_unknown {

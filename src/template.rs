@@ -3,7 +3,7 @@
 //! not be able to pull a file or an environment variable into a prompt).
 //!
 //! References are read from the parsed template, not by regex: every
-//! `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json…` it mentions, with
+//! `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json…` and `agents.NAME.citations` it mentions, with
 //! its offset in the template text so errors can point at it.
 
 mod compile;
@@ -33,8 +33,13 @@ const MAX_NESTING: usize = 3;
 pub enum Target {
     /// `inputs.NAME`
     Input(String),
-    /// `agents.NAME.output` (`json: false`) or `agents.NAME.json…` (`json: true`)
+    /// `agents.NAME.output` or `agents.NAME.citations` (`json: false`), or
+    /// `agents.NAME.json…` (`json: true`)
     Agent { name: String, json: bool },
+    /// `agents.NAME.outputs`: a map agent's texts, one per item.
+    AgentOutputs(String),
+    /// `item`, `item.FIELD…` or `item_index`: a map agent's item.
+    Item,
 }
 
 /// One reference in a template, or a name the template may not use.
@@ -325,23 +330,27 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
         ["inputs", name] => Ok(Target::Input((*name).to_string())),
         ["inputs", name, ..] => Err(format!("`{raw}`: an input is text; write `inputs.{name}`")),
         ["inputs"] => Err("`inputs` alone is not text; write `inputs.NAME`".to_string()),
-        ["agents", name, "output"] => Ok(Target::Agent {
+        // `citations`: the sources its reply cites (agents with `tools`), a list of
+        // `{url, title, quoted}`.
+        ["agents", name, "output"] | ["agents", name, "citations", ..] => Ok(Target::Agent {
             name: (*name).to_string(),
             json: false,
         }),
+        ["agents", name, "outputs"] => Ok(Target::AgentOutputs((*name).to_string())),
         ["agents", name, "json", ..] => Ok(Target::Agent {
             name: (*name).to_string(),
             json: true,
         }),
         ["agents", name, other, ..] => Err(format!(
-            "`{raw}`: an agent has `output` and `json`, not `{other}`; write `agents.{name}.output`"
+            "`{raw}`: an agent has `output`, `json` and `citations`, not `{other}`; write `agents.{name}.output`"
         )),
         ["agents", name] => Err(format!("`{raw}` is not text; write `agents.{name}.output`")),
         ["agents"] => Err("`agents` alone is not text; write `agents.NAME.output`".to_string()),
         _ if depth > 0 && rooted.is_none() => return,
+        ["item" | "item_index"] | ["item", ..] => Ok(Target::Item),
         ["this" | "." | "" | ".."] => return,
         _ => Err(format!(
-            "unknown variable `{raw}`; templates can read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+            "unknown variable `{raw}`; templates can read `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json` and `agents.NAME.citations` (and in a map agent, `item` and `item_index`)"
         )),
     };
     out.push(Reference {

@@ -47,6 +47,13 @@ pub fn run(args: &mut Args, global: Global) -> Result<Exit> {
     let Some(base) = args.diff.clone() else {
         return run::run(&args.run, global);
     };
+    if let Some(each) = &args.run.each {
+        return Err(Error::usage(format!(
+            "`--diff {base}` compares one run's cost before and after, and `--each {}` estimates a run per row",
+            each.display()
+        ))
+        .hint("drop `--each` to compare the workflow's cost (with `--input` for its inputs), or drop `--diff` to estimate the rows"));
+    }
     let format = match (args.format, args.run.json) {
         (Some(format), _) => format,
         (None, true) => Format::Json,
@@ -162,7 +169,7 @@ fn inputs(
         g.split_once('=')
             .is_none_or(|(name, _)| checked.workflow.inputs.contains_key(name))
     });
-    run::resolve_inputs(checked, &all, max_size)
+    run::resolve_inputs(checked, &all, true, max_size)
 }
 
 /// The workflow at `base`, checked; a file that was invalid there is shown with

@@ -36,10 +36,25 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         .values()
         .map(|a| a.model.as_str())
         .collect();
-    let label = |i: usize| format!("{}\n{}", checked.dag.name(i), models[i]);
+    let agents: Vec<&crate::workflow::Agent> = checked.workflow.agents.values().collect();
+    let label = |i: usize| {
+        let mut text = format!("{}\n{}", checked.dag.name(i), models[i]);
+        if let Some(list) = &agents[i].for_each {
+            text.push_str(&format!("\nfor each {list}"));
+            if let Some(max) = agents[i].max_items {
+                text.push_str(&format!(" (at most {max})"));
+            }
+        }
+        text
+    };
+    let stacked = |i: usize| agents[i].for_each.is_some();
     let text = match args.format {
-        Format::Mermaid => checked.dag.to_mermaid(|i| label(i).replace('\n', "<br/>")),
-        Format::Dot => checked.dag.to_dot(|i| label(i).replace('\n', "\\n")),
+        Format::Mermaid => checked
+            .dag
+            .to_mermaid(|i| label(i).replace('\n', "<br/>"), stacked),
+        Format::Dot => checked
+            .dag
+            .to_dot(|i| label(i).replace('\n', "\\n"), stacked),
         Format::Svg => {
             let (nodes, edges) = html::squad_of_workflow(&checked);
             html::graph::svg(&nodes, &edges).into_string() + "\n"

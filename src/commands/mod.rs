@@ -1,10 +1,12 @@
 //! One module per subcommand: its arguments and a short handler; the work lives in
 //! the domain modules.
 
+mod each;
 pub mod estimate;
 pub mod graph;
 pub mod init;
 pub mod keys;
+pub mod merge;
 pub mod prices;
 pub mod report;
 pub mod run;

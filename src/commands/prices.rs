@@ -221,13 +221,39 @@ fn detail(table: &PriceTable, query: &str, as_json: bool) -> String {
     add(
         "long context",
         e.long_context.as_ref().map(|t| {
-            format!(
+            let mut line = format!(
                 "over {} input tokens: input {}, output {}",
                 t.above,
                 per_million(t.input),
                 per_million(t.output)
-            )
+            );
+            for (what, rate) in [
+                ("cache read", t.cache_read),
+                ("cache write", t.cache_write),
+                ("cache write, 1 hour", t.cache_write_1h),
+            ] {
+                if let Some(rate) = rate {
+                    line.push_str(&format!(", {what} {}", per_million(rate)));
+                }
+            }
+            line
         }),
+    );
+    let fee = |t: Option<crate::cost::prices::ToolPrice>, unit: &str| {
+        t.map(|t| {
+            let per = if t.per_request {
+                "grounded request"
+            } else {
+                unit
+            };
+            format!("{} per 1,000 (per {per})", per_million(t.per_1k))
+        })
+    };
+    add("web search", fee(e.web_search, "search"));
+    add("web fetch", fee(e.web_fetch, "fetch"));
+    add(
+        "cached from",
+        e.cache_min_tokens.map(|n| format!("{n} prompt tokens")),
     );
     add(
         "context window",

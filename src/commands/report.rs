@@ -31,9 +31,15 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let found = match args.run.as_deref() {
         Some(given) if is_file_argument(given) => source::Found {
             record: source::read_file(Path::new(given)).map_err(|e| {
-                Error::usage(e.to_string()).hint(
-                    "pass the run.json that `byok-flow run --out DIR` wrote (or `run --json` printed), or a run id from `byok-flow runs list`",
-                )
+                let hint = match e {
+                    source::SourceError::Dataset { .. } => {
+                        "`byok-flow runs show RUN_ID` gives each agent's totals over the rows (`byok-flow report RUN_ID` draws them); DIR/results.jsonl has every row"
+                    }
+                    _ => {
+                        "pass the run.json that `byok-flow run --out DIR` wrote (or `run --json` printed), or a run id from `byok-flow runs list`"
+                    }
+                };
+                Error::usage(e.to_string()).hint(hint)
             })?,
             origin: Origin::Record,
             note: None,

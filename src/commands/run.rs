@@ -7,23 +7,20 @@ use std::sync::Arc;
 
 use indexmap::IndexMap;
 
-use crate::cache::{self, Cache};
-use crate::cost::estimate::Estimate;
-use crate::cost::prices::Pricing;
+use crate::cost::estimate::{AgentEstimate, Estimate, Total};
 use crate::cost::{self, Usd};
+use crate::dataset::Shard;
 use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
-use crate::history;
-use crate::keys::{self, KeyStore};
 use crate::providers::client::Keys;
 use crate::read::{self, ReadError};
 use crate::record::RunStatus;
 use crate::report::{estimate_table, github, html, output, progress, table};
-use crate::runner::{self, RunSettings};
-use crate::settings::GitHub;
+use crate::runner;
+use crate::session::{self, KeysRefused, Session};
 use crate::settings::Global;
 use crate::suggest::Names;
-use crate::workflow::{Checked, FileReport};
+use crate::workflow::Checked;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -115,6 +112,21 @@ pub struct Args {
     /// `$XDG_DATA_HOME/byok-flow` or `~/.local/share/byok-flow`].
     #[arg(long, value_name = "FILE", env = "BYOK_FLOW_HISTORY")]
     pub history: Option<PathBuf>,
+
+    /// Run the squad once per row of FILE: `.jsonl` (a JSON object a line), `.json`
+    /// (an array of objects), `.csv` (a header row, then a record a row), or `-`
+    /// for JSON Lines on stdin. Each row's fields fill the inputs of their names.
+    #[arg(long, value_name = "FILE")]
+    pub each: Option<PathBuf>,
+
+    /// With `--each`, run only shard K of N: the rows whose 0-based index i has
+    /// i % N == K - 1 (for a CI matrix; `byok-flow merge` joins the shards).
+    #[arg(long, value_name = "K/N", requires = "each", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+}
+
+fn parse_shard(text: &str) -> std::result::Result<Shard, String> {
+    text.parse()
 }
 
 /// A dollar amount: a finite number, 0 or more (`0.50`, `$2`).
@@ -136,44 +148,41 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         &table,
         args.allow_retired,
     )?);
-    let inputs = resolve_inputs(&checked, &args.inputs, args.max_input_size)?;
+    if args.each.as_deref().is_some_and(|e| e.as_os_str() == "-")
+        && args.inputs.iter().any(|i| i.ends_with("=@-"))
+    {
+        return Err(Error::usage(
+            "`--each -` reads the rows from stdin, and an `--input NAME=@-` reads stdin too",
+        )
+        .hint("pass that input from a file (`--input NAME=@FILE`), or the rows from a file"));
+    }
+    // With `--each`, a required input may come from each row.
+    let inputs = resolve_inputs(
+        &checked,
+        &args.inputs,
+        args.each.is_none(),
+        args.max_input_size,
+    )?;
     check_refresh(&checked, args)?;
-    let cache = resolve_cache(args, global);
-    let max_usd = args
-        .max_usd
-        .or(checked.workflow.budget.as_ref().map(|b| b.max_usd));
-    let pricing = Pricing {
-        table: &table,
-        workflow: &checked.workflow,
-        mock: args.mock,
-    };
-    let mut settings = RunSettings {
-        file: args.file.display().to_string(),
-        inputs: inputs.clone(),
-        mock: args.mock,
-        concurrency: args.concurrency as usize,
-        keep_going: args.keep_going,
-        prices: table.clone(),
-        max_usd,
-        cache,
-        refresh: args.refresh.clone(),
-        estimate: None,
-    };
+    let mut session = Session::new(checked.clone(), table, options(args), inputs, global);
+    if let Some(each) = &args.each {
+        return super::each::run(args, each, &session, global);
+    }
+    let max_usd = session.max_usd();
+    let inputs = session.settings.inputs.clone();
     // The agents the cache will answer: they cost nothing, are not refused for the
     // budget, and need no key.
-    let cached = match &settings.cache {
-        Some(_) => runner::prepare_offline(checked.clone(), &settings)
-            .map(|probe| probe.cached_agents())
-            .unwrap_or_default(),
-        None => Vec::new(),
-    };
+    let cached = session.cached_agents();
     // A `--mock` run is free and has no context windows: nothing to estimate.
     if args.dry_run || !args.mock {
+        let pricing = session.pricing();
         // A run first checks with counts that need no tokenizer, which are at least
         // the exact ones: only when they do not settle it is the exact estimate made.
         let fits = |estimate: &Estimate| {
             check_windows(estimate, &args.file).is_ok()
-                && max_usd.and_then(|max| refuse(estimate, max)).is_none()
+                && max_usd
+                    .and_then(|max| refuse(&estimate.agents, &estimate.total, max))
+                    .is_none()
         };
         // The HTML report shows the estimate beside the actual, so `--report` asks
         // for the exact one.
@@ -186,7 +195,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
             estimate.mark_cached(&cached);
             check_windows(&estimate, &args.file)?;
-            let refusal = max_usd.and_then(|max| refuse(&estimate, max));
+            let refusal = max_usd.and_then(|max| refuse(&estimate.agents, &estimate.total, max));
             if args.dry_run {
                 print_estimate(&estimate, args.json)?;
                 return match refusal {
@@ -200,27 +209,18 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 }
                 return Err(refusal);
             }
-            settings.estimate = Some(estimate);
+            session.settings.estimate = Some(estimate);
         }
     }
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| {
-        Error::new(
-            Exit::AgentFailed,
-            format!("cannot start the async runtime: {e}"),
-        )
-    })?;
+    let runtime = Session::runtime()?;
     // Keys are read and checked (files present, hosts allowed) before the progress
     // view starts, so a refusal costs nothing and an SSH passphrase prompt has the
     // terminal to itself.
-    let keys = if args.mock {
-        None
-    } else {
-        Some(key_store(args, &checked, &cached, global, &runtime)?)
-    };
+    let keys = keys_or_exit(&session, &runtime, &cached, global)?;
     let bus = Bus::default();
+    let settings = &session.settings;
     let workflow_name = runner::workflow_name(&checked, &settings.file);
-    let (agent_runner, limits) =
-        runner::prepare(checked.clone(), &settings, keys, &bus).map_err(Error::usage)?;
+    let (agent_runner, limits) = session.runner(keys, &bus)?;
     let mut gate = agent_runner.gate();
     if let Some(github) = global.github {
         for subscriber in github::subscribers(github, &checked, &args.file, global.quiet) {
@@ -248,7 +248,8 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         json: args.json,
         fence: global.github.is_some_and(|g| !g.stdout_is_file),
     }));
-    if let Some(recorder) = recorder(args, &settings, &workflow_name, global) {
+    let record_path = args.out.as_ref().map(|d| d.join("run.json"));
+    if let Some(recorder) = session.recorder(&workflow_name, record_path.as_deref()) {
         bus.subscribe(Box::new(recorder));
     }
 
@@ -258,7 +259,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
                 std::future::pending::<()>().await;
             }
         };
-        runner::execute(agent_runner, limits, &settings, gate.as_mut(), &bus, cancel).await
+        runner::execute(agent_runner, limits, settings, gate.as_mut(), &bus, cancel).await
     });
     if let Some(e) = bus.finish() {
         if e.kind() != std::io::ErrorKind::BrokenPipe {
@@ -298,6 +299,42 @@ fn report_file(file: &Path) -> Result<html::ReportFile> {
     Ok(html::ReportFile::new(file.to_path_buf()))
 }
 
+/// The session's options, from the command line.
+fn options(args: &Args) -> session::Options {
+    session::Options {
+        file: args.file.clone(),
+        mock: args.mock,
+        concurrency: args.concurrency as usize,
+        keep_going: args.keep_going,
+        max_usd: args.max_usd,
+        no_cache: args.no_cache,
+        cache_dir: args.cache_dir.clone(),
+        refresh: args.refresh.clone(),
+        history: args.history.clone(),
+        keys_dir: args.keys_dir.clone(),
+        identity: args.identity.clone(),
+        allow_hosts: args.allow_hosts.clone(),
+    }
+}
+
+/// The session's keys, or the problems with them shown in the workflow file and
+/// exit 4.
+pub(super) fn keys_or_exit(
+    session: &Session,
+    runtime: &tokio::runtime::Runtime,
+    cached: &[bool],
+    global: Global,
+) -> Result<Option<Arc<dyn Keys>>> {
+    match session.keys(runtime, cached) {
+        Ok(keys) => Ok(keys),
+        Err(KeysRefused::Usage(e)) => Err(e),
+        Err(KeysRefused::Report(report)) => {
+            super::show_report(&report, global);
+            Err(Error::reported(Exit::Keys))
+        }
+    }
+}
+
 /// Every `--refresh` names an agent of the workflow.
 fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
     let agents = &checked.workflow.agents;
@@ -318,102 +355,6 @@ fn check_refresh(checked: &Checked, args: &Args) -> Result<()> {
         .hint("drop one of them: `--no-cache` alone already calls every agent"));
     }
     Ok(())
-}
-
-/// The answer cache of this run, if it has one: none with `--no-cache` or `--mock`
-/// (mock replies are free and deterministic, so they are not kept), nor when no
-/// folder can be found for it.
-fn resolve_cache(args: &Args, global: Global) -> Option<Cache> {
-    if args.no_cache || args.mock {
-        return None;
-    }
-    let Some(dir) = args.cache_dir.clone().or_else(cache::default_dir) else {
-        if !global.quiet {
-            eprintln!(
-                "warning: no cache folder (no home folder to put it in); every agent is called. Pass `--cache-dir DIR` to keep answers."
-            );
-        }
-        return None;
-    };
-    Some(Cache::new(dir))
-}
-
-/// The subscriber that records the run in the history, unless the history cannot
-/// be opened (a warning: a run is never refused for it).
-fn recorder(
-    args: &Args,
-    settings: &RunSettings,
-    workflow: &str,
-    global: Global,
-) -> Option<history::Recorder> {
-    let path = args.history.clone().or_else(history::default_file)?;
-    let opened = history::Recorder::new(
-        &path,
-        workflow,
-        &settings.file,
-        history::inputs_hash(&settings.inputs),
-        settings.mock,
-        global.quiet,
-    );
-    match opened {
-        Ok(recorder) => Some(
-            recorder.with_record_path(args.out.as_ref().map(|d| d.join("run.json")).as_deref()),
-        ),
-        Err(e) => {
-            if !global.quiet {
-                eprintln!("warning: this run is not recorded in the history: {e}");
-            }
-            None
-        }
-    }
-}
-
-/// The run's keys: `.byok/` found from the workflow's folder (or `--keys`), the
-/// identity as SPEC §4 orders it, and the hosts allowed beyond each provider's own.
-/// Every key the run will use (none for agents the cache answers) is read and
-/// checked against every destination it will be sent to, for every agent and
-/// fallback model, before the first request: a refusal never comes after money
-/// was spent. A problem is shown at the YAML that chose the key; the run exits 4.
-fn key_store(
-    args: &Args,
-    checked: &Checked,
-    cached: &[bool],
-    global: Global,
-    runtime: &tokio::runtime::Runtime,
-) -> Result<Arc<dyn Keys>> {
-    let env_hosts = std::env::var(keys::ENV_ALLOW_HOSTS).ok();
-    let allow = keys::AllowHosts::parse(&args.allow_hosts, env_hosts.as_deref())
-        .map_err(|e| Error::usage(e.to_string()))?;
-    let start = keys::KeysDir::start_for_workflow(&args.file);
-    let dir = keys::KeysDir::locate(args.keys_dir.as_deref(), &start);
-    let mut store = KeyStore::new(dir, keys::IdentitySource::new(args.identity.clone()), allow);
-    if global.github.is_some_and(GitHub::masks_keys) {
-        // Masked the moment it is read, before anything about it is printed.
-        store = store.on_read(|key| {
-            let _ = github::command::add_mask(key);
-        });
-    }
-    let mut uses = keys::plan(&checked.workflow);
-    // A key only cached agents would use is not needed (should one of them be called
-    // after all, its key is still checked and its host rule applied when it is sent).
-    let is_cached = |name: &String| {
-        checked
-            .workflow
-            .agents
-            .get_index_of(name)
-            .is_some_and(|i| cached.get(i).copied().unwrap_or(false))
-    };
-    uses.retain(|u| !u.agents.iter().all(is_cached));
-    if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
-        let diagnostics = problems
-            .iter()
-            .map(|p| p.diagnostic(&checked.index))
-            .collect();
-        let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
-        super::show_report(&report, global);
-        return Err(Error::reported(Exit::Keys));
-    }
-    Ok(Arc::new(store))
 }
 
 /// A prompt over its model's context window fails the run before any spend.
@@ -443,9 +384,9 @@ fn check_windows(estimate: &Estimate, file: &Path) -> Result<()> {
     .hint("shorten the inputs, lower the `expected_output_tokens` of the agents it reads, or use a model with a larger context window; nothing was sent"))
 }
 
-/// Why a run with this budget must not start, if it must not.
-fn refuse(estimate: &Estimate, max_usd: f64) -> Option<Error> {
-    let total = &estimate.total;
+/// Why a run with this budget must not start, if it must not: from the totals,
+/// and the agents' estimates (what bounds each one's cost; the tools' uses).
+pub(super) fn refuse(agents: &[AgentEstimate], total: &Total, max_usd: f64) -> Option<Error> {
     let budget = Usd::from_dollars(max_usd);
     if !total.unpriced.is_empty() {
         return Some(
@@ -460,15 +401,47 @@ fn refuse(estimate: &Estimate, max_usd: f64) -> Option<Error> {
         );
     }
     if !total.unbounded.is_empty() {
+        let why: Vec<String> = agents
+            .iter()
+            .filter(|a| total.unbounded.contains(&a.name))
+            .map(|a| {
+                let reason = a.unbounded.as_deref().unwrap_or("its cost has no bound");
+                format!("`{}`: {reason}", a.name)
+            })
+            .collect();
         return Some(
             Error::new(
                 Exit::Budget,
                 format!(
-                    "the budget of {budget} cannot be enforced: no `max_tokens` and no known output limit bound the cost of {}",
-                    listed(&total.unbounded)
+                    "the budget of {budget} cannot be enforced: nothing bounds the cost of {}",
+                    why.join("; ")
                 ),
             )
-            .hint("set `max_tokens` on those agents, or under `defaults:`"),
+            .hint("set `max_tokens` on those agents (or under `defaults:`); for a tool billed per use with no cap, use a model billed per request (Gemini 2.5) or one that takes `max_uses` (Anthropic), or run without a budget"),
+        );
+    }
+    // A budget counts every use a tool may make: the number must be the user's.
+    let assumed: Vec<String> = agents
+        .iter()
+        .filter(|a| !a.cached)
+        .flat_map(|a| {
+            a.tools
+                .iter()
+                .filter(|t| t.default_uses)
+                .map(move |t| format!("`{}` on `{}`", t.tool, a.name))
+        })
+        .collect();
+    if !assumed.is_empty() {
+        return Some(
+            Error::new(
+                Exit::Budget,
+                format!(
+                    "with a budget, every tool needs its own `max_uses`: {} has none (byok-flow would send and reserve {})",
+                    assumed.join(", "),
+                    crate::tools::DEFAULT_MAX_USES
+                ),
+            )
+            .hint("set it, like `tools: [{web_search: {max_uses: 3}}]`: each use is paid for, and the budget reserves every one"),
         );
     }
     (total.expected_usd > budget).then(|| {
@@ -513,10 +486,12 @@ fn print_estimate(estimate: &Estimate, json: bool) -> Result<()> {
     }
 }
 
-/// The run's inputs: `--input` values over declared defaults; every required one present.
+/// The run's inputs: `--input` values over declared defaults; every required one
+/// present when `require` (else a required input with no value is left out).
 pub(crate) fn resolve_inputs(
     checked: &Checked,
     given: &[String],
+    require: bool,
     max_size: u64,
 ) -> Result<IndexMap<String, String>> {
     let declared = &checked.workflow.inputs;
@@ -549,7 +524,11 @@ pub(crate) fn resolve_inputs(
             Some(default) => {
                 values.insert(name.clone(), default.clone());
             }
-            None if input.required => missing.push(name.clone()),
+            None if input.required => {
+                if require {
+                    missing.push(name.clone());
+                }
+            }
             None => {
                 values.insert(name.clone(), String::new());
             }

@@ -115,7 +115,17 @@ pub fn run(args: &Args) -> Result<Exit> {
                 .show(id)
                 .map_err(failed)?
                 .ok_or_else(|| not_found(run_id))?;
-            if *json {
+            if summary.rows.is_some() {
+                let agents = store.aggregates_of(id).map_err(failed)?;
+                if *json {
+                    to_json(&RowsRun {
+                        run: &summary,
+                        agents: &agents,
+                    })?
+                } else {
+                    render::show_rows(&summary, &agents)
+                }
+            } else if *json {
                 to_json(&record)?
             } else {
                 render::show(&summary, &record)
@@ -159,6 +169,13 @@ pub fn run(args: &Args) -> Result<Exit> {
         )),
         _ => Ok(Exit::Success),
     }
+}
+
+/// A dataset run as `runs show --json` prints it.
+#[derive(Serialize)]
+struct RowsRun<'a> {
+    run: &'a history::RunSummary,
+    agents: &'a [crate::dataset::record::AgentAggregate],
 }
 
 #[derive(Serialize)]

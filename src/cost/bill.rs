@@ -22,6 +22,9 @@ pub struct Bill {
     /// The most it may have cost: `cost`, with every unknown bill at its attempt's
     /// worst case. `None` when one of those is unknown too (no price or no limit).
     pub max_cost: Option<Usd>,
+    /// What `usage` would have cost with no prompt cache (every cached token at the
+    /// input price): `cost` subtracted from it is what caching saved.
+    pub uncached: Option<Usd>,
 }
 
 impl Default for Bill {
@@ -33,6 +36,7 @@ impl Default for Bill {
             cost: Some(Usd::ZERO),
             unknown: false,
             max_cost: Some(Usd::ZERO),
+            uncached: Some(Usd::ZERO),
         }
     }
 }
@@ -50,12 +54,27 @@ pub struct Attempt<'a> {
 }
 
 impl Bill {
+    /// What prompt caching saved, in dollars: what the tokens would have cost
+    /// uncached, less what they cost (below zero when cache writes were not read
+    /// back). `None` when unpriced or when nothing was cached.
+    pub fn cache_saved(&self) -> Option<f64> {
+        if self.usage.cache_read == 0 && self.usage.cache_writes() == 0 {
+            return None;
+        }
+        let (uncached, cost) = (self.uncached?, self.cost?);
+        let pico = i128::from(uncached.pico()) - i128::from(cost.pico());
+        #[allow(clippy::cast_precision_loss)]
+        Some((pico as f64 / 1e6).round() / 1e6)
+    }
+
     /// Adds an attempt.
     pub fn add(&mut self, attempt: Attempt<'_>) {
         self.usage += attempt.usage;
         self.counted_locally |= attempt.counted_locally;
         let cost = attempt.price.map(|p| p.cost(&attempt.usage));
         self.cost = self.cost.zip(cost).map(|(a, b)| a + b);
+        let uncached = attempt.price.map(|p| p.uncached_cost(&attempt.usage));
+        self.uncached = self.uncached.zip(uncached).map(|(a, b)| a + b);
         let most = match attempt.unknown {
             Some(worst) => {
                 self.unknown = true;

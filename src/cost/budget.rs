@@ -24,19 +24,19 @@ use tokio::sync::Notify;
 
 use super::Usd;
 use crate::runner::{AgentRunner, Prepared};
-use crate::scheduler::{Admission, Gate, Settled};
+use crate::scheduler::{Admission, Gate, Settled, Task};
 
 /// Money spent and reserved against a ceiling.
 #[derive(Debug, Clone)]
 pub struct Ledger {
     ceiling: Usd,
     spent: Usd,
-    /// What each agent's attempt in flight (or about to be sent) may cost.
-    reserved: HashMap<usize, Usd>,
-    /// Agents started and not yet settled.
-    active: HashSet<usize>,
-    /// Active agents waiting for room for their next attempt.
-    waiting: HashSet<usize>,
+    /// What each task's attempt in flight (or about to be sent) may cost.
+    reserved: HashMap<Task, Usd>,
+    /// Tasks started and not yet settled.
+    active: HashSet<Task>,
+    /// Active tasks waiting for room for their next attempt.
+    waiting: HashSet<Task>,
 }
 
 /// Why an attempt may not be made.
@@ -71,7 +71,7 @@ impl Ledger {
 
     /// Reserves `worst` for `agent`'s first attempt if it fits under the ceiling. An
     /// unknown worst case never fits.
-    pub fn admit(&mut self, agent: usize, worst: Option<Usd>, running: usize) -> Admission {
+    pub fn admit(&mut self, agent: Task, worst: Option<Usd>, running: usize) -> Admission {
         match worst {
             Some(worst) if self.committed() + worst <= self.ceiling => {
                 self.reserved.insert(agent, worst);
@@ -89,7 +89,7 @@ impl Ledger {
 
     /// Makes `agent`'s reservation `worst` (it may hold part of it already, from its
     /// admission), for its next attempt.
-    pub fn reserve(&mut self, agent: usize, worst: Option<Usd>) -> Result<(), Refusal> {
+    pub fn reserve(&mut self, agent: Task, worst: Option<Usd>) -> Result<(), Refusal> {
         let held = self.reserved.get(&agent).copied().unwrap_or_default();
         match worst {
             Some(worst) if worst <= held => Ok(()),
@@ -107,14 +107,14 @@ impl Ledger {
 
     /// Replaces `agent`'s reservation with what its attempt cost; `None` (unknown)
     /// keeps the whole reservation as spent.
-    pub fn charge(&mut self, agent: usize, cost: Option<Usd>) {
+    pub fn charge(&mut self, agent: Task, cost: Option<Usd>) {
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
         self.spent += cost.unwrap_or(reserved);
     }
 
     /// `agent` settled: what it still holds is released, or, when what it did is
     /// unknown (its task was lost), kept as spent.
-    pub fn finish(&mut self, agent: usize, lost: bool) {
+    pub fn finish(&mut self, agent: Task, lost: bool) {
         self.active.remove(&agent);
         self.waiting.remove(&agent);
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
@@ -124,7 +124,7 @@ impl Ledger {
     }
 
     /// Whether an agent other than `agent` is running and not itself waiting for room.
-    fn others_running(&self, agent: usize) -> bool {
+    fn others_running(&self, agent: Task) -> bool {
         self.active
             .iter()
             .any(|a| *a != agent && !self.waiting.contains(a))
@@ -168,7 +168,7 @@ impl Budget {
 
     /// Reserves `worst` for `agent`'s next attempt, waiting while another agent runs
     /// and there is no room; the reason when there is none to be had.
-    pub async fn reserve(&self, agent: usize, worst: Option<Usd>) -> Result<(), String> {
+    pub async fn reserve(&self, agent: Task, worst: Option<Usd>) -> Result<(), String> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -189,12 +189,12 @@ impl Budget {
     }
 
     /// `agent`'s attempt cost `cost` (`None`: unknown, its reservation is kept).
-    pub fn charge(&self, agent: usize, cost: Option<Usd>) {
+    pub fn charge(&self, agent: Task, cost: Option<Usd>) {
         self.ledger().charge(agent, cost);
         self.changed.notify_waiters();
     }
 
-    fn finish(&self, agent: usize, lost: bool) {
+    fn finish(&self, agent: Task, lost: bool) {
         self.ledger().finish(agent, lost);
         self.changed.notify_waiters();
     }
@@ -214,7 +214,7 @@ impl BudgetGate {
 }
 
 impl Gate<AgentRunner> for BudgetGate {
-    fn admit(&mut self, agent: usize, prepared: &Prepared, running: usize) -> Admission {
+    fn admit(&mut self, agent: Task, prepared: &Prepared, running: usize) -> Admission {
         let mut ledger = self.budget.ledger();
         let before = ledger.committed();
         let admission = ledger.admit(agent, prepared.worst, running);
@@ -255,7 +255,7 @@ impl Gate<AgentRunner> for BudgetGate {
 
     fn settled(
         &mut self,
-        agent: usize,
+        agent: Task,
         how: Settled<'_, crate::runner::AgentOutput, crate::runner::AgentFailure>,
     ) {
         // Each attempt was paid for as it ended; a lost task keeps what it held.
@@ -267,30 +267,35 @@ impl Gate<AgentRunner> for BudgetGate {
 mod tests {
     use super::*;
 
+    /// Agent `i`'s one task in a one-row run.
+    fn t(i: usize) -> Task {
+        Task::agent(0, i)
+    }
+
     #[test]
     fn waits_while_others_run_then_gives_up() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(0, Some(Usd::from_pico(60)), 0),
+            ledger.admit(t(0), Some(Usd::from_pico(60)), 0),
             Admission::Start
         );
         assert_eq!(
-            ledger.admit(1, Some(Usd::from_pico(60)), 1),
+            ledger.admit(t(1), Some(Usd::from_pico(60)), 1),
             Admission::Wait
         );
-        ledger.charge(0, Some(Usd::from_pico(10)));
-        ledger.finish(0, false);
+        ledger.charge(t(0), Some(Usd::from_pico(10)));
+        ledger.finish(t(0), false);
         assert_eq!(
-            ledger.admit(1, Some(Usd::from_pico(60)), 0),
+            ledger.admit(t(1), Some(Usd::from_pico(60)), 0),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(70));
         assert!(matches!(
-            ledger.admit(2, Some(Usd::from_pico(31)), 0),
+            ledger.admit(t(2), Some(Usd::from_pico(31)), 0),
             Admission::Skip(_)
         ));
         assert_eq!(
-            ledger.admit(2, Some(Usd::from_pico(30)), 1),
+            ledger.admit(t(2), Some(Usd::from_pico(30)), 1),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(100));
@@ -299,14 +304,14 @@ mod tests {
     #[test]
     fn unknown_costs_count_in_full() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        assert!(matches!(ledger.admit(0, None, 0), Admission::Skip(_)));
+        assert!(matches!(ledger.admit(t(0), None, 0), Admission::Skip(_)));
         assert_eq!(
-            ledger.admit(0, Some(Usd::from_pico(40)), 0),
+            ledger.admit(t(0), Some(Usd::from_pico(40)), 0),
             Admission::Start
         );
-        ledger.charge(0, None);
+        ledger.charge(t(0), None);
         assert_eq!(ledger.spent(), Usd::from_pico(40));
-        ledger.finish(0, false);
+        ledger.finish(t(0), false);
         assert_eq!(ledger.committed(), Usd::from_pico(40));
     }
 
@@ -316,52 +321,52 @@ mod tests {
     fn every_attempt_reserves_its_own_worst_case() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(0, Some(Usd::from_pico(40)), 0),
+            ledger.admit(t(0), Some(Usd::from_pico(40)), 0),
             Admission::Start
         );
         // The first attempt uses the admission's reservation.
-        assert_eq!(ledger.reserve(0, Some(Usd::from_pico(40))), Ok(()));
+        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(40))), Ok(()));
         assert_eq!(ledger.committed(), Usd::from_pico(40));
-        ledger.charge(0, None);
-        assert_eq!(ledger.reserve(0, Some(Usd::from_pico(40))), Ok(()));
-        ledger.charge(0, None);
+        ledger.charge(t(0), None);
+        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(40))), Ok(()));
+        ledger.charge(t(0), None);
         assert_eq!(ledger.spent(), Usd::from_pico(80));
         // No room for a third, and nobody else running to make some.
         assert!(matches!(
-            ledger.reserve(0, Some(Usd::from_pico(40))),
+            ledger.reserve(t(0), Some(Usd::from_pico(40))),
             Err(Refusal::Over(_))
         ));
         // With another agent running, it waits instead.
         assert_eq!(
-            ledger.admit(1, Some(Usd::from_pico(10)), 1),
+            ledger.admit(t(1), Some(Usd::from_pico(10)), 1),
             Admission::Start
         );
         assert_eq!(
-            ledger.reserve(0, Some(Usd::from_pico(40))),
+            ledger.reserve(t(0), Some(Usd::from_pico(40))),
             Err(Refusal::Wait)
         );
         // A reservation that grew (a larger input seen) takes only the difference.
-        ledger.charge(1, Some(Usd::ZERO));
-        ledger.finish(1, false);
-        assert_eq!(ledger.reserve(0, Some(Usd::from_pico(20))), Ok(()));
+        ledger.charge(t(1), Some(Usd::ZERO));
+        ledger.finish(t(1), false);
+        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(20))), Ok(()));
         assert_eq!(ledger.committed(), Usd::from_pico(100));
     }
 
     #[test]
     fn agents_waiting_for_each_other_do_not_wait_forever() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        ledger.admit(0, Some(Usd::from_pico(50)), 0);
-        ledger.admit(1, Some(Usd::from_pico(50)), 1);
-        ledger.charge(0, None);
-        ledger.charge(1, None);
+        ledger.admit(t(0), Some(Usd::from_pico(50)), 0);
+        ledger.admit(t(1), Some(Usd::from_pico(50)), 1);
+        ledger.charge(t(0), None);
+        ledger.charge(t(1), None);
         assert_eq!(
-            ledger.reserve(0, Some(Usd::from_pico(50))),
+            ledger.reserve(t(0), Some(Usd::from_pico(50))),
             Err(Refusal::Wait)
         );
-        ledger.waiting.insert(0);
+        ledger.waiting.insert(t(0));
         // 1 sees only 0, which waits itself: nobody can make room.
         assert!(matches!(
-            ledger.reserve(1, Some(Usd::from_pico(50))),
+            ledger.reserve(t(1), Some(Usd::from_pico(50))),
             Err(Refusal::Over(_))
         ));
     }
@@ -369,16 +374,16 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_attempt_goes_when_another_agent_releases_money() {
         let budget = Budget::new(Usd::from_pico(100));
-        budget.ledger().admit(0, Some(Usd::from_pico(60)), 0);
-        budget.ledger().admit(1, Some(Usd::from_pico(40)), 1);
-        budget.charge(0, Some(Usd::from_pico(30)));
+        budget.ledger().admit(t(0), Some(Usd::from_pico(60)), 0);
+        budget.ledger().admit(t(1), Some(Usd::from_pico(40)), 1);
+        budget.charge(t(0), Some(Usd::from_pico(30)));
         let waiter = {
             let budget = budget.clone();
-            tokio::spawn(async move { budget.reserve(0, Some(Usd::from_pico(60))).await })
+            tokio::spawn(async move { budget.reserve(t(0), Some(Usd::from_pico(60))).await })
         };
         tokio::task::yield_now().await;
-        budget.charge(1, Some(Usd::from_pico(5)));
-        budget.finish(1, false);
+        budget.charge(t(1), Some(Usd::from_pico(5)));
+        budget.finish(t(1), false);
         assert_eq!(waiter.await.unwrap(), Ok(()));
         assert_eq!(budget.ledger().committed(), Usd::from_pico(95));
     }

@@ -11,9 +11,11 @@
 
 pub mod bill;
 pub mod budget;
+pub mod call;
 pub mod check;
 pub mod diff;
 pub mod estimate;
+mod items;
 pub mod lifecycle;
 pub mod limits;
 pub mod prices;
@@ -134,20 +136,35 @@ pub struct Rates {
     pub cache_read: Option<Rate>,
     /// Input written to the provider's prompt cache; the input rate when unknown.
     pub cache_write: Option<Rate>,
+    /// Input written to Anthropic's 1-hour cache; twice the input rate when
+    /// unknown (Anthropic's documented price), never below `cache_write`.
+    pub cache_write_1h: Option<Rate>,
 }
 
 impl Rates {
-    fn cache_read(&self) -> Rate {
+    pub fn cache_read(&self) -> Rate {
         self.cache_read.unwrap_or(self.input)
     }
 
-    fn cache_write(&self) -> Rate {
+    pub fn cache_write(&self) -> Rate {
         self.cache_write.unwrap_or(self.input)
     }
 
-    /// The dearest rate an input token can be billed at.
-    fn dearest_input(&self) -> Rate {
-        self.input.max(self.cache_read()).max(self.cache_write())
+    pub fn cache_write_1h(&self) -> Rate {
+        self.cache_write_1h
+            .unwrap_or_else(|| self.input.saturating_mul(2))
+            .max(self.cache_write())
+    }
+
+    /// The dearest rate an input token can be billed at; with `one_hour`, when the
+    /// call may write to the 1-hour cache.
+    fn dearest_input(&self, one_hour: bool) -> Rate {
+        let most = self.input.max(self.cache_read()).max(self.cache_write());
+        if one_hour {
+            most.max(self.cache_write_1h())
+        } else {
+            most
+        }
     }
 
     /// Each rate the larger of the two.
@@ -157,6 +174,41 @@ impl Rates {
             output: self.output.max(other.output),
             cache_read: Some(self.cache_read().max(other.cache_read())),
             cache_write: Some(self.cache_write().max(other.cache_write())),
+            cache_write_1h: Some(self.cache_write_1h().max(other.cache_write_1h())),
+        }
+    }
+}
+
+/// What one use of a server-side tool costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolFee {
+    /// Dollars per use.
+    pub per_use: Usd,
+    /// Billed once per request that used the tool, however many times (Gemini 2's
+    /// grounding, billed per grounded prompt), not once per use.
+    pub per_request: bool,
+}
+
+impl ToolFee {
+    /// What `uses` uses in one request cost.
+    pub fn cost(self, uses: u64) -> Usd {
+        let billed = if self.per_request { uses.min(1) } else { uses };
+        Usd::from_pico(self.per_use.pico().saturating_mul(billed))
+    }
+}
+
+/// The fees of a model's server-side tools; `None`: unknown (unpriced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ToolFees {
+    pub web_search: Option<ToolFee>,
+    pub web_fetch: Option<ToolFee>,
+}
+
+impl ToolFees {
+    pub fn get(&self, tool: crate::tools::ToolName) -> Option<ToolFee> {
+        match tool {
+            crate::tools::ToolName::WebSearch => self.web_search,
+            crate::tools::ToolName::WebFetch => self.web_fetch,
         }
     }
 }
@@ -171,12 +223,22 @@ pub struct Price {
     pub context_window: Option<u64>,
     /// The most output tokens the model produces.
     pub max_output: Option<u64>,
+    /// What its server-side tools cost per use.
+    pub tools: ToolFees,
+    /// The fewest prompt tokens the provider caches (Anthropic's documented minimum).
+    pub cache_min_tokens: Option<u64>,
 }
 
 impl Price {
     /// No charge: the mock provider.
     pub fn free() -> Self {
-        Price::default()
+        Price {
+            tools: ToolFees {
+                web_search: Some(ToolFee::default()),
+                web_fetch: Some(ToolFee::default()),
+            },
+            ..Price::default()
+        }
     }
 
     /// The rates a request with this many input tokens is billed at.
@@ -188,17 +250,35 @@ impl Price {
     }
 
     /// What a call cost, from the usage its provider reported: uncached input, cache
-    /// reads, cache writes and output, each at its own rate.
+    /// reads, cache writes (5-minute and 1-hour) and output, each at its own rate,
+    /// and each use of a server-side tool at its fee (a fee the table lacks counts
+    /// as nothing here: such a model is reported unpriced before it runs).
     pub fn cost(&self, usage: &Usage) -> Usd {
-        let input = usage
-            .input
-            .saturating_add(usage.cache_read)
-            .saturating_add(usage.cache_write);
-        let rates = self.rates_for(input);
+        let rates = self.rates_for(usage.all_input());
         Usd::of_tokens(usage.input, rates.input)
             + Usd::of_tokens(usage.cache_read, rates.cache_read())
             + Usd::of_tokens(usage.cache_write, rates.cache_write())
+            + Usd::of_tokens(usage.cache_write_1h, rates.cache_write_1h())
             + Usd::of_tokens(usage.output, rates.output)
+            + self.tool_cost(usage)
+    }
+
+    /// What a call's server-side tool uses cost.
+    pub fn tool_cost(&self, usage: &Usage) -> Usd {
+        let fee = |fee: Option<ToolFee>, uses: u64| fee.map_or(Usd::ZERO, |f| f.cost(uses));
+        fee(self.tools.web_search, usage.web_search) + fee(self.tools.web_fetch, usage.web_fetch)
+    }
+
+    /// What the same usage would have cost with no prompt cache: every cached
+    /// token (read or written) at the plain input rate.
+    pub fn uncached_cost(&self, usage: &Usage) -> Usd {
+        self.cost(&Usage {
+            input: usage.all_input(),
+            cache_read: 0,
+            cache_write: 0,
+            cache_write_1h: 0,
+            ..*usage
+        })
     }
 
     /// The expected cost of `input` uncached input tokens and `output` output tokens.
@@ -210,11 +290,16 @@ impl Price {
     /// The most a call with at most `input` input and `output` output tokens can cost,
     /// whichever way its input is split between cache reads, writes and plain input.
     pub fn worst_case(&self, input: u64, output: u64) -> Usd {
+        self.worst_tokens(input, output, false)
+    }
+
+    /// [`Price::worst_case`], with `one_hour` when the call may write to the 1-hour cache.
+    pub fn worst_tokens(&self, input: u64, output: u64, one_hour: bool) -> Usd {
         let rates = match self.long_context {
             Some((above, tier)) if input > above => self.rates.max(tier),
             _ => self.rates,
         };
-        Usd::of_tokens(input, rates.dearest_input()) + Usd::of_tokens(output, rates.output)
+        Usd::of_tokens(input, rates.dearest_input(one_hour)) + Usd::of_tokens(output, rates.output)
     }
 }
 
@@ -229,6 +314,7 @@ mod tests {
                 output: rate_per_million(15.0),
                 cache_read: Some(rate_per_million(0.3)),
                 cache_write: Some(rate_per_million(3.75)),
+                cache_write_1h: Some(rate_per_million(6.0)),
             },
             ..Price::default()
         }
@@ -251,6 +337,7 @@ mod tests {
             output: u64::MAX,
             cache_read: u64::MAX,
             cache_write: u64::MAX,
+            ..Default::default()
         };
         assert_eq!(sonnet().cost(&usage), Usd::from_pico(u64::MAX));
     }
@@ -262,6 +349,7 @@ mod tests {
             output: 500,
             cache_read: 2_000,
             cache_write: 3_000,
+            ..Default::default()
         };
         // 1000×$3 + 2000×$0.30 + 3000×$3.75 + 500×$15, per million.
         assert_eq!(sonnet().cost(&usage), Usd::from_dollars(0.02235));
@@ -282,6 +370,7 @@ mod tests {
             output: 1,
             cache_read: 1,
             cache_write: 1,
+            ..Default::default()
         };
         assert_eq!(price.cost(&usage).pico(), 10 + 10 + 10 + 20);
     }
@@ -296,10 +385,49 @@ mod tests {
                 output: rate_per_million(22.5),
                 cache_read: None,
                 cache_write: None,
+                cache_write_1h: None,
             },
         ));
         assert_eq!(price.expected(200_000, 0), Usd::from_dollars(0.6));
         assert_eq!(price.expected(200_001, 0), Usd::from_dollars(1.200_006));
+    }
+
+    #[test]
+    fn five_minute_and_one_hour_writes_are_priced_apart() {
+        // 1,000 five-minute writes at 1.25x input and 1,000 one-hour writes at 2x.
+        let usage = Usage {
+            cache_write: 1_000,
+            cache_write_1h: 1_000,
+            ..Default::default()
+        };
+        assert_eq!(sonnet().cost(&usage), Usd::from_dollars(0.003_75 + 0.006));
+        // A table without the 1-hour price: twice the input price.
+        let mut bare = sonnet();
+        bare.rates.cache_write_1h = None;
+        assert_eq!(bare.cost(&usage), Usd::from_dollars(0.003_75 + 0.006));
+    }
+
+    #[test]
+    fn long_context_one_hour_writes_are_twice_the_tiers_input() {
+        let mut price = sonnet();
+        price.long_context = Some((
+            200_000,
+            Rates {
+                input: rate_per_million(6.0),
+                output: rate_per_million(22.5),
+                cache_read: Some(rate_per_million(0.6)),
+                cache_write: Some(rate_per_million(7.5)),
+                cache_write_1h: None,
+            },
+        ));
+        let usage = Usage {
+            input: 100_000,
+            cache_write_1h: 200_000,
+            ..Default::default()
+        };
+        // 100,000 × $6 + 200,000 × $12, per million: the tier's rates, not the base's $6 write.
+        assert_eq!(price.cost(&usage), Usd::from_dollars(0.6 + 2.4));
+        assert_eq!(price.worst_tokens(300_000, 0, true), Usd::from_dollars(3.6));
     }
 
     #[test]
@@ -312,6 +440,7 @@ mod tests {
                 output: 100,
                 cache_read,
                 cache_write,
+                ..Default::default()
             };
             assert!(price.cost(&usage) <= worst);
         }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Price, Rates, rate_per_million};
+use super::{Price, Rates, ToolFee, ToolFees, Usd, rate_per_million};
 use crate::catalog::ProviderKind;
 use crate::workflow::Workflow;
 use crate::workflow::model::ModelPrice;
@@ -62,7 +62,8 @@ pub struct Entry {
     /// A write to the prompt cache (Anthropic: the 5-minute cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write: Option<f64>,
-    /// A write to Anthropic's 1-hour cache (shown only; byok-flow does not ask for it).
+    /// A write to Anthropic's 1-hour cache (`cache: 1h`); twice the input price when
+    /// absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write_1h: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -72,6 +73,15 @@ pub struct Entry {
     /// Dearer rates for a request whose input is over `above` tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub long_context: Option<Tier>,
+    /// What a web search costs (the provider runs it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<ToolPrice>,
+    /// What a web page fetch costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_fetch: Option<ToolPrice>,
+    /// The fewest prompt tokens the provider caches (Anthropic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_min_tokens: Option<u64>,
     /// When the provider announced the model's retirement (`YYYY-MM-DD`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deprecated: Option<String>,
@@ -85,6 +95,75 @@ pub struct Entry {
     pub note: Option<String>,
 }
 
+/// What a server-side tool costs, in dollars per 1,000 uses.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ToolPrice {
+    pub per_1k: f64,
+    /// Billed once per request that used the tool, however many times (Gemini 2's
+    /// grounding: per grounded prompt).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_request: bool,
+}
+
+impl ToolPrice {
+    fn fee(self) -> ToolFee {
+        ToolFee {
+            per_use: Usd::from_dollars(self.per_1k / 1_000.0),
+            per_request: self.per_request,
+        }
+    }
+
+    const fn per_use(per_1k: f64) -> Self {
+        ToolPrice {
+            per_1k,
+            per_request: false,
+        }
+    }
+}
+
+/// The fees of a model whose row lacks them, by the API it speaks, as the
+/// providers publish them (and `data/tool-prices.json` lists them for the build
+/// script): Anthropic's web search $10 per 1,000 searches, its web fetch free (the
+/// page's tokens are billed); `OpenAI`'s search models $35 per 1,000 requests (the
+/// dearest of them, `gpt-4o-search-preview`); Gemini's grounding $35 per 1,000
+/// grounded prompts up to Gemini 2.5, $14 per 1,000 search queries from Gemini 3.
+pub fn default_tool_prices(
+    kind: ProviderKind,
+    model: &str,
+) -> (Option<ToolPrice>, Option<ToolPrice>) {
+    match kind {
+        ProviderKind::Anthropic => (
+            Some(ToolPrice::per_use(10.0)),
+            Some(ToolPrice::per_use(0.0)),
+        ),
+        ProviderKind::Openai => (Some(ToolPrice::per_use(35.0)), None),
+        ProviderKind::Gemini if gemini_generation(model) >= 3 => {
+            (Some(ToolPrice::per_use(14.0)), None)
+        }
+        ProviderKind::Gemini => (
+            Some(ToolPrice {
+                per_1k: 35.0,
+                per_request: true,
+            }),
+            None,
+        ),
+        // The mock's tools are canned and free, unless `pricing:` says otherwise.
+        ProviderKind::Mock => (Some(ToolPrice::per_use(0.0)), Some(ToolPrice::per_use(0.0))),
+        ProviderKind::OpenaiCompatible => (None, None),
+    }
+}
+
+/// The major version of a Gemini model id (`gemini-2.5-flash`: 2), 0 when unknown.
+fn gemini_generation(model: &str) -> u32 {
+    let model = model.strip_prefix("models/").unwrap_or(model);
+    model
+        .strip_prefix("gemini-")
+        .and_then(|rest| rest.split(['.', '-']).next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// Long-context rates, in dollars per million tokens.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -96,6 +175,10 @@ pub struct Tier {
     pub cache_read: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write: Option<f64>,
+    /// A write to Anthropic's 1-hour cache in this tier; twice the tier's input
+    /// price when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<f64>,
 }
 
 /// Why a prices file cannot be used.
@@ -167,10 +250,23 @@ impl PriceTable {
                 ));
             }
             let tier = e.long_context.as_ref();
-            let prices = [Some(e.input), Some(e.output), e.cache_read, e.cache_write]
-                .into_iter()
-                .chain([tier.map(|t| t.input), tier.map(|t| t.output)])
-                .flatten();
+            let prices = [
+                Some(e.input),
+                Some(e.output),
+                e.cache_read,
+                e.cache_write,
+                e.cache_write_1h,
+            ]
+            .into_iter()
+            .chain([tier.map(|t| t.input), tier.map(|t| t.output)])
+            .chain(tier.map_or([None; 3], |t| {
+                [t.cache_read, t.cache_write, t.cache_write_1h]
+            }))
+            .chain([
+                e.web_search.map(|t| t.per_1k),
+                e.web_fetch.map(|t| t.per_1k),
+            ])
+            .flatten();
             for p in prices {
                 if !p.is_finite() || p < 0.0 {
                     return Err(format!(
@@ -225,6 +321,7 @@ impl Entry {
             output: rate_per_million(self.output),
             cache_read: self.cache_read.map(rate_per_million),
             cache_write: self.cache_write.map(rate_per_million),
+            cache_write_1h: self.cache_write_1h.map(rate_per_million),
         };
         Price {
             rates,
@@ -236,29 +333,56 @@ impl Entry {
                         output: rate_per_million(t.output),
                         cache_read: t.cache_read.map(rate_per_million).or(rates.cache_read),
                         cache_write: t.cache_write.map(rate_per_million).or(rates.cache_write),
+                        // Never the base tier's: a 1-hour write is priced
+                        // from the tier's own input price.
+                        cache_write_1h: t.cache_write_1h.map(rate_per_million),
                     },
                 )
             }),
             context_window: self.context_window,
             max_output: self.max_output,
+            tools: ToolFees {
+                web_search: self.web_search.map(ToolPrice::fee),
+                web_fetch: self.web_fetch.map(ToolPrice::fee),
+            },
+            cache_min_tokens: self.cache_min_tokens,
         }
     }
 }
 
 impl From<&ModelPrice> for Price {
     fn from(p: &ModelPrice) -> Self {
+        let per_use = |per_1k: Option<f64>| per_1k.map(|f| ToolPrice::per_use(f).fee());
         Price {
             rates: Rates {
                 input: rate_per_million(p.input),
                 output: rate_per_million(p.output),
                 cache_read: p.cache_read.map(rate_per_million),
                 cache_write: p.cache_write.map(rate_per_million),
+                cache_write_1h: p.cache_write_1h.map(rate_per_million),
             },
             long_context: None,
             context_window: p.context_window,
             max_output: p.max_output,
+            tools: ToolFees {
+                web_search: per_use(p.web_search),
+                web_fetch: per_use(p.web_fetch),
+            },
+            cache_min_tokens: None,
         }
     }
+}
+
+/// `price` with the fees its row lacks taken from the defaults of `kind`.
+fn with_default_fees(mut price: Price, kind: ProviderKind, model: &str) -> Price {
+    let (search, fetch) = default_tool_prices(kind, model);
+    if price.tools.web_search.is_none() {
+        price.tools.web_search = search.map(ToolPrice::fee);
+    }
+    if price.tools.web_fetch.is_none() {
+        price.tools.web_fetch = fetch.map(ToolPrice::fee);
+    }
+    price
 }
 
 /// Where a model's price came from.
@@ -305,7 +429,7 @@ impl<'a> Pricing<'a> {
         // simulates a priced model (to try a budget offline).
         if let Some(p) = info.pricing.get(id) {
             return Some(Resolved {
-                price: p.into(),
+                price: with_default_fees(p.into(), info.kind, id),
                 source: PriceSource::Workflow {
                     provider: provider.to_string(),
                 },
@@ -319,7 +443,7 @@ impl<'a> Pricing<'a> {
         }
         let (key, entry) = self.table_row(model)?;
         Some(Resolved {
-            price: entry.price(),
+            price: with_default_fees(entry.price(), info.kind, id),
             source: PriceSource::Table {
                 key: key.to_string(),
             },
@@ -424,6 +548,7 @@ mod tests {
             cache_read: 10_000,
             output: 50_000,
             cache_write: 0,
+            ..Default::default()
         };
         // 40,000 × $2.50 + 10,000 × $1.25 + 50,000 × $10, per million.
         assert_eq!(price.cost(&usage), Usd::from_dollars(0.1 + 0.0125 + 0.5));
@@ -437,6 +562,17 @@ mod tests {
         assert_eq!(haiku.cache_write_1h, Some(0.5));
         let (_, opus) = table.get("anthropic/claude-3-opus-20240229").unwrap();
         assert_eq!(opus.cache_write_1h, Some(30.0));
+    }
+
+    #[test]
+    fn long_context_one_hour_writes_are_priced_from_the_tiers_input() {
+        let table = PriceTable::builtin();
+        let (_, sonnet) = table.get("anthropic/claude-sonnet-4-20250514").unwrap();
+        let price = sonnet.price();
+        let (above, tier) = price.long_context.unwrap();
+        assert_eq!(above, 200_000);
+        assert_eq!(tier.cache_write_1h(), rate_per_million(12.0));
+        assert_eq!(price.rates.cache_write_1h(), rate_per_million(6.0));
     }
 
     #[test]
@@ -463,6 +599,44 @@ mod tests {
         assert!(pricing.resolve("openai/gpt-10").is_none());
         assert_eq!(pricing.resolve("mock/x").unwrap().source, PriceSource::Mock);
         assert!(pricing.resolve("gemini/models/gemini-2.5-pro").is_some());
+    }
+
+    /// The fees a row without its own take (`pricing:`, `--prices FILE`) are the
+    /// ones the documented list gives the build script.
+    #[test]
+    fn default_tool_fees_match_the_documented_list() {
+        let list: serde_json::Value =
+            serde_json::from_str(include_str!("../../data/tool-prices.json")).unwrap();
+        let listed = |family: &str, tool: &str| {
+            let fee = &list["defaults"][family][tool];
+            (!fee.is_null()).then(|| ToolPrice {
+                per_1k: fee["per_1k"].as_f64().unwrap(),
+                per_request: fee["per_request"].as_bool().unwrap_or(false),
+            })
+        };
+        for (kind, model, family) in [
+            (ProviderKind::Anthropic, "claude-sonnet-4-5", "anthropic"),
+            (
+                ProviderKind::Openai,
+                "gpt-4o-search-preview",
+                "openai-search",
+            ),
+            (ProviderKind::Gemini, "gemini-2.5-flash", "gemini"),
+            (ProviderKind::Gemini, "gemini-3-pro-preview", "gemini-3"),
+        ] {
+            let (search, fetch) = default_tool_prices(kind, model);
+            assert_eq!(search, listed(family, "web_search"), "{model}");
+            assert_eq!(fetch, listed(family, "web_fetch"), "{model}");
+        }
+        // And the built table carries them, per model.
+        let table = PriceTable::builtin();
+        let sonnet = table.get("anthropic/claude-sonnet-4-5").unwrap().1;
+        assert_eq!(sonnet.web_search.map(|t| t.per_1k), Some(10.0));
+        assert_eq!(sonnet.cache_min_tokens, Some(1_024));
+        let search = table.get("openai/gpt-4o-mini-search-preview").unwrap().1;
+        assert_eq!(search.web_search.map(|t| t.per_1k), Some(27.5));
+        let flash = table.get("gemini/gemini-2.5-flash").unwrap().1;
+        assert!(flash.web_search.unwrap().per_request);
     }
 
     #[test]

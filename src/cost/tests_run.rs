@@ -40,6 +40,7 @@ impl<F: Fn(&Request) -> Usage + Send + Sync> Provider for Fake<F> {
                 usage,
                 reported: Reported::ALL,
                 stop_reason: Some("end_turn".into()),
+                citations: Vec::new(),
             })
         })
     }
@@ -94,6 +95,7 @@ fn actual_cost_is_tokens_times_prices_to_the_micro_dollar() {
         output: 567,
         cache_read: 8_912,
         cache_write: 1_112,
+        ..Default::default()
     };
     let (record, _) = run_with(w, Arc::new(Fake(move |_: &Request| usage)), None, 2);
     // Claude 3.5 Sonnet: $3 in, $0.30 cache read, $3.75 cache write, $15 out per million.
@@ -339,6 +341,7 @@ fn fake_usage(request: &Request, seed: u64) -> Usage {
         cache_read,
         cache_write,
         output: next(u64::from(request.max_tokens.unwrap_or(0))),
+        ..Default::default()
     }
 }
 

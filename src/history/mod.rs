@@ -31,8 +31,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The schema's version, in `PRAGMA user_version`. 2 added the agents'
 /// `counted_locally`, `bill_unknown` and `max_cost_micro_usd`; 3 the runs'
-/// `record_path`.
-const SCHEMA_VERSION: i64 = 3;
+/// `record_path`; 4 dataset runs (SPEC §8): a run's rows, and an agent's line
+/// standing for many calls (one agent over every row), some failed, some cached.
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,7 +52,11 @@ CREATE TABLE IF NOT EXISTS runs (
     cost_micro_usd INTEGER NOT NULL DEFAULT 0,
     budget_usd REAL,
     -- where the run's record was written (`--out DIR/run.json`), for `report RUN_ID`
-    record_path TEXT
+    record_path TEXT,
+    -- a dataset run: the rows it was to run (when known), then how they ended
+    rows_total INTEGER,
+    rows_succeeded INTEGER,
+    rows_failed INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_unix);
 CREATE TABLE IF NOT EXISTS agents (
@@ -78,12 +83,17 @@ CREATE TABLE IF NOT EXISTS agents (
     -- 1: a call was cut off after it was sent; max_cost_micro_usd is the most it may have cost
     bill_unknown INTEGER NOT NULL DEFAULT 0,
     max_cost_micro_usd INTEGER,
+    -- in a dataset run, the agent's calls over every row (1 otherwise), how many
+    -- failed and how many the cache answered
+    calls INTEGER NOT NULL DEFAULT 1,
+    failures INTEGER NOT NULL DEFAULT 0,
+    cached_calls INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (run_id, position)
 );
 ";
 
 /// What brings a history of each older version up to [`SCHEMA_VERSION`].
-const MIGRATIONS: [(i64, &str); 2] = [
+const MIGRATIONS: [(i64, &str); 3] = [
     (
         1,
         "ALTER TABLE agents ADD COLUMN counted_locally INTEGER NOT NULL DEFAULT 0;
@@ -91,6 +101,15 @@ const MIGRATIONS: [(i64, &str); 2] = [
          ALTER TABLE agents ADD COLUMN max_cost_micro_usd INTEGER;",
     ),
     (2, "ALTER TABLE runs ADD COLUMN record_path TEXT;"),
+    (
+        3,
+        "ALTER TABLE runs ADD COLUMN rows_total INTEGER;
+         ALTER TABLE runs ADD COLUMN rows_succeeded INTEGER;
+         ALTER TABLE runs ADD COLUMN rows_failed INTEGER;
+         ALTER TABLE agents ADD COLUMN calls INTEGER NOT NULL DEFAULT 1;
+         ALTER TABLE agents ADD COLUMN failures INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE agents ADD COLUMN cached_calls INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];
 
 /// What can go wrong with the history file.

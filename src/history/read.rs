@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::{HistoryError, Store, dollars};
+use crate::dataset::record::AgentAggregate;
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus};
 use crate::usage::Usage;
 
@@ -40,6 +41,19 @@ pub struct RunSummary {
     pub max_cost_usd: Option<f64>,
     /// An agent's bill is unknown.
     pub bill_unknown: bool,
+    /// For a dataset run, its rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rows: Option<RowsSummary>,
+}
+
+/// A dataset run's rows, as the history keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RowsSummary {
+    /// Rows run; before the run ends, those it was to run (when known).
+    pub total: Option<u64>,
+    /// `None` until the run ends.
+    pub succeeded: Option<u64>,
+    pub failed: Option<u64>,
 }
 
 impl RunSummary {
@@ -94,7 +108,9 @@ SELECT r.id, r.workflow, r.file, r.status, r.started_at, r.seconds, r.mock, r.in
        EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.counted_locally),
        EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.bill_unknown),
        (SELECT SUM(CASE WHEN a.bill_unknown THEN a.max_cost_micro_usd ELSE a.cost_micro_usd END)
-        FROM agents a WHERE a.run_id = r.id)
+        FROM agents a WHERE a.run_id = r.id),
+       r.rows_total, r.rows_succeeded, r.rows_failed,
+       EXISTS (SELECT 1 FROM agents a WHERE a.run_id = r.id AND a.calls <> 1)
 FROM runs r";
 
 fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
@@ -129,7 +145,28 @@ fn summary(row: &Row<'_>) -> rusqlite::Result<RunSummary> {
             .flatten()
             .map(dollars),
         bill_unknown,
+        rows: rows_summary(row)?,
     })
+}
+
+/// A dataset run's rows: it has some when it said how many it would run, or
+/// when an agent's line stands for other than one call.
+fn rows_summary(row: &Row<'_>) -> rusqlite::Result<Option<RowsSummary>> {
+    let total: Option<i64> = row.get(16)?;
+    let many: bool = row.get(19)?;
+    if total.is_none() && !many {
+        return Ok(None);
+    }
+    let get = |i: usize| -> rusqlite::Result<Option<u64>> {
+        Ok(row
+            .get::<_, Option<i64>>(i)?
+            .map(|n| u64::try_from(n).unwrap_or_default()))
+    };
+    Ok(Some(RowsSummary {
+        total: get(16)?,
+        succeeded: get(17)?,
+        failed: get(18)?,
+    }))
 }
 
 impl Store {
@@ -212,10 +249,52 @@ impl Store {
                 max_cost_usd: None,
                 budget_usd,
                 estimate: None,
+                cache_saved_usd: None,
             };
             let mut record = record;
             record.total_agents();
             Ok(Some((summary, record)))
+        };
+        run().map_err(|e| self.query_error(e))
+    }
+
+    /// Every agent's aggregate of a dataset run (or, for a single run, each
+    /// agent as one call).
+    pub fn aggregates_of(&self, run_id: &str) -> Result<Vec<AgentAggregate>, HistoryError> {
+        let run = || -> rusqlite::Result<Vec<AgentAggregate>> {
+            let mut stmt = self.conn.prepare(
+                "SELECT name, provider, model, calls, failures, cached_calls, status, seconds,
+                        input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, cost_micro_usd,
+                        bill_unknown
+                 FROM agents WHERE run_id = ?1 ORDER BY position",
+            )?;
+            stmt.query_map([run_id], |row| {
+                let calls = count(row, 3)?;
+                let failed = count(row, 4)?;
+                let status: String = row.get(6)?;
+                Ok(AgentAggregate {
+                    name: row.get(0)?,
+                    provider: row.get(1)?,
+                    model: row.get(2)?,
+                    calls: if status == "skipped" { 0 } else { calls },
+                    succeeded: calls.saturating_sub(failed),
+                    failed,
+                    cached: count(row, 5)?,
+                    skipped: 0,
+                    seconds: row.get(7)?,
+                    usage: Usage {
+                        input: count(row, 8)?,
+                        output: count(row, 9)?,
+                        cache_read: count(row, 10)?,
+                        cache_write: count(row, 11)?,
+                        ..Usage::default()
+                    },
+                    cost_usd: row.get::<_, Option<i64>>(12)?.map(dollars),
+                    // The history keeps whether any was, not how many.
+                    unknown_bills: u64::from(row.get::<_, bool>(13)?),
+                })
+            })?
+            .collect()
         };
         run().map_err(|e| self.query_error(e))
     }
@@ -255,7 +334,7 @@ impl Store {
             Group::Workflow => "CASE WHEN r.mock THEN r.workflow || ' (mock)' ELSE r.workflow END",
         };
         let sql = format!(
-            "SELECT {key}, COUNT(DISTINCT r.id), COUNT(*),
+            "SELECT {key}, COUNT(DISTINCT r.id), SUM(a.calls - a.cached_calls),
                     SUM(a.input_tokens), SUM(a.output_tokens), SUM(a.cache_read_tokens), SUM(a.cache_write_tokens),
                     COALESCE(SUM(a.cost_micro_usd), 0), SUM(a.cost_micro_usd IS NULL),
                     SUM(a.counted_locally), SUM(a.bill_unknown)
@@ -277,6 +356,7 @@ impl Store {
                         output: count(row, 4)?,
                         cache_read: count(row, 5)?,
                         cache_write: count(row, 6)?,
+                        ..Usage::default()
                     },
                     cost_usd: (count(row, 8)? == 0).then(|| dollars(priced)),
                     priced_cost_usd: dollars(priced),
@@ -295,6 +375,7 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let status: String = row.get(4)?;
     Ok(AgentRecord {
         name: row.get(0)?,
+        item: None,
         provider: row.get(1)?,
         model: row.get(2)?,
         answered_by: row.get(3)?,
@@ -308,6 +389,7 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
             output: count(row, 10)?,
             cache_read: count(row, 11)?,
             cache_write: count(row, 12)?,
+            ..Usage::default()
         },
         cost_usd: row.get::<_, Option<i64>>(13)?.map(dollars),
         counted_locally: row.get(14)?,
@@ -320,6 +402,8 @@ fn agent_record(row: &Row<'_>) -> rusqlite::Result<AgentRecord> {
         depends_on: Vec::new(),
         timing: None,
         estimate: None,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use super::{HistoryError, RunStart, Store};
 use crate::events::{Event, Subscriber};
@@ -22,7 +23,13 @@ pub struct Recorder {
     positions: HashMap<String, usize>,
     /// Where the run's record will be written (`--out DIR/run.json`).
     record_path: Option<String>,
+    /// When a dataset run's aggregates were last written.
+    flushed: Instant,
 }
+
+/// How often a dataset run's aggregates are written while it goes: what a run
+/// killed with `kill -9` loses from the history at most.
+const FLUSH_EVERY: Duration = Duration::from_secs(2);
 
 impl Recorder {
     /// A recorder writing to `path`, for a run of `workflow` (its name) in `file`.
@@ -44,6 +51,7 @@ impl Recorder {
             run_id: String::new(),
             positions: HashMap::new(),
             record_path: None,
+            flushed: Instant::now(),
         })
     }
 
@@ -103,9 +111,38 @@ impl Subscriber for Recorder {
                         started_at,
                         mock: me.mock,
                         agents: agents.len(),
+                        rows: None,
                     })
                 });
             }
+            Event::RowsStarted {
+                run_id,
+                started_at,
+                rows,
+                agents,
+            } => {
+                self.run_id = (*run_id).to_string();
+                self.flushed = Instant::now();
+                self.write(|store, me| {
+                    store.start(&RunStart {
+                        run_id,
+                        workflow: &me.workflow,
+                        file: &me.file,
+                        inputs_hash: &me.inputs_hash,
+                        started_at,
+                        mock: me.mock,
+                        agents: agents.len(),
+                        rows: *rows,
+                    })
+                });
+            }
+            Event::RowFinished { agents, .. }
+                if !self.mock && self.flushed.elapsed() >= FLUSH_EVERY =>
+            {
+                self.flushed = Instant::now();
+                self.write(|store, me| store.aggregates(&me.run_id, agents));
+            }
+            Event::RowsFinished { record } => self.write(|store, _| store.finish_rows(record)),
             Event::AgentFinished { record } if !self.mock && spent(record) => {
                 if let Some(&position) = self.positions.get(&record.name) {
                     self.write(|store, me| store.agent(&me.run_id, position, record));

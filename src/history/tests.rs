@@ -8,6 +8,7 @@ fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> Agent
     let (provider, model) = model.split_once('/').unwrap();
     AgentRecord {
         name: name.into(),
+        item: None,
         provider: provider.into(),
         model: model.into(),
         status: AgentStatus::Succeeded,
@@ -32,6 +33,8 @@ fn agent(name: &str, model: &str, usage: (u64, u64), cost: Option<f64>) -> Agent
         depends_on: Vec::new(),
         timing: None,
         estimate: None,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     }
 }
 
@@ -53,6 +56,7 @@ fn record(id: &str, started_at: &str, mock: bool, agents: Vec<AgentRecord>) -> R
         mock,
         inputs: IndexMap::from([("topic".to_string(), "a secret topic".to_string())]),
         cost_usd: None,
+        cache_saved_usd: None,
         unpriced_agents: Vec::new(),
         max_cost_usd: None,
         agents,
@@ -67,6 +71,7 @@ fn record(id: &str, started_at: &str, mock: bool, agents: Vec<AgentRecord>) -> R
 fn start(store: &mut Store, r: &RunRecord) {
     store
         .start(&RunStart {
+            rows: None,
             run_id: &r.run_id,
             workflow: &r.workflow,
             file: &r.file,
@@ -321,11 +326,16 @@ fn a_version_1_history_is_upgraded_in_place() {
                 "",
             )
             .replace(
-                "    budget_usd REAL,\n    -- where the run's record was written (`--out DIR/run.json`), for `report RUN_ID`\n    record_path TEXT\n",
+                "    budget_usd REAL,\n    -- where the run's record was written (`--out DIR/run.json`), for `report RUN_ID`\n    record_path TEXT,\n    -- a dataset run: the rows it was to run (when known), then how they ended\n    rows_total INTEGER,\n    rows_succeeded INTEGER,\n    rows_failed INTEGER\n",
                 "    budget_usd REAL\n",
+            )
+            .replace(
+                "    -- in a dataset run, the agent's calls over every row (1 otherwise), how many\n    -- failed and how many the cache answered\n    calls INTEGER NOT NULL DEFAULT 1,\n    failures INTEGER NOT NULL DEFAULT 0,\n    cached_calls INTEGER NOT NULL DEFAULT 0,\n",
+                "",
             );
         assert!(!v1.contains("counted_locally") && !v1.contains("max_cost"));
         assert!(!v1.contains("record_path"));
+        assert!(!v1.contains("rows_total") && !v1.contains("cached_calls"));
         conn.execute_batch(&v1).unwrap();
         conn.execute_batch(
             "INSERT INTO runs (id, workflow, file, inputs_hash, status, started_at, started_unix, mock, agents, cost_micro_usd)
@@ -363,7 +373,106 @@ fn a_version_1_history_is_upgraded_in_place() {
         store.record_path("2000-bbbbbb").unwrap().as_deref(),
         Some("/work/out/run.json")
     );
+    // And from schema 4 on, dataset runs: an old run is one run of one call a line.
+    assert_eq!(runs[1].rows, None);
+    assert_eq!(store.spend(0, Group::Provider, false).unwrap()[0].calls, 2);
     drop(store);
     // Opened again: already upgraded, nothing to do.
     assert_eq!(Store::open(&path).unwrap().list(10).unwrap().len(), 2);
+}
+
+/// A dataset run is one run with its rows, an agent a line for all its calls;
+/// `spend` counts its calls, and only once.
+#[test]
+fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
+    use crate::dataset::record::{AgentAggregate, DatasetRecord, RowCounts};
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("history.sqlite")).unwrap();
+    let aggregate = |name: &str, calls: u64, failed: u64, cost: f64| AgentAggregate {
+        name: name.into(),
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        calls,
+        succeeded: calls - failed,
+        failed,
+        cached: 1,
+        skipped: 0,
+        usage: Usage {
+            input: 100 * calls,
+            output: 10 * calls,
+            ..Usage::default()
+        },
+        cost_usd: Some(cost),
+        unknown_bills: 0,
+        seconds: 2.0,
+    };
+    store
+        .start(&RunStart {
+            run_id: "2000-bbbbbb",
+            workflow: "triage",
+            file: "triage.yaml",
+            inputs_hash: "h",
+            started_at: "2025-03-02T09:00:00Z",
+            mock: false,
+            agents: 2,
+            rows: Some(20),
+        })
+        .unwrap();
+    store
+        .aggregates("2000-bbbbbb", &[aggregate("classify", 5, 0, 0.01)])
+        .unwrap();
+    let listed = store.list(10).unwrap();
+    assert!(listed[0].unfinished());
+    assert_eq!(listed[0].rows.unwrap().total, Some(20));
+    assert!(
+        (listed[0].priced_cost_usd - 0.01).abs() < 1e-9,
+        "kept as it goes"
+    );
+    let record = DatasetRecord {
+        kind: "dataset".into(),
+        run_id: "2000-bbbbbb".into(),
+        workflow: "triage".into(),
+        file: "triage.yaml".into(),
+        rows_file: "tickets.jsonl".into(),
+        rows_in_file: Some(20),
+        shard: None,
+        started_at: "2025-03-02T09:00:00Z".into(),
+        seconds: 3.5,
+        status: RunStatus::Failed,
+        mock: false,
+        inputs: IndexMap::new(),
+        rows: RowCounts {
+            total: 20,
+            succeeded: 19,
+            failed: 1,
+            ..RowCounts::default()
+        },
+        agents: vec![
+            aggregate("classify", 20, 0, 0.04),
+            aggregate("reply", 20, 1, 0.06),
+        ],
+        usage: Usage::default(),
+        cost_usd: Some(0.1),
+        priced_cost_usd: 0.1,
+        unpriced_agents: Vec::new(),
+        max_cost_usd: None,
+        budget_usd: None,
+        failed_rows: Vec::new(),
+        key_failure: false,
+    };
+    store.finish_rows(&record).unwrap();
+    let summary = &store.list(10).unwrap()[0];
+    assert_eq!(summary.status, "failed");
+    let rows = summary.rows.unwrap();
+    assert_eq!(
+        (rows.total, rows.succeeded, rows.failed),
+        (Some(20), Some(19), Some(1))
+    );
+    let agents = store.aggregates_of("2000-bbbbbb").unwrap();
+    assert_eq!(agents, record.agents, "shown as they were");
+    let spend = store.spend(0, Group::Provider, false).unwrap();
+    assert_eq!(spend.len(), 1);
+    assert_eq!(spend[0].runs, 1, "one run, counted once");
+    assert_eq!(spend[0].calls, 38, "its calls, less the cached ones");
+    assert!((spend[0].priced_cost_usd - 0.1).abs() < 1e-9);
 }

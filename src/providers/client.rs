@@ -143,6 +143,12 @@ fn redacted(outcome: Result<Reply, AttemptError>) -> Result<Reply, AttemptError>
             if let Some(stop) = &mut reply.stop_reason {
                 redact::in_place(stop);
             }
+            // Sources are server text too: a search result can quote anything.
+            for c in &mut reply.citations {
+                for text in [&mut c.url, &mut c.title, &mut c.quoted] {
+                    redact::in_place(text);
+                }
+            }
             Ok(reply)
         }
         Err(mut error) => {
@@ -178,7 +184,7 @@ impl HttpProvider {
         let body = self.wire.body(request, request.stream);
         // The prompts are the user's own; headers (and so keys) are never logged.
         tracing::trace!("request body to {}: {body}", seen.endpoint);
-        let headers = self.wire.headers();
+        let headers = self.wire.headers(request);
         let mut timeouts = self.timeouts;
         if let Some(total) = request.timeout {
             timeouts.first_byte = timeouts.first_byte.min(total);
@@ -192,6 +198,11 @@ impl HttpProvider {
             stream: request.stream,
             timeouts,
         };
+        if !(request.stream && self.wire.announces_tools()) {
+            if let Some(tool) = request.tools.first() {
+                request.progress.tool(tool.name);
+            }
+        }
         let response = self.http.post(post).await.map_err(|e| {
             // Once the request is out, a lost reply may still be billed.
             let sent = matches!(e, TransportError::FirstByte(_) | TransportError::Body(_));

@@ -2,12 +2,19 @@
 //! `:streamGenerateContent?alt=sse` (unnamed `data:` events, each a whole
 //! response with cumulative usage; the stream just ends), key in `x-goog-api-key`.
 //! `output: json` sets `responseMimeType` and `responseJsonSchema`.
+//!
+//! `web_search` is grounding with Google Search (`tools: [{googleSearch: {}}]`):
+//! the reply's `groundingMetadata` names the pages it used (`groundingChunks`)
+//! and which passages of the reply each supports (`groundingSupports`), which
+//! become its citations; its `webSearchQueries` are the searches billed. Gemini
+//! caches long prefixes on its own and reports `cachedContentTokenCount`.
 
 use serde_json::{Value as Json, json};
 
 use super::http::{Auth, SseEvent};
 use super::wire::{self, ApiError, StreamFault, StreamParser, Wire, join};
 use super::{Reply, Reported, Request};
+use crate::tools::{Citation, add_citation};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -60,6 +67,9 @@ impl Wire for Gemini {
             .unwrap_or(&request.model);
         let mut body = json!({"model": format!("models/{model}"), "contents": contents});
         let map = body.as_object_mut().expect("a JSON object");
+        if !request.tools.is_empty() {
+            map.insert("tools".into(), json!([{"googleSearch": {}}]));
+        }
         if let Some(system) = &request.system {
             map.insert(
                 "systemInstruction".into(),
@@ -121,10 +131,14 @@ fn read_usage(u: &Json) -> (Usage, Reported) {
     let has = |name: &str| u.get(name).and_then(Json::as_u64).is_some();
     let cached = n("cachedContentTokenCount");
     let usage = Usage {
-        input: n("promptTokenCount").saturating_sub(cached),
+        // What a tool (grounding) put in the prompt is billed as input too.
+        input: n("promptTokenCount")
+            .saturating_sub(cached)
+            .saturating_add(n("toolUsePromptTokenCount")),
         output: n("candidatesTokenCount").saturating_add(n("thoughtsTokenCount")),
         cache_read: cached,
         cache_write: 0,
+        ..Usage::default()
     };
     let reported = Reported {
         input: has("promptTokenCount"),
@@ -140,6 +154,68 @@ struct Accumulated {
     usage: Usage,
     reported: Reported,
     finish: Option<String>,
+    /// The latest `groundingMetadata` (a stream repeats or completes it).
+    grounding: Option<Json>,
+}
+
+/// The citations and searches of a grounded reply.
+fn grounding(metadata: &Json) -> (Vec<Citation>, u64) {
+    let chunks = metadata
+        .get("groundingChunks")
+        .and_then(Json::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut quotes: Vec<Vec<&str>> = vec![Vec::new(); chunks.len()];
+    for support in metadata
+        .get("groundingSupports")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let text = support
+            .pointer("/segment/text")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        for i in support
+            .get("groundingChunkIndices")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Json::as_u64)
+        {
+            if let Some(list) = usize::try_from(i).ok().and_then(|i| quotes.get_mut(i)) {
+                if !text.is_empty() {
+                    list.push(text);
+                }
+            }
+        }
+    }
+    let mut citations = Vec::new();
+    for (chunk, quoted) in chunks.iter().zip(quotes) {
+        let Some(web) = chunk.get("web") else {
+            continue;
+        };
+        let field = |name: &str| web.get(name).and_then(Json::as_str).unwrap_or_default();
+        add_citation(
+            &mut citations,
+            Citation {
+                url: field("uri").to_string(),
+                title: field("title").to_string(),
+                quoted: quoted.join(" … "),
+            },
+        );
+    }
+    let queries = metadata
+        .get("webSearchQueries")
+        .and_then(Json::as_array)
+        .map_or(0, |q| q.len() as u64);
+    // Grounded with no query listed: still one search billed.
+    let searches = if queries == 0 && !chunks.is_empty() {
+        1
+    } else {
+        queries
+    };
+    (citations, searches)
 }
 
 impl Accumulated {
@@ -175,16 +251,27 @@ impl Accumulated {
         if let Some(u) = chunk.get("usageMetadata") {
             (self.usage, self.reported) = read_usage(u);
         }
+        if let Some(metadata) = chunk.pointer("/candidates/0/groundingMetadata") {
+            self.grounding = Some(metadata.clone());
+        }
         Ok(())
     }
 
     fn reply(&mut self) -> Reply {
+        let (citations, searches) = self
+            .grounding
+            .take()
+            .map(|g| grounding(&g))
+            .unwrap_or_default();
+        let mut usage = self.usage;
+        usage.web_search = searches;
         Reply {
             text: std::mem::take(&mut self.text),
             json: None,
-            usage: self.usage,
+            usage,
             reported: self.reported,
             stop_reason: self.finish.take(),
+            citations,
         }
     }
 }

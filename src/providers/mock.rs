@@ -4,13 +4,23 @@
 //!
 //! The model id `fail` (as in `mock/fail`) always fails, for testing what a
 //! workflow does when an agent fails.
+//!
+//! An agent with `web_search` gets canned search results: one search (two with
+//! `web_fetch` too, which fetches the first result), two sources cited, each
+//! quoting the prompt. A request with a prompt-cache plan is answered as
+//! Anthropic would: the first time a run sends a marked prefix it is written to
+//! the cache, later requests read it, so a simulated run (a `type: mock` provider
+//! with `pricing:`) shows what caching saves.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::{AttemptError, BoxFuture, Provider, Reply, Reported, Request};
+use crate::tools::{Citation, ToolName};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -26,12 +36,58 @@ pub struct Mock {
 impl Provider for Mock {
     fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
+            if let Some(tool) = request.tools.first() {
+                request.progress.tool(tool.name);
+            }
             if let Some(latency) = self.latency {
                 tokio::time::sleep(latency).await;
             }
-            reply(request)
+            let mut reply = reply(request)?;
+            reply.usage = cached(request, reply.usage);
+            Ok(reply)
         })
     }
+}
+
+/// The prefixes this process has "cached", as Anthropic would: by a hash of
+/// the model and the marked text.
+static CACHED: Mutex<Option<HashSet<[u8; 32]>>> = Mutex::new(None);
+
+/// `usage` with the request's marked prefix written to or read from the cache.
+fn cached(request: &Request, mut usage: Usage) -> Usage {
+    let Some(plan) = request.cache.filter(crate::prompt_cache::Plan::marks) else {
+        return usage;
+    };
+    let system = request.system.as_deref().unwrap_or_default();
+    let system_head = plan
+        .system
+        .and_then(|n| system.get(..n))
+        .unwrap_or_default();
+    let prompt_head = plan
+        .prompt
+        .and_then(|n| request.prompt.get(..n))
+        .unwrap_or_default();
+    let tokens = estimate_tokens(system_head) + estimate_tokens(prompt_head);
+    let mut hasher = Sha256::new();
+    for part in [request.model.as_str(), system_head, prompt_head] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let key: [u8; 32] = hasher.finalize().into();
+    let seen = !CACHED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get_or_insert_with(HashSet::new)
+        .insert(key);
+    usage.input = usage.input.saturating_sub(tokens);
+    if seen {
+        usage.cache_read = tokens;
+    } else if plan.ttl == crate::prompt_cache::Ttl::OneHour {
+        usage.cache_write_1h = tokens;
+    } else {
+        usage.cache_write = tokens;
+    }
+    usage
 }
 
 /// The mock's answer to a request.
@@ -69,6 +125,10 @@ pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
         "[mock {}/{}] reply to \"{quote}\" (prompt sha256:{hash})",
         request.provider, request.model
     );
+    let (citations, searches, fetches) = search(request, &hash, &quote);
+    if !citations.is_empty() {
+        text.push_str(&format!(", citing {} sources", citations.len()));
+    }
     let json = (request.output == OutputKind::Json).then(|| {
         let value = request
             .schema
@@ -85,19 +145,49 @@ pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
             stop_reason = "max_tokens";
         }
     }
+    // Each search's results are read as input, as the providers bill them.
+    let results: u64 = citations
+        .iter()
+        .map(|c| estimate_tokens(&c.quoted) + estimate_tokens(&c.title))
+        .sum();
     let input = estimate_tokens(request.system.as_deref().unwrap_or_default())
-        + estimate_tokens(&request.prompt);
+        + estimate_tokens(&request.prompt)
+        + results;
     Ok(Reply {
         text,
         json,
         usage: Usage {
             input,
             output,
+            web_search: searches,
+            web_fetch: fetches,
             ..Usage::default()
         },
         reported: Reported::ALL,
         stop_reason: Some(stop_reason.into()),
+        citations,
     })
+}
+
+/// The mock's canned search: two sources, quoting the prompt; the searches and
+/// fetches it made.
+fn search(request: &Request, hash: &str, quote: &str) -> (Vec<Citation>, u64, u64) {
+    let has = |name| request.tools.iter().any(|t| t.name == name);
+    if !has(ToolName::WebSearch) && !has(ToolName::WebFetch) {
+        return (Vec::new(), 0, 0);
+    }
+    let citations = (1..=2)
+        .map(|i| Citation {
+            url: format!("https://example.com/mock/{hash}/{i}"),
+            title: format!("Mock source {i} on \"{quote}\""),
+            quoted: format!("A passage of mock source {i} about \"{quote}\"."),
+        })
+        .collect();
+    (
+        citations,
+        u64::from(has(ToolName::WebSearch)),
+        u64::from(has(ToolName::WebFetch)),
+    )
 }
 
 /// The mock's token count: one token per four bytes, rounded up.

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::tools::{Citation, ToolName};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -41,6 +42,13 @@ pub struct Request {
     pub stop: Vec<String>,
     pub output: OutputKind,
     pub schema: Option<serde_json::Value>,
+    /// Tools the provider runs on its side (`web_search`, `web_fetch`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<crate::tools::Tool>,
+    /// Where its cacheable prefix ends, when it is to be marked (Anthropic) or
+    /// keyed (`OpenAI`'s `prompt_cache_key`).
+    #[serde(skip)]
+    pub cache: Option<crate::prompt_cache::Plan>,
     pub stream: bool,
     #[serde(skip)]
     pub timeout: Option<Duration>,
@@ -55,18 +63,39 @@ pub struct Request {
     pub correction: Option<(String, String)>,
 }
 
-/// Reports how many characters of a streamed reply have arrived.
+/// Reports how a streamed reply is coming along: how many characters have
+/// arrived, and which server-side tool the provider started running.
 #[derive(Clone, Default)]
-pub struct Progress(Option<std::sync::Arc<dyn Fn(usize) + Send + Sync>>);
+pub struct Progress {
+    chars: Option<std::sync::Arc<dyn Fn(usize) + Send + Sync>>,
+    tool: Option<std::sync::Arc<dyn Fn(ToolName) + Send + Sync>>,
+}
 
 impl Progress {
     pub fn new(report: impl Fn(usize) + Send + Sync + 'static) -> Self {
-        Progress(Some(std::sync::Arc::new(report)))
+        Progress {
+            chars: Some(std::sync::Arc::new(report)),
+            tool: None,
+        }
+    }
+
+    /// Also told when the provider starts running a tool.
+    #[must_use]
+    pub fn on_tool(mut self, report: impl Fn(ToolName) + Send + Sync + 'static) -> Self {
+        self.tool = Some(std::sync::Arc::new(report));
+        self
     }
 
     pub fn report(&self, chars: usize) {
-        if let Some(report) = &self.0 {
+        if let Some(report) = &self.chars {
             report(chars);
+        }
+    }
+
+    /// The provider started running `tool`.
+    pub fn tool(&self, tool: ToolName) {
+        if let Some(report) = &self.tool {
+            report(tool);
         }
     }
 }
@@ -90,6 +119,8 @@ pub struct Reply {
     pub reported: Reported,
     /// Why the model stopped (`end_turn`, `max_tokens`, …).
     pub stop_reason: Option<String>,
+    /// The sources the reply cites (with server-side tools), in order of first citation.
+    pub citations: Vec<Citation>,
 }
 
 /// Which of a reply's token counts the provider reported. Some servers report none
@@ -243,6 +274,7 @@ mod tests {
             output: 1,
             cache_read: max,
             cache_write: 0,
+            ..Default::default()
         };
         tally += tally;
         assert_eq!(
@@ -251,7 +283,8 @@ mod tests {
                 input: max,
                 output: 2,
                 cache_read: max,
-                cache_write: 0
+                cache_write: 0,
+                ..Default::default()
             }
         );
     }

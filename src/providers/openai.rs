@@ -2,13 +2,24 @@
 //! Bearer`), also spoken by OpenRouter, Groq, Mistral, DeepSeek, Together, xAI,
 //! Ollama and any `type: openai-compatible` endpoint. Streams are `data:` chunks
 //! ending with `data: [DONE]`; usage comes in a last chunk (`include_usage`).
+//!
+//! `web_search` is `web_search_options` on `OpenAI`'s search models, which search
+//! once per request and cite with `url_citation` annotations; they take no
+//! sampling parameters. A prompt-cache plan sends a `prompt_cache_key` (`OpenAI`
+//! itself only), so requests sharing a prefix reach the same cache; cached
+//! prompt tokens come back in `prompt_tokens_details.cached_tokens`.
+
+use std::fmt::Write as _;
 
 use serde_json::{Value as Json, json};
+
+use sha2::{Digest, Sha256};
 
 use super::http::{Auth, SseEvent};
 use super::wire::{self, ApiError, StreamFault, StreamParser, Wire, join};
 use super::{Reply, Reported, Request};
 use crate::catalog::{self, ProviderKind};
+use crate::tools::{Citation, ToolName, add_citation};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
 
@@ -39,6 +50,7 @@ impl Wire for OpenAi {
         }
         let mut body = json!({"model": request.model, "messages": messages});
         let map = body.as_object_mut().expect("a JSON object");
+        let searching = !request.tools.is_empty();
         if let Some(max) = request.max_tokens {
             let field = if self.first_party {
                 "max_completion_tokens"
@@ -72,6 +84,14 @@ impl Wire for OpenAi {
             };
             map.insert("response_format".into(), format);
         }
+        if searching {
+            map.insert("web_search_options".into(), web_search_options(request));
+        }
+        if self.first_party {
+            if let Some(key) = prompt_cache_key(request) {
+                map.insert("prompt_cache_key".into(), json!(key));
+            }
+        }
         if stream {
             map.insert("stream".into(), json!(true));
             map.insert("stream_options".into(), json!({"include_usage": true}));
@@ -79,7 +99,7 @@ impl Wire for OpenAi {
         body
     }
 
-    fn parse(&self, _request: &Request, body: &str) -> Result<Reply, String> {
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
         let reply: Json =
             serde_json::from_str(body).map_err(|e| format!("the reply is not valid JSON: {e}"))?;
         if let Some(error) = wire::error_in_reply(&reply) {
@@ -99,26 +119,32 @@ impl Wire for OpenAi {
             (None, Some(refusal)) => return Err(format!("the model refused: {refusal}")),
             (None, None) => String::new(),
         };
-        let (usage, reported) = read_usage(reply.get("usage"));
+        let (mut usage, reported) = read_usage(reply.get("usage"));
+        usage.web_search = searches(request);
         let stop_reason = choice
             .get("finish_reason")
             .and_then(Json::as_str)
             .map(stop_reason);
+        let mut citations = Vec::new();
+        annotations(message.get("annotations"), &text, &mut citations);
         Ok(Reply {
             text,
             json: None,
             usage,
             reported,
             stop_reason,
+            citations,
         })
     }
 
-    fn stream(&self, _request: &Request) -> Box<dyn StreamParser> {
+    fn stream(&self, request: &Request) -> Box<dyn StreamParser> {
         Box::new(Stream {
             text: String::new(),
             usage: Usage::default(),
             reported: Reported::default(),
             stop_reason: None,
+            annotations: Vec::new(),
+            searches: searches(request),
         })
     }
 
@@ -143,6 +169,82 @@ impl Wire for OpenAi {
 
     fn usage(&self, value: &Json) -> (Usage, Reported) {
         read_usage(Some(value))
+    }
+}
+
+/// `web_search_options`: `{}`, or the searcher's location.
+fn web_search_options(request: &Request) -> Json {
+    let location = request
+        .tools
+        .iter()
+        .find(|t| t.name == ToolName::WebSearch)
+        .and_then(|t| t.user_location.as_ref());
+    match location {
+        Some(location) => json!({"user_location": {
+            "type": "approximate",
+            "approximate": serde_json::to_value(location).unwrap_or_else(|_| json!({})),
+        }}),
+        None => json!({}),
+    }
+}
+
+/// The searches a reply to `request` made: a search model searches once per request.
+fn searches(request: &Request) -> u64 {
+    u64::from(request.tools.iter().any(|t| t.name == ToolName::WebSearch))
+}
+
+/// A key shared by the requests whose cacheable prefix is the same, so `OpenAI`
+/// routes them to the same cache: a hash of the model and that prefix.
+fn prompt_cache_key(request: &Request) -> Option<String> {
+    let plan = request.cache.filter(crate::prompt_cache::Plan::marks)?;
+    let system = request.system.as_deref().unwrap_or_default();
+    let system_head = plan
+        .system
+        .map_or(system, |n| system.get(..n).unwrap_or(system));
+    let prompt_head = plan
+        .prompt
+        .and_then(|n| request.prompt.get(..n))
+        .unwrap_or_default();
+    let mut hasher = Sha256::new();
+    for part in [request.model.as_str(), system_head, prompt_head] {
+        hasher.update(part.as_bytes());
+        hasher.update([0]);
+    }
+    let digest = hasher.finalize();
+    let hex = digest.iter().take(8).fold(String::new(), |mut hex, b| {
+        let _ = write!(hex, "{b:02x}");
+        hex
+    });
+    Some(format!("byok-flow-{hex}"))
+}
+
+/// Takes the `url_citation` annotations of a reply's `text` into `citations`;
+/// the quoted text is the span of the reply each one annotates.
+fn annotations(value: Option<&Json>, text: &str, citations: &mut Vec<Citation>) {
+    for annotation in value.and_then(Json::as_array).into_iter().flatten() {
+        let Some(cite) = annotation.get("url_citation") else {
+            continue;
+        };
+        let field = |name: &str| cite.get(name).and_then(Json::as_str).unwrap_or_default();
+        let index = |name: &str| {
+            cite.get(name)
+                .and_then(Json::as_u64)
+                .and_then(|i| usize::try_from(i).ok())
+        };
+        let quoted = match (index("start_index"), index("end_index")) {
+            (Some(start), Some(end)) if start < end => {
+                text.chars().skip(start).take(end - start).collect()
+            }
+            _ => String::new(),
+        };
+        add_citation(
+            citations,
+            Citation {
+                url: field("url").to_string(),
+                title: field("title").to_string(),
+                quoted,
+            },
+        );
     }
 }
 
@@ -172,6 +274,7 @@ fn read_usage(value: Option<&Json>) -> (Usage, Reported) {
         output: n("/completion_tokens"),
         cache_read: cached,
         cache_write: written,
+        ..Usage::default()
     };
     let reported = Reported {
         input: has("/prompt_tokens"),
@@ -185,6 +288,10 @@ struct Stream {
     usage: Usage,
     reported: Reported,
     stop_reason: Option<String>,
+    /// `url_citation` annotations, as the chunks bring them.
+    annotations: Vec<Json>,
+    /// The searches the request makes.
+    searches: u64,
 }
 
 impl StreamParser for Stream {
@@ -208,6 +315,12 @@ impl StreamParser for Stream {
         {
             self.text.push_str(content);
         }
+        if let Some(found) = chunk
+            .pointer("/choices/0/delta/annotations")
+            .and_then(Json::as_array)
+        {
+            self.annotations.extend(found.iter().cloned());
+        }
         if let Some(finish) = chunk
             .pointer("/choices/0/finish_reason")
             .and_then(Json::as_str)
@@ -225,12 +338,22 @@ impl StreamParser for Stream {
     }
 
     fn reply(&mut self) -> Reply {
+        let text = std::mem::take(&mut self.text);
+        let mut citations = Vec::new();
+        annotations(
+            Some(&Json::Array(std::mem::take(&mut self.annotations))),
+            &text,
+            &mut citations,
+        );
+        let mut usage = self.usage;
+        usage.web_search = self.searches;
         Reply {
-            text: std::mem::take(&mut self.text),
+            text,
             json: None,
-            usage: self.usage,
+            usage,
             reported: self.reported,
             stop_reason: self.stop_reason.take(),
+            citations,
         }
     }
 }

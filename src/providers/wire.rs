@@ -52,11 +52,17 @@ pub trait Wire: Send + Sync {
     /// The URL for a call (never carrying the key).
     fn url(&self, base_url: &str, model: &str, stream: bool) -> String;
     /// Headers besides the key and content type.
-    fn headers(&self) -> Vec<(&'static str, String)> {
+    fn headers(&self, _request: &Request) -> Vec<(&'static str, String)> {
         Vec::new()
     }
     /// The request body.
     fn body(&self, request: &Request, stream: bool) -> Json;
+    /// Whether its streams say when a server-side tool starts (Anthropic's
+    /// `server_tool_use` blocks); when not, a call with tools is taken to be using
+    /// them from the start, as search models search before they answer.
+    fn announces_tools(&self) -> bool {
+        false
+    }
     /// Reads a whole (non-streamed) successful reply.
     fn parse(&self, request: &Request, body: &str) -> Result<Reply, String>;
     /// A parser for a streamed reply.

@@ -4,6 +4,7 @@
 use super::{Align, grid};
 use crate::cost::Usd;
 use crate::cost::estimate::Estimate;
+use crate::tools::ToolName;
 use crate::workflow::diagnostic::counted;
 
 /// Renders an estimate, with the total, where prices come from, and the budget.
@@ -52,7 +53,8 @@ pub fn render(estimate: &Estimate) -> String {
             }
             let priced = a.priced_as.is_some();
             vec![
-                a.name.clone(),
+                a.items
+                    .map_or_else(|| a.name.clone(), |n| format!("{} (x{n})", a.name)),
                 a.model.clone(),
                 a.tokenizer.clone(),
                 a.input_tokens.to_string(),
@@ -101,6 +103,13 @@ pub fn render(estimate: &Estimate) -> String {
     {
         out.push_str("Counts marked ~ are approximate: o200k_base tokens times a factor for the model family (README: \"How input tokens are counted\").\n");
     }
+    for line in tool_notes(estimate)
+        .into_iter()
+        .chain(cache_notes(estimate))
+    {
+        out.push_str(&line);
+        out.push('\n');
+    }
     if !total.unpriced.is_empty() {
         out.push_str(&format!(
             "Unpriced: {}. The totals leave them out and are lower bounds.\n",
@@ -127,6 +136,64 @@ pub fn render(estimate: &Estimate) -> String {
         out.push_str(&format!("Budget: {budget}; {verdict}.\n"));
     }
     out
+}
+
+/// A line per agent with server-side tools: how many uses a call may make, their
+/// fees, and that their results are read as input.
+fn tool_notes(estimate: &Estimate) -> Vec<String> {
+    let mut lines = Vec::new();
+    for a in estimate.agents.iter().filter(|a| !a.cached) {
+        for t in &a.tools {
+            let what = match t.tool {
+                ToolName::WebSearch => "search the web",
+                ToolName::WebFetch => "fetch a page",
+            };
+            let times = if t.uses == 1 {
+                "once".to_string()
+            } else {
+                format!("up to {} times", t.uses)
+            };
+            let cap = match (t.capped, t.default_uses) {
+                (true, true) => format!(" (`max_uses` not set: {} assumed, and sent)", t.uses),
+                (true, false) => String::new(),
+                (false, _) => {
+                    " (its provider takes no cap; its results are bounded as if it stopped there)"
+                        .to_string()
+                }
+            };
+            let fees = match t.max_fees_usd {
+                Some(fees) => format!("{fees} in fees at most"),
+                None => "fees without a bound".to_string(),
+            };
+            let results = t.tool.result_tokens();
+            lines.push(format!(
+                "Tools: `{}` may {what} {times} a call{cap}: {fees}, and about {} input tokens of results a use (up to {}, read again on each later pass), which the expected and max columns count and `tokens in` does not (README: \"Tools the providers run\").",
+                a.name, results.expected, results.bound
+            ));
+        }
+    }
+    lines
+}
+
+/// A line per agent whose calls share a cached prefix.
+fn cache_notes(estimate: &Estimate) -> Vec<String> {
+    estimate
+        .agents
+        .iter()
+        .filter(|a| !a.cached)
+        .filter_map(|a| {
+            let c = a.prompt_cache?;
+            let first = if c.first_call_extra > Usd::ZERO {
+                format!("the first call writes it to the provider's cache for {} more", c.first_call_extra)
+            } else {
+                "the first call fills the provider's cache".to_string()
+            };
+            Some(format!(
+                "Prompt cache: `{}` sends a {}-token prefix every call shares: {first}, each later call reads it for {} less (a run of one call saves nothing; rows, items and re-runs within the cache's lifetime do).",
+                a.name, c.prefix_tokens, c.later_call_saving
+            ))
+        })
+        .collect()
 }
 
 fn quoted(names: &[String]) -> String {

@@ -10,10 +10,12 @@ pub mod github;
 pub mod html;
 pub mod output;
 pub mod progress;
+pub mod rows;
 pub mod runs;
 pub mod table;
 
 use crate::record::{AgentRecord, RunRecord};
+use crate::tools::Citation;
 
 /// Dollars as shown in tables: `$0.0123`, or `unpriced`.
 pub fn usd(cost: Option<f64>) -> String {
@@ -53,10 +55,119 @@ pub fn run_usd(record: &RunRecord) -> String {
     }
 }
 
-/// What the notes under a cost table say: tokens counted locally, bills that are
-/// unknown, models without a price. One line each, in the order of the agents.
+/// The most characters of a source's quote that a listing shows.
+const QUOTE_CHARS: usize = 300;
+
+/// A quote cut to [`QUOTE_CHARS`], on one line.
+fn short_quote(quoted: &str) -> String {
+    let one_line: String = quoted.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > QUOTE_CHARS {
+        let cut: String = one_line.chars().take(QUOTE_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        one_line
+    }
+}
+
+/// An agent's sources as plain text, one numbered entry each: title, address, and
+/// the passage it quotes. Server text, for a code block or a terminal.
+pub fn sources_text(citations: &[Citation]) -> String {
+    let mut out = String::new();
+    for (i, c) in citations.iter().enumerate() {
+        let title = if c.title.is_empty() {
+            "(untitled)"
+        } else {
+            &c.title
+        };
+        out.push_str(&format!(
+            "[{}] {}\n    {}\n",
+            i + 1,
+            one_line(title),
+            one_line(&c.url)
+        ));
+        if !c.quoted.is_empty() {
+            out.push_str(&format!("    \"{}\"\n", short_quote(&c.quoted)));
+        }
+    }
+    out
+}
+
+/// An agent's sources as Markdown, for `--out DIR/AGENT.md`: a numbered list with
+/// every Markdown character of the server's text escaped, so a title or quote can
+/// never become a link or an image (whose address could carry data out).
+pub fn sources_markdown(citations: &[Citation]) -> String {
+    let mut out = String::from("## Sources\n\n");
+    for (i, c) in citations.iter().enumerate() {
+        let title = if c.title.is_empty() {
+            "(untitled)"
+        } else {
+            &c.title
+        };
+        out.push_str(&format!(
+            "{}. {}  \n   {}\n",
+            i + 1,
+            markdown_text(title),
+            markdown_text(&c.url)
+        ));
+        if !c.quoted.is_empty() {
+            out.push_str(&format!(
+                "   > {}\n",
+                markdown_text(&short_quote(&c.quoted))
+            ));
+        }
+    }
+    out
+}
+
+/// Text with Markdown's special characters escaped, on one line.
+fn markdown_text(text: &str) -> String {
+    let mut out = String::new();
+    for c in one_line(text).chars() {
+        if "\\`*_{}[]()<>#!|~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Whether a provider's prompt cache was read or written in the run.
+pub fn cache_used(record: &RunRecord) -> bool {
+    record.usage.cache_read > 0 || record.usage.cache_writes() > 0
+}
+
+/// The line that says what prompt caching did: tokens read and written, and the
+/// dollars saved against the same tokens uncached.
+pub fn cache_line(record: &RunRecord) -> Option<String> {
+    if !cache_used(record) {
+        return None;
+    }
+    let tokens = format!(
+        "Prompt cache: {} tokens read, {} written",
+        record.usage.cache_read,
+        record.usage.cache_writes()
+    );
+    Some(match record.cache_saved_usd {
+        Some(saved) if saved >= 0.0 => {
+            format!("{tokens}; saved {} against no caching.", usd(Some(saved)))
+        }
+        Some(saved) => format!(
+            "{tokens}; cost {} more than no caching (writes not read back in this run; a run within the cache's lifetime reads them).",
+            usd(Some(-saved))
+        ),
+        None => format!("{tokens}."),
+    })
+}
+
+/// What the notes under a cost table say: prompt caching, tokens counted locally,
+/// bills that are unknown, models without a price. One line each, in the order of
+/// the agents.
 pub fn cost_notes(record: &RunRecord) -> Vec<String> {
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = cache_line(record).into_iter().collect();
     if record.counted_locally() {
         notes.push(
             "~ counted by byok-flow: the provider did not report these tokens (or the reply was cut off), so they and their cost are approximate.".to_string(),

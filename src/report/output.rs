@@ -1,5 +1,6 @@
 //! Results: on stdout (the workflow's outputs, or one JSON run record with
-//! `--json`) and, with `--out DIR`, a file per agent plus `run.json`.
+//! `--json`) and, with `--out DIR`, a file per agent plus `run.json`. An agent
+//! whose reply cites sources has them listed under its output in its file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -118,7 +119,14 @@ impl Subscriber for OutDir {
                         text.as_bytes(),
                     )
                 } else {
-                    let text = record.output.as_deref().unwrap_or_default();
+                    let mut text = record.output.clone().unwrap_or_default();
+                    if !record.citations.is_empty() {
+                        if !text.ends_with('\n') {
+                            text.push('\n');
+                        }
+                        text.push('\n');
+                        text.push_str(&super::sources_markdown(&record.citations));
+                    }
                     write_atomic(
                         &self.dir.join(format!("{}.md", record.name)),
                         text.as_bytes(),

@@ -11,6 +11,7 @@ use crate::events::{Event, Subscriber};
 use crate::printable;
 use crate::providers::call::Attempt;
 use crate::record::{AgentRecord, AgentStatus};
+use crate::tools::ToolName;
 
 /// One line per agent event, for logs.
 pub struct Plain {
@@ -73,6 +74,11 @@ fn spent_note(record: &AgentRecord) -> String {
     format!("; cost {}{most}", super::agent_usd(record))
 }
 
+/// The line that says the provider is running a tool for an agent.
+pub fn tool_line(agent: &str, tool: ToolName) -> String {
+    format!("tool     {agent}: {} ({tool})", tool.doing())
+}
+
 /// The line that says an attempt failed and what happens next.
 pub fn attempt_line(agent: &str, attempt: &Attempt) -> String {
     let then = if attempt.delay_ms > 0 {
@@ -98,8 +104,14 @@ impl Subscriber for Plain {
                 settled_line(record)
             }
             Event::AttemptFailed { agent, attempt } => attempt_line(agent, attempt),
+            Event::AgentTool { agent, tool } => tool_line(agent, *tool),
             Event::Warning { message } => format!("warning  {}", printable::escape(message)),
-            Event::RunStarted { .. } | Event::RunFinished { .. } | Event::AgentProgress { .. } => {
+            Event::RunStarted { .. }
+            | Event::RunFinished { .. }
+            | Event::AgentProgress { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {
                 return Ok(());
             }
         };
@@ -170,10 +182,18 @@ impl Subscriber for Live {
                     bar.set_message(format!("receiving, ~{} tokens", chars.div_ceil(4)));
                 }
             }
+            Event::AgentTool { agent, tool } => {
+                if let Some(bar) = self.bars.get(*agent) {
+                    bar.set_message(format!("{}…", tool.doing()));
+                }
+            }
             Event::Warning { message } => self
                 .multi
                 .println(format!("warning: {}", printable::escape(message)))?,
-            Event::RunStarted { .. } => {}
+            Event::RunStarted { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {}
         }
         Ok(())
     }

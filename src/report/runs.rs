@@ -1,7 +1,8 @@
 //! `byok-flow runs` as text: the list of runs, one run (its closing table, as at the
 //! end of the run), and spend per group.
 
-use super::{Align, grid, progress, table, usd};
+use super::{Align, grid, progress, rows, table, usd};
+use crate::dataset::record::AgentAggregate;
 use crate::history::{RunSummary, SpendRow};
 use crate::record::{AgentStatus, RunRecord};
 use crate::usage::Usage;
@@ -39,7 +40,14 @@ pub fn list(runs: &[RunSummary]) -> String {
                 r.started_at.clone(),
                 r.workflow.clone(),
                 status(r),
-                format!("{}/{}", r.succeeded, r.agents),
+                match r.rows {
+                    Some(rows) => format!(
+                        "{}/{} rows",
+                        rows.succeeded.map_or_else(|| "?".into(), |n| n.to_string()),
+                        rows.total.map_or_else(|| "?".into(), |n| n.to_string())
+                    ),
+                    None => format!("{}/{}", r.succeeded, r.agents),
+                },
                 r.cached.to_string(),
                 r.seconds.map_or_else(|| "-".into(), |s| format!("{s:.2}")),
                 run_cost(r),
@@ -113,6 +121,47 @@ pub fn show(summary: &RunSummary, record: &RunRecord) -> String {
     } else if let Some(line) = table::outcome(record) {
         out.push_str(&line);
         out.push('\n');
+    }
+    out
+}
+
+/// One dataset run: what it was, how its rows ended, and every agent's aggregate.
+pub fn show_rows(summary: &RunSummary, agents: &[AgentAggregate]) -> String {
+    let mut out = format!(
+        "run {}: {} ({}) over rows, started {}\nstatus: {}\ninputs hash: {}\n",
+        summary.run_id,
+        summary.workflow,
+        summary.file,
+        summary.started_at,
+        status(summary),
+        summary.inputs_hash,
+    );
+    if let Some(rows) = summary.rows {
+        let n = |v: Option<u64>| v.map_or_else(|| "?".to_string(), |n| n.to_string());
+        out.push_str(&format!(
+            "rows: {} ({} succeeded, {} failed)\n",
+            n(rows.total),
+            n(rows.succeeded),
+            n(rows.failed)
+        ));
+    }
+    out.push('\n');
+    let mut usage = Usage::default();
+    for a in agents {
+        usage += a.usage;
+    }
+    let spent = match summary.cost_usd {
+        Some(cost) => usd(Some(cost)),
+        None => format!(">= {}", usd(Some(summary.priced_cost_usd))),
+    };
+    out.push_str(&rows::table::aggregates(
+        agents,
+        &usage,
+        summary.seconds.unwrap_or_default(),
+        &spent,
+    ));
+    if summary.unfinished() {
+        out.push_str("The run never recorded its end: it is still running, or it was killed. What it had spent by its last save is shown.\n");
     }
     out
 }

@@ -8,18 +8,17 @@ use crate::printable;
 use crate::record::{AgentStatus, RunRecord, RunStatus};
 use crate::workflow::diagnostic::counted;
 
-/// Renders the table of a run.
+/// Renders the table of a run. When a provider's prompt cache was used, two more
+/// columns show each agent's cache-read and cache-write tokens, and a line under
+/// the table what caching saved.
 pub fn render(record: &RunRecord) -> String {
-    let header = [
-        "agent",
-        "model",
-        "status",
-        "tokens in",
-        "tokens out",
-        "seconds",
-        "cost",
-    ];
-    let mut rows: Vec<[String; 7]> = record
+    let cache = super::cache_used(record);
+    let mut header = vec!["agent", "model", "status", "tokens in", "tokens out"];
+    if cache {
+        header.extend(["cache read", "cache write"]);
+    }
+    header.extend(["seconds", "cost"]);
+    let mut rows: Vec<Vec<String>> = record
         .agents
         .iter()
         .map(|a| {
@@ -32,29 +31,41 @@ pub fn render(record: &RunRecord) -> String {
                 status.push_str(" (cut at max_tokens)");
             }
             let (tokens_in, tokens_out) = super::agent_tokens(a);
-            [
+            let mut row = vec![
                 a.name.clone(),
                 // The model may be the one a server said answered: shown, never obeyed.
                 printable::escape_line(&format!("{}/{}", a.provider, a.model)).into_owned(),
                 status,
                 tokens_in,
                 tokens_out,
-                format!("{:.2}", a.seconds),
-                super::agent_usd(a),
-            ]
+            ];
+            if cache {
+                row.extend([
+                    a.usage.cache_read.to_string(),
+                    a.usage.cache_writes().to_string(),
+                ]);
+            }
+            row.extend([format!("{:.2}", a.seconds), super::agent_usd(a)]);
+            row
         })
         .collect();
     let mark = super::approx(record.counted_locally());
-    rows.push([
+    let mut total = vec![
         "total".into(),
         String::new(),
         String::new(),
         format!("{mark}{}", record.usage.input),
         format!("{mark}{}", record.usage.output),
-        format!("{:.2}", record.seconds),
-        super::run_usd(record),
-    ]);
-    let mut widths = header.map(str::len);
+    ];
+    if cache {
+        total.extend([
+            record.usage.cache_read.to_string(),
+            record.usage.cache_writes().to_string(),
+        ]);
+    }
+    total.extend([format!("{:.2}", record.seconds), super::run_usd(record)]);
+    rows.push(total);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -75,8 +86,9 @@ pub fn render(record: &RunRecord) -> String {
         }
         out.trim_end().to_string() + "\n"
     };
-    let mut out = line(&header.map(String::from));
-    out.push_str(&line(&widths.map(|w| "-".repeat(w))));
+    let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+    let mut out = line(&header.iter().map(|h| (*h).to_string()).collect::<Vec<_>>());
+    out.push_str(&line(&rule));
     let (total, agents) = rows
         .split_last()
         .map_or((None, &rows[..]), |(t, a)| (Some(t), a));
@@ -84,7 +96,7 @@ pub fn render(record: &RunRecord) -> String {
         out.push_str(&line(row));
     }
     if let Some(total) = total {
-        out.push_str(&line(&widths.map(|w| "-".repeat(w))));
+        out.push_str(&line(&rule));
         out.push_str(&line(total));
     }
     for note in super::cost_notes(record) {

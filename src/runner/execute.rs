@@ -2,12 +2,13 @@
 //! each scheduler event into an agent record and a bus event, renders the
 //! workflow's outputs, and builds the run record.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use indexmap::IndexMap;
+use serde_json::Value as Json;
 
 use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
@@ -17,7 +18,7 @@ use crate::record::{
     AgentRecord, AgentStatus, CostEstimate, Dependency, RunRecord, RunStatus, Timing, new_run_id,
     workflow_sha256,
 };
-use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State};
+use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State, Task};
 use crate::usage::Usage;
 use crate::workflow::Checked;
 
@@ -68,10 +69,11 @@ pub async fn execute(
         })
         .collect();
     let estimates = agent_estimates(settings);
-    let record_of = |i: usize, status: AgentStatus, reason: Option<String>| AgentRecord {
-        name: names[i].clone(),
-        provider: calls[i].provider.clone(),
-        model: calls[i].model.clone(),
+    let record_of = |task: Task, status: AgentStatus, reason: Option<String>| AgentRecord {
+        name: runner.task_name(task),
+        item: task.item,
+        provider: calls[task.agent].provider.clone(),
+        model: calls[task.agent].model.clone(),
         status,
         reason,
         seconds: 0.0,
@@ -87,146 +89,183 @@ pub async fn execute(
         attempts: Vec::new(),
         key_failure: false,
         cached: false,
-        depends_on: depends_on[i].clone(),
+        depends_on: depends_on[task.agent].clone(),
         timing: None,
-        estimate: estimates.get(i).copied().flatten(),
+        // A map agent's estimate is of all its items together.
+        estimate: estimates
+            .get(task.agent)
+            .copied()
+            .flatten()
+            .filter(|_| task.item.is_none()),
+        citations: Vec::new(),
+        cache_saved_usd: None,
     };
-    let mut records: Vec<Option<AgentRecord>> = vec![None; names.len()];
-    // When each agent became ready, was held by the budget, started, ended.
-    let mut timings: Vec<Option<Timing>> = vec![None; names.len()];
+    // By agent, then item: the record's order.
+    let mut records: BTreeMap<(usize, Option<usize>), AgentRecord> = BTreeMap::new();
+    // When each task became ready, was held by the budget, started, ended.
+    let mut timings: HashMap<Task, Timing> = HashMap::new();
     let now = || clock.elapsed().as_secs_f64();
     // Agents skipped for the budget, and those skipped because one of them was.
     let mut over_budget: HashSet<usize> = HashSet::new();
+    let inputs = runner.inputs.clone();
     let outcome = scheduler::run(
         &checked.dag,
         runner.clone(),
+        inputs,
         &options,
         gate,
         cancel,
         |event| {
-            let (i, mut record) = match event {
-                SchedEvent::Ready(i) => {
-                    timings[i] = Some(Timing {
-                        ready: now(),
-                        ..Timing::default()
-                    });
+            let (task, mut record) = match event {
+                SchedEvent::Ready(task) => {
+                    timings.insert(
+                        task,
+                        Timing {
+                            ready: now(),
+                            ..Timing::default()
+                        },
+                    );
                     return;
                 }
-                SchedEvent::Preparing(i) => {
-                    if let Some(t) = &mut timings[i] {
+                SchedEvent::Preparing(task) => {
+                    if let Some(t) = timings.get_mut(&task) {
                         t.preparing.get_or_insert_with(now);
                     }
                     return;
                 }
-                SchedEvent::Held(i) => {
-                    if let Some(t) = &mut timings[i] {
+                SchedEvent::Held(task) => {
+                    if let Some(t) = timings.get_mut(&task) {
                         t.held.get_or_insert_with(now);
                     }
                     return;
                 }
-                SchedEvent::Started(i) => {
-                    if let Some(t) = &mut timings[i] {
+                SchedEvent::Started(task) => {
+                    if let Some(t) = timings.get_mut(&task) {
                         t.started = Some(now());
                     }
                     bus.emit(&Event::AgentStarted {
-                        agent: &names[i],
-                        model: &models[i].1,
+                        agent: &runner.task_name(task),
+                        model: &models[task.agent].1,
                     });
                     return;
                 }
-                SchedEvent::Finished(i, out) => (
-                    i,
+                SchedEvent::Finished(task, out) => (
+                    task,
                     billed(
                         AgentRecord {
                             seconds: out.seconds,
                             stop_reason: out.stop_reason.clone(),
                             output: Some(out.text.clone()),
                             json: out.json.clone(),
-                            answered_by: (out.model != models[i].1).then(|| out.model.clone()),
+                            answered_by: (out.model != models[task.agent].1)
+                                .then(|| out.model.clone()),
                             attempts: out.attempts.clone(),
                             cached: out.cached,
-                            ..record_of(i, AgentStatus::Succeeded, None)
+                            citations: out.citations.clone(),
+                            ..record_of(task, AgentStatus::Succeeded, None)
                         },
                         &out.bill,
                     ),
                 ),
-                SchedEvent::Failed(i, e) => {
+                SchedEvent::Failed(task, e) => {
                     if e.budget {
-                        over_budget.insert(i);
+                        over_budget.insert(task.agent);
                     }
                     (
-                        i,
+                        task,
                         billed(
                             AgentRecord {
                                 seconds: e.seconds,
                                 attempts: e.attempts.clone(),
                                 key_failure: e.key_failure,
-                                ..record_of(i, AgentStatus::Failed, Some(e.message.clone()))
+                                ..record_of(task, AgentStatus::Failed, Some(e.message.clone()))
                             },
                             &e.bill,
                         ),
                     )
                 }
-                SchedEvent::Skipped(i, reason) => {
+                SchedEvent::Skipped(task, reason) => {
                     let budget = match reason {
                         SkipReason::Budget(_) => true,
                         SkipReason::Dependency(d) => over_budget.contains(d),
                         _ => false,
                     };
                     let text = if budget {
-                        over_budget.insert(i);
+                        over_budget.insert(task.agent);
                         let stopped = matches!(
                             reason,
                             SkipReason::Dependency(d)
-                                if records[*d].as_ref().is_some_and(|r| r.status == AgentStatus::Failed)
+                                if records.get(&(*d, None)).is_some_and(|r| r.status == AgentStatus::Failed)
                         );
                         budget_text(reason, &names, settings.max_usd, stopped)
                     } else {
                         skip_text(reason, &names)
                     };
-                    (i, record_of(i, AgentStatus::Skipped, Some(text)))
+                    (task, record_of(task, AgentStatus::Skipped, Some(text)))
                 }
                 // Its call was cut off: what it may have cost is still counted.
-                SchedEvent::Cancelled(i) => (
-                    i,
+                SchedEvent::Cancelled(task) => (
+                    task,
                     billed(
-                        record_of(i, AgentStatus::Cancelled, Some("interrupted".into())),
-                        &runner.cancelled_bill(i),
+                        record_of(task, AgentStatus::Cancelled, Some("interrupted".into())),
+                        &runner.cancelled_bill(task),
                     ),
                 ),
+                // A map agent over an empty list: one line, for no call.
+                SchedEvent::Expanded { agent, items: 0, .. } => {
+                    let task = Task::agent(0, agent);
+                    let reason = Some("its list is empty: nothing to call".to_string());
+                    (task, record_of(task, AgentStatus::Succeeded, reason))
+                }
+                SchedEvent::Expanded { .. }
+                | SchedEvent::Gathered { .. }
+                | SchedEvent::RowDone(_) => return,
             };
-            if let Some(t) = &mut timings[i] {
+            if let Some(t) = timings.get_mut(&task) {
                 t.ended = Some(now());
             }
-            record.timing = timings[i];
+            record.timing = timings.remove(&task);
             if record.status == AgentStatus::Skipped || record.status == AgentStatus::Cancelled {
                 bus.emit(&Event::AgentSkipped { record: &record });
             } else {
                 bus.emit(&Event::AgentFinished { record: &record });
             }
-            records[i] = Some(record);
+            records.insert((task.agent, task.item), record);
         },
     )
     .await;
 
-    let agents: Vec<AgentRecord> = records
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            r.unwrap_or_else(|| record_of(i, AgentStatus::Skipped, Some("not run".into())))
-        })
-        .collect();
-    let outputs = render_outputs(&runner, &outcome.states);
+    let mut agents: Vec<AgentRecord> = Vec::with_capacity(records.len());
+    let mut records = records.into_iter().peekable();
+    for i in 0..names.len() {
+        if records.peek().is_none_or(|((agent, _), _)| *agent != i) {
+            let not_run = record_of(
+                Task::agent(0, i),
+                AgentStatus::Skipped,
+                Some("not run".into()),
+            );
+            agents.push(not_run);
+        }
+        while let Some((_, record)) = records.next_if(|((agent, _), _)| *agent == i) {
+            agents.push(record);
+        }
+    }
+    let outputs = render_outputs(&runner, &runner.inputs, &outcome.states);
     // Given up for the budget: skipped before starting, or stopped before a retry.
+    let index = |a: &AgentRecord| {
+        checked
+            .workflow
+            .agents
+            .get_index_of(a.name.split('[').next().unwrap_or_default())
+    };
     let status = if outcome.interrupted {
         RunStatus::Interrupted
     } else if agents.iter().all(|a| a.status == AgentStatus::Succeeded) {
         RunStatus::Succeeded
     } else if !over_budget.is_empty()
-        && agents
-            .iter()
-            .enumerate()
-            .all(|(i, a)| a.status != AgentStatus::Failed || over_budget.contains(&i))
+        && agents.iter().all(|a| {
+            a.status != AgentStatus::Failed || index(a).is_some_and(|i| over_budget.contains(&i))
+        })
     {
         RunStatus::BudgetReached
     } else {
@@ -253,6 +292,7 @@ pub async fn execute(
             max_usd: Some(e.total.max_usd.micro_dollars())
                 .filter(|_| !e.total.is_lower_bound() && e.total.unbounded.is_empty()),
         }),
+        cache_saved_usd: None,
         agents,
         outputs,
         usage: Usage::default(),
@@ -273,6 +313,7 @@ fn billed(record: AgentRecord, bill: &Bill) -> AgentRecord {
             .max_cost
             .filter(|_| bill.unknown)
             .map(Usd::micro_dollars),
+        cache_saved_usd: bill.cache_saved(),
         ..record
     }
 }
@@ -321,9 +362,11 @@ fn budget_text(
     }
 }
 
-/// The declared outputs, rendered; or, with none declared, the sink agents' outputs.
-fn render_outputs(
+/// The declared outputs rendered over `inputs` and the agents that finished; or,
+/// with none declared, the outputs of the sink agents that finished.
+pub fn render_outputs(
     runner: &AgentRunner,
+    inputs: &Json,
     states: &[State<AgentOutput, AgentFailure>],
 ) -> IndexMap<String, String> {
     let w = &runner.checked.workflow;
@@ -347,7 +390,7 @@ fn render_outputs(
             })
             .collect();
     }
-    let context = runner.context(&done);
+    let context = runner.context(inputs, &done);
     w.outputs
         .keys()
         .filter_map(|name| {

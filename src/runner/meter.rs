@@ -13,11 +13,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use super::AgentRunner;
 use crate::cost::bill::{self, Bill};
+use crate::cost::call::Shape;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::Event;
+use crate::prompt_cache::Ttl;
 use crate::providers::call::Meter;
 use crate::providers::{AttemptError, BoxFuture, ErrorKind, Reply, Reported, Request};
+use crate::scheduler::Task;
 use crate::usage::Usage;
 
 /// The tokens of a request's input (system, prompt, and a JSON correction's turns),
@@ -83,10 +86,10 @@ struct InFlight {
     reserved: Option<Usd>,
 }
 
-/// An agent's meter for one call.
+/// A task's meter for one call (an agent's, or one item's of a map agent).
 pub struct AgentMeter<'a> {
     pub runner: &'a AgentRunner,
-    pub agent: usize,
+    pub task: Task,
     pub tab: Arc<Mutex<Tab>>,
 }
 
@@ -106,14 +109,13 @@ impl Meter for AgentMeter<'_> {
             let (mut input, mut reserved) = (None, None);
             if let Some(budget) = &self.runner.budget {
                 let known = self.tab().first_input;
+                let agent = self.task.agent;
                 let count = match known {
                     Some(count) if target == 0 && request.correction.is_none() => count,
-                    _ => self.runner.input_for(self.agent, target, request),
+                    _ => self.runner.input_for(agent, target, request),
                 };
-                let worst = self
-                    .runner
-                    .attempt_worst(self.agent, target, request, count);
-                let room = budget.reserve(self.agent, worst).await;
+                let worst = self.runner.attempt_worst(agent, target, request, count);
+                let room = budget.reserve(self.task, worst).await;
                 room.map_err(|why| AttemptError {
                     kind: ErrorKind::Budget,
                     ..AttemptError::permanent(
@@ -142,7 +144,7 @@ impl Meter for AgentMeter<'_> {
             Err(e) => (e.cut_off.as_deref(), false),
         };
         let charge = self.runner.bill_attempt(
-            self.agent,
+            self.task.agent,
             &Billing {
                 target,
                 request,
@@ -154,7 +156,7 @@ impl Meter for AgentMeter<'_> {
             &mut self.tab().bill,
         );
         if let Some(budget) = &self.runner.budget {
-            budget.charge(self.agent, charge);
+            budget.charge(self.task, charge);
         }
     }
 }
@@ -195,7 +197,22 @@ impl AgentRunner {
         let input = self
             .ratios
             .scale(&request.provider, &request.model, input.bound);
-        Some(price.worst_case(input, output))
+        price.worst_call(&self.shape(agent, target, request), input, output)
+    }
+
+    /// What an attempt of `request` on `agent`'s `target`th model may do beyond
+    /// a prompt and a reply: its tools, and 1-hour cache writes.
+    pub(super) fn shape(&self, agent: usize, target: usize, request: &Request) -> Shape {
+        let one_hour = request.cache.is_some_and(|p| p.ttl == Ttl::OneHour);
+        Shape::new(self.kinds[agent][target], &request.tools, one_hour)
+    }
+
+    /// The input tokens a reservation of `request` counted, with what its tools
+    /// may add: what a reply's billed input is compared with.
+    fn reserved_input(&self, agent: usize, target: usize, request: &Request, counted: u64) -> u64 {
+        let output = request.max_tokens.map_or(0, u64::from);
+        self.shape(agent, target, request)
+            .input_bound(counted, output)
     }
 
     /// Adds an attempt to `bill`; returns what the budget charges for it (`None`:
@@ -216,13 +233,10 @@ impl AgentRunner {
         let reported = received.reported;
         if reported.input {
             if let Some(counted) = b.input {
-                let u = &received.usage;
-                let billed = u
-                    .input
-                    .saturating_add(u.cache_read)
-                    .saturating_add(u.cache_write);
+                let billed = received.usage.all_input();
+                let counted = self.reserved_input(agent, b.target, b.request, counted.bound);
                 self.ratios
-                    .learn(&b.request.provider, &b.request.model, billed, counted.bound);
+                    .learn(&b.request.provider, &b.request.model, billed, counted);
             }
         }
         if reported.all() {
@@ -242,6 +256,7 @@ impl AgentRunner {
             usage.input = input.tokens;
             usage.cache_read = 0;
             usage.cache_write = 0;
+            usage.cache_write_1h = 0;
         }
         if let Some(output) = output {
             usage.output = output.tokens;
@@ -255,7 +270,17 @@ impl AgentRunner {
                 unknown: None,
             });
             return Some(price.map_or(Usd::ZERO, |p| {
-                charge_counted(p, b.request, &received.usage, input, output, self, b.input)
+                let shape = self.shape(agent, b.target, b.request);
+                charge_counted(
+                    p,
+                    &shape,
+                    b.request,
+                    &received.usage,
+                    input,
+                    output,
+                    self,
+                    b.input,
+                )
             }));
         }
         // Cut off after it was sent: the provider may bill it whole.
@@ -294,14 +319,14 @@ impl AgentRunner {
         self.bus.emit(&Event::Warning { message: &message });
     }
 
-    /// The bill of `agent` as it stands, for an agent cancelled mid-call (Ctrl-C):
+    /// The bill of `task` as it stands, for a task cancelled mid-call (Ctrl-C):
     /// an attempt in flight is billed as cut off, with nothing received.
-    pub fn cancelled_bill(&self, agent: usize) -> Bill {
+    pub fn cancelled_bill(&self, task: Task) -> Bill {
         let Some(tab) = self
             .tabs
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .remove(&agent)
+            .remove(&task)
         else {
             return Bill::default();
         };
@@ -315,7 +340,7 @@ impl AgentRunner {
                 input: f.input,
                 reserved: f.reserved,
             };
-            self.bill_attempt(agent, &billing, &mut tab.bill);
+            self.bill_attempt(task.agent, &billing, &mut tab.bill);
         }
         tab.bill.clone()
     }
@@ -324,8 +349,10 @@ impl AgentRunner {
 /// What the budget charges for a whole reply some of whose counts were not
 /// reported: each missing count at its upper bound (the output never above the
 /// request's limit), a missing input at the dearest input rate.
+#[allow(clippy::too_many_arguments)]
 fn charge_counted(
     price: &Price,
+    shape: &Shape,
     request: &Request,
     reported: &Usage,
     input: Option<Count>,
@@ -345,7 +372,10 @@ fn charge_counted(
             let bound = runner
                 .ratios
                 .scale(&request.provider, &request.model, bound);
-            price.worst_case(bound, output)
+            // The tools' uses as reported, their results within the bound.
+            let tokens =
+                price.worst_tokens(shape.input_bound(bound, output), output, shape.one_hour);
+            tokens + price.tool_cost(reported)
         }
         None => price.cost(&Usage {
             output,

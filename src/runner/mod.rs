@@ -17,23 +17,26 @@
 //! keys, templates, prices, the cache; [`execute`] (in `execute.rs`) drives the
 //! scheduler and builds the run record.
 
+mod cached;
 mod execute;
+mod map;
 mod meter;
 mod plan;
 
-pub use execute::{execute, workflow_name};
+pub use execute::{execute, render_outputs, workflow_name};
 pub use meter::{input_bound, input_count, output_count};
 pub use plan::{Connect, prepare, prepare_offline, prepare_with};
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use indexmap::IndexMap;
 use serde_json::{Map, Value as Json, json};
 
-use crate::cache::{self, Cache, Endpoint, Entry, Key, Lookup};
+use crate::cache::{Cache, Endpoint, Entry, Key};
+use crate::catalog::ProviderKind;
 use crate::cost::bill::Bill;
 use crate::cost::budget::{Budget, BudgetGate};
 use crate::cost::prices::PriceTable;
@@ -41,12 +44,14 @@ use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
+use crate::prompt_cache::{self, CacheMode};
 use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
 use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
-use crate::scheduler::{self, Gate, Open};
+use crate::scheduler::{self, Gate, Open, Task};
 use crate::template::Renderer;
-use crate::workflow::Checked;
+use crate::tools::{Citation, Tool};
+use crate::workflow::{Checked, OutputKind};
 
 /// What a run needs beyond the workflow.
 #[derive(Debug, Clone)]
@@ -93,6 +98,12 @@ pub struct AgentOutput {
     pub attempts: Vec<Attempt>,
     /// It came from the cache: no call was made, and its bill is zero.
     pub cached: bool,
+    /// For a map agent (`for_each`), each item's text, in order; its `json` is then
+    /// the list of the items' JSON.
+    pub items: Option<Vec<String>>,
+    /// The sources its reply cites (`agents.NAME.citations`); a map agent's, those
+    /// of its items, in order.
+    pub citations: Vec<Citation>,
 }
 
 impl AgentOutput {
@@ -107,6 +118,34 @@ impl AgentOutput {
             model: entry.model,
             attempts: Vec::new(),
             cached: true,
+            items: None,
+            citations: entry.citations,
+        }
+    }
+
+    /// A map agent's output, from its items' outputs in order: their texts (and,
+    /// for `output: json`, their JSON) as lists. It carries no bill: its items'
+    /// records have theirs; this one feeds the agents downstream.
+    fn gathered(model: String, json: bool, items: &[Arc<AgentOutput>]) -> Self {
+        let texts: Vec<String> = items.iter().map(|i| i.text.clone()).collect();
+        AgentOutput {
+            text: texts.join("\n\n"),
+            json: json.then(|| {
+                Json::Array(
+                    items
+                        .iter()
+                        .map(|i| i.json.clone().unwrap_or(Json::Null))
+                        .collect(),
+                )
+            }),
+            bill: Bill::default(),
+            stop_reason: None,
+            seconds: items.iter().map(|i| i.seconds).fold(0.0, f64::max),
+            model,
+            attempts: Vec::new(),
+            cached: !items.is_empty() && items.iter().all(|i| i.cached),
+            items: Some(texts),
+            citations: items.iter().flat_map(|i| i.citations.clone()).collect(),
         }
     }
 }
@@ -181,6 +220,13 @@ pub struct AgentRunner {
     /// Each agent's model, then its fallback models: tokenizer and price (`None`:
     /// unpriced). The first is the agent's own.
     candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    /// The API of each of those models, which decides how its tools are used.
+    kinds: Vec<Vec<ProviderKind>>,
+    /// Each agent's server-side tools.
+    tools: Vec<Vec<Tool>>,
+    /// Each agent's prompt caching: its mode, and the fewest tokens its provider
+    /// caches (`None`: its provider does nothing with a marked prefix).
+    caching: Vec<(CacheMode, Option<u64>)>,
     /// A `--mock` run: nothing is ever billed.
     mock: bool,
     /// The run's budget, if it has one: every attempt reserves from it and pays.
@@ -189,8 +235,8 @@ pub struct AgentRunner {
     ratios: InputRatios,
     /// Providers already warned about for reporting no usage.
     unreported_warned: Mutex<HashSet<String>>,
-    /// The bill of each running agent, so one cancelled mid-call still has one.
-    tabs: Mutex<HashMap<usize, Arc<Mutex<meter::Tab>>>>,
+    /// The bill of each running task, so one cancelled mid-call still has one.
+    tabs: Mutex<HashMap<Task, Arc<Mutex<meter::Tab>>>>,
     cache: Option<Cache>,
     /// Each agent's models as its cache key sees them; `None`: never cached.
     endpoints: Vec<Option<Vec<Endpoint>>>,
@@ -198,6 +244,10 @@ pub struct AgentRunner {
     refresh: Vec<bool>,
     /// Whether a failed cache write was reported (once a run is enough).
     write_warned: AtomicBool,
+    /// Each map agent's list; `None` for an agent that is one call.
+    lists: Vec<Option<map::List>>,
+    /// It runs the rows of a dataset: log lines name each task's row.
+    rows: bool,
 }
 
 impl AgentRunner {
@@ -209,126 +259,44 @@ impl AgentRunner {
         }
     }
 
+    /// Runs the rows of a dataset (SPEC §8): log lines name each task's row,
+    /// which a run of one row leaves out.
+    #[must_use]
+    pub fn for_rows(mut self) -> Self {
+        self.rows = true;
+        self
+    }
+
     /// The run's budget, if it has one.
     pub fn budget(&self) -> Option<&Arc<Budget>> {
         self.budget.as_ref()
     }
 
-    fn tabs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Arc<Mutex<meter::Tab>>>> {
+    fn tabs_lock(&self) -> std::sync::MutexGuard<'_, HashMap<Task, Arc<Mutex<meter::Tab>>>> {
         self.tabs.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Where `agent`'s answer to `request` is cached, if it is cached at all.
-    fn cache_key(&self, agent: usize, request: &Request) -> Option<Key> {
-        self.endpoints[agent]
-            .as_deref()
-            .and_then(|targets| cache::key(targets, request))
+    /// The workflow this runner runs.
+    pub fn checked(&self) -> &Arc<Checked> {
+        &self.checked
     }
 
-    /// Which agents this run would answer from the cache: those with an entry for
-    /// the call they would make, given their upstream agents' cached answers. It
-    /// reads the cache and sends nothing; an agent downstream of one that must be
-    /// called is not known until then, so counts as called.
-    pub fn cached_agents(&self) -> Vec<bool> {
-        let dag = &self.checked.dag;
-        let n = dag.len();
-        if self.cache.is_none() {
-            return vec![false; n];
-        }
-        let mut answers: Vec<Option<Arc<AgentOutput>>> = vec![None; n];
-        let mut remaining: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
-        let mut ready: Vec<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
-        while let Some(agent) = ready.pop() {
-            let upstream: Option<Vec<(usize, Arc<AgentOutput>)>> = dag
-                .dependencies(agent)
-                .map(|d| answers[d].clone().map(|out| (d, out)))
-                .collect();
-            let entry = upstream.and_then(|upstream| {
-                let request = self.request(agent, &self.context(&upstream)).ok()?;
-                // No warning here: the run that follows gives it.
-                self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)
-            });
-            answers[agent] = entry.map(|e| Arc::new(AgentOutput::cached(e)));
-            for d in dag.dependents(agent) {
-                remaining[d] -= 1;
-                if remaining[d] == 0 {
-                    ready.push(d);
-                }
-            }
-        }
-        answers.iter().map(Option::is_some).collect()
-    }
-
-    /// The cached answer for `agent`'s call, unless it is not to be read. An entry
-    /// that cannot be used is a miss, with a warning if `warn`.
-    fn lookup(&self, agent: usize, key: Option<&Key>, warn: bool) -> Option<Entry> {
-        let (cache, key) = (self.cache.as_ref()?, key?);
-        if self.refresh[agent] {
-            return None;
-        }
-        let short = || key.to_string().chars().take(12).collect::<String>();
-        match cache.get(key) {
-            Lookup::Hit(entry) => {
-                tracing::debug!("cache hit {}: answered by the cache", short());
-                Some(*entry)
-            }
-            Lookup::Miss => {
-                tracing::debug!("cache miss {}: will call", short());
-                None
-            }
-            Lookup::Unreadable(_) if !warn => None,
-            Lookup::Unreadable(why) => {
-                tracing::debug!("cache miss {}: the entry cannot be used", short());
-                let message = format!("agent `{}`: {why}", self.names[agent]);
-                self.bus.emit(&Event::Warning { message: &message });
-                None
-            }
+    /// How a task is named in records, progress and the closing table: the
+    /// agent's name, and `NAME[N]` for item N of a map agent.
+    pub fn task_name(&self, task: Task) -> String {
+        match task.item {
+            None => self.names[task.agent].clone(),
+            Some(item) => format!("{}[{item}]", self.names[task.agent]),
         }
     }
 
-    /// Keeps a successful answer (on a blocking thread: the file is synced); a cache
-    /// that cannot be written costs only a warning.
-    async fn store(&self, key: Key, output: &AgentOutput) {
-        let Some(cache) = self.cache.clone() else {
-            return;
-        };
-        let entry = Entry {
-            usage: output.bill.usage,
-            stop_reason: output.stop_reason.clone(),
-            ..Entry::new(
-                &key,
-                output.model.clone(),
-                output.text.clone(),
-                output.json.clone(),
-            )
-        };
-        let root = cache.root().to_path_buf();
-        let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = written {
-            if !self.write_warned.swap(true, Ordering::Relaxed) {
-                let message = format!(
-                    "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
-                    root.display()
-                );
-                self.bus.emit(&Event::Warning { message: &message });
-            }
-        }
-    }
-
-    /// The template context for an agent: the inputs and its upstream agents' outputs.
-    fn context(&self, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
+    /// The template context for an agent: its row's inputs and its upstream agents' outputs.
+    fn context(&self, inputs: &Json, upstream: &[(usize, Arc<AgentOutput>)]) -> Json {
         let mut agents = Map::new();
         for (i, out) in upstream {
-            let mut entry = Map::new();
-            entry.insert("output".into(), Json::String(out.text.clone()));
-            if let Some(json) = &out.json {
-                entry.insert("json".into(), json.clone());
-            }
-            agents.insert(self.names[*i].clone(), Json::Object(entry));
+            agents.insert(self.names[*i].clone(), map::upstream_entry(out));
         }
-        json!({ "inputs": self.inputs, "agents": agents })
+        json!({ "inputs": inputs, "agents": agents })
     }
 
     fn request(&self, agent: usize, context: &Json) -> Result<Request, String> {
@@ -343,6 +311,16 @@ impl AgentRunner {
         let system = spec.system.as_ref().map(|_| render("system")).transpose()?;
         let prompt = render("prompt")?;
         let call = &self.calls[agent];
+        let (mode, minimum) = self.caching[agent];
+        let cache = minimum.and_then(|minimum| {
+            prompt_cache::plan(
+                mode,
+                spec.system.as_deref().zip(system.as_deref()),
+                (&spec.prompt, &prompt),
+                minimum,
+                prompt_cache::approx_tokens,
+            )
+        });
         Ok(Request {
             provider: call.provider.clone(),
             model: call.model.clone(),
@@ -354,6 +332,8 @@ impl AgentRunner {
             stop: spec.stop.clone(),
             output: spec.output,
             schema: spec.schema.clone(),
+            tools: self.tools[agent].clone(),
+            cache,
             stream: spec.stream.or(defaults.stream).unwrap_or(true),
             timeout: spec.timeout.or(defaults.timeout).map(|d| d.0),
             key: None,
@@ -367,22 +347,56 @@ impl scheduler::Runner for AgentRunner {
     type Output = AgentOutput;
     type Error = AgentFailure;
     type Prepared = Prepared;
+    /// A row's inputs, as the template context's `inputs`.
+    type Row = Json;
+    type Item = Json;
 
     fn lane(&self, agent: usize) -> usize {
         self.calls[agent].lane
     }
 
-    fn span(&self, agent: usize) -> tracing::Span {
-        tracing::info_span!("agent", name = %self.names[agent])
+    fn span(&self, task: Task) -> tracing::Span {
+        let span = tracing::info_span!(
+            "agent",
+            name = %self.task_name(task),
+            row = tracing::field::Empty
+        );
+        if self.rows {
+            span.record("row", task.row);
+        }
+        span
+    }
+
+    fn items(
+        &self,
+        inputs: &Json,
+        agent: usize,
+        upstream: &[(usize, Arc<AgentOutput>)],
+    ) -> Result<Option<Vec<Json>>, AgentFailure> {
+        self.list_items(inputs, agent, upstream)
+            .map_err(AgentFailure::before_call)
+    }
+
+    fn gather(&self, agent: usize, items: Vec<Arc<AgentOutput>>) -> AgentOutput {
+        let spec = &self.checked.workflow.agents[agent];
+        let json = spec.output == OutputKind::Json;
+        AgentOutput::gathered(spec.model.clone(), json, &items)
     }
 
     fn prepare(
         &self,
-        agent: usize,
+        inputs: &Json,
+        task: Task,
+        item: Option<&Json>,
         upstream: &[(usize, Arc<AgentOutput>)],
     ) -> Result<Prepared, AgentFailure> {
+        let agent = task.agent;
         let fail = AgentFailure::before_call;
-        let context = self.context(upstream);
+        let mut context = self.context(inputs, upstream);
+        if let (Some(item), Some(index), Json::Object(map)) = (item, task.item, &mut context) {
+            map.insert("item".into(), item.clone());
+            map.insert("item_index".into(), Json::from(index));
+        }
         let request = self.request(agent, &context).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
         if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
@@ -433,9 +447,10 @@ impl scheduler::Runner for AgentRunner {
 
     fn run(
         self: Arc<Self>,
-        agent: usize,
+        task: Task,
         prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
+        let agent = task.agent;
         Box::pin(async move {
             if let Some(entry) = prepared.cached {
                 return Ok(AgentOutput::cached(entry));
@@ -444,14 +459,21 @@ impl scheduler::Runner for AgentRunner {
             let cache_key = prepared.cache_key;
             let mut request = prepared.request;
             let policy = Policy::new(self.retries[agent]);
-            let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let (name, bus) = (self.task_name(task), self.bus.clone());
+            let (tool_name, tool_bus) = (name.clone(), bus.clone());
             request.progress = Progress::new(move |chars| {
                 bus.emit(&Event::AgentProgress {
                     agent: &name,
                     chars,
                 });
+            })
+            .on_tool(move |tool| {
+                tool_bus.emit(&Event::AgentTool {
+                    agent: &tool_name,
+                    tool,
+                });
             });
-            let (name, bus) = (self.names[agent].clone(), self.bus.clone());
+            let (name, bus) = (self.task_name(task), self.bus.clone());
             let on_failure = move |attempt: &Attempt| {
                 bus.emit(&Event::AttemptFailed {
                     agent: &name,
@@ -460,16 +482,16 @@ impl scheduler::Runner for AgentRunner {
             };
             let first_input = self.budget.is_some().then_some(prepared.input);
             let tab = Arc::new(Mutex::new(meter::Tab::new(first_input)));
-            self.tabs_lock().insert(agent, tab.clone());
+            self.tabs_lock().insert(task, tab.clone());
             let meter = meter::AgentMeter {
                 runner: &self,
-                agent,
+                task,
                 tab: tab.clone(),
             };
             let called =
                 call::call(&self.targets[agent], &request, &policy, &on_failure, &meter).await;
             let seconds = start.elapsed().as_secs_f64();
-            self.tabs_lock().remove(&agent);
+            self.tabs_lock().remove(&task);
             let bill = tab
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -486,6 +508,8 @@ impl scheduler::Runner for AgentRunner {
                         model: answer.model,
                         attempts: called.attempts,
                         cached: false,
+                        items: None,
+                        citations: answer.reply.citations,
                     };
                     // Written now, not at the end of the run, so a killed run resumes here.
                     if let Some(key) = cache_key {

@@ -12,6 +12,7 @@ use serde_json::Value as Json;
 use crate::cache::Endpoint;
 use crate::catalog::ProviderKind;
 use crate::cost::budget::Budget;
+use crate::cost::call::cache_minimum;
 use crate::cost::lifecycle;
 use crate::cost::prices::Pricing;
 use crate::cost::ratio::InputRatios;
@@ -28,6 +29,7 @@ use crate::providers::openai::OpenAi;
 use crate::providers::wire::Wire;
 use crate::providers::{AttemptError, BoxFuture, Provider, Reply, Request};
 use crate::template::Renderer;
+use crate::tools;
 use crate::workflow::Checked;
 use crate::workflow::providers::{self as workflow_providers, ProviderInfo};
 
@@ -180,6 +182,67 @@ pub fn prepare_with(
                 .collect()
         })
         .collect();
+    let lists = w
+        .agents
+        .values()
+        .map(|a| {
+            let source = crate::workflow::map::parse(a.for_each.as_deref()?).ok()?;
+            let from = match &source {
+                crate::workflow::map::Source::Agent { name, .. } => w.agents.get_index_of(name),
+                crate::workflow::map::Source::Input(_) => None,
+            };
+            Some(super::map::List {
+                source,
+                from,
+                max_items: a.max_items,
+            })
+        })
+        .collect();
+    let kind_of = |model: &str| {
+        if settings.mock {
+            return ProviderKind::Mock;
+        }
+        let provider = model.split_once('/').map_or(model, |(p, _)| p);
+        workflow_providers::resolve(w, provider).map_or(ProviderKind::Mock, |info| info.kind)
+    };
+    let kinds = w
+        .agents
+        .values()
+        .map(|a| {
+            std::iter::once(&a.model)
+                .chain(&a.fallback)
+                .map(|m| kind_of(m))
+                .collect()
+        })
+        .collect();
+    let tools = w
+        .agents
+        .values()
+        .map(|a| {
+            a.tools
+                .iter()
+                .map(|entry| tools::parse_entry(&entry.0))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|problems| {
+                    let first = problems
+                        .into_iter()
+                        .next()
+                        .map(|p| p.message)
+                        .unwrap_or_default();
+                    format!("a `tools:` entry cannot be read: {first}")
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let caching = w
+        .agents
+        .values()
+        .map(|a| {
+            let mode = a.cache.or(w.defaults.cache).unwrap_or_default();
+            let price = price(&a.model);
+            let minimum = cache_minimum(kind_of(&a.model), a.model_id(), price.as_ref());
+            (mode, minimum)
+        })
+        .collect();
     let refresh = downstream_of(&checked_refresh(&checked, &settings.refresh), &checked);
     Ok((
         AgentRunner {
@@ -192,6 +255,9 @@ pub fn prepare_with(
             retries,
             bus: bus.clone(),
             candidates,
+            kinds,
+            tools,
+            caching,
             mock: settings.mock,
             budget: settings.budget().map(Budget::new),
             ratios: InputRatios::default(),
@@ -201,6 +267,8 @@ pub fn prepare_with(
             endpoints,
             refresh,
             write_warned: AtomicBool::new(false),
+            lists,
+            rows: false,
         },
         limits,
     ))

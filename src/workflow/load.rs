@@ -227,6 +227,10 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
     let mut out: Vec<Diagnostic> = Vec::new();
     for error in schema::validator().iter_errors(json) {
         let pointer = error.instance_path().as_str().to_string();
+        if in_tool_entry(&pointer) {
+            // Read, and every mistake placed, by the workflow checks (`tools::parse_entry`).
+            continue;
+        }
         let schema_path = error.schema_path().as_str().to_string();
         let instance = error.instance().as_ref();
         let d = match error.kind() {
@@ -407,6 +411,12 @@ fn structural_errors(json: &Json, index: &PosIndex) -> Vec<Diagnostic> {
     out
 }
 
+/// Whether a pointer is inside an entry of an agent's `tools:` list.
+pub fn in_tool_entry(pointer: &str) -> bool {
+    let parts: Vec<&str> = pointer.split('/').skip(1).take(4).collect();
+    matches!(parts.as_slice(), ["agents", _, "tools", _])
+}
+
 /// `promt:` is one mistake: the unknown field says "did you mean `prompt`?", so the
 /// "missing field `prompt`" for the same mapping is left out.
 fn drop_missing_that_are_typos(out: &mut Vec<Diagnostic>) {
@@ -543,7 +553,7 @@ fn describe(value: &Json) -> String {
 fn type_help(pointer: &str, expected: &str) -> String {
     let last = pointer.rsplit('/').next().unwrap_or_default();
     match last {
-        "needs" | "fallback" | "stop" => format!("write a list, like `{last}: [a, b]`"),
+        "needs" | "fallback" | "stop" | "tools" => format!("write a list, like `{last}: [a, b]`"),
         "prompt" | "system" => {
             "write the text after the colon; use `|` for text over several lines".into()
         }

@@ -5,6 +5,7 @@ pub mod diagnostic;
 pub mod duration;
 pub mod lines;
 pub mod load;
+pub mod map;
 pub mod model;
 pub mod providers;
 pub mod repair;

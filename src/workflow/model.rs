@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::duration::Duration;
 use crate::catalog::ProviderKind;
+use crate::prompt_cache::CacheMode;
+use crate::tools::{ToolName, UserLocation};
 
 /// A byok-flow workflow: a squad of agents, each one call to one model.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -106,6 +108,9 @@ pub struct Defaults {
     /// Whether replies are streamed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+    /// Prompt caching: `auto` (the default), `off`, or `1h` for Anthropic's 1-hour cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheMode>,
 }
 
 /// A spending ceiling.
@@ -156,6 +161,15 @@ pub struct ModelPrice {
     /// Input tokens written to the provider's prompt cache.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_write: Option<f64>,
+    /// Input tokens written to Anthropic's 1-hour cache (default: twice `input`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_write_1h: Option<f64>,
+    /// A web search, in US dollars per 1,000 searches (default: the provider API's published fee).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_search: Option<f64>,
+    /// A web page fetch, in US dollars per 1,000 fetches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_fetch: Option<f64>,
     /// The model's context window, in tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u64>,
@@ -220,6 +234,81 @@ pub struct Agent {
     /// A JSON Schema the reply must match when `output: json`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<serde_json::Value>,
+    /// Run once per item of a list (a map agent): `inputs.NAME` (an input holding a
+    /// JSON array) or `agents.NAME.json.FIELD` (an array in an upstream `output:
+    /// json` agent's reply). Its templates read `{{item}}` and `{{item_index}}`;
+    /// agents downstream read `agents.THIS.outputs` (and `agents.THIS.json`) as lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<String>,
+    /// The most items a map agent may run over; required for a list from an
+    /// agent (more items fail the agent), so estimates and the budget have a bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_items: Option<u32>,
+    /// Tools the provider runs on its side: `web_search`, `web_fetch`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<ToolSpec>,
+    /// Prompt caching: `auto` (the default), `off`, or `1h` for Anthropic's 1-hour cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheMode>,
+}
+
+/// One entry of `tools:` as written: a tool's name, or a name with its options.
+/// It is read by `tools::parse_entry` when the workflow is checked, so every
+/// mistake in it gets its own message and place.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, JsonSchema)]
+#[serde(transparent)]
+pub struct ToolSpec(#[schemars(with = "ToolEntry")] pub serde_json::Value);
+
+/// The forms of a `tools:` entry, for the schema.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code, clippy::large_enum_variant)] // never built: the schema's shape only
+enum ToolEntry {
+    /// A tool with no options: `web_search` or `web_fetch`.
+    Name(ToolName),
+    /// A tool with options, like `web_search: {max_uses: 3}`.
+    WithOptions(ToolWithOptions),
+}
+
+/// A tool name and its options.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+#[allow(dead_code)]
+struct ToolWithOptions {
+    web_search: Option<WebSearchOptions>,
+    web_fetch: Option<WebFetchOptions>,
+}
+
+/// Options of `web_search`; which ones a provider takes is checked per provider.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct WebSearchOptions {
+    /// The most searches one call may make (default 5; sent to Anthropic).
+    #[schemars(range(min = 1))]
+    max_uses: Option<u32>,
+    /// Only results from these domains, like `[docs.rs, example.com/blog]`.
+    allowed_domains: Option<Vec<String>>,
+    /// Never results from these domains.
+    blocked_domains: Option<Vec<String>>,
+    /// Where the searcher is, roughly, to localize results.
+    user_location: Option<UserLocation>,
+}
+
+/// Options of `web_fetch` (Anthropic only).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct WebFetchOptions {
+    /// The most pages one call may fetch (default 5).
+    #[schemars(range(min = 1))]
+    max_uses: Option<u32>,
+    /// Only pages on these domains.
+    allowed_domains: Option<Vec<String>>,
+    /// Never pages on these domains.
+    blocked_domains: Option<Vec<String>>,
 }
 
 /// The kind of reply an agent produces.

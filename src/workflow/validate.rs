@@ -15,6 +15,7 @@ use crate::catalog;
 use crate::dag::{Dag, EdgeKind};
 use crate::suggest::Names;
 use crate::template::{self, Target};
+use crate::tools;
 
 /// A workflow that passed every check, with its graph.
 #[derive(Debug, Clone)]
@@ -47,7 +48,15 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
     };
     c.names();
     c.providers();
-    let edges = c.templates_and_needs();
+    c.tools();
+    let mut edges = c.templates_and_needs();
+    let (problems, lists) = super::map::check(c.w, c.index);
+    c.out.extend(problems);
+    edges.extend(
+        lists
+            .into_iter()
+            .map(|(from, to)| (from, to, EdgeKind::Data)),
+    );
     c.outputs();
     let names: Vec<String> = loaded.workflow.agents.keys().cloned().collect();
     let dag = Dag::new(&names, edges);
@@ -487,6 +496,123 @@ impl Checker<'_> {
         }
     }
 
+    /// Checks every agent's `tools:` entries, and that its model and each fallback
+    /// model can run them with their options (SPEC §11).
+    fn tools(&mut self) {
+        for (name, agent) in &self.w.agents {
+            let base = format!("/agents/{}", escape(name));
+            if !agent.tools.is_empty() && agent.output == OutputKind::Json {
+                self.out.push(
+                    Diagnostic::error(
+                        "workflow::tools",
+                        self.key_span(&format!("{base}/tools")),
+                        "an agent with `tools` answers in text, so it cannot have `output: json`",
+                    )
+                    .agent(name)
+                    .help("let another agent turn its notes into JSON: give that agent `output: json` and `{{agents.NAME.output}}` in its prompt"),
+                );
+            }
+            let mut seen = Vec::new();
+            let mut parsed = Vec::new();
+            for (i, entry) in agent.tools.iter().enumerate() {
+                let pointer = format!("{base}/tools/{i}");
+                match tools::parse_entry(&entry.0) {
+                    Ok(tool) if seen.contains(&tool.name) => {
+                        self.out.push(
+                            Diagnostic::error(
+                                "workflow::tools",
+                                self.value_span(&pointer),
+                                format!("`{}` is listed twice", tool.name),
+                            )
+                            .agent(name)
+                            .help("list each tool once, with all its options"),
+                        );
+                    }
+                    Ok(tool) => {
+                        seen.push(tool.name);
+                        parsed.push((pointer, tool));
+                    }
+                    Err(problems) => {
+                        for p in problems {
+                            let at = format!("{pointer}{}", p.at);
+                            let span = if p.key {
+                                self.key_span(&at)
+                            } else {
+                                self.value_span(&at)
+                            };
+                            self.out.push(
+                                Diagnostic::error("workflow::tools", span, p.message)
+                                    .agent(name)
+                                    .help(p.help),
+                            );
+                        }
+                    }
+                }
+            }
+            let models = std::iter::once((format!("{base}/model"), &agent.model)).chain(
+                agent
+                    .fallback
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| (format!("{base}/fallback/{i}"), m)),
+            );
+            for (j, (model_pointer, model)) in models.enumerate() {
+                let Some((provider, id)) = model.split_once('/') else {
+                    continue;
+                };
+                let Ok(info) = providers::resolve(self.w, provider) else {
+                    continue;
+                };
+                // A search model searches on every request, and each search is billed:
+                // the agent must say so, for the estimate, the budget and the record.
+                if info.kind == catalog::ProviderKind::Openai
+                    && catalog::openai_search_model(id)
+                    && !parsed
+                        .iter()
+                        .any(|(_, t)| t.name == tools::ToolName::WebSearch)
+                {
+                    let whose = if j == 0 { "" } else { "fallback " };
+                    self.out.push(
+                        Diagnostic::error(
+                            "workflow::tools",
+                            self.value_span(&model_pointer),
+                            format!(
+                                "{whose}`{model}` searches the web on every request, and bills each search, but this agent has no `tools: [web_search]`"
+                            ),
+                        )
+                        .agent(name)
+                        .help("add `tools: [web_search]` to the agent, so its searches are estimated, reserved and counted; or use a model that does not search, like `openai/gpt-4o`"),
+                    );
+                }
+                let offer = tools::offer(info.kind, id);
+                for (pointer, tool) in &parsed {
+                    let Err(refusals) = offer.check(tool, model) else {
+                        continue;
+                    };
+                    for r in refusals {
+                        // The agent's own model: at the tool; a fallback: at the fallback.
+                        let (span, message) = match (j, r.option) {
+                            (0, Some(option)) => (
+                                self.key_span(&format!("{pointer}/{}/{option}", tool.name)),
+                                r.message,
+                            ),
+                            (0, None) => (self.value_span(pointer), r.message),
+                            _ => (
+                                self.value_span(&model_pointer),
+                                format!("fallback {}, which this agent's `tools` needs", r.message),
+                            ),
+                        };
+                        self.out.push(
+                            Diagnostic::error("workflow::tools", span, message)
+                                .agent(name)
+                                .help(r.help),
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Checks every agent's templates and `needs`, and returns the graph's edges.
     fn templates_and_needs(&mut self) -> Vec<(usize, usize, EdgeKind)> {
         let positions: HashMap<&str, usize> = self
@@ -505,7 +631,9 @@ impl Checker<'_> {
                 let Some(text) = text else { continue };
                 let pointer = format!("/agents/{}/{field}", escape(name));
                 for target in self.template(&pointer, text, Some(name)) {
-                    if let Target::Agent { name: upstream, .. } = target {
+                    if let Target::Agent { name: upstream, .. } | Target::AgentOutputs(upstream) =
+                        target
+                    {
                         if let Some(&from) = positions.get(upstream.as_str()) {
                             edges.push((from, to, EdgeKind::Data));
                         }
@@ -581,7 +709,7 @@ impl Checker<'_> {
                     } else if self.w.agents.contains_key(&r.raw) {
                         format!("did you mean `agents.{}.output`?", r.raw)
                     } else {
-                        "templates read `inputs.NAME`, `agents.NAME.output` and `agents.NAME.json`"
+                        "templates read `inputs.NAME`, `agents.NAME.output`, `agents.NAME.json` and `agents.NAME.citations`"
                             .to_string()
                     },
                 )),
@@ -607,15 +735,29 @@ impl Checker<'_> {
                     )),
                     Some(_) => None,
                 },
+                Ok(Target::AgentOutputs(name)) if !self.w.agents.contains_key(name) => Some((
+                    format!("`{}` refers to agent `{name}`, which does not exist", r.raw),
+                    self.agent_hint(name),
+                )),
                 Ok(_) => None,
+            };
+            let code = if matches!(r.target, Ok(Target::Agent { .. } | Target::AgentOutputs(_))) {
+                "workflow::unknown-agent"
+            } else {
+                "workflow::reference"
+            };
+            let (code, problem) = match problem {
+                Some(problem) => (code, Some(problem)),
+                None => (
+                    "workflow::map",
+                    r.target
+                        .as_ref()
+                        .ok()
+                        .and_then(|t| super::map::reference_problem(self.w, agent, t)),
+                ),
             };
             match problem {
                 Some((message, help)) => {
-                    let code = if matches!(r.target, Ok(Target::Agent { .. })) {
-                        "workflow::unknown-agent"
-                    } else {
-                        "workflow::reference"
-                    };
                     self.out
                         .push(tag(Diagnostic::error(code, span, message).help(help)));
                 }

@@ -26,6 +26,9 @@ fn inputs_for(file: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
     if text.contains("inputs.topic") {
         args.push("topic=Rust async runtimes".to_string());
     }
+    if text.contains("inputs.ticket") {
+        args.push("ticket=My invoice is wrong.".to_string());
+    }
     if text.contains("inputs.product") {
         args.push("product=an open-source feature-flag service".to_string());
     }
@@ -117,6 +120,41 @@ fn examples_validate_and_run_with_mock() {
             !out.stdout.is_empty(),
             "{} printed no result",
             file.display()
+        );
+    }
+}
+
+/// The README's worked example: `workflows/triage.yaml` over the 20 tickets of
+/// `examples/tickets.jsonl`, with `--mock`, one result line per ticket, in order.
+#[test]
+fn the_triage_example_runs_over_its_tickets() {
+    let home = tempfile::tempdir().unwrap();
+    let out = byok_flow(home.path())
+        .arg("run")
+        .arg(repo().join("workflows/triage.yaml"))
+        .arg("--each")
+        .arg(repo().join("examples/tickets.jsonl"))
+        .arg("--mock")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 20);
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(line["row"], i);
+        assert_eq!(line["status"], "succeeded");
+        assert!(
+            line["outputs"]["reply"]
+                .as_str()
+                .unwrap()
+                .contains("Draft a reply to")
         );
     }
 }

@@ -420,7 +420,7 @@ fn examples() -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files.len(), 4, "{files:?}");
     files
 }
 
@@ -605,6 +605,58 @@ fn the_action_passes_each_input_as_one_argument() {
         String::from_utf8_lossy(&out.stdout),
         "::error title=byok-flow action::inputs, line 1: `diff` is a multi-line YAML value; write it to a file and pass `diff=@FILE`\n"
     );
+}
+
+/// `each`, `shard` and `out` reach `run`; `merge` runs `byok-flow merge` instead,
+/// each folder one argument.
+#[cfg(unix)]
+#[test]
+fn the_action_runs_rows_in_shards_and_merges_them() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("byok-flow");
+    std::fs::write(&fake, "#!/usr/bin/env bash\nprintf '<%s>\\n' \"$@\"\n").unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let action = |vars: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(repo().join("action/run.sh"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("GITHUB_OUTPUT", dir.path().join("output"))
+            .env("RUNNER_TEMP", dir.path())
+            .env("BYOK_ACTION_BIN", &fake);
+        for (name, value) in vars {
+            cmd.env(name, value);
+        }
+        cmd.output().unwrap()
+    };
+    let out = action(&[
+        ("BYOK_ACTION_WORKFLOW", "workflows/triage.yaml"),
+        ("BYOK_ACTION_EACH", "examples/tickets.jsonl"),
+        ("BYOK_ACTION_SHARD", "2/4"),
+        ("BYOK_ACTION_OUT", "triage 2"),
+    ]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    let outputs = parse_outputs(&std::fs::read_to_string(dir.path().join("output")).unwrap());
+    assert_eq!(
+        std::fs::read_to_string(&outputs["result_file"]).unwrap(),
+        "<run>\n<workflows/triage.yaml>\n<--each>\n<examples/tickets.jsonl>\n<--shard>\n<2/4>\n<--out>\n<triage 2>\n"
+    );
+    let out = action(&[
+        (
+            "BYOK_ACTION_MERGE",
+            "shards/triage-1\n  shards/triage 2  \r\n\n",
+        ),
+        ("BYOK_ACTION_OUT", "triage"),
+    ]);
+    assert!(out.status.success(), "{}", transcript(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "<merge>\n<shards/triage-1>\n<shards/triage 2>\n<--out>\n<triage>\n"
+    );
+    let out = action(&[("BYOK_ACTION_MERGE", "a\nb")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("merge: give `out`"));
 }
 
 #[test]

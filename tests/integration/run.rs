@@ -89,6 +89,8 @@ fn research_prints_only_its_output_on_stdout() {
         order,
         [
             ("started", "researcher"),
+            // The researcher searches the web (the mock's canned results).
+            ("tool", "researcher"),
             ("ok", "researcher"),
             ("started", "writer"),
             ("ok", "writer"),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use byok_flow::dag::{Dag, EdgeKind};
 use byok_flow::providers::BoxFuture;
-use byok_flow::scheduler::{self, Event, Open, Options, Runner, SkipReason, State};
+use byok_flow::scheduler::{self, Event, Open, Options, Runner, SkipReason, State, Task};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use tokio::time::Instant;
@@ -128,16 +128,25 @@ impl Runner for Fake {
     type Output = ();
     type Error = String;
     type Prepared = ();
+    type Row = ();
+    type Item = ();
 
     fn lane(&self, agent: usize) -> usize {
         self.lanes[agent]
     }
 
-    fn prepare(&self, _agent: usize, _upstream: &[(usize, Arc<()>)]) -> Result<(), String> {
+    fn prepare(
+        &self,
+        (): &(),
+        _task: Task,
+        _item: Option<&()>,
+        _upstream: &[(usize, Arc<()>)],
+    ) -> Result<(), String> {
         Ok(())
     }
 
-    fn run(self: Arc<Self>, agent: usize, (): ()) -> BoxFuture<'static, Result<(), String>> {
+    fn run(self: Arc<Self>, task: Task, (): ()) -> BoxFuture<'static, Result<(), String>> {
+        let agent = task.agent;
         {
             let mut log = self.log.lock().unwrap();
             let lane = self.lanes[agent];
@@ -160,6 +169,8 @@ impl Runner for Fake {
             }
         })
     }
+
+    fn gather(&self, _agent: usize, _items: Vec<Arc<()>>) {}
 }
 
 /// One simulated run.
@@ -194,12 +205,13 @@ fn simulate(case: &Case, options: &Options, fail: Option<usize>) -> Trace {
         let outcome = scheduler::run(
             &case.dag(),
             fake.clone(),
+            (),
             options,
             &mut Open,
             std::future::pending::<()>(),
             |event| {
-                if let Event::Started(agent) = event {
-                    started.insert(agent);
+                if let Event::Started(task) = event {
+                    started.insert(task.agent);
                 }
             },
         )
@@ -348,8 +360,8 @@ struct HoldWhileBusy {
 }
 
 impl scheduler::Gate<Fake> for HoldWhileBusy {
-    fn admit(&mut self, agent: usize, (): &(), running: usize) -> scheduler::Admission {
-        if agent == self.held && running > 0 {
+    fn admit(&mut self, task: Task, (): &(), running: usize) -> scheduler::Admission {
+        if task.agent == self.held && running > 0 {
             scheduler::Admission::Wait
         } else {
             scheduler::Admission::Start
@@ -396,20 +408,21 @@ fn each_agent_is_ready_then_prepared_then_held_or_started() {
         scheduler::run(
             &case.dag(),
             fake,
+            (),
             &options,
             &mut HoldWhileBusy { held: 2 },
             std::future::pending::<()>(),
             |event| {
                 let at = t0.elapsed().as_millis();
                 let seen = match event {
-                    Event::Ready(i) => ("ready", i),
-                    Event::Preparing(i) => ("preparing", i),
-                    Event::Held(i) => ("held", i),
-                    Event::Started(i) => ("started", i),
-                    Event::Finished(i, _) => ("finished", i),
+                    Event::Ready(t) => ("ready", t),
+                    Event::Preparing(t) => ("preparing", t),
+                    Event::Held(t) => ("held", t),
+                    Event::Started(t) => ("started", t),
+                    Event::Finished(t, _) => ("finished", t),
                     _ => return,
                 };
-                events.push((seen.0, seen.1, at));
+                events.push((seen.0, seen.1.agent, at));
             },
         )
         .await;

@@ -166,7 +166,7 @@ invalid_fixtures! {
     missing_agent_reference: "10:9", "`agents.reseacher.output` refers to agent `reseacher`, which does not exist";
     missing_input_reference: "8:40", "`inputs.topc` refers to input `topc`, which is not declared";
     json_of_text_agent: "9:37", "reads JSON, but agent `researcher` has text output";
-    agent_unknown_attribute: "8:40", "an agent has `output` and `json`, not `text`";
+    agent_unknown_attribute: "8:40", "an agent has `output`, `json` and `citations`, not `text`";
     unknown_variable: "8:40", "unknown variable `topic`";
     output_unknown_agent: "7:12", "`agents.writter.output` refers to agent `writter`";
     needs_missing_agent: "8:25", "`needs` names `reviewr`, which is not an agent";
@@ -177,6 +177,23 @@ invalid_fixtures! {
     unknown_helper: "7:7", "unknown helper `readFile`";
     partial: "6:7", "partials (`{{> …}}`) are not supported";
     decorator: "5:14", "decorators (`{{* …}}`) are not supported";
+    // map agents (`for_each`)
+    for_each_text_agent: "8:15", "`for_each` reads a list from `researcher`, whose output is text";
+    for_each_reads_text: "8:15", "`for_each: agents.planner.output` reads text";
+    for_each_without_max_items: "9:15", "a list from agent `planner` needs `max_items`";
+    for_each_unknown_input: "8:15", "`for_each` reads input `topic`, which is not declared";
+    item_outside_map_agent: "8:28", "`item` and `item_index` exist only in a map agent's templates";
+    map_output_read_as_text: "12:28", "`writer` runs once per item: it has `outputs`, a list, not one `output`";
+    max_items_without_for_each: "6:16", "`max_items` bounds the items of a map agent, and this agent has no `for_each`";
+    // server-side tools (issue 15)
+    tool_not_offered: "6:13", "`openai/gpt-4o` cannot run `web_search`";
+    tool_option_refused: "8:11", "`openai/gpt-4o-search-preview` takes no `max_uses` for `web_search`";
+    tool_unknown: "6:13", "unknown tool `web_serch`";
+    tool_unknown_option: "7:22", "unknown option `max_use` of `web_search`";
+    tool_fetch_on_gemini: "6:25", "`gemini/gemini-2.5-flash` cannot run `web_fetch`";
+    tool_fallback_refused: "5:16", "fallback `openai/gpt-4o` cannot run `web_search`, which this agent's `tools` needs";
+    tools_with_json_output: "7:5", "an agent with `tools` answers in text, so it cannot have `output: json`";
+    search_model_without_tools: "5:16", "fallback `openai/gpt-4o-mini-search-preview` searches the web on every request";
     // cycles
     self_loop: "3:3", "agent `writer`: it depends on itself";
     cycle_three: "3:3", "cycle: planner -> writer -> reviewer -> planner";

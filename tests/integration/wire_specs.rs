@@ -9,7 +9,7 @@ use crate::providers::{run, workflow};
 use crate::support::fake::{Api, FakeServer, Fault, events, whole};
 use crate::support::repo;
 
-fn validator(api: &str, root: &str) -> jsonschema::Validator {
+pub fn validator(api: &str, root: &str) -> jsonschema::Validator {
     let mut doc: Value = serde_json::from_str(
         &std::fs::read_to_string(repo().join(format!("tests/fixtures/specs/{api}.schema.json")))
             .unwrap(),
@@ -25,7 +25,7 @@ fn validator(api: &str, root: &str) -> jsonschema::Validator {
         .unwrap()
 }
 
-fn assert_valid(validator: &jsonschema::Validator, value: &Value, what: &str) {
+pub fn assert_valid(validator: &jsonschema::Validator, value: &Value, what: &str) {
     let errors: Vec<String> = validator
         .iter_errors(value)
         .map(|e| format!("{e} at {}", e.instance_path()))

@@ -153,6 +153,10 @@ impl Subscriber for Log {
                 self.push(agent, &progress::attempt_line(agent, attempt));
                 return Ok(());
             }
+            Event::AgentTool { agent, tool } => {
+                self.push(agent, &progress::tool_line(agent, *tool));
+                return Ok(());
+            }
             Event::AgentFinished { record } => self.settled(record),
             // A skipped agent never ran: one line, no group.
             Event::AgentSkipped { record } if self.groups => {
@@ -162,7 +166,12 @@ impl Subscriber for Log {
             Event::Warning { message } => {
                 command::annotation(Level::Warning, None, "byok-flow", message)
             }
-            Event::AgentSkipped { .. } | Event::RunStarted { .. } | Event::AgentProgress { .. } => {
+            Event::AgentSkipped { .. }
+            | Event::RunStarted { .. }
+            | Event::AgentProgress { .. }
+            | Event::RowsStarted { .. }
+            | Event::RowFinished { .. }
+            | Event::RowsFinished { .. } => {
                 return Ok(());
             }
         };

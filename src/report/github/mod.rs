@@ -12,6 +12,7 @@ pub mod command;
 pub mod diagnostics;
 pub mod log;
 pub mod outputs;
+pub mod rows;
 pub mod summary;
 
 use std::path::Path;
@@ -37,6 +38,19 @@ pub fn subscribers(
     }
     if let Some(path) = &github.output {
         subscribers.push(Box::new(outputs::StepOutputs::new(path)));
+    }
+    subscribers
+}
+
+/// The subscribers of a dataset run in GitHub Actions: the step summary and the
+/// outputs, where the runner asks for them.
+pub fn rows_subscribers(github: &GitHub, file: &Path) -> Vec<Box<dyn Subscriber>> {
+    let mut subscribers: Vec<Box<dyn Subscriber>> = Vec::new();
+    if let Some(path) = &github.step_summary {
+        subscribers.push(Box::new(rows::RowsSummary::new(path, github, file)));
+    }
+    if let Some(path) = &github.output {
+        subscribers.push(Box::new(rows::RowsOutputs::new(path)));
     }
     subscribers
 }

@@ -59,7 +59,7 @@ pub fn render(record: &RunRecord) -> String {
 }
 
 /// `NAME=VALUE`, or the delimiter form for a value with a line break.
-fn entry(name: &str, value: &str) -> String {
+pub(super) fn entry(name: &str, value: &str) -> String {
     if !value.contains(['\n', '\r']) {
         return format!("{name}={value}\n");
     }
@@ -68,7 +68,7 @@ fn entry(name: &str, value: &str) -> String {
 }
 
 /// Dollars as a plain number: `0.0123`, `0`.
-fn dollars(usd: f64) -> String {
+pub(super) fn dollars(usd: f64) -> String {
     let text = format!("{usd:.6}");
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }

@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use super::command::Place;
 use crate::events::{Event, Subscriber};
 use crate::record::{AgentStatus, RunRecord, RunStatus};
-use crate::report::{agent_tokens, agent_usd, approx, budget_line, cost_notes, run_usd, table};
+use crate::report::{
+    agent_tokens, agent_usd, approx, budget_line, cache_used, cost_notes, run_usd, sources_text,
+    table,
+};
 use crate::settings::GitHub;
 use crate::workflow::Checked;
 
@@ -32,9 +35,10 @@ impl StepSummary {
             .values()
             .map(|a| a.model.as_str())
             .collect();
-        let graph = checked
-            .dag
-            .to_mermaid(|i| format!("{}<br/>{}", checked.dag.name(i), models[i]));
+        let graph = checked.dag.to_mermaid(
+            |i| format!("{}<br/>{}", checked.dag.name(i), models[i]),
+            |i| checked.workflow.agents[i].for_each.is_some(),
+        );
         StepSummary {
             path: path.to_path_buf(),
             file: Place::file(file, github.workspace.as_deref()).file,
@@ -92,10 +96,24 @@ pub fn render(record: &RunRecord, file: &str, graph: &str) -> String {
     if !record.outputs.is_empty() {
         out.push_str("\n### Outputs\n");
         for (name, text) in &record.outputs {
-            let fence = "`".repeat(longest_run(text, '`').max(2) + 1);
-            out.push_str(&format!(
-                "\n<details>\n<summary><code>{name}</code></summary>\n\n{fence}text\n{}\n{fence}\n\n</details>\n",
-                text.trim_end_matches('\n')
+            out.push_str(&details(&format!("<code>{name}</code>"), text));
+        }
+    }
+    let cited: Vec<_> = record
+        .agents
+        .iter()
+        .filter(|a| !a.citations.is_empty())
+        .collect();
+    if !cited.is_empty() {
+        out.push_str("\n### Sources\n");
+        for a in cited {
+            out.push_str(&details(
+                &format!(
+                    "<code>{}</code> cites {}",
+                    a.name,
+                    crate::workflow::diagnostic::counted(a.citations.len(), "source")
+                ),
+                &sources_text(&a.citations),
             ));
         }
     }
@@ -103,12 +121,39 @@ pub fn render(record: &RunRecord, file: &str, graph: &str) -> String {
     out
 }
 
-/// The closing table as a Markdown table.
+/// A collapsible block holding `text` as code, never rendered.
+fn details(summary: &str, text: &str) -> String {
+    let fence = "`".repeat(longest_run(text, '`').max(2) + 1);
+    format!(
+        "\n<details>\n<summary>{summary}</summary>\n\n{fence}text\n{}\n{fence}\n\n</details>\n",
+        text.trim_end_matches('\n')
+    )
+}
+
+/// The closing table as a Markdown table (with cache columns when the prompt
+/// cache was used).
 fn cost_table(record: &RunRecord) -> String {
-    let mut out = String::from(
-        "| agent | model | status | tokens in | tokens out | seconds | cost |\n\
-         | --- | --- | --- | ---: | ---: | ---: | ---: |\n",
+    let cache = cache_used(record);
+    let (cache_head, cache_rule) = if cache {
+        (" cache read | cache write |", " ---: | ---: |")
+    } else {
+        ("", "")
+    };
+    let mut out = format!(
+        "| agent | model | status | tokens in | tokens out |{cache_head} seconds | cost |\n\
+         | --- | --- | --- | ---: | ---: |{cache_rule} ---: | ---: |\n",
     );
+    let cache_cells = |usage: &crate::usage::Usage, bold: bool| {
+        if !cache {
+            return String::new();
+        }
+        let b = if bold { "**" } else { "" };
+        format!(
+            " {b}{}{b} | {b}{}{b} |",
+            usage.cache_read,
+            usage.cache_writes()
+        )
+    };
     for a in &record.agents {
         let mut status = a.status.as_str().to_string();
         if a.stop_reason.as_deref() == Some("max_tokens") {
@@ -116,11 +161,12 @@ fn cost_table(record: &RunRecord) -> String {
         }
         let (tokens_in, tokens_out) = agent_tokens(a);
         out.push_str(&format!(
-            "| {} | {} | {status} | {} | {} | {:.2} | {} |\n",
+            "| {} | {} | {status} | {} | {} |{} {:.2} | {} |\n",
             a.name,
             cell(&format!("{}/{}", a.provider, a.model)),
             cell(&tokens_in),
             cell(&tokens_out),
+            cache_cells(&a.usage, false),
             a.seconds,
             cell(&agent_usd(a))
         ));
@@ -128,9 +174,10 @@ fn cost_table(record: &RunRecord) -> String {
     let mark = approx(record.counted_locally());
     let total = run_usd(record).replace(">=", "≥");
     out.push_str(&format!(
-        "| **total** | | | **{mark}{}** | **{mark}{}** | **{:.2}** | **{}** |\n",
+        "| **total** | | | **{mark}{}** | **{mark}{}** |{} **{:.2}** | **{}** |\n",
         record.usage.input,
         record.usage.output,
+        cache_cells(&record.usage, true),
         record.seconds,
         cell(&total)
     ));
@@ -138,11 +185,11 @@ fn cost_table(record: &RunRecord) -> String {
 }
 
 /// Text for a table cell: no line breaks, `|` escaped.
-fn cell(text: &str) -> String {
+pub(super) fn cell(text: &str) -> String {
     one_line(text).replace('|', "\\|")
 }
 
-fn one_line(text: &str) -> String {
+pub(super) fn one_line(text: &str) -> String {
     text.split(['\r', '\n'])
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
@@ -150,7 +197,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// The longest run of `c` in `text`, so a code fence can be longer than any inside it.
-fn longest_run(text: &str, c: char) -> usize {
+pub(super) fn longest_run(text: &str, c: char) -> usize {
     let (mut longest, mut run) = (0, 0);
     for ch in text.chars() {
         run = if ch == c { run + 1 } else { 0 };

@@ -44,6 +44,27 @@ pub fn outputs(record: &RunRecord, budget: usize) -> Markup {
     }
 }
 
+/// The sources an agent's reply cites: title, address and quoted passage, all as
+/// escaped text. An address is never made a link: it is the server's text, and a
+/// `javascript:` or look-alike address must not be one click away.
+fn sources(agent: &AgentRecord) -> Markup {
+    html! {
+        p.label { "Sources (" (agent.citations.len()) ")" }
+        ol.sources {
+            @for c in agent.citations.iter().take(200) {
+                li {
+                    (super::text::first_chars(if c.title.is_empty() { "(untitled)" } else { &c.title }, 300))
+                    br;
+                    code { (super::text::first_chars(&c.url, 2_000)) }
+                    @if !c.quoted.is_empty() {
+                        blockquote { (super::text::first_chars(&c.quoted, 1_000)) }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Every failed agent with its error, and each failed attempt.
 pub fn errors(record: &RunRecord) -> Option<Markup> {
     let failed: Vec<(usize, &AgentRecord)> = record
@@ -133,8 +154,24 @@ pub fn details(record: &RunRecord, budget: usize) -> Markup {
                     dd {
                         (a.usage.input) " in, " (a.usage.output) " out"
                         @if a.counted_locally { " (some counted by byok-flow: the provider reported none; approximate)" }
-                        @if a.usage.cache_read + a.usage.cache_write > 0 {
-                            ", " (a.usage.cache_read) " read from and " (a.usage.cache_write) " written to the provider's cache"
+                        @if a.usage.cache_read + a.usage.cache_writes() > 0 {
+                            ", " (a.usage.cache_read) " read from and " (a.usage.cache_writes()) " written to the provider's cache"
+                        }
+                    }
+                    @if let Some(saved) = a.cache_saved_usd {
+                        dt { "prompt cache" }
+                        dd {
+                            @if saved >= 0.0 { "saved " (dollars(Some(saved))) " against no caching" }
+                            @else { "cost " (dollars(Some(-saved))) " more than no caching (its writes were not read back in this run)" }
+                        }
+                    }
+                    @if a.usage.web_search + a.usage.web_fetch > 0 {
+                        dt { "tools" }
+                        dd {
+                            @if a.usage.web_search > 0 { (a.usage.web_search) " web searches" }
+                            @if a.usage.web_search > 0 && a.usage.web_fetch > 0 { ", " }
+                            @if a.usage.web_fetch > 0 { (a.usage.web_fetch) " pages fetched" }
+                            ", run by the provider"
                         }
                     }
                     @if a.bill_unknown {
@@ -190,6 +227,9 @@ pub fn details(record: &RunRecord, budget: usize) -> Markup {
                     (pre(output, budget, "output"))
                 } @else if a.status == AgentStatus::Succeeded {
                     p.note { "The reply is not in this record." }
+                }
+                @if !a.citations.is_empty() {
+                    (sources(a))
                 }
             }
         }

@@ -120,60 +120,115 @@ pub(crate) fn px(value: f64) -> f64 {
     }
 }
 
-/// The squad of a record as drawn: its agents and the edges it recorded.
+/// The squad of a record as drawn: its agents and the edges it recorded. The items
+/// of a map agent (`writer[0]`, `writer[1]`, …) are one node, drawn as a stack,
+/// named for the agent and linked to its first item's details.
 pub fn squad_of(record: &RunRecord) -> (Vec<graph::Node>, Vec<graph::Edge>) {
-    let index: std::collections::HashMap<&str, usize> = record
-        .agents
+    // Each node's records (one, or a map agent's items), by the agent's name.
+    let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+    let mut index: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, a) in record.agents.iter().enumerate() {
+        let name = match a.item {
+            Some(_) => a.name.rsplit_once('[').map_or(a.name.as_str(), |(n, _)| n),
+            None => a.name.as_str(),
+        };
+        match index.get(name) {
+            Some(&node) if a.item.is_some() => groups[node].1.push(i),
+            _ => {
+                index.insert(name, groups.len());
+                groups.push((name, vec![i]));
+            }
+        }
+    }
+    let nodes = groups
         .iter()
-        .enumerate()
-        .rev()
-        .map(|(i, a)| (a.name.as_str(), i))
-        .collect();
-    let nodes = record
-        .agents
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let status = Status::of(a);
-            let model = a
+        .map(|(name, members)| {
+            let first = &record.agents[members[0]];
+            let model = first
                 .answered_by
                 .clone()
-                .unwrap_or_else(|| format!("{}/{}", a.provider, a.model));
-            let facts = match status {
-                Status::Skipped | Status::SkippedForBudget => status.label().to_string(),
-                _ => format!("{} · {}", seconds(a.seconds), agent_dollars(a)),
-            };
-            let mut title = format!("{}: {}, {}", a.name, status.label(), model);
-            if let Some(reason) = &a.reason {
-                title.push_str(&format!("\n{}", text::first_chars(reason, 300)));
+                .unwrap_or_else(|| format!("{}/{}", first.provider, first.model));
+            if first.item.is_none() {
+                return node_of(first, model, members[0]);
             }
+            let items: Vec<&AgentRecord> = members.iter().map(|&i| &record.agents[i]).collect();
+            let status = group_status(&items);
+            let cost = items
+                .iter()
+                .try_fold(0.0, |sum, a| a.cost_usd.map(|c| sum + c));
+            let slowest = items.iter().map(|a| a.seconds).fold(0.0, f64::max);
+            let facts = format!(
+                "{} items · {} · {}",
+                items.len(),
+                seconds(slowest),
+                dollars(cost)
+            );
             graph::Node {
-                name: a.name.clone(),
+                name: (*name).to_string(),
+                title: format!("{name}: {} items, {}, {model}", items.len(), status.label()),
                 model,
                 status,
                 facts: Some(facts),
-                stack: false,
-                link: Some(anchor(i)),
-                title,
+                stack: true,
+                link: Some(anchor(members[0])),
             }
         })
         .collect();
-    let edges = record
-        .agents
+    let edges = groups
         .iter()
         .enumerate()
-        .flat_map(|(to, a)| {
+        .flat_map(|(to, (_, members))| {
             let index = &index;
-            a.depends_on.iter().filter_map(move |d| {
-                index.get(d.agent.as_str()).map(|&from| graph::Edge {
-                    from,
-                    to,
-                    kind: d.kind,
+            record.agents[members[0]]
+                .depends_on
+                .iter()
+                .filter_map(move |d| {
+                    index.get(d.agent.as_str()).map(|&from| graph::Edge {
+                        from,
+                        to,
+                        kind: d.kind,
+                    })
                 })
-            })
         })
         .collect();
     (nodes, edges)
+}
+
+/// The node of one agent's record (`i` in the record).
+fn node_of(a: &AgentRecord, model: String, i: usize) -> graph::Node {
+    let status = Status::of(a);
+    let facts = match status {
+        Status::Skipped | Status::SkippedForBudget => status.label().to_string(),
+        _ => format!("{} · {}", seconds(a.seconds), agent_dollars(a)),
+    };
+    let mut title = format!("{}: {}, {}", a.name, status.label(), model);
+    if let Some(reason) = &a.reason {
+        title.push_str(&format!("\n{}", text::first_chars(reason, 300)));
+    }
+    graph::Node {
+        name: a.name.clone(),
+        model,
+        status,
+        facts: Some(facts),
+        stack: false,
+        link: Some(anchor(i)),
+        title,
+    }
+}
+
+/// How a map agent's items ended, as one status: a failed item fails it, an
+/// interrupted one interrupts it, and all alike are that.
+fn group_status(items: &[&AgentRecord]) -> Status {
+    let statuses: Vec<Status> = items.iter().map(|a| Status::of(a)).collect();
+    for worst in [Status::Failed, Status::Cancelled, Status::SkippedForBudget] {
+        if statuses.contains(&worst) {
+            return worst;
+        }
+    }
+    match statuses.first() {
+        Some(&first) if statuses.iter().all(|&s| s == first) => first,
+        _ => Status::Succeeded,
+    }
 }
 
 /// The squad of a checked workflow, as `graph --format svg` draws it.
@@ -190,7 +245,7 @@ pub fn squad_of_workflow(
             model: agent.model.clone(),
             status: Status::Planned,
             facts: None,
-            stack: false,
+            stack: agent.for_each.is_some(),
             link: None,
             title: format!("{name}: {}", agent.model),
         })

@@ -171,6 +171,9 @@ fn total(record: &RunRecord) -> Markup {
                 (most.map_or_else(|| "no bound".to_string(), |m| dollars(Some(m)))) " at most."
             }
         }
+        @if let Some(line) = crate::report::cache_line(record) {
+            p.cache { (line) }
+        }
         svg xmlns="http://www.w3.org/2000/svg" class="budget" width=(width) height="46"
             viewBox={ "0 0 " (width) " 46" }
             font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12" {

@@ -41,6 +41,10 @@ pub enum SourceError {
         column: usize,
         message: String,
     },
+    #[error(
+        "{path} is the record of a dataset run (`run --each`), and the HTML report shows one run of the squad"
+    )]
+    Dataset { path: PathBuf },
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error("the run history has no run `{0}`")]
@@ -75,11 +79,23 @@ pub fn read_file(path: &Path) -> Result<RunRecord, SourceError> {
     file.take(MAX_RECORD_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(read)?;
-    serde_json::from_slice(&bytes).map_err(|e| SourceError::NotARecord {
-        path: path.to_path_buf(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
+    serde_json::from_slice(&bytes).map_err(|e| {
+        /// What tells a dataset run's record from one run's.
+        #[derive(serde::Deserialize)]
+        struct Kind {
+            kind: Option<String>,
+        }
+        match serde_json::from_slice::<Kind>(&bytes) {
+            Ok(Kind { kind: Some(kind) }) if kind == "dataset" => SourceError::Dataset {
+                path: path.to_path_buf(),
+            },
+            _ => SourceError::NotARecord {
+                path: path.to_path_buf(),
+                line: e.line(),
+                column: e.column(),
+                message: e.to_string(),
+            },
+        }
     })
 }
 
@@ -103,6 +119,20 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
             .map(|run| run.run_id)
             .ok_or(SourceError::Empty)?,
     };
+    let (summary, record) = store.show(&id)?.ok_or(SourceError::NoRun(id.clone()))?;
+    if let Some(rows) = summary.rows {
+        let over = rows
+            .total
+            .map_or_else(|| "its rows".to_string(), |n| format!("{n} rows"));
+        let note = format!(
+            "run {id} ran the squad over {over} (`--each`); this report shows each agent's totals over them, as the history keeps them (no replies; `--out DIR` kept every row in DIR/results.jsonl)"
+        );
+        return Ok(Found {
+            record,
+            origin: Origin::History,
+            note: Some(note),
+        });
+    }
     let note = match store.record_path(&id)? {
         Some(path) => match read_file(Path::new(&path)) {
             Ok(record) if record.run_id == id => {
@@ -122,7 +152,6 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
             "run {id} kept no record (it ran without `--out DIR`); this report shows what the history keeps (no replies)"
         ),
     };
-    let (_, record) = store.show(&id)?.ok_or(SourceError::NoRun(id))?;
     Ok(Found {
         record,
         origin: Origin::History,
@@ -149,6 +178,23 @@ mod tests {
             read_file(dir.path()),
             Err(SourceError::NotAFile { .. } | SourceError::Read { .. })
         ));
+    }
+
+    #[test]
+    fn a_dataset_runs_record_is_named_as_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.json");
+        std::fs::write(
+            &path,
+            r#"{"kind": "dataset", "run_id": "1-a", "rows": {"total": 3}, "mock": false}"#,
+        )
+        .unwrap();
+        let e = read_file(&path).unwrap_err();
+        assert!(matches!(e, SourceError::Dataset { .. }), "{e}");
+        assert!(
+            e.to_string().contains("a dataset run (`run --each`)"),
+            "{e}"
+        );
     }
 
     #[test]

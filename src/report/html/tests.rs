@@ -11,6 +11,7 @@ use crate::usage::Usage;
 /// A succeeded agent with one attempt.
 pub fn agent(name: &str, seconds: f64, cost: Option<f64>) -> AgentRecord {
     AgentRecord {
+        item: None,
         name: name.into(),
         provider: "openai".into(),
         model: "gpt-4o".into(),
@@ -46,6 +47,8 @@ pub fn agent(name: &str, seconds: f64, cost: Option<f64>) -> AgentRecord {
             max_usd: cost.map(|c| c * 3.0),
         }),
         key_failure: false,
+        citations: Vec::new(),
+        cache_saved_usd: None,
     }
 }
 
@@ -95,6 +98,7 @@ pub fn chain(names: &[&str]) -> RunRecord {
         agents,
         usage: Usage::default(),
         budget_usd: Some(0.5),
+        cache_saved_usd: None,
         estimate: Some(CostEstimate {
             expected_usd: Some(0.005),
             max_usd: Some(0.02),
@@ -205,4 +209,76 @@ fn the_glance_names_the_slowest_and_the_dearest() {
             .contains("Took the most money<span class=\"big\"><a href=\"#agent-0\">researcher</a>"),
         "{glance}"
     );
+}
+
+/// A map agent's items are one node, a stack, between what feeds it and what
+/// reads it; one failed item shows the stack as failed.
+#[test]
+fn a_map_agents_items_are_one_stack_in_the_drawing() {
+    let mut record = chain(&["planner", "writer", "editor"]);
+    let writer = record.agents.remove(1);
+    let items: Vec<AgentRecord> = (0..3)
+        .map(|i| {
+            let mut item = writer.clone();
+            item.name = format!("writer[{i}]");
+            item.item = Some(i);
+            item
+        })
+        .collect();
+    record.agents.splice(1..1, items);
+    let (nodes, edges) = squad_of(&record);
+    let names: Vec<&str> = nodes.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["planner", "writer", "editor"]);
+    assert!(nodes[1].stack && !nodes[0].stack && !nodes[2].stack);
+    assert_eq!(nodes[1].status, Status::Succeeded);
+    assert_eq!(nodes[1].link.as_deref(), Some(anchor(1).as_str()));
+    assert!(
+        nodes[1].facts.as_deref().unwrap().starts_with("3 items"),
+        "{:?}",
+        nodes[1].facts
+    );
+    let pairs: Vec<(usize, usize)> = edges.iter().map(|e| (e.from, e.to)).collect();
+    assert_eq!(pairs, [(0, 1), (1, 2)]);
+
+    record.agents[2].status = AgentStatus::Failed;
+    let (nodes, _) = squad_of(&record);
+    assert_eq!(nodes[1].status, Status::Failed);
+    let html = render(&record, Origin::Record);
+    assert!(html.contains("writer[2]"), "each item keeps its details");
+}
+
+/// Issue 15: a searching agent's sources are listed under its output as text (an
+/// address is never a link), and what prompt caching saved is in the totals.
+#[test]
+fn sources_are_text_and_cache_savings_are_shown() {
+    let mut record = research();
+    record.agents[0].citations = vec![
+        crate::tools::Citation {
+            url: "https://example.com/a".into(),
+            title: "<b>A page</b>".into(),
+            quoted: "It says \"so\".".into(),
+        },
+        crate::tools::Citation {
+            url: "javascript:alert(1)".into(),
+            title: String::new(),
+            quoted: String::new(),
+        },
+    ];
+    record.agents[0].usage.web_search = 2;
+    record.agents[1].usage.cache_read = 3_000;
+    record.agents[1].cache_saved_usd = Some(0.0081);
+    record.total_agents();
+    let html = render(&record, Origin::Record);
+    assert!(html.contains("Sources (2)"), "{html}");
+    assert!(html.contains("<code>https://example.com/a</code>"));
+    assert!(html.contains("&lt;b&gt;A page&lt;/b&gt;"));
+    assert!(!html.contains("href=\"javascript"));
+    assert!(!html.contains("href=\"https://example.com"));
+    assert!(html.contains("2 web searches"));
+    assert!(
+        html.contains(
+            "Prompt cache: 3000 tokens read, 0 written; saved $0.0081 against no caching."
+        )
+    );
+    assert!(html.contains("saved $0.0081 against no caching"));
 }

@@ -154,6 +154,95 @@ agents:
     );
 }
 
+/// A dataset run (issue 9) whose server quotes the key, in an error body and in a
+/// reply: no result line, no `results.jsonl`, `run.json`, cache entry, history,
+/// step summary or log line holds it, and the rows show the redaction.
+#[test]
+fn issue9_key_quoted_in_a_dataset_run_is_redacted() {
+    let server = FakeServer::start();
+    let p = project();
+    server.script("echo-json", [Fault::EchoKey(500), Fault::EchoKey(401)]);
+    server.script(
+        "echo-reply",
+        [Fault::Reply(format!("Your key is {CANARY}."))],
+    );
+    let yaml = format!(
+        "version: 1
+inputs:
+  n: {{required: true}}
+providers:
+  anthropic: {{base_url: \"{url}\"}}
+agents:
+  refused: {{model: anthropic/claude-sonnet-4-5, prompt: \"echo-json {{{{inputs.n}}}}\", retries: 1}}
+  quoted: {{model: anthropic/claude-sonnet-4-5, prompt: \"echo-reply {{{{inputs.n}}}}\", stream: false}}
+  after: {{model: anthropic/claude-sonnet-4-5, prompt: \"then {{{{agents.quoted.output}}}}\"}}
+",
+        url = server.url()
+    );
+    std::fs::write(p.path().join("flow.yaml"), yaml).unwrap();
+    std::fs::write(
+        p.path().join("rows.jsonl"),
+        "{\"n\": 0}\n{\"n\": 1}\n{\"n\": 2}\n",
+    )
+    .unwrap();
+    let out = p
+        .cmd(&[
+            "-vvv",
+            "run",
+            "flow.yaml",
+            "--each",
+            "rows.jsonl",
+            "--keep-going",
+            "--concurrency",
+            "1",
+            "--out",
+            "out",
+            "--cache-dir",
+            "cache",
+            "--allow-host",
+            &server.addr.to_string(),
+        ])
+        .env("BYOK_FLOW_BACKOFF_SCALE", "0")
+        .env("BYOK_FLOW_HISTORY", p.path().join("history.sqlite"))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", p.path().join("summary.md"))
+        .env("GITHUB_OUTPUT", p.path().join("outputs.txt"))
+        .env("GITHUB_WORKSPACE", p.path())
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_nothing_holds_it(&p, &out);
+    let marker = "[redacted key anthropic]";
+    let results = std::fs::read_to_string(p.path().join("out/results.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = results
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3, "{results}");
+    assert_eq!(rows[0]["status"], "failed", "{results}");
+    assert!(
+        rows[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(marker),
+        "the failed row's error shows the redaction: {results}"
+    );
+    assert!(
+        rows[0]["outputs"]["after"]
+            .as_str()
+            .unwrap()
+            .contains("Your key is [redacted key"),
+        "the quoted reply is an output, redacted: {results}"
+    );
+    let summary = std::fs::read_to_string(p.path().join("summary.md")).unwrap();
+    assert!(summary.contains(marker), "{summary}");
+    for request in server.requests() {
+        assert_clean("a request body", &request.body.to_string());
+    }
+}
+
 /// A proxy on loopback that records what it receives and answers `502`.
 struct FakeProxy {
     addr: std::net::SocketAddr,

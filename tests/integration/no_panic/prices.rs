@@ -108,8 +108,8 @@ proptest! {
         let _ = table.describe();
         let usages = [
             Usage::default(),
-            Usage { input: 1_000, output: 500, cache_read: 2_000, cache_write: 3_000 },
-            Usage { input: u64::MAX / 4, output: u64::MAX / 4, cache_read: u64::MAX / 4, cache_write: u64::MAX / 4 },
+            Usage { input: 1_000, output: 500, cache_read: 2_000, cache_write: 3_000, ..Usage::default() },
+            Usage { input: u64::MAX / 4, output: u64::MAX / 4, cache_read: u64::MAX / 4, cache_write: u64::MAX / 4, ..Usage::default() },
         ];
         for key in table.models.keys().chain(table.aliases.keys()) {
             let Some((_, entry)) = table.get(key) else { continue };

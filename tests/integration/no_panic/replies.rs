@@ -250,6 +250,8 @@ fn request(output: OutputKind, schema: Option<Json>) -> Request {
         stop: Vec::new(),
         output,
         schema,
+        tools: Vec::new(),
+        cache: None,
         stream: false,
         timeout: None,
         key: None,

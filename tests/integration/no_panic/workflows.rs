@@ -398,8 +398,12 @@ fn load_and_check_here(text: &str) -> Result<(), TestCaseError> {
     let report: FileReport = match checked {
         Ok((checked, report)) => {
             // What `graph`, `validate` (the unpriced warning) and `estimate` do next.
-            let _ = checked.dag.to_mermaid(|i| checked.dag.name(i).to_string());
-            let _ = checked.dag.to_dot(|i| checked.dag.name(i).to_string());
+            let _ = checked
+                .dag
+                .to_mermaid(|i| checked.dag.name(i).to_string(), |i| i % 2 == 0);
+            let _ = checked
+                .dag
+                .to_dot(|i| checked.dag.name(i).to_string(), |i| i % 2 == 0);
             let _ = byok_flow::cost::check::unpriced(&checked, builtin_prices());
             let inputs: IndexMap<String, String> = checked
                 .workflow

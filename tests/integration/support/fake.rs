@@ -3,6 +3,16 @@
 //! Gemini's generateContent, as JSON and as SSE, records every request, and
 //! injects faults on demand: `server.script("marker", [Fault::Status(429)...])`
 //! makes the requests whose body contains "marker" meet those faults in order.
+//!
+//! It runs the tools the APIs run on their side: a request with Anthropic's
+//! `web_search`/`web_fetch`, OpenAI's `web_search_options` or Gemini's
+//! `googleSearch` gets a reply that searched (and fetched) once, with its
+//! server-tool blocks, citations or grounding metadata, and counts the uses in its
+//! usage and its billing log. And it keeps a prompt cache as the providers do:
+//! Anthropic's prefix up to the last `cache_control` breakpoint is written the
+//! first time and read after; OpenAI's requests with the same `prompt_cache_key`
+//! read the prefix they share with the one before (from 1,024 tokens, in steps of
+//! 128).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -198,6 +208,11 @@ pub struct Bill {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// Writes to Anthropic's 1-hour cache.
+    pub cache_write_1h: u64,
+    /// Web searches and page fetches it ran.
+    pub searches: u64,
+    pub fetches: u64,
 }
 
 #[derive(Default)]
@@ -219,6 +234,12 @@ struct Shared {
     span: Mutex<(Option<Instant>, Option<Instant>)>,
     /// The only models served, and how others are refused; `None` serves any.
     models: Mutex<Option<(Vec<String>, Refusal)>>,
+    /// The prompt cache: Anthropic's prefixes seen (by model and text), and the
+    /// last prompt of each OpenAI `prompt_cache_key`.
+    prefixes: Mutex<std::collections::HashSet<String>>,
+    keyed: Mutex<std::collections::HashMap<String, String>>,
+    /// Count the input as byok-flow's estimate counts it.
+    tokenize: std::sync::atomic::AtomicBool,
 }
 
 /// The server; it stops when dropped.
@@ -307,6 +328,14 @@ impl FakeServer {
     pub fn serve_only(&self, models: &[&str], refusal: Refusal) {
         *self.shared.models.lock().unwrap() =
             Some((models.iter().map(|m| (*m).to_string()).collect(), refusal));
+    }
+
+    /// Count every request's input as byok-flow's estimate counts it (its
+    /// tokenizer's expected count of the system prompt and prompt), so a test can
+    /// compare an estimate with what a run was billed; the fake's own rough count
+    /// otherwise.
+    pub fn count_like_the_estimate(&self) {
+        self.shared.tokenize.store(true, Ordering::SeqCst);
     }
 
     /// Every reply waits this long before its first byte (on top of any fault).
@@ -500,7 +529,7 @@ fn request_of(api: Api, body: &Value) -> byok_flow::providers::Request {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            .map(|m| text_of(&m["content"]))
             .collect(),
         Api::Gemini => body["contents"]
             .as_array()
@@ -520,18 +549,149 @@ fn request_of(api: Api, body: &Value) -> byok_flow::providers::Request {
             .into_iter()
             .flatten()
             .find(|m| m["role"] == "system")
-            .and_then(|m| m["content"].as_str()),
-        Api::Anthropic => body["system"].as_str(),
+            .and_then(|m| m["content"].as_str())
+            .map(str::to_string),
+        Api::Anthropic => (!body["system"].is_null()).then(|| text_of(&body["system"])),
         Api::Gemini => body
             .pointer("/systemInstruction/parts/0/text")
-            .and_then(Value::as_str),
+            .and_then(Value::as_str)
+            .map(str::to_string),
     };
     byok_flow::providers::Request {
         model: model_of(body),
-        system: system.map(str::to_string),
+        system,
         prompt: texts.first().cloned().unwrap_or_default(),
         correction: (texts.len() >= 3).then(|| (texts[1].clone(), texts[2].clone())),
         ..byok_flow::providers::Request::default()
+    }
+}
+
+/// The text of Anthropic content: a string, or its text blocks joined.
+fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks.iter().filter_map(|b| b["text"].as_str()).collect(),
+        _ => String::new(),
+    }
+}
+
+/// The server-side tools a request asks for: (web search, web fetch).
+fn requested_tools(api: Api, body: &Value) -> (bool, bool) {
+    match api {
+        Api::Anthropic => {
+            let has = |prefix: &str| {
+                body["tools"].as_array().into_iter().flatten().any(|t| {
+                    t["type"]
+                        .as_str()
+                        .is_some_and(|kind| kind.starts_with(prefix))
+                })
+            };
+            (has("web_search_"), has("web_fetch_"))
+        }
+        Api::OpenAi => (body.get("web_search_options").is_some(), false),
+        Api::Gemini => (
+            body["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|t| t.get("googleSearch").is_some()),
+            false,
+        ),
+    }
+}
+
+/// A prompt-cache hit or write: tokens read, written for 5 minutes, for 1 hour.
+#[derive(Debug, Default, Clone, Copy)]
+struct CacheUse {
+    read: u64,
+    write: u64,
+    write_1h: u64,
+}
+
+/// Tokens of `text` as byok-flow's estimate counts them for `model`.
+fn tokens_of(model: &str, text: &str) -> u64 {
+    let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(model);
+    tokenizer.scale(tokenizer.raw(text)).tokens
+}
+
+/// What the provider's prompt cache does with this request.
+fn cache_use(api: Api, body: &Value, shared: &Shared) -> CacheUse {
+    let model = model_of(body);
+    match api {
+        Api::Anthropic => {
+            // Every block up to the last one marked `cache_control`, system first.
+            let mut blocks: Vec<&Value> = Vec::new();
+            if let Some(system) = body["system"].as_array() {
+                blocks.extend(system);
+            }
+            if let Some(content) = body
+                .pointer("/messages/0/content")
+                .and_then(Value::as_array)
+            {
+                blocks.extend(content);
+            }
+            let Some(last) = blocks
+                .iter()
+                .rposition(|b| b.get("cache_control").is_some())
+            else {
+                return CacheUse::default();
+            };
+            let prefix: String = blocks[..=last]
+                .iter()
+                .filter_map(|b| b["text"].as_str())
+                .collect();
+            let tokens = tokens_of(&model, &prefix);
+            let one_hour = blocks[last].pointer("/cache_control/ttl") == Some(&json!("1h"));
+            let fresh = shared
+                .prefixes
+                .lock()
+                .unwrap()
+                .insert(format!("{model}\u{0}{prefix}"));
+            match (fresh, one_hour) {
+                (false, _) => CacheUse {
+                    read: tokens,
+                    ..CacheUse::default()
+                },
+                (true, false) => CacheUse {
+                    write: tokens,
+                    ..CacheUse::default()
+                },
+                (true, true) => CacheUse {
+                    write_1h: tokens,
+                    ..CacheUse::default()
+                },
+            }
+        }
+        Api::OpenAi => {
+            let Some(key) = body["prompt_cache_key"].as_str() else {
+                return CacheUse::default();
+            };
+            let request = request_of(api, body);
+            let text = format!("{}\n{}", request.system.unwrap_or_default(), request.prompt);
+            let previous = shared
+                .keyed
+                .lock()
+                .unwrap()
+                .insert(format!("{model}\u{0}{key}"), text.clone())
+                .unwrap_or_default();
+            let common: String = text
+                .chars()
+                .zip(previous.chars())
+                .take_while(|(a, b)| a == b)
+                .map(|(a, _)| a)
+                .collect();
+            let tokens = tokens_of(&model, &common);
+            let read = if tokens >= 1_024 {
+                tokens / 128 * 128
+            } else {
+                0
+            };
+            CacheUse {
+                read,
+                ..CacheUse::default()
+            }
+        }
+        Api::Gemini => CacheUse::default(),
     }
 }
 
@@ -631,7 +791,7 @@ fn reply_text(api: Api, body: &Value) -> String {
             .get("messages")
             .and_then(Value::as_array)
             .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
-            .map(|m| m["content"].as_str().unwrap_or_default().to_string()),
+            .map(|m| text_of(&m["content"])),
         Api::Gemini => body
             .pointer("/contents")
             .and_then(Value::as_array)
@@ -728,15 +888,33 @@ async fn respond(
             text.push_str(" and so on");
         }
     }
-    let input = billing.input_percent.map_or_else(
-        || input_tokens(body),
-        |p| (counted_input(api, body) * p).div_ceil(100),
-    );
+    let (searches, fetches) = requested_tools(api, body);
+    let used = cache_use(api, body, shared);
+    let cached = used.read + used.write + used.write_1h;
+    let input = if shared.tokenize.load(Ordering::SeqCst) {
+        let request = request_of(api, body);
+        let tokenizer = byok_flow::cost::tokens::Tokenizer::for_model(&request.model);
+        tokenizer
+            .count_request(request.system.as_deref(), &request.prompt)
+            .tokens
+    } else {
+        billing.input_percent.map_or_else(
+            || input_tokens(body),
+            |p| (counted_input(api, body) * p).div_ceil(100),
+        )
+    }
+    .saturating_sub(cached);
     let output = match max_tokens_of(body) {
         Some(max) if billing.output_at_max => max,
         _ => (text.len() as u64).div_ceil(4),
     };
+    let cache = (cache.0 + used.read, cache.1 + used.write);
     let usage = (input, output, cache.0, cache.1);
+    let extra = Extra {
+        cache_write_1h: used.write_1h,
+        searches: u64::from(searches),
+        fetches: u64::from(fetches),
+    };
     // Billed, whatever happens to the reply on its way.
     shared.billed.lock().unwrap().push((
         model_of(body),
@@ -745,10 +923,13 @@ async fn respond(
             output,
             cache_read: cache.0,
             cache_write: cache.1,
+            cache_write_1h: extra.cache_write_1h,
+            searches: extra.searches,
+            fetches: extra.fetches,
         },
     ));
     if !stream {
-        let mut reply = whole(api, body, &text, json.as_ref(), usage);
+        let mut reply = whole_with(api, body, &text, json.as_ref(), usage, &extra);
         if billing.omit_usage {
             strip_usage(api, &mut reply, true);
         }
@@ -768,7 +949,7 @@ async fn respond(
             _ => json_response(200, &reply, &[]),
         };
     }
-    let mut events = events(api, body, &text, json.as_ref(), usage);
+    let mut events = events_with(api, body, &text, json.as_ref(), usage, &extra);
     if billing.omit_usage {
         events = events
             .into_iter()
@@ -904,13 +1085,140 @@ fn sse(api: Api, name: &str, data: &str) -> String {
     }
 }
 
+/// What a reply used beyond tokens: 1-hour cache writes, and the tools it ran.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extra {
+    pub cache_write_1h: u64,
+    pub searches: u64,
+    pub fetches: u64,
+}
+
+impl Extra {
+    fn searched(&self) -> bool {
+        self.searches > 0 || self.fetches > 0
+    }
+}
+
+/// The two pages the fake's search finds, for a query: address, title, and the
+/// passage the reply cites.
+pub fn sources(query: &str) -> Vec<(String, String, String)> {
+    (1..=2)
+        .map(|i| {
+            (
+                format!("https://example.com/fake/{i}"),
+                format!("Fake source {i}"),
+                format!("A passage of fake source {i} about {query}."),
+            )
+        })
+        .collect()
+}
+
+/// What the fake searches for: the start of the last user turn.
+fn query_of(api: Api, body: &Value) -> String {
+    reply_text(api, body)
+        .trim_start_matches("fake reply to: ")
+        .to_string()
+}
+
+/// Anthropic's content for a reply that used its server tools: a word, the
+/// search and its results (and a fetch), then the answer citing the sources.
+fn anthropic_tool_blocks(body: &Value, text: &str, extra: &Extra) -> Vec<Value> {
+    let query = query_of(Api::Anthropic, body);
+    let found = sources(&query);
+    let mut blocks =
+        vec![json!({"type": "text", "text": "Let me look that up. ", "citations": null})];
+    // A beta reply (web fetch) says who called each server tool.
+    let caller = |mut block: Value| {
+        if extra.fetches > 0 {
+            block["caller"] = json!({"type": "direct"});
+        }
+        block
+    };
+    if extra.searches > 0 {
+        blocks.push(caller(json!({"type": "server_tool_use", "id": "srvtoolu_fake1", "name": "web_search", "input": {"query": query}})));
+        let results: Vec<Value> = found
+            .iter()
+            .map(|(url, title, _)| json!({"type": "web_search_result", "url": url, "title": title, "encrypted_content": "ZmFrZQ==", "page_age": null}))
+            .collect();
+        blocks.push(json!({"type": "web_search_tool_result", "tool_use_id": "srvtoolu_fake1", "content": results}));
+    }
+    if extra.fetches > 0 {
+        blocks.push(caller(json!({"type": "server_tool_use", "id": "srvtoolu_fake2", "name": "web_fetch", "input": {"url": found[0].0}})));
+        blocks.push(
+            json!({"type": "web_fetch_tool_result", "tool_use_id": "srvtoolu_fake2", "content": {
+            "type": "web_fetch_result", "url": found[0].0, "retrieved_at": null,
+            "content": {"type": "document", "title": found[0].1, "citations": null,
+                "source": {"type": "text", "media_type": "text/plain", "data": found[0].2}}}}),
+        );
+    }
+    let citations: Vec<Value> = found
+        .iter()
+        .map(|(url, title, quoted)| json!({"type": "web_search_result_location", "url": url, "title": title, "cited_text": quoted, "encrypted_index": "ZmFrZQ=="}))
+        .collect();
+    blocks.push(json!({"type": "text", "text": text, "citations": citations}));
+    blocks
+}
+
+/// A beta message (a reply that used the beta web fetch) has these too.
+fn beta_fields(message: &mut Value, extra: &Extra) {
+    if extra.fetches > 0 {
+        message["container"] = Value::Null;
+        message["context_management"] = Value::Null;
+    }
+}
+
+/// Anthropic's `usage.server_tool_use`.
+fn server_tool_use(extra: &Extra) -> Value {
+    if !extra.searched() {
+        return Value::Null;
+    }
+    let mut usage = json!({"web_search_requests": extra.searches});
+    if extra.fetches > 0 {
+        usage["web_fetch_requests"] = json!(extra.fetches);
+    }
+    usage
+}
+
+/// OpenAI's `url_citation` annotations of a reply's text.
+fn annotations(body: &Value, text: &str) -> Vec<Value> {
+    let end = text.chars().count().min(12);
+    sources(&query_of(Api::OpenAi, body))
+        .into_iter()
+        .map(|(url, title, _)| json!({"type": "url_citation", "url_citation": {"start_index": 0, "end_index": end, "url": url, "title": title}}))
+        .collect()
+}
+
+/// Gemini's `groundingMetadata` for a reply's text.
+fn grounding(body: &Value, text: &str) -> Value {
+    let query = query_of(Api::Gemini, body);
+    let chunks: Vec<Value> = sources(&query)
+        .into_iter()
+        .map(|(url, title, _)| json!({"web": {"uri": url, "title": title}}))
+        .collect();
+    let segment: String = text.chars().take(12).collect();
+    json!({"webSearchQueries": [query], "groundingChunks": chunks,
+        "groundingSupports": [{"segment": {"startIndex": 0, "endIndex": segment.len(), "text": segment}, "groundingChunkIndices": [0, 1]}]})
+}
+
 /// A whole reply in the API's shape.
 pub fn whole(
     api: Api,
     body: &Value,
     text: &str,
     json: Option<&Value>,
+    usage: (u64, u64, u64, u64),
+) -> Value {
+    whole_with(api, body, text, json, usage, &Extra::default())
+}
+
+/// A whole reply in the API's shape, with what it used beyond tokens.
+pub fn whole_with(
+    api: Api,
+    body: &Value,
+    text: &str,
+    json: Option<&Value>,
     (input, output, cache_read, cache_write): (u64, u64, u64, u64),
+    extra: &Extra,
 ) -> Value {
     let model = body.get("model").cloned().unwrap_or(json!("gemini"));
     match api {
@@ -919,21 +1227,32 @@ pub fn whole(
                 Some(input_json) => {
                     json!([{"type": "tool_use", "id": "toolu_fake", "name": body.pointer("/tools/0/name").cloned().unwrap_or(json!("tool")), "input": input_json}])
                 }
+                None if extra.searched() => Value::Array(anthropic_tool_blocks(body, text, extra)),
                 None => json!([{"type": "text", "text": text, "citations": null}]),
             };
-            json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
+            let mut message = json!({"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
                 "stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null,
-                "usage": {"input_tokens": input, "output_tokens": output, "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read,
-                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": 0}, "server_tool_use": null, "service_tier": "standard"}})
+                "usage": {"input_tokens": input, "output_tokens": output, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read,
+                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": extra.cache_write_1h}, "server_tool_use": server_tool_use(extra), "service_tier": "standard"}});
+            beta_fields(&mut message, extra);
+            message
         }
         Api::OpenAi => {
+            let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+            if extra.searched() {
+                message["annotations"] = Value::Array(annotations(body, text));
+            }
             json!({"id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000, "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": null}, "logprobs": null, "finish_reason": "stop"}],
+            "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": input + cache_read + cache_write, "completion_tokens": output, "total_tokens": input + output + cache_read + cache_write,
                 "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write}}})
         }
         Api::Gemini => {
-            json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0}],
+            let mut candidate = json!({"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP", "index": 0});
+            if extra.searched() {
+                candidate["groundingMetadata"] = grounding(body, text);
+            }
+            json!({"candidates": [candidate],
             "usageMetadata": {"promptTokenCount": input + cache_read, "cachedContentTokenCount": cache_read, "candidatesTokenCount": output, "totalTokenCount": input + output + cache_read},
             "modelVersion": "fake"})
         }
@@ -946,7 +1265,73 @@ pub fn events(
     body: &Value,
     text: &str,
     json: Option<&Value>,
+    usage: (u64, u64, u64, u64),
+) -> Vec<String> {
+    events_with(api, body, text, json, usage, &Extra::default())
+}
+
+/// Anthropic's events for one content block: its start, its deltas, its stop.
+fn anthropic_block(index: usize, block: &Value) -> Vec<String> {
+    let api = Api::Anthropic;
+    let start = |content: Value| {
+        sse(
+            api,
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": index, "content_block": content})
+                .to_string(),
+        )
+    };
+    let delta = |delta: Value| {
+        sse(
+            api,
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": index, "delta": delta}).to_string(),
+        )
+    };
+    let mut out = Vec::new();
+    match block["type"].as_str() {
+        Some("text") => {
+            out.push(start(
+                json!({"type": "text", "text": "", "citations": null}),
+            ));
+            for citation in block["citations"].as_array().into_iter().flatten() {
+                out.push(delta(
+                    json!({"type": "citations_delta", "citation": citation}),
+                ));
+            }
+            let chars: Vec<char> = block["text"].as_str().unwrap_or_default().chars().collect();
+            for piece in chars.chunks(8) {
+                out.push(delta(
+                    json!({"type": "text_delta", "text": piece.iter().collect::<String>()}),
+                ));
+            }
+        }
+        Some("server_tool_use") => {
+            let mut empty = block.clone();
+            empty["input"] = json!({});
+            out.push(start(empty));
+            out.push(delta(
+                json!({"type": "input_json_delta", "partial_json": block["input"].to_string()}),
+            ));
+        }
+        _ => out.push(start(block.clone())),
+    }
+    out.push(sse(
+        api,
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": index}).to_string(),
+    ));
+    out
+}
+
+/// A streamed reply in the API's shape, event by event, with what it used beyond tokens.
+pub fn events_with(
+    api: Api,
+    body: &Value,
+    text: &str,
+    json: Option<&Value>,
     (input, output, cache_read, cache_write): (u64, u64, u64, u64),
+    extra: &Extra,
 ) -> Vec<String> {
     let model = body.get("model").cloned().unwrap_or(json!("gemini"));
     let pieces: Vec<String> = {
@@ -955,40 +1340,58 @@ pub fn events(
     };
     match api {
         Api::Anthropic => {
-            let mut out = vec![sse(api, "message_start", &json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read, "output_tokens": 1,
-                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": 0}, "server_tool_use": null, "service_tier": "standard"}}}).to_string())];
-            let block = if json.is_some() {
-                json!({"type": "tool_use", "id": "toolu_fake", "name": "emit_output", "input": {}})
-            } else {
-                json!({"type": "text", "text": "", "citations": null})
-            };
-            out.push(sse(
+            let mut message = json!({"id": "msg_fake", "type": "message", "role": "assistant", "content": [], "model": model, "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read, "output_tokens": 1,
+                    "cache_creation": {"ephemeral_5m_input_tokens": cache_write, "ephemeral_1h_input_tokens": extra.cache_write_1h}, "server_tool_use": null, "service_tier": "standard"}});
+            beta_fields(&mut message, extra);
+            let mut out = vec![sse(
                 api,
-                "content_block_start",
-                &json!({"type": "content_block_start", "index": 0, "content_block": block})
-                    .to_string(),
-            ));
-            out.push(sse(api, "ping", r#"{"type": "ping"}"#));
-            for piece in &pieces {
-                let delta = if json.is_some() {
-                    json!({"type": "input_json_delta", "partial_json": piece})
+                "message_start",
+                &json!({"type": "message_start", "message": message}).to_string(),
+            )];
+            if json.is_none() && extra.searched() {
+                for (index, block) in anthropic_tool_blocks(body, text, extra).iter().enumerate() {
+                    out.extend(anthropic_block(index, block));
+                }
+            } else {
+                let block = if json.is_some() {
+                    json!({"type": "tool_use", "id": "toolu_fake", "name": "emit_output", "input": {}})
                 } else {
-                    json!({"type": "text_delta", "text": piece})
+                    json!({"type": "text", "text": "", "citations": null})
                 };
                 out.push(sse(
                     api,
-                    "content_block_delta",
-                    &json!({"type": "content_block_delta", "index": 0, "delta": delta}).to_string(),
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": 0, "content_block": block})
+                        .to_string(),
+                ));
+                out.push(sse(api, "ping", r#"{"type": "ping"}"#));
+                for piece in &pieces {
+                    let delta = if json.is_some() {
+                        json!({"type": "input_json_delta", "partial_json": piece})
+                    } else {
+                        json!({"type": "text_delta", "text": piece})
+                    };
+                    out.push(sse(
+                        api,
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": 0, "delta": delta})
+                            .to_string(),
+                    ));
+                }
+                out.push(sse(
+                    api,
+                    "content_block_stop",
+                    r#"{"type": "content_block_stop", "index": 0}"#,
                 ));
             }
-            out.push(sse(
-                api,
-                "content_block_stop",
-                r#"{"type": "content_block_stop", "index": 0}"#,
-            ));
-            out.push(sse(api, "message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
-                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write, "cache_read_input_tokens": cache_read, "output_tokens": output, "server_tool_use": null}}).to_string()));
+            let mut delta = json!({"type": "message_delta", "delta": {"stop_reason": if json.is_some() { "tool_use" } else { "end_turn" }, "stop_sequence": null},
+                "usage": {"input_tokens": input, "cache_creation_input_tokens": cache_write + extra.cache_write_1h, "cache_read_input_tokens": cache_read, "output_tokens": output, "server_tool_use": server_tool_use(extra)}});
+            if extra.fetches > 0 {
+                delta["context_management"] = Value::Null;
+                delta["delta"]["container"] = Value::Null;
+            }
+            out.push(sse(api, "message_delta", &delta.to_string()));
             out.push(sse(api, "message_stop", r#"{"type": "message_stop"}"#));
             out
         }
@@ -1004,6 +1407,13 @@ pub fn events(
             out.push(": keep-alive\n\n".to_string());
             for piece in &pieces {
                 out.push(sse(api, "", &chunk(json!({"content": piece}), Value::Null)));
+            }
+            if extra.searched() {
+                out.push(sse(
+                    api,
+                    "",
+                    &chunk(json!({"annotations": annotations(body, text)}), Value::Null),
+                ));
             }
             out.push(sse(api, "", &chunk(json!({}), json!("stop"))));
             out.push(sse(api, "", &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": model, "choices": [],
@@ -1021,6 +1431,9 @@ pub fn events(
                     let mut candidate = json!({"content": {"role": "model", "parts": [{"text": piece}]}, "index": 0});
                     if last {
                         candidate["finishReason"] = json!("STOP");
+                        if extra.searched() {
+                            candidate["groundingMetadata"] = grounding(body, text);
+                        }
                     }
                     let usage = if last {
                         json!({"promptTokenCount": input + cache_read, "cachedContentTokenCount": cache_read, "candidatesTokenCount": output, "totalTokenCount": input + output + cache_read})

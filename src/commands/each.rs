@@ -1,0 +1,195 @@
+//! `byok-flow run WORKFLOW --each FILE` (and `estimate --each`): the squad once per
+//! row (SPEC §8). The work lives in `crate::dataset`; this wires the session, the
+//! outputs and the exit code.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::cost::estimate::{Counting, Estimator};
+use crate::dataset::estimate::RowsEstimate;
+use crate::dataset::{self, Dataset, FileError, RowInputs, Source};
+use crate::error::{Error, Exit, Result};
+use crate::events::Bus;
+use crate::record::RunStatus;
+use crate::report::github;
+use crate::report::rows::{self, progress, table};
+use crate::runner;
+use crate::session::Session;
+use crate::settings::Global;
+
+use super::run::Args;
+
+/// Runs the squad of `session` once per row of `each`.
+pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Result<Exit> {
+    if let Some(report) = &args.report {
+        return Err(Error::usage(format!(
+            "`--report {}`: the HTML report shows one run of the squad, and `--each` runs it once per row",
+            report.display()
+        ))
+        .hint("drop `--report`; `--out DIR` keeps every row's results (DIR/results.jsonl) and the totals per agent (DIR/run.json)"));
+    }
+    let source = Source::new(each).map_err(refused)?;
+    let inputs = RowInputs::new(
+        &session.checked.workflow.inputs,
+        session.settings.inputs.clone(),
+    );
+    let dataset = Dataset::open(source, args.shard, inputs).map_err(refused)?;
+    // The budget refuses a run whose rows are expected to cost more than it (a
+    // file's rows: stdin's are read only once, as they come).
+    let budgeted = session.budget().is_some() && dataset.source.path.is_some();
+    if args.dry_run || budgeted {
+        let estimate = estimate_rows(session, &dataset)?;
+        // What bounds each agent's cost, and its tools' uses, are the workflow's,
+        // whatever the row.
+        let agents = crate::cost::estimate::upper_estimate(
+            &session.checked,
+            &session.settings.inputs,
+            &session.pricing(),
+            session.max_usd(),
+        )
+        .agents;
+        let refusal = session
+            .max_usd()
+            .and_then(|max| super::run::refuse(&agents, &estimate.total, max));
+        if args.dry_run {
+            print(&estimate, &dataset, args.json)?;
+            return refusal.map_or(Ok(Exit::Success), Err);
+        }
+        if let Some(refusal) = refusal {
+            if !global.quiet {
+                eprint!(
+                    "{}",
+                    rows::estimate::render(&estimate, &dataset.source.name())
+                );
+            }
+            return Err(refusal);
+        }
+    }
+    let runtime = Session::runtime()?;
+    // Every key the squad uses is checked before the first row starts.
+    let keys = super::run::keys_or_exit(session, &runtime, &[], global)?;
+    let bus = Bus::default();
+    subscribe(&bus, args, global)?;
+    let workflow = runner::workflow_name(&session.checked, &session.settings.file);
+    // Its run.json is a dataset's: no record path, which `report RUN_ID` reads as
+    // one run's.
+    if let Some(recorder) = session.recorder(&workflow, None) {
+        bus.subscribe(Box::new(recorder));
+    }
+    let (runner, limits) = session.runner(keys, &bus)?;
+    let mut gate = runner.gate();
+    let (record, fatal) = runtime.block_on(async {
+        let cancel = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        dataset::execute(
+            &dataset,
+            runner,
+            limits,
+            dataset::window(session.settings.concurrency),
+            &session.settings,
+            gate.as_mut(),
+            &bus,
+            cancel,
+        )
+        .await
+    });
+    if let Some(e) = bus.finish() {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(Error::new(
+                Exit::AgentFailed,
+                format!("cannot write the results: {e}"),
+            ));
+        }
+    }
+    if let Some(e) = fatal {
+        return Err(refused(e));
+    }
+    if record.rows.total == 0 && dataset.source.path.is_none() {
+        return Err(Error::usage("no rows came on stdin").hint(
+            "`--each -` reads JSON Lines from stdin: pipe one JSON object a line into byok-flow",
+        ));
+    }
+    Ok(match record.status {
+        RunStatus::Succeeded => Exit::Success,
+        // A key that could not be read or sent says more than "an agent failed".
+        RunStatus::Failed if record.key_failure => Exit::Keys,
+        RunStatus::Failed => Exit::AgentFailed,
+        RunStatus::Interrupted => Exit::Interrupted,
+        RunStatus::BudgetReached => Exit::Budget,
+    })
+}
+
+/// Every row of `dataset` estimated, what the cache holds left out.
+fn estimate_rows(session: &Session, dataset: &Dataset) -> Result<RowsEstimate> {
+    let estimator = Estimator::new(
+        &session.checked,
+        &session.pricing(),
+        session.max_usd(),
+        Counting::Exact,
+    );
+    let cached = match &session.settings.cache {
+        Some(_) => runner::prepare_offline(session.checked.clone(), &session.settings).ok(),
+        None => None,
+    };
+    let names: Vec<(String, String)> = session
+        .checked
+        .workflow
+        .agents
+        .iter()
+        .map(|(n, a)| (n.clone(), a.model.clone()))
+        .collect();
+    dataset::estimate::estimate(dataset, &estimator, cached.as_ref(), &names).map_err(refused)
+}
+
+/// The estimate on stdout: a table, or JSON with `--json`.
+fn print(estimate: &RowsEstimate, dataset: &Dataset, json: bool) -> Result<()> {
+    let text = if json {
+        let mut text = serde_json::to_string_pretty(estimate).map_err(|e| {
+            Error::new(Exit::AgentFailed, format!("cannot write the estimate: {e}"))
+        })?;
+        text.push('\n');
+        text
+    } else {
+        rows::estimate::render(estimate, &dataset.source.name())
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(Error::new(
+            Exit::AgentFailed,
+            format!("cannot write the estimate: {e}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The outputs of a dataset run.
+fn subscribe(bus: &Bus, args: &Args, global: Global) -> Result<()> {
+    if let Some(github) = global.github {
+        for subscriber in github::rows_subscribers(github, &args.file) {
+            bus.subscribe(subscriber);
+        }
+    }
+    if !global.quiet {
+        if global.terminal && global.github.is_none() {
+            bus.subscribe(Box::new(progress::Live::default()));
+        } else {
+            bus.subscribe(Box::new(progress::Plain::default()));
+        }
+        bus.subscribe(Box::new(table::ClosingTable));
+    }
+    if let Some(dir) = &args.out {
+        let out = rows::OutDir::new(dir)
+            .map_err(|e| Error::usage(format!("cannot write to `{}`: {e}", dir.display())))?;
+        bus.subscribe(Box::new(out));
+    }
+    bus.subscribe(Box::new(rows::Results { json: args.json }));
+    Ok(())
+}
+
+/// A rows file refused before any call (exit 2).
+fn refused(e: FileError) -> Error {
+    Error::usage(e.message).hint(e.hint)
+}
