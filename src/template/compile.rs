@@ -41,6 +41,11 @@ pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
     Ok(whole)
 }
 
+/// `TemplateMapping` cannot be built outside Handlebars: the parser's mapping
+/// of one character of text, to be moved.
+static FIRST: LazyLock<Option<TemplateMapping>> =
+    LazyLock::new(|| Template::compile("x").ok()?.mapping.into_iter().next());
+
 /// Adds plain text starting on 0-based `line`, joined to raw text just before
 /// it; false if it could not (then the parser must make it).
 fn push_raw(template: &mut Template, text: &str, line: usize) -> bool {
@@ -51,16 +56,14 @@ fn push_raw(template: &mut Template, text: &str, line: usize) -> bool {
         last.push_str(text);
         return true;
     }
-    // `TemplateMapping` cannot be built outside Handlebars: take the parser's
-    // mapping of one character of text, and move it.
-    static FIRST: LazyLock<Option<TemplateMapping>> =
-        LazyLock::new(|| Template::compile("x").ok()?.mapping.into_iter().next());
     let Some(mut mapping) = FIRST.clone() else {
         return false;
     };
     mapping.0 = line + 1;
     mapping.1 = 1;
-    template.elements.push(TemplateElement::RawString(text.to_string()));
+    template
+        .elements
+        .push(TemplateElement::RawString(text.to_string()));
     template.mapping.push(mapping);
     true
 }
@@ -177,9 +180,28 @@ mod tests {
     }
 
     const PARTS: &[&str] = &[
-        "text", " ", "  ", "\t", "\n", "\n", "\n", "\r\n", "{{a}}", "{{~a}}", "{{a~}}",
-        "{{~a~}}", "{{#if a}}", "{{/if}}", "{{else}}", "{{#each a}}", "{{/each}}", "{{! c }}",
-        "\\{{a}}", "}}", "{", "é",
+        "text",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\n",
+        "\n",
+        "\r\n",
+        "{{a}}",
+        "{{~a}}",
+        "{{a~}}",
+        "{{~a~}}",
+        "{{#if a}}",
+        "{{/if}}",
+        "{{else}}",
+        "{{#each a}}",
+        "{{/each}}",
+        "{{! c }}",
+        "\\{{a}}",
+        "}}",
+        "{",
+        "é",
     ];
 
     proptest::proptest! {

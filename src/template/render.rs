@@ -79,8 +79,9 @@ impl Default for Renderer {
         registry.register_escape_fn(handlebars::no_escape);
         registry.register_helper(STEP_HELPER, Box::new(Step));
         let step = Template::compile(&format!("{{{{{STEP_HELPER}}}}}"))
-            .map(|mut t| t.elements.remove(0))
-            .unwrap_or(TemplateElement::RawString(String::new()));
+            .map_or(TemplateElement::RawString(String::new()), |mut t| {
+                t.elements.remove(0)
+            });
         Renderer {
             registry,
             texts: HashMap::new(),
@@ -93,7 +94,8 @@ impl Renderer {
     /// Keeps a template under a name, once its nesting is within the limits.
     pub fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
         let cuts = scan::scan(text).map_err(|p| p.message)?;
-        self.texts.insert(name.to_string(), (text.to_string(), cuts));
+        self.texts
+            .insert(name.to_string(), (text.to_string(), cuts));
         Ok(())
     }
 
@@ -123,12 +125,11 @@ impl Renderer {
         match rendered {
             Ok(()) => Ok(String::from_utf8(out.bytes)
                 .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
-            Err(e) => Err(self.failure(text, context, &e, out.over, steps_left == 0)),
+            Err(e) => Err(Self::failure(text, context, &e, out.over, steps_left == 0)),
         }
     }
 
     fn failure(
-        &self,
         text: &str,
         context: &Json,
         e: &RenderError,

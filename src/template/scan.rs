@@ -68,10 +68,8 @@ pub fn scan(text: &str) -> Result<Vec<usize>, TemplateProblem> {
                     }
                 }
             }
-            b if trimming && !b.is_ascii_whitespace() => {
-                trimming = false;
-                continue;
-            }
+            // Not white space: read again with the trimming over.
+            b if trimming && !b.is_ascii_whitespace() => trimming = false,
             b'\\' if bytes[i..].starts_with(b"\\{{") => {
                 // `\{{` is text; `\\{{` is a backslash, then a tag.
                 let escaped = i == 0 || bytes[i - 1] != b'\\';
