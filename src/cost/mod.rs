@@ -10,6 +10,7 @@
 //! integer arithmetic and a ceiling check cannot be fooled by rounding.
 
 pub mod bill;
+mod bpe;
 pub mod budget;
 pub mod call;
 pub mod check;

@@ -10,13 +10,14 @@
 //! a second, larger factor as the upper bound the budget reserves. The factors and
 //! where they come from are in [`CLAUDE`], [`CLAUDE_NEW`], [`OTHER`] and the README ("How input tokens are counted").
 //!
-//! A BPE is loaded (about 0.1 s of CPU and 23 MB for `o200k_base`) only when a
-//! count is made. A run needs none: [`Tokenizer::bound_request`] bounds a
+//! A BPE is loaded (about 30 ms of CPU and 10 MB for `o200k_base`, see
+//! [`super::bpe`]) only when a count is made. A run needs none: [`Tokenizer::bound_request`] bounds a
 //! request's tokens by its UTF-8 bytes, since every token of a byte-level BPE (and
 //! of a `SentencePiece` vocabulary with byte fallback) holds at least one byte.
 
 use serde::Serialize;
-use tiktoken::CoreBpe;
+
+use super::bpe::{Bpe, Vocabulary};
 
 /// A tiktoken encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -41,12 +42,11 @@ impl Encoding {
 
     /// The BPE, built on first use. `o200k_harmony` differs from `o200k_base` only
     /// in its special tokens, so ordinary text is counted with `o200k_base`'s.
-    fn bpe(self) -> &'static CoreBpe {
-        let name = match self {
-            Encoding::O200kBase | Encoding::O200kHarmony => "o200k_base",
-            Encoding::Cl100kBase => "cl100k_base",
-        };
-        tiktoken::get_encoding(name).expect("the crate is built with both vocabularies")
+    fn bpe(self) -> &'static Bpe {
+        match self {
+            Encoding::O200kBase | Encoding::O200kHarmony => Vocabulary::O200kBase.get(),
+            Encoding::Cl100kBase => Vocabulary::Cl100kBase.get(),
+        }
     }
 
     /// Tokens of `text` as ordinary text: `<|endoftext|>` in a prompt is sent, and
