@@ -6,12 +6,14 @@
 //! each piece is compiled, its line numbers moved to where it sits in the whole,
 //! and the pieces' elements are joined into one template.
 
-use handlebars::template::TemplateElement;
+use std::sync::LazyLock;
+
+use handlebars::template::{TemplateElement, TemplateMapping};
 use handlebars::{Template, TemplateError};
 
 /// `text` compiled, piece by piece at `cuts` (byte offsets, ascending).
 pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
-    if cuts.is_empty() {
+    if cuts.is_empty() && text.contains("{{") {
         return Template::compile(text);
     }
     let mut whole = Template::default();
@@ -19,6 +21,12 @@ pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
     let mut line = 0;
     for end in cuts.iter().copied().chain(std::iter::once(text.len())) {
         let piece = &text[start..end];
+        if !piece.contains("{{") && push_raw(&mut whole, piece, line) {
+            // Plain text is one raw string: no need to parse it.
+            line += piece.bytes().filter(|&b| b == b'\n').count();
+            start = end;
+            continue;
+        }
         let Ok(mut compiled) = Template::compile(piece) else {
             // A cut in a wrong place (or a piece with a mistake): the whole
             // template, compiled at once, is right, or says where it is wrong.
@@ -31,6 +39,33 @@ pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
         start = end;
     }
     Ok(whole)
+}
+
+/// `TemplateMapping` cannot be built outside Handlebars: the parser's mapping
+/// of one character of text, to be moved.
+static FIRST: LazyLock<Option<TemplateMapping>> =
+    LazyLock::new(|| Template::compile("x").ok()?.mapping.into_iter().next());
+
+/// Adds plain text starting on 0-based `line`, joined to raw text just before
+/// it; false if it could not (then the parser must make it).
+fn push_raw(template: &mut Template, text: &str, line: usize) -> bool {
+    if text.is_empty() {
+        return true;
+    }
+    if let Some(TemplateElement::RawString(last)) = template.elements.last_mut() {
+        last.push_str(text);
+        return true;
+    }
+    let Some(mut mapping) = FIRST.clone() else {
+        return false;
+    };
+    mapping.0 = line + 1;
+    mapping.1 = 1;
+    template
+        .elements
+        .push(TemplateElement::RawString(text.to_string()));
+    template.mapping.push(mapping);
+    true
 }
 
 /// Moves every element's line `by` lines down (pieces start at a line's start,
@@ -56,6 +91,32 @@ mod tests {
     use super::*;
     use crate::template::scan;
 
+    /// The elements, raw text joined: raw text may be split into more elements;
+    /// what they render is the same.
+    fn flat(t: &Template) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for e in &t.elements {
+            match (e, out.last_mut()) {
+                (TemplateElement::RawString(s), Some(last)) if last.starts_with("raw:") => {
+                    last.push_str(s);
+                }
+                (TemplateElement::RawString(s), _) => out.push(format!("raw:{s}")),
+                (other, _) => out.push(format!("{other:?}")),
+            }
+        }
+        out
+    }
+
+    /// Where each element that is not raw text is.
+    fn lines(t: &Template) -> Vec<(usize, usize)> {
+        t.elements
+            .iter()
+            .zip(&t.mapping)
+            .filter(|(e, _)| !matches!(e, TemplateElement::RawString(_)))
+            .map(|(_, m)| (m.0, m.1))
+            .collect()
+    }
+
     /// The pieces join into exactly what one compile makes.
     #[test]
     fn pieces_compile_to_the_whole() {
@@ -79,30 +140,85 @@ mod tests {
         assert!(cuts.len() > 3, "{}", cuts.len());
         let pieces = compile(&text, &cuts).unwrap();
         let whole = Template::compile(&text).unwrap();
-        // Raw text may be split into more elements; what they render is the same.
-        let flat = |t: &Template| -> Vec<String> {
-            let mut out: Vec<String> = Vec::new();
-            for e in &t.elements {
-                match (e, out.last_mut()) {
-                    (TemplateElement::RawString(s), Some(last)) if last.starts_with("raw:") => {
-                        last.push_str(s);
-                    }
-                    (TemplateElement::RawString(s), _) => out.push(format!("raw:{s}")),
-                    (other, _) => out.push(format!("{other:?}")),
-                }
-            }
-            out
-        };
         assert_eq!(flat(&pieces), flat(&whole));
-        let lines = |t: &Template| {
-            t.elements
-                .iter()
-                .zip(&t.mapping)
-                .filter(|(e, _)| !matches!(e, TemplateElement::RawString(_)))
-                .map(|(_, m)| (m.0, m.1))
-                .collect::<Vec<_>>()
-        };
         assert_eq!(lines(&pieces), lines(&whole));
+    }
+
+    /// Plain text skips the parser and comes out as the parser makes it.
+    #[test]
+    fn plain_text_is_what_the_parser_makes() {
+        for text in [
+            "",
+            "plain",
+            "two\nlines\n",
+            "  indented\r\n\ttabs } and }} and { braces\n",
+            "a backslash \\ and \\{ alone",
+            "unicode é 😀\n",
+        ] {
+            let ours = compile(text, &[]).unwrap();
+            let theirs = Template::compile(text).unwrap();
+            assert_eq!(ours.elements, theirs.elements, "{text:?}");
+            assert_eq!(ours.mapping, theirs.mapping, "{text:?}");
+        }
+    }
+
+    /// Plain lines between lines with tags are cut out and joined back.
+    #[test]
+    fn plain_lines_between_tags_compile_to_the_whole() {
+        let text = "As the writer, study {{inputs.topic}}.\nKeep it plain.\nNo tags.\n\
+                    Notes:\n{{agents.a.output}}\n  {{#each agents.b.json.claims}}- {{this}}\n  {{/each}}\n\
+                    End.\n{{x~}}\n   after a trimming tag\n\n{{y}}\n";
+        let cuts = scan::scan(text).unwrap();
+        assert!(cuts.len() >= 3, "{cuts:?}");
+        let pieces = compile(text, &cuts).unwrap();
+        let whole = Template::compile(text).unwrap();
+        assert_eq!(
+            format!("{:?}", pieces.elements),
+            format!("{:?}", whole.elements)
+        );
+        assert_eq!(pieces.mapping, whole.mapping);
+    }
+
+    const PARTS: &[&str] = &[
+        "text",
+        " ",
+        "  ",
+        "\t",
+        "\n",
+        "\n",
+        "\n",
+        "\r\n",
+        "{{a}}",
+        "{{~a}}",
+        "{{a~}}",
+        "{{~a~}}",
+        "{{#if a}}",
+        "{{/if}}",
+        "{{else}}",
+        "{{#each a}}",
+        "{{/each}}",
+        "{{! c }}",
+        "\\{{a}}",
+        "}}",
+        "{",
+        "é",
+    ];
+
+    proptest::proptest! {
+        /// Whatever the text, the pieces compile to what one compile makes.
+        #[test]
+        fn pieces_are_the_whole(parts in proptest::collection::vec(proptest::sample::select(PARTS), 0..80)) {
+            let text = parts.concat();
+            let Ok(cuts) = scan::scan(&text) else { return Ok(()) };
+            match (compile(&text, &cuts), Template::compile(&text)) {
+                (Ok(ours), Ok(theirs)) => {
+                    proptest::prop_assert_eq!(flat(&ours), flat(&theirs), "{:?} cut at {:?}", text, cuts);
+                    proptest::prop_assert_eq!(lines(&ours), lines(&theirs), "{:?}", text);
+                }
+                (Err(_), Err(_)) => {}
+                (ours, theirs) => proptest::prop_assert!(false, "{:?}: {:?} against {:?}", text, ours.is_ok(), theirs.is_ok()),
+            }
+        }
     }
 
     #[test]

@@ -41,21 +41,35 @@ pub fn scan(text: &str) -> Result<Vec<usize>, TemplateProblem> {
     let mut last_cut = 0;
     // Tags since the last cut: a piece of plain text costs little, whatever its length.
     let mut tags = 0;
+    // Whether the last tag trims the white space after it (`~}}`) and only white
+    // space has followed: that trimming reaches across a line break.
+    let mut trimming = false;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'\n' => {
                 i += 1;
-                if open.is_empty()
-                    && i - last_cut >= PIECE_BYTES
-                    && tags > 0
-                    && cuttable(&text[i..])
-                {
-                    cuts.push(i);
-                    last_cut = i;
-                    tags = 0;
+                if open.is_empty() && !trimming && cuttable(&text[i..]) {
+                    // Cut where plain lines meet lines with tags (plain text needs
+                    // no parsing), and within long runs of lines with tags.
+                    let next_has_tags = text[i..]
+                        .split_inclusive('\n')
+                        .next()
+                        .is_some_and(|line| line.contains("{{"));
+                    let cut = if tags > 0 {
+                        i - last_cut >= PIECE_BYTES || !next_has_tags
+                    } else {
+                        next_has_tags && i > last_cut
+                    };
+                    if cut {
+                        cuts.push(i);
+                        last_cut = i;
+                        tags = 0;
+                    }
                 }
             }
+            // Not white space: read again with the trimming over.
+            b if trimming && !b.is_ascii_whitespace() => trimming = false,
             b'\\' if bytes[i..].starts_with(b"\\{{") => {
                 // `\{{` is text; `\\{{` is a backslash, then a tag.
                 let escaped = i == 0 || bytes[i - 1] != b'\\';
@@ -97,6 +111,7 @@ pub fn scan(text: &str) -> Result<Vec<usize>, TemplateProblem> {
                 }
                 i = tag.end;
                 tags += 1;
+                trimming = text[..i].ends_with("~}}") || text[..i].ends_with("~}}}");
             }
             _ => i += 1,
         }

@@ -18,7 +18,7 @@ use crate::read::{self, ReadError};
 use crate::suggest;
 
 /// The largest workflow file accepted.
-pub const MAX_FILE_BYTES: usize = 16 * 1024 * 1024;
+pub const MAX_FILE_BYTES: usize = 256 * 1024 * 1024;
 
 /// A workflow that parsed and passed the structural checks.
 #[derive(Debug, Clone)]
