@@ -12,6 +12,7 @@ use crate::error::{Error, Exit, Result};
 use crate::events::Bus;
 use crate::record::RunStatus;
 use crate::report::github;
+use crate::report::html;
 use crate::report::rows::{self, progress, table};
 use crate::runner;
 use crate::session::Session;
@@ -21,13 +22,6 @@ use super::run::Args;
 
 /// Runs the squad of `session` once per row of `each`.
 pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Result<Exit> {
-    if let Some(report) = &args.report {
-        return Err(Error::usage(format!(
-            "`--report {}`: the HTML report shows one run of the squad, and `--each` runs it once per row",
-            report.display()
-        ))
-        .hint("drop `--report`; `--out DIR` keeps every row's results (DIR/results.jsonl) and the totals per agent (DIR/run.json)"));
-    }
     let source = Source::new(each).map_err(refused)?;
     let inputs = RowInputs::new(
         &session.checked.workflow.inputs,
@@ -71,9 +65,9 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     let bus = Bus::default();
     subscribe(&bus, args, global)?;
     let workflow = runner::workflow_name(&session.checked, &session.settings.file);
-    // Its run.json is a dataset's: no record path, which `report RUN_ID` reads as
-    // one run's.
-    if let Some(recorder) = session.recorder(&workflow, None) {
+    // `report RUN_ID` reads DIR/run.json and DIR/results.jsonl back.
+    let record = args.out.as_ref().map(|dir| dir.join("run.json"));
+    if let Some(recorder) = session.recorder(&workflow, record.as_deref()) {
         bus.subscribe(Box::new(recorder));
     }
     let (runner, limits) = session.runner(keys, &bus, None)?;
@@ -179,6 +173,20 @@ fn subscribe(bus: &Bus, args: &Args, global: Global) -> Result<()> {
             bus.subscribe(Box::new(progress::Plain::default()));
         }
         bus.subscribe(Box::new(table::ClosingTable));
+    }
+    if let Some(file) = &args.report {
+        super::run::report_folder(file)?;
+        let name = match &args.out {
+            Some(dir) => dir.join("results.jsonl").display().to_string(),
+            None => "the results (`--out DIR` keeps them in DIR/results.jsonl)".to_string(),
+        };
+        let report = html::rows::RowsReportFile::new(file.clone(), name).map_err(|e| {
+            Error::usage(format!(
+                "`--report {}`: cannot write in its folder: {e}",
+                file.display()
+            ))
+        })?;
+        bus.subscribe(Box::new(report));
     }
     if let Some(dir) = &args.out {
         let out = rows::OutDir::new(dir)

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Exit, Result};
 use crate::history::{self, Store};
+use crate::dataset::record::DatasetRecord;
+use crate::report::html::source::Record;
 use crate::report::html::{self, Origin, source};
 use crate::report::output::write_atomic;
 use crate::settings::Global;
@@ -31,15 +33,9 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let found = match args.run.as_deref() {
         Some(given) if is_file_argument(given) => source::Found {
             record: source::read_file(Path::new(given)).map_err(|e| {
-                let hint = match e {
-                    source::SourceError::Dataset { .. } => {
-                        "`byok-flow runs show RUN_ID` gives each agent's totals over the rows (`byok-flow report RUN_ID` draws them); DIR/results.jsonl has every row"
-                    }
-                    _ => {
-                        "pass the run.json that `byok-flow run --out DIR` wrote (or `run --json` printed), or a run id from `byok-flow runs list`"
-                    }
-                };
-                Error::usage(e.to_string()).hint(hint)
+                Error::usage(e.to_string()).hint(
+                    "pass the run.json that `byok-flow run --out DIR` wrote (or `run --json` printed), or a run id from `byok-flow runs list`",
+                )
             })?,
             origin: Origin::Record,
             note: None,
@@ -51,7 +47,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             eprintln!("note: {note}");
         }
     }
-    let page = html::render(&found.record, found.origin);
+    let page = match &found.record {
+        Record::Run(record) => html::render(record, found.origin),
+        Record::Dataset { record, results } => dataset_page(record, results),
+    };
     let Some(path) = &args.output else {
         let mut out = std::io::stdout().lock();
         return match out.write_all(page.as_bytes()).and_then(|()| out.flush()) {
@@ -74,10 +73,31 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             "wrote {} ({} KB): the report of run {}",
             path.display(),
             page.len().div_ceil(1024),
-            found.record.run_id
+            found.record.run_id()
         );
     }
     Ok(Exit::Success)
+}
+
+/// The page of a dataset run, its rows read from `results` (the `results.jsonl`
+/// beside its `run.json`), when that holds this run's rows.
+fn dataset_page(record: &DatasetRecord, results: &Path) -> String {
+    let name = results.display().to_string();
+    // A regular file only: a FIFO or a device would block or never end.
+    let opened = std::fs::File::open(results).and_then(|file| {
+        if file.metadata()?.is_file() {
+            Ok(file)
+        } else {
+            Err(std::io::Error::other("not a regular file"))
+        }
+    });
+    match opened {
+        Ok(file) => {
+            let results = html::rows::Results { file: &file, name: &name };
+            html::rows::render(record, Some(&results), None)
+        }
+        Err(e) => html::rows::render(record, None, Some(&format!("cannot read {name}: {e}"))),
+    }
 }
 
 /// A path to a file rather than a run id: it exists, or it looks like a path.

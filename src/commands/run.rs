@@ -357,6 +357,12 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
 /// The subscriber writing `--report FILE`, its folder made now so that a path
 /// that cannot be written fails before any spend.
 fn report_file(file: &Path) -> Result<html::ReportFile> {
+    report_folder(file)?;
+    Ok(html::ReportFile::new(file.to_path_buf()))
+}
+
+/// Makes the folder of `--report FILE`, and refuses a FILE that is a folder.
+pub(super) fn report_folder(file: &Path) -> Result<()> {
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             Error::usage(format!(
@@ -371,7 +377,7 @@ fn report_file(file: &Path) -> Result<html::ReportFile> {
                 .hint("name the HTML file to write, like `--report report.html`"),
         );
     }
-    Ok(html::ReportFile::new(file.to_path_buf()))
+    Ok(())
 }
 
 /// The session's options, from the command line.

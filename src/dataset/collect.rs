@@ -52,6 +52,8 @@ struct Open {
     error: Option<(String, String)>,
     /// An agent was skipped for the budget.
     budget: bool,
+    /// Seconds spent in the row's calls, summed.
+    seconds: f64,
 }
 
 /// Collects a dataset run's results.
@@ -153,6 +155,7 @@ impl Collector {
     /// A call that settled, and what it cost.
     fn settled(&mut self, task: Task, bill: &Bill, seconds: f64) {
         self.bill(task, bill);
+        self.open.entry(task.row).or_default().seconds += seconds;
         let agent = &mut self.agents[task.agent];
         agent.calls += 1;
         agent.seconds += seconds;
@@ -204,6 +207,7 @@ impl Collector {
                 status: RowStatus::Failed,
                 outputs: indexmap::IndexMap::new(),
                 cost_usd: Some(0.0),
+                seconds: 0.0,
                 error: Some(error),
             }
         };
@@ -278,6 +282,7 @@ impl Collector {
             status: ended,
             outputs,
             cost_usd: open.cost.map(Usd::micro_dollars),
+            seconds: open.seconds,
             error,
         }
     }
@@ -290,6 +295,7 @@ impl Default for Open {
             cost: Some(Usd::ZERO),
             error: None,
             budget: false,
+            seconds: 0.0,
         }
     }
 }

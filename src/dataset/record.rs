@@ -61,8 +61,8 @@ impl RowError {
     }
 }
 
-/// One row's result: `{"row": N, "status", "outputs", "cost_usd"}`, and `"error"`
-/// when it failed.
+/// One row's result: `{"row": N, "status", "outputs", "cost_usd", "seconds"}`, and
+/// `"error"` when it failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RowResult {
     /// The row's 0-based index in its file (what `--shard` divides).
@@ -74,6 +74,10 @@ pub struct RowResult {
     /// What the row's calls cost; `null` when one was to an unpriced model (a call
     /// cut off after it was sent counts what arrived).
     pub cost_usd: Option<f64>,
+    /// Seconds spent in the row's calls, summed (calls overlap, so it may be more
+    /// than the row took; a cached answer takes none).
+    #[serde(default)]
+    pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RowError>,
 }
@@ -82,7 +86,7 @@ impl RowResult {
     /// The result as one line of JSON, newline included.
     pub fn line(&self) -> String {
         let mut line = serde_json::to_string(self).unwrap_or_else(|e| {
-            format!("{{\"row\": {}, \"status\": \"failed\", \"outputs\": {{}}, \"cost_usd\": null, \"error\": {{\"line\": 0, \"message\": \"the result cannot be written: {e}\"}}}}", self.row)
+            format!("{{\"row\": {}, \"status\": \"failed\", \"outputs\": {{}}, \"cost_usd\": null, \"seconds\": 0, \"error\": {{\"line\": 0, \"message\": \"the result cannot be written: {e}\"}}}}", self.row)
         });
         line.push('\n');
         line

@@ -142,7 +142,13 @@ impl Subscriber for Recorder {
                 self.flushed = Instant::now();
                 self.write(|store, me| store.aggregates(&me.run_id, agents));
             }
-            Event::RowsFinished { record } => self.write(|store, _| store.finish_rows(record)),
+            Event::RowsFinished { record } => self.write(|store, me| {
+                store.finish_rows(record)?;
+                match &me.record_path {
+                    Some(path) => store.keep_record_path(&record.run_id, path),
+                    None => Ok(()),
+                }
+            }),
             Event::AgentFinished { record } if !self.mock && spent(record) => {
                 if let Some(&position) = self.positions.get(&record.name) {
                     self.write(|store, me| store.agent(&me.run_id, position, record));

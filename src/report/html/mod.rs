@@ -19,6 +19,7 @@ pub mod graph;
 pub mod layout;
 mod money;
 mod page;
+pub mod rows;
 pub mod source;
 mod text;
 mod timeline;

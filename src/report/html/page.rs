@@ -10,7 +10,7 @@ use super::{Origin, Status, agents, anchor, dollars, graph, money, seconds, text
 use crate::record::{AgentStatus, RunRecord, RunStatus};
 
 /// The stylesheet, inline; the policy allows it by its hash and nothing else.
-const CSS: &str = include_str!("style.css");
+pub(super) const CSS: &str = include_str!("style.css");
 
 /// Bytes of escaped text (outputs, inputs) the whole page may carry: the rest of
 /// a 200-agent page (graph, timeline, tables) takes about 400 KB.
@@ -119,7 +119,7 @@ pub fn render(record: &RunRecord, origin: Origin) -> String {
     page.into_string()
 }
 
-fn status_text(status: RunStatus) -> &'static str {
+pub(super) fn status_text(status: RunStatus) -> &'static str {
     match status {
         RunStatus::Succeeded => "succeeded",
         RunStatus::Failed => "failed",

@@ -7,8 +7,29 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use super::Origin;
+use crate::dataset::record::DatasetRecord;
 use crate::history::{HistoryError, Store};
 use crate::record::RunRecord;
+
+/// A record read from a file: one run's, or a dataset run's (whose rows are in
+/// `results.jsonl` beside its `run.json`).
+#[derive(Debug)]
+pub enum Record {
+    Run(RunRecord),
+    Dataset {
+        record: Box<DatasetRecord>,
+        results: PathBuf,
+    },
+}
+
+impl Record {
+    pub fn run_id(&self) -> &str {
+        match self {
+            Record::Run(r) => &r.run_id,
+            Record::Dataset { record, .. } => &record.run_id,
+        }
+    }
+}
 
 /// The largest run record read (a dataset run's can be large).
 pub const MAX_RECORD_BYTES: u64 = 1 << 30;
@@ -16,7 +37,7 @@ pub const MAX_RECORD_BYTES: u64 = 1 << 30;
 /// A record found, and what the reader should be told about it.
 #[derive(Debug)]
 pub struct Found {
-    pub record: RunRecord,
+    pub record: Record,
     pub origin: Origin,
     /// Why the history's own record was used instead of a `run.json`.
     pub note: Option<String>,
@@ -41,10 +62,6 @@ pub enum SourceError {
         column: usize,
         message: String,
     },
-    #[error(
-        "{path} is the record of a dataset run (`run --each`), and the HTML report shows one run of the squad"
-    )]
-    Dataset { path: PathBuf },
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error("the run history has no run `{0}`")]
@@ -56,7 +73,7 @@ pub enum SourceError {
 }
 
 /// Reads a run record file (`--out DIR/run.json`, or `run --json > run.json`).
-pub fn read_file(path: &Path) -> Result<RunRecord, SourceError> {
+pub fn read_file(path: &Path) -> Result<Record, SourceError> {
     let read = |source| SourceError::Read {
         path: path.to_path_buf(),
         source,
@@ -79,24 +96,29 @@ pub fn read_file(path: &Path) -> Result<RunRecord, SourceError> {
     file.take(MAX_RECORD_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(read)?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        /// What tells a dataset run's record from one run's.
-        #[derive(serde::Deserialize)]
-        struct Kind {
-            kind: Option<String>,
-        }
-        match serde_json::from_slice::<Kind>(&bytes) {
-            Ok(Kind { kind: Some(kind) }) if kind == "dataset" => SourceError::Dataset {
-                path: path.to_path_buf(),
-            },
-            _ => SourceError::NotARecord {
-                path: path.to_path_buf(),
-                line: e.line(),
-                column: e.column(),
-                message: e.to_string(),
-            },
-        }
-    })
+    /// What tells a dataset run's record from one run's.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
+    let dataset = matches!(
+        serde_json::from_slice::<Kind>(&bytes),
+        Ok(Kind { kind: Some(kind) }) if kind == "dataset"
+    );
+    let not_a_record = |e: serde_json::Error| SourceError::NotARecord {
+        path: path.to_path_buf(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    };
+    if dataset {
+        let record = serde_json::from_slice(&bytes).map_err(not_a_record)?;
+        let results = path.with_file_name("results.jsonl");
+        return Ok(Record::Dataset { record, results });
+    }
+    serde_json::from_slice(&bytes)
+        .map(Record::Run)
+        .map_err(not_a_record)
 }
 
 /// The record of run `id` (or the start of an id; the latest run for `None`).
@@ -120,31 +142,44 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
             .ok_or(SourceError::Empty)?,
     };
     let (summary, record) = store.show(&id)?.ok_or(SourceError::NoRun(id.clone()))?;
+    let kept = store.record_path(&id)?;
     if let Some(rows) = summary.rows {
+        // A dataset run with `--out DIR` kept DIR/run.json (and DIR/results.jsonl).
+        if let Some(Ok(found @ Record::Dataset { .. })) =
+            kept.as_deref().map(|path| read_file(Path::new(path)))
+        {
+            if found.run_id() == id {
+                return Ok(Found {
+                    record: found,
+                    origin: Origin::Record,
+                    note: None,
+                });
+            }
+        }
         let over = rows
             .total
             .map_or_else(|| "its rows".to_string(), |n| format!("{n} rows"));
         let note = format!(
-            "run {id} ran the squad over {over} (`--each`); this report shows each agent's totals over them, as the history keeps them (no replies; `--out DIR` kept every row in DIR/results.jsonl)"
+            "run {id} ran the squad over {over} (`--each`) without `--out DIR` (or its DIR/run.json now holds another run); this report shows each agent's totals over them, as the history keeps them (no rows, no replies)"
         );
         return Ok(Found {
-            record,
+            record: Record::Run(record),
             origin: Origin::History,
             note: Some(note),
         });
     }
-    let note = match store.record_path(&id)? {
+    let note = match kept {
         Some(path) => match read_file(Path::new(&path)) {
-            Ok(record) if record.run_id == id => {
+            Ok(found @ Record::Run(_)) if found.run_id() == id => {
                 return Ok(Found {
-                    record,
+                    record: found,
                     origin: Origin::Record,
                     note: None,
                 });
             }
             Ok(other) => format!(
                 "{path} now holds run {}, not {id}; this report shows what the history keeps (no replies)",
-                other.run_id
+                other.run_id()
             ),
             Err(e) => format!("{e}; this report shows what the history keeps (no replies)"),
         },
@@ -153,7 +188,7 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
         ),
     };
     Ok(Found {
-        record,
+        record: Record::Run(record),
         origin: Origin::History,
         note: Some(note),
     })
@@ -181,7 +216,7 @@ mod tests {
     }
 
     #[test]
-    fn a_dataset_runs_record_is_named_as_one() {
+    fn a_dataset_runs_record_reads_with_its_results_beside_it() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(
@@ -189,12 +224,17 @@ mod tests {
             r#"{"kind": "dataset", "run_id": "1-a", "rows": {"total": 3}, "mock": false}"#,
         )
         .unwrap();
-        let e = read_file(&path).unwrap_err();
-        assert!(matches!(e, SourceError::Dataset { .. }), "{e}");
-        assert!(
-            e.to_string().contains("a dataset run (`run --each`)"),
-            "{e}"
-        );
+        let e = read_file(&path).unwrap_err().to_string();
+        assert!(e.contains("run.json:1:"), "{e}");
+        let record = super::super::rows::tests::record();
+        std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap()).unwrap();
+        match read_file(&path).unwrap() {
+            Record::Dataset { record: back, results } => {
+                assert_eq!(*back, record);
+                assert_eq!(results, dir.path().join("results.jsonl"));
+            }
+            Record::Run(_) => panic!("read as one run's record"),
+        }
     }
 
     #[test]
@@ -203,7 +243,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("run.json");
         std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap()).unwrap();
-        let back = read_file(&path).unwrap();
+        let Record::Run(back) = read_file(&path).unwrap() else {
+            panic!("read as a dataset's record")
+        };
         assert_eq!(
             serde_json::to_value(&back).unwrap(),
             serde_json::to_value(&record).unwrap()

@@ -261,6 +261,7 @@ mod tests {
             status,
             outputs: IndexMap::new(),
             cost_usd: cost,
+            seconds: 0.0,
             error: None,
         }
     }

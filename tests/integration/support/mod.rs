@@ -64,7 +64,7 @@ pub fn filters(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         (r"\[ *\d+\.\d+s\]".into(), "[TIME]".into()),
         (r"\b\d+\.\d\ds\b".into(), "[SECS]".into()),
         (
-            r#""seconds": \d+(\.\d+)?(e-?\d+)?"#.into(),
+            r#""seconds": ?\d+(\.\d+)?(e-?\d+)?"#.into(),
             r#""seconds": [SECS]"#.into(),
         ),
         (
