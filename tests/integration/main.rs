@@ -22,6 +22,7 @@ mod providers;
 mod report;
 mod rows;
 mod rows_lifecycle;
+mod rows_report;
 mod run;
 mod runs;
 mod scheduler_props;
