@@ -13,7 +13,7 @@
 #   BYOK_ACTION_OUT       a folder for `--out`, or empty
 #   BYOK_ACTION_MERGE     shard folders to merge into BYOK_ACTION_OUT (one a line), or empty
 #   BYOK_ACTION_AGE_KEY   the age identity, or empty
-#   BYOK_ACTION_REPORT    `true` (default) to write the HTML report too (not with EACH)
+#   BYOK_ACTION_REPORT    `true` (default) to write the HTML report too (with EACH, of the rows)
 #   BYOK_ACTION_BIN       the byok-flow binary (default: where action.yml installs it)
 set -euo pipefail
 
@@ -98,8 +98,8 @@ unset BYOK_ACTION_AGE_KEY
 
 result_dir=$(mktemp -d "${RUNNER_TEMP:-/tmp}/byok-flow.XXXXXX")
 result="$result_dir/result.md"
-# A dataset run (`each`) has no HTML report: its results are one line per row.
-if [[ "$report" == true && -z "${BYOK_ACTION_EACH:-}" ]]; then
+# With `each`, the report has the totals and a table of the rows, the failed first.
+if [[ "$report" == true ]]; then
   args+=(--report "$result_dir/report.html")
 fi
 status=0

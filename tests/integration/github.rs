@@ -638,9 +638,14 @@ fn the_action_runs_rows_in_shards_and_merges_them() {
     ]);
     assert!(out.status.success(), "{}", transcript(&out));
     let outputs = parse_outputs(&std::fs::read_to_string(dir.path().join("output")).unwrap());
+    let folder = Path::new(&outputs["result_file"]).parent().unwrap();
+    // A dataset run writes its report too.
     assert_eq!(
         std::fs::read_to_string(&outputs["result_file"]).unwrap(),
-        "<run>\n<workflows/triage.yaml>\n<--each>\n<examples/tickets.jsonl>\n<--shard>\n<2/4>\n<--out>\n<triage 2>\n"
+        format!(
+            "<run>\n<workflows/triage.yaml>\n<--each>\n<examples/tickets.jsonl>\n<--shard>\n<2/4>\n<--out>\n<triage 2>\n<--report>\n<{}/report.html>\n",
+            folder.display()
+        )
     );
     let out = action(&[
         (
