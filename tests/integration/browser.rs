@@ -12,7 +12,7 @@ use crate::report::{artifacts, cmd, wide_workflow};
 use crate::run::{TIMEOUT, write};
 use crate::support::chromium::{Browser, Visit};
 use crate::support::fake::{FakeServer, Fault};
-use crate::support::{byok_flow, example, transcript};
+use crate::support::{byok_flow, example, repo, transcript};
 
 /// Opens `page`, keeps its log and screenshot under `name`, and checks that it
 /// logged no error and requested nothing but itself.
@@ -137,6 +137,36 @@ fn the_report_of_a_200_agent_run_in_chromium() {
 
 /// What a reply tries: each sets `window.xss` if it runs.
 const ATTACK: &str = "<script>window.xss = 1</script>\n<img src=x onerror=\"window.xss = 2\">\n</textarea><script>window.xss = 3</script>\n<a href=\"javascript:window.xss = 4\">click me</a>\n</pre><svg onload=\"window.xss = 5\"></svg>\n</style><style>body{display:none}</style>\n<!-- -->]]>";
+
+/// A dataset run of the 20 example tickets and one row that cannot run: the
+/// failed row's page first, then the rest, each row a line of its table.
+#[test]
+#[ignore = "needs chromium"]
+fn the_report_of_a_dataset_run_in_chromium() {
+    let home = tempfile::tempdir().unwrap();
+    let mut rows = std::fs::read_to_string(repo().join("examples/tickets.jsonl")).unwrap();
+    rows.push_str("{\"customer\": \"no ticket\"}\n");
+    std::fs::write(home.path().join("rows.jsonl"), rows).unwrap();
+    let out = byok_flow(home.path())
+        .arg("run")
+        .arg(example("triage.yaml"))
+        .args(["--each", "rows.jsonl", "--mock", "--report", "r.html"])
+        .timeout(TIMEOUT)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
+    let page = home.path().join("r.html");
+    let mut browser = Browser::launch();
+    let session = visit(&mut browser, &page, "dataset");
+    assert_eq!(count(&mut browser, &session, "details.rows"), 2);
+    assert_eq!(count(&mut browser, &session, "table.rows tbody tr"), 21);
+    let first = browser.eval(
+        &session,
+        "document.querySelector('table.rows tbody tr td:nth-child(2)').textContent",
+    );
+    assert_eq!(first, "failed", "the failed row comes first");
+    assert_eq!(count(&mut browser, &session, "#agents tbody tr"), 2);
+}
 
 #[test]
 #[ignore = "needs chromium"]
