@@ -178,7 +178,7 @@ fn subscribe(bus: &Bus, args: &Args, global: Global) -> Result<()> {
         super::run::report_folder(file)?;
         let name = match &args.out {
             Some(dir) => dir.join("results.jsonl").display().to_string(),
-            None => "the results (`--out DIR` keeps them in DIR/results.jsonl)".to_string(),
+            None => "stdout (`--out DIR` keeps the rows in DIR/results.jsonl)".to_string(),
         };
         let report = html::rows::RowsReportFile::new(file.clone(), name).map_err(|e| {
             Error::usage(format!(

@@ -90,7 +90,7 @@ fn a_rows_reply_with_markup_is_shown_as_text() {
         assert!(!page.contains(bad), "{bad} in the page");
     }
     // Without `--out`, the page says where the rows are whole.
-    assert!(page.contains("`--out DIR` keeps them"), "{page}");
+    assert!(page.contains("`--out DIR` keeps the rows"), "{page}");
 }
 
 /// 10,000 mock rows with long inputs echoed in the replies: the page stays

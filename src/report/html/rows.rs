@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 use super::page::{CSS, content_security_policy, status_text};
-use super::text::{clip, share};
+use super::text::{clip, first_chars, share};
 use super::{dollars, seconds};
 use crate::dataset::record::{DatasetRecord, RowResult, RowStatus};
 use crate::record::RunStatus;
@@ -29,6 +29,10 @@ const ROWS_BUDGET: usize = 1_500_000;
 const TEXT_BUDGET: usize = 900_000;
 const TEXT_FLOOR: usize = 80;
 const TEXT_CEILING: usize = 20_000;
+/// An output this short (and on one line) is shown as it is; a longer one
+/// collapsed, its first [`PREVIEW`] characters beside its name.
+const SHORT: usize = 80;
+const PREVIEW: usize = 60;
 /// The longest line of `results.jsonl` read; a longer one is counted, not shown.
 const MAX_LINE: u64 = 64 << 20;
 
@@ -403,9 +407,16 @@ fn row_html(row: &RowResult, budget: usize) -> Markup {
             td {
                 @for (name, text) in &row.outputs {
                     @let clipped = clip(text, budget);
-                    details {
-                        summary { code { (name) } " · " (clipped.total_chars) " characters" @if clipped.cut { ", cut" } }
-                        pre.output { (clipped.shown) }
+                    @if clipped.total_chars <= SHORT && !text.contains('\n') {
+                        div.short { code { (name) } " " (text) }
+                    } @else {
+                        details {
+                            summary {
+                                code { (name) } " " span.preview { (first_chars(clipped.shown, PREVIEW)) }
+                                " · " (clipped.total_chars) " characters" @if clipped.cut { ", cut" }
+                            }
+                            pre.output { (clipped.shown) }
+                        }
                     }
                 }
             }
