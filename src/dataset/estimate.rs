@@ -7,6 +7,12 @@
 //! With the cache on, an agent whose answer the cache holds for that row costs
 //! nothing, as in `estimate`, so a dataset run stopped half-way is estimated at
 //! what is left.
+//!
+//! An agent whose calls share a prefix in the provider's prompt cache (its system
+//! prompt and the static start of its prompt, the same in every row) is expected
+//! to write it once, with the first row, and read it in every later call: its
+//! expected dollars count that, and the estimate says what it saves. The maximum
+//! (and so the budget) is priced as if nothing were cached.
 
 use std::sync::mpsc;
 
@@ -15,6 +21,7 @@ use serde::Serialize;
 use super::read::{FileError, Place, RawRow};
 use super::run::Dataset;
 use crate::cost::Usd;
+use crate::cost::call::CacheEstimate;
 use crate::cost::estimate::{Estimate, Estimator, Total};
 use crate::runner::AgentRunner;
 
@@ -79,6 +86,31 @@ pub struct AgentTotal {
     pub expected_usd: Option<Usd>,
     /// `null` when unpriced or unbounded.
     pub max_usd: Option<Usd>,
+    /// What the provider's prompt cache is expected to do over the rows, when
+    /// its calls share a prefix long enough to be cached.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_cache: Option<RowsCache>,
+    /// Rows it is called in (its per-row estimates each write the prefix once).
+    #[serde(skip)]
+    rows_called: u64,
+    /// Calls over every row (a map agent's items each one).
+    #[serde(skip)]
+    calls_made: u64,
+    #[serde(skip)]
+    cache: Option<CacheEstimate>,
+}
+
+/// The prompt cache over every row: the prefix written by the first call, read
+/// by every later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RowsCache {
+    pub prefix_tokens: u64,
+    /// What the one write costs on top of sending the prefix uncached.
+    pub write_usd: Usd,
+    /// Calls that read it.
+    pub reads: u64,
+    /// What those reads save against sending the prefix uncached, less the write.
+    pub saving_usd: Usd,
 }
 
 /// What one worker adds up.
@@ -131,7 +163,13 @@ impl Part {
                 agent.cached += 1;
                 continue;
             }
+            let calls = a.items.unwrap_or(1);
             agent.calls += 1;
+            agent.calls_made += calls;
+            if calls > 0 {
+                agent.rows_called += 1;
+                agent.cache = agent.cache.or(a.prompt_cache);
+            }
             agent.input_tokens = agent.input_tokens.saturating_add(a.input_tokens);
             agent.expected_output_tokens = agent
                 .expected_output_tokens
@@ -179,6 +217,9 @@ impl Part {
         for (agent, a) in self.agents.iter_mut().zip(other.agents) {
             agent.calls += a.calls;
             agent.cached += a.cached;
+            agent.rows_called += a.rows_called;
+            agent.calls_made += a.calls_made;
+            agent.cache = agent.cache.or(a.cache);
             agent.input_tokens = agent.input_tokens.saturating_add(a.input_tokens);
             agent.expected_output_tokens = agent
                 .expected_output_tokens
@@ -221,6 +262,10 @@ pub fn estimate(
             expected_output_tokens: 0,
             expected_usd: Some(Usd::ZERO),
             max_usd: Some(Usd::ZERO),
+            prompt_cache: None,
+            rows_called: 0,
+            calls_made: 0,
+            cache: None,
         })
         .collect();
     let workers = std::thread::available_parallelism().map_or(1, usize::from);
@@ -309,11 +354,32 @@ pub fn estimate(
     }
     let Part {
         mut costs,
-        agents,
-        total,
+        mut agents,
+        mut total,
         over_window,
         mut first_over_window,
     } = whole;
+    for agent in &mut agents {
+        let Some(cache) = agent.cache.filter(|_| agent.rows_called > 0) else {
+            continue;
+        };
+        // Each row's estimate writes the prefix once and sends every call's
+        // uncached: over the rows, one write, and every later call reads it.
+        let times = |usd: Usd, n: u64| Usd::from_pico(usd.pico().saturating_mul(n));
+        let reads = agent.calls_made.saturating_sub(1);
+        let less = times(cache.first_call_extra, agent.rows_called - 1)
+            + times(cache.later_call_saving, reads);
+        if let Some(expected) = &mut agent.expected_usd {
+            *expected = expected.saturating_sub(less);
+        }
+        total.expected_usd = total.expected_usd.saturating_sub(less);
+        agent.prompt_cache = Some(RowsCache {
+            prefix_tokens: cache.prefix_tokens,
+            write_usd: cache.first_call_extra,
+            reads,
+            saving_usd: times(cache.later_call_saving, reads).saturating_sub(cache.first_call_extra),
+        });
+    }
     first_over_window.sort_by_key(|n| n.row);
     first_over_window.truncate(NAMED);
     costs.sort_by_key(|c| (c.expected_usd, c.row));

@@ -317,3 +317,62 @@ fn a_hundred_calls_sharing_a_prefix_cost_and_save_what_the_estimate_said() {
         "caching saved most of it: {saved} of {total}"
     );
 }
+
+/// `estimate --each` of 100 tickets sharing the rules: one write with the first
+/// row, 99 reads, and the saving said; the maximum assumes nothing is cached.
+#[test]
+fn a_dataset_estimate_writes_the_prefix_once_and_reads_it_for_the_other_rows() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = triage(&server, "anthropic/claude-sonnet-4-5", "");
+    let one = estimate(dir.path(), &yaml, "7");
+    let cache = &one["agents"][0]["prompt_cache"];
+    let (extra, saving) = (
+        cache["first_call_extra"].as_f64().unwrap(),
+        cache["later_call_saving"].as_f64().unwrap(),
+    );
+    assert!(extra > 0.0 && saving > 0.0, "{one}");
+    let rows: String = (0..100).map(|n| format!("{{\"ticket\": \"{n:03}\"}}\n")).collect();
+    std::fs::write(dir.path().join("tickets.jsonl"), rows).unwrap();
+    std::fs::write(
+        dir.path().join("off.yaml"),
+        triage(&server, "anthropic/claude-sonnet-4-5", "    cache: off\n"),
+    )
+    .unwrap();
+    let each = |file: &str, json: bool| {
+        let out = byok_flow(dir.path())
+            .args(["estimate", file, "--each", "tickets.jsonl"])
+            .args(json.then_some("--json"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let all: Value = serde_json::from_str(&each("estimate.yaml", true)).unwrap();
+    let off: Value = serde_json::from_str(&each("off.yaml", true)).unwrap();
+    assert_eq!(off["agents"][0].get("prompt_cache"), None, "{off}");
+    let agent = &all["agents"][0];
+    assert_eq!(agent["prompt_cache"]["reads"], 99, "{all}");
+    assert_eq!(agent["prompt_cache"]["prefix_tokens"], cache["prefix_tokens"]);
+    // Against no caching: one write's premium, 99 reads' saving.
+    let uncached = off["total"]["expected_usd"].as_f64().unwrap();
+    let want = uncached + extra - 99.0 * saving;
+    let got = all["total"]["expected_usd"].as_f64().unwrap();
+    // The JSON rounds each dollar figure to the micro-dollar: 99 of them.
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-4;
+    assert!(close(got, want), "{got} != {want}");
+    let said = agent["prompt_cache"]["saving_usd"].as_f64().unwrap();
+    assert!(close(said, 99.0 * saving - extra), "{said}");
+    assert!(close(uncached - got, said), "{uncached} - {got} != {said}");
+    assert!(got < uncached * 0.7, "{got} against {uncached} uncached");
+    // The maximum is every row's, as if nothing were cached.
+    let row_max = all["dearest"]["max_usd"].as_f64().unwrap();
+    assert!(all["total"]["max_usd"].as_f64().unwrap() >= 99.0 * row_max);
+    let text = each("estimate.yaml", false);
+    assert!(
+        text.contains("Prompt cache: `triage` sends a ")
+            && text.contains("the other 99 read it: $")
+            && text.contains("saved against no caching"),
+        "{text}"
+    );
+}

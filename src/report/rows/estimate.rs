@@ -105,6 +105,17 @@ pub fn render(estimate: &RowsEstimate, rows_file: &str) -> String {
         out.push('\n');
     }
     out.push_str(&format!("Prices: {}.\n", estimate.prices));
+    for a in &estimate.agents {
+        let Some(c) = a.prompt_cache else { continue };
+        out.push_str(&format!(
+            "Prompt cache: `{}` sends a {}-token prefix every row shares: the first call writes it{}, the other {} read it: {} saved against no caching (the expected column counts it; max and the budget assume nothing is cached).\n",
+            a.name,
+            c.prefix_tokens,
+            if c.write_usd > Usd::ZERO { format!(" for {} more", c.write_usd) } else { String::new() },
+            c.reads,
+            c.saving_usd
+        ));
+    }
     if lower {
         out.push_str(&format!(
             "Unpriced: {}. The totals leave them out and are lower bounds.\n",
