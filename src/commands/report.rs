@@ -4,9 +4,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::dataset::record::DatasetRecord;
 use crate::error::{Error, Exit, Result};
 use crate::history::{self, Store};
-use crate::dataset::record::DatasetRecord;
 use crate::report::html::source::Record;
 use crate::report::html::{self, Origin, source};
 use crate::report::output::write_atomic;
@@ -93,7 +93,10 @@ fn dataset_page(record: &DatasetRecord, results: &Path) -> String {
     });
     match opened {
         Ok(file) => {
-            let results = html::rows::Results { file: &file, name: &name };
+            let results = html::rows::Results {
+                file: &file,
+                name: &name,
+            };
             html::rows::render(record, Some(&results), None)
         }
         Err(e) => html::rows::render(record, None, Some(&format!("cannot read {name}: {e}"))),

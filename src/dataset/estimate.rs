@@ -377,7 +377,8 @@ pub fn estimate(
             prefix_tokens: cache.prefix_tokens,
             write_usd: cache.first_call_extra,
             reads,
-            saving_usd: times(cache.later_call_saving, reads).saturating_sub(cache.first_call_extra),
+            saving_usd: times(cache.later_call_saving, reads)
+                .saturating_sub(cache.first_call_extra),
         });
     }
     first_over_window.sort_by_key(|n| n.row);

@@ -158,3 +158,29 @@ fn the_triage_example_runs_over_its_tickets() {
         );
     }
 }
+
+/// `workflows/support-faq.yaml` shares a long handbook over the tickets: its
+/// dataset estimate writes the prefix once and reads it for the other 19.
+#[test]
+fn the_support_faq_example_estimates_its_prompt_cache_saving() {
+    let home = tempfile::tempdir().unwrap();
+    let out = byok_flow(home.path())
+        .arg("estimate")
+        .arg(repo().join("workflows/support-faq.yaml"))
+        .arg("--each")
+        .arg(repo().join("examples/tickets.jsonl"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Prompt cache: `answer` sends a ")
+            && text.contains("the other 19 read it: $")
+            && text.contains("saved against no caching"),
+        "{text}"
+    );
+}

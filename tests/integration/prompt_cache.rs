@@ -332,7 +332,10 @@ fn a_dataset_estimate_writes_the_prefix_once_and_reads_it_for_the_other_rows() {
         cache["later_call_saving"].as_f64().unwrap(),
     );
     assert!(extra > 0.0 && saving > 0.0, "{one}");
-    let rows: String = (0..100).map(|n| format!("{{\"ticket\": \"{n:03}\"}}\n")).collect();
+    let rows = (0..100).fold(String::new(), |mut rows, n| {
+        let _ = writeln!(rows, "{{\"ticket\": \"{n:03}\"}}");
+        rows
+    });
     std::fs::write(dir.path().join("tickets.jsonl"), rows).unwrap();
     std::fs::write(
         dir.path().join("off.yaml"),
@@ -345,7 +348,12 @@ fn a_dataset_estimate_writes_the_prefix_once_and_reads_it_for_the_other_rows() {
             .args(json.then_some("--json"))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     };
     let all: Value = serde_json::from_str(&each("estimate.yaml", true)).unwrap();
@@ -353,7 +361,10 @@ fn a_dataset_estimate_writes_the_prefix_once_and_reads_it_for_the_other_rows() {
     assert_eq!(off["agents"][0].get("prompt_cache"), None, "{off}");
     let agent = &all["agents"][0];
     assert_eq!(agent["prompt_cache"]["reads"], 99, "{all}");
-    assert_eq!(agent["prompt_cache"]["prefix_tokens"], cache["prefix_tokens"]);
+    assert_eq!(
+        agent["prompt_cache"]["prefix_tokens"],
+        cache["prefix_tokens"]
+    );
     // Against no caching: one write's premium, 99 reads' saving.
     let uncached = off["total"]["expected_usd"].as_f64().unwrap();
     let want = uncached + extra - 99.0 * saving;

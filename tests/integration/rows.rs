@@ -653,7 +653,10 @@ fn the_run_record_has_every_agents_aggregate_and_the_history_one_run() {
     assert_eq!(report.status.code(), Some(0), "{}", stderr(&report));
     let page = String::from_utf8_lossy(&report.stdout);
     assert!(page.contains("Agents over the rows"), "{page}");
-    assert!(page.contains("The rows are not shown: cannot read"), "{page}");
+    assert!(
+        page.contains("The rows are not shown: cannot read"),
+        "{page}"
+    );
     let spend = runs(&["spend", "--json", "--by", "workflow"]);
     assert_eq!(spend["groups"][0]["runs"], 1, "counted once");
     assert_eq!(spend["groups"][0]["calls"], 10);

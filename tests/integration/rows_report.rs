@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::rows::{command, run_rows, setup};
 use crate::support::byok_flow_process;
-use crate::support::fake::{Fault, FakeServer};
+use crate::support::fake::{FakeServer, Fault};
 
 fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
@@ -42,8 +42,14 @@ fn run_each_report_shows_the_failed_row_first_with_its_error() {
     assert!(failed < rest);
     // Every row's reply, as text, and each agent's aggregate.
     assert!(page.contains("marker-b row 5 from"), "{page}");
-    assert!(page.contains("<td><code>b</code></td><td>gpt-4o</td>"), "{page}");
-    assert!(page.contains("<code>out/results.jsonl</code> has every row whole"), "{page}");
+    assert!(
+        page.contains("<td><code>b</code></td><td>gpt-4o</td>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("<code>out/results.jsonl</code> has every row whole"),
+        "{page}"
+    );
     // No temporary file left beside the report.
     let left: Vec<_> = std::fs::read_dir(dir.path().join("pages"))
         .unwrap()
@@ -68,8 +74,17 @@ fn run_each_report_shows_the_failed_row_first_with_its_error() {
         .env("BYOK_FLOW_HISTORY", dir.path().join("history.sqlite"))
         .output()
         .unwrap();
-    assert_eq!(from_history.status.code(), Some(0), "{}", stderr(&from_history));
-    assert!(!stderr(&from_history).contains("note:"), "{}", stderr(&from_history));
+    assert_eq!(
+        from_history.status.code(),
+        Some(0),
+        "{}",
+        stderr(&from_history)
+    );
+    assert!(
+        !stderr(&from_history).contains("note:"),
+        "{}",
+        stderr(&from_history)
+    );
     let history = read(&dir.path().join("history.html"));
     assert!(history.contains("Failed rows 3–3 (1)"), "{history}");
     assert!(history.contains(id));
@@ -85,7 +100,10 @@ fn a_rows_reply_with_markup_is_shown_as_text() {
     let out = run_rows(dir.path(), &server, &["--report", "report.html"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let page = read(&dir.path().join("report.html"));
-    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"), "{page}");
+    assert!(
+        page.contains("&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;"),
+        "{page}"
+    );
     for bad in ["<script", "<img", "</textarea", "<a href=\"javascript"] {
         assert!(!page.contains(bad), "{bad} in the page");
     }
@@ -112,14 +130,27 @@ fn a_ten_thousand_row_report_stays_under_two_megabytes() {
     let out = command(
         dir.path(),
         &server,
-        &["run", "flow.yaml", "--each", "rows.jsonl", "--mock", "--report", "report.html", "-q"],
+        &[
+            "run",
+            "flow.yaml",
+            "--each",
+            "rows.jsonl",
+            "--mock",
+            "--report",
+            "report.html",
+            "-q",
+        ],
     )
     .output()
     .unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let page = read(&dir.path().join("report.html"));
     assert!(page.len() <= 2 * 1024 * 1024, "{} bytes", page.len());
-    assert!(page.contains("20 rows of 10000 failed."), "{}", &page[..2000]);
+    assert!(
+        page.contains("20 rows of 10000 failed."),
+        "{}",
+        &page[..2000]
+    );
     assert!(page.contains("Failed rows 7–9507 (20)"));
     let shown = page.matches("<td><span class=\"pill ").count();
     let hidden: usize = page

@@ -45,16 +45,21 @@ pub struct Results<'a> {
 
 /// The report of a dataset run, as one HTML page; `results` has its rows, when
 /// they can be read.
-pub fn render(record: &DatasetRecord, results: Option<&Results<'_>>, missing: Option<&str>) -> String {
-    let table = match results {
-        Some(results) => table(record, results),
-        None => html! {
+pub fn render(
+    record: &DatasetRecord,
+    results: Option<&Results<'_>>,
+    missing: Option<&str>,
+) -> String {
+    let table = if let Some(results) = results {
+        table(record, results)
+    } else {
+        html! {
             p.note {
                 "The rows are not shown: "
                 (missing.unwrap_or("this run's results.jsonl cannot be read"))
                 ". A run with " code { "--out DIR" } " keeps every row in " code { "DIR/results.jsonl" } "."
             }
-        },
+        }
     };
     let counts = &record.rows;
     let page = html! {
@@ -245,12 +250,14 @@ struct Reading {
 /// The rows' pages: the failed rows first, then the rest in row order.
 fn table(record: &DatasetRecord, results: &Results<'_>) -> Markup {
     // Each text (an output or an error) gets an even share of the text budget.
-    let per_row = record
-        .agents
-        .len()
-        .clamp(1, 4);
+    let per_row = record.agents.len().clamp(1, 4);
     let rows = usize::try_from(record.rows.total).unwrap_or(usize::MAX);
-    let text_budget = share(TEXT_BUDGET, rows.saturating_mul(per_row), TEXT_FLOOR, TEXT_CEILING);
+    let text_budget = share(
+        TEXT_BUDGET,
+        rows.saturating_mul(per_row),
+        TEXT_FLOOR,
+        TEXT_CEILING,
+    );
     let mut reading = Reading::default();
     let mut used = 0;
     let failed = pages(results, &mut reading, &mut used, text_budget, true);
@@ -290,7 +297,12 @@ fn pages(
     let mut first = None;
     let mut last = 0;
     let mut pages = 0;
-    let close = |out: &mut String, page: &mut String, pages: &mut usize, first: u64, last: u64, n: usize| {
+    let close = |out: &mut String,
+                 page: &mut String,
+                 pages: &mut usize,
+                 first: u64,
+                 last: u64,
+                 n: usize| {
         let title = if failed { "Failed rows" } else { "Rows" };
         let markup = html! {
             details.rows open[*pages == 0] {
@@ -321,13 +333,27 @@ fn pages(
         last = row.row;
         in_page += 1;
         if in_page == PAGE {
-            close(&mut out, &mut page, &mut pages, first.unwrap_or(0), last, in_page);
+            close(
+                &mut out,
+                &mut page,
+                &mut pages,
+                first.unwrap_or(0),
+                last,
+                in_page,
+            );
             in_page = 0;
             first = None;
         }
     });
     if in_page > 0 {
-        close(&mut out, &mut page, &mut pages, first.unwrap_or(0), last, in_page);
+        close(
+            &mut out,
+            &mut page,
+            &mut pages,
+            first.unwrap_or(0),
+            last,
+            in_page,
+        );
     }
     match read {
         Ok(unreadable) => reading.unreadable = unreadable,
@@ -549,7 +575,9 @@ pub(super) mod tests {
         RowResult {
             row: n,
             status,
-            outputs: [("label".to_string(), output.to_string())].into_iter().collect(),
+            outputs: [("label".to_string(), output.to_string())]
+                .into_iter()
+                .collect(),
             cost_usd: Some(0.004),
             seconds: 1.25,
             error: (status == RowStatus::Failed).then(|| RowError {
@@ -601,7 +629,10 @@ pub(super) mod tests {
     #[test]
     fn a_row_output_is_text_and_runs_nothing() {
         let evil = "<script>alert(1)</script><img src=x onerror=alert(2)></textarea><a href=\"javascript:alert(3)\">x</a>";
-        let file = results([row(0, RowStatus::Succeeded, evil), row(1, RowStatus::Failed, evil)]);
+        let file = results([
+            row(0, RowStatus::Succeeded, evil),
+            row(1, RowStatus::Failed, evil),
+        ]);
         let mut record = record();
         record.workflow = evil.into();
         record.inputs.insert("topic".into(), evil.into());
@@ -617,7 +648,11 @@ pub(super) mod tests {
     fn ten_thousand_rows_with_long_replies_stay_under_two_megabytes() {
         let long = "a reply <with> \"quotes\" & more ".repeat(400);
         let file = results((0..10_000).map(|n| {
-            let status = if n % 10 == 3 { RowStatus::Failed } else { RowStatus::Succeeded };
+            let status = if n % 10 == 3 {
+                RowStatus::Failed
+            } else {
+                RowStatus::Succeeded
+            };
             row(n, status, &long)
         }));
         let mut record = record();
@@ -652,7 +687,10 @@ pub(super) mod tests {
         file.write_all(b"{\"row\": 1, \"stat").unwrap();
         let html = page(&record(), &file);
         assert!(html.contains("fine"));
-        assert!(html.contains("1 line of <code>out/results.jsonl</code> are not a row"), "{html}");
+        assert!(
+            html.contains("1 line of <code>out/results.jsonl</code> are not a row"),
+            "{html}"
+        );
         let html = render(&record(), None, Some("cannot read out/results.jsonl: gone"));
         assert!(html.contains("The rows are not shown: cannot read out/results.jsonl: gone"));
     }

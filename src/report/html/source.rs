@@ -15,7 +15,7 @@ use crate::record::RunRecord;
 /// `results.jsonl` beside its `run.json`).
 #[derive(Debug)]
 pub enum Record {
-    Run(RunRecord),
+    Run(Box<RunRecord>),
     Dataset {
         record: Box<DatasetRecord>,
         results: PathBuf,
@@ -74,6 +74,11 @@ pub enum SourceError {
 
 /// Reads a run record file (`--out DIR/run.json`, or `run --json > run.json`).
 pub fn read_file(path: &Path) -> Result<Record, SourceError> {
+    /// What tells a dataset run's record from one run's.
+    #[derive(serde::Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+    }
     let read = |source| SourceError::Read {
         path: path.to_path_buf(),
         source,
@@ -96,11 +101,6 @@ pub fn read_file(path: &Path) -> Result<Record, SourceError> {
     file.take(MAX_RECORD_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(read)?;
-    /// What tells a dataset run's record from one run's.
-    #[derive(serde::Deserialize)]
-    struct Kind {
-        kind: Option<String>,
-    }
     let dataset = matches!(
         serde_json::from_slice::<Kind>(&bytes),
         Ok(Kind { kind: Some(kind) }) if kind == "dataset"
@@ -117,7 +117,7 @@ pub fn read_file(path: &Path) -> Result<Record, SourceError> {
         return Ok(Record::Dataset { record, results });
     }
     serde_json::from_slice(&bytes)
-        .map(Record::Run)
+        .map(|record| Record::Run(Box::new(record)))
         .map_err(not_a_record)
 }
 
@@ -163,7 +163,7 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
             "run {id} ran the squad over {over} (`--each`) without `--out DIR` (or its DIR/run.json now holds another run); this report shows each agent's totals over them, as the history keeps them (no rows, no replies)"
         );
         return Ok(Found {
-            record: Record::Run(record),
+            record: Record::Run(Box::new(record)),
             origin: Origin::History,
             note: Some(note),
         });
@@ -188,7 +188,7 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
         ),
     };
     Ok(Found {
-        record: Record::Run(record),
+        record: Record::Run(Box::new(record)),
         origin: Origin::History,
         note: Some(note),
     })
@@ -229,7 +229,10 @@ mod tests {
         let record = super::super::rows::tests::record();
         std::fs::write(&path, serde_json::to_string_pretty(&record).unwrap()).unwrap();
         match read_file(&path).unwrap() {
-            Record::Dataset { record: back, results } => {
+            Record::Dataset {
+                record: back,
+                results,
+            } => {
                 assert_eq!(*back, record);
                 assert_eq!(results, dir.path().join("results.jsonl"));
             }
