@@ -83,10 +83,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
 /// beside its `run.json`), when that holds this run's rows.
 fn dataset_page(record: &DatasetRecord, results: &Path) -> String {
     let name = results.display().to_string();
-    // A regular file only: a FIFO or a device would block or never end.
-    let opened = std::fs::File::open(results).and_then(|file| {
-        if file.metadata()?.is_file() {
-            Ok(file)
+    // A regular file only: a FIFO would block the open, a device never end.
+    let opened = std::fs::metadata(results).and_then(|meta| {
+        if meta.is_file() {
+            std::fs::File::open(results)
         } else {
             Err(std::io::Error::other("not a regular file"))
         }

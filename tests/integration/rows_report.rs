@@ -162,3 +162,47 @@ fn a_ten_thousand_row_report_stays_under_two_megabytes() {
     assert_eq!(shown + hidden, 10_000);
     assert!(shown >= 1_000, "{shown} rows shown");
 }
+
+/// A FIFO for `run.json` or for the `results.jsonl` beside it neither blocks nor
+/// hangs the report: the first is refused, the second leaves the rows out.
+#[cfg(unix)]
+#[test]
+fn a_fifo_for_the_record_or_the_results_does_not_block() {
+    let server = FakeServer::start();
+    let dir = setup(&server, 2);
+    let out = run_rows(dir.path(), &server, &["--mock", "--out", "out"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let fifo = |path: &Path| {
+        std::fs::remove_file(path).ok();
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+    };
+    let report = |args: &[&str]| {
+        crate::support::byok_flow(dir.path())
+            .arg("report")
+            .args(args)
+            .timeout(std::time::Duration::from_secs(20))
+            .output()
+            .unwrap()
+    };
+    fifo(&dir.path().join("out/results.jsonl"));
+    let out = report(&["out/run.json", "-o", "page.html"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let page = read(&dir.path().join("page.html"));
+    assert!(
+        page.contains("The rows are not shown: cannot read"),
+        "{page}"
+    );
+    assert!(page.contains("not a regular file"), "{page}");
+    fifo(&dir.path().join("fifo.json"));
+    let out = report(&["fifo.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a regular file"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -83,9 +83,15 @@ pub fn read_file(path: &Path) -> Result<Record, SourceError> {
         path: path.to_path_buf(),
         source,
     };
+    // A FIFO would block the open, a device never end: looked at before opening,
+    // and again after (the path may have changed in between).
+    if !std::fs::metadata(path).map_err(read)?.is_file() {
+        return Err(SourceError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
     let file = std::fs::File::open(path).map_err(read)?;
     let meta = file.metadata().map_err(read)?;
-    // A FIFO or a device would block or never end.
     if !meta.is_file() {
         return Err(SourceError::NotAFile {
             path: path.to_path_buf(),
