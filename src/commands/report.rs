@@ -46,10 +46,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         },
         id => from_history(args, id)?,
     };
-    if let Some(note) = &found.note {
-        if !global.quiet {
-            eprintln!("note: {note}");
-        }
+    if let Some(note) = &found.note
+        && !global.quiet
+    {
+        eprintln!("note: {note}");
     }
     let page = html::render(&found.record, found.origin);
     let Some(path) = &args.output else {
