@@ -178,10 +178,10 @@ fn find_tag(text: &str, from: usize, sigil: &str, name: &str) -> Option<usize> {
             continue;
         }
         let body = body.trim_start_matches(['#', '^']).trim_start();
-        if let Some(after) = body.strip_prefix(name) {
-            if !after.starts_with(|c: char| c.is_alphanumeric() || "_-.".contains(c)) {
-                return Some(start);
-            }
+        if let Some(after) = body.strip_prefix(name)
+            && !after.starts_with(|c: char| c.is_alphanumeric() || "_-.".contains(c))
+        {
+            return Some(start);
         }
     }
     None

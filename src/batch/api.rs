@@ -145,8 +145,8 @@ pub struct Conn {
 fn timeouts() -> Timeouts {
     Timeouts {
         connect: Duration::from_secs(10),
-        first_byte: Duration::from_secs(120),
-        idle: Duration::from_secs(120),
+        first_byte: Duration::from_mins(2),
+        idle: Duration::from_mins(2),
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 /// The first wait between polls.
 pub const FIRST: Duration = Duration::from_secs(5);
 /// The longest wait between polls.
-pub const MOST: Duration = Duration::from_secs(60);
+pub const MOST: Duration = Duration::from_mins(1);
 
 /// The waits between the polls of one batch.
 #[derive(Debug, Clone)]

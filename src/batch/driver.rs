@@ -29,7 +29,7 @@ use crate::keys::KeyRef;
 use crate::providers::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
 
 /// How long a batch may run: the providers' 24 hours, and a margin.
-pub const EXPIRY: Duration = Duration::from_secs(25 * 3600);
+pub const EXPIRY: Duration = Duration::from_hours(25);
 
 /// How the batcher works.
 pub struct Options {

@@ -77,10 +77,10 @@ pub fn without_api(workflow: &Workflow) -> Vec<(String, String)> {
         let models = std::iter::once(&agent.model).chain(&agent.fallback);
         for model in models {
             let provider = model.split_once('/').map_or(model.as_str(), |(p, _)| p);
-            if let Ok(info) = workflow_providers::resolve(workflow, provider) {
-                if !has_api(info.kind) {
-                    found.push((name.clone(), provider.to_string()));
-                }
+            if let Ok(info) = workflow_providers::resolve(workflow, provider)
+                && !has_api(info.kind)
+            {
+                found.push((name.clone(), provider.to_string()));
             }
         }
     }

@@ -90,13 +90,13 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
         )
         .await
     });
-    if let Some(e) = bus.finish() {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(Error::new(
-                Exit::AgentFailed,
-                format!("cannot write the results: {e}"),
-            ));
-        }
+    if let Some(e) = bus.finish()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(Error::new(
+            Exit::AgentFailed,
+            format!("cannot write the results: {e}"),
+        ));
     }
     if let Some(e) = fatal {
         return Err(refused(e));

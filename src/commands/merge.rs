@@ -42,13 +42,13 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             .map_err(|e| Error::new(Exit::AgentFailed, format!("cannot write JSON: {e}")))?;
         text.push('\n');
         let mut out = std::io::stdout().lock();
-        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                return Err(Error::new(
-                    Exit::AgentFailed,
-                    format!("cannot write the record: {e}"),
-                ));
-            }
+        if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush())
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(Error::new(
+                Exit::AgentFailed,
+                format!("cannot write the record: {e}"),
+            ));
         }
     }
     Ok(Exit::Success)

@@ -42,10 +42,10 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         },
         id => from_history(args, id)?,
     };
-    if let Some(note) = &found.note {
-        if !global.quiet {
-            eprintln!("note: {note}");
-        }
+    if let Some(note) = &found.note
+        && !global.quiet
+    {
+        eprintln!("note: {note}");
     }
     let page = match &found.record {
         Record::Run(record) => html::render(record, found.origin),

@@ -313,13 +313,13 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         };
         runner::execute(agent_runner, limits, settings, gate.as_mut(), &bus, cancel).await
     });
-    if let Some(e) = bus.finish() {
-        if e.kind() != std::io::ErrorKind::BrokenPipe {
-            return Err(Error::new(
-                Exit::AgentFailed,
-                format!("cannot write the results: {e}"),
-            ));
-        }
+    if let Some(e) = bus.finish()
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return Err(Error::new(
+            Exit::AgentFailed,
+            format!("cannot write the results: {e}"),
+        ));
     }
     if let Some(waves) = &waves {
         waves.finish();

@@ -327,7 +327,7 @@ mod tests {
     #[test]
     fn since_takes_a_day_a_number_of_days_or_this_month() {
         // 2025-03-17T10:00:00Z
-        let now = UNIX_EPOCH + Duration::from_secs(1_742_205_600);
+        let now = UNIX_EPOCH + Duration::from_hours(483_946);
         let month = Since::parse(None, now).unwrap();
         assert_eq!(month.date, "2025-03-01");
         assert_eq!(month.unix, 1_740_787_200);

@@ -96,13 +96,13 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             .map_err(|e| Error::new(Exit::AgentFailed, format!("cannot write JSON: {e}")))?;
         let mut out = std::io::stdout().lock();
         let written = writeln!(out, "{text}").and_then(|()| out.flush());
-        if let Err(e) = written {
-            if e.kind() != std::io::ErrorKind::BrokenPipe {
-                return Err(Error::new(
-                    Exit::AgentFailed,
-                    format!("cannot write JSON: {e}"),
-                ));
-            }
+        if let Err(e) = written
+            && e.kind() != std::io::ErrorKind::BrokenPipe
+        {
+            return Err(Error::new(
+                Exit::AgentFailed,
+                format!("cannot write JSON: {e}"),
+            ));
         }
     } else if invalid > 0 && args.files.len() > 1 {
         eprintln!("{} of {} files are invalid.", invalid, args.files.len());

@@ -711,10 +711,10 @@ fn render(
             return unmark(&output, seen);
         }
         for r in template::references(text).unwrap_or_default() {
-            if let Ok(Target::Agent { name, .. }) = r.target {
-                if let Some(&j) = index_of.get(name.as_str()) {
-                    *seen.entry(j).or_default() += 1;
-                }
+            if let Ok(Target::Agent { name, .. }) = r.target
+                && let Some(&j) = index_of.get(name.as_str())
+            {
+                *seen.entry(j).or_default() += 1;
             }
         }
         text.to_string()

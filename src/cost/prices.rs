@@ -242,12 +242,12 @@ impl PriceTable {
 
     /// Every price finite and not negative, every alias pointing at a model.
     fn check(&self) -> Result<(), String> {
-        if let Some(units) = &self.units {
-            if units != "USD per million tokens" {
-                return Err(format!(
-                    "`units` is `{units}`; byok-flow reads \"USD per million tokens\""
-                ));
-            }
+        if let Some(units) = &self.units
+            && units != "USD per million tokens"
+        {
+            return Err(format!(
+                "`units` is `{units}`; byok-flow reads \"USD per million tokens\""
+            ));
         }
         for (key, e) in &self.models {
             if !key.contains('/') {
@@ -283,12 +283,12 @@ impl PriceTable {
         }
         for (key, e) in &self.models {
             for (field, date) in [("deprecated", &e.deprecated), ("retired", &e.retired)] {
-                if let Some(date) = date {
-                    if !super::lifecycle::is_date(date) {
-                        return Err(format!(
-                            "model `{key}` has `{field}: {date}`; dates are YYYY-MM-DD"
-                        ));
-                    }
+                if let Some(date) = date
+                    && !super::lifecycle::is_date(date)
+                {
+                    return Err(format!(
+                        "model `{key}` has `{field}: {date}`; dates are YYYY-MM-DD"
+                    ));
                 }
             }
         }

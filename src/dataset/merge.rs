@@ -153,25 +153,25 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<DatasetRecord, MergeError> 
         writer.flush().map_err(fail)?;
         rows
     };
-    if let Some(expected) = parts[0].record.rows_in_file {
-        if rows != expected {
-            let short = parts
-                .iter()
-                .find(|p| p.read < rows_of(p.shard, expected))
-                .map_or_else(String::new, |p| {
-                    format!(
-                        ": shard {} ({}) has {} of its {}",
-                        p.shard,
-                        p.dir.display(),
-                        p.read,
-                        rows_of(p.shard, expected)
-                    )
-                });
-            return Err(error(
-                format!("the shards hold {rows} rows; the file has {expected}{short}"),
-                "run the shard that stopped short again (its finished rows come from the cache), then merge",
-            ));
-        }
+    if let Some(expected) = parts[0].record.rows_in_file
+        && rows != expected
+    {
+        let short = parts
+            .iter()
+            .find(|p| p.read < rows_of(p.shard, expected))
+            .map_or_else(String::new, |p| {
+                format!(
+                    ": shard {} ({}) has {} of its {}",
+                    p.shard,
+                    p.dir.display(),
+                    p.read,
+                    rows_of(p.shard, expected)
+                )
+            });
+        return Err(error(
+            format!("the shards hold {rows} rows; the file has {expected}{short}"),
+            "run the shard that stopped short again (its finished rows come from the cache), then merge",
+        ));
     }
     temp.as_file().sync_all().map_err(fail)?;
     temp.persist(&results).map_err(|e| fail(e.error))?;

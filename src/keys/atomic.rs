@@ -76,7 +76,7 @@ impl Staged {
 /// How old a temporary file must be before [`sweep`] removes it: a write takes
 /// milliseconds, so one this old was left by a process that was killed, and the
 /// margin keeps a write in flight in another process safe.
-pub const STALE: Duration = Duration::from_secs(10 * 60);
+pub const STALE: Duration = Duration::from_mins(10);
 
 /// Removes the temporary files [`Staged`] left in `dir` for targets `ours`
 /// accepts (`.TARGET.XXXXXX.tmp`) that were last written more than [`STALE`]
@@ -196,7 +196,7 @@ mod tests {
     fn sweep_removes_only_stale_temporary_files_of_its_targets() {
         let dir = tempfile::tempdir().unwrap();
         let at = |name: &str| dir.path().join(name);
-        let old = std::time::SystemTime::now() - STALE - Duration::from_secs(60);
+        let old = std::time::SystemTime::now() - STALE - Duration::from_mins(1);
         let names = [
             ".k1.age.AbC123.tmp",
             ".recipients.Zx9k2P.tmp",

@@ -124,18 +124,17 @@ impl KeysDir {
         if let (Ok(real), Ok(root)) = (
             std::fs::canonicalize(&keys),
             std::fs::canonicalize(&self.root),
-        ) {
-            if !real.starts_with(&root) {
-                return Err(KeyError::NotAKeyFile {
-                    what: format!(
-                        "a link to `{}`, outside `{}`",
-                        real.display(),
-                        self.root.display()
-                    ),
-                    path: keys,
-                    link: true,
-                });
-            }
+        ) && !real.starts_with(&root)
+        {
+            return Err(KeyError::NotAKeyFile {
+                what: format!(
+                    "a link to `{}`, outside `{}`",
+                    real.display(),
+                    self.root.display()
+                ),
+                path: keys,
+                link: true,
+            });
         }
         Ok(())
     }
@@ -157,15 +156,14 @@ impl KeysDir {
         if let (Ok(real), Ok(root)) = (
             std::fs::canonicalize(&path),
             std::fs::canonicalize(&self.root),
-        ) {
-            if !real.starts_with(&root) {
-                let what = format!(
-                    "outside `{}`: it resolves to `{}`, through a linked folder",
-                    self.root.display(),
-                    real.display()
-                );
-                return Err(not(what, true));
-            }
+        ) && !real.starts_with(&root)
+        {
+            let what = format!(
+                "outside `{}`: it resolves to `{}`, through a linked folder",
+                self.root.display(),
+                real.display()
+            );
+            return Err(not(what, true));
         }
         Ok(path)
     }

@@ -51,11 +51,11 @@ fn call_key_at(
     if info.kind == ProviderKind::Mock {
         return Ok(None);
     }
-    if provider == agent.provider() {
-        if let Some(key) = &agent.key {
-            let pointer = format!("/agents/{}/key", escape(agent_name));
-            return Ok(KeyRef::parse(key)?.map(|k| (k, pointer)));
-        }
+    if provider == agent.provider()
+        && let Some(key) = &agent.key
+    {
+        let pointer = format!("/agents/{}/key", escape(agent_name));
+        return Ok(KeyRef::parse(key)?.map(|k| (k, pointer)));
     }
     let pointer = if workflow
         .providers

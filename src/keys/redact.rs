@@ -146,12 +146,11 @@ fn match_encoded(text: &[u8], at: usize, want: &[u8], i: usize) -> Option<usize>
         return Some(at);
     };
     let here = text.get(at..)?;
-    if let Some((decoded, len)) = escaped(here) {
-        if decoded == byte {
-            if let Some(end) = match_encoded(text, at + len, want, i + 1) {
-                return Some(end);
-            }
-        }
+    if let Some((decoded, len)) = escaped(here)
+        && decoded == byte
+        && let Some(end) = match_encoded(text, at + len, want, i + 1)
+    {
+        return Some(end);
     }
     if here.first() == Some(&byte) {
         return match_encoded(text, at + 1, want, i + 1);

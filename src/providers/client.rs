@@ -198,10 +198,10 @@ impl HttpProvider {
             stream: request.stream,
             timeouts,
         };
-        if !(request.stream && self.wire.announces_tools()) {
-            if let Some(tool) = request.tools.first() {
-                request.progress.tool(tool.name);
-            }
+        if !(request.stream && self.wire.announces_tools())
+            && let Some(tool) = request.tools.first()
+        {
+            request.progress.tool(tool.name);
         }
         let response = self.http.post(post).await.map_err(|e| {
             // Once the request is out, a lost reply may still be billed.

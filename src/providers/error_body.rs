@@ -87,10 +87,10 @@ fn dig(value: &Json, depth: usize) -> (Option<String>, Option<String>) {
                 .filter_map(|f| map.get(*f).and_then(word))
                 .find(|w| worth_showing(w, None));
             // OpenRouter passes the upstream provider's own error in `metadata.raw`.
-            if let Some(raw) = map.get("metadata").and_then(|m| m.get("raw")) {
-                if let (inner_kind, Some(message)) = dig(raw, depth + 1) {
-                    return (inner_kind.or(kind), Some(message));
-                }
+            if let Some(raw) = map.get("metadata").and_then(|m| m.get("raw"))
+                && let (inner_kind, Some(message)) = dig(raw, depth + 1)
+            {
+                return (inner_kind.or(kind), Some(message));
             }
             // A nested error object first (it is the more specific), then the
             // message fields; `error` as a plain string is often only a status
@@ -124,19 +124,19 @@ fn dig(value: &Json, depth: usize) -> (Option<String>, Option<String>) {
 /// (`AnthropicException - b'{"type":"error",...}'`).
 fn dig_text(text: &str, depth: usize) -> (Option<String>, Option<String>) {
     let trimmed = text.trim();
-    if depth <= MAX_DEPTH {
-        if let Some(start) = trimmed.find('{') {
-            // The last `}` after the first `{` (a body like `} … {` has none).
-            if let Some(end) = trimmed[start..].rfind('}').map(|end| start + end) {
-                let inner = &trimmed[start..=end];
-                if let Ok(json) = serde_json::from_str::<Json>(inner) {
-                    if let (kind, Some(message)) = dig(&json, depth + 1) {
-                        return (kind, Some(message));
-                    }
-                }
-                if let Some(message) = python_dict_message(inner) {
-                    return (None, Some(message));
-                }
+    if depth <= MAX_DEPTH
+        && let Some(start) = trimmed.find('{')
+    {
+        // The last `}` after the first `{` (a body like `} … {` has none).
+        if let Some(end) = trimmed[start..].rfind('}').map(|end| start + end) {
+            let inner = &trimmed[start..=end];
+            if let Ok(json) = serde_json::from_str::<Json>(inner)
+                && let (kind, Some(message)) = dig(&json, depth + 1)
+            {
+                return (kind, Some(message));
+            }
+            if let Some(message) = python_dict_message(inner) {
+                return (None, Some(message));
             }
         }
     }

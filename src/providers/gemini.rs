@@ -183,10 +183,10 @@ fn grounding(metadata: &Json) -> (Vec<Citation>, u64) {
             .flatten()
             .filter_map(Json::as_u64)
         {
-            if let Some(list) = usize::try_from(i).ok().and_then(|i| quotes.get_mut(i)) {
-                if !text.is_empty() {
-                    list.push(text);
-                }
+            if let Some(list) = usize::try_from(i).ok().and_then(|i| quotes.get_mut(i))
+                && !text.is_empty()
+            {
+                list.push(text);
             }
         }
     }

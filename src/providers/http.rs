@@ -34,8 +34,8 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             connect: Duration::from_secs(10),
-            first_byte: Duration::from_secs(120),
-            idle: Duration::from_secs(60),
+            first_byte: Duration::from_mins(2),
+            idle: Duration::from_mins(1),
         }
     }
 }

@@ -139,11 +139,11 @@ pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
     });
     let mut output = estimate_tokens(&text);
     let mut stop_reason = "end_turn";
-    if let Some(max) = request.max_tokens.map(u64::from) {
-        if output > max {
-            output = max;
-            stop_reason = "max_tokens";
-        }
+    if let Some(max) = request.max_tokens.map(u64::from)
+        && output > max
+    {
+        output = max;
+        stop_reason = "max_tokens";
     }
     // Each search's results are read as input, as the providers bill them.
     let results: u64 = citations

@@ -87,10 +87,10 @@ impl Wire for OpenAi {
         if searching {
             map.insert("web_search_options".into(), web_search_options(request));
         }
-        if self.first_party {
-            if let Some(key) = prompt_cache_key(request) {
-                map.insert("prompt_cache_key".into(), json!(key));
-            }
+        if self.first_party
+            && let Some(key) = prompt_cache_key(request)
+        {
+            map.insert("prompt_cache_key".into(), json!(key));
         }
         if stream {
             map.insert("stream".into(), json!(true));

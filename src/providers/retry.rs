@@ -37,7 +37,7 @@ impl Policy {
             retries,
             base: Duration::from_millis(500),
             cap: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
+            max_retry_after: Duration::from_mins(2),
             scale,
         }
     }
@@ -70,17 +70,18 @@ pub fn hint(headers: &Headers, body: &str) -> Option<Duration> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.trim().parse::<f64>().ok())
+        && ms.is_finite()
+        && ms >= 0.0
     {
-        if ms.is_finite() && ms >= 0.0 {
-            return Some(seconds(ms / 1000.0));
-        }
+        return Some(seconds(ms / 1000.0));
     }
     if let Some(value) = headers.get("retry-after") {
         let value = value.trim();
-        if let Ok(secs) = value.parse::<f64>() {
-            if secs.is_finite() && secs >= 0.0 {
-                return Some(seconds(secs));
-            }
+        if let Ok(secs) = value.parse::<f64>()
+            && secs.is_finite()
+            && secs >= 0.0
+        {
+            return Some(seconds(secs));
         }
         if let Ok(when) = httpdate::parse_http_date(value) {
             return Some(when.duration_since(SystemTime::now()).unwrap_or_default());
@@ -97,11 +98,10 @@ pub fn hint(headers: &Headers, body: &str) -> Option<Duration> {
             let remaining = headers
                 .get(&format!("{prefix}-remaining"))
                 .and_then(|r| r.parse::<u64>().ok());
-            if remaining == Some(0) {
-                if let Ok(when) = humantime::parse_rfc3339_weak(value.trim().trim_end_matches('Z'))
-                {
-                    resets.push(when.duration_since(SystemTime::now()).unwrap_or_default());
-                }
+            if remaining == Some(0)
+                && let Ok(when) = humantime::parse_rfc3339_weak(value.trim().trim_end_matches('Z'))
+            {
+                resets.push(when.duration_since(SystemTime::now()).unwrap_or_default());
             }
         }
     }
@@ -196,7 +196,7 @@ mod tests {
                 ]),
                 ""
             ),
-            Some(Duration::from_secs(360))
+            Some(Duration::from_mins(6))
         );
         let body = r#"{"error":{"code":429,"status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"34s"}]}}"#;
         assert_eq!(hint(&headers(&[]), body), Some(Duration::from_secs(34)));
@@ -235,7 +235,7 @@ mod tests {
             retries: 5,
             base: Duration::from_millis(100),
             cap: Duration::from_secs(1),
-            max_retry_after: Duration::from_secs(120),
+            max_retry_after: Duration::from_mins(2),
             scale: 1.0,
         };
         for attempt in 0..8 {

@@ -112,14 +112,14 @@ impl AgentRunner {
         let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = written {
-            if !self.write_warned.swap(true, Ordering::Relaxed) {
-                let message = format!(
-                    "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
-                    root.display()
-                );
-                self.bus.emit(&Event::Warning { message: &message });
-            }
+        if let Err(e) = written
+            && !self.write_warned.swap(true, Ordering::Relaxed)
+        {
+            let message = format!(
+                "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
+                root.display()
+            );
+            self.bus.emit(&Event::Warning { message: &message });
         }
     }
 }

@@ -85,13 +85,13 @@ impl AgentRunner {
                 }
             }
         };
-        if let Some(max) = list.max_items {
-            if items.len() > max as usize {
-                return fail(format!(
-                    "`for_each: {shown}` holds {} items, more than `max_items: {max}`; none was run (raise `max_items`, or ask for fewer)",
-                    items.len()
-                ));
-            }
+        if let Some(max) = list.max_items
+            && items.len() > max as usize
+        {
+            return fail(format!(
+                "`for_each: {shown}` holds {} items, more than `max_items: {max}`; none was run (raise `max_items`, or ask for fewer)",
+                items.len()
+            ));
         }
         Ok(Some(items))
     }

@@ -231,13 +231,13 @@ impl AgentRunner {
             return Some(Usd::ZERO);
         };
         let reported = received.reported;
-        if reported.input {
-            if let Some(counted) = b.input {
-                let billed = received.usage.all_input();
-                let counted = self.reserved_input(agent, b.target, b.request, counted.bound);
-                self.ratios
-                    .learn(&b.request.provider, &b.request.model, billed, counted);
-            }
+        if reported.input
+            && let Some(counted) = b.input
+        {
+            let billed = received.usage.all_input();
+            let counted = self.reserved_input(agent, b.target, b.request, counted.bound);
+            self.ratios
+                .learn(&b.request.provider, &b.request.model, billed, counted);
         }
         if reported.all() {
             bill.add(bill::Attempt {

@@ -237,10 +237,10 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
                         .range((Bound::Excluded(after), Bound::Unbounded))
                         .next(),
                 };
-                if let Some(&task) = next {
-                    if best.is_none_or(|(b, _)| task < b) {
-                        best = Some((task, lane));
-                    }
+                if let Some(&task) = next
+                    && best.is_none_or(|(b, _)| task < b)
+                {
+                    best = Some((task, lane));
                 }
             }
             let Some((task, lane)) = best else {
@@ -307,10 +307,10 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
 
     /// Takes a task out of its lane's queue.
     fn unqueue(&mut self, task: Task, lane: usize) {
-        if self.ready[lane].remove(&task) {
-            if let Some(r) = self.rows.get_mut(&task.row) {
-                r.queued -= 1;
-            }
+        if self.ready[lane].remove(&task)
+            && let Some(r) = self.rows.get_mut(&task.row)
+        {
+            r.queued -= 1;
         }
     }
 

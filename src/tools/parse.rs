@@ -199,12 +199,12 @@ fn domains(value: &Json) -> Result<Vec<String>, String> {
 }
 
 fn check_location(location: &UserLocation) -> Result<(), String> {
-    if let Some(country) = &location.country {
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
-            return Err(format!(
-                "`country` is `{country}`, not a two-letter ISO country code"
-            ));
-        }
+    if let Some(country) = &location.country
+        && (country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()))
+    {
+        return Err(format!(
+            "`country` is `{country}`, not a two-letter ISO country code"
+        ));
     }
     for (field, value) in [
         ("city", &location.city),

@@ -29,10 +29,10 @@ impl PosIndex {
     pub fn value(&self, pointer: &str) -> (Option<Pos>, usize) {
         let mut p = pointer;
         loop {
-            if let Some(l) = self.values.get(p) {
-                if l.value.is_some() {
-                    return (l.value, l.value_len);
-                }
+            if let Some(l) = self.values.get(p)
+                && l.value.is_some()
+            {
+                return (l.value, l.value_len);
             }
             match p.rfind('/') {
                 Some(i) => p = &p[..i],

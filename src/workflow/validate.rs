@@ -241,48 +241,47 @@ impl Checker<'_> {
                     .help("add `output: json`, or remove `schema`"),
                 );
             }
-            if let Some(schema) = &agent.schema {
-                if let Err(e) = jsonschema::validator_for(schema) {
-                    // Point at the part of the schema that is wrong, not at its first line.
-                    let inside = e.instance_path().as_str();
-                    let span = self.value_span(&format!("/agents/{}/schema{inside}", escape(name)));
-                    let field: Vec<&str> = inside.split('/').skip(1).collect();
-                    let help = if field.last() == Some(&"type") {
-                        "a JSON Schema `type` is one of: string, number, integer, boolean, array, object, null"
-                    } else {
-                        "see https://json-schema.org/understanding-json-schema for the format"
-                    };
-                    self.out.push(
-                        Diagnostic::error(
-                            "workflow::output-schema",
-                            span,
-                            format!(
-                                "`{}` is not a valid JSON Schema: {e}",
-                                ["schema"]
-                                    .into_iter()
-                                    .chain(field)
-                                    .collect::<Vec<_>>()
-                                    .join(".")
-                            ),
-                        )
-                        .agent(name)
-                        .help(help),
-                    );
-                }
+            if let Some(schema) = &agent.schema
+                && let Err(e) = jsonschema::validator_for(schema)
+            {
+                // Point at the part of the schema that is wrong, not at its first line.
+                let inside = e.instance_path().as_str();
+                let span = self.value_span(&format!("/agents/{}/schema{inside}", escape(name)));
+                let field: Vec<&str> = inside.split('/').skip(1).collect();
+                let help = if field.last() == Some(&"type") {
+                    "a JSON Schema `type` is one of: string, number, integer, boolean, array, object, null"
+                } else {
+                    "see https://json-schema.org/understanding-json-schema for the format"
+                };
+                self.out.push(
+                    Diagnostic::error(
+                        "workflow::output-schema",
+                        span,
+                        format!(
+                            "`{}` is not a valid JSON Schema: {e}",
+                            ["schema"]
+                                .into_iter()
+                                .chain(field)
+                                .collect::<Vec<_>>()
+                                .join(".")
+                        ),
+                    )
+                    .agent(name)
+                    .help(help),
+                );
             }
             if let (Some(expected), Some(max)) = (
                 agent.expected_output_tokens,
                 agent.max_tokens.or(self.w.defaults.max_tokens),
-            ) {
-                if expected > max {
-                    let span = self
-                        .value_span(&format!("/agents/{}/expected_output_tokens", escape(name)));
-                    self.out.push(
+            ) && expected > max
+            {
+                let span =
+                    self.value_span(&format!("/agents/{}/expected_output_tokens", escape(name)));
+                self.out.push(
                         Diagnostic::warning("workflow::expected-over-max", span, format!("`expected_output_tokens` ({expected}) is above `max_tokens` ({max})"))
                             .agent(name)
                             .help("the reply cannot be longer than `max_tokens`; estimates use the smaller number"),
                     );
-                }
             }
         }
         let timeouts = std::iter::once((
@@ -408,18 +407,18 @@ impl Checker<'_> {
             self.sampling(name, &sampled);
         }
         for (name, provider) in &self.w.providers {
-            if let Some(url) = &provider.base_url {
-                if let Err((message, help)) = check_base_url(url) {
-                    let span = self.value_span(&format!("/providers/{}/base_url", escape(name)));
-                    self.out.push(
-                        Diagnostic::error(
-                            "workflow::base-url",
-                            span,
-                            format!("provider `{name}`: {message}"),
-                        )
-                        .help(help),
-                    );
-                }
+            if let Some(url) = &provider.base_url
+                && let Err((message, help)) = check_base_url(url)
+            {
+                let span = self.value_span(&format!("/providers/{}/base_url", escape(name)));
+                self.out.push(
+                    Diagnostic::error(
+                        "workflow::base-url",
+                        span,
+                        format!("provider `{name}`: {message}"),
+                    )
+                    .help(help),
+                );
             }
             let problem = match providers::resolve(self.w, name) {
                 Err(ProviderProblem::MissingType) => (
@@ -633,10 +632,9 @@ impl Checker<'_> {
                 for target in self.template(&pointer, text, Some(name)) {
                     if let Target::Agent { name: upstream, .. } | Target::AgentOutputs(upstream) =
                         target
+                        && let Some(&from) = positions.get(upstream.as_str())
                     {
-                        if let Some(&from) = positions.get(upstream.as_str()) {
-                            edges.push((from, to, EdgeKind::Data));
-                        }
+                        edges.push((from, to, EdgeKind::Data));
                     }
                 }
             }

@@ -15,7 +15,7 @@ use crate::snapshot;
 use crate::support::{byok_flow, byok_flow_process};
 
 /// Longer than this is a hang (a FIFO read blocks forever).
-const TIMEOUT: Duration = Duration::from_secs(60);
+const TIMEOUT: Duration = Duration::from_mins(1);
 
 fn validate(home: &Path, file: &Path) -> Output {
     byok_flow(home)

@@ -86,7 +86,7 @@ impl Place {
         ];
         args.extend(extra);
         let out = assert_cmd::Command::from_std(self.command(&args, env))
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(std::time::Duration::from_mins(1))
             .output()
             .unwrap();
         self.assert_no_key(&out);

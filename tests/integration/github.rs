@@ -37,7 +37,7 @@ fn step(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = byok_flow(dir);
     in_actions(&mut cmd, dir);
     cmd.args(args)
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap()
 }

@@ -39,7 +39,7 @@ fn run(dir: &Path, server: &FakeServer, level: usize) -> Output {
         .env("OPENAI_KEY", OPENAI_KEY)
         .env("GEMINI_KEY", GEMINI_KEY)
         .env("BYOK_FLOW_BACKOFF_SCALE", "0")
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap()
 }

@@ -38,7 +38,7 @@ pub fn run(dir: &Path, yaml: &str, extra: &[&str]) -> Output {
         .env("OPENAI_KEY", OPENAI_KEY)
         .env("GEMINI_KEY", GEMINI_KEY)
         .env("BYOK_FLOW_BACKOFF_SCALE", "0")
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap();
     for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {

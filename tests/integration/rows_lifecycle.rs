@@ -139,7 +139,7 @@ fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the run ended ({status}) before {n} rows were written");
         }
-        assert!(start.elapsed() < Duration::from_secs(60), "rows never came");
+        assert!(start.elapsed() < Duration::from_mins(1), "rows never came");
         std::thread::sleep(Duration::from_millis(5));
     }
 }

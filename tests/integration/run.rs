@@ -13,7 +13,7 @@ use crate::snapshot;
 use crate::support::{byok_flow, example};
 
 /// A run that takes longer has hung: fail it rather than the whole suite.
-pub const TIMEOUT: Duration = Duration::from_secs(60);
+pub const TIMEOUT: Duration = Duration::from_mins(1);
 
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);

@@ -154,10 +154,10 @@ fn columns(nodes: usize, edges: &[(usize, (usize, usize))]) -> Vec<usize> {
         }
     }
     for &v in order.iter().rev() {
-        if incoming[v] == 0 {
-            if let Some(first) = successors[v].iter().map(|&s| column[s]).min() {
-                column[v] = first.saturating_sub(1).max(column[v]);
-            }
+        if incoming[v] == 0
+            && let Some(first) = successors[v].iter().map(|&s| column[s]).min()
+        {
+            column[v] = first.saturating_sub(1).max(column[v]);
         }
     }
     column

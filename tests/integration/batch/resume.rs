@@ -130,7 +130,7 @@ fn runs_resume_collects_a_detached_run() {
 fn runs_cancel_cancels_the_pending_batches_at_the_provider() {
     let server = FakeServer::start();
     server.set_batch_knobs(BatchKnobs {
-        delay: Duration::from_secs(60),
+        delay: Duration::from_mins(1),
         ..BatchKnobs::default()
     });
     let place = Place::new();
@@ -290,7 +290,7 @@ fn mock_batches_detach_and_resume_offline() {
 fn ctrl_c_while_waiting_leaves_the_batches_running_and_says_how_to_resume() {
     let server = FakeServer::start();
     server.set_batch_knobs(BatchKnobs {
-        delay: Duration::from_secs(60),
+        delay: Duration::from_mins(1),
         ..BatchKnobs::default()
     });
     let place = Place::new();

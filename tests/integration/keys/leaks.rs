@@ -115,7 +115,7 @@ agents:
         .env("GITHUB_STEP_SUMMARY", p.path().join("summary.md"))
         .env("GITHUB_OUTPUT", p.path().join("outputs.txt"))
         .env("GITHUB_WORKSPACE", p.path())
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -208,7 +208,7 @@ agents:
         .env("GITHUB_STEP_SUMMARY", p.path().join("summary.md"))
         .env("GITHUB_OUTPUT", p.path().join("outputs.txt"))
         .env("GITHUB_WORKSPACE", p.path())
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -322,7 +322,7 @@ fn issue13_proxy_never_sees_a_keyed_request_in_clear() {
                 &server.addr.to_string(),
             ])
             .env(var, proxy.url())
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(std::time::Duration::from_mins(1))
             .output()
             .unwrap();
         assert_eq!(
@@ -346,7 +346,7 @@ fn issue13_proxy_never_sees_a_keyed_request_in_clear() {
         .cmd(&["-v", "run", "flow.yaml", "--no-cache"])
         .env("HTTPS_PROXY", proxy.url())
         .env("HTTP_PROXY", proxy.url())
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -395,7 +395,7 @@ fn issue13_refusal_happens_before_the_first_request() {
         std::fs::write(p.path().join("flow.yaml"), yaml).unwrap();
         let out = p
             .cmd(&["run", "flow.yaml", "--no-cache", "--allow-host", &allow])
-            .timeout(std::time::Duration::from_secs(60))
+            .timeout(std::time::Duration::from_mins(1))
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

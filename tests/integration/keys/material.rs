@@ -16,7 +16,7 @@ fn run(p: &Project, yaml: &str, server: &FakeServer, vars: &[(&str, &str)]) -> O
     p.cmd(&["run", "flow.yaml", "--allow-host", &server.addr.to_string()])
         .envs(vars.iter().copied())
         .env("BYOK_FLOW_BACKOFF_SCALE", "0")
-        .timeout(Duration::from_secs(60))
+        .timeout(Duration::from_mins(1))
         .output()
         .unwrap()
 }
@@ -368,7 +368,7 @@ fn issue13_key_material_is_checked() {
 /// Makes a file look as if written an hour ago.
 fn age_file(path: &Path) {
     let file = std::fs::File::options().write(true).open(path).unwrap();
-    file.set_modified(SystemTime::now() - Duration::from_secs(3600))
+    file.set_modified(SystemTime::now() - Duration::from_hours(1))
         .unwrap();
 }
 

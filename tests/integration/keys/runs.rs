@@ -39,7 +39,7 @@ fn run(p: &Project, yaml: &str, allow: &str, extra: &[&str]) -> Output {
     args.extend_from_slice(extra);
     p.cmd(&args)
         .env("BYOK_FLOW_BACKOFF_SCALE", "0")
-        .timeout(std::time::Duration::from_secs(60))
+        .timeout(std::time::Duration::from_mins(1))
         .output()
         .unwrap()
 }

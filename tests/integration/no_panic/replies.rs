@@ -400,7 +400,7 @@ proptest! {
             retries: 3,
             base: Duration::from_millis(500),
             cap: Duration::from_secs(30),
-            max_retry_after: Duration::from_secs(120),
+            max_retry_after: Duration::from_mins(2),
             scale: 0.0,
         };
         let _ = policy.sleep_for(policy.delay(0, hint));

@@ -94,7 +94,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary().display()));
         // Chromium writes its port and the browser's WebSocket path here.
         let port_file = profile.path().join("DevToolsActivePort");
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         let (port, path) = loop {
             if let Ok(text) = std::fs::read_to_string(&port_file) {
                 let mut lines = text.lines();
@@ -112,7 +112,7 @@ impl Browser {
             .expect("connect to Chromium's DevTools");
         if let MaybeTlsStream::Plain(stream) = socket.get_ref() {
             stream
-                .set_read_timeout(Some(Duration::from_secs(60)))
+                .set_read_timeout(Some(Duration::from_mins(1)))
                 .unwrap();
         }
         Browser {
@@ -173,7 +173,7 @@ impl Browser {
         self.call(Some(&session), "Page.navigate", &json!({"url": url}));
         let mut visit = Visit::default();
         let mut loaded = None::<Instant>;
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_mins(1);
         loop {
             let event = if self.events.is_empty() {
                 if loaded.is_some_and(|at| at.elapsed() > Duration::from_millis(500)) {
