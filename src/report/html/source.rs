@@ -153,14 +153,13 @@ pub fn from_history(store: &Store, id: Option<&str>) -> Result<Found, SourceErro
         // A dataset run with `--out DIR` kept DIR/run.json (and DIR/results.jsonl).
         if let Some(Ok(found @ Record::Dataset { .. })) =
             kept.as_deref().map(|path| read_file(Path::new(path)))
+            && found.run_id() == id
         {
-            if found.run_id() == id {
-                return Ok(Found {
-                    record: found,
-                    origin: Origin::Record,
-                    note: None,
-                });
-            }
+            return Ok(Found {
+                record: found,
+                origin: Origin::Record,
+                note: None,
+            });
         }
         let over = rows
             .total
