@@ -11,7 +11,6 @@ use super::api::{
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
-use crate::providers::wire::join;
 use crate::providers::{AttemptError, BoxFuture, Reply, Request};
 
 /// 100,000 requests or 256 MB a batch.
@@ -23,12 +22,6 @@ pub const LIMITS: Limits = Limits {
 pub struct AnthropicBatches {
     pub conn: Conn,
     pub limits: Limits,
-}
-
-impl AnthropicBatches {
-    fn url(&self, path: &str) -> String {
-        join(&self.conn.base_url, path)
-    }
 }
 
 impl BatchApi for AnthropicBatches {
@@ -57,7 +50,7 @@ impl BatchApi for AnthropicBatches {
                 .map(|i| json!({"custom_id": i.custom_id, "params": self.params(&i.request)}))
                 .collect();
             let body = json!({ "requests": requests });
-            let url = self.url("/v1/messages/batches");
+            let url = self.conn.url("/v1/messages/batches");
             let batch = self
                 .conn
                 .json(Method::Post, &url, key, Payload::Json(&body))
@@ -79,7 +72,9 @@ impl BatchApi for AnthropicBatches {
         handle: &'a Handle,
     ) -> BoxFuture<'a, Result<Status, AttemptError>> {
         Box::pin(async move {
-            let url = self.url(&format!("/v1/messages/batches/{}", handle.id));
+            let url = self
+                .conn
+                .url(&format!("/v1/messages/batches/{}", handle.id));
             let batch = self
                 .conn
                 .json(Method::Get, &url, key, Payload::Empty)
@@ -118,7 +113,8 @@ impl BatchApi for AnthropicBatches {
     ) -> BoxFuture<'a, Result<Vec<(String, Outcome)>, AttemptError>> {
         Box::pin(async move {
             let url = status.results.clone().unwrap_or_else(|| {
-                self.url(&format!("/v1/messages/batches/{}/results", handle.id))
+                self.conn
+                    .url(&format!("/v1/messages/batches/{}/results", handle.id))
             });
             let text = self
                 .conn
@@ -145,7 +141,9 @@ impl BatchApi for AnthropicBatches {
         handle: &'a Handle,
     ) -> BoxFuture<'a, Result<(), AttemptError>> {
         Box::pin(async move {
-            let url = self.url(&format!("/v1/messages/batches/{}/cancel", handle.id));
+            let url = self
+                .conn
+                .url(&format!("/v1/messages/batches/{}/cancel", handle.id));
             self.conn
                 .call(Method::Post, &url, key, Payload::Empty)
                 .await

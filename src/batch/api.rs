@@ -151,6 +151,11 @@ fn timeouts() -> Timeouts {
 }
 
 impl Conn {
+    /// The URL of an endpoint under the provider's base URL.
+    pub fn url(&self, path: &str) -> String {
+        crate::providers::wire::join(&self.base_url, path)
+    }
+
     /// Sends one request and reads its body, redacted. A refused key, a
     /// destination the key may not go to, an error status: an [`AttemptError`]
     /// with the provider's own message.

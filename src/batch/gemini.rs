@@ -11,7 +11,6 @@ use super::api::{
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
-use crate::providers::wire::join;
 use crate::providers::{AttemptError, BoxFuture, Reply, Request};
 
 /// Inline requests: the create request is at most 20 MB.
@@ -23,12 +22,6 @@ pub const LIMITS: Limits = Limits {
 pub struct GeminiBatches {
     pub conn: Conn,
     pub limits: Limits,
-}
-
-impl GeminiBatches {
-    fn url(&self, path: &str) -> String {
-        join(&self.conn.base_url, path)
-    }
 }
 
 impl BatchApi for GeminiBatches {
@@ -64,7 +57,9 @@ impl BatchApi for GeminiBatches {
                 "displayName": "byok-flow",
                 "inputConfig": {"requests": {"requests": requests}},
             }});
-            let url = self.url(&format!("/models/{model}:batchGenerateContent"));
+            let url = self
+                .conn
+                .url(&format!("/models/{model}:batchGenerateContent"));
             let operation = self
                 .conn
                 .json(Method::Post, &url, key, Payload::Json(&body))
@@ -93,7 +88,7 @@ impl BatchApi for GeminiBatches {
         handle: &'a Handle,
     ) -> BoxFuture<'a, Result<Status, AttemptError>> {
         Box::pin(async move {
-            let url = self.url(&format!("/{}", handle.id));
+            let url = self.conn.url(&format!("/{}", handle.id));
             let operation = self
                 .conn
                 .json(Method::Get, &url, key, Payload::Empty)
@@ -180,7 +175,7 @@ impl BatchApi for GeminiBatches {
         handle: &'a Handle,
     ) -> BoxFuture<'a, Result<(), AttemptError>> {
         Box::pin(async move {
-            let url = self.url(&format!("/{}:cancel", handle.id));
+            let url = self.conn.url(&format!("/{}:cancel", handle.id));
             self.conn
                 .call(Method::Post, &url, key, Payload::Empty)
                 .await

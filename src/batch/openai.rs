@@ -13,7 +13,6 @@ use super::api::{
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
 use crate::providers::retry;
-use crate::providers::wire::join;
 use crate::providers::{AttemptError, BoxFuture, Reply, Request};
 
 /// 50,000 requests or 200 MB a batch.
@@ -25,12 +24,6 @@ pub const LIMITS: Limits = Limits {
 pub struct OpenAiBatches {
     pub conn: Conn,
     pub limits: Limits,
-}
-
-impl OpenAiBatches {
-    fn url(&self, path: &str) -> String {
-        join(&self.conn.base_url, path)
-    }
 }
 
 /// One line of the input file.
@@ -73,7 +66,7 @@ impl BatchApi for OpenAiBatches {
             };
             let file = self
                 .conn
-                .json(Method::Post, &self.url("/files"), key, payload)
+                .json(Method::Post, &self.conn.url("/files"), key, payload)
                 .await?;
             match file["id"].as_str() {
                 Some(id) if !id.is_empty() => Ok(Some(id.to_string())),
@@ -104,7 +97,7 @@ impl BatchApi for OpenAiBatches {
                 .conn
                 .json(
                     Method::Post,
-                    &self.url("/batches"),
+                    &self.conn.url("/batches"),
                     key,
                     Payload::Json(&body),
                 )
@@ -129,7 +122,7 @@ impl BatchApi for OpenAiBatches {
         handle: &'a Handle,
     ) -> BoxFuture<'a, Result<Status, AttemptError>> {
         Box::pin(async move {
-            let url = self.url(&format!("/batches/{}", handle.id));
+            let url = self.conn.url(&format!("/batches/{}", handle.id));
             let batch = self
                 .conn
                 .json(Method::Get, &url, key, Payload::Empty)
@@ -186,7 +179,7 @@ impl BatchApi for OpenAiBatches {
         Box::pin(async move {
             let mut out = Vec::new();
             for file in [&status.results, &status.errors].into_iter().flatten() {
-                let url = self.url(&format!("/files/{file}/content"));
+                let url = self.conn.url(&format!("/files/{file}/content"));
                 let text = self
                     .conn
                     .call(Method::Get, &url, key, Payload::Empty)
@@ -212,7 +205,7 @@ impl BatchApi for OpenAiBatches {
         handle: &'a Handle,
     ) -> BoxFuture<'a, Result<(), AttemptError>> {
         Box::pin(async move {
-            let url = self.url(&format!("/batches/{}/cancel", handle.id));
+            let url = self.conn.url(&format!("/batches/{}/cancel", handle.id));
             self.conn
                 .call(Method::Post, &url, key, Payload::Empty)
                 .await
@@ -223,7 +216,7 @@ impl BatchApi for OpenAiBatches {
     fn clean_up<'a>(&'a self, key: Option<&'a KeyRef>, handle: &'a Handle) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if let Some(file) = &handle.file {
-                let url = self.url(&format!("/files/{file}"));
+                let url = self.conn.url(&format!("/files/{file}"));
                 if let Err(e) = self
                     .conn
                     .call(Method::Delete, &url, key, Payload::Empty)
