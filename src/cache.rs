@@ -279,6 +279,7 @@ mod tests {
             key: None,
             progress: Progress::default(),
             correction: None,
+            label: None,
         }
     }
 

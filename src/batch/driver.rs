@@ -228,9 +228,11 @@ impl Provider for BatchClient {
     fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
             let (answer, reply) = oneshot::channel();
+            // A dataset's request names its row (and item); a run's, its agent.
+            let label = request.label.as_deref().unwrap_or(&self.label);
             self.batcher.shared.clone().enqueue(
                 self.api.clone(),
-                &self.label,
+                label,
                 request.clone(),
                 answer,
             );

@@ -206,8 +206,10 @@ pub struct RunIdSubscriber(pub Batcher);
 
 impl crate::events::Subscriber for RunIdSubscriber {
     fn on_event(&mut self, event: &crate::events::Event<'_>) -> std::io::Result<()> {
-        if let crate::events::Event::RunStarted { run_id, .. } = event {
-            self.0.set_run_id(run_id);
+        match event {
+            crate::events::Event::RunStarted { run_id, .. }
+            | crate::events::Event::RowsStarted { run_id, .. } => self.0.set_run_id(run_id),
+            _ => {}
         }
         Ok(())
     }

@@ -65,7 +65,8 @@ impl BatchRecord {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RequestRecord {
     pub custom_id: String,
-    /// What asked for it (the agent).
+    /// What asked for it: the agent; in a dataset, `rN-AGENT` or `rN-AGENT[ITEM]`
+    /// (row N, the item of a map agent).
     pub label: String,
     /// Which batch attempt of that request this is (1 for the first).
     pub attempt: u32,

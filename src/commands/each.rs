@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use crate::batch;
 use crate::cost::estimate::{Counting, Estimator};
 use crate::dataset::estimate::RowsEstimate;
 use crate::dataset::{self, Dataset, FileError, RowInputs, Source};
@@ -32,7 +33,24 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     // file's rows: stdin's are read only once, as they come).
     let budgeted = session.budget().is_some() && dataset.source.path.is_some();
     if args.dry_run || budgeted {
-        let estimate = estimate_rows(session, &dataset)?;
+        let mut estimate = estimate_rows(session, &dataset)?;
+        if args.dry_run && session.batched() {
+            // What the same rows would cost called directly, for the saving.
+            let mut regular = (*session.checked).clone();
+            for agent in regular.workflow.agents.values_mut() {
+                agent.batch = Some(false);
+            }
+            let pricing = crate::cost::prices::Pricing {
+                workflow: &regular.workflow,
+                ..session.pricing()
+            };
+            let estimator = Estimator::new(&regular, &pricing, session.max_usd(), Counting::Exact);
+            let direct = rows_estimate(session, &dataset, &estimator)?;
+            estimate.batch = Some(crate::cost::estimate::BatchSaving::of_totals(
+                &estimate.total,
+                &direct.total,
+            ));
+        }
         // What bounds each agent's cost, and its tools' uses, are the workflow's,
         // whatever the row.
         let agents = crate::cost::estimate::upper_estimate(
@@ -63,26 +81,55 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     // Every key the squad uses is checked before the first row starts.
     let keys = super::run::keys_or_exit(session, &runtime, &[], global)?;
     let bus = Bus::default();
-    subscribe(&bus, args, global)?;
+    // Rows with batched agents go through the batcher: the requests of every row
+    // in the window that are ready at once go as one batch per provider, key and model.
+    let waves = session.batcher(args.detach)?;
+    if let Some(waves) = &waves {
+        bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
+    }
+    // A detached run's stdout is its run id: its rows are told by the run that collects them.
+    if !args.detach {
+        subscribe(&bus, args, global)?;
+    } else if !global.quiet {
+        if global.terminal && global.github.is_none() {
+            bus.subscribe(Box::new(progress::Live::default()));
+        } else {
+            bus.subscribe(Box::new(progress::Plain::default()));
+        }
+    }
     let workflow = runner::workflow_name(&session.checked, &session.settings.file);
     // `report RUN_ID` reads DIR/run.json and DIR/results.jsonl back.
     let record = args.out.as_ref().map(|dir| dir.join("run.json"));
     if let Some(recorder) = session.recorder(&workflow, record.as_deref()) {
         bus.subscribe(Box::new(recorder));
     }
-    let (runner, limits) = session.runner(keys, &bus, None)?;
+    let (runner, limits) = session.runner(keys, &bus, waves.as_ref())?;
     let mut gate = runner.gate();
+    let window = if waves.is_some() {
+        dataset::BATCH_WINDOW
+    } else {
+        dataset::window(session.settings.concurrency)
+    };
     let (record, fatal) = runtime.block_on(async {
         let cancel = async {
-            if tokio::signal::ctrl_c().await.is_err() {
-                std::future::pending::<()>().await;
+            let ctrl_c = async {
+                if tokio::signal::ctrl_c().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            match &waves {
+                Some(waves) => tokio::select! {
+                    () = ctrl_c => {}
+                    () = waves.detached() => {}
+                },
+                None => ctrl_c.await,
             }
         };
         dataset::execute(
             &dataset,
             runner,
             limits,
-            dataset::window(session.settings.concurrency),
+            window,
             &session.settings,
             gate.as_mut(),
             &bus,
@@ -100,6 +147,29 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     }
     if let Some(e) = fatal {
         return Err(refused(e));
+    }
+    if let Some(waves) = &waves {
+        waves.finish();
+        let pending = waves.pending();
+        if waves.did_detach() {
+            println!("{}", record.run_id);
+            if !global.quiet {
+                eprintln!(
+                    "detached: {pending} batch{} submitted; collect the rows with the same command again, or `byok-flow runs resume {}`",
+                    if pending == 1 { "" } else { "es" },
+                    record.run_id
+                );
+            }
+            return Ok(Exit::Success);
+        }
+        if pending > 0 && !global.quiet {
+            eprintln!(
+                "{pending} batch{} left running at the provider; collect the rows with the same command again, or `byok-flow runs resume {}` (`byok-flow runs cancel {}` cancels them)",
+                if pending == 1 { " is" } else { "es are" },
+                record.run_id,
+                record.run_id
+            );
+        }
     }
     if record.rows.total == 0 && dataset.source.path.is_none() {
         return Err(Error::usage("no rows came on stdin").hint(
@@ -124,6 +194,15 @@ fn estimate_rows(session: &Session, dataset: &Dataset) -> Result<RowsEstimate> {
         session.max_usd(),
         Counting::Exact,
     );
+    rows_estimate(session, dataset, &estimator)
+}
+
+/// Every row of `dataset` estimated by `estimator`, what the cache holds left out.
+fn rows_estimate(
+    session: &Session,
+    dataset: &Dataset,
+    estimator: &Estimator<'_>,
+) -> Result<RowsEstimate> {
     let cached = match &session.settings.cache {
         Some(_) => runner::prepare_offline(session.checked.clone(), &session.settings).ok(),
         None => None,
@@ -135,7 +214,7 @@ fn estimate_rows(session: &Session, dataset: &Dataset) -> Result<RowsEstimate> {
         .iter()
         .map(|(n, a)| (n.clone(), a.model.clone()))
         .collect();
-    dataset::estimate::estimate(dataset, &estimator, cached.as_ref(), &names).map_err(refused)
+    dataset::estimate::estimate(dataset, estimator, cached.as_ref(), &names).map_err(refused)
 }
 
 /// The estimate on stdout: a table, or JSON with `--json`.

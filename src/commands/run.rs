@@ -177,13 +177,6 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     check_refresh(&checked, args)?;
     let mut session = Session::new(checked.clone(), table, options(args), inputs, global);
     if let Some(each) = &args.each {
-        if session.batched() {
-            return Err(Error::usage(format!(
-                "`--each {}` with batched agents is not supported yet: a dataset's rows are not sent through the providers' batch APIs",
-                each.display()
-            ))
-            .hint("drop `--batch` (and set `batch: false` on agents or under `defaults:`) to run the rows directly, or run one row at a time with `--batch`"));
-        }
         return super::each::run(args, each, &session, global);
     }
     let max_usd = session.max_usd();

@@ -123,11 +123,16 @@ pub struct BatchSaving {
 impl BatchSaving {
     /// `batch`'s totals against `regular`'s (the same workflow, unbatched).
     pub fn of(batch: &Estimate, regular: &Estimate) -> Self {
-        let (b, r) = (batch.total.expected_usd, regular.total.expected_usd);
+        Self::of_totals(&batch.total, &regular.total)
+    }
+
+    /// The same from the totals (a dataset's, over every row).
+    pub fn of_totals(batch: &Total, regular: &Total) -> Self {
+        let (b, r) = (batch.expected_usd, regular.expected_usd);
         let saving = r.saturating_sub(b);
         BatchSaving {
             regular_expected_usd: r,
-            regular_max_usd: regular.total.max_usd,
+            regular_max_usd: regular.max_usd,
             saving_usd: saving,
             saving_percent: if r == Usd::ZERO {
                 0.0

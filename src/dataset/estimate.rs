@@ -52,6 +52,9 @@ pub struct RowsEstimate {
     pub agents: Vec<AgentTotal>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
+    /// With batched agents: what the rows would cost called directly, and the saving.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::cost::estimate::BatchSaving>,
 }
 
 /// A row named in the estimate, and why.
@@ -398,5 +401,6 @@ pub fn estimate(
         dearest: costs.last().copied(),
         agents,
         budget_usd: estimator.budget_usd(),
+        batch: None,
     })
 }

@@ -25,6 +25,11 @@ use crate::scheduler::{self, Gate, RowIn};
 /// The fewest rows the window holds, however low `--concurrency` is.
 pub const MIN_WINDOW: usize = 1024;
 
+/// The rows in flight when agents go through batches: their requests wait on
+/// batches, not connections, so as many rows as fill a provider's batch (`OpenAI`
+/// takes 50,000 requests) are read at once; more wait for the earliest to be told.
+pub const BATCH_WINDOW: usize = 50_000;
+
 /// How many rows may be in flight or finished and waiting for an earlier one to be
 /// written: four per concurrent call, and at least [`MIN_WINDOW`].
 pub fn window(concurrency: usize) -> usize {

@@ -61,6 +61,10 @@ pub struct Request {
     /// For a second try at `output: json`: the reply that did not match, and what was wrong.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correction: Option<(String, String)>,
+    /// What asks for it, in a dataset (`r12-writer[3]`: row 12's agent `writer`,
+    /// item 3): a batch's `custom_id` and state name it. Never sent.
+    #[serde(skip)]
+    pub label: Option<String>,
 }
 
 /// Reports how a streamed reply is coming along: how many characters have

@@ -339,6 +339,7 @@ impl AgentRunner {
             key: None,
             progress: Progress::default(),
             correction: None,
+            label: None,
         })
     }
 }
@@ -458,6 +459,9 @@ impl scheduler::Runner for AgentRunner {
             let start = Instant::now();
             let cache_key = prepared.cache_key;
             let mut request = prepared.request;
+            if self.rows {
+                request.label = Some(format!("r{}-{}", task.row, self.task_name(task)));
+            }
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.task_name(task), self.bus.clone());
             let (tool_name, tool_bus) = (name.clone(), bus.clone());

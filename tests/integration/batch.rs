@@ -4,6 +4,7 @@
 //! host rule on results URLs, and the canary keys.
 
 mod resume;
+mod rows;
 mod waves;
 
 use std::path::{Path, PathBuf};

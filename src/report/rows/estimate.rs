@@ -105,6 +105,12 @@ pub fn render(estimate: &RowsEstimate, rows_file: &str) -> String {
         out.push('\n');
     }
     out.push_str(&format!("Prices: {}.\n", estimate.prices));
+    if let Some(batch) = &estimate.batch {
+        out.push_str(&format!(
+            "Batch: the batched agents go through their providers' batch APIs at the table's batch prices (half the regular price where it has none). Called directly the rows would cost {} expected, {} at most: the batch saves {} ({}%).\n",
+            batch.regular_expected_usd, batch.regular_max_usd, batch.saving_usd, batch.saving_percent
+        ));
+    }
     for a in &estimate.agents {
         let Some(c) = a.prompt_cache else { continue };
         out.push_str(&format!(

@@ -257,6 +257,7 @@ fn request(output: OutputKind, schema: Option<Json>) -> Request {
         key: None,
         progress: byok_flow::providers::Progress::default(),
         correction: None,
+        label: None,
     }
 }
 

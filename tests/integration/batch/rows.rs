@@ -1,0 +1,314 @@
+//! Datasets through batches (`run --each ROWS --batch`): many rows per batch, a
+//! wave per DAG depth, results in row order, a failure that stays in its row,
+//! resume after kill -9 and `--detach`, the estimate's saving, and `--mock` offline.
+
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Place, stderr};
+use crate::providers::workflow;
+use crate::support::fake::batch::BatchKnobs;
+use crate::support::fake::{FakeServer, Fault};
+
+/// A triage agent on Anthropic, a reply agent on OpenAI that reads it.
+const SQUAD: &str = "  triage: {model: anthropic/claude-haiku-4-5, prompt: \"triage ticket {{inputs.ticket}}\", max_tokens: 100}\n  reply: {model: openai/gpt-4o-mini, prompt: \"reply to {{inputs.ticket}} given {{agents.triage.output}}\", max_tokens: 100}\n";
+
+/// The squad with its input, and `rows` tickets in rows.jsonl.
+fn write(place: &Place, server: &FakeServer, rows: usize) {
+    let yaml = workflow(server, SQUAD).replace(
+        "agents:\n",
+        "inputs:\n  ticket: {required: true}\nagents:\n",
+    );
+    std::fs::write(place.path().join("flow.yaml"), yaml).unwrap();
+    let lines: String = (0..rows)
+        .map(|i| format!("{{\"ticket\": \"T{i}x\"}}\n"))
+        .collect();
+    std::fs::write(place.path().join("rows.jsonl"), lines).unwrap();
+}
+
+fn args<'a>(server: &FakeServer, host: &'a mut String, extra: &[&'a str]) -> Vec<&'a str> {
+    *host = server.url().trim_start_matches("http://").to_string();
+    let mut args = vec![
+        "run",
+        "flow.yaml",
+        "--each",
+        "rows.jsonl",
+        "--batch",
+        "--no-cache",
+        "-vvv",
+        "--allow-host",
+        host.as_str(),
+    ];
+    args.extend(extra);
+    args
+}
+
+fn run(place: &Place, server: &FakeServer, extra: &[&str]) -> Output {
+    let mut host = String::new();
+    let args = args(server, &mut host, extra);
+    let out = place.command(&args, &[]).output().unwrap();
+    place.assert_no_key(&out);
+    out
+}
+
+/// The rows of results.jsonl (or stdout).
+fn rows(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn rows_go_one_batch_per_wave_and_come_back_in_row_order() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(&place, &server, 40);
+    let out = run(&place, &server, &["--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Wave 1: every row's triage in one Anthropic batch; wave 2: every reply in
+    // one OpenAI batch (one upload, one create).
+    assert_eq!(
+        server.batch_count("create"),
+        2,
+        "{:?}",
+        server.batch_log()
+    );
+    assert_eq!(server.batch_count("upload"), 1);
+    let batches = server.batches();
+    assert_eq!(batches[0].results.len(), 40);
+    assert_eq!(batches[1].results.len(), 40);
+    // Each custom_id names its row and agent.
+    for (id, _) in &batches[0].results {
+        assert!(
+            id.starts_with('r') && id.contains("-triage-"),
+            "{id}"
+        );
+    }
+    // The fake answers in reverse order; the rows are told in row order, on stdout
+    // and in results.jsonl, each with its own ticket.
+    let file = std::fs::read_to_string(place.path().join("out/results.jsonl")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), file);
+    let told = rows(&file);
+    assert_eq!(told.len(), 40);
+    for (i, row) in told.iter().enumerate() {
+        assert_eq!(row["row"], i, "{row}");
+        assert_eq!(row["status"], "succeeded", "{row}");
+        let reply = row["outputs"]["reply"].as_str().unwrap();
+        assert!(reply.contains(&format!("T{i}x")), "row {i}: {reply}");
+    }
+    // Half price: the batch price of both models.
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(place.path().join("out/run.json")).unwrap())
+            .unwrap();
+    assert!(run["cost_usd"].as_f64().unwrap() > 0.0, "{run}");
+    // One run in the history, succeeded; no state left.
+    let list = place.command(&["runs", "list"], &[]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(list.matches("succeeded").count(), 1, "{list}");
+    assert!(place.state_files().is_empty(), "{:?}", place.state_files());
+}
+
+#[test]
+fn a_failed_request_inside_a_batch_fails_only_its_row_and_retries_go_in_later_batches() {
+    let server = FakeServer::start();
+    // Row 3's triage is refused (not retryable); row 5's is overloaded once.
+    server.script("triage ticket T3x", [Fault::status(400)]);
+    server.script("triage ticket T5x", [Fault::status(529)]);
+    let place = Place::new();
+    write(&place, &server, 8);
+    let out = run(&place, &server, &["--out", "out"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let told = rows(&std::fs::read_to_string(place.path().join("out/results.jsonl")).unwrap());
+    assert_eq!(told.len(), 8);
+    for (i, row) in told.iter().enumerate() {
+        assert_eq!(row["row"], i);
+        if i == 3 {
+            assert_eq!(row["status"], "failed", "{row}");
+            let error = row["error"].to_string();
+            assert!(
+                error.contains("triage") && error.contains("invalid_request_error"),
+                "{error}"
+            );
+        } else {
+            assert_eq!(row["status"], "succeeded", "{row}");
+        }
+    }
+    // Row 5's retry went into a later Anthropic batch; no batch held a request twice,
+    // and row 3's reply was never sent.
+    let anthropic: Vec<_> = server
+        .batches()
+        .into_iter()
+        .filter(|b| b.model.contains("claude"))
+        .collect();
+    assert!(anthropic.len() >= 2, "{:?}", server.batch_log());
+    assert!(
+        anthropic[1..]
+            .iter()
+            .any(|b| b.results.iter().any(|(id, _)| id.starts_with("r5-triage-"))),
+        "{:?}",
+        server.batch_log()
+    );
+    let replies: usize = server
+        .batches()
+        .iter()
+        .filter(|b| b.model.contains("gpt"))
+        .map(|b| b.results.len())
+        .sum();
+    assert_eq!(replies, 7);
+    for batch in server.batches() {
+        let mut ids: Vec<_> = batch.results.iter().map(|(id, _)| id.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), batch.results.len());
+    }
+}
+
+#[test]
+fn rows_killed_while_polling_are_collected_by_a_rerun_without_submitting_again() {
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        delay: Duration::from_secs(2),
+        ..BatchKnobs::default()
+    });
+    let place = Place::new();
+    write(&place, &server, 12);
+    let mut host = String::new();
+    let args = args(&server, &mut host, &[]);
+    let mut child: Child = place
+        .command(&args, &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while server.batch_count("poll") < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            server.batch_log()
+        );
+        assert!(child.try_wait().unwrap().is_none(), "{:?}", server.batch_log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(server.batch_count("create"), 1);
+    let state = std::fs::read_to_string(&place.state_files()[0]).unwrap();
+    assert!(state.contains("\"label\": \"r11-triage\""), "{state}");
+    let out = run(&place, &server, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The triage batch was waited on, not sent again; only the replies' batch is new.
+    assert_eq!(server.batch_count("create"), 2, "{:?}", server.batch_log());
+    let told = rows(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(told.len(), 12);
+    for (i, row) in told.iter().enumerate() {
+        assert_eq!(row["row"], i);
+        assert_eq!(row["status"], "succeeded", "{row}");
+    }
+    assert!(place.state_files().is_empty());
+}
+
+#[test]
+fn detached_rows_are_collected_by_runs_resume() {
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        delay: Duration::from_millis(800),
+        ..BatchKnobs::default()
+    });
+    let place = Place::new();
+    write(&place, &server, 6);
+    let out = run(&place, &server, &["--detach", "--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_id = String::from_utf8(out.stdout.clone()).unwrap().trim().to_string();
+    assert!(!run_id.is_empty() && !run_id.contains('\n'), "{run_id}");
+    assert!(
+        stderr(&out).contains("detached: 1 batch submitted"),
+        "{}",
+        stderr(&out)
+    );
+    // Nothing told yet: the rows are the resumed run's.
+    assert!(!place.path().join("out/results.jsonl").exists());
+    let list = place.command(&["runs", "list"], &[]).output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(list.contains("pending batches") && list.contains(&run_id), "{list}");
+
+    let out = place
+        .command(&["runs", "resume", &run_id], &[])
+        .output()
+        .unwrap();
+    place.assert_no_key(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.batch_count("create"), 2, "{:?}", server.batch_log());
+    let told = rows(&std::fs::read_to_string(place.path().join("out/results.jsonl")).unwrap());
+    assert_eq!(told.len(), 6);
+    assert!(told.iter().all(|r| r["status"] == "succeeded"));
+    assert!(place.state_files().is_empty());
+}
+
+#[test]
+fn mock_batches_run_rows_offline() {
+    let place = Place::new();
+    let squad = "version: 1\ninputs:\n  topic: {required: true}\nagents:\n  a: {model: anthropic/claude-haiku-4-5, prompt: \"about {{inputs.topic}}\"}\n  b: {model: openai/gpt-4o-mini, prompt: \"sum {{agents.a.output}}\"}\n";
+    std::fs::write(place.path().join("flow.yaml"), squad).unwrap();
+    std::fs::write(
+        place.path().join("rows.jsonl"),
+        "{\"topic\": \"owls\"}\n{\"topic\": \"bats\"}\n{\"topic\": \"eels\"}\n",
+    )
+    .unwrap();
+    let out = place
+        .command(
+            &["run", "flow.yaml", "--mock", "--batch", "--each", "rows.jsonl"],
+            &[("BYOK_FLOW_MOCK_BATCH_DELAY", "200ms")],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let told = rows(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(told.len(), 3);
+    for (row, topic) in told.iter().zip(["owls", "bats", "eels"]) {
+        let b = row["outputs"]["b"].as_str().unwrap();
+        assert!(b.contains("[mock openai/gpt-4o-mini]") && b.contains(topic), "{b}");
+    }
+    // Two waves, each one batch for the three rows.
+    let err = stderr(&out);
+    assert_eq!(err.matches("submitted to").count(), 2, "{err}");
+    assert_eq!(err.matches(": 3 requests for").count(), 2, "{err}");
+}
+
+#[test]
+fn estimate_each_batch_is_half_the_regular_total_for_a_model_without_batch_prices() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(&place, &server, 50);
+    // Neither Claude model has batch prices in the table: half the regular ones.
+    let yaml = std::fs::read_to_string(place.path().join("flow.yaml"))
+        .unwrap()
+        .replace("openai/gpt-4o-mini", "anthropic/claude-sonnet-4-5");
+    std::fs::write(place.path().join("flow.yaml"), yaml).unwrap();
+    let out = place
+        .command(
+            &["estimate", "flow.yaml", "--each", "rows.jsonl", "--batch", "--json"],
+            &[],
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let estimate: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let batch = estimate["total"]["expected_usd"].as_f64().unwrap();
+    let regular = estimate["batch"]["regular_expected_usd"].as_f64().unwrap();
+    assert!(regular > 0.0, "{estimate}");
+    assert!((batch / regular - 0.5).abs() <= 0.01, "{batch} / {regular}");
+    assert!((estimate["batch"]["saving_percent"].as_f64().unwrap() - 50.0).abs() <= 1.0);
+    let out = place
+        .command(&["estimate", "flow.yaml", "--each", "rows.jsonl", "--batch"], &[])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Called directly the rows would cost") && text.contains("the batch saves"),
+        "{text}"
+    );
+    assert!(server.requests().is_empty());
+}
