@@ -1,16 +1,17 @@
-//! Batch mode at scale (issue 10): 10,000 pairs of agents (an Anthropic agent and
-//! an OpenAI agent that reads it) through `run --batch` against the fake server's
-//! batch APIs with a 1 s batch delay: two waves of 10,000 requests each. Until
-//! datasets (`--each`) land, the rows are agents of one squad: the same requests,
-//! the same waves, the same batches.
+//! Batch mode at scale (issue 10): a dataset of 10,000 rows through a squad of two
+//! agents (an Anthropic triage agent and an OpenAI agent that reads it) with
+//! `run --each rows.jsonl --batch` against the fake server's batch APIs with a 1 s
+//! batch delay: two waves (one per DAG depth) of 10,000 requests each.
 //!
 //! Goals: wall <= 2 x (waves x delay) + 2 s = 6 s; runner CPU <= 2 s; peak RSS
-//! <= 80 MB; the server sees one create per wave and provider (2) and 20,000
-//! results. Then `estimate --batch` of the same squad: the batch total at 50%
-//! (+-1%) of the regular one (claude-sonnet-4-5 has no batch prices in the table).
+//! <= 80 MB (the byok-flow process alone: the fake server runs in this one); the
+//! server sees one submission per batch (2 creates, 1 upload) and 20,000 results,
+//! and every row comes back succeeded, in row order. Then `estimate --each --batch`
+//! of the same run: the batch total at 50% (+-1%) of the regular one
+//! (claude-sonnet-4-5 has no batch prices in the table: half its regular ones).
 //!
-//! Run: `cargo bench --bench batch` (`BENCH_RUNS` runs, 3 by default; `BENCH_PAIRS`
-//! pairs, 10,000 by default; `BENCH_BIN=path/to/byok-flow` for another build).
+//! Run: `cargo bench --bench batch` (`BENCH_RUNS` runs, 3 by default; `BENCH_ROWS`
+//! rows, 10,000 by default; `BENCH_BIN=path/to/byok-flow` for another build).
 
 use std::path::Path;
 use std::process::Command;
@@ -22,16 +23,17 @@ mod fake;
 
 const DELAY: Duration = Duration::from_secs(1);
 
-fn squad(url: &str, pairs: usize) -> String {
-    let mut yaml = format!(
-        "version: 1\ndefaults: {{max_tokens: 256, batch: true}}\nproviders:\n  openai: {{base_url: \"{url}/v1\", key: \"env:BENCH_KEY\"}}\n  anthropic: {{base_url: \"{url}\", key: \"env:BENCH_KEY\"}}\nagents:\n"
-    );
-    for i in 0..pairs {
-        yaml.push_str(&format!(
-            "  t{i}: {{model: anthropic/claude-sonnet-4-5, prompt: \"Triage ticket {i}: the export button does nothing.\"}}\n  r{i}: {{model: openai/gpt-5.4-mini, prompt: \"Reply to ticket {i} given: {{{{agents.t{i}.output}}}}\"}}\n"
-        ));
-    }
-    yaml
+fn squad(url: &str) -> String {
+    format!(
+        "version: 1\ndefaults: {{max_tokens: 256, batch: true}}\ninputs:\n  ticket: {{required: true}}\nproviders:\n  openai: {{base_url: \"{url}/v1\", key: \"env:BENCH_KEY\"}}\n  anthropic: {{base_url: \"{url}\", key: \"env:BENCH_KEY\"}}\nagents:\n  triage: {{model: anthropic/claude-sonnet-4-5, prompt: \"Triage ticket {{{{inputs.ticket}}}}: the export button does nothing.\"}}\n  reply: {{model: openai/gpt-5.4-mini, prompt: \"Reply to ticket {{{{inputs.ticket}}}} given: {{{{agents.triage.output}}}}\"}}\n"
+    )
+}
+
+fn rows_file(path: &Path, rows: usize) {
+    let text: String = (0..rows)
+        .map(|i| format!("{{\"ticket\": \"T-{i}\"}}\n"))
+        .collect();
+    std::fs::write(path, text).unwrap();
 }
 
 struct Measured {
@@ -89,14 +91,19 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(3);
-    let pairs: usize = std::env::var("BENCH_PAIRS")
+    let rows: usize = std::env::var("BENCH_ROWS")
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(10_000);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("squad.yaml");
-    println!("| run | wall | runner CPU | peak RSS | creates | uploads | results |");
-    println!("|---|---|---|---|---|---|---|");
+    let rows_path = dir.path().join("rows.jsonl");
+    rows_file(&rows_path, rows);
+    // Two waves of one batch delay each.
+    let goal = 2.0 * (2.0 * DELAY.as_secs_f64()) + 2.0;
+    println!("{rows} rows x 2 agents, batch delay {DELAY:?}; goals: wall <= {goal:.0} s, CPU <= 2 s, RSS <= 80 MB\n");
+    println!("| run | wall | runner CPU | peak RSS | batches created | uploads | results | rows ok, in order |");
+    println!("|---|---|---|---|---|---|---|---|");
     for i in 0..runs {
         // A fresh server each run: its log counts that run alone.
         let server = fake::FakeServer::start();
@@ -104,20 +111,30 @@ fn main() {
             delay: DELAY,
             ..fake::batch::BatchKnobs::default()
         });
-        std::fs::write(&file, squad(&server.url(), pairs)).unwrap();
+        std::fs::write(&file, squad(&server.url())).unwrap();
         let host = server.addr.to_string();
         let args = [
             "run",
             file.to_str().unwrap(),
+            "--each",
+            rows_path.to_str().unwrap(),
             "-q",
             "--no-cache",
             "--allow-host",
             &host,
         ];
-        let (m, _) = measure(&binary, &args, dir.path());
+        let (m, out) = measure(&binary, &args, dir.path());
         let results: usize = server.batches().iter().map(|b| b.results.len()).sum();
+        let ok = out
+            .lines()
+            .enumerate()
+            .filter(|(n, line)| {
+                let row: serde_json::Value = serde_json::from_str(line).unwrap();
+                row["row"] == *n && row["status"] == "succeeded"
+            })
+            .count();
         println!(
-            "| {} | {:.3} s | {:.3} s | {:.1} MB | {} | {} | {results} |",
+            "| {} | {:.3} s | {:.3} s | {:.1} MB | {} | {} | {results} | {ok} |",
             i + 1,
             m.wall.as_secs_f64(),
             m.cpu.as_secs_f64(),
@@ -128,17 +145,23 @@ fn main() {
     }
     // The estimate: batch against regular.
     let server = fake::FakeServer::start();
-    std::fs::write(&file, squad(&server.url(), pairs)).unwrap();
+    std::fs::write(&file, squad(&server.url())).unwrap();
     let (m, out) = measure(
         &binary,
-        &["estimate", file.to_str().unwrap(), "--json"],
+        &[
+            "estimate",
+            file.to_str().unwrap(),
+            "--each",
+            rows_path.to_str().unwrap(),
+            "--json",
+        ],
         dir.path(),
     );
     let estimate: serde_json::Value = serde_json::from_str(&out).unwrap();
     let batch = estimate["total"]["expected_usd"].as_f64().unwrap();
     let regular = estimate["batch"]["regular_expected_usd"].as_f64().unwrap();
     println!(
-        "\nestimate --batch: batch ${batch:.4}, regular ${regular:.4}, ratio {:.4} (goal 0.50 +-0.01), in {:.3} s wall, {:.3} s CPU",
+        "\nestimate --each --batch: batch ${batch:.4}, regular ${regular:.4}, ratio {:.4} (goal 0.50 +-0.01), in {:.3} s wall, {:.3} s CPU",
         batch / regular,
         m.wall.as_secs_f64(),
         m.cpu.as_secs_f64()

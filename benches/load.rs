@@ -45,6 +45,7 @@ fn load_validate_plan(path: &Path) -> [Duration; 4] {
         cache: None,
         refresh: Vec::new(),
         estimate: None,
+        run_id: None,
     };
     let planned =
         runner::prepare(Arc::new(checked), &settings, None, &Bus::default()).expect("plan the run");

@@ -103,6 +103,7 @@ impl Session {
             cache: resolve_cache(&options, global),
             refresh: options.refresh.clone(),
             estimate: None,
+            run_id: None,
         };
         Session {
             checked,
@@ -307,6 +308,18 @@ impl Session {
                 self.warn(&format!("this run is not recorded in the history: {e}"));
                 None
             }
+        }
+    }
+
+    /// Marks a detached run `submitted` in the history (its batches are pending;
+    /// the run that collects them goes on under its id).
+    pub fn mark_submitted(&self, run_id: &str) {
+        let Some(path) = self.options.history.clone().or_else(history::default_file) else {
+            return;
+        };
+        let marked = history::Store::open(&path).and_then(|mut s| s.mark_submitted(run_id));
+        if let Err(e) = marked {
+            self.warn(&format!("the history does not show run {run_id} as submitted: {e}"));
         }
     }
 

@@ -51,9 +51,16 @@ impl BatchApi for AnthropicBatches {
                 .collect();
             let body = json!({ "requests": requests });
             let url = self.conn.url("/v1/messages/batches");
+            // A server tool's beta (`web_fetch`) goes on the batch that holds it.
+            let default = Request::default();
+            let like = items
+                .iter()
+                .map(|i| &i.request)
+                .find(|r| !r.tools.is_empty())
+                .unwrap_or(&default);
             let batch = self
                 .conn
-                .json(Method::Post, &url, key, Payload::Json(&body))
+                .json_as(Method::Post, &url, key, Payload::Json(&body), like)
                 .await?;
             let id = batch["id"].as_str().unwrap_or_default().to_string();
             if id.is_empty() {

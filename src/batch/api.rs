@@ -166,6 +166,20 @@ impl Conn {
         key: Option<&KeyRef>,
         payload: Payload<'_>,
     ) -> Result<String, AttemptError> {
+        self.call_as(method, url, key, payload, &Request::default())
+            .await
+    }
+
+    /// [`Conn::call`] with the API's headers for requests like `like` (a beta
+    /// a server tool needs, for the batch that holds it).
+    pub async fn call_as(
+        &self,
+        method: Method,
+        url: &str,
+        key: Option<&KeyRef>,
+        payload: Payload<'_>,
+        like: &Request,
+    ) -> Result<String, AttemptError> {
         let started = Instant::now();
         let key = match (key, &self.keys) {
             (None, _) => None,
@@ -180,8 +194,8 @@ impl Conn {
                 });
             }
         };
-        // The API's own headers (its version); a batch's are not per request.
-        let headers = self.wire.headers(&Request::default());
+        // The API's own headers (its version, a tool's beta); a batch's are not per request.
+        let headers = self.wire.headers(like);
         let call = Call {
             method,
             url,
@@ -264,7 +278,20 @@ impl Conn {
         key: Option<&KeyRef>,
         payload: Payload<'_>,
     ) -> Result<Json, AttemptError> {
-        let text = self.call(method, url, key, payload).await?;
+        self.json_as(method, url, key, payload, &Request::default())
+            .await
+    }
+
+    /// [`Conn::json`] with the API's headers for requests like `like`.
+    pub async fn json_as(
+        &self,
+        method: Method,
+        url: &str,
+        key: Option<&KeyRef>,
+        payload: Payload<'_>,
+        like: &Request,
+    ) -> Result<Json, AttemptError> {
+        let text = self.call_as(method, url, key, payload, like).await?;
         serde_json::from_str(&text).map_err(|e| {
             AttemptError::transient(
                 None,

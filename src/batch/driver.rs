@@ -110,9 +110,21 @@ impl Batcher {
     pub fn new(options: Options) -> Self {
         let mut earlier = HashMap::new();
         let mut known = HashMap::new();
-        for state in options.states.load_all() {
-            if state.workflow != options.run.workflow {
-                continue;
+        let states: Vec<RunState> = options
+            .states
+            .load_all()
+            .into_iter()
+            .filter(|s| s.workflow == options.run.workflow)
+            .collect();
+        // The run this one collects goes on under its id: the history keeps one
+        // run, and its state file goes on with the batches it has.
+        let resumed = resumed(&states, &options.run.args).map(|s| s.run_id.clone());
+        let mut own = options.run.clone();
+        for state in states {
+            if Some(&state.run_id) == resumed.as_ref() {
+                own.run_id.clone_from(&state.run_id);
+                own.started_at.clone_from(&state.started_at);
+                own.batches.clone_from(&state.batches);
             }
             for record in &state.batches {
                 if record.cancelled || record.handle.id.is_empty() && record.handle.file.is_none() {
@@ -130,13 +142,14 @@ impl Batcher {
                     );
                 }
             }
-            earlier.insert(state.run_id.clone(), state);
+            if Some(&state.run_id) != resumed.as_ref() {
+                earlier.insert(state.run_id.clone(), state);
+            }
         }
-        let state = options.run.clone();
         Batcher {
             shared: Arc::new(Shared {
                 options,
-                state: Mutex::new(state),
+                state: Mutex::new(own),
                 earlier: Mutex::new(earlier),
                 known: Mutex::new(known),
                 queues: Mutex::default(),
@@ -149,6 +162,13 @@ impl Batcher {
                 detach: Notify::new(),
             }),
         }
+    }
+
+    /// The id of the detached or interrupted run this one collects, if any: the
+    /// run goes on under it (see [`resumed`]).
+    pub fn resumes(&self) -> Option<String> {
+        let state = lock(&self.shared.state);
+        (!state.run_id.is_empty()).then(|| state.run_id.clone())
     }
 
     /// The run's id, once the run has one: its state file is named for it.
@@ -474,14 +494,28 @@ impl Shared {
             self.record(index, &record);
             return;
         }
-        let mut earlier = lock(&self.earlier);
-        if let Some(state) = earlier.get_mut(owner) {
-            for b in state.batches.iter_mut().filter(|b| b.handle.id == id) {
+        self.update_earlier(owner, |b| {
+            if b.handle.id == id {
                 b.collected = true;
             }
-            if let Err(e) = self.options.states.save(state) {
-                tracing::warn!("cannot update the batch state of run {owner}: {e}");
-            }
+        });
+    }
+
+    /// Changes the batches of run `owner` (an earlier run's, or the run this one
+    /// goes on from), and writes its state.
+    fn update_earlier(&self, owner: &str, change: impl Fn(&mut BatchRecord)) {
+        let mut own = lock(&self.state);
+        let mut earlier = lock(&self.earlier);
+        let state = if own.run_id == owner {
+            &mut *own
+        } else if let Some(state) = earlier.get_mut(owner) {
+            state
+        } else {
+            return;
+        };
+        state.batches.iter_mut().for_each(change);
+        if let Err(e) = self.options.states.save(state) {
+            tracing::warn!("cannot update the batch state of run {owner}: {e}");
         }
     }
 
@@ -534,15 +568,11 @@ impl Shared {
                         if let Some(watch) = watch {
                             lock(&this.watches).insert(record.handle.id.clone(), watch);
                         }
-                        let mut earlier = lock(&this.earlier);
-                        if let Some(state) = earlier.get_mut(&known.owner) {
-                            for b in &mut state.batches {
-                                if b.handle.file == record.handle.file && b.handle.id.is_empty() {
-                                    b.handle = record.handle.clone();
-                                }
+                        this.update_earlier(&known.owner, |b| {
+                            if b.handle.file == record.handle.file && b.handle.id.is_empty() {
+                                b.handle = record.handle.clone();
                             }
-                            let _ = this.options.states.save(state);
-                        }
+                        });
                     }
                     Err(e) => {
                         let key = format!("file:{}", file.unwrap_or_default());
@@ -766,6 +796,46 @@ impl Shared {
     }
 }
 
+/// The run a run with `args` collects: the one `runs resume` names
+/// (`BYOK_FLOW_RESUME_RUN`), else the latest of the same command (the same
+/// arguments, but for those that only say how results are shown) with batches
+/// still pending.
+fn resumed<'a>(states: &'a [RunState], args: &[String]) -> Option<&'a RunState> {
+    let pending = |s: &&RunState| s.batches.iter().any(BatchRecord::pending);
+    if let Ok(id) = std::env::var("BYOK_FLOW_RESUME_RUN") {
+        return states.iter().filter(pending).find(|s| s.run_id == id);
+    }
+    let command = command_of(args);
+    states
+        .iter()
+        .filter(pending)
+        .rfind(|s| command_of(&s.args) == command)
+}
+
+/// A run's arguments without those that only say how and where its results are
+/// shown (`--json`, `-v`, `-q`, `--out DIR`, `--report FILE`, `--detach`).
+fn command_of(args: &[String]) -> Vec<&str> {
+    let mut kept = Vec::new();
+    let mut args = args.iter().map(String::as_str);
+    while let Some(arg) = args.next() {
+        let shown = matches!(arg, "--json" | "--detach" | "--quiet" | "--verbose")
+            || arg.len() > 1 && arg.starts_with('-') && !arg.starts_with("--")
+                && arg[1..].chars().all(|c| c == 'v' || c == 'q');
+        if shown {
+            continue;
+        }
+        if matches!(arg, "--out" | "--report") {
+            args.next();
+            continue;
+        }
+        if arg.starts_with("--out=") || arg.starts_with("--report=") {
+            continue;
+        }
+        kept.push(arg);
+    }
+    kept
+}
+
 /// A batch the provider would not take: its requests fail with its error.
 fn whole_batch(provider: &str, mut error: AttemptError) -> AttemptError {
     error.message = format!("the batch was not created: {}", error.message);
@@ -799,10 +869,52 @@ fn split(pendings: Vec<Pending>, count: usize, bytes: usize) -> Vec<Vec<Pending>
 mod tests {
     use super::*;
 
+    fn state(run_id: &str, args: &[&str], pending: bool) -> RunState {
+        let batch = BatchRecord {
+            handle: super::super::api::Handle {
+                id: format!("b-{run_id}"),
+                file: None,
+            },
+            collected: !pending,
+            ..BatchRecord::default()
+        };
+        RunState {
+            run_id: run_id.into(),
+            args: args.iter().map(ToString::to_string).collect(),
+            batches: vec![batch],
+            ..RunState::default()
+        }
+    }
+
+    #[test]
+    fn a_run_goes_on_from_the_latest_run_of_its_command_with_pending_batches() {
+        let args: Vec<String> = ["run", "a.yaml", "--batch"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let states = [
+            state("1", &["run", "a.yaml", "--batch"], true),
+            state("2", &["run", "a.yaml", "--batch"], true),
+            state("3", &["run", "a.yaml", "--batch"], false),
+            state("4", &["run", "a.yaml", "--batch", "--keep-going"], true),
+        ];
+        assert_eq!(resumed(&states, &args).unwrap().run_id, "2");
+        // How the results are shown does not make another command.
+        let shown: Vec<String> = ["run", "-vv", "a.yaml", "--json", "--out", "o", "--batch", "-q"]
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(resumed(&states, &shown).unwrap().run_id, "2");
+        assert!(resumed(&states[2..3], &args).is_none());
+        assert!(resumed(&[], &args).is_none());
+    }
+
     #[test]
     fn custom_ids_are_what_the_providers_take() {
         assert_eq!(custom_id("writer", 7), "writer-7");
         assert_eq!(custom_id("a.b c", 1), "a_b_c-1");
+        // A dataset's: the row, the agent, the item.
+        assert_eq!(custom_id("r12-writer[3]", 9), "r12-writer_3_-9");
         let long = custom_id(&"x".repeat(200), u64::MAX);
         assert!(long.len() <= 64, "{long}");
     }

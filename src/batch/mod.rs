@@ -87,9 +87,52 @@ pub fn without_api(workflow: &Workflow) -> Vec<(String, String)> {
     found
 }
 
+/// The batched agents with server tools (`web_search`, `web_fetch`) on a model
+/// whose batch API does not run them: (agent, provider). Anthropic's Message
+/// Batches take every Messages API feature, betas too, and Gemini's Batch Mode
+/// takes Google Search grounding; `OpenAI`'s Batch API does not serve the search
+/// models that `web_search` needs.
+pub fn tools_without_batch(workflow: &Workflow) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (name, agent) in &workflow.agents {
+        if !agent.batched(&workflow.defaults) || agent.tools.is_empty() {
+            continue;
+        }
+        let models = std::iter::once(&agent.model).chain(&agent.fallback);
+        for model in models {
+            let provider = model.split_once('/').map_or(model.as_str(), |(p, _)| p);
+            if let Ok(info) = workflow_providers::resolve(workflow, provider)
+                && info.kind == ProviderKind::Openai
+                && !found.iter().any(|(a, _)| a == name)
+            {
+                found.push((name.clone(), provider.to_string()));
+            }
+        }
+    }
+    found
+}
+
 /// Each batched agent on a provider without a batch API, as an error at its model
-/// (SPEC §9): `validate` shows it for `batch: true` in the file, `run` for `--batch` too.
+/// (SPEC §9), and each with a server tool its batch API does not run, at its
+/// tools: `validate` shows them for `batch: true` in the file, `run` for `--batch` too.
 pub fn problems(checked: &crate::workflow::Checked) -> Vec<crate::workflow::Diagnostic> {
+    let tools = tools_without_batch(&checked.workflow)
+        .into_iter()
+        .map(|(agent, provider)| {
+            let pointer = format!("/agents/{}/tools", crate::workflow::tree::escape(&agent));
+            let (pos, len) = checked.index.value(&pointer);
+            crate::workflow::Diagnostic::error(
+                "batch::tools",
+                crate::workflow::Span::at(pos, len),
+                format!(
+                    "agent `{agent}`: `{provider}`'s Batch API does not run server tools (`web_search`, `web_fetch`), so this agent cannot go in a batch"
+                ),
+            )
+            .agent(&agent)
+            .help(format!(
+                "set `batch: false` on agent `{agent}` to call it directly, drop its `tools`, or give it an Anthropic or Gemini model, whose batch APIs run them"
+            ))
+        });
     without_api(&checked.workflow)
         .into_iter()
         .map(|(agent, provider)| {
@@ -107,6 +150,7 @@ pub fn problems(checked: &crate::workflow::Checked) -> Vec<crate::workflow::Diag
                 "set `batch: false` on agent `{agent}` to call it directly, or use a model of anthropic, openai or gemini"
             ))
         })
+        .chain(tools)
         .collect()
 }
 

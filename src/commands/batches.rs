@@ -94,6 +94,8 @@ pub fn resume(states: &StateDir, run_id: &str, detach: bool) -> Result<Exit> {
     if detach {
         command.arg("--detach");
     }
+    // The run goes on under its id, whatever other runs of the command left.
+    command.env("BYOK_FLOW_RESUME_RUN", run_id);
     if !state.cwd.is_empty() {
         command.current_dir(&state.cwd);
     }

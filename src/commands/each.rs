@@ -84,8 +84,11 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     // Rows with batched agents go through the batcher: the requests of every row
     // in the window that are ready at once go as one batch per provider, key and model.
     let waves = session.batcher(args.detach)?;
+    let mut settings = session.settings.clone();
     if let Some(waves) = &waves {
         bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
+        // Collecting a detached or interrupted run: it goes on under its id.
+        settings.run_id = waves.resumes();
     }
     // A detached run's stdout is its run id: its rows are told by the run that collects them.
     if !args.detach {
@@ -130,7 +133,7 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
             runner,
             limits,
             window,
-            &session.settings,
+            &settings,
             gate.as_mut(),
             &bus,
             cancel,
@@ -152,6 +155,7 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
         waves.finish();
         let pending = waves.pending();
         if waves.did_detach() {
+            session.mark_submitted(&record.run_id);
             println!("{}", record.run_id);
             if !global.quiet {
                 eprintln!(

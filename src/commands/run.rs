@@ -243,12 +243,14 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     // terminal to itself.
     let keys = keys_or_exit(&session, &runtime, &cached, global)?;
     let bus = Bus::default();
-    let settings = &session.settings;
-    let workflow_name = runner::workflow_name(&checked, &settings.file);
+    let workflow_name = runner::workflow_name(&checked, &session.settings.file);
     let waves = session.batcher(args.detach)?;
     if let Some(waves) = &waves {
         bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
+        // Collecting a detached or interrupted run: it goes on under its id.
+        session.settings.run_id = waves.resumes();
     }
+    let settings = &session.settings;
     let (agent_runner, limits) = session.runner(keys, &bus, waves.as_ref())?;
     let mut gate = agent_runner.gate();
     if let Some(github) = global.github {
@@ -318,6 +320,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         waves.finish();
         let pending = waves.pending();
         if waves.did_detach() {
+            session.mark_submitted(&record.run_id);
             println!("{}", record.run_id);
             if !global.quiet {
                 eprintln!(

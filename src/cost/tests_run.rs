@@ -64,6 +64,7 @@ fn run_with(
         cache: None,
         refresh: Vec::new(),
         estimate: None,
+        run_id: None,
     };
     let connect = move |_: &crate::workflow::providers::ProviderInfo| Ok(provider.clone());
     let (agent_runner, limits) =

@@ -142,6 +142,7 @@ fn run_rows(rows: &[(u64, u64)], concurrency: usize, window: usize, budget: Opti
         cache: None,
         refresh: Vec::new(),
         estimate: None,
+        run_id: None,
     };
     let written = Arc::new(AtomicU64::new(0));
     let provider = Arc::new(Sleepy {

@@ -95,6 +95,18 @@ impl Store {
 }
 
 impl Store {
+    /// Records that a run left its batches running at the providers (`--detach`):
+    /// `submitted` until the run that collects them, under the same id, ends.
+    pub fn mark_submitted(&mut self, run_id: &str) -> Result<(), HistoryError> {
+        self.conn
+            .execute(
+                "UPDATE runs SET status = 'submitted' WHERE id = ?1",
+                params![run_id],
+            )
+            .map_err(|e| self.query_error(e))?;
+        Ok(())
+    }
+
     /// Keeps where the run's record was written (an absolute path), for
     /// `byok-flow report RUN_ID`.
     pub fn keep_record_path(&mut self, run_id: &str, path: &str) -> Result<(), HistoryError> {

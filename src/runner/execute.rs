@@ -32,7 +32,7 @@ pub async fn execute(
     cancel: impl Future<Output = ()>,
 ) -> RunRecord {
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let run_id = new_run_id();
+    let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
     let clock = Instant::now();
     let runner = Arc::new(runner);
     let checked = runner.checked.clone();

@@ -74,6 +74,9 @@ pub struct RunSettings {
     /// What the run was estimated to cost before it started (none for `--mock`);
     /// the run record keeps it beside what was spent.
     pub estimate: Option<crate::cost::estimate::Estimate>,
+    /// The run's id when it goes on from an earlier one (a batch run collected
+    /// again keeps its id); a new one when `None`.
+    pub run_id: Option<String>,
 }
 
 impl RunSettings {

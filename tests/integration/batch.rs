@@ -5,6 +5,7 @@
 
 mod resume;
 mod rows;
+mod tools;
 mod waves;
 
 use std::path::{Path, PathBuf};

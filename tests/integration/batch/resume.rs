@@ -80,6 +80,8 @@ fn detach_prints_the_run_id_and_the_same_command_collects_without_submitting_aga
         text.contains("anthropic/claude-haiku-4-5") && text.contains("openai/gpt-4o-mini"),
         "{text}"
     );
+    let line = text.lines().find(|l| l.starts_with(run_id)).unwrap();
+    assert!(line.contains("submitted"), "{text}");
 
     // The same command again waits on those batches and submits only the next wave.
     let out = run(&place, &server, &["--json"], &[]);
@@ -90,7 +92,18 @@ fn detach_prints_the_run_id_and_the_same_command_collects_without_submitting_aga
     assert_eq!(server.batch_count("upload"), 1);
     assert!(place.state_files().is_empty(), "{:?}", place.state_files());
     let list = place.command(&["runs", "list"], &[]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&list.stdout).contains("pending batches"));
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert!(!list.contains("pending batches"));
+    // One run in the history: the detached one, collected under its id.
+    assert_eq!(done["run_id"], run_id, "{list}");
+    let line = list.lines().find(|l| l.starts_with(run_id)).unwrap();
+    assert!(line.contains("succeeded"), "{list}");
+    let json = place
+        .command(&["runs", "list", "--json"], &[])
+        .output()
+        .unwrap();
+    let runs: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{runs}");
 }
 
 #[test]

@@ -233,6 +233,9 @@ fn detached_rows_are_collected_by_runs_resume() {
     let list = place.command(&["runs", "list"], &[]).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
     assert!(list.contains("pending batches") && list.contains(&run_id), "{list}");
+    // The history shows the run as submitted, not interrupted.
+    let line = list.lines().find(|l| l.starts_with(&run_id)).unwrap();
+    assert!(line.contains("submitted"), "{list}");
 
     let out = place
         .command(&["runs", "resume", &run_id], &[])
@@ -245,6 +248,17 @@ fn detached_rows_are_collected_by_runs_resume() {
     assert_eq!(told.len(), 6);
     assert!(told.iter().all(|r| r["status"] == "succeeded"));
     assert!(place.state_files().is_empty());
+    // Collected, the same run is succeeded: one run in the history, under its id.
+    let list = place.command(&["runs", "list", "--json"], &[]).output().unwrap();
+    let runs: Value = serde_json::from_slice(&list.stdout).unwrap();
+    let runs = runs.as_array().unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0]["run_id"], run_id.as_str(), "{runs:?}");
+    assert_eq!(runs[0]["status"], "succeeded", "{runs:?}");
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(place.path().join("out/run.json")).unwrap())
+            .unwrap();
+    assert_eq!(run["run_id"], run_id.as_str());
 }
 
 #[test]
@@ -311,4 +325,26 @@ fn estimate_each_batch_is_half_the_regular_total_for_a_model_without_batch_price
         "{text}"
     );
     assert!(server.requests().is_empty());
+}
+
+#[test]
+fn the_budget_reserves_every_row_at_batch_prices_across_the_waves() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(&place, &server, 10);
+    // Each row's worst case is about $0.00057 at the regular prices and half that at
+    // the batch prices: $0.004 holds every row's triage in the first batch only when
+    // reserved at batch prices (at the regular ones, 8 would go and 2 would wait).
+    let out = run(&place, &server, &["--max-usd", "0.004", "--out", "out"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let batches = server.batches();
+    assert_eq!(batches.len(), 2, "{:?}", server.batch_log());
+    assert_eq!(batches[0].results.len(), 10);
+    assert_eq!(batches[1].results.len(), 10);
+    let run: Value =
+        serde_json::from_str(&std::fs::read_to_string(place.path().join("out/run.json")).unwrap())
+            .unwrap();
+    let spent = run["cost_usd"].as_f64().unwrap();
+    assert!(spent > 0.0 && spent <= 0.004, "{run}");
+    assert_eq!(run["rows"]["succeeded"], 10, "{run}");
 }
