@@ -30,9 +30,11 @@ fn squad(url: &str) -> String {
 }
 
 fn rows_file(path: &Path, rows: usize) {
-    let text: String = (0..rows)
-        .map(|i| format!("{{\"ticket\": \"T-{i}\"}}\n"))
-        .collect();
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for i in 0..rows {
+        let _ = writeln!(text, "{{\"ticket\": \"T-{i}\"}}");
+    }
     std::fs::write(path, text).unwrap();
 }
 
@@ -101,8 +103,12 @@ fn main() {
     rows_file(&rows_path, rows);
     // Two waves of one batch delay each.
     let goal = 2.0 * (2.0 * DELAY.as_secs_f64()) + 2.0;
-    println!("{rows} rows x 2 agents, batch delay {DELAY:?}; goals: wall <= {goal:.0} s, CPU <= 2 s, RSS <= 80 MB\n");
-    println!("| run | wall | runner CPU | peak RSS | batches created | uploads | results | rows ok, in order |");
+    println!(
+        "{rows} rows x 2 agents, batch delay {DELAY:?}; goals: wall <= {goal:.0} s, CPU <= 2 s, RSS <= 80 MB\n"
+    );
+    println!(
+        "| run | wall | runner CPU | peak RSS | batches created | uploads | results | rows ok, in order |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for i in 0..runs {
         // A fresh server each run: its log counts that run alone.

@@ -319,7 +319,9 @@ impl Session {
         };
         let marked = history::Store::open(&path).and_then(|mut s| s.mark_submitted(run_id));
         if let Err(e) = marked {
-            self.warn(&format!("the history does not show run {run_id} as submitted: {e}"));
+            self.warn(&format!(
+                "the history does not show run {run_id} as submitted: {e}"
+            ));
         }
     }
 

@@ -250,12 +250,10 @@ impl Provider for BatchClient {
             let (answer, reply) = oneshot::channel();
             // A dataset's request names its row (and item); a run's, its agent.
             let label = request.label.as_deref().unwrap_or(&self.label);
-            self.batcher.shared.clone().enqueue(
-                self.api.clone(),
-                label,
-                request.clone(),
-                answer,
-            );
+            self.batcher
+                .shared
+                .clone()
+                .enqueue(self.api.clone(), label, request.clone(), answer);
             reply.await.unwrap_or_else(|_| {
                 Err(AttemptError::transient(
                     None,
@@ -450,6 +448,8 @@ impl Shared {
                 return fail(part, &whole_batch(&provider, e));
             }
         };
+        // The requests are at the provider: their copies are not kept while waiting.
+        drop(items);
         record.handle = handle;
         // Written before waiting: from here on the batch is never submitted again.
         self.record(index, &record);
@@ -819,7 +819,9 @@ fn command_of(args: &[String]) -> Vec<&str> {
     let mut args = args.iter().map(String::as_str);
     while let Some(arg) = args.next() {
         let shown = matches!(arg, "--json" | "--detach" | "--quiet" | "--verbose")
-            || arg.len() > 1 && arg.starts_with('-') && !arg.starts_with("--")
+            || arg.len() > 1
+                && arg.starts_with('-')
+                && !arg.starts_with("--")
                 && arg[1..].chars().all(|c| c == 'v' || c == 'q');
         if shown {
             continue;
@@ -900,10 +902,12 @@ mod tests {
         ];
         assert_eq!(resumed(&states, &args).unwrap().run_id, "2");
         // How the results are shown does not make another command.
-        let shown: Vec<String> = ["run", "-vv", "a.yaml", "--json", "--out", "o", "--batch", "-q"]
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let shown: Vec<String> = [
+            "run", "-vv", "a.yaml", "--json", "--out", "o", "--batch", "-q",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
         assert_eq!(resumed(&states, &shown).unwrap().run_id, "2");
         assert!(resumed(&states[2..3], &args).is_none());
         assert!(resumed(&[], &args).is_none());

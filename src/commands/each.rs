@@ -166,6 +166,12 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
             }
             return Ok(Exit::Success);
         }
+        if args.detach && !global.quiet {
+            // Its rows were not told: they were to be the collecting run's.
+            eprintln!(
+                "nothing was left to submit: every row ended without a batch (answered from the cache, called directly, or failed); run the same command without `--detach` to see the rows"
+            );
+        }
         if pending > 0 && !global.quiet {
             eprintln!(
                 "{pending} batch{} left running at the provider; collect the rows with the same command again, or `byok-flow runs resume {}` (`byok-flow runs cancel {}` cancels them)",

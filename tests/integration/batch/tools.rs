@@ -32,10 +32,16 @@ fn anthropic_and_gemini_batches_carry_the_server_tools_and_the_beta() {
     let creates: Vec<_> = server
         .requests()
         .into_iter()
-        .filter(|r| r.method == "POST" && (r.path.ends_with("/batches") || r.path.contains(":batchGenerateContent")))
+        .filter(|r| {
+            r.method == "POST"
+                && (r.path.ends_with("/batches") || r.path.contains(":batchGenerateContent"))
+        })
         .collect();
     assert_eq!(creates.len(), 2, "{:?}", server.batch_log());
-    let anthropic = creates.iter().find(|r| r.path.contains("/messages/")).unwrap();
+    let anthropic = creates
+        .iter()
+        .find(|r| r.path.contains("/messages/"))
+        .unwrap();
     let params = &anthropic.body["requests"][0]["params"];
     let tools: Vec<&str> = params["tools"]
         .as_array()
