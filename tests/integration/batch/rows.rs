@@ -109,6 +109,12 @@ fn a_failed_request_inside_a_batch_fails_only_its_row_and_retries_go_in_later_ba
     // Row 3's triage is refused (not retryable); row 5's is overloaded once.
     server.script("triage ticket T3x", [Fault::status(400)]);
     server.script("triage ticket T5x", [Fault::status(529)]);
+    // Row 6's result quotes the key: redacted before it reaches anything (the run
+    // helper checks stdout, stderr, results.jsonl, run.json, the state and the history).
+    server.script(
+        "triage ticket T6x",
+        [Fault::Reply("the key you sent was {KEY}".into())],
+    );
     let place = Place::new();
     write(&place, &server, 8);
     let out = run(&place, &server, &["--out", "out"]);
