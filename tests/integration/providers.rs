@@ -233,9 +233,10 @@ fn transient_faults_are_retried_for_every_api() {
         Fault::SlowFirstByte(std::time::Duration::from_secs(6)),
     ];
     let server = FakeServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    // One run per API, an agent per fault, all at once: the time-outs overlap.
-    for (_, model) in MODELS {
+    // One run per API, an agent per fault, all at once, and the runs at once,
+    // each in its own folder: the time-outs overlap.
+    let check = |model: &str| {
+        let dir = tempfile::tempdir().unwrap();
         let mut agents = String::new();
         for (i, fault) in faults.iter().enumerate() {
             let marker = format!("fault-{i}-{}", model.replace('/', "-"));
@@ -283,7 +284,12 @@ fn transient_faults_are_retried_for_every_api() {
                 assert_eq!(attempts[0]["delay_ms"], 2000, "retry-after is honoured");
             }
         }
-    }
+    };
+    std::thread::scope(|s| {
+        for (_, model) in MODELS {
+            s.spawn(move || check(model));
+        }
+    });
 }
 
 #[test]
