@@ -1,7 +1,8 @@
 //! Exact `OpenAI` token counts, as tiktoken's `encode_ordinary` makes them, with
-//! nothing to build: the vocabulary is compiled in, sorted by bytes, so reading it
-//! is one zstd decompression and a lookup is a binary search (no hash map of
-//! 200,000 tokens to fill, which was most of the time and memory of loading a BPE).
+//! nothing to build: the vocabulary is compiled in, sorted by bytes and already
+//! decompressed (build.rs), so it is read where it lies and a lookup is a binary
+//! search (no hash map of 200,000 tokens to fill, which was most of the time and
+//! memory of loading a BPE; no decompression, which was most of the rest).
 //! The files come from `OpenAI`'s published ones by `scripts/build-vocab.py`.
 //!
 //! Counting is tiktoken's: split the text with the encoding's pattern, then merge
@@ -10,14 +11,13 @@
 //! crates lack) written as `\s+\s` less its last character, or `\s+$`, as the
 //! `bpe-openai` crate does (github.com/github/rust-gems, MIT).
 
-use std::io::Read;
 use std::sync::OnceLock;
 
 use regex_automata::meta::Regex;
 use regex_automata::{Anchored, Input};
 
-const O200K_BASE: &[u8] = include_bytes!("../../data/tokenizers/o200k_base.bpe.zst");
-const CL100K_BASE: &[u8] = include_bytes!("../../data/tokenizers/cl100k_base.bpe.zst");
+const O200K_BASE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.bpe"));
+const CL100K_BASE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.bpe"));
 
 /// An `OpenAI` vocabulary byok-flow counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +27,8 @@ pub enum Vocabulary {
 }
 
 impl Vocabulary {
-    /// The tokenizer, built on first use (a few milliseconds).
+    /// The tokenizer, built on first use (its pattern's compilation, and two
+    /// tables of the vocabulary's first two bytes: a few milliseconds).
     pub fn get(self) -> &'static Bpe {
         static O200K: OnceLock<Bpe> = OnceLock::new();
         static CL100K: OnceLock<Bpe> = OnceLock::new();
@@ -56,8 +57,8 @@ impl Vocabulary {
 
 /// A byte-pair encoding with its splitting pattern.
 pub struct Bpe {
-    /// The decompressed file: see `scripts/build-vocab.py`.
-    data: Vec<u8>,
+    /// The vocabulary file, decompressed: see `scripts/build-vocab.py`.
+    data: &'static [u8],
     /// Where each token (in byte order) starts in `data`; one more at the end.
     starts: Vec<u32>,
     /// Where the ranks start in `data`.
@@ -75,12 +76,7 @@ pub struct Bpe {
 impl Bpe {
     /// Reads a vocabulary file compiled into the binary: a bad one is a build
     /// defect, so this panics (the tests read both).
-    fn new(compressed: &[u8], pattern: &str) -> Bpe {
-        let mut data = Vec::new();
-        ruzstd::decoding::StreamingDecoder::new(compressed)
-            .expect("the compiled-in vocabulary is zstd")
-            .read_to_end(&mut data)
-            .expect("the compiled-in vocabulary decompresses");
+    fn new(data: &'static [u8], pattern: &str) -> Bpe {
         assert_eq!(&data[..4], b"BPE1", "the compiled-in vocabulary's header");
         let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
         let (n, arena_len) = (word(4) as usize, word(8) as usize);

@@ -10,8 +10,8 @@
 //! a second, larger factor as the upper bound the budget reserves. The factors and
 //! where they come from are in [`CLAUDE`], [`CLAUDE_NEW`], [`OTHER`] and the README ("How input tokens are counted").
 //!
-//! A BPE is loaded (about 30 ms of CPU and 10 MB for `o200k_base`, see
-//! [`super::bpe`]) only when a count is made. A run needs none: [`Tokenizer::bound_request`] bounds a
+//! A BPE is loaded (compiled in, nothing decompressed or built but two small
+//! tables and its pattern, see [`super::bpe`]) only when a count is made. A run needs none: [`Tokenizer::bound_request`] bounds a
 //! request's tokens by its UTF-8 bytes, since every token of a byte-level BPE (and
 //! of a `SentencePiece` vocabulary with byte fallback) holds at least one byte.
 
