@@ -32,7 +32,7 @@ fn version_of(path: &Path) -> i64 {
     version(&Connection::open(path).unwrap()).unwrap()
 }
 
-/// The dev database that failed with "duplicate column name: record_path": a
+/// The dev database that failed with "duplicate column name: `record_path`": a
 /// binary of another branch left the columns of a later schema under an older
 /// version. The columns there are skipped, the rest is brought up to date.
 #[test]
@@ -112,10 +112,7 @@ fn a_newer_history_is_read_as_it_is_and_not_written() {
 
     let mut store = Store::open_existing(&path).unwrap().expect("a store");
     assert_eq!(store.list(10).unwrap().len(), 1);
-    let write = store
-        .mark_submitted("1000-aaaaaa")
-        .err()
-        .expect("no writes");
+    let write = store.mark_submitted("1000-aaaaaa").expect_err("no writes");
     assert!(write.to_string().contains("readonly"), "{write}");
     drop(store);
 
