@@ -202,6 +202,16 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             upper.mark_cached(&cached);
             upper
         });
+        // An estimate never shows a cost for a run that cannot happen: a map
+        // agent's input list that `run` refuses is refused here too.
+        if args.dry_run
+            && let Some((agent, why)) =
+                cost::failing_list(&checked.workflow, &cost::estimate::inputs_json(&inputs))
+        {
+            return Err(Error::usage(format!(
+                "agent `{agent}` would fail before any of its calls, so this run cannot happen: {why}"
+            )));
+        }
         if !upper.as_ref().is_some_and(fits) {
             let mut estimate = cost::estimate::estimate(&checked, &inputs, &pricing, max_usd);
             estimate.mark_cached(&cached);

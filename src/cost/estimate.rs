@@ -312,13 +312,17 @@ fn estimate_by(
     budget_usd: Option<f64>,
     counting: Counting,
 ) -> Estimate {
-    let inputs = Json::Object(
+    Estimator::new(checked, pricing, budget_usd, counting).estimate(&inputs_json(inputs))
+}
+
+/// A run's inputs as the estimate's template context reads them.
+pub fn inputs_json(inputs: &IndexMap<String, String>) -> Json {
+    Json::Object(
         inputs
             .iter()
             .map(|(k, v)| (k.clone(), Json::String(v.clone())))
             .collect(),
-    );
-    Estimator::new(checked, pricing, budget_usd, counting).estimate(&inputs)
+    )
 }
 
 /// Estimates runs of one workflow: prices, output sizes and compiled templates are
@@ -445,6 +449,12 @@ impl<'a> Estimator<'a> {
         }
     }
 
+    /// The first map agent whose input list, in a run with `inputs`, fails it
+    /// before any call, and why: a run that cannot happen as estimated.
+    pub fn failing_list(&self, inputs: &Json) -> Option<(String, String)> {
+        super::items::failing_list(&self.checked.workflow, inputs)
+    }
+
     /// Where prices come from.
     pub fn prices(&self) -> &str {
         &self.prices
@@ -462,7 +472,12 @@ impl<'a> Estimator<'a> {
         let lists: Vec<Option<Items>> = self
             .lists
             .iter()
-            .map(|l| l.as_ref().map(|l| l.items(inputs)))
+            // A list that fails its agent has no items here; `failing_list` tells
+            // the caller the run cannot happen.
+            .map(|l| {
+                l.as_ref()
+                    .map(|l| l.items(inputs).unwrap_or(Items::Known(Vec::new())))
+            })
             .collect();
         // A map agent's outputs, as read downstream: every item's.
         let times = |i: usize| lists[i].as_ref().map_or(1, Items::count);

@@ -23,6 +23,8 @@ pub mod prices;
 pub mod ratio;
 pub mod tokens;
 
+pub use items::failing_list;
+
 #[cfg(test)]
 mod tests_run;
 

@@ -79,7 +79,8 @@ pub struct RowCost {
 pub struct AgentTotal {
     pub name: String,
     pub model: String,
-    /// Calls it would make (rows the cache answers left out).
+    /// Calls it would make, a map agent's items each one (rows the cache
+    /// answers left out).
     pub calls: u64,
     /// Rows whose answer for it the cache holds.
     pub cached: u64,
@@ -96,9 +97,6 @@ pub struct AgentTotal {
     /// Rows it is called in (its per-row estimates each write the prefix once).
     #[serde(skip)]
     rows_called: u64,
-    /// Calls over every row (a map agent's items each one).
-    #[serde(skip)]
-    calls_made: u64,
     #[serde(skip)]
     cache: Option<CacheEstimate>,
 }
@@ -167,8 +165,7 @@ impl Part {
                 continue;
             }
             let calls = a.items.unwrap_or(1);
-            agent.calls += 1;
-            agent.calls_made += calls;
+            agent.calls += calls;
             if calls > 0 {
                 agent.rows_called += 1;
                 agent.cache = agent.cache.or(a.prompt_cache);
@@ -221,7 +218,6 @@ impl Part {
             agent.calls += a.calls;
             agent.cached += a.cached;
             agent.rows_called += a.rows_called;
-            agent.calls_made += a.calls_made;
             agent.cache = agent.cache.or(a.cache);
             agent.input_tokens = agent.input_tokens.saturating_add(a.input_tokens);
             agent.expected_output_tokens = agent
@@ -267,7 +263,6 @@ pub fn estimate(
             max_usd: Some(Usd::ZERO),
             prompt_cache: None,
             rows_called: 0,
-            calls_made: 0,
             cache: None,
         })
         .collect();
@@ -319,15 +314,26 @@ pub fn estimate(
                             break;
                         }
                     };
-                    match fields.and_then(|fields| dataset.inputs.inputs(fields)) {
+                    // A row whose input list fails its map agent (as `run` fails
+                    // it) cannot be run either.
+                    let inputs = fields
+                        .and_then(|fields| dataset.inputs.inputs(fields))
+                        .map_err(|problem| problem.message)
+                        .and_then(|inputs| match estimator.failing_list(&inputs) {
+                            Some((agent, why)) => Err(format!(
+                                "agent `{agent}` would fail before any of its calls: {why}"
+                            )),
+                            None => Ok(inputs),
+                        });
+                    match inputs {
                         Ok(inputs) => batch.push((index, place, inputs)),
-                        Err(problem) => {
+                        Err(message) => {
                             bad_rows += 1;
                             if first_bad_rows.len() < NAMED {
                                 first_bad_rows.push(Noted {
                                     row: index,
                                     place,
-                                    message: problem.message,
+                                    message,
                                 });
                             }
                         }
@@ -369,7 +375,7 @@ pub fn estimate(
         // Each row's estimate writes the prefix once and sends every call's
         // uncached: over the rows, one write, and every later call reads it.
         let times = |usd: Usd, n: u64| Usd::from_pico(usd.pico().saturating_mul(n));
-        let reads = agent.calls_made.saturating_sub(1);
+        let reads = agent.calls.saturating_sub(1);
         let less = times(cache.first_call_extra, agent.rows_called - 1)
             + times(cache.later_call_saving, reads);
         if let Some(expected) = &mut agent.expected_usd {

@@ -1,5 +1,6 @@
 use indexmap::IndexMap;
 
+use super::schema::SCHEMA;
 use super::*;
 use crate::record::{AgentRecord, AgentStatus, RunRecord, RunStatus};
 use crate::usage::Usage;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value as Json};
 
 use super::{AgentOutput, AgentRunner};
-use crate::workflow::map::Source;
+use crate::workflow::map::{self, Source, kind};
 
 /// A map agent's list: where it comes from, and the most items it may have.
 #[derive(Debug, Clone)]
@@ -37,20 +37,7 @@ impl AgentRunner {
         let items = match &list.source {
             Source::Input(name) => {
                 let text = inputs.get(name).and_then(Json::as_str).unwrap_or_default();
-                match serde_json::from_str::<Json>(text) {
-                    Ok(Json::Array(items)) => items,
-                    Ok(other) => {
-                        return fail(format!(
-                            "`for_each: {shown}` is {}, not a list; pass a JSON array, like [\"a\", \"b\"] (`--input {name}=@list.json`, or an array in the row)",
-                            kind(&other)
-                        ));
-                    }
-                    Err(e) => {
-                        return fail(format!(
-                            "`for_each: {shown}` is not JSON ({e}); pass a JSON array, like [\"a\", \"b\"] (`--input {name}=@list.json`, or an array in the row)"
-                        ));
-                    }
-                }
+                map::input_items(name, text)?
             }
             Source::Agent { name, path } => {
                 let reply = list
@@ -85,14 +72,9 @@ impl AgentRunner {
                 }
             }
         };
-        if let Some(max) = list.max_items
-            && items.len() > max as usize
-        {
-            return fail(format!(
-                "`for_each: {shown}` holds {} items, more than `max_items: {max}`; none was run (raise `max_items`, or ask for fewer)",
-                items.len()
-            ));
-        }
+        map::within_max(&list.source, items.len(), list.max_items).map_err(|refused| {
+            format!("{refused}; none was run (raise `max_items`, or ask for fewer)")
+        })?;
         Ok(Some(items))
     }
 }
@@ -121,16 +103,4 @@ pub(super) fn upstream_entry(out: &AgentOutput) -> Json {
         serde_json::to_value(&out.citations).unwrap_or_default(),
     );
     Json::Object(entry)
-}
-
-/// "a string", "an object", … for messages.
-fn kind(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "an object",
-    }
 }

@@ -6,6 +6,8 @@
 //! only in its own templates, and downstream agents reading its `outputs` (a list)
 //! rather than an `output`.
 
+use serde_json::Value as Json;
+
 use super::diagnostic::{Diagnostic, Span};
 use super::model::{OutputKind, Workflow};
 use super::tree::{PosIndex, escape};
@@ -38,6 +40,46 @@ pub fn parse(text: &str) -> Result<Source, String> {
             "`for_each: {text}` reads text; a map agent runs over a list: `agents.{name}.json.FIELD` of an `output: json` agent"
         )),
         _ => Err(format!("`for_each: {text}` names no list")),
+    }
+}
+
+/// The items of an input list (`for_each: inputs.NAME`) whose value is `text`: a
+/// JSON array; or why the map agent fails before any call. `run` and `estimate`
+/// both read an input list here, so they agree.
+pub fn input_items(name: &str, text: &str) -> Result<Vec<Json>, String> {
+    match serde_json::from_str::<Json>(text) {
+        Ok(Json::Array(items)) => Ok(items),
+        Ok(other) => Err(format!(
+            "`for_each: inputs.{name}` is {}, not a list; pass a JSON array, like [\"a\", \"b\"] (`--input {name}=@list.json`, or an array in the row)",
+            kind(&other)
+        )),
+        Err(e) => Err(format!(
+            "`for_each: inputs.{name}` is not JSON ({e}); pass a JSON array, like [\"a\", \"b\"] (`--input {name}=@list.json`, or an array in the row)"
+        )),
+    }
+}
+
+/// Refuses a list of `len` items over `max_items` (the map agent then fails before
+/// any call): says how many it holds; the caller adds what to do.
+pub fn within_max(source: &Source, len: usize, max_items: Option<u32>) -> Result<(), String> {
+    match max_items {
+        Some(max) if len > max as usize => Err(format!(
+            "`for_each: {}` holds {len} items, more than `max_items: {max}`",
+            source.describe()
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// "a string", "an object", … for messages.
+pub fn kind(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "a list",
+        Json::Object(_) => "an object",
     }
 }
 

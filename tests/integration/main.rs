@@ -15,6 +15,7 @@ mod init;
 mod issue14;
 mod keys;
 mod logs;
+mod map_estimate;
 mod money;
 mod no_panic;
 mod prompt_cache;
