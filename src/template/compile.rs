@@ -5,36 +5,36 @@
 //! where [`super::scan`] says a piece compiles on its own to the same elements;
 //! each piece is compiled, its line numbers moved to where it sits in the whole,
 //! and the pieces' elements are joined into one template.
+//!
+//! Most pieces need no parser at all: plain text is one raw string, and a piece
+//! whose only tags are plain paths (`{{inputs.topic}}`) is raw text and those
+//! tags, made without the parser. Parsing every prompt twice (to validate, then
+//! to render) was a third of a 100,000-agent run.
 
 use std::sync::LazyLock;
 
-use handlebars::template::{TemplateElement, TemplateMapping};
-use handlebars::{Template, TemplateError};
+use handlebars::template::{Parameter, TemplateElement, TemplateMapping};
+use handlebars::{Path, PathSeg, Template, TemplateError};
 
 /// `text` compiled, piece by piece at `cuts` (byte offsets, ascending).
 pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
-    if cuts.is_empty() && text.contains("{{") {
-        return Template::compile(text);
-    }
     let mut whole = Template::default();
     let mut start = 0;
     let mut line = 0;
     for end in cuts.iter().copied().chain(std::iter::once(text.len())) {
         let piece = &text[start..end];
-        if !piece.contains("{{") && push_raw(&mut whole, piece, line) {
-            // Plain text is one raw string: no need to parse it.
-            line += piece.bytes().filter(|&b| b == b'\n').count();
-            start = end;
-            continue;
+        let parsed = (!piece.contains("{{") && push_raw(&mut whole, piece, line, 0))
+            || push_plain_tags(&mut whole, piece, line);
+        if !parsed {
+            let Ok(mut compiled) = Template::compile(piece) else {
+                // A cut in a wrong place (or a piece with a mistake): the whole
+                // template, compiled at once, is right, or says where it is wrong.
+                return Template::compile(text);
+            };
+            shift_lines(&mut compiled, line);
+            whole.elements.append(&mut compiled.elements);
+            whole.mapping.append(&mut compiled.mapping);
         }
-        let Ok(mut compiled) = Template::compile(piece) else {
-            // A cut in a wrong place (or a piece with a mistake): the whole
-            // template, compiled at once, is right, or says where it is wrong.
-            return Template::compile(text);
-        };
-        shift_lines(&mut compiled, line);
-        whole.elements.append(&mut compiled.elements);
-        whole.mapping.append(&mut compiled.mapping);
         line += piece.bytes().filter(|&b| b == b'\n').count();
         start = end;
     }
@@ -46,9 +46,17 @@ pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
 static FIRST: LazyLock<Option<TemplateMapping>> =
     LazyLock::new(|| Template::compile("x").ok()?.mapping.into_iter().next());
 
-/// Adds plain text starting on 0-based `line`, joined to raw text just before
-/// it; false if it could not (then the parser must make it).
-fn push_raw(template: &mut Template, text: &str, line: usize) -> bool {
+/// A mapping to 0-based `line` and 0-based `column` (in characters).
+fn mapping(line: usize, column: usize) -> Option<TemplateMapping> {
+    let mut mapping = FIRST.clone()?;
+    mapping.0 = line + 1;
+    mapping.1 = column + 1;
+    Some(mapping)
+}
+
+/// Adds plain text starting on 0-based `line` and `column`, joined to raw text
+/// just before it; false if it could not (then the parser must make it).
+fn push_raw(template: &mut Template, text: &str, line: usize, column: usize) -> bool {
     if text.is_empty() {
         return true;
     }
@@ -56,16 +64,110 @@ fn push_raw(template: &mut Template, text: &str, line: usize) -> bool {
         last.push_str(text);
         return true;
     }
-    let Some(mut mapping) = FIRST.clone() else {
+    let Some(mapping) = mapping(line, column) else {
         return false;
     };
-    mapping.0 = line + 1;
-    mapping.1 = 1;
     template
         .elements
         .push(TemplateElement::RawString(text.to_string()));
     template.mapping.push(mapping);
     true
+}
+
+/// Adds `piece` (starting on 0-based `line`) when its only tags are plain paths
+/// (`{{inputs.topic}}`, `{{agents.writer.output}}`): such a tag compiles to the
+/// same expression wherever it stands (no block, no white-space control, no
+/// standalone-line rule, no escape), so the text between tags is raw. False,
+/// with `template` untouched, when the piece needs the parser.
+fn push_plain_tags(template: &mut Template, piece: &str, line: usize) -> bool {
+    if piece.contains("\\{{") {
+        return false;
+    }
+    let mut tags = Vec::new();
+    let mut from = 0;
+    while let Some(i) = piece[from..].find("{{") {
+        let start = from + i;
+        let Some(len) = piece[start + 2..].find("}}") else {
+            return false;
+        };
+        let end = start + 2 + len + 2;
+        if !is_plain_path(&piece[start + 2..end - 2]) || piece[end..].starts_with('}') {
+            return false;
+        }
+        let Some(element) = plain_tag(&piece[start + 2..end - 2]) else {
+            return false;
+        };
+        tags.push((start, end, element));
+        from = end;
+    }
+    let (elements, mappings) = (template.elements.len(), template.mapping.len());
+    let mut done = 0;
+    let mut position = (line, 0);
+    for (start, end, element) in tags {
+        let ok = push_raw(template, &piece[done..start], position.0, position.1);
+        position = advance(position, &piece[done..start]);
+        let Some(at) = mapping(position.0, position.1).filter(|_| ok) else {
+            template.elements.truncate(elements);
+            template.mapping.truncate(mappings);
+            return false;
+        };
+        template.elements.push(element);
+        template.mapping.push(at);
+        position = advance(position, &piece[start..end]);
+        done = end;
+    }
+    if !push_raw(template, &piece[done..], position.0, position.1) {
+        template.elements.truncate(elements);
+        template.mapping.truncate(mappings);
+        return false;
+    }
+    true
+}
+
+/// 0-based (line, column in characters) after `text`, starting at `from`.
+fn advance(from: (usize, usize), text: &str) -> (usize, usize) {
+    match text.rfind('\n') {
+        Some(i) => (
+            from.0 + text.bytes().filter(|&b| b == b'\n').count(),
+            text[i + 1..].chars().count(),
+        ),
+        None => (from.0, from.1 + text.chars().count()),
+    }
+}
+
+/// A tag's body that is a plain path: `inputs.topic`, `agents.a-b.json.x_1`:
+/// names of letters, digits, `_` and `-` that start with a letter or `_`, joined
+/// by dots (`this` among them is dropped by the parser). Keywords, literals, helpers, sigils and spaces are left to the parser.
+fn is_plain_path(body: &str) -> bool {
+    // `{{elsewhere}}` is an `else` to the parser (and a mistake).
+    !body.starts_with("else")
+        && !matches!(
+            body.split('.').next(),
+            Some("true" | "false" | "null" | "undefined" | "as")
+        )
+        && body.split('.').all(|name| {
+            name != "this"
+                && name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// What the parser makes of `{{x}}`, to be given another path.
+static PLAIN_TAG: LazyLock<Option<TemplateElement>> =
+    LazyLock::new(|| Template::compile("{{x}}").ok()?.elements.pop());
+
+/// The expression a plain-path tag compiles to (see [`is_plain_path`]), made
+/// without the parser.
+fn plain_tag(path: &str) -> Option<TemplateElement> {
+    let mut element = PLAIN_TAG.clone()?;
+    let TemplateElement::Expression(helper) = &mut element else {
+        return None;
+    };
+    let names = path.split('.').map(|n| PathSeg::Named(n.to_string()));
+    helper.name = Parameter::Path(Path::Relative((names.collect(), path.to_string())));
+    Some(element)
 }
 
 /// Moves every element's line `by` lines down (pieces start at a line's start,
@@ -199,6 +301,14 @@ mod tests {
         "{{/each}}",
         "{{! c }}",
         "\\{{a}}",
+        "{{b.c-d}}",
+        "{{inputs.x_1}}",
+        "{{else}}",
+        "{{this}}",
+        "{{ a }}",
+        "{{a}}}",
+        "}",
+        "a",
         "}}",
         "{",
         "é",
@@ -218,6 +328,66 @@ mod tests {
                 (Err(_), Err(_)) => {}
                 (ours, theirs) => proptest::prop_assert!(false, "{:?}: {:?} against {:?}", text, ours.is_ok(), theirs.is_ok()),
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// A plain-path tag made without the parser is what the parser makes.
+        #[test]
+        fn plain_tags_are_what_the_parser_makes(path in "[a-zA-Z_][a-zA-Z0-9_-]{0,5}(\\.[a-zA-Z_][a-zA-Z0-9_-]{0,5}){0,3}") {
+            proptest::prop_assume!(is_plain_path(&path));
+            let parsed = Template::compile(&format!("{{{{{path}}}}}")).unwrap();
+            let ours = plain_tag(&path);
+            proptest::prop_assert_eq!(Some(&parsed.elements[0]), ours.as_ref());
+        }
+    }
+
+    #[test]
+    fn keywords_and_literals_are_not_plain_paths() {
+        for body in [
+            "else",
+            "elsewhere",
+            "else-x",
+            "this",
+            "this.a",
+            "a.this",
+            "true",
+            "null",
+            "a..b",
+            "a.",
+            ".a",
+            "1",
+            "a.1",
+            "@index",
+            "a b",
+            "",
+        ] {
+            assert!(!is_plain_path(body), "{body}");
+        }
+        for body in [
+            "inputs.topic",
+            "agents.fact-checker-00037.output",
+            "item",
+            "_x.y_2",
+            "a.else",
+            "a.true",
+            "a.null",
+            "inputs.as",
+            "a.undefined",
+            "a.elsewhere",
+            "inputs.else",
+            "thistle",
+            "trueish",
+            "nullable",
+            "a--b",
+        ] {
+            assert!(is_plain_path(body), "{body}");
+            let parsed = Template::compile(&format!("{{{{{body}}}}}")).unwrap();
+            assert_eq!(
+                Some(&parsed.elements[0]),
+                plain_tag(body).as_ref(),
+                "{body}"
+            );
         }
     }
 
