@@ -385,9 +385,9 @@ impl<'a> Estimator<'a> {
             };
             agents.insert(name.clone(), entry);
             // A template that does not compile is counted as its text (see `render`).
-            let _ = renderer.add(&format!("{name}.prompt"), &agent.prompt);
+            let _ = renderer.add(&format!("{name}.prompt"), agent.prompt.clone());
             if let Some(system) = &agent.system {
-                let _ = renderer.add(&format!("{name}.system"), system);
+                let _ = renderer.add(&format!("{name}.system"), system.clone());
             }
         }
         let kinds = w

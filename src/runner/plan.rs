@@ -194,13 +194,13 @@ fn plan(
     }
     let mut renderer = Renderer::default();
     for (name, agent) in &w.agents {
-        renderer.add(&format!("{name}.prompt"), &agent.prompt)?;
+        renderer.add(&format!("{name}.prompt"), agent.prompt.clone())?;
         if let Some(system) = &agent.system {
-            renderer.add(&format!("{name}.system"), system)?;
+            renderer.add(&format!("{name}.system"), system.clone())?;
         }
     }
     for (name, text) in &w.outputs {
-        renderer.add(&format!("output.{name}"), text)?;
+        renderer.add(&format!("output.{name}"), text.as_str())?;
     }
     let inputs = Json::Object(
         settings

@@ -9,6 +9,7 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 
 use handlebars::template::TemplateElement;
 use handlebars::{
@@ -67,7 +68,8 @@ impl std::fmt::Display for RenderFailure {
 pub struct Renderer {
     registry: Handlebars<'static>,
     /// Each template's text, and where it may be compiled in pieces.
-    texts: HashMap<String, (String, Vec<usize>)>,
+    /// The text is shared with the workflow it came from, not copied.
+    texts: HashMap<String, (Arc<str>, Vec<usize>)>,
     /// The step counted at the start of every `each` body.
     step: TemplateElement,
 }
@@ -92,10 +94,10 @@ impl Default for Renderer {
 
 impl Renderer {
     /// Keeps a template under a name, once its nesting is within the limits.
-    pub fn add(&mut self, name: &str, text: &str) -> Result<(), String> {
-        let cuts = scan::scan(text).map_err(|p| p.message)?;
-        self.texts
-            .insert(name.to_string(), (text.to_string(), cuts));
+    pub fn add(&mut self, name: &str, text: impl Into<Arc<str>>) -> Result<(), String> {
+        let text = text.into();
+        let cuts = scan::scan(&text).map_err(|p| p.message)?;
+        self.texts.insert(name.to_string(), (text, cuts));
         Ok(())
     }
 

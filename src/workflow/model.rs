@@ -7,6 +7,7 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::duration::Duration;
 use crate::catalog::ProviderKind;
@@ -194,9 +195,9 @@ pub struct Agent {
     pub key: Option<String>,
     /// The system prompt (a template).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
+    pub system: Option<Arc<str>>,
     /// The prompt (a Handlebars template over `inputs` and `agents`).
-    pub prompt: String,
+    pub prompt: Arc<str>,
     /// Agents that must finish first, beyond those the templates reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(with = "Vec<Identifier>")]

@@ -625,7 +625,7 @@ impl Checker<'_> {
         for (to, (name, agent)) in self.w.agents.iter().enumerate() {
             for (field, text) in [
                 ("system", agent.system.as_deref()),
-                ("prompt", Some(agent.prompt.as_str())),
+                ("prompt", Some(&*agent.prompt)),
             ] {
                 let Some(text) = text else { continue };
                 let pointer = format!("/agents/{}/{field}", escape(name));

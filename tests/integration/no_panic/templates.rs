@@ -96,7 +96,7 @@ proptest! {
                     prop_assert!(r.offset <= text.len(), "{r:?}");
                 }
                 let mut renderer = Renderer::default();
-                if renderer.add("t", &text).is_ok() {
+                if renderer.add("t", text.as_str()).is_ok() {
                     let _ = renderer.render("t", &template_context());
                 }
             }
