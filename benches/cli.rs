@@ -149,7 +149,9 @@ fn main() {
 
     // Issue 13, item 15: a squad of 100,000 agents, once (each run takes seconds).
     let path = support::workflow_dir().join("scale-100000.yaml");
-    std::fs::write(&path, support::workflow(100_000, 0x5eed ^ 100_000)).expect("write a workflow");
+    let agents = 100_000;
+    std::fs::write(&path, support::workflow(agents, 0x5eed ^ agents as u64))
+        .expect("write a workflow");
     let file = path.to_str().expect("a UTF-8 path");
     let args = ["run", file, "--mock", "-q", "--input", "topic=benchmarks"];
     let median = median_wall(BIN, &args, 1);
