@@ -165,7 +165,7 @@ pub fn prompt_cache_line(usage: &Usage, saved: Option<f64>, mock: bool) -> Optio
         usage.cache_writes()
     );
     // Under `--mock` the dollars are what the same tokens would cost at the models' prices.
-    let (would, saves, free_note, free_clause) = if mock {
+    let (would, verb, free_note, free_clause) = if mock {
         (
             "at the models' prices it would ",
             "save",
@@ -177,7 +177,7 @@ pub fn prompt_cache_line(usage: &Usage, saved: Option<f64>, mock: bool) -> Optio
     };
     Some(match saved {
         Some(saved) if saved >= 0.0 => format!(
-            "{tokens}; {would}{saves} {} against no caching{free_note}.",
+            "{tokens}; {would}{verb} {} against no caching{free_note}.",
             usd(Some(saved))
         ),
         Some(saved) => format!(
