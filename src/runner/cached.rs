@@ -91,13 +91,10 @@ impl AgentRunner {
         }
     }
 
-    /// Keeps a successful answer; a cache that cannot be written costs only a
-    /// warning. The entry is written here, on the runtime's thread: a small file
-    /// that is not synced takes the kernel microseconds, less than sending it to a
-    /// blocking thread and back did (with 64 calls at once, the pool grew a thread
-    /// for each).
-    pub(super) fn store(&self, key: Key, output: &AgentOutput) {
-        let Some(cache) = self.cache.as_ref() else {
+    /// Keeps a successful answer (on a blocking thread: it is a file write); a cache
+    /// that cannot be written costs only a warning.
+    pub(super) async fn store(&self, key: Key, output: &AgentOutput) {
+        let Some(cache) = self.cache.clone() else {
             return;
         };
         let entry = Entry {
@@ -111,12 +108,16 @@ impl AgentRunner {
                 output.json.clone(),
             )
         };
-        if let Err(e) = cache.put(&key, &entry)
+        let root = cache.root().to_path_buf();
+        let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(e) = written
             && !self.write_warned.swap(true, Ordering::Relaxed)
         {
             let message = format!(
                 "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
-                cache.root().display()
+                root.display()
             );
             self.bus.emit(&Event::Warning { message: &message });
         }
