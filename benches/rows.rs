@@ -11,7 +11,10 @@
 //! within 1.3 times that at 1,000 rows, and at most 60 MB; the estimate of 100,000
 //! rows in at most 3 s. The machine is shared: compare ratios, run it twice.
 //!
-//! Run: `cargo bench --bench rows`
+//! Run: `cargo bench --bench rows`, or only some parts: `cargo bench --bench rows --
+//! rows cache local estimate` (`rows`: without the cache, 1,000 to 100,000 rows, and
+//! peak RSS; `cache`: 10,000 rows with the cache on and off, in turn; `local`: no
+//! counting; `estimate`).
 
 use std::path::Path;
 use std::process::Command;
@@ -127,18 +130,111 @@ fn main() {
     .expect("write the squad");
     let host = server.addr.to_string();
     let runs = 3;
+    let only: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let wants = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
     println!(
         "one agent a row against the fake server (0 ms), --concurrency {CONCURRENCY}; median of {runs} whole-process runs"
     );
-    let mut rss = Vec::new();
     for n in [1_000usize, 10_000, 100_000] {
-        let file = format!("rows-{n}.jsonl");
-        rows(&dir.path().join(&file), n);
-        let args = [
+        rows(&dir.path().join(format!("rows-{n}.jsonl")), n);
+    }
+    if wants("rows") {
+        let mut rss = Vec::new();
+        for n in [1_000usize, 10_000, 100_000] {
+            let file = format!("rows-{n}.jsonl");
+            let args = [
+                "run",
+                "flow.yaml",
+                "--each",
+                &file,
+                "-q",
+                "--no-cache",
+                "--concurrency",
+                CONCURRENCY,
+                "--allow-host",
+                &host,
+            ];
+            let m = median(
+                (0..runs)
+                    .map(|_| measure(&binary, dir.path(), &args))
+                    .collect(),
+            );
+            let target = match n {
+                10_000 => format!(
+                    "wall <= 3 s: {}, CPU <= 1.5 s: {}",
+                    verdict(m.wall <= 3.0),
+                    verdict(m.cpu <= 1.5)
+                ),
+                _ => String::new(),
+            };
+            println!(
+                "run --each {n:>7} rows, no cache: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB  {target}",
+                m.wall,
+                m.cpu,
+                m.cpu * 1000.0 / n as f64,
+                m.rss_mb
+            );
+            rss.push(m.rss_mb);
+        }
+        let (small, large) = (rss[0], rss[2]);
+        println!(
+            "peak RSS 100,000 rows / 1,000 rows: {:.2} (<= 1.3: {}), {large:.1} MB (<= 60 MB: {})",
+            large / small,
+            verdict(large / small <= 1.3),
+            verdict(large <= 60.0)
+        );
+    }
+    if wants("cache") {
+        let cached = [
             "run",
             "flow.yaml",
             "--each",
-            &file,
+            "rows-10000.jsonl",
+            "-q",
+            "--concurrency",
+            CONCURRENCY,
+            "--allow-host",
+            &host,
+        ];
+        let uncached = [&cached[..5], &["--no-cache"], &cached[5..]].concat();
+        // In turn, so that both see the same load on the machine.
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..runs {
+            let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+            on.push(measure(&binary, dir.path(), &cached));
+            off.push(measure(&binary, dir.path(), &uncached));
+        }
+        let ratios: Vec<f64> = on.iter().zip(&off).map(|(a, b)| a.cpu / b.cpu).collect();
+        let (on, off) = (median(on), median(off));
+        let mut ratios = ratios;
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "run --each   10000 rows, cache on: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB (an answer file written a call)  wall <= 3 s: {}, CPU <= 1.5 s: {}",
+            on.wall,
+            on.cpu,
+            on.cpu * 1000.0 / 10_000.0,
+            on.rss_mb,
+            verdict(on.wall <= 3.0),
+            verdict(on.cpu <= 1.5)
+        );
+        println!(
+            "run --each   10000 rows, no cache, in turn with it: wall {:6.2} s  CPU {:6.2} s; CPU cache on / off: median {:.2} (min {:.2}, max {:.2})",
+            off.wall,
+            off.cpu,
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+    if wants("local") {
+        let args = [
+            "run",
+            "local.yaml",
+            "--each",
+            "rows-10000.jsonl",
             "-q",
             "--no-cache",
             "--concurrency",
@@ -146,98 +242,37 @@ fn main() {
             "--allow-host",
             &host,
         ];
+        let local = median(
+            (0..runs)
+                .map(|_| measure(&binary, dir.path(), &args))
+                .collect(),
+        );
+        println!(
+            "run --each   10000 rows, no counting: wall {:6.2} s  CPU {:6.2} s  peak RSS {:5.1} MB (a model with no known context window: no tokenizer)",
+            local.wall, local.cpu, local.rss_mb
+        );
+    }
+    if wants("estimate") {
+        let args = [
+            "estimate",
+            "flow.yaml",
+            "--each",
+            "rows-100000.jsonl",
+            "--no-cache",
+        ];
         let m = median(
             (0..runs)
                 .map(|_| measure(&binary, dir.path(), &args))
                 .collect(),
         );
-        let target = match n {
-            10_000 => format!(
-                "wall <= 3 s: {}, CPU <= 1.5 s: {}",
-                verdict(m.wall <= 3.0),
-                verdict(m.cpu <= 1.5)
-            ),
-            _ => String::new(),
-        };
         println!(
-            "run --each {n:>7} rows, no cache: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB  {target}",
+            "estimate --each 100000 rows:      wall {:6.2} s  CPU {:6.2} s  peak RSS {:5.1} MB  wall <= 3 s: {}",
             m.wall,
             m.cpu,
-            m.cpu * 1000.0 / n as f64,
-            m.rss_mb
+            m.rss_mb,
+            verdict(m.wall <= 3.0)
         );
-        rss.push(m.rss_mb);
     }
-    let (small, large) = (rss[0], rss[2]);
-    println!(
-        "peak RSS 100,000 rows / 1,000 rows: {:.2} (<= 1.3: {}), {large:.1} MB (<= 60 MB: {})",
-        large / small,
-        verdict(large / small <= 1.3),
-        verdict(large <= 60.0)
-    );
-    let args = [
-        "run",
-        "flow.yaml",
-        "--each",
-        "rows-10000.jsonl",
-        "-q",
-        "--concurrency",
-        CONCURRENCY,
-        "--allow-host",
-        &host,
-    ];
-    let m = median(
-        (0..runs)
-            .map(|_| {
-                let _ = std::fs::remove_dir_all(dir.path().join("cache"));
-                measure(&binary, dir.path(), &args)
-            })
-            .collect(),
-    );
-    let args = [
-        "run",
-        "local.yaml",
-        "--each",
-        "rows-10000.jsonl",
-        "-q",
-        "--no-cache",
-        "--concurrency",
-        CONCURRENCY,
-        "--allow-host",
-        &host,
-    ];
-    let local = median(
-        (0..runs)
-            .map(|_| measure(&binary, dir.path(), &args))
-            .collect(),
-    );
-    println!(
-        "run --each   10000 rows, no counting: wall {:6.2} s  CPU {:6.2} s  peak RSS {:5.1} MB (a model with no known context window: no tokenizer)",
-        local.wall, local.cpu, local.rss_mb
-    );
-    println!(
-        "run --each   10000 rows, cache on: wall {:6.2} s  CPU {:6.2} s  peak RSS {:5.1} MB (an answer file written and synced a call)",
-        m.wall, m.cpu, m.rss_mb
-    );
-    let args = [
-        "estimate",
-        "flow.yaml",
-        "--each",
-        "rows-100000.jsonl",
-        "--no-cache",
-    ];
-    let m = median(
-        (0..runs)
-            .map(|_| measure(&binary, dir.path(), &args))
-            .collect(),
-    );
-    println!(
-        "estimate --each 100000 rows:      wall {:6.2} s  CPU {:6.2} s  peak RSS {:5.1} MB  wall <= 3 s: {}",
-        m.wall,
-        m.cpu,
-        m.rss_mb,
-        verdict(m.wall <= 3.0)
-    );
     println!(
         "requests seen by the fake server: {}",
         server.requests().len()

@@ -244,19 +244,7 @@ impl RunRecord {
                 .map(Usd::micro_dollars)
         };
         self.cost_usd = sum(&mut self.agents.iter().map(|a| a.cost_usd));
-        let saved: Vec<f64> = self
-            .agents
-            .iter()
-            .filter_map(|a| a.cache_saved_usd)
-            .collect();
-        // In micro-dollars, so the sum of exact amounts stays exact.
-        self.cache_saved_usd = (!saved.is_empty()).then(|| {
-            #[allow(clippy::cast_possible_truncation)]
-            let micro: i64 = saved.iter().map(|s| (s * 1e6).round() as i64).sum();
-            #[allow(clippy::cast_precision_loss)]
-            let dollars = micro as f64 / 1e6;
-            dollars
-        });
+        self.cache_saved_usd = sum_saved(self.agents.iter().map(|a| a.cache_saved_usd));
         self.max_cost_usd = if self.agents.iter().any(|a| a.bill_unknown) {
             sum(&mut self.agents.iter().map(|a| {
                 if a.bill_unknown {
@@ -306,4 +294,16 @@ pub fn new_run_id() -> String {
     let noise = u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
         ^ u64::from(now.subsec_nanos());
     format!("{}-{:06x}", now.as_secs(), noise & 0xff_ffff)
+}
+/// The sum of what prompt caching saved agents (`None` for those it saved nothing),
+/// in micro-dollars, so the sum of exact amounts stays exact; `None` when none did.
+pub fn sum_saved(saved: impl Iterator<Item = Option<f64>>) -> Option<f64> {
+    let saved: Vec<f64> = saved.flatten().collect();
+    (!saved.is_empty()).then(|| {
+        #[allow(clippy::cast_possible_truncation)]
+        let micro: i64 = saved.iter().map(|s| (s * 1e6).round() as i64).sum();
+        #[allow(clippy::cast_precision_loss)]
+        let dollars = micro as f64 / 1e6;
+        dollars
+    })
 }

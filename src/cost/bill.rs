@@ -2,6 +2,7 @@
 //! counted locally where a provider reported none), dollars, and, when an
 //! attempt's bill is unknown, the most it may have been.
 
+use super::prices::Pricing;
 use super::{Price, Usd};
 use crate::usage::Usage;
 
@@ -58,13 +59,7 @@ impl Bill {
     /// uncached, less what they cost (below zero when cache writes were not read
     /// back). `None` when unpriced or when nothing was cached.
     pub fn cache_saved(&self) -> Option<f64> {
-        if self.usage.cache_read == 0 && self.usage.cache_writes() == 0 {
-            return None;
-        }
-        let (uncached, cost) = (self.uncached?, self.cost?);
-        let pico = i128::from(uncached.pico()) - i128::from(cost.pico());
-        #[allow(clippy::cast_precision_loss)]
-        Some((pico as f64 / 1e6).round() / 1e6)
+        cache_saved(&self.usage, self.uncached, self.cost)
     }
 
     /// Adds an attempt.
@@ -85,6 +80,35 @@ impl Bill {
         };
         self.max_cost = self.max_cost.zip(most).map(|(a, b)| a + b);
     }
+}
+
+/// What prompt caching would save calls of `model` (`PROVIDER/MODEL`) that used
+/// `usage`, at the model's own price whatever `--mock` says: under `--mock` every
+/// call is free, so this is what a mock run says caching saves. `None` when the
+/// model has no price or nothing was cached.
+pub fn listed_saving(pricing: Pricing<'_>, model: &str, usage: &Usage) -> Option<f64> {
+    let listed = Pricing {
+        mock: false,
+        ..pricing
+    };
+    let price = listed.resolve(model)?.price;
+    cache_saved(
+        usage,
+        Some(price.uncached_cost(usage)),
+        Some(price.cost(usage)),
+    )
+}
+
+/// What prompt caching saved calls that used `usage`, cost `cost` and would have
+/// cost `uncached` with no prompt cache (see [`Bill::cache_saved`]).
+pub fn cache_saved(usage: &Usage, uncached: Option<Usd>, cost: Option<Usd>) -> Option<f64> {
+    if usage.cache_read == 0 && usage.cache_writes() == 0 {
+        return None;
+    }
+    let (uncached, cost) = (uncached?, cost?);
+    let pico = i128::from(uncached.pico()) - i128::from(cost.pico());
+    #[allow(clippy::cast_precision_loss)]
+    Some((pico as f64 / 1e6).round() / 1e6)
 }
 
 #[cfg(test)]

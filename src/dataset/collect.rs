@@ -18,7 +18,7 @@ use super::record::{
     AgentAggregate, FAILED_ROWS_KEPT, RowCounts, RowError, RowResult, RowStatus, add_cost,
 };
 use crate::cost::Usd;
-use crate::cost::bill::Bill;
+use crate::cost::bill::{Bill, cache_saved};
 use crate::events::{Bus, Event as BusEvent};
 use crate::runner::{AgentFailure, AgentOutput, AgentRunner};
 use crate::scheduler::{Event, RowDone, SkipReason, State, Task};
@@ -67,6 +67,8 @@ pub struct Collector {
     pub agents: Vec<AgentAggregate>,
     /// Each agent's cost so far (`None` once one was unknown).
     costs: Vec<Option<Usd>>,
+    /// What each agent's calls would have cost with no prompt cache.
+    uncached: Vec<Option<Usd>>,
     pub counts: RowCounts,
     pub usage: Usage,
     /// What every priced call cost.
@@ -98,9 +100,11 @@ impl Collector {
                 cost_usd: Some(0.0),
                 unknown_bills: 0,
                 seconds: 0.0,
+                cache_saved_usd: None,
             })
             .collect::<Vec<_>>();
         let costs = vec![Some(Usd::ZERO); agents.len()];
+        let uncached = costs.clone();
         Collector {
             runner,
             bus,
@@ -109,6 +113,7 @@ impl Collector {
             open: HashMap::new(),
             agents,
             costs,
+            uncached,
             counts: RowCounts::default(),
             usage: Usage::default(),
             priced: Usd::ZERO,
@@ -167,6 +172,7 @@ impl Collector {
         let row = self.open.entry(task.row).or_default();
         add_cost(&mut row.cost, bill.cost);
         add_cost(&mut self.costs[task.agent], bill.cost);
+        add_cost(&mut self.uncached[task.agent], bill.uncached);
         self.priced += bill.cost.unwrap_or_default();
         self.most = self.most.zip(bill.max_cost).map(|(a, b)| a + b);
         self.usage += bill.usage;
@@ -174,6 +180,11 @@ impl Collector {
         agent.usage += bill.usage;
         agent.unknown_bills += u64::from(bill.unknown);
         agent.cost_usd = self.costs[task.agent].map(Usd::micro_dollars);
+        agent.cache_saved_usd = cache_saved(
+            &agent.usage,
+            self.uncached[task.agent],
+            self.costs[task.agent],
+        );
     }
 
     fn failed(&mut self, task: Task, failure: &AgentFailure) {

@@ -379,6 +379,9 @@ fn total(parts: &[Part], rows: u64, tally: Tally) -> DatasetRecord {
             agent.usage += other.usage;
             agent.seconds += other.seconds;
             agent.unknown_bills += other.unknown_bills;
+            agent.cache_saved_usd = crate::record::sum_saved(
+                [agent.cache_saved_usd, other.cache_saved_usd].into_iter(),
+            );
             agent.cost_usd = agent
                 .cost_usd
                 .zip(other.cost_usd)
@@ -410,6 +413,7 @@ fn total(parts: &[Part], rows: u64, tally: Tally) -> DatasetRecord {
         unpriced_agents: unpriced,
         max_cost_usd: max.filter(|_| unknown).map(Usd::micro_dollars),
         budget_usd: None,
+        cache_saved_usd: crate::record::sum_saved(parts.iter().map(|p| p.record.cache_saved_usd)),
         failed_rows,
         key_failure: false,
     }

@@ -139,6 +139,10 @@ pub struct AgentAggregate {
     pub unknown_bills: u64,
     /// Seconds spent in calls, summed (calls overlap, so more than the run's).
     pub seconds: f64,
+    /// What the provider's prompt cache saved against no caching (below zero when
+    /// its writes were not read back); absent when nothing was cached or unpriced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_saved_usd: Option<f64>,
 }
 
 /// A dataset run: `run.json`, and what `--json` prints.
@@ -180,6 +184,9 @@ pub struct DatasetRecord {
     pub max_cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget_usd: Option<f64>,
+    /// What prompt caching saved over the run (the agents' `cache_saved_usd`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_saved_usd: Option<f64>,
     /// The first failed rows (at most [`FAILED_ROWS_KEPT`]), with their errors.
     pub failed_rows: Vec<RowResult>,
     /// An agent failed because its key could not be read, decrypted or sent (exit 4).

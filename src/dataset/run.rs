@@ -210,6 +210,13 @@ pub async fn execute(
     .await;
     collector.finish();
     permits.close();
+    if settings.mock {
+        let pricing = settings.pricing(&checked.workflow);
+        for a in &mut collector.agents {
+            let model = format!("{}/{}", a.provider, a.model);
+            a.cache_saved_usd = crate::cost::bill::listed_saving(pricing, &model, &a.usage);
+        }
+    }
     let fatal = fatal.lock().unwrap_or_else(PoisonError::into_inner).take();
     let counts: RowCounts = collector.counts.clone();
     let record = DatasetRecord {
@@ -248,6 +255,9 @@ pub async fn execute(
             .flatten()
             .map(Usd::micro_dollars),
         budget_usd: settings.max_usd,
+        cache_saved_usd: crate::record::sum_saved(
+            collector.agents.iter().map(|a| a.cache_saved_usd),
+        ),
         failed_rows: std::mem::take(&mut collector.failed_rows),
         key_failure: collector.key_failure,
     };

@@ -292,6 +292,8 @@ impl Store {
                     cost_usd: row.get::<_, Option<i64>>(12)?.map(dollars),
                     // The history keeps whether any was, not how many.
                     unknown_bills: u64::from(row.get::<_, bool>(13)?),
+                    // The history keeps the cache's tokens, not what they saved.
+                    cache_saved_usd: None,
                 })
             })?
             .collect()

@@ -406,6 +406,7 @@ fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
         cost_usd: Some(cost),
         unknown_bills: 0,
         seconds: 2.0,
+        cache_saved_usd: None,
     };
     store
         .start(&RunStart {
@@ -458,6 +459,7 @@ fn a_dataset_run_is_one_run_with_per_agent_aggregates() {
         unpriced_agents: Vec::new(),
         max_cost_usd: None,
         budget_usd: None,
+        cache_saved_usd: None,
         failed_rows: Vec::new(),
         key_failure: false,
     };

@@ -16,6 +16,7 @@ pub mod table;
 
 use crate::record::{AgentRecord, RunRecord};
 use crate::tools::Citation;
+use crate::usage::Usage;
 
 /// Dollars as shown in tables: `$0.0123`, or `unpriced`.
 pub fn usd(cost: Option<f64>) -> String {
@@ -137,26 +138,50 @@ fn one_line(text: &str) -> String {
 
 /// Whether a provider's prompt cache was read or written in the run.
 pub fn cache_used(record: &RunRecord) -> bool {
-    record.usage.cache_read > 0 || record.usage.cache_writes() > 0
+    prompt_cache_used(&record.usage)
+}
+
+/// Whether `usage` has cache-read or cache-write tokens.
+pub fn prompt_cache_used(usage: &Usage) -> bool {
+    usage.cache_read > 0 || usage.cache_writes() > 0
 }
 
 /// The line that says what prompt caching did: tokens read and written, and the
 /// dollars saved against the same tokens uncached.
 pub fn cache_line(record: &RunRecord) -> Option<String> {
-    if !cache_used(record) {
+    prompt_cache_line(&record.usage, record.cache_saved_usd, record.mock)
+}
+
+/// [`cache_line`] of a run (or of many rows' runs) that used `usage` and saved
+/// `saved` dollars (`None`: unknown); under `--mock` (free calls), what caching
+/// would save at the models' prices.
+pub fn prompt_cache_line(usage: &Usage, saved: Option<f64>, mock: bool) -> Option<String> {
+    if !prompt_cache_used(usage) {
         return None;
     }
     let tokens = format!(
         "Prompt cache: {} tokens read, {} written",
-        record.usage.cache_read,
-        record.usage.cache_writes()
+        usage.cache_read,
+        usage.cache_writes()
     );
-    Some(match record.cache_saved_usd {
-        Some(saved) if saved >= 0.0 => {
-            format!("{tokens}; saved {} against no caching.", usd(Some(saved)))
-        }
+    // Under `--mock` the dollars are what the same tokens would cost at the models' prices.
+    let (would, verb, free_note, free_clause) = if mock {
+        (
+            "at the models' prices it would ",
+            "save",
+            " (a `--mock` run costs nothing)",
+            "; a `--mock` run costs nothing",
+        )
+    } else {
+        ("", "saved", "", "")
+    };
+    Some(match saved {
+        Some(saved) if saved >= 0.0 => format!(
+            "{tokens}; {would}{verb} {} against no caching{free_note}.",
+            usd(Some(saved))
+        ),
         Some(saved) => format!(
-            "{tokens}; cost {} more than no caching (writes not read back in this run; a run within the cache's lifetime reads them).",
+            "{tokens}; {would}cost {} more than no caching (writes not read back in this run; a run within the cache's lifetime reads them{free_clause}).",
             usd(Some(-saved))
         ),
         None => format!("{tokens}."),

@@ -159,6 +159,8 @@ pub fn show_rows(summary: &RunSummary, agents: &[AgentAggregate]) -> String {
         &usage,
         summary.seconds.unwrap_or_default(),
         &spent,
+        crate::record::sum_saved(agents.iter().map(|a| a.cache_saved_usd)),
+        summary.mock,
     ));
     if summary.unfinished() {
         out.push_str("The run never recorded its end: it is still running, or it was killed. What it had spent by its last save is shown.\n");

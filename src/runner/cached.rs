@@ -91,7 +91,7 @@ impl AgentRunner {
         }
     }
 
-    /// Keeps a successful answer (on a blocking thread: the file is synced); a cache
+    /// Keeps a successful answer (on a blocking thread: it is a file write); a cache
     /// that cannot be written costs only a warning.
     pub(super) async fn store(&self, key: Key, output: &AgentOutput) {
         let Some(cache) = self.cache.clone() else {

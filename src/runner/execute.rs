@@ -12,7 +12,7 @@ use serde_json::Value as Json;
 
 use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
-use crate::cost::bill::Bill;
+use crate::cost::bill::{Bill, listed_saving};
 use crate::events::{Bus, Event};
 use crate::record::{
     AgentRecord, AgentStatus, CostEstimate, Dependency, RunRecord, RunStatus, Timing, new_run_id,
@@ -297,6 +297,16 @@ pub async fn execute(
         outputs,
         usage: Usage::default(),
     };
+    if settings.mock {
+        let pricing = settings.pricing(&checked.workflow);
+        for a in &mut record.agents {
+            let model = a
+                .answered_by
+                .clone()
+                .unwrap_or_else(|| format!("{}/{}", a.provider, a.model));
+            a.cache_saved_usd = listed_saving(pricing, &model, &a.usage);
+        }
+    }
     record.total_agents();
     bus.emit(&Event::RunFinished { record: &record });
     record

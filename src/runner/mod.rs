@@ -39,7 +39,7 @@ use crate::cache::{Cache, Endpoint, Entry, Key};
 use crate::catalog::ProviderKind;
 use crate::cost::bill::Bill;
 use crate::cost::budget::{Budget, BudgetGate};
-use crate::cost::prices::PriceTable;
+use crate::cost::prices::{PriceTable, Pricing};
 use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
@@ -80,6 +80,15 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// How the models of `workflow` are priced in this run.
+    pub fn pricing<'a>(&'a self, workflow: &'a crate::workflow::model::Workflow) -> Pricing<'a> {
+        Pricing {
+            table: &self.prices,
+            workflow,
+            mock: self.mock,
+        }
+    }
+
     /// The ceiling the run is held to: none under `--mock`, where every call is free.
     pub fn budget(&self) -> Option<Usd> {
         self.max_usd.filter(|_| !self.mock).map(Usd::from_dollars)

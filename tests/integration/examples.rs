@@ -184,3 +184,36 @@ fn the_support_faq_example_estimates_its_prompt_cache_saving() {
         "{text}"
     );
 }
+
+/// `workflows/support-faq.yaml` over the tickets under `--mock`: the closing table
+/// has the cache-read and cache-write columns, and the line of what caching would
+/// save at the model's prices (a mock run costs nothing).
+#[test]
+fn the_support_faq_example_shows_its_prompt_cache_saving_in_its_closing_table() {
+    let home = tempfile::tempdir().unwrap();
+    let out = byok_flow(home.path())
+        .arg("run")
+        .arg(repo().join("workflows/support-faq.yaml"))
+        .arg("--each")
+        .arg(repo().join("examples/tickets.jsonl"))
+        .args(["--mock", "--concurrency", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let table = &stderr[1 + stderr
+        .find("\nagent ")
+        .unwrap_or_else(|| panic!("{stderr}"))..];
+    let filters = crate::support::filters(&[]);
+    let mut settings = insta::Settings::clone_current();
+    for (from, to) in &filters {
+        settings.add_filter(from, to.as_str());
+    }
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("support_faq_mock_closing_table", table));
+    assert!(
+        table.contains("cache read  cache write")
+            && table.contains("at the models' prices it would save $"),
+        "{table}"
+    );
+}

@@ -238,8 +238,8 @@ fn openai_gets_a_prompt_cache_key_and_reads_the_shared_prefix() {
     );
 }
 
-/// Issue 15, item 9: 100 calls sharing a 3,000-token system prompt (here 100 runs of
-/// one agent, one ticket each: datasets, `run --each`, are not on this branch yet)
+/// Issue 15, item 9, over separate runs: 100 calls sharing a 3,000-token system
+/// prompt (100 runs of one agent, one ticket each; the dataset's test follows)
 /// cost what the estimate says, the first writing the prefix and the 99 others
 /// reading it, and the saving agrees too, within 1%.
 #[test]
@@ -385,5 +385,98 @@ fn a_dataset_estimate_writes_the_prefix_once_and_reads_it_for_the_other_rows() {
             && text.contains("the other 99 read it: $")
             && text.contains("saved against no caching"),
         "{text}"
+    );
+}
+
+/// Issue 15, item 9: a 100-row dataset whose rows share a 3,000-token system
+/// prompt costs and saves what `estimate --each` said, within 1%, and its closing
+/// table shows the cache-read and cache-write tokens and the saving.
+#[test]
+fn a_hundred_row_dataset_costs_and_saves_what_its_estimate_said_and_its_table_shows_it() {
+    let server = FakeServer::start();
+    server.count_like_the_estimate();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = triage(&server, "anthropic/claude-sonnet-4-5", "").replace(
+        "key: \"env:ANTHROPIC_KEY\"}",
+        "key: \"env:ANTHROPIC_KEY\", pricing: {claude-sonnet-4-5: {input: 3, output: 15, cache_read: 0.3, cache_write: 3.75}}}",
+    );
+    std::fs::write(dir.path().join("flow.yaml"), &yaml).unwrap();
+    let rows = (0..100).fold(String::new(), |mut rows, n| {
+        let _ = writeln!(rows, "{{\"ticket\": \"T{}\"}}", 100 + n);
+        rows
+    });
+    std::fs::write(dir.path().join("tickets.jsonl"), rows).unwrap();
+    let host = server.addr.to_string();
+    let each = |command: &str, extra: &[&str]| {
+        let out = byok_flow(dir.path())
+            .args([command, "flow.yaml", "--each", "tickets.jsonl", "--json"])
+            .args(extra)
+            .env("ANTHROPIC_KEY", ANTHROPIC_KEY)
+            .timeout(std::time::Duration::from_mins(2))
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let estimate: Value = serde_json::from_slice(&each("estimate", &[]).stdout).unwrap();
+    let cache = &estimate["agents"][0]["prompt_cache"];
+    assert!(
+        cache["prefix_tokens"].as_u64().unwrap() >= 3_000,
+        "{cache:#}"
+    );
+    assert_eq!(cache["reads"], 99, "{cache:#}");
+    let estimated_total = estimate["total"]["expected_usd"].as_f64().unwrap();
+    let estimated_saving = cache["saving_usd"].as_f64().unwrap();
+
+    // One row at a time, so the first writes the prefix before any other reads it.
+    let out = each(
+        "run",
+        &["--no-cache", "--concurrency", "1", "--allow-host", &host],
+    );
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(record["rows"]["succeeded"], 100, "{record:#}");
+    let bills = server.billed();
+    assert_eq!(bills.iter().filter(|(_, b)| b.cache_write > 0).count(), 1);
+    assert_eq!(bills.iter().filter(|(_, b)| b.cache_read > 0).count(), 99);
+    let total = record["cost_usd"].as_f64().unwrap();
+    let saved = record["cache_saved_usd"].as_f64().unwrap();
+    assert_eq!(
+        record["agents"][0]["cache_saved_usd"],
+        record["cache_saved_usd"]
+    );
+    let close = |a: f64, b: f64| (a - b).abs() <= 0.01 * b.abs();
+    assert!(
+        close(total, estimated_total),
+        "spent {total}, estimated {estimated_total}"
+    );
+    assert!(
+        close(saved, estimated_saving),
+        "saved {saved}, estimated {estimated_saving}"
+    );
+    assert!(
+        saved > 0.8 * total,
+        "caching saved most of it: {saved} of {total}"
+    );
+
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let table = &stderr[1 + stderr
+        .find("\nagent ")
+        .unwrap_or_else(|| panic!("{stderr}"))..];
+    let mut settings = insta::Settings::clone_current();
+    for (from, to) in &crate::support::filters(&[]) {
+        settings.add_filter(from, to.as_str());
+    }
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!("prompt_cache_dataset_closing_table", table));
+    assert!(
+        table.contains(&format!(
+            "; saved ${saved:.4} against no caching.\n100 rows: 100 succeeded."
+        )),
+        "{table}"
     );
 }

@@ -194,7 +194,17 @@ fn a_killed_dataset_run_resumes_with_only_what_had_not_finished() {
             !dir.path().join("out/run.json").exists(),
             "killed before its end"
         );
-        let before = calls(&server);
+        // A request the killed run had sent may still be on its way into the
+        // server's log: wait until the log stops growing.
+        let mut before = calls(&server);
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            let now = calls(&server);
+            if now.len() == before.len() {
+                break;
+            }
+            before = now;
+        }
         let cached = walk(&dir.path().join("cache"));
 
         server.set_latency(Duration::ZERO);

@@ -81,6 +81,11 @@ pub fn render(record: &DatasetRecord, file: &str) -> String {
         "| **total** | | | | | **{}** | **{}** | **{total}** |\n",
         record.usage.input, record.usage.output
     ));
+    if let Some(line) =
+        crate::report::prompt_cache_line(&record.usage, record.cache_saved_usd, record.mock)
+    {
+        out.push_str(&format!("\n{line}\n"));
+    }
     if let Some(budget) = record.budget_usd {
         out.push_str(&format!(
             "\n**Budget** {}: {total} spent.\n",

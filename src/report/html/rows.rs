@@ -168,6 +168,7 @@ fn totals(record: &DatasetRecord) -> Markup {
             div { "Tokens" span.big { (usage.input) " in, " (usage.output) " out" }
                 (usage.cache_read) " read from the prompt cache, " (usage.cache_write + usage.cache_write_1h) " written to it"
                 @if usage.web_search > 0 { ", " (usage.web_search) " web searches" }
+                @if let Some(line) = crate::report::prompt_cache_line(usage, record.cache_saved_usd, record.mock) { br; (line) }
             }
             div { "Took" span.big { (seconds(record.seconds)) }
                 @if rows.total > 0 && record.seconds > 0.0 { (format!("{:.1}", to_f64(rows.total) / record.seconds)) " rows a second" }
@@ -555,6 +556,7 @@ pub(super) mod tests {
                 cost_usd: Some(0.0123),
                 unknown_bills: 0,
                 seconds: 4.0,
+                cache_saved_usd: None,
             }],
             usage: Usage {
                 input: 300,
@@ -566,6 +568,7 @@ pub(super) mod tests {
             unpriced_agents: Vec::new(),
             max_cost_usd: None,
             budget_usd: Some(1.0),
+            cache_saved_usd: None,
             failed_rows: Vec::new(),
             key_failure: false,
         }

@@ -1,19 +1,28 @@
 //! The closing table of a dataset run on stderr: one line per agent with its calls
 //! over every row (failed and cached among them), tokens, seconds and dollars, the
-//! total, and how the rows ended.
+//! total, and how the rows ended. When a provider's prompt cache was used, two
+//! more columns show the cache-read and cache-write tokens, and a line under the
+//! table what caching saved, as under a single run's table.
 
 use std::io::Write;
 
 use crate::dataset::record::{AgentAggregate, DatasetRecord, RowCounts};
 use crate::events::{Event, Subscriber};
 use crate::record::RunStatus;
-use crate::report::{Align, grid, usd};
+use crate::report::{Align, grid, prompt_cache_line, prompt_cache_used, usd};
 use crate::usage::Usage;
 
 /// Renders the table of a dataset run, with the line that says how its rows ended.
 pub fn render(record: &DatasetRecord) -> String {
     let spent = dollars(record);
-    let mut out = aggregates(&record.agents, &record.usage, record.seconds, &spent);
+    let mut out = aggregates(
+        &record.agents,
+        &record.usage,
+        record.seconds,
+        &spent,
+        record.cache_saved_usd,
+        record.mock,
+    );
     if let Some(budget) = record.budget_usd {
         out.push_str(&format!("budget {}: {spent} spent\n", usd(Some(budget))));
     }
@@ -22,9 +31,19 @@ pub fn render(record: &DatasetRecord) -> String {
     out
 }
 
-/// One line per agent aggregate, and the total (`cost`, as shown).
-pub fn aggregates(agents: &[AgentAggregate], usage: &Usage, seconds: f64, cost: &str) -> String {
-    let header = [
+/// One line per agent aggregate, and the total (`cost`, as shown); with the
+/// cache columns and the line of what caching `saved` when the prompt cache was
+/// used (see [`prompt_cache_line`]).
+pub fn aggregates(
+    agents: &[AgentAggregate],
+    usage: &Usage,
+    seconds: f64,
+    cost: &str,
+    saved: Option<f64>,
+    mock: bool,
+) -> String {
+    let cache = prompt_cache_used(usage);
+    let mut header = vec![
         "agent",
         "model",
         "calls",
@@ -32,16 +51,28 @@ pub fn aggregates(agents: &[AgentAggregate], usage: &Usage, seconds: f64, cost: 
         "cached",
         "tokens in",
         "tokens out",
-        "seconds",
-        "cost",
     ];
+    if cache {
+        header.extend(["cache read", "cache write"]);
+    }
+    header.extend(["seconds", "cost"]);
     let mut align = vec![Align::Right; header.len()];
     align[0] = Align::Left;
     align[1] = Align::Left;
+    let cache_cells = |usage: &Usage| {
+        if cache {
+            vec![
+                usage.cache_read.to_string(),
+                usage.cache_writes().to_string(),
+            ]
+        } else {
+            Vec::new()
+        }
+    };
     let rows: Vec<Vec<String>> = agents
         .iter()
         .map(|a| {
-            vec![
+            let mut row = vec![
                 a.name.clone(),
                 format!("{}/{}", a.provider, a.model),
                 a.calls.to_string(),
@@ -49,13 +80,14 @@ pub fn aggregates(agents: &[AgentAggregate], usage: &Usage, seconds: f64, cost: 
                 a.cached.to_string(),
                 a.usage.input.to_string(),
                 a.usage.output.to_string(),
-                format!("{:.2}", a.seconds),
-                usd(a.cost_usd),
-            ]
+            ];
+            row.extend(cache_cells(&a.usage));
+            row.extend([format!("{:.2}", a.seconds), usd(a.cost_usd)]);
+            row
         })
         .collect();
     let sum = |count: fn(&AgentAggregate) -> u64| agents.iter().map(count).sum::<u64>().to_string();
-    let footer = [
+    let mut footer = vec![
         "total".to_string(),
         String::new(),
         sum(|a| a.calls),
@@ -63,10 +95,15 @@ pub fn aggregates(agents: &[AgentAggregate], usage: &Usage, seconds: f64, cost: 
         sum(|a| a.cached),
         usage.input.to_string(),
         usage.output.to_string(),
-        format!("{seconds:.2}"),
-        cost.to_string(),
     ];
-    grid(&header, &align, &rows, Some(&footer))
+    footer.extend(cache_cells(usage));
+    footer.extend([format!("{seconds:.2}"), cost.to_string()]);
+    let mut out = grid(&header, &align, &rows, Some(&footer));
+    if let Some(line) = prompt_cache_line(usage, saved, mock) {
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The run's dollars: `$0.0123`, or `>= $0.0123` (what the priced calls cost)
