@@ -13,7 +13,7 @@ pub mod scan;
 use handlebars::Path;
 use handlebars::template::{Parameter, TemplateElement};
 
-pub use render::{MAX_RENDERED_BYTES, MAX_STEPS, RenderFailure, Renderer};
+pub use render::{MAX_RENDERED_BYTES, MAX_STEPS, RenderFailure, Renderer, Values};
 
 /// Helpers built into Handlebars that templates may use.
 pub const HELPERS: &[&str] = &[

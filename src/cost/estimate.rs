@@ -21,7 +21,7 @@ use super::tokens::{Count, Tokenizer};
 use super::{Price, Usd};
 use crate::catalog::ProviderKind;
 use crate::prompt_cache::{self, Plan, Ttl};
-use crate::template::{self, Renderer, Target};
+use crate::template::{self, Renderer, Target, Values};
 use crate::tools::{Tool, ToolName};
 use crate::workflow::map::{self, Source};
 use crate::workflow::providers;
@@ -468,7 +468,7 @@ impl<'a> Estimator<'a> {
     /// The estimate of a run whose template context's `inputs` is `inputs`.
     pub fn estimate(&self, inputs: &Json) -> Estimate {
         let w = &self.checked.workflow;
-        let context = json!({ "inputs": inputs, "agents": self.agents });
+        let context = Values::from(json!({ "inputs": inputs, "agents": self.agents }));
         let lists: Vec<Option<Items>> = self
             .lists
             .iter()
@@ -503,11 +503,11 @@ impl<'a> Estimator<'a> {
                 }
                 Some(Items::Known(items)) => {
                     for (k, item) in items.iter().enumerate() {
-                        let mut context = context.clone();
+                        let mut context = context.json().clone();
                         context["item"] = item.clone();
                         context["item_index"] = Json::from(k);
                         let (system, prompt, seen) =
-                            render(&self.renderer, name, agent, &context, &self.index_of);
+                            render(&self.renderer, name, agent, &context.into(), &self.index_of);
                         calls.push((self.count(tokenizer, system.as_deref(), &prompt), seen));
                         first.get_or_insert((system, prompt));
                     }
@@ -515,11 +515,11 @@ impl<'a> Estimator<'a> {
                 Some(Items::AtMost { count, from }) => {
                     // Each item's text is a part of `from`'s reply: all of them
                     // together are that reply, counted once.
-                    let mut context = context.clone();
+                    let mut context = context.json().clone();
                     context["item"] = Json::String(String::new());
                     context["item_index"] = Json::from(0);
                     let (system, prompt, seen) =
-                        render(&self.renderer, name, agent, &context, &self.index_of);
+                        render(&self.renderer, name, agent, &context.into(), &self.index_of);
                     let one = (self.count(tokenizer, system.as_deref(), &prompt), seen);
                     for _ in 0..*count {
                         calls.push(one.clone());
@@ -720,7 +720,7 @@ fn render(
     renderer: &Renderer,
     name: &str,
     agent: &Agent,
-    context: &Json,
+    context: &Values,
     index_of: &HashMap<&str, usize>,
 ) -> (Option<String>, String, HashMap<usize, u64>) {
     let mut seen = HashMap::new();

@@ -19,6 +19,7 @@ use crate::record::{
     workflow_sha256,
 };
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State, Task};
+use crate::template::Values;
 use crate::usage::Usage;
 use crate::workflow::Checked;
 
@@ -400,7 +401,7 @@ pub fn render_outputs(
             })
             .collect();
     }
-    let context = runner.context(inputs, &done);
+    let context = Values::from(runner.context(inputs, &done));
     w.outputs
         .keys()
         .filter_map(|name| {

@@ -49,7 +49,7 @@ use crate::providers::call::{self, Attempt, Target};
 use crate::providers::retry::Policy;
 use crate::providers::{BoxFuture, ErrorKind, Progress, Request};
 use crate::scheduler::{self, Gate, Open, Task};
-use crate::template::Renderer;
+use crate::template::{Renderer, Values};
 use crate::tools::{Citation, Tool};
 use crate::workflow::{Checked, OutputKind};
 
@@ -311,7 +311,7 @@ impl AgentRunner {
         json!({ "inputs": inputs, "agents": agents })
     }
 
-    fn request(&self, agent: usize, context: &Json) -> Result<Request, String> {
+    fn request(&self, agent: usize, context: &Values) -> Result<Request, String> {
         let name = &self.names[agent];
         let spec = &self.checked.workflow.agents[agent];
         let defaults = &self.checked.workflow.defaults;
@@ -410,7 +410,7 @@ impl scheduler::Runner for AgentRunner {
             map.insert("item".into(), item.clone());
             map.insert("item_index".into(), Json::from(index));
         }
-        let request = self.request(agent, &context).map_err(fail)?;
+        let request = self.request(agent, &context.into()).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
         if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
             return Ok(Prepared {

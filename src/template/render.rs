@@ -59,6 +59,24 @@ impl std::fmt::Display for RenderFailure {
     }
 }
 
+/// What templates are rendered against (`inputs`, `agents`, a map agent's
+/// `item`), made once for every template that reads it: Handlebars would copy a
+/// borrowed value on each render (for `estimate`, every agent's render copied
+/// the whole squad's outputs).
+pub struct Values(Context);
+
+impl Values {
+    pub fn json(&self) -> &Json {
+        self.0.data()
+    }
+}
+
+impl From<Json> for Values {
+    fn from(json: Json) -> Self {
+        Values(Context::from(json))
+    }
+}
+
 /// Templates, rendered in strict mode without escaping.
 ///
 /// A template is kept as text and compiled when it is rendered, then dropped:
@@ -102,7 +120,8 @@ impl Renderer {
     }
 
     /// Renders a kept template against a context of `inputs` and `agents`.
-    pub fn render(&self, name: &str, context: &Json) -> Result<String, RenderFailure> {
+    pub fn render(&self, name: &str, values: &Values) -> Result<String, RenderFailure> {
+        let context = values.json();
         let failed = |message: String| RenderFailure {
             message,
             at: None,
@@ -114,12 +133,11 @@ impl Renderer {
         let mut template = compile::compile(text, cuts).map_err(|e| failed(e.to_string()))?;
         count_steps(&mut template, &self.step);
         template.name = Some(name.to_string());
-        let wrapped = Context::wraps(context).map_err(|e| failed(e.to_string()))?;
         let mut out = Limited::default();
         STEPS_LEFT.with(|s| s.set(MAX_STEPS));
         let rendered = template.render(
             &self.registry,
-            &wrapped,
+            &values.0,
             &mut RenderContext::new(template.name.as_ref()),
             &mut WriteOutput::new(&mut out),
         );
@@ -322,10 +340,15 @@ mod tests {
         let mut r = Renderer::default();
         r.add("t", "<{{inputs.a}}> & {{inputs.b}}").unwrap();
         let ok = r
-            .render("t", &json!({"inputs": {"a": "x<y", "b": "\"q\""}}))
+            .render(
+                "t",
+                &Values::from(json!({"inputs": {"a": "x<y", "b": "\"q\""}})),
+            )
             .unwrap();
         assert_eq!(ok, "<x<y> & \"q\"");
-        let e = r.render("t", &json!({"inputs": {"a": "x"}})).unwrap_err();
+        let e = r
+            .render("t", &Values::from(json!({"inputs": {"a": "x"}})))
+            .unwrap_err();
         assert_eq!(e.at, Some((1, 18)));
         assert!(e.message.contains("`inputs.b`"), "{e}");
     }
@@ -339,11 +362,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            r.render("t", &json!({"inputs": {"xs": [1, 2]}})).unwrap(),
+            r.render("t", &Values::from(json!({"inputs": {"xs": [1, 2]}})))
+                .unwrap(),
             "0=1, 1=2"
         );
         assert_eq!(
-            r.render("t", &json!({"inputs": {"xs": []}})).unwrap(),
+            r.render("t", &Values::from(json!({"inputs": {"xs": []}})))
+                .unwrap(),
             "none"
         );
     }
@@ -359,14 +384,20 @@ mod tests {
         .unwrap();
         let list: Vec<u32> = (0..1_000).collect();
         let e = r
-            .render("bomb", &json!({"agents": {"a": {"json": list}}}))
+            .render(
+                "bomb",
+                &Values::from(json!({"agents": {"a": {"json": list}}})),
+            )
             .unwrap_err();
         assert!(e.message.contains("loops ran 1000000 times"), "{e}");
         assert_eq!(e.at.map(|(line, _)| line), Some(2), "{e}");
         // The budget is per render: the next one starts afresh.
         r.add("small", "{{#each agents.a.json}}.{{/each}}").unwrap();
         let dots = r
-            .render("small", &json!({"agents": {"a": {"json": [1, 2, 3]}}}))
+            .render(
+                "small",
+                &Values::from(json!({"agents": {"a": {"json": [1, 2, 3]}}})),
+            )
             .unwrap();
         assert_eq!(dots, "...");
     }
@@ -379,7 +410,10 @@ mod tests {
         let big = "x".repeat(1 << 20);
         let xs: Vec<u32> = (0..100).collect();
         let e = r
-            .render("long", &json!({"inputs": {"big": big, "xs": xs}}))
+            .render(
+                "long",
+                &Values::from(json!({"inputs": {"big": big, "xs": xs}})),
+            )
             .unwrap_err();
         assert!(e.message.contains("more than 16 MiB"), "{e}");
     }
@@ -394,7 +428,7 @@ mod tests {
         )
         .unwrap();
         let e = r
-            .render("t", &json!({"agents": {"a": {"json": {}}}}))
+            .render("t", &Values::from(json!({"agents": {"a": {"json": {}}}})))
             .unwrap_err();
         assert!(!e.to_string().contains("None"), "{e}");
         assert!(e.message.contains("`agents.a.json.kind`"), "{e}");
@@ -402,7 +436,10 @@ mod tests {
         r.add("lookup", "{{#if (lookup agents.a.json \"k\")}}x{{/if}}")
             .unwrap();
         let e = r
-            .render("lookup", &json!({"agents": {"a": {"json": {}}}}))
+            .render(
+                "lookup",
+                &Values::from(json!({"agents": {"a": {"json": {}}}})),
+            )
             .unwrap_err();
         assert_eq!(
             e.message,

@@ -97,7 +97,7 @@ proptest! {
                 }
                 let mut renderer = Renderer::default();
                 if renderer.add("t", text.as_str()).is_ok() {
-                    let _ = renderer.render("t", &template_context());
+                    let _ = renderer.render("t", &template_context().into());
                 }
             }
             Err(problem) => {
