@@ -152,32 +152,15 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
         return Err(refused(e));
     }
     if let Some(waves) = &waves {
-        waves.finish();
-        let pending = waves.pending();
-        if waves.did_detach() {
-            session.mark_submitted(&record.run_id);
-            println!("{}", record.run_id);
-            if !global.quiet {
-                eprintln!(
-                    "detached: {pending} batch{} submitted; collect the rows with the same command again, or `byok-flow runs resume {}`",
-                    if pending == 1 { "" } else { "es" },
-                    record.run_id
-                );
-            }
-            return Ok(Exit::Success);
+        if let Some(exit) =
+            super::close_batches(waves, session, &record.run_id, "rows", global.quiet)
+        {
+            return Ok(exit);
         }
         if args.detach && !global.quiet {
             // Its rows were not told: they were to be the collecting run's.
             eprintln!(
                 "nothing was left to submit: every row ended without a batch (answered from the cache, called directly, or failed); run the same command without `--detach` to see the rows"
-            );
-        }
-        if pending > 0 && !global.quiet {
-            eprintln!(
-                "{pending} batch{} left running at the provider; collect the rows with the same command again, or `byok-flow runs resume {}` (`byok-flow runs cancel {}` cancels them)",
-                if pending == 1 { " is" } else { "es are" },
-                record.run_id,
-                record.run_id
             );
         }
     }

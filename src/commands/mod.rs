@@ -17,9 +17,11 @@ pub mod validate;
 
 use std::path::Path;
 
+use crate::batch::driver::Batcher;
 use crate::cost::{self, check::Retirements, prices::PriceTable};
 use crate::error::{Error, Exit, Result};
 use crate::report::github;
+use crate::session::Session;
 use crate::settings::Global;
 use crate::workflow::{self, Checked, FileReport};
 
@@ -109,4 +111,36 @@ pub fn show_report(report: &FileReport, global: Global) {
             github::diagnostics::annotations(report, github.workspace.as_deref())
         );
     }
+}
+
+/// Once a run's batches are in: with `--detach`, marks the run submitted, prints
+/// its id and says how to collect `what` (`Some(exit)`: the command ends there);
+/// otherwise says how many batches are left running at the provider.
+pub fn close_batches(
+    waves: &Batcher,
+    session: &Session,
+    run_id: &str,
+    what: &str,
+    quiet: bool,
+) -> Option<Exit> {
+    waves.finish();
+    let pending = waves.pending();
+    if waves.did_detach() {
+        session.mark_submitted(run_id);
+        println!("{run_id}");
+        if !quiet {
+            eprintln!(
+                "detached: {pending} batch{} submitted; collect the {what} with the same command again, or `byok-flow runs resume {run_id}`",
+                if pending == 1 { "" } else { "es" },
+            );
+        }
+        return Some(Exit::Success);
+    }
+    if pending > 0 && !quiet {
+        eprintln!(
+            "{pending} batch{} left running at the provider; collect the {what} with the same command again, or `byok-flow runs resume {run_id}` (`byok-flow runs cancel {run_id}` cancels them)",
+            if pending == 1 { " is" } else { "es are" },
+        );
+    }
+    None
 }

@@ -326,29 +326,11 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
             format!("cannot write the results: {e}"),
         ));
     }
-    if let Some(waves) = &waves {
-        waves.finish();
-        let pending = waves.pending();
-        if waves.did_detach() {
-            session.mark_submitted(&record.run_id);
-            println!("{}", record.run_id);
-            if !global.quiet {
-                eprintln!(
-                    "detached: {pending} batch{} submitted; collect the results with the same command again, or `byok-flow runs resume {}`",
-                    if pending == 1 { "" } else { "es" },
-                    record.run_id
-                );
-            }
-            return Ok(Exit::Success);
-        }
-        if pending > 0 && !global.quiet {
-            eprintln!(
-                "{pending} batch{} left running at the provider; collect the results with the same command again, or `byok-flow runs resume {}` (`byok-flow runs cancel {}` cancels them)",
-                if pending == 1 { " is" } else { "es are" },
-                record.run_id,
-                record.run_id
-            );
-        }
+    if let Some(waves) = &waves
+        && let Some(exit) =
+            super::close_batches(waves, &session, &record.run_id, "results", global.quiet)
+    {
+        return Ok(exit);
     }
     Ok(match record.status {
         RunStatus::Succeeded => Exit::Success,
