@@ -46,32 +46,36 @@ pub fn compile(text: &str, cuts: &[usize]) -> Result<Template, TemplateError> {
 static FIRST: LazyLock<Option<TemplateMapping>> =
     LazyLock::new(|| Template::compile("x").ok()?.mapping.into_iter().next());
 
-/// A mapping to 0-based `line` and 0-based `column` (in characters).
-fn mapping(line: usize, column: usize) -> Option<TemplateMapping> {
-    let mut mapping = FIRST.clone()?;
+/// The parser's mapping moved to 0-based `line` and `column` (in characters).
+fn at(first: &TemplateMapping, (line, column): (usize, usize)) -> TemplateMapping {
+    let mut mapping = first.clone();
     mapping.0 = line + 1;
     mapping.1 = column + 1;
-    Some(mapping)
+    mapping
 }
 
 /// Adds plain text starting on 0-based `line` and `column`, joined to raw text
 /// just before it; false if it could not (then the parser must make it).
 fn push_raw(template: &mut Template, text: &str, line: usize, column: usize) -> bool {
+    let Some(first) = FIRST.as_ref() else {
+        return false;
+    };
+    push_text(template, first, text, (line, column));
+    true
+}
+
+fn push_text(template: &mut Template, first: &TemplateMapping, text: &str, place: (usize, usize)) {
     if text.is_empty() {
-        return true;
+        return;
     }
     if let Some(TemplateElement::RawString(last)) = template.elements.last_mut() {
         last.push_str(text);
-        return true;
+        return;
     }
-    let Some(mapping) = mapping(line, column) else {
-        return false;
-    };
     template
         .elements
         .push(TemplateElement::RawString(text.to_string()));
-    template.mapping.push(mapping);
-    true
+    template.mapping.push(at(first, place));
 }
 
 /// Adds `piece` (starting on 0-based `line`) when its only tags are plain paths
@@ -80,6 +84,9 @@ fn push_raw(template: &mut Template, text: &str, line: usize, column: usize) -> 
 /// standalone-line rule, no escape), so the text between tags is raw. False,
 /// with `template` untouched, when the piece needs the parser.
 fn push_plain_tags(template: &mut Template, piece: &str, line: usize) -> bool {
+    let Some(first) = FIRST.as_ref() else {
+        return false;
+    };
     if piece.contains("\\{{") {
         return false;
     }
@@ -100,27 +107,18 @@ fn push_plain_tags(template: &mut Template, piece: &str, line: usize) -> bool {
         tags.push((start, end, element));
         from = end;
     }
-    let (elements, mappings) = (template.elements.len(), template.mapping.len());
+    // Nothing can fail from here on.
     let mut done = 0;
-    let mut position = (line, 0);
+    let mut place = (line, 0);
     for (start, end, element) in tags {
-        let ok = push_raw(template, &piece[done..start], position.0, position.1);
-        position = advance(position, &piece[done..start]);
-        let Some(at) = mapping(position.0, position.1).filter(|_| ok) else {
-            template.elements.truncate(elements);
-            template.mapping.truncate(mappings);
-            return false;
-        };
+        push_text(template, first, &piece[done..start], place);
+        place = advance(place, &piece[done..start]);
         template.elements.push(element);
-        template.mapping.push(at);
-        position = advance(position, &piece[start..end]);
+        template.mapping.push(at(first, place));
+        place = advance(place, &piece[start..end]);
         done = end;
     }
-    if !push_raw(template, &piece[done..], position.0, position.1) {
-        template.elements.truncate(elements);
-        template.mapping.truncate(mappings);
-        return false;
-    }
+    push_text(template, first, &piece[done..], place);
     true
 }
 
