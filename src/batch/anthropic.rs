@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    retryable_kind,
+    retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -62,13 +62,10 @@ impl BatchApi for AnthropicBatches {
                 .conn
                 .json_as(Method::Post, &url, key, Payload::Json(&body), like)
                 .await?;
-            let id = batch["id"].as_str().unwrap_or_default().to_string();
-            if id.is_empty() {
-                return Err(AttemptError::transient(
-                    None,
-                    "anthropic batch API: the created batch has no id".into(),
-                ));
-            }
+            let id = server_id(
+                "anthropic batch API: the created batch",
+                batch["id"].as_str(),
+            )?;
             Ok(Handle { id, file: None })
         })
     }

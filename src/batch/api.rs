@@ -314,6 +314,30 @@ pub fn endpoint(url: &str) -> String {
     }
 }
 
+/// An id the server gave (a batch's, a file's), checked before it goes into a
+/// URL path, the state file or a line on the terminal: letters, digits and
+/// `-_./` (Gemini's are `batches/…`), no `..`, at most 256 bytes. `None`, or
+/// anything else, is the error `{what} has no usable id`.
+pub fn server_id(what: &str, id: Option<&str>) -> Result<String, AttemptError> {
+    match id {
+        Some(id)
+            if !id.is_empty()
+                && id.len() <= 256
+                && !id.starts_with('/')
+                && !id.contains("..")
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b)) =>
+        {
+            Ok(id.to_string())
+        }
+        _ => Err(AttemptError::transient(
+            None,
+            format!("{what} has no usable id"),
+        )),
+    }
+}
+
 /// A result the provider reported as an error: retryable unless its type says it
 /// will fail again.
 pub fn item_error(provider: &str, kind: &str, message: &str, retryable: bool) -> AttemptError {
@@ -347,5 +371,30 @@ pub fn count(value: Option<&Json>) -> u64 {
         Some(Json::Number(n)) => n.as_u64().unwrap_or(0),
         Some(Json::String(s)) => s.parse().unwrap_or(0),
         _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_id;
+
+    #[test]
+    fn server_ids_that_could_reshape_a_url_or_a_terminal_line_are_refused() {
+        for good in ["msgbatch_01AbC", "batch_6f2", "file-x1", "batches/abc-123"] {
+            assert_eq!(server_id("it", Some(good)).unwrap(), good);
+        }
+        for bad in [
+            "",
+            "../../v1/files",
+            "/v1/x",
+            "a?b",
+            "a b",
+            "x\u{1b}[2J",
+            "é",
+        ] {
+            assert!(server_id("it", Some(bad)).is_err(), "{bad:?}");
+        }
+        assert!(server_id("it", None).is_err());
+        assert!(server_id("it", Some(&"a".repeat(257))).is_err());
     }
 }

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    retryable_kind,
+    retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -67,8 +67,8 @@ impl BatchApi for GeminiBatches {
             let name = operation["name"]
                 .as_str()
                 .or_else(|| operation.pointer("/metadata/name").and_then(Json::as_str))
-                .unwrap_or_default()
-                .to_string();
+                .unwrap_or_default();
+            let name = server_id("gemini batch API: the created batch", Some(name))?;
             if !name.starts_with("batches/") {
                 return Err(AttemptError::transient(
                     None,

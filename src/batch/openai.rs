@@ -8,7 +8,7 @@ use serde_json::{Value as Json, json};
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    retryable_kind,
+    retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -68,13 +68,7 @@ impl BatchApi for OpenAiBatches {
                 .conn
                 .json(Method::Post, &self.conn.url("/files"), key, payload)
                 .await?;
-            match file["id"].as_str() {
-                Some(id) if !id.is_empty() => Ok(Some(id.to_string())),
-                _ => Err(AttemptError::transient(
-                    None,
-                    "openai files API: the uploaded file has no id".into(),
-                )),
-            }
+            server_id("openai files API: the uploaded file", file["id"].as_str()).map(Some)
         })
     }
 
@@ -102,13 +96,7 @@ impl BatchApi for OpenAiBatches {
                     Payload::Json(&body),
                 )
                 .await?;
-            let id = batch["id"].as_str().unwrap_or_default().to_string();
-            if id.is_empty() {
-                return Err(AttemptError::transient(
-                    None,
-                    "openai batch API: the created batch has no id".into(),
-                ));
-            }
+            let id = server_id("openai batch API: the created batch", batch["id"].as_str())?;
             Ok(Handle {
                 id,
                 file: Some(file.to_string()),
@@ -163,8 +151,8 @@ impl BatchApi for OpenAiBatches {
             Ok(Status {
                 phase,
                 counts,
-                results: batch["output_file_id"].as_str().map(str::to_string),
-                errors: batch["error_file_id"].as_str().map(str::to_string),
+                results: file_id(&batch["output_file_id"], "output")?,
+                errors: file_id(&batch["error_file_id"], "error")?,
                 inline: None,
             })
         })
@@ -262,5 +250,18 @@ impl OpenAiBatches {
         );
         error.status = Some(status);
         Outcome::Error(error)
+    }
+}
+
+/// A batch's output or error file, when it has one.
+fn file_id(value: &Json, which: &str) -> Result<Option<String>, AttemptError> {
+    match value {
+        Json::Null => Ok(None),
+        Json::String(s) if s.is_empty() => Ok(None),
+        id => server_id(
+            &format!("openai batch API: the batch's {which} file"),
+            id.as_str(),
+        )
+        .map(Some),
     }
 }
