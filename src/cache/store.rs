@@ -1,0 +1,421 @@
+//! The segments of a cache folder: an index of every whole record in them (key
+//! to segment and offset; the entries themselves stay on the disk), this
+//! process's own segment, which it alone appends to, and compaction.
+//!
+//! Each process that writes makes its own segment (created new, never one that
+//! exists, mode 0600) and holds a lock on it while it lives, so processes never
+//! write to the same file and need no lock to append. The index is built the
+//! first time the cache is used, from the segments there are then; a key not in
+//! it is looked for again in what other processes have written since, at most
+//! once every [`RESCAN`].
+//!
+//! Compaction keeps the number of files (and so the work of building the index)
+//! small: when a folder has more than [`COMPACT_AT`] segments, the small ones no
+//! live process holds are rewritten as one (only the newest whole record of each
+//! key; synced, then renamed into place), and then removed. A process that had
+//! opened one of them still reads it (a file removed while open stays readable
+//! on Unix); one that lists the folder in between may miss some entries, and
+//! calls again.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::Key;
+use super::segment::{self, HEADER, Header};
+
+/// Mode 0600: replies can be as private as the prompts that asked for them.
+pub const ENTRY_MODE: u32 = 0o600;
+
+/// More segments than this in a folder, and the small ones are compacted.
+const COMPACT_AT: usize = 16;
+
+/// A segment this large is left as it is by compaction.
+const SMALL: u64 = 64 * 1024 * 1024;
+
+/// How often, at most, a miss looks for what other processes wrote since.
+pub(super) const RESCAN: Duration = Duration::from_secs(1);
+
+/// Where a record is: about 56 bytes of index an entry, with its key.
+#[derive(Debug, Clone, Copy)]
+struct Loc {
+    segment: u32,
+    len: u32,
+    offset: u64,
+    written: u64,
+}
+
+struct Segment {
+    path: PathBuf,
+    file: File,
+    /// Where its last scan stopped.
+    scanned: u64,
+}
+
+/// What a look-up found in the segments.
+pub enum Found {
+    Payload(Vec<u8>),
+    /// A record there, that cannot be served: why, and where it is.
+    Damaged(String),
+}
+
+pub struct Store {
+    dir: PathBuf,
+    index: HashMap<Key, Loc>,
+    segments: Vec<Segment>,
+    /// The names of the segments read, so a rescan reads only new ones.
+    known: HashSet<OsString>,
+    /// This process's segment, once it has written.
+    own: Option<usize>,
+    rescanned: Instant,
+}
+
+impl Store {
+    /// The index of the segments in `dir` (none when it does not exist yet),
+    /// compacted first when there are many of them.
+    pub fn open(dir: PathBuf) -> Store {
+        let mut store = Store::read(dir);
+        if store.segments.len() > COMPACT_AT && store.compact() {
+            // Read again, what is there now; the old files go (and their locks).
+            return Store::read(store.dir.clone());
+        }
+        store
+    }
+
+    fn read(dir: PathBuf) -> Store {
+        let mut store = Store {
+            dir,
+            index: HashMap::new(),
+            segments: Vec::new(),
+            known: HashSet::new(),
+            own: None,
+            rescanned: Instant::now(),
+        };
+        store.rescan();
+        store
+    }
+
+    /// How many entries the index holds.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The newest whole record of `key`, its payload checked.
+    pub fn find(&mut self, key: &Key) -> Option<Found> {
+        let loc = match self.index.get(key) {
+            Some(loc) => *loc,
+            None => {
+                if self.rescanned.elapsed() < RESCAN {
+                    return None;
+                }
+                self.rescan();
+                *self.index.get(key)?
+            }
+        };
+        let segment = &self.segments[loc.segment as usize];
+        let at = || format!("at byte {} of {}", loc.offset, segment.path.display());
+        let mut bytes = match segment::read_at(&segment.file, loc.offset, HEADER + loc.len as usize)
+        {
+            Ok(bytes) => bytes,
+            Err(e) => return Some(Found::Damaged(format!("{} cannot be read ({e})", at()))),
+        };
+        match Header::decode(&bytes) {
+            Some(header) if header.key == *key && header.holds(&bytes[HEADER..]) => {
+                bytes.drain(..HEADER);
+                Some(Found::Payload(bytes))
+            }
+            _ => Some(Found::Damaged(format!(
+                "{} is corrupted (its checksum does not match)",
+                at()
+            ))),
+        }
+    }
+
+    /// Appends `payload` as the entry of `key` to this process's segment (made
+    /// the first time), in one write: a process killed after it returns loses
+    /// nothing (what it wrote is the kernel's).
+    pub fn append(&mut self, key: &Key, payload: &[u8]) -> io::Result<()> {
+        let written = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let record = segment::encode(key, written, payload)?;
+        let own = match self.own.filter(|&own| self.still_there(own)) {
+            Some(own) => own,
+            None => self.create()?,
+        };
+        let segment = &mut self.segments[own];
+        if let Err(e) = (&segment.file).write_all(&record) {
+            // What follows a write cut short would not be read: the next entry
+            // goes to a new segment.
+            self.own = None;
+            return Err(e);
+        }
+        let loc = Loc {
+            segment: own as u32,
+            len: payload.len() as u32,
+            offset: segment.scanned,
+            written,
+        };
+        segment.scanned += record.len() as u64;
+        self.index.insert(*key, loc);
+        Ok(())
+    }
+
+    /// Whether this process's segment is still in its folder (someone may have
+    /// emptied the cache while the run went on).
+    fn still_there(&self, own: usize) -> bool {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            self.segments[own]
+                .file
+                .metadata()
+                .is_ok_and(|m| m.nlink() > 0)
+        }
+        #[cfg(not(unix))]
+        {
+            self.segments[own].path.exists()
+        }
+    }
+
+    /// Makes this process's segment, and the folders it needs: a new file (never
+    /// one that is there, nor a link), named for when and by whom, locked.
+    fn create(&mut self) -> io::Result<usize> {
+        let file = match new_segment(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir)?;
+                new_segment(&self.dir)?
+            }
+            other => other?,
+        };
+        let (file, path) = file.keep().map_err(|e| e.error)?;
+        #[cfg(unix)]
+        if let Err(e) = file.try_lock() {
+            tracing::debug!("cannot lock {}: {e}", path.display());
+        }
+        if let Some(name) = path.file_name() {
+            self.known.insert(name.to_owned());
+        }
+        self.segments.push(Segment {
+            path,
+            file,
+            scanned: 0,
+        });
+        self.own = Some(self.segments.len() - 1);
+        Ok(self.segments.len() - 1)
+    }
+
+    /// Reads what other processes appended since the last scan, and the segments
+    /// they made.
+    fn rescan(&mut self) {
+        self.rescanned = Instant::now();
+        for n in 0..self.segments.len() {
+            if Some(n) != self.own {
+                self.scan(n);
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut new: Vec<OsString> = entries
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|name| is_segment(name) && !self.known.contains(name))
+            .collect();
+        // Oldest first: of two records of a key written at the same moment, the
+        // later file's wins.
+        new.sort();
+        for name in new {
+            let path = self.dir.join(&name);
+            self.known.insert(name);
+            match open_segment(&path) {
+                Ok(file) => {
+                    self.segments.push(Segment {
+                        path,
+                        file,
+                        scanned: 0,
+                    });
+                    self.scan(self.segments.len() - 1);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("the cache segment {} is skipped: {e}", path.display()),
+            }
+        }
+    }
+
+    /// Indexes the records of segment `n` from where its last scan stopped.
+    fn scan(&mut self, n: usize) {
+        let segment = &mut self.segments[n];
+        let Ok(size) = segment.file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        if size <= segment.scanned {
+            return;
+        }
+        let index = &mut self.index;
+        let scanned = segment::scan(&segment.file, segment.scanned, size, |header, offset| {
+            let loc = Loc {
+                segment: n as u32,
+                len: header.len,
+                offset,
+                written: header.written,
+            };
+            index
+                .entry(header.key)
+                .and_modify(|old| {
+                    if loc.written >= old.written {
+                        *old = loc;
+                    }
+                })
+                .or_insert(loc);
+        });
+        match scanned {
+            Ok(end) => segment.scanned = end,
+            Err(e) => tracing::warn!(
+                "cannot read the cache segment {}: {e}",
+                segment.path.display()
+            ),
+        }
+    }
+
+    /// Rewrites the small segments no live process holds as one, keeping the
+    /// newest whole record of each key. Whether it did (the index is then stale).
+    fn compact(&mut self) -> bool {
+        #[cfg(unix)]
+        {
+            match self.compact_unix() {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::warn!("cannot compact the cache in {}: {e}", self.dir.display());
+                    false
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        false
+    }
+
+    #[cfg(unix)]
+    fn compact_unix(&mut self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        // A lock taken is held until these files are dropped, after their removal.
+        let taken: Vec<bool> = self
+            .segments
+            .iter()
+            .map(|s| {
+                s.file.metadata().is_ok_and(|m| m.len() < SMALL)
+                    && s.file.try_lock().is_ok()
+                    // Removed by another process's compaction while we looked.
+                    && s.file.metadata().is_ok_and(|m| m.nlink() > 0)
+            })
+            .collect();
+        if taken.iter().filter(|&&t| t).count() < 2 {
+            return Ok(false);
+        }
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".compacted.seg.").suffix(".tmp");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(ENTRY_MODE));
+        }
+        let temp = builder.tempfile_in(&self.dir)?;
+        let mut out = io::BufWriter::new(temp.as_file());
+        let mut locs: Vec<&Loc> = self
+            .index
+            .values()
+            .filter(|loc| taken[loc.segment as usize])
+            .collect();
+        locs.sort_by_key(|loc| (loc.segment, loc.offset));
+        for loc in locs {
+            let segment = &self.segments[loc.segment as usize];
+            let Ok(record) = segment::read_at(&segment.file, loc.offset, HEADER + loc.len as usize)
+            else {
+                continue;
+            };
+            if Header::decode(&record).is_some_and(|h| h.holds(&record[HEADER..])) {
+                out.write_all(&record)?;
+            }
+        }
+        out.flush()?;
+        drop(out);
+        temp.as_file().sync_all()?;
+        let random = temp
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".tmp")?.rsplit('.').next())
+            .unwrap_or("c")
+            .to_string();
+        let name = format!("{}-{random}.seg", segment_stem());
+        temp.persist_noclobber(self.dir.join(name))
+            .map_err(|e| e.error)?;
+        for (segment, _) in self.segments.iter().zip(&taken).filter(|(_, t)| **t) {
+            if let Err(e) = std::fs::remove_file(&segment.path) {
+                tracing::warn!(
+                    "cannot remove the compacted segment {}: {e}",
+                    segment.path.display()
+                );
+            }
+        }
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        tracing::info!(
+            "compacted {} cache segments in {}",
+            taken.iter().filter(|&&t| t).count(),
+            self.dir.display()
+        );
+        Ok(true)
+    }
+}
+
+/// `NANOS-PID`: segments sort by when they were made.
+fn segment_stem() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos:020}-{}", std::process::id())
+}
+
+fn is_segment(name: &OsString) -> bool {
+    name.to_str()
+        .is_some_and(|n| !n.starts_with('.') && n.ends_with(".seg"))
+}
+
+/// A new segment in `dir`: `NANOS-PID-RANDOM.seg`, created (never opened if it
+/// is there), private, for reading and appending.
+fn new_segment(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    let prefix = format!("{}-", segment_stem());
+    builder.prefix(&prefix).suffix(".seg").append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(ENTRY_MODE));
+    }
+    builder.tempfile_in(dir)
+}
+
+/// Opens another process's segment to read: only a regular file, not through a
+/// link, and without waiting on a FIFO.
+fn open_segment(path: &Path) -> io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK);
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is not a regular file",
+        ));
+    }
+    Ok(file)
+}
