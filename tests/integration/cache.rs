@@ -121,6 +121,63 @@ fn called_since(server: &FakeServer, before: usize) -> Vec<String> {
     called(server).split_off(before)
 }
 
+/// A whole record of a cache segment (README, "The cache, and resuming a run"):
+/// where it is, and the entry it holds.
+pub struct Record {
+    pub segment: PathBuf,
+    /// Its bytes in the segment, header first.
+    pub bytes: std::ops::Range<usize>,
+    pub key: [u8; 32],
+    pub entry: Value,
+}
+
+/// The length of a record's header: magic, key, when, length, SHA-256 of the
+/// entry, check of the header.
+const HEADER: usize = 8 + 32 + 8 + 4 + 32 + 8;
+
+/// Every whole record of the segments in the cache folder `cache`, in order,
+/// each checked as byok-flow checks it: a segment is read up to its first record
+/// that is not whole.
+pub fn records(cache: &Path) -> Vec<Record> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::new();
+    for segment in files(&cache.join("v1/segments")) {
+        let name = segment.file_name().unwrap().to_string_lossy().into_owned();
+        assert!(name.ends_with(".seg") && !name.starts_with('.'), "{name}");
+        let bytes = std::fs::read(&segment).unwrap();
+        let mut at = 0;
+        while let Some(header) = bytes.get(at..at + HEADER) {
+            let len = u32::from_le_bytes(header[48..52].try_into().unwrap()) as usize;
+            let check = Sha256::digest(&header[..HEADER - 8]);
+            let Some(entry) = bytes.get(at + HEADER..at + HEADER + len) else {
+                break;
+            };
+            if &header[..8] != b"byokflw1"
+                || header[HEADER - 8..] != check[..8]
+                || header[52..84] != Sha256::digest(entry)[..]
+            {
+                break;
+            }
+            out.push(Record {
+                segment: segment.clone(),
+                bytes: at..at + HEADER + len,
+                key: header[8..40].try_into().unwrap(),
+                entry: serde_json::from_slice(entry).unwrap(),
+            });
+            at += HEADER + len;
+        }
+    }
+    out
+}
+
+/// How many keys the cache folder `cache` has a whole entry for.
+pub fn cached_keys(cache: &Path) -> usize {
+    let mut keys: Vec<[u8; 32]> = records(cache).iter().map(|r| r.key).collect();
+    keys.sort();
+    keys.dedup();
+    keys.len()
+}
+
 /// Every file under `dir`.
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -150,10 +207,13 @@ fn a_second_run_is_answered_from_the_cache_at_no_cost() {
     );
     assert!(cached(&first).is_empty());
     assert!(first["cost_usd"].as_f64().unwrap() > 0.0);
+    let cache = dir.path().join("cache");
+    assert_eq!(records(&cache).len(), 4, "one entry per agent");
     assert_eq!(
-        files(&dir.path().join("cache")).len(),
-        4,
-        "one entry per agent"
+        files(&cache).len(),
+        1,
+        "one file of entries a run: {:?}",
+        files(&cache)
     );
 
     let second = ok(&run(dir.path(), &server, &[]));
@@ -284,7 +344,7 @@ fn a_failed_agent_is_not_cached_and_a_rerun_redoes_only_what_failed() {
     let out = run(dir.path(), &server, &[]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(called(&server), ["marker-a", "marker-b", "marker-c"]);
-    assert_eq!(files(&dir.path().join("cache")).len(), 2);
+    assert_eq!(records(&dir.path().join("cache")).len(), 2);
 
     let rec = ok(&run(dir.path(), &server, &[]));
     assert_eq!(called_since(&server, 3), ["marker-c", "marker-d"]);
@@ -296,13 +356,27 @@ fn a_corrupted_entry_is_a_miss_with_a_warning_and_is_replaced() {
     let server = FakeServer::start();
     let dir = setup(&server, CHAIN);
     ok(&run(dir.path(), &server, &[]));
-    let entries = files(&dir.path().join("cache"));
-    // Half of one file, an empty one, bytes that are not JSON, JSON of another shape.
-    let whole = std::fs::read(&entries[0]).unwrap();
-    std::fs::write(&entries[0], &whole[..whole.len() / 2]).unwrap();
-    std::fs::write(&entries[1], b"").unwrap();
-    std::fs::write(&entries[2], b"\x00\xff\xfe").unwrap();
-    std::fs::write(&entries[3], b"[1, 2, 3]").unwrap();
+    let entries = records(&dir.path().join("cache"));
+    assert_eq!(entries.len(), 4);
+    // Each entry damaged in place, its header whole: half of it zeroed, all of it
+    // blanks, one bit flipped, JSON of another shape.
+    let segment = &entries[0].segment;
+    let mut bytes = std::fs::read(segment).unwrap();
+    for (n, record) in entries.iter().enumerate() {
+        assert_eq!(&record.segment, segment);
+        let entry = &mut bytes[record.bytes.start + HEADER..record.bytes.end];
+        let len = entry.len();
+        match n {
+            0 => entry[len / 2..].fill(0),
+            1 => entry.fill(b' '),
+            2 => entry[len / 3] ^= 0x01,
+            _ => {
+                entry.fill(b' ');
+                entry[..9].copy_from_slice(b"[1, 2, 3]");
+            }
+        }
+    }
+    std::fs::write(segment, &bytes).unwrap();
     let out = run(dir.path(), &server, &[]);
     let rec = ok(&out);
     assert!(cached(&rec).is_empty());
@@ -314,6 +388,10 @@ fn a_corrupted_entry_is_a_miss_with_a_warning_and_is_replaced() {
         "one warning per entry: {stderr}"
     );
     assert!(stderr.contains("calling the model again"), "{stderr}");
+    assert!(
+        stderr.contains(&segment.display().to_string()),
+        "where: {stderr}"
+    );
     let rec = ok(&run(dir.path(), &server, &[]));
     assert_eq!(cached(&rec).len(), 4, "the entries were replaced");
 }
@@ -408,14 +486,16 @@ fn a_run_the_cache_answers_whole_needs_no_key() {
         .unwrap();
     assert_eq!(cached(&ok(&out)).len(), 4);
     // With one answer missing, that agent's key is needed again, and checked first.
-    let entries = files(&dir.path().join("cache"));
-    for entry in &entries {
-        let text = std::fs::read_to_string(entry).unwrap();
-        if text.contains("marker-d") {
-            std::fs::remove_file(entry).unwrap();
-        }
-    }
-    assert_eq!(files(&dir.path().join("cache")).len(), 3);
+    let cache = dir.path().join("cache");
+    let d: Vec<Record> = records(&cache)
+        .into_iter()
+        .filter(|r| r.entry["text"].as_str().unwrap().contains("marker-d"))
+        .collect();
+    assert_eq!(d.len(), 1);
+    let mut bytes = std::fs::read(&d[0].segment).unwrap();
+    bytes.drain(d[0].bytes.clone());
+    std::fs::write(&d[0].segment, bytes).unwrap();
+    assert_eq!(records(&cache).len(), 3);
     let out = command(dir.path(), &server, &["--json"])
         .env_remove("ANTHROPIC_KEY")
         .output()
@@ -522,15 +602,21 @@ fn two_runs_at_once_on_one_cache_folder_both_succeed() {
     let rec = ok(&run(dir.path(), &server, &[]));
     assert_eq!(cached(&rec), ["a", "b", "c", "d"]);
     assert_eq!(called(&server).len(), before);
-    let entries = files(&dir.path().join("cache"));
+    // Each run appended whole entries to a file of its own; no temporary file.
+    let cache = dir.path().join("cache");
+    let all = files(&cache);
+    assert!(!all.is_empty() && all.len() <= 2, "{all:?}");
+    let entries = records(&cache);
     assert_eq!(
-        entries.len(),
-        4,
-        "whole entries only, no temporary files: {entries:?}"
+        entries.iter().map(|r| r.bytes.len()).sum::<usize>(),
+        all.iter()
+            .map(|f| std::fs::metadata(f).unwrap().len() as usize)
+            .sum::<usize>(),
+        "nothing but whole entries"
     );
-    for entry in entries {
-        let value: Value = serde_json::from_slice(&std::fs::read(&entry).unwrap()).unwrap();
-        assert_eq!(value["format"], 1);
+    assert_eq!(cached_keys(&cache), 4);
+    for record in entries {
+        assert_eq!(record.entry["format"], 1);
     }
     // And both runs are in the history.
     let mut list = byok_flow_process(dir.path());

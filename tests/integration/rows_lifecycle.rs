@@ -205,7 +205,7 @@ fn a_killed_dataset_run_resumes_with_only_what_had_not_finished() {
             }
             before = now;
         }
-        let cached = walk(&dir.path().join("cache"));
+        let cached = crate::cache::cached_keys(&dir.path().join("cache"));
 
         server.set_latency(Duration::ZERO);
         let out = run_rows(dir.path(), &server, &["--out", "out"]);
@@ -235,25 +235,6 @@ fn a_killed_dataset_run_resumes_with_only_what_had_not_finished() {
         assert_eq!(rows.len(), 16);
         assert!(rows.iter().all(|r| r["status"] == "succeeded"));
     }
-}
-
-/// The whole entries under a cache folder (a run killed mid-write may leave a
-/// temporary file beside them).
-fn walk(dir: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| {
-            let path = e.unwrap().path();
-            let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if path.is_dir() {
-                walk(&path)
-            } else {
-                usize::from(path.extension().is_some_and(|e| e == "json") && !name.starts_with('.'))
-            }
-        })
-        .sum()
 }
 
 /// Ctrl-C mid-dataset: the calls in flight are cancelled, the finished rows are
