@@ -4,7 +4,8 @@
 //! `/usr/bin/time -v`: wall time, CPU time (user + system) and peak RSS.
 //!
 //! - `run --each` over 1,000, 10,000 and 100,000 rows, without the cache (the
-//!   runner's own cost), and over 10,000 rows with it (an answer file a call);
+//!   runner's own cost), and over 10,000 rows with it (an answer appended to the
+//!   cache a call);
 //! - `estimate --each` over 100,000 rows.
 //!
 //! Targets: 10,000 rows in at most 3 s wall and 1.5 s CPU; peak RSS at 100,000 rows
@@ -15,6 +16,11 @@
 //! rows cache local estimate` (`rows`: without the cache, 1,000 to 100,000 rows, and
 //! peak RSS; `cache`: 10,000 rows with the cache on and off, in turn; `local`: no
 //! counting; `estimate`).
+//!
+//! `cargo bench --bench rows -- serve` measures nothing: it writes the squads and
+//! the rows files, starts the fake server, prints the commands that run them (to
+//! time two builds of byok-flow against each other by hand, or to profile one) and
+//! serves until it is stopped.
 
 use std::path::Path;
 use std::process::Command;
@@ -114,6 +120,30 @@ fn verdict(ok: bool) -> &'static str {
     if ok { "ok" } else { "MISSED" }
 }
 
+/// Writes the rows files into `dir`, prints how to run them against `server`, and
+/// serves until the process is stopped.
+fn serve(dir: tempfile::TempDir, server: &fake::FakeServer) -> ! {
+    for n in [1_000usize, 10_000, 100_000] {
+        rows(&dir.path().join(format!("rows-{n}.jsonl")), n);
+    }
+    let dir = dir.keep();
+    println!(
+        "the fake server is at {}; in {}:",
+        server.url(),
+        dir.display()
+    );
+    println!(
+        "BENCH_KEY=bench-key BYOK_FLOW_HISTORY=history.sqlite BYOK_FLOW_CACHE_DIR=cache byok-flow run flow.yaml --each rows-10000.jsonl -q --concurrency {CONCURRENCY} --allow-host {}",
+        server.addr
+    );
+    println!(
+        "(each run with the cache on wants an empty cache folder: `sh -c 'BYOK_FLOW_CACHE_DIR=cache/$$ exec byok-flow ...'`; or add `--no-cache`)"
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
 fn main() {
     let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_byok-flow"));
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -135,6 +165,9 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     let wants = |part: &str| only.is_empty() || only.iter().any(|o| o == part);
+    if wants("serve") && !only.is_empty() {
+        serve(dir, &server);
+    }
     println!(
         "one agent a row against the fake server (0 ms), --concurrency {CONCURRENCY}; median of {runs} whole-process runs"
     );
@@ -212,7 +245,7 @@ fn main() {
         let mut ratios = ratios;
         ratios.sort_by(f64::total_cmp);
         println!(
-            "run --each   10000 rows, cache on: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB (an answer file written a call)  wall <= 3 s: {}, CPU <= 1.5 s: {}",
+            "run --each   10000 rows, cache on: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB (an answer appended to the cache a call)  wall <= 3 s: {}, CPU <= 1.5 s: {}",
             on.wall,
             on.cpu,
             on.cpu * 1000.0 / 10_000.0,
