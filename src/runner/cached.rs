@@ -91,10 +91,11 @@ impl AgentRunner {
         }
     }
 
-    /// Keeps a successful answer (on a blocking thread: it is a file write); a cache
-    /// that cannot be written costs only a warning.
+    /// Keeps a successful answer; a cache that cannot be written costs only a
+    /// warning. Writing is one `write` to a file already open (the kernel's page
+    /// cache, not the disk): cheaper done here than handed to a blocking thread.
     pub(super) async fn store(&self, key: Key, output: &AgentOutput) {
-        let Some(cache) = self.cache.clone() else {
+        let Some(cache) = self.cache.as_ref() else {
             return;
         };
         let entry = Entry {
@@ -108,16 +109,12 @@ impl AgentRunner {
                 output.json.clone(),
             )
         };
-        let root = cache.root().to_path_buf();
-        let written = tokio::task::spawn_blocking(move || cache.put(&key, &entry))
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
-        if let Err(e) = written
+        if let Err(e) = cache.put(&key, &entry)
             && !self.write_warned.swap(true, Ordering::Relaxed)
         {
             let message = format!(
                 "cannot write to the cache in {}: {e}; answers of this run will not be reused (pass `--cache-dir DIR` to use another folder, or `--no-cache`)",
-                root.display()
+                cache.root().display()
             );
             self.bus.emit(&Event::Warning { message: &message });
         }
