@@ -106,15 +106,14 @@ impl Store {
 
     /// The newest whole record of `key`, its payload checked.
     pub fn find(&mut self, key: &Key) -> Option<Found> {
-        let loc = match self.index.get(key) {
-            Some(loc) => *loc,
-            None => {
-                if self.rescanned.elapsed() < RESCAN {
-                    return None;
-                }
-                self.rescan();
-                *self.index.get(key)?
+        let loc = if let Some(loc) = self.index.get(key) {
+            *loc
+        } else {
+            if self.rescanned.elapsed() < RESCAN {
+                return None;
             }
+            self.rescan();
+            *self.index.get(key)?
         };
         let segment = &self.segments[loc.segment as usize];
         let at = || format!("at byte {} of {}", loc.offset, segment.path.display());
@@ -147,6 +146,9 @@ impl Store {
             Some(own) => own,
             None => self.create()?,
         };
+        let (Ok(number), Ok(len)) = (u32::try_from(own), u32::try_from(payload.len())) else {
+            return Err(io::Error::other("too many cache segments open"));
+        };
         let segment = &mut self.segments[own];
         if let Err(e) = (&segment.file).write_all(&record) {
             // What follows a write cut short would not be read: the next entry
@@ -155,8 +157,8 @@ impl Store {
             return Err(e);
         }
         let loc = Loc {
-            segment: own as u32,
-            len: payload.len() as u32,
+            segment: number,
+            len,
             offset: segment.scanned,
             written,
         };
@@ -249,6 +251,9 @@ impl Store {
 
     /// Indexes the records of segment `n` from where its last scan stopped.
     fn scan(&mut self, n: usize) {
+        let Ok(number) = u32::try_from(n) else {
+            return;
+        };
         let segment = &mut self.segments[n];
         let Ok(size) = segment.file.metadata().map(|m| m.len()) else {
             return;
@@ -259,7 +264,7 @@ impl Store {
         let index = &mut self.index;
         let scanned = segment::scan(&segment.file, segment.scanned, size, |header, offset| {
             let loc = Loc {
-                segment: n as u32,
+                segment: number,
                 len: header.len,
                 offset,
                 written: header.written,
@@ -382,8 +387,8 @@ fn segment_stem() -> String {
 }
 
 fn is_segment(name: &OsString) -> bool {
-    name.to_str()
-        .is_some_and(|n| !n.starts_with('.') && n.ends_with(".seg"))
+    !name.to_string_lossy().starts_with('.')
+        && Path::new(name).extension().is_some_and(|e| e == "seg")
 }
 
 /// A new segment in `dir`: `NANOS-PID-RANDOM.seg`, created (never opened if it

@@ -94,7 +94,7 @@ impl AgentRunner {
     /// Keeps a successful answer; a cache that cannot be written costs only a
     /// warning. Writing is one `write` to a file already open (the kernel's page
     /// cache, not the disk): cheaper done here than handed to a blocking thread.
-    pub(super) async fn store(&self, key: Key, output: &AgentOutput) {
+    pub(super) fn store(&self, key: Key, output: &AgentOutput) {
         let Some(cache) = self.cache.as_ref() else {
             return;
         };

@@ -529,7 +529,7 @@ impl scheduler::Runner for AgentRunner {
                     };
                     // Written now, not at the end of the run, so a killed run resumes here.
                     if let Some(key) = cache_key {
-                        self.store(key, &output).await;
+                        self.store(key, &output);
                     }
                     Ok(output)
                 }

@@ -143,7 +143,10 @@ pub fn records(cache: &Path) -> Vec<Record> {
     let mut out = Vec::new();
     for segment in files(&cache.join("v1/segments")) {
         let name = segment.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.ends_with(".seg") && !name.starts_with('.'), "{name}");
+        assert!(
+            !name.starts_with('.') && segment.extension().is_some_and(|e| e == "seg"),
+            "{name}"
+        );
         let bytes = std::fs::read(&segment).unwrap();
         let mut at = 0;
         while let Some(header) = bytes.get(at..at + HEADER) {
@@ -172,9 +175,7 @@ pub fn records(cache: &Path) -> Vec<Record> {
 
 /// How many keys the cache folder `cache` has a whole entry for.
 pub fn cached_keys(cache: &Path) -> usize {
-    let mut keys: Vec<[u8; 32]> = records(cache).iter().map(|r| r.key).collect();
-    keys.sort();
-    keys.dedup();
+    let keys: std::collections::HashSet<[u8; 32]> = records(cache).iter().map(|r| r.key).collect();
     keys.len()
 }
 
@@ -610,7 +611,7 @@ fn two_runs_at_once_on_one_cache_folder_both_succeed() {
     assert_eq!(
         entries.iter().map(|r| r.bytes.len()).sum::<usize>(),
         all.iter()
-            .map(|f| std::fs::metadata(f).unwrap().len() as usize)
+            .map(|f| std::fs::read(f).unwrap().len())
             .sum::<usize>(),
         "nothing but whole entries"
     );
