@@ -77,6 +77,8 @@ pub struct RunSettings {
     /// The run's id when it goes on from an earlier one (a batch run collected
     /// again keeps its id); a new one when `None`.
     pub run_id: Option<String>,
+    /// Where a batch run counts the work that may still hand its batcher a call.
+    pub busy: Option<scheduler::Busy>,
 }
 
 impl RunSettings {
@@ -505,7 +507,7 @@ impl scheduler::Runner for AgentRunner {
                 tab: tab.clone(),
             };
             let called =
-                call::call(&self.targets[agent], &request, &policy, &on_failure, &meter).await;
+                call::call(&self.targets[agent], request, &policy, &on_failure, &meter).await;
             let seconds = start.elapsed().as_secs_f64();
             self.tabs_lock().remove(&task);
             let bill = tab

@@ -104,6 +104,42 @@ fn rows_go_one_batch_per_wave_and_come_back_in_row_order() {
 }
 
 #[test]
+fn a_wave_goes_as_one_batch_per_provider_however_long_the_rows_take_to_come() {
+    // No gathering time at all: a batch waits only for what may still make a
+    // request now (rows being read and started, calls being answered), not for a
+    // pause without one, so any pause of the reader or the scheduler would
+    // otherwise split the wave.
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(&place, &server, 600);
+    let host = server.url().trim_start_matches("http://").to_string();
+    let args = [
+        "run",
+        "flow.yaml",
+        "--each",
+        "rows.jsonl",
+        "--batch",
+        "--no-cache",
+        "-q",
+        "--allow-host",
+        &host,
+    ];
+    let out = place
+        .command(&args, &[("BYOK_FLOW_BATCH_GATHER", "0s")])
+        .output()
+        .unwrap();
+    place.assert_no_key(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = server.batch_log();
+    assert_eq!(server.batch_count("create"), 2, "{log:?}");
+    assert_eq!(server.batch_count("upload"), 1, "{log:?}");
+    let batches = server.batches();
+    assert_eq!(batches[0].results.len(), 600, "{log:?}");
+    assert_eq!(batches[1].results.len(), 600, "{log:?}");
+    assert_eq!(rows(&String::from_utf8_lossy(&out.stdout)).len(), 600);
+}
+
+#[test]
 fn a_failed_request_inside_a_batch_fails_only_its_row_and_retries_go_in_later_batches() {
     let server = FakeServer::start();
     // Row 3's triage is refused (not retryable); row 5's is overloaded once.
