@@ -449,15 +449,13 @@ impl Shared {
     async fn submit(self: Arc<Self>, api: Arc<dyn BatchApi>, group: Group, mut part: Vec<Pending>) {
         let (provider, key, model) = group;
         // The bodies go into the batch; the entries keep where the results go.
-        let items: Vec<Item> = part
-            .iter_mut()
-            .filter_map(|p| {
-                Some(Item {
-                    custom_id: p.custom_id.clone(),
-                    request: *p.request.take()?,
-                })
+        let mut items: Vec<Item> = Vec::with_capacity(part.len());
+        items.extend(part.iter_mut().filter_map(|p| {
+            Some(Item {
+                custom_id: p.custom_id.clone(),
+                request: *p.request.take()?,
             })
-            .collect();
+        }));
         let requests = {
             let mut attempts = lock(&self.attempts);
             part.iter()

@@ -156,7 +156,7 @@ pub async fn execute(
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
     let clock = Instant::now();
-    let runner = Arc::new(runner.for_rows());
+    let runner = Arc::new(runner.for_rows(dataset.shard));
     let checked = runner.checked().clone();
     let models: Vec<(String, String)> = checked
         .workflow

@@ -260,8 +260,10 @@ pub struct AgentRunner {
     write_warned: AtomicBool,
     /// Each map agent's list; `None` for an agent that is one call.
     lists: Vec<Option<map::List>>,
-    /// It runs the rows of a dataset: log lines name each task's row.
-    rows: bool,
+    /// It runs the rows of a dataset: log lines and batch labels name each task's
+    /// row by its index in the file, `stride * N + first` for the scheduler's
+    /// N-th row (every row, or one shard's: `--shard K/M` takes every M-th).
+    rows: Option<(u64, u64)>,
 }
 
 impl AgentRunner {
@@ -273,12 +275,20 @@ impl AgentRunner {
         }
     }
 
-    /// Runs the rows of a dataset (SPEC §8): log lines name each task's row,
+    /// Runs the rows of a dataset (SPEC §8), all of them or one shard's: log
+    /// lines and batch labels name each task's row by its index in the file,
     /// which a run of one row leaves out.
     #[must_use]
-    pub fn for_rows(mut self) -> Self {
-        self.rows = true;
+    pub fn for_rows(mut self, shard: Option<crate::dataset::Shard>) -> Self {
+        self.rows = Some(shard.map_or((1, 0), |s| (s.n, s.k - 1)));
         self
+    }
+
+    /// The index in the file of the scheduler's `row`-th row.
+    fn file_row(&self, row: u64) -> u64 {
+        self.rows.map_or(row, |(stride, first)| {
+            row.saturating_mul(stride).saturating_add(first)
+        })
     }
 
     /// The run's budget, if it has one.
@@ -376,8 +386,8 @@ impl scheduler::Runner for AgentRunner {
             name = %self.task_name(task),
             row = tracing::field::Empty
         );
-        if self.rows {
-            span.record("row", task.row);
+        if self.rows.is_some() {
+            span.record("row", self.file_row(task.row));
         }
         span
     }
@@ -473,8 +483,9 @@ impl scheduler::Runner for AgentRunner {
             let start = Instant::now();
             let cache_key = prepared.cache_key;
             let mut request = prepared.request;
-            if self.rows {
-                request.label = Some(format!("r{}-{}", task.row, self.task_name(task)));
+            if self.rows.is_some() {
+                let row = self.file_row(task.row);
+                request.label = Some(format!("r{row}-{}", self.task_name(task)));
             }
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.task_name(task), self.bus.clone());
