@@ -476,13 +476,22 @@ impl scheduler::Runner for AgentRunner {
         prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
         let agent = task.agent;
+        if let Some(entry) = prepared.cached {
+            return Box::pin(async move { Ok(AgentOutput::cached(entry)) });
+        }
+        // What the call's future keeps is taken apart here: it lives as long as the
+        // call (hours, for a request in a batch, one per request), and a value it
+        // captured whole would be kept whole beside the parts it moved on.
+        let Prepared {
+            request,
+            input,
+            cache_key,
+            ..
+        } = prepared;
+        let request = Box::new(request);
         Box::pin(async move {
-            if let Some(entry) = prepared.cached {
-                return Ok(AgentOutput::cached(entry));
-            }
             let start = Instant::now();
-            let cache_key = prepared.cache_key;
-            let mut request = prepared.request;
+            let mut request = *request;
             if self.rows.is_some() {
                 let row = self.file_row(task.row);
                 request.label = Some(format!("r{row}-{}", self.task_name(task)));
@@ -509,7 +518,7 @@ impl scheduler::Runner for AgentRunner {
                     attempt,
                 });
             };
-            let first_input = self.budget.is_some().then_some(prepared.input);
+            let first_input = self.budget.is_some().then_some(input);
             let tab = Arc::new(Mutex::new(meter::Tab::new(first_input)));
             self.tabs_lock().insert(task, tab.clone());
             let meter = meter::AgentMeter {
