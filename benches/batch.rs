@@ -197,6 +197,6 @@ fn serve(dir: &Path, rows: usize) -> ! {
         server.addr
     );
     loop {
-        std::thread::sleep(Duration::from_secs(3600));
+        std::thread::sleep(Duration::from_hours(1));
     }
 }

@@ -414,16 +414,17 @@ impl Shared {
             // while without a change, and what has come goes.
             let mut seen = (count(&self), self.busy.count());
             let stuck = loop {
-                match tokio::time::timeout(PATIENCE, busy.wait_for(|n| *n == 0)).await {
-                    Ok(_) => break false,
-                    Err(_) => {
-                        let now = (count(&self), self.busy.count());
-                        if now == seen {
-                            break true;
-                        }
-                        seen = now;
-                    }
+                if tokio::time::timeout(PATIENCE, busy.wait_for(|n| *n == 0))
+                    .await
+                    .is_ok()
+                {
+                    break false;
                 }
+                let now = (count(&self), self.busy.count());
+                if now == seen {
+                    break true;
+                }
+                seen = now;
             };
             if stuck {
                 tracing::info!("batch: work still busy after {PATIENCE:?}; submitting what came");

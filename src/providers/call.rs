@@ -190,11 +190,11 @@ async fn with_retries(
     let name = format!("{}/{}", target.provider, target.model);
     let mut retry = 0;
     loop {
-        meter.before(index, &request).await?;
+        meter.before(index, request).await?;
         let start = Instant::now();
         let at = start.duration_since(begun).as_secs_f64();
         let outcome = match request.timeout {
-            Some(total) => tokio::time::timeout(total, target.client.attempt(&request))
+            Some(total) => tokio::time::timeout(total, target.client.attempt(request))
                 .await
                 .unwrap_or_else(|_| {
                     // It may have been sent, and billed, before the time ran out.
@@ -204,12 +204,12 @@ async fn with_retries(
                         Reply::default(),
                     ))
                 }),
-            None => target.client.attempt(&request).await,
+            None => target.client.attempt(request).await,
         };
         let seconds = start.elapsed().as_secs_f64();
-        meter.after(index, &request, outcome.as_ref());
+        meter.after(index, request, outcome.as_ref());
         let error = match outcome {
-            Ok(reply) => match check_json(&request, reply) {
+            Ok(reply) => match check_json(request, reply) {
                 Ok(reply) => {
                     attempts.push(Attempt {
                         model: name.clone(),

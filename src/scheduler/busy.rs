@@ -61,9 +61,12 @@ impl Drop for Guard {
     }
 }
 
+/// A counted task being polled: the guard it holds, if any.
+struct Polled(Option<Guard>);
+
 thread_local! {
-    /// The guard of the task being polled on this thread, if it is counted.
-    static CURRENT: RefCell<Option<Option<Guard>>> = const { RefCell::new(None) };
+    /// The counted task being polled on this thread, if any.
+    static CURRENT: RefCell<Option<Polled>> = const { RefCell::new(None) };
 }
 
 /// Gives the task being polled `guard` (the answer to its call): it counts until
@@ -71,8 +74,8 @@ thread_local! {
 /// task the guard is dropped.
 pub fn keep(guard: Guard) {
     CURRENT.with(|current| {
-        if let Some(slot) = current.borrow_mut().as_mut() {
-            *slot = Some(guard);
+        if let Some(polled) = current.borrow_mut().as_mut() {
+            polled.0 = Some(guard);
         }
     });
 }
@@ -95,11 +98,11 @@ impl<F: Future + Unpin> Future for Counted<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        let outer = CURRENT.with(|c| c.borrow_mut().replace(this.guard.take()));
+        let outer = CURRENT.with(|c| c.borrow_mut().replace(Polled(this.guard.take())));
         let polled = Pin::new(&mut this.future).poll(cx);
         let guard = CURRENT
             .with(|c| std::mem::replace(&mut *c.borrow_mut(), outer))
-            .flatten();
+            .and_then(|polled| polled.0);
         match polled {
             Poll::Ready(output) => Poll::Ready((output, guard)),
             // Parked: whatever wakes it counts it again (an answer brings a guard).
