@@ -12,6 +12,9 @@
 //!
 //! Run: `cargo bench --bench batch` (`BENCH_RUNS` runs, 3 by default; `BENCH_ROWS`
 //! rows, 10,000 by default; `BENCH_BIN=path/to/byok-flow` for another build).
+//! `BENCH_SERVE=DIR` writes the squad and rows to DIR, starts the fake server, prints
+//! the command that runs them (to time it with any tool, or to profile it) and
+//! serves until it is killed.
 
 use std::path::Path;
 use std::process::Command;
@@ -97,6 +100,9 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(10_000);
+    if let Some(place) = std::env::var_os("BENCH_SERVE") {
+        serve(Path::new(&place), rows);
+    }
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("squad.yaml");
     let rows_path = dir.path().join("rows.jsonl");
@@ -172,4 +178,25 @@ fn main() {
         m.wall.as_secs_f64(),
         m.cpu.as_secs_f64()
     );
+}
+
+/// `BENCH_SERVE=DIR`: the squad and rows in DIR, the fake server with its batch
+/// delay, and the command that runs them; serves until killed.
+fn serve(dir: &Path, rows: usize) -> ! {
+    std::fs::create_dir_all(dir).unwrap();
+    let server = fake::FakeServer::start();
+    server.set_batch_knobs(fake::batch::BatchKnobs {
+        delay: DELAY,
+        ..fake::batch::BatchKnobs::default()
+    });
+    std::fs::write(dir.join("squad.yaml"), squad(&server.url())).unwrap();
+    rows_file(&dir.join("rows.jsonl"), rows);
+    println!(
+        "cd {} && BENCH_KEY=bench-key BYOK_FLOW_BATCH_POLL=250ms BYOK_FLOW_CACHE_DIR=cache BYOK_FLOW_HISTORY=history.sqlite byok-flow run squad.yaml --each rows.jsonl -q --no-cache --allow-host {}",
+        dir.display(),
+        server.addr
+    );
+    loop {
+        std::thread::sleep(Duration::from_hours(1));
+    }
 }

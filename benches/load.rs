@@ -46,6 +46,7 @@ fn load_validate_plan(path: &Path) -> [Duration; 4] {
         refresh: Vec::new(),
         estimate: None,
         run_id: None,
+        busy: None,
     };
     let planned =
         runner::prepare(Arc::new(checked), &settings, None, &Bus::default()).expect("plan the run");

@@ -104,6 +104,7 @@ impl Session {
             refresh: options.refresh.clone(),
             estimate: None,
             run_id: None,
+            busy: None,
         };
         Session {
             checked,

@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    retryable_kind, server_id,
+    json_list, retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -45,11 +45,13 @@ impl BatchApi for AnthropicBatches {
         _file: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Handle, AttemptError>> {
         Box::pin(async move {
-            let requests: Vec<Json> = items
-                .iter()
-                .map(|i| json!({"custom_id": i.custom_id, "params": self.params(&i.request)}))
-                .collect();
-            let body = json!({ "requests": requests });
+            let body = json_list(
+                r#"{"requests":["#,
+                items
+                    .iter()
+                    .map(|i| json!({"custom_id": i.custom_id, "params": self.params(&i.request)})),
+                "]}",
+            )?;
             let url = self.conn.url("/v1/messages/batches");
             // A server tool's beta (`web_fetch`) goes on the batch that holds it.
             let default = Request::default();
@@ -60,7 +62,7 @@ impl BatchApi for AnthropicBatches {
                 .unwrap_or(&default);
             let batch = self
                 .conn
-                .json_as(Method::Post, &url, key, Payload::Json(&body), like)
+                .json_as(Method::Post, &url, key, Payload::JsonText(body), like)
                 .await?;
             let id = server_id(
                 "anthropic batch API: the created batch",
@@ -155,15 +157,15 @@ impl BatchApi for AnthropicBatches {
         })
     }
 
-    fn parse(&self, request: &Request, body: &Json) -> Result<Reply, String> {
-        self.conn.wire.parse(request, &body.to_string())
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
+        self.conn.wire.parse(request, body)
     }
 }
 
 /// One result line's `result`.
 fn outcome(result: &Json) -> Outcome {
     match result["type"].as_str().unwrap_or_default() {
-        "succeeded" => Outcome::Body(result["message"].clone()),
+        "succeeded" => Outcome::Body(result["message"].to_string()),
         "errored" => {
             // `error` is an ErrorResponse: `{"type": "error", "error": {type, message}}`.
             let error = result["error"].get("error").unwrap_or(&result["error"]);

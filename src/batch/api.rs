@@ -74,8 +74,10 @@ pub struct Status {
 /// One request's result.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// The reply body, as the provider's own API would have answered the call.
-    Body(Json),
+    /// The reply body, as the provider's own API would have answered the call: its
+    /// JSON text, read when the call takes it (a tree per result would hold several
+    /// times its size while a wave's results are handed out).
+    Body(String),
     /// A reply made without a provider (the mock).
     Reply(Reply),
     Error(AttemptError),
@@ -128,8 +130,8 @@ pub trait BatchApi: Send + Sync {
     }
     /// A rerun waits on `handle` for `request`, which it holds as `custom_id`.
     fn adopt(&self, _handle: &Handle, _custom_id: &str, _request: &Request) {}
-    /// Reads one result's reply body.
-    fn parse(&self, request: &Request, body: &Json) -> Result<Reply, String>;
+    /// Reads one result's reply body (JSON text).
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String>;
 }
 
 /// A provider's batch endpoints: where they are, its key, its HTTP client.
@@ -363,6 +365,26 @@ pub fn retryable_kind(kind: &str) -> bool {
             | "PERMISSION_DENIED"
             | "model_not_found"
     )
+}
+
+/// A JSON body holding one list of many entries: `open`, the entries written one
+/// by one with commas between, then `close` (the JSON text around the list). A
+/// wave's batch is never held as one tree of every request.
+pub fn json_list(
+    open: &str,
+    entries: impl Iterator<Item = Json>,
+    close: &str,
+) -> Result<Vec<u8>, AttemptError> {
+    let mut bytes = open.as_bytes().to_vec();
+    for (n, entry) in entries.enumerate() {
+        if n > 0 {
+            bytes.push(b',');
+        }
+        serde_json::to_writer(&mut bytes, &entry)
+            .map_err(|e| AttemptError::permanent(format!("cannot write the batch: {e}"), None))?;
+    }
+    bytes.extend_from_slice(close.as_bytes());
+    Ok(bytes)
 }
 
 /// A count the provider sent as a number or a string (Gemini's int64).

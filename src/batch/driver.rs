@@ -14,7 +14,7 @@
 //! key name, body) one of them holds waits on that batch instead of being
 //! submitted again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -27,9 +27,14 @@ use super::backoff::Backoff;
 use super::state::{BatchRecord, RequestRecord, RunState, StateDir, unix_now};
 use crate::keys::KeyRef;
 use crate::providers::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
+use crate::scheduler::Busy;
+use crate::scheduler::busy::{self, Guard};
 
 /// How long a batch may run: the providers' 24 hours, and a margin.
 pub const EXPIRY: Duration = Duration::from_hours(25);
+
+/// How long a group waits on busy work that makes no progress before it is submitted.
+const PATIENCE: Duration = Duration::from_secs(5);
 
 /// How the batcher works.
 pub struct Options {
@@ -51,11 +56,16 @@ pub struct Batcher {
     shared: Arc<Shared>,
 }
 
-type Answer = oneshot::Sender<Result<Reply, AttemptError>>;
+/// Where a request's result goes (`None`: its batch returned none for it), with
+/// the count that keeps its task busy until it has taken it (see `scheduler::busy`).
+/// The waiting call reads the result: it holds the request.
+type Answer = oneshot::Sender<(Option<Outcome>, Guard)>;
 
+/// A request waiting for its batch. Its body goes with it until the batch is
+/// written; from then on the entry is only where its result goes.
 struct Pending {
     api: Arc<dyn BatchApi>,
-    request: Request,
+    request: Option<Box<Request>>,
     custom_id: String,
     label: String,
     fingerprint: String,
@@ -92,12 +102,14 @@ struct Shared {
     /// Results of earlier runs' batches not yet asked for, by fingerprint.
     stash: Mutex<HashMap<String, Outcome>>,
     /// How many times each request went into a batch in this run.
-    attempts: Mutex<HashMap<String, u32>>,
+    attempts: Mutex<HashMap<u64, u32>>,
     seq: AtomicU64,
     /// Requests not yet in a batch that was polled once.
     unsettled: AtomicUsize,
     detached: AtomicBool,
     detach: Notify,
+    /// The work that may still hand this batcher a request now.
+    busy: Busy,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,6 +172,7 @@ impl Batcher {
                 unsettled: AtomicUsize::new(0),
                 detached: AtomicBool::new(false),
                 detach: Notify::new(),
+                busy: Busy::default(),
             }),
         }
     }
@@ -178,6 +191,12 @@ impl Batcher {
 
     pub fn run_id(&self) -> String {
         lock(&self.shared.state).run_id.clone()
+    }
+
+    /// Where the scheduler counts the work that may still hand this batcher a
+    /// request: a wave is submitted once none is left.
+    pub fn busy(&self) -> Busy {
+        self.shared.busy.clone()
     }
 
     /// A client for `label`'s calls through `api`.
@@ -254,12 +273,27 @@ impl Provider for BatchClient {
                 .shared
                 .clone()
                 .enqueue(self.api.clone(), label, request.clone(), answer);
-            reply.await.unwrap_or_else(|_| {
-                Err(AttemptError::transient(
+            let Ok((outcome, guard)) = reply.await else {
+                return Err(AttemptError::transient(
                     None,
                     "the batch this request was in was dropped".into(),
-                ))
-            })
+                ));
+            };
+            busy::keep(guard);
+            match outcome {
+                None => Err(AttemptError::transient(
+                    None,
+                    format!(
+                        "{} batch: no result came back for this request",
+                        self.api.provider()
+                    ),
+                )),
+                Some(Outcome::Reply(reply)) => Ok(reply),
+                Some(Outcome::Error(e)) => Err(e),
+                Some(Outcome::Body(body)) => self.api.parse(request, &body).map_err(|e| {
+                    AttemptError::transient(None, format!("malformed result in the batch: {e}"))
+                }),
+            }
         })
     }
 }
@@ -283,6 +317,14 @@ fn fingerprint(api: &dyn BatchApi, key: Option<&KeyRef>, request: &Request) -> (
     });
     // The id, the method and URL around the parameters in a batch line.
     (hex, params.len() + 128)
+}
+
+/// A fingerprint's first 64 bits: what the attempts are counted by.
+fn short(fingerprint: &str) -> u64 {
+    fingerprint
+        .get(..16)
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .unwrap_or(0)
 }
 
 /// A `custom_id` the providers take (`^[a-zA-Z0-9_-]{1,64}$`): the label and a number.
@@ -324,7 +366,7 @@ impl Shared {
             api,
             custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
             label: label.to_string(),
-            request,
+            request: Some(Box::new(request)),
             fingerprint,
             size,
             settled: false,
@@ -348,7 +390,8 @@ impl Shared {
             self.join(known, pending);
             return;
         }
-        let group = (provider, key, pending.request.model.clone());
+        let model = pending.request.as_ref().map(|r| r.model.clone());
+        let group = (provider, key, model.unwrap_or_default());
         let first = {
             let mut queues = lock(&self.queues);
             let queue = queues.entry(group.clone()).or_default();
@@ -360,14 +403,36 @@ impl Shared {
         }
     }
 
-    /// Waits until no request has joined the group for the gathering time, then
-    /// submits what it holds.
+    /// Waits until every request that can be made now has been (nothing the
+    /// scheduler runs is busy) and none has joined the group for the gathering
+    /// time (retries come a back-off apart), then submits what it holds.
     async fn flush(self: Arc<Self>, group: Group) {
         let count = |s: &Self| lock(&s.queues).get(&group).map_or(0, Vec::len);
+        let mut busy = self.busy.watch();
         loop {
+            // What is busy can be stuck (a file that reads slowly): a long
+            // while without a change, and what has come goes.
+            let mut seen = (count(&self), self.busy.count());
+            let stuck = loop {
+                if tokio::time::timeout(PATIENCE, busy.wait_for(|n| *n == 0))
+                    .await
+                    .is_ok()
+                {
+                    break false;
+                }
+                let now = (count(&self), self.busy.count());
+                if now == seen {
+                    break true;
+                }
+                seen = now;
+            };
+            if stuck {
+                tracing::info!("batch: work still busy after {PATIENCE:?}; submitting what came");
+                break;
+            }
             let before = count(&self);
             tokio::time::sleep(self.options.gather).await;
-            if count(&self) == before {
+            if count(&self) == before && self.busy.count() == 0 {
                 break;
             }
         }
@@ -382,20 +447,21 @@ impl Shared {
     }
 
     /// Submits one batch, writes it to the state, and waits on it.
-    async fn submit(self: Arc<Self>, api: Arc<dyn BatchApi>, group: Group, part: Vec<Pending>) {
+    async fn submit(self: Arc<Self>, api: Arc<dyn BatchApi>, group: Group, mut part: Vec<Pending>) {
         let (provider, key, model) = group;
-        let items: Vec<Item> = part
-            .iter()
-            .map(|p| Item {
+        // The bodies go into the batch; the entries keep where the results go.
+        let mut items: Vec<Item> = Vec::with_capacity(part.len());
+        items.extend(part.iter_mut().filter_map(|p| {
+            Some(Item {
                 custom_id: p.custom_id.clone(),
-                request: p.request.clone(),
+                request: *p.request.take()?,
             })
-            .collect();
+        }));
         let requests = {
             let mut attempts = lock(&self.attempts);
             part.iter()
                 .map(|p| {
-                    let attempt = attempts.entry(p.fingerprint.clone()).or_insert(0);
+                    let attempt = attempts.entry(short(&p.fingerprint)).or_insert(0);
                     *attempt += 1;
                     RequestRecord {
                         custom_id: p.custom_id.clone(),
@@ -461,10 +527,18 @@ impl Shared {
         ));
         let mut joined: HashMap<String, Vec<Pending>> = HashMap::new();
         for p in part {
-            joined.entry(p.custom_id.clone()).or_default().push(p);
+            joined
+                .entry(p.custom_id.clone())
+                .or_insert_with(|| Vec::with_capacity(1))
+                .push(p);
         }
         let run_id = lock(&self.state).run_id.clone();
         lock(&self.watches).insert(record.handle.id.clone(), Watch { joined });
+        // Its requests are in the state: not kept twice while waiting.
+        let record = BatchRecord {
+            requests: Vec::new(),
+            ..record
+        };
         self.wait(api, run_id, Arc::new(record), Some(index)).await;
     }
 
@@ -476,6 +550,11 @@ impl Shared {
         } else {
             state.batches.push(record.clone());
         }
+        self.save(state);
+    }
+
+    /// Writes this run's state file.
+    fn save(&self, state: MutexGuard<'_, RunState>) {
         if let Err(e) = self.options.states.save(&state) {
             let line = format!(
                 "warning: cannot write the batch state in {}: {e}; a killed run cannot be resumed without submitting again",
@@ -489,9 +568,11 @@ impl Shared {
     /// Marks a batch collected in whichever state holds it.
     fn collected(&self, owner: &str, own: Option<usize>, id: &str) {
         if let Some(index) = own {
-            let mut record = lock(&self.state).batches[index].clone();
-            record.collected = true;
-            self.record(index, &record);
+            let mut state = lock(&self.state);
+            if let Some(batch) = state.batches.get_mut(index) {
+                batch.collected = true;
+            }
+            self.save(state);
             return;
         }
         self.update_earlier(owner, |b| {
@@ -520,7 +601,7 @@ impl Shared {
     }
 
     /// Joins the wait on an earlier run's batch, starting it if nobody waits yet.
-    fn join(self: Arc<Self>, known: Known, pending: Pending) {
+    fn join(self: Arc<Self>, known: Known, mut pending: Pending) {
         let id = known.record.handle.id.clone();
         let key = if id.is_empty() {
             format!(
@@ -531,7 +612,9 @@ impl Shared {
             id
         };
         let api = pending.api.clone();
-        api.adopt(&known.record.handle, &known.custom_id, &pending.request);
+        if let Some(request) = pending.request.take() {
+            api.adopt(&known.record.handle, &known.custom_id, &request);
+        }
         let mut watches = lock(&self.watches);
         if let Some(watch) = watches.get_mut(&key) {
             watch
@@ -676,19 +759,23 @@ impl Shared {
                 return;
             }
             Ok(results) => {
-                let ours: HashMap<&str, &RequestRecord> = record
-                    .requests
-                    .iter()
-                    .map(|r| (r.custom_id.as_str(), r))
-                    .collect();
+                // This run's batches keep their requests in its state alone.
+                let state = own.map(|_| lock(&self.state));
+                let requests = match (own, &state) {
+                    (Some(index), Some(state)) => state
+                        .batches
+                        .get(index)
+                        .map_or(&[][..], |b| b.requests.as_slice()),
+                    _ => record.requests.as_slice(),
+                };
+                let ours: HashMap<&str, &RequestRecord> =
+                    requests.iter().map(|r| (r.custom_id.as_str(), r)).collect();
                 let mut unknown = 0;
-                let mut seen = HashSet::new();
                 for (custom_id, outcome) in results {
                     let Some(request) = ours.get(custom_id.as_str()) else {
                         unknown += 1;
                         continue;
                     };
-                    seen.insert(custom_id.clone());
                     match joined.remove(&custom_id) {
                         Some(waiting) => {
                             let mut waiting = waiting.into_iter();
@@ -711,6 +798,8 @@ impl Shared {
                         if unknown == 1 { "" } else { "s" }
                     ));
                 }
+                drop(ours);
+                drop(state);
                 // Sent, and no result came back: a failed attempt.
                 for p in joined.into_values().flatten() {
                     self.answer(p, None);
@@ -778,21 +867,7 @@ impl Shared {
                     Some(n.saturating_sub(1))
                 });
         }
-        let result = match outcome {
-            None => Err(AttemptError::transient(
-                None,
-                format!(
-                    "{} batch: no result came back for this request",
-                    pending.api.provider()
-                ),
-            )),
-            Some(Outcome::Reply(reply)) => Ok(reply),
-            Some(Outcome::Error(e)) => Err(e),
-            Some(Outcome::Body(body)) => pending.api.parse(&pending.request, &body).map_err(|e| {
-                AttemptError::transient(None, format!("malformed result in the batch: {e}"))
-            }),
-        };
-        let _ = pending.answer.send(result);
+        let _ = pending.answer.send((outcome, self.busy.guard()));
     }
 }
 

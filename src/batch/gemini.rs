@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    retryable_kind, server_id,
+    json_list, retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -46,23 +46,23 @@ impl BatchApi for GeminiBatches {
     ) -> BoxFuture<'a, Result<Handle, AttemptError>> {
         Box::pin(async move {
             let model = model.strip_prefix("models/").unwrap_or(model);
-            let requests: Vec<Json> = items
-                .iter()
-                .map(|i| {
+            let open = format!(
+                r#"{{"batch":{{"model":{},"displayName":"byok-flow","inputConfig":{{"requests":{{"requests":["#,
+                Json::from(format!("models/{model}"))
+            );
+            let body = json_list(
+                &open,
+                items.iter().map(|i| {
                     json!({"request": self.params(&i.request), "metadata": {"key": i.custom_id}})
-                })
-                .collect();
-            let body = json!({"batch": {
-                "model": format!("models/{model}"),
-                "displayName": "byok-flow",
-                "inputConfig": {"requests": {"requests": requests}},
-            }});
+                }),
+                "]}}}}",
+            )?;
             let url = self
                 .conn
                 .url(&format!("/models/{model}:batchGenerateContent"));
             let operation = self
                 .conn
-                .json(Method::Post, &url, key, Payload::Json(&body))
+                .json(Method::Post, &url, key, Payload::JsonText(body))
                 .await?;
             let name = operation["name"]
                 .as_str()
@@ -161,7 +161,7 @@ impl BatchApi for GeminiBatches {
                                 retryable_kind(kind),
                             ))
                         }
-                        None => Outcome::Body(r["response"].clone()),
+                        None => Outcome::Body(r["response"].to_string()),
                     };
                     Some((id, outcome))
                 })
@@ -183,7 +183,7 @@ impl BatchApi for GeminiBatches {
         })
     }
 
-    fn parse(&self, request: &Request, body: &Json) -> Result<Reply, String> {
-        self.conn.wire.parse(request, &body.to_string())
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
+        self.conn.wire.parse(request, body)
     }
 }

@@ -169,7 +169,7 @@ impl BatchApi for MockBatches {
         self.remember(&handle.id, vec![(custom_id.to_string(), request.clone())]);
     }
 
-    fn parse(&self, _request: &Request, _body: &Json) -> Result<Reply, String> {
+    fn parse(&self, _request: &Request, _body: &str) -> Result<Reply, String> {
         Err("the mock answers with replies, not bodies".into())
     }
 }

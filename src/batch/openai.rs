@@ -216,8 +216,8 @@ impl BatchApi for OpenAiBatches {
         })
     }
 
-    fn parse(&self, request: &Request, body: &Json) -> Result<Reply, String> {
-        self.conn.wire.parse(request, &body.to_string())
+    fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
+        self.conn.wire.parse(request, body)
     }
 }
 
@@ -236,7 +236,7 @@ impl OpenAiBatches {
             .and_then(|s| u16::try_from(s).ok())
             .unwrap_or(200);
         if (200..300).contains(&status) {
-            return Outcome::Body(response["body"].clone());
+            return Outcome::Body(response["body"].to_string());
         }
         let api = self.conn.wire.error(status, &response["body"].to_string());
         let retryable = api

@@ -99,7 +99,9 @@ impl StateDir {
     /// Writes a run's state in full, atomically, readable only by its owner.
     pub fn save(&self, state: &RunState) -> io::Result<()> {
         atomic::create_dir(&self.0, 0o700)?;
-        let text = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
+        // Compact: a dataset's state holds a record per request of every wave, and
+        // is written again as each batch is submitted and collected.
+        let text = serde_json::to_vec(state).map_err(io::Error::other)?;
         atomic::replace(&self.path(&state.run_id), &text, atomic::SECRET)
     }
 

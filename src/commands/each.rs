@@ -89,6 +89,7 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
         bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
         // Collecting a detached or interrupted run: it goes on under its id.
         settings.run_id = waves.resumes();
+        settings.busy = Some(waves.busy());
     }
     // A detached run's stdout is its run id: its rows are told by the run that collects them.
     if !args.detach {

@@ -259,6 +259,7 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
         // Collecting a detached or interrupted run: it goes on under its id.
         session.settings.run_id = waves.resumes();
+        session.settings.busy = Some(waves.busy());
     }
     let settings = &session.settings;
     let (agent_runner, limits) = session.runner(keys, &bus, waves.as_ref())?;

@@ -65,6 +65,7 @@ fn run_with(
         refresh: Vec::new(),
         estimate: None,
         run_id: None,
+        busy: None,
     };
     let connect = move |_: &crate::workflow::providers::ProviderInfo| Ok(provider.clone());
     let (agent_runner, limits) =

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
 
 use serde_json::Value as Json;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc};
 
 use super::collect::{Collector, RowTag};
 use super::inputs::RowInputs;
@@ -20,7 +20,7 @@ use crate::cost::Usd;
 use crate::events::{Bus, Event};
 use crate::record::new_run_id;
 use crate::runner::{self, AgentRunner, RunSettings};
-use crate::scheduler::{self, Gate, RowIn};
+use crate::scheduler::{self, Busy, Gate, RowIn};
 
 /// The fewest rows the window holds, however low `--concurrency` is.
 pub const MIN_WINDOW: usize = 1024;
@@ -156,7 +156,7 @@ pub async fn execute(
     let started_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     let run_id = settings.run_id.clone().unwrap_or_else(new_run_id);
     let clock = Instant::now();
-    let runner = Arc::new(runner.for_rows());
+    let runner = Arc::new(runner.for_rows(dataset.shard));
     let checked = runner.checked().clone();
     let models: Vec<(String, String)> = checked
         .workflow
@@ -182,6 +182,10 @@ pub async fn execute(
                 tx,
                 runtime: tokio::runtime::Handle::current(),
                 fatal: fatal.clone(),
+                busy: settings.busy.clone(),
+                // A file's rows were counted: reading one takes no time worth
+                // waiting out. Stdin's come when they come.
+                steady: dataset.rows.is_some(),
             };
             // Not joined: on Ctrl-C it may be blocked reading stdin; it ends with
             // the process, having nowhere to send.
@@ -197,6 +201,7 @@ pub async fn execute(
         concurrency: settings.concurrency,
         lane_limits,
         keep_going: settings.keep_going,
+        busy: settings.busy.clone(),
     };
     let interrupted = scheduler::run_rows(
         &checked.dag,
@@ -272,10 +277,18 @@ struct Feeder {
     tx: mpsc::Sender<RowIn<Json, RowTag>>,
     runtime: tokio::runtime::Handle,
     fatal: Arc<Mutex<Option<FileError>>>,
+    /// Where a batch run counts the work that may still hand its batcher a call:
+    /// each row until its first agents have started, and the reading of a file
+    /// while it is not waiting on the window, so a wave is not submitted between
+    /// two rows.
+    busy: Option<Busy>,
+    steady: bool,
 }
 
 impl Feeder {
     fn feed(self, rows: Rows) {
+        let reading = || self.busy.as_ref().filter(|_| self.steady).map(Busy::guard);
+        let mut busy = reading();
         for (sent, read) in (0u64..).zip(rows) {
             let raw = match read {
                 Ok(raw) => raw,
@@ -284,9 +297,20 @@ impl Feeder {
                     return;
                 }
             };
-            // Closed when the run ends (or is interrupted): nothing more to send.
-            let Ok(permit) = self.runtime.block_on(self.permits.clone().acquire_owned()) else {
-                return;
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                // Closed when the run ends (or is interrupted): nothing more to send.
+                Err(TryAcquireError::Closed) => return,
+                // The window is full: until a row is told, nothing more comes from here.
+                Err(TryAcquireError::NoPermits) => {
+                    drop(busy.take());
+                    let Ok(permit) = self.runtime.block_on(self.permits.clone().acquire_owned())
+                    else {
+                        return;
+                    };
+                    busy = reading();
+                    permit
+                }
             };
             let (row, problem) = match raw.fields.and_then(|f| self.inputs.inputs(f)) {
                 Ok(inputs) => (Some(inputs), None),
@@ -302,6 +326,7 @@ impl Feeder {
                 index: sent,
                 row,
                 tag,
+                arriving: self.busy.as_ref().map(Busy::guard),
             };
             if self.tx.blocking_send(row).is_err() {
                 return;

@@ -143,6 +143,7 @@ fn run_rows(rows: &[(u64, u64)], concurrency: usize, window: usize, budget: Opti
         refresh: Vec::new(),
         estimate: None,
         run_id: None,
+        busy: None,
     };
     let written = Arc::new(AtomicU64::new(0));
     let provider = Arc::new(Sleepy {

@@ -100,9 +100,11 @@ pub struct Answer {
 
 /// Runs the call through `targets` in order. `on_failure` hears of every failed
 /// attempt that another attempt (a retry or the next fallback model) follows.
+/// The request is changed in place for each model (and for a JSON correction),
+/// not copied: a batched call waits hours with this future, one per request.
 pub async fn call(
     targets: &[Target],
-    request: &Request,
+    mut request: Request,
     policy: &Policy,
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
     meter: &dyn Meter,
@@ -111,10 +113,11 @@ pub async fn call(
     let begun = Instant::now();
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for (i, target) in targets.iter().enumerate() {
-        let mut request = request.clone();
         request.model.clone_from(&target.model);
         request.provider.clone_from(&target.provider);
         request.key.clone_from(&target.key);
+        // Each model is asked the agent's own request, not a correction of another's reply.
+        request.correction = None;
         let how = Try {
             target,
             index: i,
@@ -123,7 +126,7 @@ pub async fn call(
             on_failure,
             meter,
         };
-        match with_retries(&how, &request, &mut attempts).await {
+        match with_retries(&how, &mut request, &mut attempts).await {
             Ok(answer) => {
                 return Called {
                     result: Ok(answer),
@@ -173,7 +176,7 @@ struct Try<'a> {
 
 async fn with_retries(
     how: &Try<'_>,
-    request: &Request,
+    request: &mut Request,
     attempts: &mut Vec<Attempt>,
 ) -> Result<Answer, AttemptError> {
     let Try {
@@ -185,14 +188,13 @@ async fn with_retries(
         meter,
     } = *how;
     let name = format!("{}/{}", target.provider, target.model);
-    let mut request = request.clone();
     let mut retry = 0;
     loop {
-        meter.before(index, &request).await?;
+        meter.before(index, request).await?;
         let start = Instant::now();
         let at = start.duration_since(begun).as_secs_f64();
         let outcome = match request.timeout {
-            Some(total) => tokio::time::timeout(total, target.client.attempt(&request))
+            Some(total) => tokio::time::timeout(total, target.client.attempt(request))
                 .await
                 .unwrap_or_else(|_| {
                     // It may have been sent, and billed, before the time ran out.
@@ -202,12 +204,12 @@ async fn with_retries(
                         Reply::default(),
                     ))
                 }),
-            None => target.client.attempt(&request).await,
+            None => target.client.attempt(request).await,
         };
         let seconds = start.elapsed().as_secs_f64();
-        meter.after(index, &request, outcome.as_ref());
+        meter.after(index, request, outcome.as_ref());
         let error = match outcome {
-            Ok(reply) => match check_json(&request, reply) {
+            Ok(reply) => match check_json(request, reply) {
                 Ok(reply) => {
                     attempts.push(Attempt {
                         model: name.clone(),

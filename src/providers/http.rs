@@ -190,6 +190,9 @@ impl Method {
 pub enum Payload<'a> {
     Empty,
     Json(&'a serde_json::Value),
+    /// A JSON body already written (a batch of many requests, written one by one
+    /// rather than built as one tree).
+    JsonText(Vec<u8>),
     /// A `multipart/form-data` upload: text fields, and one JSONL file under `file`.
     File {
         fields: &'a [(&'static str, String)],
@@ -306,6 +309,9 @@ impl Http {
         request = match call.payload {
             Payload::Empty => request,
             Payload::Json(body) => request.json(body),
+            Payload::JsonText(bytes) => request
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes),
             Payload::File {
                 fields,
                 name,

@@ -53,6 +53,7 @@ pub async fn execute(
         concurrency: settings.concurrency,
         lane_limits,
         keep_going: settings.keep_going,
+        busy: settings.busy.clone(),
     };
     let calls = runner.calls.clone();
     let depends_on: Vec<Vec<Dependency>> = (0..names.len())

@@ -77,6 +77,8 @@ pub struct RunSettings {
     /// The run's id when it goes on from an earlier one (a batch run collected
     /// again keeps its id); a new one when `None`.
     pub run_id: Option<String>,
+    /// Where a batch run counts the work that may still hand its batcher a call.
+    pub busy: Option<scheduler::Busy>,
 }
 
 impl RunSettings {
@@ -258,8 +260,10 @@ pub struct AgentRunner {
     write_warned: AtomicBool,
     /// Each map agent's list; `None` for an agent that is one call.
     lists: Vec<Option<map::List>>,
-    /// It runs the rows of a dataset: log lines name each task's row.
-    rows: bool,
+    /// It runs the rows of a dataset: log lines and batch labels name each task's
+    /// row by its index in the file, `stride * N + first` for the scheduler's
+    /// N-th row (every row, or one shard's: `--shard K/M` takes every M-th).
+    rows: Option<(u64, u64)>,
 }
 
 impl AgentRunner {
@@ -271,12 +275,20 @@ impl AgentRunner {
         }
     }
 
-    /// Runs the rows of a dataset (SPEC §8): log lines name each task's row,
+    /// Runs the rows of a dataset (SPEC §8), all of them or one shard's: log
+    /// lines and batch labels name each task's row by its index in the file,
     /// which a run of one row leaves out.
     #[must_use]
-    pub fn for_rows(mut self) -> Self {
-        self.rows = true;
+    pub fn for_rows(mut self, shard: Option<crate::dataset::Shard>) -> Self {
+        self.rows = Some(shard.map_or((1, 0), |s| (s.n, s.k - 1)));
         self
+    }
+
+    /// The index in the file of the scheduler's `row`-th row.
+    fn file_row(&self, row: u64) -> u64 {
+        self.rows.map_or(row, |(stride, first)| {
+            row.saturating_mul(stride).saturating_add(first)
+        })
     }
 
     /// The run's budget, if it has one.
@@ -374,8 +386,8 @@ impl scheduler::Runner for AgentRunner {
             name = %self.task_name(task),
             row = tracing::field::Empty
         );
-        if self.rows {
-            span.record("row", task.row);
+        if self.rows.is_some() {
+            span.record("row", self.file_row(task.row));
         }
         span
     }
@@ -464,15 +476,25 @@ impl scheduler::Runner for AgentRunner {
         prepared: Prepared,
     ) -> BoxFuture<'static, Result<AgentOutput, AgentFailure>> {
         let agent = task.agent;
+        if let Some(entry) = prepared.cached {
+            return Box::pin(async move { Ok(AgentOutput::cached(entry)) });
+        }
+        // What the call's future keeps is taken apart here: it lives as long as the
+        // call (hours, for a request in a batch, one per request), and a value it
+        // captured whole would be kept whole beside the parts it moved on.
+        let Prepared {
+            request,
+            input,
+            cache_key,
+            ..
+        } = prepared;
+        let request = Box::new(request);
         Box::pin(async move {
-            if let Some(entry) = prepared.cached {
-                return Ok(AgentOutput::cached(entry));
-            }
             let start = Instant::now();
-            let cache_key = prepared.cache_key;
-            let mut request = prepared.request;
-            if self.rows {
-                request.label = Some(format!("r{}-{}", task.row, self.task_name(task)));
+            let mut request = *request;
+            if self.rows.is_some() {
+                let row = self.file_row(task.row);
+                request.label = Some(format!("r{row}-{}", self.task_name(task)));
             }
             let policy = Policy::new(self.retries[agent]);
             let (name, bus) = (self.task_name(task), self.bus.clone());
@@ -496,7 +518,7 @@ impl scheduler::Runner for AgentRunner {
                     attempt,
                 });
             };
-            let first_input = self.budget.is_some().then_some(prepared.input);
+            let first_input = self.budget.is_some().then_some(input);
             let tab = Arc::new(Mutex::new(meter::Tab::new(first_input)));
             self.tabs_lock().insert(task, tab.clone());
             let meter = meter::AgentMeter {
@@ -505,7 +527,7 @@ impl scheduler::Runner for AgentRunner {
                 tab: tab.clone(),
             };
             let called =
-                call::call(&self.targets[agent], &request, &policy, &on_failure, &meter).await;
+                call::call(&self.targets[agent], request, &policy, &on_failure, &meter).await;
             let seconds = start.elapsed().as_secs_f64();
             self.tabs_lock().remove(&task);
             let bill = tab

@@ -318,7 +318,7 @@ fn plan(
             refresh,
             write_warned: AtomicBool::new(false),
             lists,
-            rows: false,
+            rows: None,
         },
         limits,
     ))

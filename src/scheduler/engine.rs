@@ -13,14 +13,19 @@ use tokio::sync::mpsc;
 use tokio::task::{Id, JoinError, JoinSet};
 use tracing::Instrument;
 
+use super::busy::{Counted, Guard};
 use super::row::{MapState, RowState};
 use super::{
     Admission, Event, Gate, Options, RowDone, RowIn, Runner, Settled, SkipReason, State, Task,
 };
 use crate::dag::Dag;
 
-/// A task and how its run ended.
-type Joined<R> = (Task, Result<<R as Runner>::Output, <R as Runner>::Error>);
+/// A task, how its run ended, and its count of busy work (see `busy.rs`), if any.
+type Joined<R> = (
+    Task,
+    Result<<R as Runner>::Output, <R as Runner>::Error>,
+    Option<Guard>,
+);
 
 /// What the loop waits for next.
 enum Next<R: Runner, T> {
@@ -46,6 +51,8 @@ pub async fn run_rows<R: Runner, T: Send>(
     let mut rows_open = true;
     loop {
         engine.start_ready(gate, ev);
+        // What arrived has started what it made ready.
+        engine.arrived.clear();
         if engine.tasks.is_empty() {
             engine.end_stuck_rows(ev);
             if !rows_open {
@@ -66,7 +73,10 @@ pub async fn run_rows<R: Runner, T: Send>(
                 return true;
             }
             Next::Joined(joined) => engine.joined(joined, gate, ev),
-            Next::Row(Some(row)) => engine.admit_row(row, ev),
+            Next::Row(Some(mut row)) => {
+                engine.arrived.extend(row.arriving.take());
+                engine.admit_row(row, ev);
+            }
             Next::Row(None) => rows_open = false,
         }
     }
@@ -94,6 +104,10 @@ pub(super) struct Engine<'d, R: Runner, T> {
     pub(super) tasks: JoinSet<Joined<R>>,
     /// Running tasks.
     pub(super) running: HashMap<Id, Task>,
+    /// Counts the work that may still start a call (see `busy.rs`).
+    busy: Option<super::Busy>,
+    /// The counts of rows and task ends taken since tasks were last started.
+    arrived: Vec<Guard>,
 }
 
 /// Where the engine tells its caller what happened.
@@ -136,6 +150,8 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             prepared: HashMap::new(),
             tasks: JoinSet::new(),
             running: HashMap::new(),
+            busy: options.busy.clone(),
+            arrived: Vec::new(),
         }
     }
 
@@ -295,10 +311,17 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
                     }
                     self.lane_running[lane] += 1;
                     ev(Event::Started(task));
-                    let run = self.runner.clone().run(task, prepared);
-                    let handle = self
-                        .tasks
-                        .spawn(async move { (task, run.await) }.instrument(span.clone()));
+                    let run = Counted::new(
+                        self.runner.clone().run(task, prepared),
+                        self.busy.as_ref().map(super::Busy::guard),
+                    );
+                    let handle = self.tasks.spawn(
+                        async move {
+                            let (result, guard) = run.await;
+                            (task, result, guard)
+                        }
+                        .instrument(span.clone()),
+                    );
                     self.running.insert(handle.id(), task);
                 }
             }
@@ -321,7 +344,10 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
         ev: Ev<'_, R, T>,
     ) {
         let (id, result) = match joined {
-            Ok((id, (_, result))) => (id, Some(result)),
+            Ok((id, (_, result, guard))) => {
+                self.arrived.extend(guard);
+                (id, Some(result))
+            }
             Err(e) => (e.id(), None),
         };
         let Some(task) = self.running.remove(&id) else {

@@ -14,6 +14,7 @@
 //! one task, and a [`Gate`] (the budget) decides whether a prepared task may start.
 //! Rows arrive on a channel; the caller bounds how many are in flight.
 
+pub mod busy;
 mod engine;
 mod row;
 mod settle;
@@ -26,6 +27,7 @@ use tokio::sync::mpsc;
 use crate::dag::Dag;
 use crate::providers::BoxFuture;
 
+pub use busy::Busy;
 pub use engine::run_rows;
 
 /// One piece of work: an agent of a row, or one item of a map agent.
@@ -147,6 +149,8 @@ pub struct Options {
     pub lane_limits: Vec<usize>,
     /// After a failure in a row, go on with that row's independent branches.
     pub keep_going: bool,
+    /// Where the work that may still start a call is counted (a batch run's).
+    pub busy: Option<Busy>,
 }
 
 /// Why an agent (or an item) did not run.
@@ -183,6 +187,8 @@ pub struct RowIn<R, T> {
     pub index: u64,
     pub row: Option<R>,
     pub tag: T,
+    /// Counts the row as busy (see [`busy`]) until its first ready agents have started.
+    pub arriving: Option<busy::Guard>,
 }
 
 /// A row that ended.
@@ -250,6 +256,7 @@ pub async fn run<R: Runner>(
         index: 0,
         row: Some(row),
         tag: (),
+        arriving: options.busy.as_ref().map(Busy::guard),
     });
     debug_assert!(sent.is_ok(), "an empty channel takes one row");
     drop(tx);

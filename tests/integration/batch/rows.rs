@@ -104,6 +104,63 @@ fn rows_go_one_batch_per_wave_and_come_back_in_row_order() {
 }
 
 #[test]
+fn a_wave_goes_as_one_batch_per_provider_however_long_the_rows_take_to_come() {
+    // No gathering time at all: a batch waits only for what may still make a
+    // request now (rows being read and started, calls being answered), not for a
+    // pause without one, so any pause of the reader or the scheduler would
+    // otherwise split the wave.
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(&place, &server, 600);
+    let host = server.url().trim_start_matches("http://").to_string();
+    let args = [
+        "run",
+        "flow.yaml",
+        "--each",
+        "rows.jsonl",
+        "--batch",
+        "--no-cache",
+        "-q",
+        "--allow-host",
+        &host,
+    ];
+    let out = place
+        .command(&args, &[("BYOK_FLOW_BATCH_GATHER", "0s")])
+        .output()
+        .unwrap();
+    place.assert_no_key(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = server.batch_log();
+    assert_eq!(server.batch_count("create"), 2, "{log:?}");
+    assert_eq!(server.batch_count("upload"), 1, "{log:?}");
+    let batches = server.batches();
+    assert_eq!(batches[0].results.len(), 600, "{log:?}");
+    assert_eq!(batches[1].results.len(), 600, "{log:?}");
+    assert_eq!(rows(&String::from_utf8_lossy(&out.stdout)).len(), 600);
+}
+
+#[test]
+fn a_shards_custom_ids_name_the_rows_by_their_index_in_the_file() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(&place, &server, 7);
+    // Shard 2 of 3 takes rows 1 and 4 of the file.
+    let out = run(&place, &server, &["--shard", "2/3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let told = rows(&String::from_utf8_lossy(&out.stdout));
+    let told: Vec<u64> = told.iter().map(|r| r["row"].as_u64().unwrap()).collect();
+    assert_eq!(told, [1, 4], "{}", stderr(&out));
+    let batches = server.batches();
+    let mut ids: Vec<String> = batches
+        .iter()
+        .flat_map(|b| b.results.iter().map(|(id, _)| id.clone()))
+        .collect();
+    ids.sort();
+    let rows_named: Vec<&str> = ids.iter().map(|id| id.split('-').next().unwrap()).collect();
+    assert_eq!(rows_named, ["r1", "r1", "r4", "r4"], "{ids:?}");
+}
+
+#[test]
 fn a_failed_request_inside_a_batch_fails_only_its_row_and_retries_go_in_later_batches() {
     let server = FakeServer::start();
     // Row 3's triage is refused (not retryable); row 5's is overloaded once.
@@ -199,7 +256,7 @@ fn rows_killed_while_polling_are_collected_by_a_rerun_without_submitting_again()
     child.wait().unwrap();
     assert_eq!(server.batch_count("create"), 1);
     let state = std::fs::read_to_string(&place.state_files()[0]).unwrap();
-    assert!(state.contains("\"label\": \"r11-triage\""), "{state}");
+    assert!(state.contains("\"label\":\"r11-triage\""), "{state}");
     let out = run(&place, &server, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The triage batch was waited on, not sent again; only the replies' batch is new.
