@@ -197,6 +197,7 @@ pub async fn execute(
         concurrency: settings.concurrency,
         lane_limits,
         keep_going: settings.keep_going,
+        keep: runner.kept_outputs(),
     };
     let interrupted = scheduler::run_rows(
         &checked.dag,

@@ -17,6 +17,8 @@
 mod engine;
 mod row;
 mod settle;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -147,6 +149,11 @@ pub struct Options {
     pub lane_limits: Vec<usize>,
     /// After a failure in a row, go on with that row's independent branches.
     pub keep_going: bool,
+    /// The agents whose outputs are kept until their row ends (what the caller
+    /// reads from the row's states); any other output is let go as soon as every
+    /// agent that depends on it has read it, so a long squad holds its frontier,
+    /// not every output. `None`: every output is kept.
+    pub keep: Option<Vec<bool>>,
 }
 
 /// Why an agent (or an item) did not run.
@@ -169,7 +176,9 @@ pub enum State<O, E> {
     /// Running; for a map agent, its items are.
     Running,
     Done(Arc<O>),
-    Failed(E),
+    /// Done, and its output let go: nothing left reads it (see [`Options::keep`]).
+    Released,
+    Failed(Box<E>),
     Skipped(SkipReason),
     /// It was running when the run was interrupted.
     Cancelled,

@@ -233,6 +233,7 @@ fn options(concurrency: usize, lane_limits: Vec<usize>) -> Options {
         concurrency,
         lane_limits,
         keep_going: false,
+        keep: None,
     }
 }
 
@@ -404,6 +405,7 @@ fn each_agent_is_ready_then_prepared_then_held_or_started() {
             concurrency: 2,
             lane_limits: vec![usize::MAX; LANES],
             keep_going: false,
+            keep: None,
         };
         scheduler::run(
             &case.dag(),
