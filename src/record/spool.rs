@@ -28,7 +28,10 @@ struct Slot {
 
 enum Place {
     /// Bytes `offset..offset + len` of the file.
-    Spooled { offset: u64, len: u32 },
+    Spooled {
+        offset: u64,
+        len: u32,
+    },
     Held(Box<AgentRecord>),
 }
 

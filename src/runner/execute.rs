@@ -220,7 +220,9 @@ pub async fn execute(
                     ),
                 ),
                 // A map agent over an empty list: one line, for no call.
-                SchedEvent::Expanded { agent, items: 0, .. } => {
+                SchedEvent::Expanded {
+                    agent, items: 0, ..
+                } => {
                     let task = Task::agent(0, agent);
                     let reason = Some("its list is empty: nothing to call".to_string());
                     (task, record_of(task, AgentStatus::Succeeded, reason))
@@ -257,7 +259,15 @@ pub async fn execute(
         records.push((i, None), not_run);
     }
     let agents = records.into_records(|(agent, item), status, why| {
-        record_of(Task { row: 0, agent, item }, status, Some(why))
+        record_of(
+            Task {
+                row: 0,
+                agent,
+                item,
+            },
+            status,
+            Some(why),
+        )
     });
     // Given up for the budget: skipped before starting, or stopped before a retry.
     let index = |a: &AgentRecord| {

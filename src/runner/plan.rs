@@ -12,10 +12,10 @@ use serde_json::Value as Json;
 
 use crate::cache::Endpoint;
 use crate::catalog::ProviderKind;
+use crate::cost::Price;
 use crate::cost::budget::Budget;
 use crate::cost::call::cache_minimum;
 use crate::cost::lifecycle;
-use crate::cost::Price;
 use crate::cost::prices::Pricing;
 use crate::cost::ratio::InputRatios;
 use crate::cost::tokens::Tokenizer;

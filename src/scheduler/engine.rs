@@ -159,12 +159,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             }));
             return;
         };
-        let state = RowState::new(
-            data,
-            row.tag,
-            self.indegree.clone(),
-            self.outdegree.clone(),
-        );
+        let state = RowState::new(data, row.tag, self.indegree.clone(), self.outdegree.clone());
         self.rows.insert(row.index, state);
         self.make_ready(row.index, self.roots.clone(), ev);
         self.finish_if_done(row.index, ev);

@@ -125,7 +125,12 @@ fn squad(n: usize, edges: &[(usize, usize)], maps: Vec<bool>) -> (Dag, Arc<Echo>
     (dag, echo)
 }
 
-fn run_squad(dag: &Dag, echo: &Arc<Echo>, keep: Option<Vec<bool>>, concurrency: usize) -> Outcome<Out, String> {
+fn run_squad(
+    dag: &Dag,
+    echo: &Arc<Echo>,
+    keep: Option<Vec<bool>>,
+    concurrency: usize,
+) -> Outcome<Out, String> {
     let options = Options {
         concurrency,
         lane_limits: vec![usize::MAX],
@@ -161,9 +166,11 @@ fn a_chain_holds_one_output_at_a_time_not_all_of_them() {
         echo.most_alive.load(Ordering::SeqCst)
     );
     assert!(matches!(&outcome.states[n - 1], State::Done(out) if out.agent == n - 1));
-    assert!(outcome.states[..n - 1]
-        .iter()
-        .all(|s| matches!(s, State::Released)));
+    assert!(
+        outcome.states[..n - 1]
+            .iter()
+            .all(|s| matches!(s, State::Released))
+    );
 }
 
 #[test]

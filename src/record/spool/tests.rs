@@ -76,10 +76,7 @@ fn same(a: &AgentRecord, b: &AgentRecord) {
     assert_eq!(a.key_failure, b.key_failure);
     // Bit for bit, not just equal when printed.
     assert_eq!(a.seconds.to_bits(), b.seconds.to_bits());
-    assert_eq!(
-        a.cost_usd.map(f64::to_bits),
-        b.cost_usd.map(f64::to_bits)
-    );
+    assert_eq!(a.cost_usd.map(f64::to_bits), b.cost_usd.map(f64::to_bits));
     assert_eq!(a.json.is_some(), b.json.is_some());
 }
 
@@ -92,7 +89,11 @@ fn a_record_comes_back_from_the_file_as_it_went_in() {
     let back = spool.into_records(|_, _, why| panic!("{why}"));
     assert_eq!(back.len(), 1);
     same(&back[0], &record);
-    assert_eq!(back[0].json, Some(serde_json::Value::Null), "a JSON null reply stays one");
+    assert_eq!(
+        back[0].json,
+        Some(serde_json::Value::Null),
+        "a JSON null reply stays one"
+    );
 }
 
 #[test]
@@ -132,7 +133,10 @@ fn failed_agents_are_known_without_reading_their_records() {
     ok.status = AgentStatus::Succeeded;
     spool.push((2, None), ok);
     assert!(spool.failed(0));
-    assert!(!spool.failed(1), "a failed item is not its map agent's record");
+    assert!(
+        !spool.failed(1),
+        "a failed item is not its map agent's record"
+    );
     assert!(!spool.failed(2));
 }
 
@@ -157,7 +161,10 @@ fn a_record_the_file_lost_is_replaced_not_dropped() {
     assert_eq!(back[0].name, "a");
     assert_eq!(back[1].status, AgentStatus::Failed);
     let reason = back[1].reason.as_deref().unwrap();
-    assert!(reason.starts_with("1: its record could not be read back"), "{reason}");
+    assert!(
+        reason.starts_with("1: its record could not be read back"),
+        "{reason}"
+    );
 }
 
 proptest! {
