@@ -8,9 +8,11 @@
 //! memory. They are read back, in the record's order, once the run is over and
 //! its working state is gone.
 //!
-//! Records never hold a key; the file is the user's own outputs, created mode
-//! 0600. When no temporary file can be made or written (a full or read-only
-//! disk), records stay in memory instead: the run goes on as before.
+//! Records never hold a key (the runner takes out of each whatever a key could
+//! be in, as the event bus does, before it is spooled); the file is the user's
+//! own outputs, created mode 0600. When no temporary file can be made or
+//! written (a full or read-only disk), records stay in memory instead: the run
+//! goes on as before.
 
 use std::collections::HashSet;
 use std::fs::File;

@@ -241,6 +241,8 @@ pub async fn execute(
                 bus.emit(&Event::AgentFinished { record: &record });
             }
             recorded[task.agent] = true;
+            // Kept on disk until the run ends: with secrets taken out, as for the bus.
+            let record = crate::events::redact_agent(&record).unwrap_or(record);
             records.push((task.agent, task.item), record);
         },
     )
