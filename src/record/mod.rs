@@ -286,17 +286,6 @@ impl RunRecord {
     }
 }
 
-/// SHA-256 of a workflow file's text, in hex.
-pub fn workflow_sha256(source: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(source.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            hex.push_str(&format!("{b:02x}"));
-            hex
-        })
-}
-
 /// A fresh run id: time-ordered and unique enough for one user's history.
 pub fn new_run_id() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};

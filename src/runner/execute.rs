@@ -17,7 +17,6 @@ use crate::events::{Bus, Event};
 use crate::record::spool::Spool;
 use crate::record::{
     AgentRecord, AgentStatus, CostEstimate, Dependency, RunRecord, RunStatus, Timing, new_run_id,
-    workflow_sha256,
 };
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State, Task};
 use crate::template::Values;
@@ -296,7 +295,7 @@ pub async fn execute(
         version: env!("CARGO_PKG_VERSION").to_string(),
         workflow: workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
-        workflow_sha256: Some(workflow_sha256(&checked.source)),
+        workflow_sha256: Some(checked.sha256.clone()),
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
         status,
