@@ -235,7 +235,7 @@ fn redact_attempt(attempt: &Attempt) -> Option<Attempt> {
 
 /// The record with its secrets taken out; `None` (and no copy made) when it
 /// holds none.
-fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
+pub fn redact_agent(record: &AgentRecord) -> Option<AgentRecord> {
     let mut texts = [
         record.reason.as_deref(),
         record.output.as_deref(),

@@ -253,7 +253,7 @@ impl Session {
                 .map(|p| p.diagnostic(&checked.index))
                 .collect();
             let file = &self.options.file;
-            let report = FileReport::new(file, checked.source.clone(), diagnostics);
+            let report = FileReport::new(file, checked.source(), diagnostics);
             return Err(KeysRefused::Report(report));
         }
         Ok(Some(Arc::new(store)))
@@ -284,6 +284,10 @@ impl Session {
             None => runner::prepare(self.checked.clone(), &self.settings, keys, bus),
         }
         .map_err(Error::usage)
+        .inspect(|_| {
+            // Every problem to show in the file is found by now.
+            self.checked.let_go_of_source();
+        })
     }
 
     /// The subscriber that records the run in the history, with where its record

@@ -661,7 +661,7 @@ fn read_input(name: &str, source: &str, max_size: u64) -> Result<String> {
 fn check_batch(checked: &Checked, args: &Args, global: Global) -> Result<()> {
     let diagnostics = batch::problems(checked);
     if !diagnostics.is_empty() {
-        let report = FileReport::new(&args.file, checked.source.clone(), diagnostics);
+        let report = FileReport::new(&args.file, checked.source(), diagnostics);
         super::show_report(&report, global);
         return Err(Error::reported(Exit::Invalid));
     }

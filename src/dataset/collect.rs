@@ -282,7 +282,10 @@ impl Collector {
                 "agents were skipped so that spend stays under the budget".into(),
             );
             (RowStatus::BudgetReached, Some(error))
-        } else if states.iter().all(|s| matches!(s, State::Done(_))) {
+        } else if states
+            .iter()
+            .all(|s| matches!(s, State::Done(_) | State::Released))
+        {
             (RowStatus::Succeeded, None)
         } else {
             let error = RowError::at(place, "not every agent ran".into());

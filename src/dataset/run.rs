@@ -202,6 +202,7 @@ pub async fn execute(
         lane_limits,
         keep_going: settings.keep_going,
         busy: settings.busy.clone(),
+        keep: runner.kept_outputs(),
     };
     let interrupted = scheduler::run_rows(
         &checked.dag,

@@ -109,7 +109,8 @@ pub async fn call(
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
     meter: &dyn Meter,
 ) -> Called {
-    let mut attempts = Vec::new();
+    // Most calls are answered at the first attempt; a run keeps every call's list.
+    let mut attempts = Vec::with_capacity(1);
     let begun = Instant::now();
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for (i, target) in targets.iter().enumerate() {

@@ -87,6 +87,15 @@ impl OutDir {
 /// half of it. The temporary file has a fresh name (`.NAME.XXXXXX.tmp`, the
 /// pattern [`atomic::sweep`] removes), and is not synced: outputs can be made again.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |w| w.write_all(contents))
+}
+
+/// [`write_atomic`], the contents written by `write` through a buffer (a record
+/// of 100,000 agents is not made into one string first).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -101,7 +110,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         builder.permissions(std::fs::Permissions::from_mode(atomic::PUBLIC));
     }
     let mut file = builder.tempfile_in(dir)?;
-    file.write_all(contents)?;
+    let mut buffered = std::io::BufWriter::new(file.as_file_mut());
+    write(&mut buffered)?;
+    buffered.flush()?;
+    drop(buffered);
     file.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -133,12 +145,10 @@ impl Subscriber for OutDir {
                     )
                 }
             }
-            Event::RunFinished { record } => {
-                let mut text =
-                    serde_json::to_string_pretty(record).map_err(std::io::Error::other)?;
-                text.push('\n');
-                write_atomic(&self.dir.join("run.json"), text.as_bytes())
-            }
+            Event::RunFinished { record } => write_atomic_with(&self.dir.join("run.json"), |w| {
+                serde_json::to_writer_pretty(&mut *w, record).map_err(std::io::Error::other)?;
+                w.write_all(b"\n")
+            }),
             _ => Ok(()),
         }
     }

@@ -2,7 +2,7 @@
 //! each scheduler event into an agent record and a bus event, renders the
 //! workflow's outputs, and builds the run record.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -14,9 +14,9 @@ use super::{AgentFailure, AgentOutput, AgentRunner, RunSettings};
 use crate::cost::Usd;
 use crate::cost::bill::{Bill, listed_saving};
 use crate::events::{Bus, Event};
+use crate::record::spool::Spool;
 use crate::record::{
     AgentRecord, AgentStatus, CostEstimate, Dependency, RunRecord, RunStatus, Timing, new_run_id,
-    workflow_sha256,
 };
 use crate::scheduler::{self, Event as SchedEvent, Gate, SkipReason, State, Task};
 use crate::template::Values;
@@ -49,33 +49,37 @@ pub async fn execute(
         started_at: &started_at,
         agents: &models,
     });
+    drop(models);
+    let model = |agent: usize| checked.workflow.agents[agent].model.as_str();
     let options = scheduler::Options {
         concurrency: settings.concurrency,
         lane_limits,
         keep_going: settings.keep_going,
         busy: settings.busy.clone(),
+        keep: runner.kept_outputs(),
     };
-    let calls = runner.calls.clone();
-    let depends_on: Vec<Vec<Dependency>> = (0..names.len())
-        .map(|i| {
-            let mut edges: Vec<Dependency> = checked
-                .dag
-                .dependencies_with_kind(i)
-                .map(|(d, kind)| Dependency {
+    // Made for each record as it is made: a squad's edges can outnumber its agents.
+    let depends_on = |i: usize| {
+        let mut edges: Vec<(usize, Dependency)> = checked
+            .dag
+            .dependencies_with_kind(i)
+            .map(|(d, kind)| {
+                let edge = Dependency {
                     agent: names[d].clone(),
                     kind,
-                })
-                .collect();
-            edges.sort_by_key(|e| checked.workflow.agents.get_index_of(&e.agent));
-            edges
-        })
-        .collect();
+                };
+                (d, edge)
+            })
+            .collect();
+        edges.sort_by_key(|(d, _)| *d);
+        edges.into_iter().map(|(_, e)| e).collect()
+    };
     let estimates = agent_estimates(settings);
     let record_of = |task: Task, status: AgentStatus, reason: Option<String>| AgentRecord {
-        name: runner.task_name(task),
+        name: task_name(&names, task),
         item: task.item,
-        provider: calls[task.agent].provider.clone(),
-        model: calls[task.agent].model.clone(),
+        provider: checked.workflow.agents[task.agent].provider().to_string(),
+        model: checked.workflow.agents[task.agent].model_id().to_string(),
         status,
         reason,
         seconds: 0.0,
@@ -91,7 +95,7 @@ pub async fn execute(
         attempts: Vec::new(),
         key_failure: false,
         cached: false,
-        depends_on: depends_on[task.agent].clone(),
+        depends_on: depends_on(task.agent),
         timing: None,
         // A map agent's estimate is of all its items together.
         estimate: estimates
@@ -102,8 +106,10 @@ pub async fn execute(
         citations: Vec::new(),
         cache_saved_usd: None,
     };
-    // By agent, then item: the record's order.
-    let mut records: BTreeMap<(usize, Option<usize>), AgentRecord> = BTreeMap::new();
+    // Kept out of memory until the run is over, then read back by agent, then item.
+    let mut records = Spool::new();
+    // The agents that have a record (those without are "not run").
+    let mut recorded = vec![false; names.len()];
     // When each task became ready, was held by the budget, started, ended.
     let mut timings: HashMap<Task, Timing> = HashMap::new();
     let now = || clock.elapsed().as_secs_f64();
@@ -147,7 +153,7 @@ pub async fn execute(
                     }
                     bus.emit(&Event::AgentStarted {
                         agent: &runner.task_name(task),
-                        model: &models[task.agent].1,
+                        model: model(task.agent),
                     });
                     return;
                 }
@@ -159,7 +165,7 @@ pub async fn execute(
                             stop_reason: out.stop_reason.clone(),
                             output: Some(out.text.clone()),
                             json: out.json.clone(),
-                            answered_by: (out.model != models[task.agent].1)
+                            answered_by: (out.model != model(task.agent))
                                 .then(|| out.model.clone()),
                             attempts: out.attempts.clone(),
                             cached: out.cached,
@@ -197,7 +203,7 @@ pub async fn execute(
                         let stopped = matches!(
                             reason,
                             SkipReason::Dependency(d)
-                                if records.get(&(*d, None)).is_some_and(|r| r.status == AgentStatus::Failed)
+                                if records.failed(*d)
                         );
                         budget_text(reason, &names, settings.max_usd, stopped)
                     } else {
@@ -214,7 +220,9 @@ pub async fn execute(
                     ),
                 ),
                 // A map agent over an empty list: one line, for no call.
-                SchedEvent::Expanded { agent, items: 0, .. } => {
+                SchedEvent::Expanded {
+                    agent, items: 0, ..
+                } => {
                     let task = Task::agent(0, agent);
                     let reason = Some("its list is empty: nothing to call".to_string());
                     (task, record_of(task, AgentStatus::Succeeded, reason))
@@ -232,27 +240,37 @@ pub async fn execute(
             } else {
                 bus.emit(&Event::AgentFinished { record: &record });
             }
-            records.insert((task.agent, task.item), record);
+            recorded[task.agent] = true;
+            // Kept on disk until the run ends: with secrets taken out, as for the bus.
+            let record = crate::events::redact_agent(&record).unwrap_or(record);
+            records.push((task.agent, task.item), record);
         },
     )
     .await;
-
-    let mut agents: Vec<AgentRecord> = Vec::with_capacity(records.len());
-    let mut records = records.into_iter().peekable();
-    for i in 0..names.len() {
-        if records.peek().is_none_or(|((agent, _), _)| *agent != i) {
-            let not_run = record_of(
-                Task::agent(0, i),
-                AgentStatus::Skipped,
-                Some("not run".into()),
-            );
-            agents.push(not_run);
-        }
-        while let Some((_, record)) = records.next_if(|((agent, _), _)| *agent == i) {
-            agents.push(record);
-        }
-    }
     let outputs = render_outputs(&runner, &runner.inputs, &outcome.states);
+    let interrupted = outcome.interrupted;
+    // What ran the agents is no longer needed: freed before the records come back.
+    drop((outcome, runner, timings));
+
+    for (i, _) in recorded.iter().enumerate().filter(|(_, r)| !**r) {
+        let not_run = record_of(
+            Task::agent(0, i),
+            AgentStatus::Skipped,
+            Some("not run".into()),
+        );
+        records.push((i, None), not_run);
+    }
+    let agents = records.into_records(|(agent, item), status, why| {
+        record_of(
+            Task {
+                row: 0,
+                agent,
+                item,
+            },
+            status,
+            Some(why),
+        )
+    });
     // Given up for the budget: skipped before starting, or stopped before a retry.
     let index = |a: &AgentRecord| {
         checked
@@ -260,7 +278,7 @@ pub async fn execute(
             .agents
             .get_index_of(a.name.split('[').next().unwrap_or_default())
     };
-    let status = if outcome.interrupted {
+    let status = if interrupted {
         RunStatus::Interrupted
     } else if agents.iter().all(|a| a.status == AgentStatus::Succeeded) {
         RunStatus::Succeeded
@@ -278,7 +296,7 @@ pub async fn execute(
         version: env!("CARGO_PKG_VERSION").to_string(),
         workflow: workflow_name(&checked, &settings.file),
         file: settings.file.clone(),
-        workflow_sha256: Some(workflow_sha256(&checked.source)),
+        workflow_sha256: Some(checked.sha256.clone()),
         started_at,
         seconds: clock.elapsed().as_secs_f64(),
         status,
@@ -312,6 +330,14 @@ pub async fn execute(
     record.total_agents();
     bus.emit(&Event::RunFinished { record: &record });
     record
+}
+
+/// How a task is named: its agent's name, and `NAME[N]` for item N of a map agent.
+pub(super) fn task_name(names: &[String], task: Task) -> String {
+    match task.item {
+        None => names[task.agent].clone(),
+        Some(item) => format!("{}[{item}]", names[task.agent]),
+    }
 }
 
 /// An agent's record with what its attempts used and cost.
@@ -371,6 +397,35 @@ fn budget_text(
             format!("`{}` {what} for the budget{ceiling}", names[*d])
         }
         other => skip_text(other, names),
+    }
+}
+
+impl AgentRunner {
+    /// The agents whose outputs [`render_outputs`] reads: those the workflow's
+    /// `outputs` name, or, with none declared, the agents nothing depends on.
+    /// `None` (keep them all) when an output's template cannot be read.
+    pub fn kept_outputs(&self) -> Option<Vec<bool>> {
+        let w = &self.checked.workflow;
+        let mut keep = vec![false; self.names.len()];
+        if w.outputs.is_empty() {
+            for i in self.checked.dag.sinks() {
+                keep[i] = true;
+            }
+            return Some(keep);
+        }
+        for text in w.outputs.values() {
+            for reference in crate::template::references(text).ok()? {
+                match reference.target.ok()? {
+                    crate::template::Target::Agent { name, .. }
+                    | crate::template::Target::AgentOutputs(name) => {
+                        keep[w.agents.get_index_of(&name)?] = true;
+                    }
+                    crate::template::Target::Input(_) => {}
+                    crate::template::Target::Item => return None,
+                }
+            }
+        }
+        Some(keep)
     }
 }
 

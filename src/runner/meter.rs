@@ -192,7 +192,7 @@ impl AgentRunner {
         request: &Request,
         input: Count,
     ) -> Option<Usd> {
-        let price = self.candidates[agent][target].1.as_ref()?;
+        let price = self.candidates[agent][target].1.as_deref()?;
         let output = request.max_tokens.map(u64::from).or(price.max_output)?;
         let input = self
             .ratios
@@ -219,7 +219,7 @@ impl AgentRunner {
     /// its bill is unknown, so the whole reservation is kept).
     fn bill_attempt(&self, agent: usize, b: &Billing<'_>, bill: &mut Bill) -> Option<Usd> {
         let (tokenizer, price) = &self.candidates[agent][b.target];
-        let price = price.as_ref();
+        let price = price.as_deref();
         let Some(received) = b.received else {
             // Never sent, or refused with an error status: nothing billed.
             bill.add(bill::Attempt {

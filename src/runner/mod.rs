@@ -233,7 +233,7 @@ pub struct AgentRunner {
     bus: Bus,
     /// Each agent's model, then its fallback models: tokenizer and price (`None`:
     /// unpriced). The first is the agent's own.
-    candidates: Vec<Vec<(Tokenizer, Option<Price>)>>,
+    candidates: Vec<Vec<(Tokenizer, Option<Arc<Price>>)>>,
     /// The API of each of those models, which decides how its tools are used.
     kinds: Vec<Vec<ProviderKind>>,
     /// Each agent's server-side tools.
@@ -308,10 +308,7 @@ impl AgentRunner {
     /// How a task is named in records, progress and the closing table: the
     /// agent's name, and `NAME[N]` for item N of a map agent.
     pub fn task_name(&self, task: Task) -> String {
-        match task.item {
-            None => self.names[task.agent].clone(),
-            Some(item) => format!("{}[{item}]", self.names[task.agent]),
-        }
+        execute::task_name(&self.names, task)
     }
 
     /// The template context for an agent: its row's inputs and its upstream agents' outputs.

@@ -3,6 +3,7 @@
 //! try them with the key each sends, the compiled templates, prices, tokenizers and
 //! the cache's view of each agent.
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
@@ -11,6 +12,7 @@ use serde_json::Value as Json;
 
 use crate::cache::Endpoint;
 use crate::catalog::ProviderKind;
+use crate::cost::Price;
 use crate::cost::budget::Budget;
 use crate::cost::call::cache_minimum;
 use crate::cost::lifecycle;
@@ -215,6 +217,8 @@ fn plan(
         workflow: w,
         mock: settings.mock,
     };
+    // One price per model (and whether it is batched), shared by its agents.
+    let mut prices: HashMap<(bool, &str), Option<Arc<Price>>> = HashMap::new();
     let candidates = w
         .agents
         .values()
@@ -223,10 +227,10 @@ fn plan(
                 .chain(&a.fallback)
                 .map(|m| {
                     let id = m.split_once('/').map_or(m.as_str(), |(_, id)| id);
-                    (
-                        Tokenizer::for_model(id),
-                        pricing.resolve_for(a, m).map(|r| r.price),
-                    )
+                    let price = prices
+                        .entry((a.batched(&w.defaults), m))
+                        .or_insert_with(|| pricing.resolve_for(a, m).map(|r| Arc::new(r.price)));
+                    (Tokenizer::for_model(id), price.clone())
                 })
                 .collect()
         })

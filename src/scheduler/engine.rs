@@ -95,6 +95,10 @@ pub(super) struct Engine<'d, R: Runner, T> {
     pub(super) lane_running: Vec<usize>,
     /// Each agent's number of dependencies, and the agents with none.
     pub(super) indegree: Vec<usize>,
+    /// Each agent's number of dependents.
+    pub(super) outdegree: Vec<u32>,
+    /// See [`Options::keep`].
+    pub(super) keep: Option<Vec<bool>>,
     pub(super) roots: Vec<usize>,
     /// Tasks ready to start, per lane.
     pub(super) ready: Vec<BTreeSet<Task>>,
@@ -135,6 +139,9 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             .collect();
         let indegree: Vec<usize> = (0..n).map(|i| dag.dependencies(i).count()).collect();
         let roots = (0..n).filter(|&i| indegree[i] == 0).collect();
+        let outdegree = (0..n)
+            .map(|i| u32::try_from(dag.dependents(i).count()).unwrap_or(u32::MAX))
+            .collect();
         Engine {
             dag,
             runner,
@@ -144,6 +151,8 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             limits,
             lane_running: vec![0; lanes],
             indegree,
+            outdegree,
+            keep: options.keep.clone(),
             roots,
             ready: (0..lanes).map(|_| BTreeSet::new()).collect(),
             rows: HashMap::new(),
@@ -166,7 +175,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             }));
             return;
         };
-        let state = RowState::new(data, row.tag, self.indegree.clone());
+        let state = RowState::new(data, row.tag, self.indegree.clone(), self.outdegree.clone());
         self.rows.insert(row.index, state);
         self.make_ready(row.index, self.roots.clone(), ev);
         self.finish_if_done(row.index, ev);
@@ -211,6 +220,10 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
                             stack.push(d);
                         }
                     }
+                    if let Some(keep) = &self.keep {
+                        r.release(agent, keep);
+                    }
+                    self.read_upstream(row, agent);
                 }
                 Ok(Some(items)) => {
                     let n = items.len();
@@ -274,7 +287,13 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
                     .item
                     .and_then(|i| r.maps.get(&task.agent).map(|m| &m.items[i]));
                 ev(Event::Preparing(task));
-                match self.runner.prepare(&r.row, task, item, &upstream) {
+                let prepared = self.runner.prepare(&r.row, task, item, &upstream);
+                drop(upstream);
+                // Its prompt is rendered: a map agent's items read on until it settles.
+                if task.item.is_none() {
+                    self.read_upstream(task.row, task.agent);
+                }
+                match prepared {
                     Ok(prepared) => {
                         self.prepared.insert(task, prepared);
                     }
@@ -439,7 +458,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             }
             for (agent, map) in std::mem::take(&mut r.maps) {
                 r.states[agent] = match map.error {
-                    Some(error) => State::Failed(error),
+                    Some(error) => State::Failed(Box::new(error)),
                     None if map.cancelled => State::Cancelled,
                     None => State::Skipped(reason.clone()),
                 };

@@ -18,6 +18,8 @@ pub mod busy;
 mod engine;
 mod row;
 mod settle;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -151,6 +153,11 @@ pub struct Options {
     pub keep_going: bool,
     /// Where the work that may still start a call is counted (a batch run's).
     pub busy: Option<Busy>,
+    /// The agents whose outputs are kept until their row ends (what the caller
+    /// reads from the row's states); any other output is let go as soon as every
+    /// agent that depends on it has read it, so a long squad holds its frontier,
+    /// not every output. `None`: every output is kept.
+    pub keep: Option<Vec<bool>>,
 }
 
 /// Why an agent (or an item) did not run.
@@ -173,7 +180,9 @@ pub enum State<O, E> {
     /// Running; for a map agent, its items are.
     Running,
     Done(Arc<O>),
-    Failed(E),
+    /// Done, and its output let go: nothing left reads it (see [`Options::keep`]).
+    Released,
+    Failed(Box<E>),
     Skipped(SkipReason),
     /// It was running when the run was interrupted.
     Cancelled,

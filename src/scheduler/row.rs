@@ -14,6 +14,8 @@ pub(super) struct RowState<R: Runner, T> {
     pub states: Vec<State<R::Output, R::Error>>,
     /// Dependencies of each agent not yet finished.
     pub remaining: Vec<usize>,
+    /// Dependents of each agent that have yet to read its output.
+    pub readers: Vec<u32>,
     /// Map agents whose items are queued or running.
     pub maps: HashMap<usize, MapState<R>>,
     /// Tasks of this row in the ready queues.
@@ -59,12 +61,13 @@ impl<R: Runner> MapState<R> {
 }
 
 impl<R: Runner, T> RowState<R, T> {
-    pub fn new(row: R::Row, tag: T, remaining: Vec<usize>) -> Self {
+    pub fn new(row: R::Row, tag: T, remaining: Vec<usize>, readers: Vec<u32>) -> Self {
         RowState {
             row,
             tag,
             states: remaining.iter().map(|_| State::Waiting).collect(),
             remaining,
+            readers,
             maps: HashMap::new(),
             queued: 0,
             running: 0,
@@ -80,6 +83,17 @@ impl<R: Runner, T> RowState<R, T> {
                 _ => None,
             })
             .collect()
+    }
+
+    /// Lets go of `agent`'s output when it is done, nothing is left to read it,
+    /// and `keep` does not hold it.
+    pub fn release(&mut self, agent: usize, keep: &[bool]) {
+        if self.readers[agent] == 0
+            && !keep.get(agent).copied().unwrap_or(true)
+            && matches!(self.states[agent], State::Done(_))
+        {
+            self.states[agent] = State::Released;
+        }
     }
 
     /// Whether nothing of the row is queued or running.

@@ -18,6 +18,9 @@ impl<R: Runner, T: Send> Engine<'_, R, T> {
         match task.item {
             None => {
                 r.states[task.agent] = State::Done(output);
+                if let Some(keep) = &self.keep {
+                    r.release(task.agent, keep);
+                }
                 let mut ready = Vec::new();
                 for d in self.dag.dependents(task.agent) {
                     r.remaining[d] -= 1;
@@ -94,7 +97,7 @@ impl<R: Runner, T: Send> Engine<'_, R, T> {
     pub(super) fn fail_agent(&mut self, row: u64, agent: usize, error: R::Error, ev: Ev<'_, R, T>) {
         ev(Event::Failed(Task::agent(row, agent), &error));
         if let Some(r) = self.rows.get_mut(&row) {
-            r.states[agent] = State::Failed(error);
+            r.states[agent] = State::Failed(Box::new(error));
         }
         self.skip_dependents(row, agent, ev);
         if !self.keep_going {
@@ -180,14 +183,30 @@ impl<R: Runner, T: Send> Engine<'_, R, T> {
                     ready.push(d);
                 }
             }
+            if let Some(keep) = &self.keep {
+                r.release(agent, keep);
+            }
+            self.read_upstream(row, agent);
             self.make_ready(row, ready, ev);
             return;
         }
         r.states[agent] = match map.error {
-            Some(error) => State::Failed(error),
+            Some(error) => State::Failed(Box::new(error)),
             None if map.cancelled => State::Cancelled,
             None => State::Skipped(map.skipped.unwrap_or(SkipReason::RunStopped)),
         };
         self.skip_dependents(row, agent, ev);
+    }
+
+    /// `agent` of `row` has read its dependencies' outputs for the last time (it
+    /// is prepared; a map agent, settled): those nothing else will read are let go.
+    pub(super) fn read_upstream(&mut self, row: u64, agent: usize) {
+        let (Some(keep), Some(r)) = (&self.keep, self.rows.get_mut(&row)) else {
+            return;
+        };
+        for d in self.dag.dependencies(agent) {
+            r.readers[d] = r.readers[d].saturating_sub(1);
+            r.release(d, keep);
+        }
     }
 }

@@ -126,7 +126,8 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
             );
         }
     };
-    let (mut json, index) = tree::to_json(&node);
+    let root = node.pos;
+    let (mut json, index) = tree::to_json(node);
     match &mut json {
         Json::Object(map) => map.retain(|k, _| !k.starts_with("x-")),
         Json::Null => {
@@ -140,7 +141,7 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
             return fail(
                 Diagnostic::error(
                     "workflow::not-a-mapping",
-                    Span::at(node.pos, 1),
+                    Span::at(root, 1),
                     format!(
                         "a workflow is a mapping of fields, but this file holds {}",
                         describe(&json)

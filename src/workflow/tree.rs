@@ -143,8 +143,10 @@ fn escape_cow(segment: &str) -> Cow<'_, str> {
     }
 }
 
-/// Converts the tree to JSON and indexes every position.
-pub fn to_json(node: &Node) -> (Json, PosIndex) {
+/// Converts the tree to JSON and indexes every position. The tree is used up as
+/// it goes (its text moves into the JSON, each part freed once converted), so the
+/// two are never both whole in memory.
+pub fn to_json(node: Node) -> (Json, PosIndex) {
     let mut index = PosIndex::default();
     let json = convert(node, &PointerHash::default(), None, &mut index);
     (json, index)
@@ -160,36 +162,38 @@ fn scalar_len(value: &Value) -> usize {
 }
 
 fn convert(
-    node: &Node,
+    node: Node,
     pointer: &PointerHash,
-    key: Option<(&Node, usize)>,
+    key: Option<(Option<Pos>, usize)>,
     index: &mut PosIndex,
 ) -> Json {
     let located = Located {
         value: node.pos,
-        key: key.and_then(|(k, _)| k.pos),
+        key: key.and_then(|(pos, _)| pos),
         key_len: key.map_or(0, |(_, len)| len),
         value_len: scalar_len(&node.value),
     };
     index.values.insert(pointer.0.finish(), located.into());
-    match &node.value {
+    match node.value {
         Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::Number((*i).into()),
-        Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::String(s) => Json::String(s.clone()),
+        Value::Bool(b) => Json::Bool(b),
+        Value::Int(i) => Json::Number(i.into()),
+        Value::Float(f) => Number::from_f64(f).map_or(Json::Null, Json::Number),
+        Value::String(s) => Json::String(s),
         Value::Seq(items) => Json::Array(
             items
-                .iter()
+                .into_iter()
                 .enumerate()
                 .map(|(i, item)| convert(item, &pointer.child(&i.to_string()), None, index))
                 .collect(),
         ),
         Value::Map(entries) => {
-            let mut map = Map::new();
+            let mut map = Map::with_capacity(entries.len());
             for (k, v) in entries {
-                let name = key_text(&k.value);
-                let converted = convert(v, &pointer.child(&name), Some((k, name.len())), index);
+                let pos = k.pos;
+                let name = key_text(k.value);
+                let child = pointer.child(&name);
+                let converted = convert(v, &child, Some((pos, name.len())), index);
                 map.insert(name, converted);
             }
             Json::Object(map)
@@ -198,9 +202,9 @@ fn convert(
 }
 
 /// A mapping key as text (YAML allows any scalar as a key; JSON wants strings).
-fn key_text(value: &Value) -> String {
+fn key_text(value: Value) -> String {
     match value {
-        Value::String(s) => s.clone(),
+        Value::String(s) => s,
         Value::Int(i) => i.to_string(),
         Value::Float(f) => f.to_string(),
         Value::Bool(b) => b.to_string(),
@@ -218,7 +222,7 @@ mod tests {
     #[test]
     fn every_pointer_finds_its_place() {
         let src = "agents:\n  a/b~c:\n    prompt: hi\n  w:\n    needs: [x, y]\n";
-        let (_, index) = to_json(&super::super::yaml::parse(src).unwrap());
+        let (_, index) = to_json(super::super::yaml::parse(src).unwrap());
         let at = |pointer: &str| {
             index
                 .get(pointer)

@@ -3,6 +3,7 @@
 //! each at its place in the file, with the agent's name and a fix.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use super::diagnostic::{Diagnostic, FileReport, Span};
 use super::lines::LineIndex;
@@ -18,13 +19,16 @@ use crate::template::{self, Target};
 use crate::tools;
 
 /// A workflow that passed every check, with its graph.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Checked {
     pub workflow: Workflow,
     pub dag: Dag,
     pub index: PosIndex,
-    /// The file's text, for problems found later (keys, hosts) to be shown in place.
-    pub source: std::sync::Arc<str>,
+    /// The file's text, for problems found before a run starts (keys, hosts) to
+    /// be shown in place; let go when it starts (see [`Checked::let_go_of_source`]).
+    source: Mutex<Option<Arc<str>>>,
+    /// SHA-256 of the file's text, in hex: which version of the file ran.
+    pub sha256: String,
 }
 
 impl Checked {
@@ -32,6 +36,49 @@ impl Checked {
     pub fn agent_names(&self) -> Vec<String> {
         self.workflow.agents.keys().cloned().collect()
     }
+
+    /// The file's text; empty once let go.
+    pub fn source(&self) -> Arc<str> {
+        self.source
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Frees the file's text: a run needs it no more once its checks are done,
+    /// and a squad of 100,000 agents is a 50 MB file.
+    pub fn let_go_of_source(&self) {
+        *self.source.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    }
+}
+
+impl Clone for Checked {
+    fn clone(&self) -> Self {
+        Checked {
+            workflow: self.workflow.clone(),
+            dag: self.dag.clone(),
+            index: self.index.clone(),
+            source: Mutex::new(
+                self.source
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone(),
+            ),
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// SHA-256 of `text`, in hex.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            hex.push_str(&format!("{b:02x}"));
+            hex
+        })
 }
 
 /// Runs every check on a loaded workflow.
@@ -74,7 +121,8 @@ pub fn check(loaded: Loaded, mut report: FileReport) -> Result<(Checked, FileRep
             workflow: loaded.workflow,
             dag,
             index: loaded.index,
-            source: report.source.clone(),
+            source: Mutex::new(Some(report.source.clone())),
+            sha256: sha256_hex(&report.source),
         },
         report,
     ))
@@ -823,5 +871,32 @@ impl Checker<'_> {
                     .help(help),
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod source_tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::super::load;
+
+    #[test]
+    fn the_text_is_let_go_and_its_hash_kept() {
+        let text = "version: 1\nagents:\n  a:\n    model: mock/echo\n    prompt: hi\n";
+        let (loaded, report) = load::load_source(Path::new("w.yaml"), Arc::from(text))
+            .unwrap_or_else(|r| panic!("{}", r.render(false)));
+        let (checked, _) =
+            super::check(loaded, report).unwrap_or_else(|r| panic!("{}", r.render(false)));
+        assert_eq!(&*checked.source(), text);
+        let copy = checked.clone();
+        checked.let_go_of_source();
+        assert_eq!(&*checked.source(), "");
+        assert_eq!(&*copy.source(), text, "a copy keeps its own");
+        assert_eq!(checked.sha256, super::sha256_hex(text));
+        assert_eq!(
+            super::sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 }

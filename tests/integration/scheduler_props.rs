@@ -234,6 +234,7 @@ fn options(concurrency: usize, lane_limits: Vec<usize>) -> Options {
         lane_limits,
         keep_going: false,
         busy: None,
+        keep: None,
     }
 }
 
@@ -406,6 +407,7 @@ fn each_agent_is_ready_then_prepared_then_held_or_started() {
             lane_limits: vec![usize::MAX; LANES],
             keep_going: false,
             busy: None,
+            keep: None,
         };
         scheduler::run(
             &case.dag(),

@@ -6,8 +6,10 @@
 //! Fields added after the first release are optional or defaulted when read, so
 //! the report of an older `run.json` still opens.
 
+pub mod spool;
+
 use indexmap::IndexMap;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::cost::Usd;
 use crate::dag::EdgeKind;
@@ -75,7 +77,11 @@ pub struct AgentRecord {
     pub stop_reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     pub json: Option<serde_json::Value>,
     /// `provider/model` that answered, when a fallback did.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -108,6 +114,12 @@ pub struct AgentRecord {
     /// It failed because its key could not be read, decrypted or sent.
     #[serde(skip)]
     pub key_failure: bool,
+}
+
+/// A field that is there, `null` included: `Some`. (Serde reads a `null` as
+/// `None` otherwise, and a reply of JSON `null` would not read back as itself.)
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// An edge into an agent.
@@ -272,17 +284,6 @@ impl RunRecord {
     pub fn counted_locally(&self) -> bool {
         self.agents.iter().any(|a| a.counted_locally)
     }
-}
-
-/// SHA-256 of a workflow file's text, in hex.
-pub fn workflow_sha256(source: &str) -> String {
-    use sha2::{Digest, Sha256};
-    Sha256::digest(source.as_bytes())
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            hex.push_str(&format!("{b:02x}"));
-            hex
-        })
 }
 
 /// A fresh run id: time-ordered and unique enough for one user's history.

@@ -1,0 +1,185 @@
+//! Agent records kept out of memory while a run goes on.
+//!
+//! A squad of 100,000 agents makes 100,000 records (outputs, attempts, timings),
+//! and the run's own state is at its largest while they arrive. Each record is
+//! written as one JSON line to an unnamed temporary file (`O_TMPFILE` where the
+//! system has it: never visible under a name, gone when the run ends, even on
+//! `kill -9`) as soon as its agent ends; only a few bytes per record stay in
+//! memory. They are read back, in the record's order, once the run is over and
+//! its working state is gone.
+//!
+//! Records never hold a key (the runner takes out of each whatever a key could
+//! be in, as the event bus does, before it is spooled); the file is the user's
+//! own outputs, created mode 0600. When no temporary file can be made or
+//! written (a full or read-only disk), records stay in memory instead: the run
+//! goes on as before.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+
+use super::{AgentRecord, AgentStatus};
+
+/// Where a record is, and what the run's end needs of it without reading it.
+struct Slot {
+    key: (usize, Option<usize>),
+    status: AgentStatus,
+    key_failure: bool,
+    place: Place,
+}
+
+enum Place {
+    /// Bytes `offset..offset + len` of the file.
+    Spooled {
+        offset: u64,
+        len: u32,
+    },
+    Held(Box<AgentRecord>),
+}
+
+/// The records of a run, kept by `(agent, item)`.
+pub struct Spool {
+    file: Option<BufWriter<File>>,
+    /// Bytes written to the file so far.
+    written: u64,
+    slots: Vec<Slot>,
+    /// Scratch space for one record's JSON.
+    line: Vec<u8>,
+    /// The agents whose record (not an item's) says they failed.
+    failed: HashSet<usize>,
+}
+
+impl Default for Spool {
+    fn default() -> Self {
+        Spool::new()
+    }
+}
+
+impl Spool {
+    /// A spool on a new temporary file, or in memory when none can be made.
+    pub fn new() -> Self {
+        let file = tempfile::tempfile().ok().map(BufWriter::new);
+        Spool {
+            file,
+            written: 0,
+            slots: Vec::new(),
+            line: Vec::new(),
+            failed: HashSet::new(),
+        }
+    }
+
+    /// A spool that keeps every record in memory.
+    pub fn in_memory() -> Self {
+        Spool {
+            file: None,
+            written: 0,
+            slots: Vec::new(),
+            line: Vec::new(),
+            failed: HashSet::new(),
+        }
+    }
+
+    /// Keeps `record` as the record of `key` (agent, item).
+    pub fn push(&mut self, key: (usize, Option<usize>), record: AgentRecord) {
+        let (status, key_failure) = (record.status, record.key_failure);
+        if key.1.is_none() && status == AgentStatus::Failed {
+            self.failed.insert(key.0);
+        }
+        // When the file fails, records stay in memory from here on; those already
+        // written are whole (the writer is flushed before any is read back).
+        let place = self.spill(&record).unwrap_or_else(|_| {
+            self.file = None;
+            Place::Held(Box::new(record))
+        });
+        self.slots.push(Slot {
+            key,
+            status,
+            key_failure,
+            place,
+        });
+    }
+
+    fn spill(&mut self, record: &AgentRecord) -> io::Result<Place> {
+        let Some(file) = &mut self.file else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        self.line.clear();
+        serde_json::to_writer(&mut self.line, record)?;
+        let len = u32::try_from(self.line.len()).map_err(|_| io::ErrorKind::FileTooLarge)?;
+        file.write_all(&self.line)?;
+        let offset = self.written;
+        self.written += u64::from(len);
+        Ok(Place::Spooled { offset, len })
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether it holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Whether `agent` (one call, not an item of a map agent) has failed.
+    pub fn failed(&self, agent: usize) -> bool {
+        self.failed.contains(&agent)
+    }
+
+    /// The records in `(agent, item)` order, read back. A record that cannot be
+    /// read back (the temporary file failed under it) is replaced by
+    /// `unreadable(key, status, why)`.
+    pub fn into_records(
+        mut self,
+        mut unreadable: impl FnMut((usize, Option<usize>), AgentStatus, String) -> AgentRecord,
+    ) -> Vec<AgentRecord> {
+        self.slots.sort_by_key(|s| s.key);
+        let mut file = self
+            .file
+            .take()
+            .map(|writer| writer.into_inner().map_err(io::IntoInnerError::into_error));
+        let mut buffer = Vec::new();
+        let mut records = Vec::with_capacity(self.slots.len());
+        for slot in self.slots {
+            let record = match slot.place {
+                Place::Held(record) => *record,
+                Place::Spooled { offset, len } => {
+                    match read_back(&mut file, offset, len, &mut buffer) {
+                        Ok(mut record) => {
+                            record.key_failure = slot.key_failure;
+                            record
+                        }
+                        Err(e) => unreadable(
+                            slot.key,
+                            slot.status,
+                            format!("its record could not be read back from a temporary file: {e}"),
+                        ),
+                    }
+                }
+            };
+            records.push(record);
+        }
+        records
+    }
+}
+
+fn read_back(
+    file: &mut Option<io::Result<File>>,
+    offset: u64,
+    len: u32,
+    buffer: &mut Vec<u8>,
+) -> io::Result<AgentRecord> {
+    let file = match file {
+        Some(Ok(file)) => file,
+        Some(Err(e)) => return Err(io::Error::new(e.kind(), e.to_string())),
+        None => return Err(io::ErrorKind::NotFound.into()),
+    };
+    file.seek(SeekFrom::Start(offset))?;
+    buffer.resize(len as usize, 0);
+    file.read_exact(buffer)?;
+    Ok(serde_json::from_slice(buffer)?)
+}
+
+#[cfg(test)]
+mod tests;
