@@ -9,9 +9,6 @@ use byok_flow::report::github;
 use byok_flow::settings::{self, GitHub, Global};
 use clap::Parser;
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let terminal = std::io::stderr().is_terminal();
