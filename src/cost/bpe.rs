@@ -1,8 +1,9 @@
 //! Exact `OpenAI` token counts, as tiktoken's `encode_ordinary` makes them, with
-//! nothing to build: the vocabulary is compiled in, sorted by bytes and already
-//! decompressed (build.rs), so it is read where it lies and a lookup is a binary
-//! search (no hash map of 200,000 tokens to fill, which was most of the time and
-//! memory of loading a BPE; no decompression, which was most of the rest).
+//! little to build: the vocabulary is compiled in, sorted by bytes and
+//! front-coded (build.rs), so loading it is one pass that writes the tokens out
+//! one after the other (about a millisecond), and a lookup is a binary search
+//! (no hash map of 200,000 tokens to fill, which was most of the time and memory
+//! of loading a BPE; no decompression, which was most of the rest).
 //! The files come from `OpenAI`'s published ones by `scripts/build-vocab.py`.
 //!
 //! Counting is tiktoken's: split the text with the encoding's pattern, then merge
@@ -16,8 +17,8 @@ use std::sync::OnceLock;
 use regex_automata::meta::Regex;
 use regex_automata::{Anchored, Input};
 
-const O200K_BASE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.bpe"));
-const CL100K_BASE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.bpe"));
+const O200K_BASE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/o200k_base.bpf"));
+const CL100K_BASE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/cl100k_base.bpf"));
 
 /// An `OpenAI` vocabulary byok-flow counts with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,8 +28,9 @@ pub enum Vocabulary {
 }
 
 impl Vocabulary {
-    /// The tokenizer, built on first use (its pattern's compilation, and two
-    /// tables of the vocabulary's first two bytes: a few milliseconds).
+    /// The tokenizer, built on first use (the tokens written out, its pattern's
+    /// compilation, and two tables of the vocabulary's first two bytes: a few
+    /// milliseconds).
     pub fn get(self) -> &'static Bpe {
         static O200K: OnceLock<Bpe> = OnceLock::new();
         static CL100K: OnceLock<Bpe> = OnceLock::new();
@@ -55,14 +57,18 @@ impl Vocabulary {
     }
 }
 
+/// The bits of a vocabulary entry that hold the token's rank (build.rs).
+const RANK: u32 = (1 << 18) - 1;
+
 /// A byte-pair encoding with its splitting pattern.
 pub struct Bpe {
-    /// The vocabulary file, decompressed: see `scripts/build-vocab.py`.
-    data: &'static [u8],
-    /// Where each token (in byte order) starts in `data`; one more at the end.
+    /// The tokens' bytes (in byte order), one after the other.
+    arena: Vec<u8>,
+    /// Where each token (in byte order) starts in `arena`; one more at the end.
     starts: Vec<u32>,
-    /// Where the ranks start in `data`.
-    ranks_at: usize,
+    /// Each token's entry in the compiled-in file (build.rs): its rank is the
+    /// low 18 bits.
+    entries: &'static [u8],
     /// The tokens (in byte order) of two bytes or more that start with bytes
     /// `a, b` are `prefix[i]..prefix[i + 1]`, where `i` is `a << 8 | b`.
     prefix: Vec<u32>,
@@ -77,42 +83,48 @@ impl Bpe {
     /// Reads a vocabulary file compiled into the binary: a bad one is a build
     /// defect, so this panics (the tests read both).
     fn new(data: &'static [u8], pattern: &str) -> Bpe {
-        assert_eq!(&data[..4], b"BPE1", "the compiled-in vocabulary's header");
+        assert_eq!(&data[..4], b"BPF1", "the compiled-in vocabulary's header");
         let word = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
         let (n, arena_len) = (word(4) as usize, word(8) as usize);
-        let ranks_at = 12;
-        let lengths_at = ranks_at + 4 * n;
-        let arena_at = lengths_at + n;
-        assert_eq!(data.len(), arena_at + arena_len, "the vocabulary's length");
+        let entries = &data[12..12 + 4 * n];
+        let mut suffixes = &data[12 + 4 * n..];
+        let mut arena: Vec<u8> = Vec::with_capacity(arena_len);
         let mut starts = Vec::with_capacity(n + 1);
-        let mut at = arena_at;
-        for &len in &data[lengths_at..arena_at] {
-            starts.push(u32::try_from(at).expect("a vocabulary under 4 GB"));
-            at += usize::from(len);
-        }
-        starts.push(u32::try_from(at).expect("a vocabulary under 4 GB"));
-        let rank = |i: usize| word(ranks_at + 4 * i);
         let mut prefix = vec![0; (1 << 16) + 1];
         let mut pairs = vec![u32::MAX; 1 << 16];
+        let mut previous = 0;
         for (i, end) in (0..n).zip(1..) {
-            let token = &data[starts[i] as usize..starts[i + 1] as usize];
-            if let [a, b, rest @ ..] = token {
+            let entry = u32::from_le_bytes(entries[4 * i..4 * i + 4].try_into().unwrap());
+            let shared = (entry >> 18 & 0x7f) as usize;
+            let rest = (entry >> 25) as usize + 1;
+            let start = arena.len();
+            starts.push(u32::try_from(start).expect("a vocabulary under 4 GB"));
+            arena.extend_from_within(previous..previous + shared);
+            arena.extend_from_slice(&suffixes[..rest]);
+            suffixes = &suffixes[rest..];
+            previous = start;
+            if let [a, b, tail @ ..] = &arena[start..] {
                 let two = usize::from(*a) << 8 | usize::from(*b);
                 prefix[two + 1] = end;
-                if rest.is_empty() {
-                    pairs[two] = rank(i);
+                if tail.is_empty() {
+                    pairs[two] = entry & RANK;
                 }
             }
         }
+        starts.push(u32::try_from(arena.len()).expect("a vocabulary under 4 GB"));
+        assert!(
+            suffixes.is_empty() && arena.len() == arena_len,
+            "the vocabulary's length"
+        );
         // Two bytes no token starts with: an empty range, where the last one ended.
         for i in 1..prefix.len() {
             prefix[i] = prefix[i].max(prefix[i - 1]);
         }
         let split = Regex::new_many(&[pattern, r"\s+\s", r"\s+"]).expect("the pattern compiles");
         Bpe {
-            data,
+            arena,
             starts,
-            ranks_at,
+            entries,
             prefix,
             pairs,
             split,
@@ -129,7 +141,7 @@ impl Bpe {
             return None;
         };
         let two = usize::from(*a) << 8 | usize::from(*b);
-        let token = |i: usize| &self.data[self.starts[i] as usize..self.starts[i + 1] as usize];
+        let token = |i: usize| &self.arena[self.starts[i] as usize..self.starts[i + 1] as usize];
         let (mut low, mut high) = (self.prefix[two] as usize, self.prefix[two + 1] as usize);
         while low < high {
             let mid = low + (high - low) / 2;
@@ -137,10 +149,8 @@ impl Bpe {
                 std::cmp::Ordering::Less => low = mid + 1,
                 std::cmp::Ordering::Greater => high = mid,
                 std::cmp::Ordering::Equal => {
-                    let at = self.ranks_at + 4 * mid;
-                    return Some(u32::from_le_bytes(
-                        self.data[at..at + 4].try_into().unwrap(),
-                    ));
+                    let entry = &self.entries[4 * mid..4 * mid + 4];
+                    return Some(u32::from_le_bytes(entry.try_into().unwrap()) & RANK);
                 }
             }
         }
