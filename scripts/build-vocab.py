@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write data/tokenizers/ENCODING.bpe.zst: an OpenAI BPE vocabulary in the form
 byok-flow reads without building anything (src/cost/bpe.rs). build.rs decompresses
-it when byok-flow is built, so the binary holds it as it is read.
+it when byok-flow is built and compiles it in front-coded (build.rs says how).
 
 Usage:
     python3 scripts/build-vocab.py o200k_base.tiktoken[.gz] data/tokenizers/o200k_base.bpe.zst
