@@ -202,8 +202,11 @@ fn kill_when(place: &Place, server: &FakeServer, ready: impl Fn(&FakeServer) -> 
 fn killed_at_every_phase_a_rerun_never_submits_again() {
     let one_openai = "  b: {model: openai/gpt-4o-mini, prompt: \"beta\"}\n";
     let one_anthropic = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"alpha\"}\n";
+    // Far longer than the kill takes, however busy the machine: the run must
+    // still be inside the stalled step when it is killed. (The killed client
+    // never waits it out, and a stall happens once, so the rerun is not held.)
     let stall = |phase: &str| BatchKnobs {
-        stall: vec![(phase.to_string(), Duration::from_secs(3))],
+        stall: vec![(phase.to_string(), Duration::from_secs(60))],
         ..BatchKnobs::default()
     };
     let phases: Vec<(&str, &str, BatchKnobs, Ready)> = vec![
