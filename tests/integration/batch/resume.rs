@@ -206,7 +206,7 @@ fn killed_at_every_phase_a_rerun_never_submits_again() {
     // still be inside the stalled step when it is killed. (The killed client
     // never waits it out, and a stall happens once, so the rerun is not held.)
     let stall = |phase: &str| BatchKnobs {
-        stall: vec![(phase.to_string(), Duration::from_secs(60))],
+        stall: vec![(phase.to_string(), Duration::from_mins(1))],
         ..BatchKnobs::default()
     };
     let phases: Vec<(&str, &str, BatchKnobs, Ready)> = vec![
