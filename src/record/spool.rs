@@ -58,13 +58,9 @@ impl Default for Spool {
 impl Spool {
     /// A spool on a new temporary file, or in memory when none can be made.
     pub fn new() -> Self {
-        let file = tempfile::tempfile().ok().map(BufWriter::new);
         Spool {
-            file,
-            written: 0,
-            slots: Vec::new(),
-            line: Vec::new(),
-            failed: HashSet::new(),
+            file: tempfile::tempfile().ok().map(BufWriter::new),
+            ..Spool::in_memory()
         }
     }
 
@@ -110,16 +106,6 @@ impl Spool {
         let offset = self.written;
         self.written += u64::from(len);
         Ok(Place::Spooled { offset, len })
-    }
-
-    /// How many records it holds.
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
-    /// Whether it holds no record.
-    pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
     }
 
     /// Whether `agent` (one call, not an item of a map agent) has failed.

@@ -106,7 +106,7 @@ fn records_come_back_by_agent_then_item_whatever_order_they_ended_in() {
             record.key_failure = agent == 1;
             spool.push((agent, item), record);
         }
-        assert_eq!(spool.len(), keys.len());
+        assert_eq!(spool.slots.len(), keys.len());
         let names: Vec<String> = spool
             .into_records(|_, _, why| panic!("{why}"))
             .into_iter()
