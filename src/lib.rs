@@ -17,6 +17,7 @@ pub mod history;
 pub mod init;
 pub mod keys;
 pub mod logging;
+pub mod memory;
 pub mod printable;
 pub mod prompt_cache;
 pub mod providers;

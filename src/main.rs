@@ -10,6 +10,7 @@ use byok_flow::settings::{self, GitHub, Global};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    byok_flow::memory::tune();
     let cli = Cli::parse();
     let terminal = std::io::stderr().is_terminal();
     let github = GitHub::detect(

@@ -251,6 +251,7 @@ pub async fn execute(
     let interrupted = outcome.interrupted;
     // What ran the agents is no longer needed: freed before the records come back.
     drop((outcome, runner, timings));
+    crate::memory::give_back();
 
     for (i, _) in recorded.iter().enumerate().filter(|(_, r)| !**r) {
         let not_run = record_of(

@@ -22,5 +22,7 @@ pub use validate::Checked;
 /// Loads a file and runs every check; the report carries warnings too.
 pub fn check_file(path: &std::path::Path) -> Result<(Checked, FileReport), FileReport> {
     let (loaded, report) = load::load_file(path)?;
+    // The trees the file was read through are gone: their memory goes back.
+    crate::memory::give_back();
     validate::check(loaded, report)
 }
