@@ -250,7 +250,7 @@ impl Session {
         if let Err(problems) = runtime.block_on(store.preflight(&uses)) {
             let diagnostics = problems
                 .iter()
-                .map(|p| p.diagnostic(&checked.index))
+                .map(|p| p.diagnostic(&checked.index()))
                 .collect();
             let file = &self.options.file;
             let report = FileReport::new(file, checked.source(), diagnostics);
@@ -269,6 +269,9 @@ impl Session {
         bus: &Bus,
         batcher: Option<&Batcher>,
     ) -> Result<(AgentRunner, Vec<usize>)> {
+        // Every problem to show in the file is found by now (keys and hosts were
+        // checked): its text and places are let go before the plan is built.
+        self.checked.let_go_of_the_file();
         match batcher {
             Some(batcher) => {
                 let clients = batch::clients(batcher, self.options.mock, keys.clone())
@@ -284,10 +287,6 @@ impl Session {
             None => runner::prepare(self.checked.clone(), &self.settings, keys, bus),
         }
         .map_err(Error::usage)
-        .inspect(|_| {
-            // Every problem to show in the file is found by now.
-            self.checked.let_go_of_source();
-        })
     }
 
     /// The subscriber that records the run in the history, with where its record

@@ -120,7 +120,7 @@ pub fn problems(checked: &crate::workflow::Checked) -> Vec<crate::workflow::Diag
         .into_iter()
         .map(|(agent, provider)| {
             let pointer = format!("/agents/{}/tools", crate::workflow::tree::escape(&agent));
-            let (pos, len) = checked.index.value(&pointer);
+            let (pos, len) = checked.index().value(&pointer);
             crate::workflow::Diagnostic::error(
                 "batch::tools",
                 crate::workflow::Span::at(pos, len),
@@ -137,7 +137,7 @@ pub fn problems(checked: &crate::workflow::Checked) -> Vec<crate::workflow::Diag
         .into_iter()
         .map(|(agent, provider)| {
             let pointer = format!("/agents/{}/model", crate::workflow::tree::escape(&agent));
-            let (pos, len) = checked.index.value(&pointer);
+            let (pos, len) = checked.index().value(&pointer);
             crate::workflow::Diagnostic::error(
                 "batch::unsupported",
                 crate::workflow::Span::at(pos, len),

@@ -262,10 +262,14 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
         session.settings.busy = Some(waves.busy());
     }
     let settings = &session.settings;
+    // Made before the runner, which lets go of the file's places they point at.
+    let annotations = global
+        .github
+        .map(|github| github::subscribers(github, &checked, &args.file, global.quiet));
     let (agent_runner, limits) = session.runner(keys, &bus, waves.as_ref())?;
     let mut gate = agent_runner.gate();
-    if let Some(github) = global.github {
-        for subscriber in github::subscribers(github, &checked, &args.file, global.quiet) {
+    if let Some(subscribers) = annotations {
+        for subscriber in subscribers {
             bus.subscribe(subscriber);
         }
     } else if !global.quiet {

@@ -56,7 +56,7 @@ pub fn retirements(checked: &Checked, table: &PriceTable, which: Retirements) ->
         if r.status == Status::Deprecated && !which.deprecated {
             continue;
         }
-        let (pos, len) = checked.index.value(&pointer);
+        let (pos, len) = checked.index().value(&pointer);
         let span = Span::at(pos, len);
         let d = match r.status {
             Status::Retired if !allow_retired => Diagnostic::error(
@@ -115,7 +115,7 @@ pub fn unpriced(checked: &Checked, table: &PriceTable) -> Vec<Diagnostic> {
                 continue;
             };
             let (pos, len) = checked
-                .index
+                .index()
                 .value(&format!("/agents/{}/{field}", escape(name)));
             // Once per provider and model: 10,000 agents on one unpriced model
             // must not compare it with the whole table 10,000 times.

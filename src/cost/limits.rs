@@ -30,7 +30,7 @@ pub fn over_output_limit(checked: &Checked, table: &PriceTable) -> Vec<Diagnosti
             if u64::from(max_tokens) <= limit {
                 continue;
             }
-            let (pos, len) = checked.index.value(&pointer);
+            let (pos, len) = checked.index().value(&pointer);
             out.push(
                 Diagnostic::error(
                     "workflow::max-tokens",

@@ -134,6 +134,12 @@ impl Spool {
                     match read_back(&mut file, offset, len, &mut buffer) {
                         Ok(mut record) => {
                             record.key_failure = slot.key_failure;
+                            // A list read from JSON text grows by doubling (one
+                            // attempt takes room for four): 100,000 records at once
+                            // are kept at their size.
+                            record.attempts.shrink_to_fit();
+                            record.depends_on.shrink_to_fit();
+                            record.citations.shrink_to_fit();
                             record
                         }
                         Err(e) => unreadable(

@@ -161,8 +161,13 @@ pub fn load_source(path: &Path, source: Arc<str>) -> Result<(Loaded, FileReport)
         };
     }
     match serde_path_to_error::deserialize::<_, Workflow>(json) {
-        Ok(workflow) => Ok((
-            Loaded { workflow, index },
+        Ok(mut workflow) => Ok((
+            {
+                // Read entry by entry, the agents' map grew by doubling: a third
+                // of it would stay empty for the whole run.
+                workflow.agents.shrink_to_fit();
+                Loaded { workflow, index }
+            },
             FileReport::new(path, source, Vec::new()),
         )),
         Err(e) => fail(typed_error(&e, &index)),

@@ -12,7 +12,7 @@ use super::yaml::{Node, Pos, Value};
 /// Where each part of the document was written, by JSON pointer (`/agents/writer/prompt`).
 ///
 /// A workflow of 100,000 agents has about a million pointers, and the index lives
-/// as long as the run (a failure found late is still shown in place), so each
+/// until the run is planned (a key or host refused before it is shown in place), so each
 /// entry is kept small: the pointer's 64-bit hash (two pointers sharing one
 /// would at worst show a problem at the other's place), and positions as `u32`s.
 #[derive(Debug, Default, Clone)]

@@ -35,11 +35,12 @@ pub struct Log {
 impl Log {
     pub fn new(github: &GitHub, checked: &Checked, file: &Path, quiet: bool) -> Self {
         let place = Place::file(file, github.workspace.as_deref());
+        let index = checked.index();
         let at = |pointer: &str, key: bool| {
             let (pos, _) = if key {
-                checked.index.key(pointer)
+                index.key(pointer)
             } else {
-                checked.index.value(pointer)
+                index.value(pointer)
             };
             pos.map_or_else(|| place.clone(), |p| place.at(p.line, p.column))
         };
