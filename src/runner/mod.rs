@@ -324,13 +324,17 @@ impl AgentRunner {
         let name = &self.names[agent];
         let spec = &self.checked.workflow.agents[agent];
         let defaults = &self.checked.workflow.defaults;
-        let render = |part: &str| {
+        let render = |part: &str, text: &str| {
             self.renderer
-                .render(&format!("{name}.{part}"), context)
+                .render_text(&format!("{name}.{part}"), text, context)
                 .map_err(|e| format!("cannot render the {part}: {e}"))
         };
-        let system = spec.system.as_ref().map(|_| render("system")).transpose()?;
-        let prompt = render("prompt")?;
+        let system = spec
+            .system
+            .as_ref()
+            .map(|text| render("system", text))
+            .transpose()?;
+        let prompt = render("prompt", &spec.prompt)?;
         let call = &self.calls[agent];
         let (mode, minimum) = self.caching[agent];
         let cache = minimum.and_then(|minimum| {

@@ -194,13 +194,15 @@ fn plan(
             call.lane = limits.len() - 1;
         }
     }
-    let mut renderer = Renderer::default();
-    for (name, agent) in &w.agents {
-        renderer.add(&format!("{name}.prompt"), agent.prompt.clone())?;
+    // The agents' templates are rendered from the workflow's own texts; the
+    // renderer keeps only the outputs'.
+    for agent in w.agents.values() {
+        Renderer::check(&agent.prompt)?;
         if let Some(system) = &agent.system {
-            renderer.add(&format!("{name}.system"), system.clone())?;
+            Renderer::check(system)?;
         }
     }
+    let mut renderer = Renderer::default();
     for (name, text) in &w.outputs {
         renderer.add(&format!("output.{name}"), text.as_str())?;
     }

@@ -119,17 +119,41 @@ impl Renderer {
         Ok(())
     }
 
+    /// Whether a template's blocks nest within the limits, as [`Renderer::add`]
+    /// checks, for a template rendered from its text ([`Renderer::render_text`]).
+    pub fn check(text: &str) -> Result<(), String> {
+        scan::scan(text).map(drop).map_err(|p| p.message)
+    }
+
     /// Renders a kept template against a context of `inputs` and `agents`.
     pub fn render(&self, name: &str, values: &Values) -> Result<String, RenderFailure> {
-        let context = values.json();
-        let failed = |message: String| RenderFailure {
-            message,
-            at: None,
-            help: None,
-        };
         let Some((text, cuts)) = self.texts.get(name) else {
             return Err(failed(format!("no template named `{name}`")));
         };
+        self.render_cut(name, text, cuts, values)
+    }
+
+    /// Renders a template that is not kept, from its text, named `name` in errors.
+    /// A squad's prompts are rendered this way: a table of 200,000 names and
+    /// cuts would be kept for the whole run for one render each.
+    pub fn render_text(
+        &self,
+        name: &str,
+        text: &str,
+        values: &Values,
+    ) -> Result<String, RenderFailure> {
+        let cuts = scan::scan(text).map_err(|p| failed(p.message))?;
+        self.render_cut(name, text, &cuts, values)
+    }
+
+    fn render_cut(
+        &self,
+        name: &str,
+        text: &str,
+        cuts: &[usize],
+        values: &Values,
+    ) -> Result<String, RenderFailure> {
+        let context = values.json();
         let mut template = compile::compile(text, cuts).map_err(|e| failed(e.to_string()))?;
         count_steps(&mut template, &self.step);
         template.name = Some(name.to_string());
@@ -205,6 +229,15 @@ impl Renderer {
             at,
             help: Some(help).filter(|h| !h.is_empty()),
         }
+    }
+}
+
+/// A failure with no place in the template.
+fn failed(message: String) -> RenderFailure {
+    RenderFailure {
+        message,
+        at: None,
+        help: None,
     }
 }
 

@@ -22,23 +22,33 @@ pub struct Pos {
 
 impl Pos {
     fn from_location(loc: serde_saphyr::Location, src: &str) -> Option<Self> {
+        let mut pos = Self::of_location(loc)?;
+        if pos.offset == UNKNOWN_OFFSET {
+            pos.offset = offset_of(src, pos.line, pos.column);
+        }
+        Some(pos)
+    }
+
+    /// The place of a location, its offset [`UNKNOWN_OFFSET`] when the parser
+    /// gave none (filled from the text by [`fill_offsets`]).
+    fn of_location(loc: serde_saphyr::Location) -> Option<Self> {
         if loc.line() == 0 {
             return None;
         }
-        let line = usize::try_from(loc.line()).ok()?;
-        let column = usize::try_from(loc.column()).ok()?;
-        let offset = loc
-            .span()
-            .byte_offset()
-            .and_then(|o| usize::try_from(o).ok())
-            .unwrap_or_else(|| offset_of(src, line, column));
         Some(Pos {
-            line,
-            column,
-            offset,
+            line: usize::try_from(loc.line()).ok()?,
+            column: usize::try_from(loc.column()).ok()?,
+            offset: loc
+                .span()
+                .byte_offset()
+                .and_then(|o| usize::try_from(o).ok())
+                .unwrap_or(UNKNOWN_OFFSET),
         })
     }
 }
+
+/// Stands for an offset the parser did not give, until the text is at hand.
+const UNKNOWN_OFFSET: usize = usize::MAX;
 
 /// Byte offset of a 1-based line and (character) column, clamped to the text.
 pub fn offset_of(src: &str, line: usize, column: usize) -> usize {
@@ -111,19 +121,41 @@ pub fn parse(src: &str) -> Result<Node, YamlError> {
     options.alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
     options.strict_booleans = true;
     options.with_snippet = false;
-    let spanned: Spanned<RawValue> =
-        serde_saphyr::from_str_with_options(src, options).map_err(|e| {
-            let (message, help) = explain(&e.to_string());
-            YamlError {
-                pos: e
-                    .location()
-                    .and_then(|l| Pos::from_location(l, src))
-                    .map(|p| back_over_tabs(p, src)),
-                message,
-                help,
+    // Each value becomes a `Node` as soon as it is read, so the parser's own
+    // tree of spans never exists whole beside ours (at 100,000 agents, 100 MB).
+    let mut node: Node = serde_saphyr::from_str_with_options(src, options).map_err(|e| {
+        let (message, help) = explain(&e.to_string());
+        YamlError {
+            pos: e
+                .location()
+                .and_then(|l| Pos::from_location(l, src))
+                .map(|p| back_over_tabs(p, src)),
+            message,
+            help,
+        }
+    })?;
+    fill_offsets(&mut node, src);
+    Ok(node)
+}
+
+/// Gives every place the parser left without a byte offset its offset in `src`.
+/// Nesting is bounded by [`MAX_DEPTH`], so the walk's recursion is too.
+fn fill_offsets(node: &mut Node, src: &str) {
+    if let Some(pos) = &mut node.pos
+        && pos.offset == UNKNOWN_OFFSET
+    {
+        pos.offset = offset_of(src, pos.line, pos.column);
+    }
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|n| fill_offsets(n, src)),
+        Value::Map(entries) => {
+            for (k, v) in entries {
+                fill_offsets(k, src);
+                fill_offsets(v, src);
             }
-        })?;
-    Ok(to_node(spanned, src))
+        }
+        _ => {}
+    }
 }
 
 /// The parser reports a tab where it stopped reading, just after it; the caret
@@ -212,37 +244,17 @@ fn explain(message: &str) -> (String, Option<String>) {
     (cut.to_string(), None)
 }
 
-fn to_node(spanned: Spanned<RawValue>, src: &str) -> Node {
-    let pos = Pos::from_location(spanned.referenced, src);
-    let value = match spanned.value {
-        RawValue::Null => Value::Null,
-        RawValue::Bool(b) => Value::Bool(b),
-        RawValue::Int(i) => Value::Int(i),
-        RawValue::Float(f) => Value::Float(f),
-        RawValue::String(s) => Value::String(s),
-        RawValue::Seq(items) => Value::Seq(items.into_iter().map(|n| to_node(n, src)).collect()),
-        RawValue::Map(entries) => Value::Map(
-            entries
-                .into_iter()
-                .map(|(k, v)| (to_node(k, src), to_node(v, src)))
-                .collect(),
-        ),
-    };
-    Node { pos, value }
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let spanned = Spanned::<Value>::deserialize(deserializer)?;
+        Ok(Node {
+            pos: Pos::of_location(spanned.referenced),
+            value: spanned.value,
+        })
+    }
 }
 
-/// What the YAML deserializer fills in; each part wrapped in `Spanned`.
-enum RawValue {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    String(String),
-    Seq(Vec<Spanned<RawValue>>),
-    Map(Vec<(Spanned<RawValue>, Spanned<RawValue>)>),
-}
-
-impl<'de> Deserialize<'de> for RawValue {
+impl<'de> Deserialize<'de> for Value {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_any(RawVisitor)
     }
@@ -251,60 +263,63 @@ impl<'de> Deserialize<'de> for RawValue {
 struct RawVisitor;
 
 impl<'de> Visitor<'de> for RawVisitor {
-    type Value = RawValue;
+    type Value = Value;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("any YAML value")
     }
-    fn visit_unit<E>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_none<E>(self) -> Result<RawValue, E> {
-        Ok(RawValue::Null)
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
     }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<RawValue, D::Error> {
-        RawValue::deserialize(d)
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
     }
-    fn visit_bool<E>(self, v: bool) -> Result<RawValue, E> {
-        Ok(RawValue::Bool(v))
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
     }
-    fn visit_i64<E>(self, v: i64) -> Result<RawValue, E> {
-        Ok(RawValue::Int(v))
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Int(v))
     }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawValue, E> {
-        i64::try_from(v).map_or(Ok(RawValue::Float(v as f64)), |i| Ok(RawValue::Int(i)))
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        i64::try_from(v).map_or(Ok(Value::Float(v as f64)), |i| Ok(Value::Int(i)))
     }
-    fn visit_i128<E: de::Error>(self, v: i128) -> Result<RawValue, E> {
-        i64::try_from(v).map_or(Ok(RawValue::Float(v as f64)), |i| Ok(RawValue::Int(i)))
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+        i64::try_from(v).map_or(Ok(Value::Float(v as f64)), |i| Ok(Value::Int(i)))
     }
-    fn visit_u128<E: de::Error>(self, v: u128) -> Result<RawValue, E> {
-        i64::try_from(v).map_or(Ok(RawValue::Float(v as f64)), |i| Ok(RawValue::Int(i)))
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+        i64::try_from(v).map_or(Ok(Value::Float(v as f64)), |i| Ok(Value::Int(i)))
     }
-    fn visit_f64<E>(self, v: f64) -> Result<RawValue, E> {
-        Ok(RawValue::Float(v))
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Value::Float(v))
     }
-    fn visit_str<E>(self, v: &str) -> Result<RawValue, E> {
-        Ok(RawValue::String(v.to_string()))
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_string()))
     }
-    fn visit_string<E>(self, v: String) -> Result<RawValue, E> {
-        Ok(RawValue::String(v))
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
     }
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<RawValue, E> {
-        Ok(RawValue::String(String::from_utf8_lossy(v).into_owned()))
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Value, E> {
+        Ok(Value::String(String::from_utf8_lossy(v).into_owned()))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawValue, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
         let mut items = Vec::new();
         while let Some(item) = seq.next_element()? {
             items.push(item);
         }
-        Ok(RawValue::Seq(items))
+        // Kept until the whole file is read: without the room doubling left.
+        items.shrink_to_fit();
+        Ok(Value::Seq(items))
     }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawValue, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut entries = Vec::new();
         while let Some(entry) = map.next_entry()? {
             entries.push(entry);
         }
-        Ok(RawValue::Map(entries))
+        entries.shrink_to_fit();
+        Ok(Value::Map(entries))
     }
 }
 
