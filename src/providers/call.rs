@@ -135,7 +135,8 @@ pub async fn call(
                 };
             }
             // No room in the budget for this model: none for the next either.
-            Err(e) if e.kind == ErrorKind::Budget => {
+            // Left in a batch for the run that collects it: nothing more is tried.
+            Err(e) if matches!(e.kind, ErrorKind::Budget | ErrorKind::Detached) => {
                 last = e;
                 break;
             }
@@ -276,6 +277,7 @@ async fn with_retries(
                 match error.kind {
                     ErrorKind::Transient => "retries spent, or the wait asked for is too long",
                     ErrorKind::Budget => "no room in the budget for another attempt",
+                    ErrorKind::Detached => "left in its batch for the run that collects it",
                     _ => "not worth retrying",
                 }
             );
