@@ -302,7 +302,7 @@ impl Provider for BatchClient {
                         self.api.provider()
                     ),
                 )),
-                Some(Outcome::Reply(reply)) => Ok(reply),
+                Some(Outcome::Reply(reply)) => Ok(*reply),
                 Some(Outcome::Error(e)) => Err(e),
                 Some(Outcome::Body(body)) => self.api.parse(request, &body).map_err(|e| {
                     AttemptError::transient(None, format!("malformed result in the batch: {e}"))

@@ -492,7 +492,7 @@ impl scheduler::Runner for AgentRunner {
         let request = Box::new(request);
         Box::pin(async move {
             let start = Instant::now();
-            let mut request = *request;
+            let mut request = request;
             if self.rows.is_some() {
                 let row = self.file_row(task.row);
                 request.label = Some(format!("r{row}-{}", self.task_name(task)));

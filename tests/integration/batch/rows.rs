@@ -76,7 +76,7 @@ fn rows_go_one_batch_per_wave_and_come_back_in_row_order() {
     assert_eq!(batches[0].results.len(), 40);
     assert_eq!(batches[1].results.len(), 40);
     // Each custom_id names its row and agent.
-    for (id, _) in &batches[0].results {
+    for (id, _) in batches[0].results.iter() {
         assert!(id.starts_with('r') && id.contains("-triage-"), "{id}");
     }
     // The fake answers in reverse order; the rows are told in row order, on stdout

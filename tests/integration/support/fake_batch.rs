@@ -9,7 +9,7 @@
 //! another host, refuse the creation, fail a batch whole, or stall a phase.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
@@ -28,8 +28,9 @@ pub struct FakeBatch {
     pub api: Api,
     pub created: Instant,
     /// (`custom_id`, result), in the order submitted; `None` for a request left
-    /// without a result.
-    pub results: Vec<(String, Option<ItemResult>)>,
+    /// without a result. Shared: a poll looks a batch up by cloning it, and a
+    /// batch of 10,000 results is not copied for each poll.
+    pub results: Arc<Vec<(String, Option<ItemResult>)>>,
     pub cancelled: bool,
     /// The input file it was made from (`OpenAI`).
     pub input_file: Option<String>,
@@ -402,7 +403,8 @@ async fn create(shared: &Shared, api: Api, path: &str, body: &Value, key: &str) 
     let results = requests
         .iter()
         .map(|(custom_id, body)| (custom_id.clone(), result_of(shared, api, body, key)))
-        .collect();
+        .collect::<Vec<_>>()
+        .into();
     let model = requests
         .first()
         .and_then(|(_, b)| b["model"].as_str())
