@@ -122,8 +122,8 @@ impl Session {
     }
 
     /// The batcher of a session with batched agents (none without): its state
-    /// beside the cache. With `detach`, the run exits once its batches are submitted.
-    pub fn batcher(&self, detach: bool) -> Result<Option<Batcher>> {
+    /// beside the cache. `detach` says what `--detach` does once its batches are submitted.
+    pub fn batcher(&self, detach: batch::Detach) -> Result<Option<Batcher>> {
         if !self.batched() {
             return Ok(None);
         }

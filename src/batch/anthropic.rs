@@ -3,7 +3,7 @@
 //! JSONL from `results_url` (fetched only if that host is allowed for the key),
 //! `POST /v1/messages/batches/{id}/cancel`.
 
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
@@ -47,9 +47,13 @@ impl BatchApi for AnthropicBatches {
         Box::pin(async move {
             let body = json_list(
                 r#"{"requests":["#,
-                items
-                    .iter()
-                    .map(|i| json!({"custom_id": i.custom_id, "params": self.params(&i.request)})),
+                items.iter().map(|i| {
+                    // The parameters moved in, not copied.
+                    let mut entry = serde_json::Map::new();
+                    entry.insert("custom_id".into(), i.custom_id.as_str().into());
+                    entry.insert("params".into(), self.params(&i.request));
+                    Json::Object(entry)
+                }),
                 "]}",
             )?;
             let url = self.conn.url("/v1/messages/batches");

@@ -78,8 +78,9 @@ pub enum Outcome {
     /// JSON text, read when the call takes it (a tree per result would hold several
     /// times its size while a wave's results are handed out).
     Body(String),
-    /// A reply made without a provider (the mock).
-    Reply(Reply),
+    /// A reply made without a provider (the mock); boxed, as a wave's results
+    /// are held together.
+    Reply(Box<Reply>),
     Error(AttemptError),
 }
 

@@ -39,8 +39,8 @@ const PATIENCE: Duration = Duration::from_secs(5);
 /// How the batcher works.
 pub struct Options {
     pub states: StateDir,
-    /// Exit as soon as every waiting request is in a submitted batch (`--detach`).
-    pub detach: bool,
+    /// What `--detach` does.
+    pub detach: Detach,
     /// How long to wait for more requests after the last one arrived.
     pub gather: Duration,
     pub backoff: Backoff,
@@ -48,6 +48,20 @@ pub struct Options {
     pub run: RunState,
     /// Progress lines (each batch's counts and age) and warnings.
     pub note: Arc<dyn Fn(&str) + Send + Sync>,
+}
+
+/// What `--detach` does once a request is in a batch the provider has taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detach {
+    /// Not detaching: every batch is waited on.
+    No,
+    /// The run stops once every waiting request is in such a batch (a run of
+    /// one squad: its agents are all in the waves it has).
+    Stop,
+    /// Each such request is handed back to its call as left in its batch, so the
+    /// call ends and a dataset's row gives its place in the window to the next
+    /// row: the run ends once every row's requests are submitted.
+    HandBack,
 }
 
 /// Collects batched calls into batches.
@@ -211,13 +225,13 @@ impl Batcher {
     /// Resolves once every waiting request is in a batch the provider has taken
     /// (with `--detach`); never otherwise.
     pub async fn detached(&self) {
-        if !self.shared.options.detach {
+        if self.shared.options.detach != Detach::Stop {
             std::future::pending::<()>().await;
         }
         self.shared.detach.notified().await;
     }
 
-    /// Whether the run stopped waiting because of `--detach`.
+    /// Whether the run left batches to the run that collects them (`--detach`).
     pub fn did_detach(&self) -> bool {
         self.shared.detached.load(Ordering::SeqCst)
     }
@@ -288,7 +302,7 @@ impl Provider for BatchClient {
                         self.api.provider()
                     ),
                 )),
-                Some(Outcome::Reply(reply)) => Ok(reply),
+                Some(Outcome::Reply(reply)) => Ok(*reply),
                 Some(Outcome::Error(e)) => Err(e),
                 Some(Outcome::Body(body)) => self.api.parse(request, &body).map_err(|e| {
                     AttemptError::transient(None, format!("malformed result in the batch: {e}"))
@@ -694,7 +708,7 @@ impl Shared {
         let mut polled = false;
         let status: Result<Status, AttemptError> = loop {
             // Detached: the batch is left to the run that resumes.
-            if self.detached.load(Ordering::SeqCst) {
+            if self.stopped() {
                 return;
             }
             match api.poll(key.as_ref(), &record.handle).await {
@@ -727,6 +741,9 @@ impl Shared {
             if !polled {
                 polled = true;
                 self.settle(&id);
+                if self.options.detach == Detach::HandBack {
+                    return self.hand_back(&record.provider, &id);
+                }
             }
             tokio::time::sleep(backoff.next_wait()).await;
         };
@@ -746,7 +763,7 @@ impl Shared {
             },
             Err(e) => Err(e),
         };
-        if self.detached.load(Ordering::SeqCst) {
+        if self.stopped() {
             return;
         }
         let watch = lock(&self.watches).remove(&id);
@@ -851,10 +868,38 @@ impl Shared {
             })
             .unwrap_or(0);
         if before.saturating_sub(settled) == 0
-            && self.options.detach
+            && self.options.detach == Detach::Stop
             && !self.detached.swap(true, Ordering::SeqCst)
         {
             self.detach.notify_one();
+        }
+    }
+
+    /// Whether the run stopped waiting (`Detach::Stop`).
+    fn stopped(&self) -> bool {
+        self.options.detach == Detach::Stop && self.detached.load(Ordering::SeqCst)
+    }
+
+    /// `Detach::HandBack`: the provider has batch `id`; each request waiting on it
+    /// is handed back as left there. What it may cost stays reserved: its bill
+    /// comes with the run that collects it.
+    fn hand_back(&self, provider: &str, id: &str) {
+        self.detached.store(true, Ordering::SeqCst);
+        let watch = lock(&self.watches).remove(id);
+        let left = AttemptError {
+            kind: ErrorKind::Detached,
+            cut_off: Some(Box::default()),
+            ..AttemptError::permanent(
+                format!("left in {provider} batch {id} for the run that collects it"),
+                None,
+            )
+        };
+        for p in watch
+            .into_iter()
+            .flat_map(|w| w.joined.into_values())
+            .flatten()
+        {
+            self.answer(p, Some(Outcome::Error(left.clone())));
         }
     }
 

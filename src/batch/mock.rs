@@ -142,7 +142,7 @@ impl BatchApi for MockBatches {
                 .into_iter()
                 .map(|(id, request)| {
                     let outcome = match mock::reply(&request) {
-                        Ok(reply) => Outcome::Reply(reply),
+                        Ok(reply) => Outcome::Reply(Box::new(reply)),
                         Err(e) => Outcome::Error(e),
                     };
                     (id, outcome)

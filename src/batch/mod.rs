@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use api::{BatchApi, Conn, Limits};
-pub use driver::{Batcher, Options};
+pub use driver::{Batcher, Detach, Options};
 
 use crate::catalog::ProviderKind;
 use crate::providers::anthropic::Anthropic;

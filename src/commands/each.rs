@@ -83,7 +83,14 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     let bus = Bus::default();
     // Rows with batched agents go through the batcher: the requests of every row
     // in the window that are ready at once go as one batch per provider, key and model.
-    let waves = session.batcher(args.detach)?;
+    // Detached, each row's requests, once the provider has their batch, are
+    // handed back: the row gives its place in the window to the next, so every
+    // row's first wave is submitted, however many rows the file has.
+    let waves = session.batcher(if args.detach {
+        batch::Detach::HandBack
+    } else {
+        batch::Detach::No
+    })?;
     let mut settings = session.settings.clone();
     if let Some(waves) = &waves {
         bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
@@ -110,7 +117,7 @@ pub fn run(args: &Args, each: &Path, session: &Session, global: Global) -> Resul
     let (runner, limits) = session.runner(keys, &bus, waves.as_ref())?;
     let mut gate = runner.gate();
     let window = if waves.is_some() {
-        dataset::BATCH_WINDOW
+        dataset::batch_window()
     } else {
         dataset::window(session.settings.concurrency)
     };

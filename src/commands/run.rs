@@ -254,7 +254,11 @@ pub fn run(args: &Args, global: Global) -> Result<Exit> {
     let keys = keys_or_exit(&session, &runtime, &cached, global)?;
     let bus = Bus::default();
     let workflow_name = runner::workflow_name(&checked, &session.settings.file);
-    let waves = session.batcher(args.detach)?;
+    let waves = session.batcher(if args.detach {
+        batch::Detach::Stop
+    } else {
+        batch::Detach::No
+    })?;
     if let Some(waves) = &waves {
         bus.subscribe(Box::new(batch::RunIdSubscriber(waves.clone())));
         // Collecting a detached or interrupted run: it goes on under its id.

@@ -42,6 +42,9 @@ struct Waiting {
     /// Interrupted before any of it started: told only if a later row had started
     /// (so the results stay a prefix of the rows), else left out.
     untouched: bool,
+    /// Left in batches for the run that collects it (`--detach`): not told, and
+    /// its place in the window is given back.
+    detached: bool,
     permit: Option<OwnedSemaphorePermit>,
 }
 
@@ -54,6 +57,8 @@ struct Open {
     budget: bool,
     /// Seconds spent in the row's calls, summed.
     seconds: f64,
+    /// A call of the row was left in a batch for the run that collects it.
+    detached: bool,
 }
 
 /// Collects a dataset run's results.
@@ -188,6 +193,11 @@ impl Collector {
     }
 
     fn failed(&mut self, task: Task, failure: &AgentFailure) {
+        // Not an end: the run that collects its batch tells the row.
+        if failure.detached {
+            self.open.entry(task.row).or_default().detached = true;
+            return;
+        }
         // A failure before any call (a template that cannot be rendered, a list
         // that is not one) is not a call.
         if !failure.attempts.is_empty() {
@@ -205,6 +215,7 @@ impl Collector {
         let tag = done.tag;
         let touched = self.open.contains_key(&done.index);
         let open = self.open.remove(&done.index).unwrap_or_default();
+        let detached = open.detached;
         let result = if let (Some(inputs), Some(states)) = (done.row, done.states) {
             self.result(tag.row, tag.place, &inputs, &states, open, done.interrupted)
         } else {
@@ -225,6 +236,7 @@ impl Collector {
         let waiting = Waiting {
             result,
             untouched: done.interrupted && !touched,
+            detached,
             permit: tag.permit,
         };
         self.waiting.insert(done.index, waiting);
@@ -240,6 +252,11 @@ impl Collector {
             let Some(waiting) = self.waiting.remove(&self.next) else {
                 return;
             };
+            if waiting.detached {
+                drop(waiting.permit);
+                self.next += 1;
+                continue;
+            }
             let result = waiting.result;
             self.counts.add(result.status);
             if result.status == RowStatus::Failed && self.failed_rows.len() < FAILED_ROWS_KEPT {
@@ -310,6 +327,7 @@ impl Default for Open {
             error: None,
             budget: false,
             seconds: 0.0,
+            detached: false,
         }
     }
 }

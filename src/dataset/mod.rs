@@ -37,5 +37,5 @@ mod tests_run;
 
 pub use inputs::RowInputs;
 pub use read::{FileError, Source};
-pub use run::{BATCH_WINDOW, Dataset, execute, window};
+pub use run::{Dataset, batch_window, execute, window};
 pub use shard::Shard;

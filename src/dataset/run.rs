@@ -30,6 +30,17 @@ pub const MIN_WINDOW: usize = 1024;
 /// takes 50,000 requests) are read at once; more wait for the earliest to be told.
 pub const BATCH_WINDOW: usize = 50_000;
 
+/// The rows in flight when agents go through batches: [`BATCH_WINDOW`], or fewer
+/// from `BYOK_FLOW_BATCH_WINDOW` (as the batch limits are lowered from
+/// `BYOK_FLOW_BATCH_MAX_REQUESTS`).
+pub fn batch_window() -> usize {
+    std::env::var("BYOK_FLOW_BATCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| *n > 0)
+        .map_or(BATCH_WINDOW, |n| n.min(BATCH_WINDOW))
+}
+
 /// How many rows may be in flight or finished and waiting for an earlier one to be
 /// written: four per concurrent call, and at least [`MIN_WINDOW`].
 pub fn window(concurrency: usize) -> usize {

@@ -101,10 +101,12 @@ pub struct Answer {
 /// Runs the call through `targets` in order. `on_failure` hears of every failed
 /// attempt that another attempt (a retry or the next fallback model) follows.
 /// The request is changed in place for each model (and for a JSON correction),
-/// not copied: a batched call waits hours with this future, one per request.
+/// not copied, and stays on the heap: a batched call waits hours with this
+/// future, one per request, and a request held in it would be laid out in it
+/// once per await that keeps it.
 pub async fn call(
     targets: &[Target],
-    mut request: Request,
+    mut request: Box<Request>,
     policy: &Policy,
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
     meter: &dyn Meter,
@@ -135,7 +137,8 @@ pub async fn call(
                 };
             }
             // No room in the budget for this model: none for the next either.
-            Err(e) if e.kind == ErrorKind::Budget => {
+            // Left in a batch for the run that collects it: nothing more is tried.
+            Err(e) if matches!(e.kind, ErrorKind::Budget | ErrorKind::Detached) => {
                 last = e;
                 break;
             }
@@ -276,6 +279,7 @@ async fn with_retries(
                 match error.kind {
                     ErrorKind::Transient => "retries spent, or the wait asked for is too long",
                     ErrorKind::Budget => "no room in the budget for another attempt",
+                    ErrorKind::Detached => "left in its batch for the run that collects it",
                     _ => "not worth retrying",
                 }
             );

@@ -105,6 +105,7 @@ impl Seen {
                 ErrorKind::Permanent => "failed, not retryable",
                 ErrorKind::Key => "failed: its key",
                 ErrorKind::Budget => "not sent: the budget",
+                ErrorKind::Detached => "left in its batch",
             },
         };
         tracing::info!(

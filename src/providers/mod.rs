@@ -224,6 +224,9 @@ pub enum ErrorKind {
     Key,
     /// Not sent: the budget has no room for what the attempt could cost.
     Budget,
+    /// In a batch the provider has taken, left there for the run that collects
+    /// it (`--detach`): no outcome yet, and nothing else is to be tried.
+    Detached,
 }
 
 impl std::fmt::Display for AttemptError {

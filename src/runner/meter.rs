@@ -78,7 +78,8 @@ impl Tab {
 #[derive(Debug)]
 struct InFlight {
     target: usize,
-    request: Request,
+    /// On the heap: a tab is kept for each call in flight, most without one.
+    request: Box<Request>,
     /// Its input as the reservation counted it (with a budget only).
     input: Option<Count>,
     /// Its reservation (with a budget only: an attempt is never sent on an
@@ -127,7 +128,7 @@ impl Meter for AgentMeter<'_> {
             }
             self.tab().in_flight = Some(InFlight {
                 target,
-                request: request.clone(),
+                request: Box::new(request.clone()),
                 input,
                 reserved,
             });

@@ -176,6 +176,9 @@ pub struct AgentFailure {
     pub key_failure: bool,
     /// It failed because the budget had no room for another attempt.
     pub budget: bool,
+    /// Not failed: its call was left in a batch the provider has taken, for the
+    /// run that collects it (`--detach`).
+    pub detached: bool,
 }
 
 impl AgentFailure {
@@ -188,6 +191,7 @@ impl AgentFailure {
             attempts: Vec::new(),
             key_failure: false,
             budget: false,
+            detached: false,
         }
     }
 }
@@ -492,7 +496,7 @@ impl scheduler::Runner for AgentRunner {
         let request = Box::new(request);
         Box::pin(async move {
             let start = Instant::now();
-            let mut request = *request;
+            let mut request = request;
             if self.rows.is_some() {
                 let row = self.file_row(task.row);
                 request.label = Some(format!("r{row}-{}", self.task_name(task)));
@@ -572,6 +576,7 @@ impl scheduler::Runner for AgentRunner {
                         attempts: called.attempts,
                         key_failure: e.kind == ErrorKind::Key,
                         budget: e.kind == ErrorKind::Budget,
+                        detached: e.kind == ErrorKind::Detached,
                     })
                 }
             }

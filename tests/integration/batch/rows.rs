@@ -76,7 +76,7 @@ fn rows_go_one_batch_per_wave_and_come_back_in_row_order() {
     assert_eq!(batches[0].results.len(), 40);
     assert_eq!(batches[1].results.len(), 40);
     // Each custom_id names its row and agent.
-    for (id, _) in &batches[0].results {
+    for (id, _) in batches[0].results.iter() {
         assert!(id.starts_with('r') && id.contains("-triage-"), "{id}");
     }
     // The fake answers in reverse order; the rows are told in row order, on stdout
@@ -328,6 +328,130 @@ fn detached_rows_are_collected_by_runs_resume() {
         serde_json::from_str(&std::fs::read_to_string(place.path().join("out/run.json")).unwrap())
             .unwrap();
     assert_eq!(run["run_id"], run_id.as_str());
+}
+
+/// The ids of the triage requests in the fake's batches, every batch's.
+fn triage_ids(server: &FakeServer) -> Vec<String> {
+    server
+        .batches()
+        .iter()
+        .flat_map(|b| b.results.iter().map(|(id, _)| id.clone()))
+        .filter(|id| id.contains("-triage-"))
+        .collect()
+}
+
+#[test]
+fn detach_submits_the_first_wave_of_every_row_however_many_the_window_holds() {
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        delay: Duration::from_millis(800),
+        ..BatchKnobs::default()
+    });
+    let place = Place::new();
+    write(&place, &server, 7);
+    // A window of 3 rows, batches of at most 2 requests: 7 rows are more than a
+    // window, as 50,001 rows are with the real limits.
+    let env = [
+        ("BYOK_FLOW_BATCH_WINDOW", "3"),
+        ("BYOK_FLOW_BATCH_MAX_REQUESTS", "2"),
+    ];
+    let mut host = String::new();
+    let detach = args(&server, &mut host, &["--detach", "--out", "out"]);
+    let out = place.command(&detach, &env).output().unwrap();
+    place.assert_no_key(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run_id = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(!run_id.is_empty() && !run_id.contains('\n'), "{run_id}");
+    // Every row's first agent is in a batch, each row once, none of the second
+    // wave yet, and no batch over the limit.
+    let mut submitted = triage_ids(&server);
+    submitted.sort();
+    let rows: Vec<String> = submitted
+        .iter()
+        .map(|id| id.split('-').next().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        rows,
+        ["r0", "r1", "r2", "r3", "r4", "r5", "r6"],
+        "{:?}",
+        server.batch_log()
+    );
+    let batches = server.batches();
+    assert_eq!(batches.len(), server.batch_count("create"));
+    assert!(batches.len() >= 4, "{:?}", server.batch_log());
+    assert!(batches.iter().all(|b| b.results.len() <= 2));
+    assert_eq!(server.batch_count("upload"), 0, "{:?}", server.batch_log());
+    let detached = stderr(&out);
+    assert!(
+        detached.contains(&format!("detached: {} batches submitted", batches.len())),
+        "{detached}"
+    );
+    // Nothing told: the rows are the collecting run's.
+    assert!(!place.path().join("out/results.jsonl").exists());
+
+    let out = place
+        .command(&["runs", "resume", &run_id], &env)
+        .output()
+        .unwrap();
+    place.assert_no_key(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The first wave was read from the detached run's batches, never submitted
+    // again; the second went now.
+    assert_eq!(triage_ids(&server).len(), 7, "{:?}", server.batch_log());
+    let replies = server
+        .batches()
+        .iter()
+        .flat_map(|b| b.results.iter())
+        .filter(|(id, _)| id.contains("-reply-"))
+        .count();
+    assert_eq!(replies, 7, "{:?}", server.batch_log());
+    let told = rows_of(&place);
+    assert_eq!(told.len(), 7);
+    for (n, row) in told.iter().enumerate() {
+        assert_eq!(row["row"], n, "{row}");
+        assert_eq!(row["status"], "succeeded", "{row}");
+    }
+    assert!(place.state_files().is_empty());
+}
+
+#[test]
+fn a_detached_row_keeps_what_its_batch_may_cost_reserved() {
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        delay: Duration::from_millis(800),
+        ..BatchKnobs::default()
+    });
+    let place = Place::new();
+    write(&place, &server, 7);
+    // A triage's worst case at the batch price is $0.0002675: $0.001 holds 3. A row
+    // that gives its place in the window once its batch is taken keeps its
+    // reservation, so the rows after the third are not submitted. (Rows on stdin:
+    // a file's would be refused whole by their estimate, over the budget.)
+    let env = [("BYOK_FLOW_BATCH_WINDOW", "2")];
+    let mut host = String::new();
+    let mut detach = args(&server, &mut host, &["--detach", "--max-usd", "0.001"]);
+    detach[3] = "-";
+    let rows = std::fs::read(place.path().join("rows.jsonl")).unwrap();
+    let mut child = place
+        .command(&detach, &env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &rows).unwrap();
+    let out = child.wait_with_output().unwrap();
+    place.assert_no_key(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(triage_ids(&server).len(), 3, "{:?}", server.batch_log());
+}
+
+/// The rows of out/results.jsonl.
+fn rows_of(place: &Place) -> Vec<Value> {
+    rows(&std::fs::read_to_string(place.path().join("out/results.jsonl")).unwrap())
 }
 
 #[test]
