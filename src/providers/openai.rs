@@ -9,8 +9,10 @@
 //! itself only), so requests sharing a prefix reach the same cache; cached
 //! prompt tokens come back in `prompt_tokens_details.cached_tokens`.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
+use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use sha2::{Digest, Sha256};
@@ -263,24 +265,61 @@ fn read_usage(value: Option<&Json>) -> (Usage, Reported) {
     let Some(u) = value.filter(|u| !u.is_null()) else {
         return (Usage::default(), Reported::default());
     };
-    let n = |p: &str| u.pointer(p).and_then(Json::as_u64).unwrap_or(0);
-    let has = |p: &str| u.pointer(p).and_then(Json::as_u64).is_some();
-    let prompt = n("/prompt_tokens");
+    let get = |path: &[&str]| {
+        path.iter()
+            .try_fold(u, |v, name| v.get(name))
+            .and_then(Json::as_u64)
+    };
+    let n = |path: &[&str]| get(path).unwrap_or(0);
+    let prompt = n(&["prompt_tokens"]);
     // DeepSeek reports cache hits its own way.
-    let cached = n("/prompt_tokens_details/cached_tokens").max(n("/prompt_cache_hit_tokens"));
-    let written = n("/prompt_tokens_details/cache_write_tokens");
+    let cached =
+        n(&["prompt_tokens_details", "cached_tokens"]).max(n(&["prompt_cache_hit_tokens"]));
+    let written = n(&["prompt_tokens_details", "cache_write_tokens"]);
     let usage = Usage {
         input: prompt.saturating_sub(cached.saturating_add(written)),
-        output: n("/completion_tokens"),
+        output: n(&["completion_tokens"]),
         cache_read: cached,
         cache_write: written,
         ..Usage::default()
     };
     let reported = Reported {
-        input: has("/prompt_tokens"),
-        output: has("/completion_tokens"),
+        input: get(&["prompt_tokens"]).is_some(),
+        output: get(&["completion_tokens"]).is_some(),
     };
     (usage, reported)
+}
+
+/// What a stream chunk says, as far as it is read.
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(default)]
+    usage: Option<Json>,
+    /// Whether the chunk has an `error` field (`null` included).
+    #[serde(default, deserialize_with = "present")]
+    error: bool,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default)]
+    annotations: Option<Vec<Json>>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 struct Stream {
@@ -294,6 +333,30 @@ struct Stream {
     searches: u64,
 }
 
+impl Stream {
+    /// What one chunk brought.
+    fn take(
+        &mut self,
+        content: Option<&str>,
+        annotations: Option<&[Json]>,
+        finish: Option<&str>,
+        usage: Option<&Json>,
+    ) {
+        if let Some(content) = content {
+            self.text.push_str(content);
+        }
+        if let Some(found) = annotations {
+            self.annotations.extend(found.iter().cloned());
+        }
+        if let Some(finish) = finish {
+            self.stop_reason = Some(stop_reason(finish));
+        }
+        if usage.is_some() {
+            (self.usage, self.reported) = read_usage(usage);
+        }
+    }
+}
+
 impl StreamParser for Stream {
     fn event(&mut self, event: &SseEvent) -> Result<bool, StreamFault> {
         let data = event.data.trim();
@@ -303,33 +366,45 @@ impl StreamParser for Stream {
         if data == "[DONE]" {
             return Ok(true);
         }
+        // Most chunks carry a token or two: read them into borrowed fields, not a
+        // tree of values (that and its look-ups were a quarter of a dataset run's
+        // CPU). A chunk of another shape (an error, a field of another type) is
+        // read as a value, as it always was.
+        if let Ok(chunk) = serde_json::from_str::<Chunk<'_>>(data)
+            && !chunk.error
+        {
+            let choice = chunk.choices.as_deref().and_then(<[Choice]>::first);
+            let delta = choice.and_then(|c| c.delta.as_ref());
+            self.take(
+                delta.and_then(|d| d.content.as_deref()),
+                delta.and_then(|d| d.annotations.as_deref()),
+                choice.and_then(|c| c.finish_reason.as_deref()),
+                chunk.usage.as_ref(),
+            );
+            return Ok(false);
+        }
         let chunk: Json = serde_json::from_str(data).map_err(|e| {
             StreamFault::Malformed(format!("a stream chunk is not valid JSON: {e}"))
         })?;
         if chunk.get("error").is_some() {
             return Err(StreamFault::Error(ApiError::from_event(&chunk)));
         }
-        if let Some(content) = chunk
-            .pointer("/choices/0/delta/content")
-            .and_then(Json::as_str)
-        {
-            self.text.push_str(content);
-        }
-        if let Some(found) = chunk
-            .pointer("/choices/0/delta/annotations")
-            .and_then(Json::as_array)
-        {
-            self.annotations.extend(found.iter().cloned());
-        }
-        if let Some(finish) = chunk
-            .pointer("/choices/0/finish_reason")
-            .and_then(Json::as_str)
-        {
-            self.stop_reason = Some(stop_reason(finish));
-        }
-        if chunk.get("usage").is_some_and(|u| !u.is_null()) {
-            (self.usage, self.reported) = read_usage(chunk.get("usage"));
-        }
+        let choice = chunk
+            .get("choices")
+            .and_then(|c| c.get(0))
+            .filter(|c| c.is_object());
+        let delta = choice.and_then(|c| c.get("delta"));
+        self.take(
+            delta.and_then(|d| d.get("content")).and_then(Json::as_str),
+            delta
+                .and_then(|d| d.get("annotations"))
+                .and_then(Json::as_array)
+                .map(Vec::as_slice),
+            choice
+                .and_then(|c| c.get("finish_reason"))
+                .and_then(Json::as_str),
+            chunk.get("usage").filter(|u| !u.is_null()),
+        );
         Ok(false)
     }
 
@@ -355,5 +430,71 @@ impl StreamParser for Stream {
             stop_reason: self.stop_reason.take(),
             citations,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(chunks: &[&str]) -> Result<Reply, StreamFault> {
+        let request = Request::default();
+        let mut stream = OpenAi { first_party: true }.stream(&request);
+        for data in chunks {
+            let event = SseEvent {
+                name: String::new(),
+                data: (*data).into(),
+            };
+            if stream.event(&event)? {
+                break;
+            }
+        }
+        Ok(stream.reply())
+    }
+
+    /// Chunks read into borrowed fields, and those of other shapes read as
+    /// values, say the same.
+    #[test]
+    fn stream_chunks_of_every_shape_are_read() {
+        let reply = streamed(&[
+            r#"{"id": "c", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}], "usage": null}"#,
+            r#"{"choices": [{"delta": {"content": "caf\u00e9 \"a\""}}]}"#,
+            // Fields of other types than a chunk's are not read, and not an error.
+            r#"{"choices": [{"delta": {"content": 7}}]}"#,
+            r#"{"choices": [{"delta": {"content": " b", "annotations": {}}, "finish_reason": 3}]}"#,
+            r#"{"choices": null}"#,
+            r#"{"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 2}}}"#,
+            r#"{"choices": [{"delta": {"content": "!"}, "finish_reason": "length"}, 1]}"#,
+            r#"{"choices": [{"delta": {"content": "?"}}], "choices": [{"delta": {"content": "."}}]}"#,
+            "[DONE]",
+            r#"{"choices": [{"delta": {"content": "after the end"}}]}"#,
+        ])
+        .unwrap();
+        assert_eq!(reply.text, "café \"a\" b!.");
+        assert_eq!(reply.stop_reason.as_deref(), Some("max_tokens"));
+        assert_eq!(
+            (
+                reply.usage.input,
+                reply.usage.output,
+                reply.usage.cache_read
+            ),
+            (10, 5, 2)
+        );
+        assert!(reply.reported.all());
+
+        // An `error` field, even `null`, is the provider's error.
+        for error in [
+            r#"{"error": {"message": "overloaded", "type": "server_error"}}"#,
+            r#"{"choices": [], "error": null}"#,
+        ] {
+            assert!(
+                matches!(streamed(&[error]), Err(StreamFault::Error(_))),
+                "{error}"
+            );
+        }
+        assert!(matches!(
+            streamed(&[r#"{"choices": [{"delta": {"content": "cut"#]),
+            Err(StreamFault::Malformed(_))
+        ));
     }
 }
