@@ -817,6 +817,85 @@ mod tests {
         assert_eq!(segments(&cache).len(), 1);
     }
 
+    /// The index keeps 8 bytes of a key; two keys that share them are both
+    /// served, each its own entry, and a third that shares them is a miss.
+    #[test]
+    fn keys_that_share_their_first_8_bytes_are_never_confused() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = key_of(&[endpoint()], &request()).0;
+        let twin = |last: u8| {
+            let mut bytes = base;
+            bytes[31] = last;
+            bytes[8] ^= 0xff;
+            Key(bytes)
+        };
+        let (a, b, c) = (Key(base), twin(1), twin(2));
+        let answer = |k: &Key, text: &str| Entry {
+            text: text.into(),
+            ..entry(k)
+        };
+        let text = |cache: &Cache, k: &Key| match cache.get(k) {
+            Lookup::Hit(found) => Some(found.text),
+            Lookup::Miss => None,
+            other => panic!("{other:?}"),
+        };
+        // In one process, and in two: each key's own entry, newest first.
+        let one = Cache::new(dir.path());
+        one.put(&a, &answer(&a, "A")).unwrap();
+        one.put(&b, &answer(&b, "B")).unwrap();
+        assert_eq!(text(&one, &a).as_deref(), Some("A"));
+        assert_eq!(text(&one, &b).as_deref(), Some("B"));
+        assert_eq!(text(&one, &c), None);
+        let two = Cache::new(dir.path());
+        two.put(&b, &answer(&b, "B2")).unwrap();
+        two.put(&c, &answer(&c, "C")).unwrap();
+        two.put(&a, &answer(&a, "A2")).unwrap();
+        assert_eq!(text(&two, &b).as_deref(), Some("B2"));
+        let next = Cache::new(dir.path());
+        assert_eq!(next.len(), 3);
+        for (k, want) in [(&a, "A2"), (&b, "B2"), (&c, "C")] {
+            assert_eq!(text(&next, k).as_deref(), Some(want));
+        }
+        // Compacted: still each its own.
+        for n in 0..20 {
+            let k = key_of(
+                &[endpoint()],
+                &Request {
+                    prompt: format!("Prompt {n}."),
+                    ..request()
+                },
+            );
+            Cache::new(dir.path()).put(&k, &entry(&k)).unwrap();
+        }
+        let compacted = Cache::new(dir.path());
+        assert!(segments(&compacted).len() < 10);
+        assert_eq!(compacted.len(), 23);
+        for (k, want) in [(&a, "A2"), (&b, "B2"), (&c, "C")] {
+            assert_eq!(text(&compacted, k).as_deref(), Some(want));
+        }
+        // A record under the first key, zeroed: the other two are still served.
+        let d = twin(3);
+        let fresh = tempfile::tempdir().unwrap();
+        let cache = Cache::new(fresh.path());
+        cache.put(&d, &answer(&d, "D")).unwrap();
+        cache.put(&a, &answer(&a, "A")).unwrap();
+        let path = segment(&cache);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[..segment::HEADER].fill(0);
+        std::fs::write(&path, &bytes).unwrap();
+        let reread = Cache::new(fresh.path());
+        assert_eq!(text(&reread, &d), None);
+        assert_eq!(
+            text(&reread, &a),
+            None,
+            "after the first record, nothing is believed"
+        );
+        reread.put(&a, &answer(&a, "A3")).unwrap();
+        reread.put(&d, &answer(&d, "D3")).unwrap();
+        assert_eq!(text(&reread, &a).as_deref(), Some("A3"));
+        assert_eq!(text(&reread, &d).as_deref(), Some("D3"));
+    }
+
     #[test]
     fn entries_are_private_to_their_owner() {
         #[cfg(unix)]

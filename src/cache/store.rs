@@ -39,13 +39,112 @@ const SMALL: u64 = 64 * 1024 * 1024;
 /// How often, at most, a miss looks for what other processes wrote since.
 pub(super) const RESCAN: Duration = Duration::from_secs(1);
 
-/// Where a record is: about 56 bytes of index an entry, with its key.
+/// Where a record is, in 8 bytes: the segment's number (in `segments`) in the
+/// high [`SEGMENT_BITS`], the record's offset in the rest. What the header says
+/// (the whole key, when it was written, the payload's length) is read from the
+/// disk when it is needed.
 #[derive(Debug, Clone, Copy)]
-struct Loc {
-    segment: u32,
-    len: u32,
-    offset: u64,
-    written: u64,
+struct Loc(u64);
+
+const SEGMENT_BITS: u32 = 24;
+const OFFSET_BITS: u32 = u64::BITS - SEGMENT_BITS;
+
+impl Loc {
+    /// `None` past 16 million segments or 1 TiB into one: such a record is not
+    /// indexed (a miss), never misplaced.
+    fn new(segment: usize, offset: u64) -> Option<Loc> {
+        let segment = u64::try_from(segment).ok()?;
+        (segment >> SEGMENT_BITS == 0 && offset >> OFFSET_BITS == 0)
+            .then_some(Loc(segment << OFFSET_BITS | offset))
+    }
+
+    fn segment(self) -> usize {
+        (self.0 >> OFFSET_BITS) as usize
+    }
+
+    fn offset(self) -> u64 {
+        self.0 & ((1 << OFFSET_BITS) - 1)
+    }
+}
+
+/// The first 8 bytes of a key: what the index is keyed by.
+fn prefix(key: &Key) -> u64 {
+    let mut bytes = [0; 8];
+    bytes.copy_from_slice(&key.0[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Every indexed key's newest record: 16 bytes an entry (about 17 to 34 with
+/// the table's slack), not the 56 a whole key and its place took. A key is
+/// found by its first 8 bytes; the record there is served only if its header
+/// names the whole key. Two keys that share their first 8 bytes (one pair in
+/// about 10^10 among 100,000 entries, or made on purpose) are both kept: the
+/// first in `short`, the others whole in `collided`, looked in first.
+#[derive(Default)]
+struct Index {
+    short: HashMap<u64, Loc>,
+    collided: HashMap<Key, Loc>,
+}
+
+impl Index {
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.short.len() + self.collided.len()
+    }
+
+    /// Where the newest record of `key` may be (its header, read, says whether
+    /// it is `key`'s).
+    fn get(&self, key: &Key) -> Option<Loc> {
+        self.collided
+            .get(key)
+            .or_else(|| self.short.get(&prefix(key)))
+            .copied()
+    }
+
+    /// Every place indexed.
+    fn locs(&self) -> impl Iterator<Item = Loc> + '_ {
+        self.short.values().chain(self.collided.values()).copied()
+    }
+
+    /// Indexes the record of `key` written at `written`, at `loc`, unless the
+    /// index has a newer one of the same key (of two written at the same
+    /// moment, the one indexed last wins).
+    fn insert(&mut self, segments: &[Segment], key: &Key, written: u64, loc: Loc) {
+        let newer = |old: Loc| match header_at(segments, old) {
+            Some(h) if h.key == *key => Some(written >= h.written),
+            Some(_) => None,
+            // The record there can no longer be read: it would not be served.
+            None => Some(true),
+        };
+        if let Some(old) = self.collided.get_mut(key) {
+            if newer(*old) != Some(false) {
+                *old = loc;
+            }
+            return;
+        }
+        match self.short.entry(prefix(key)) {
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(loc);
+            }
+            std::collections::hash_map::Entry::Occupied(mut slot) => match newer(*slot.get()) {
+                Some(true) => {
+                    slot.insert(loc);
+                }
+                Some(false) => {}
+                // Another key's, with the same first 8 bytes.
+                None => {
+                    self.collided.insert(*key, loc);
+                }
+            },
+        }
+    }
+}
+
+/// The header of the record at `loc`, if it can be read and checks.
+fn header_at(segments: &[Segment], loc: Loc) -> Option<Header> {
+    let segment = segments.get(loc.segment())?;
+    let bytes = segment::read_at(&segment.file, loc.offset(), HEADER).ok()?;
+    Header::decode(&bytes)
 }
 
 struct Segment {
@@ -64,7 +163,7 @@ pub enum Found {
 
 pub struct Store {
     dir: PathBuf,
-    index: HashMap<Key, Loc>,
+    index: Index,
     segments: Vec<Segment>,
     /// The names of the segments read, so a rescan reads only new ones.
     known: HashSet<OsString>,
@@ -88,7 +187,7 @@ impl Store {
     fn read(dir: PathBuf) -> Store {
         let mut store = Store {
             dir,
-            index: HashMap::new(),
+            index: Index::default(),
             segments: Vec::new(),
             known: HashSet::new(),
             own: None,
@@ -106,32 +205,65 @@ impl Store {
 
     /// The newest whole record of `key`, its payload checked.
     pub fn find(&mut self, key: &Key) -> Option<Found> {
-        let loc = if let Some(loc) = self.index.get(key) {
-            *loc
-        } else {
-            if self.rescanned.elapsed() < RESCAN {
-                return None;
+        let (loc, header) = match self.locate(key) {
+            Some(found) => found,
+            None => {
+                if self.rescanned.elapsed() < RESCAN {
+                    return None;
+                }
+                self.rescan();
+                self.locate(key)?
             }
-            self.rescan();
-            *self.index.get(key)?
         };
-        let segment = &self.segments[loc.segment as usize];
-        let at = || format!("at byte {} of {}", loc.offset, segment.path.display());
-        let mut bytes = match segment::read_at(&segment.file, loc.offset, HEADER + loc.len as usize)
-        {
+        let Ok(header) = header else {
+            return Some(Found::Damaged(self.corrupted(loc)));
+        };
+        let segment = &self.segments[loc.segment()];
+        let payload = match segment::read_at(
+            &segment.file,
+            loc.offset() + HEADER as u64,
+            header.len as usize,
+        ) {
             Ok(bytes) => bytes,
-            Err(e) => return Some(Found::Damaged(format!("{} cannot be read ({e})", at()))),
-        };
-        match Header::decode(&bytes) {
-            Some(header) if header.key == *key && header.holds(&bytes[HEADER..]) => {
-                bytes.drain(..HEADER);
-                Some(Found::Payload(bytes))
+            Err(e) => {
+                return Some(Found::Damaged(format!(
+                    "{} cannot be read ({e})",
+                    self.at(loc)
+                )));
             }
-            _ => Some(Found::Damaged(format!(
-                "{} is corrupted (its checksum does not match)",
-                at()
-            ))),
+        };
+        if header.holds(&payload) {
+            Some(Found::Payload(payload))
+        } else {
+            Some(Found::Damaged(self.corrupted(loc)))
         }
+    }
+
+    /// Where the index has a record of `key`, and its header: `Err` when that
+    /// header cannot be read or does not check, `None` when the index has none
+    /// (or only another key's that shares its first 8 bytes).
+    fn locate(&self, key: &Key) -> Option<(Loc, Result<Header, ()>)> {
+        let loc = self.index.get(key)?;
+        match header_at(&self.segments, loc) {
+            Some(header) if header.key == *key => Some((loc, Ok(header))),
+            Some(_) => None,
+            None => Some((loc, Err(()))),
+        }
+    }
+
+    fn at(&self, loc: Loc) -> String {
+        format!(
+            "at byte {} of {}",
+            loc.offset(),
+            self.segments[loc.segment()].path.display()
+        )
+    }
+
+    fn corrupted(&self, loc: Loc) -> String {
+        format!(
+            "{} is corrupted (its checksum does not match)",
+            self.at(loc)
+        )
     }
 
     /// Appends `payload` as the entry of `key` to this process's segment (made
@@ -146,9 +278,6 @@ impl Store {
             Some(own) => own,
             None => self.create()?,
         };
-        let (Ok(number), Ok(len)) = (u32::try_from(own), u32::try_from(payload.len())) else {
-            return Err(io::Error::other("too many cache segments open"));
-        };
         let segment = &mut self.segments[own];
         if let Err(e) = (&segment.file).write_all(&record) {
             // What follows a write cut short would not be read: the next entry
@@ -156,14 +285,11 @@ impl Store {
             self.own = None;
             return Err(e);
         }
-        let loc = Loc {
-            segment: number,
-            len,
-            offset: segment.scanned,
-            written,
-        };
+        let loc = Loc::new(own, segment.scanned);
         segment.scanned += record.len() as u64;
-        self.index.insert(*key, loc);
+        if let Some(loc) = loc {
+            self.index.insert(&self.segments, key, written, loc);
+        }
         Ok(())
     }
 
@@ -251,35 +377,21 @@ impl Store {
 
     /// Indexes the records of segment `n` from where its last scan stopped.
     fn scan(&mut self, n: usize) {
-        let Ok(number) = u32::try_from(n) else {
-            return;
-        };
-        let segment = &mut self.segments[n];
+        let (segments, index) = (&self.segments, &mut self.index);
+        let segment = &segments[n];
         let Ok(size) = segment.file.metadata().map(|m| m.len()) else {
             return;
         };
         if size <= segment.scanned {
             return;
         }
-        let index = &mut self.index;
         let scanned = segment::scan(&segment.file, segment.scanned, size, |header, offset| {
-            let loc = Loc {
-                segment: number,
-                len: header.len,
-                offset,
-                written: header.written,
-            };
-            index
-                .entry(header.key)
-                .and_modify(|old| {
-                    if loc.written >= old.written {
-                        *old = loc;
-                    }
-                })
-                .or_insert(loc);
+            if let Some(loc) = Loc::new(n, offset) {
+                index.insert(segments, &header.key, header.written, loc);
+            }
         });
         match scanned {
-            Ok(end) => segment.scanned = end,
+            Ok(end) => self.segments[n].scanned = end,
             Err(e) => tracing::warn!(
                 "cannot read the cache segment {}: {e}",
                 segment.path.display()
@@ -329,15 +441,20 @@ impl Store {
         }
         let temp = builder.tempfile_in(&self.dir)?;
         let mut out = io::BufWriter::new(temp.as_file());
-        let mut locs: Vec<&Loc> = self
+        let mut locs: Vec<Loc> = self
             .index
-            .values()
-            .filter(|loc| taken[loc.segment as usize])
+            .locs()
+            .filter(|loc| taken[loc.segment()])
             .collect();
-        locs.sort_by_key(|loc| (loc.segment, loc.offset));
+        // By segment, then offset.
+        locs.sort_by_key(|loc| loc.0);
         for loc in locs {
-            let segment = &self.segments[loc.segment as usize];
-            let Ok(record) = segment::read_at(&segment.file, loc.offset, HEADER + loc.len as usize)
+            let segment = &self.segments[loc.segment()];
+            let Some(header) = header_at(&self.segments, loc) else {
+                continue;
+            };
+            let Ok(record) =
+                segment::read_at(&segment.file, loc.offset(), HEADER + header.len as usize)
             else {
                 continue;
             };
