@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::OnceCell;
 
@@ -37,6 +37,17 @@ pub struct KeyStore {
     /// Called with each key right after it is read, before it is used or anything
     /// about it is printed (GitHub Actions masks it here).
     on_read: Option<OnRead>,
+    /// The checks that allowed a destination, by its URL: a check parses URLs,
+    /// and a run's many calls (a dataset run's, two a call) go to few places.
+    passed: Mutex<HashMap<String, Vec<Passed>>>,
+}
+
+/// What a check that allowed a URL was given (the rest of its input, the
+/// hosts the person running allows, is the store's and does not change).
+struct Passed {
+    key: KeyRef,
+    owner: String,
+    hosts: Vec<HostPattern>,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -75,6 +86,7 @@ impl KeyStore {
             identity: OnceCell::new(),
             keys: Mutex::new(HashMap::new()),
             on_read: None,
+            passed: Mutex::default(),
         }
     }
 
@@ -146,6 +158,16 @@ impl KeyStore {
         target_url: &str,
     ) -> Result<(), KeyError> {
         let owner = file_provider.unwrap_or(provider);
+        let passed = || -> std::sync::MutexGuard<'_, _> {
+            self.passed.lock().unwrap_or_else(PoisonError::into_inner)
+        };
+        let same = |p: &Passed| p.key == *key && p.owner == owner && p.hosts == file_hosts;
+        if passed()
+            .get(target_url)
+            .is_some_and(|list| list.iter().any(same))
+        {
+            return Ok(());
+        }
         check_destination(
             catalog::builtin_base_url(owner),
             file_hosts,
@@ -156,7 +178,16 @@ impl KeyStore {
             key: key.to_string(),
             provider: owner.to_string(),
             error,
-        })
+        })?;
+        passed()
+            .entry(target_url.to_string())
+            .or_default()
+            .push(Passed {
+                key: key.clone(),
+                owner: owner.to_string(),
+                hosts: file_hosts.to_vec(),
+            });
+        Ok(())
     }
 
     /// Before a run's first request: every (agent, model, key, destination) the
@@ -383,6 +414,67 @@ mod tests {
             "{:?}",
             err.hint()
         );
+    }
+
+    /// A destination allowed once is not parsed again for the same key, but
+    /// every other key, provider and URL is checked on its own.
+    #[tokio::test]
+    async fn an_allowed_destination_is_remembered_only_for_what_allowed_it() {
+        let f = fixture();
+        f.write_key(
+            "anthropic",
+            "provider = \"anthropic\"\nkey = \"sk-ant-1\"\n",
+        );
+        let store = f.store(&[("OPENAI_KEY", "sk-env")], &["gateway.example"]);
+        let env = KeyRef::Env("OPENAI_KEY".into());
+        let allowed = [
+            (
+                env.clone(),
+                "openai",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+            (
+                env.clone(),
+                "openai",
+                "https://gateway.example/v1/chat/completions",
+            ),
+            (
+                file("anthropic"),
+                "anthropic",
+                "https://api.anthropic.com/v1/messages",
+            ),
+            (
+                file("anthropic"),
+                "openai",
+                "https://gateway.example/v1/chat/completions",
+            ),
+        ];
+        for _ in 0..3 {
+            for (key, provider, url) in &allowed {
+                store.key_for(key, provider, url).await.unwrap();
+            }
+        }
+        assert_eq!(store.passed.lock().unwrap().len(), 3);
+        for (key, provider, url) in [
+            // The URL an OpenAI key went to, for the Anthropic key: refused.
+            (
+                &file("anthropic"),
+                "anthropic",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+            // The same key to the same provider's host, over plain HTTP.
+            (&env, "openai", "http://api.openai.com/v1/chat/completions"),
+            (
+                &env,
+                "anthropic",
+                "https://api.openai.com/v1/chat/completions",
+            ),
+        ] {
+            for _ in 0..2 {
+                let err = store.key_for(key, provider, url).await.unwrap_err();
+                assert!(matches!(err, KeyError::HostRefused { .. }), "{url}: {err}");
+            }
+        }
     }
 
     #[tokio::test]
