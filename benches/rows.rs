@@ -5,7 +5,8 @@
 //!
 //! - `run --each` over 1,000, 10,000 and 100,000 rows, without the cache (the
 //!   runner's own cost), and over 10,000 rows with it (an answer appended to the
-//!   cache a call);
+//!   cache a call), in turn with the same run without it; peak RSS over 1,000 and
+//!   100,000 rows with the cache on (its index grows by an entry a row);
 //! - `estimate --each` over 100,000 rows.
 //!
 //! Targets: 10,000 rows in at most 3 s wall and 1.5 s CPU; peak RSS at 100,000 rows
@@ -14,8 +15,8 @@
 //!
 //! Run: `cargo bench --bench rows`, or only some parts: `cargo bench --bench rows --
 //! rows cache local estimate` (`rows`: without the cache, 1,000 to 100,000 rows, and
-//! peak RSS; `cache`: 10,000 rows with the cache on and off, in turn; `local`: no
-//! counting; `estimate`).
+//! peak RSS; `cache`: 10,000 rows with the cache on and off, in turn, and peak RSS
+//! with it on; `local`: no counting; `estimate`).
 //!
 //! `cargo bench --bench rows -- serve` measures nothing: it writes the squads and
 //! the rows files, starts the fake server, prints the commands that run them (to
@@ -260,6 +261,35 @@ fn main() {
             ratios[ratios.len() / 2],
             ratios[0],
             ratios[ratios.len() - 1]
+        );
+        // Memory with the cache on: its index holds an entry a row.
+        let mut rss = Vec::new();
+        for n in [1_000usize, 100_000] {
+            let file = format!("rows-{n}.jsonl");
+            let args = [&cached[..3], &[file.as_str()], &cached[4..]].concat();
+            let m = median(
+                (0..runs)
+                    .map(|_| {
+                        let _ = std::fs::remove_dir_all(dir.path().join("cache"));
+                        measure(&binary, dir.path(), &args)
+                    })
+                    .collect(),
+            );
+            println!(
+                "run --each {n:>7} rows, cache on: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB",
+                m.wall,
+                m.cpu,
+                m.cpu * 1000.0 / n as f64,
+                m.rss_mb
+            );
+            rss.push(m.rss_mb);
+        }
+        println!(
+            "peak RSS with the cache on, 100,000 rows / 1,000 rows: {:.2} (<= 1.3: {}), {:.1} MB (<= 60 MB: {})",
+            rss[1] / rss[0],
+            verdict(rss[1] / rss[0] <= 1.3),
+            rss[1],
+            verdict(rss[1] <= 60.0)
         );
     }
     if wants("local") {

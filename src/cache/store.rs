@@ -74,22 +74,31 @@ fn prefix(key: &Key) -> u64 {
     u64::from_le_bytes(bytes)
 }
 
-/// Every indexed key's newest record: 16 bytes an entry (about 17 to 34 with
-/// the table's slack), not the 56 a whole key and its place took. A key is
-/// found by its first 8 bytes; the record there is served only if its header
-/// names the whole key. Two keys that share their first 8 bytes (one pair in
-/// about 10^10 among 100,000 entries, or made on purpose) are both kept: the
-/// first in `short`, the others whole in `collided`, looked in first.
+/// Every indexed key's newest record, in 16 bytes an entry, not the 56 a whole
+/// key and its place took. A key is found by its first 8 bytes; the record
+/// there is served only if its header names the whole key. Two keys that share
+/// their first 8 bytes (one pair in about 10^10 among 100,000 entries, or made
+/// on purpose) are both kept: the first by its prefix, the others whole in
+/// `collided`, looked in first.
+///
+/// Most entries are in `sorted`, an array with no slack in use (a hash table
+/// has up to half its slots empty, and holds its old table and its new one
+/// while it grows); new prefixes go to `recent`, merged into `sorted` when it
+/// holds [`RECENT`].
 #[derive(Default)]
 struct Index {
-    short: HashMap<u64, Loc>,
+    sorted: Vec<(u64, Loc)>,
+    recent: HashMap<u64, Loc>,
     collided: HashMap<Key, Loc>,
 }
+
+/// How many new prefixes wait in a hash table before they are merged.
+const RECENT: usize = 4096;
 
 impl Index {
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.short.len() + self.collided.len()
+        self.sorted.len() + self.recent.len() + self.collided.len()
     }
 
     /// Where the newest record of `key` may be (its header, read, says whether
@@ -97,13 +106,25 @@ impl Index {
     fn get(&self, key: &Key) -> Option<Loc> {
         self.collided
             .get(key)
-            .or_else(|| self.short.get(&prefix(key)))
             .copied()
+            .or_else(|| self.by_prefix(prefix(key)))
+    }
+
+    fn by_prefix(&self, short: u64) -> Option<Loc> {
+        self.recent.get(&short).copied().or_else(|| {
+            let at = self.sorted.binary_search_by_key(&short, |e| e.0).ok()?;
+            Some(self.sorted[at].1)
+        })
     }
 
     /// Every place indexed.
     fn locs(&self) -> impl Iterator<Item = Loc> + '_ {
-        self.short.values().chain(self.collided.values()).copied()
+        self.sorted
+            .iter()
+            .map(|e| &e.1)
+            .chain(self.recent.values())
+            .chain(self.collided.values())
+            .copied()
     }
 
     /// Indexes the record of `key` written at `written`, at `loc`, unless the
@@ -122,20 +143,47 @@ impl Index {
             }
             return;
         }
-        match self.short.entry(prefix(key)) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(loc);
+        let short = prefix(key);
+        let Some(old) = self.by_prefix(short) else {
+            self.recent.insert(short, loc);
+            if self.recent.len() >= RECENT {
+                self.merge();
             }
-            std::collections::hash_map::Entry::Occupied(mut slot) => match newer(*slot.get()) {
-                Some(true) => {
-                    slot.insert(loc);
+            return;
+        };
+        match newer(old) {
+            Some(true) => {
+                if let Some(slot) = self.recent.get_mut(&short) {
+                    *slot = loc;
+                } else if let Ok(at) = self.sorted.binary_search_by_key(&short, |e| e.0) {
+                    self.sorted[at].1 = loc;
                 }
-                Some(false) => {}
-                // Another key's, with the same first 8 bytes.
-                None => {
-                    self.collided.insert(*key, loc);
-                }
-            },
+            }
+            Some(false) => {}
+            // Another key's, with the same first 8 bytes.
+            None => {
+                self.collided.insert(*key, loc);
+            }
+        }
+    }
+
+    /// Moves `recent` into `sorted`, in place from its end (no prefix is in both).
+    fn merge(&mut self) {
+        let mut recent: Vec<(u64, Loc)> = self.recent.drain().collect();
+        recent.sort_unstable_by_key(|e| e.0);
+        let mut old = self.sorted.len();
+        self.sorted.resize(old + recent.len(), (0, Loc(0)));
+        for at in (0..self.sorted.len()).rev() {
+            let Some(&last) = recent.last() else {
+                break;
+            };
+            if old > 0 && self.sorted[old - 1].0 > last.0 {
+                self.sorted[at] = self.sorted[old - 1];
+                old -= 1;
+            } else {
+                self.sorted[at] = last;
+                recent.pop();
+            }
         }
     }
 }
@@ -540,4 +588,57 @@ fn open_segment(path: &Path) -> io::Result<File> {
         ));
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    fn key(n: usize) -> Key {
+        Key(Sha256::digest(n.to_le_bytes()).into())
+    }
+
+    fn payload(store: &mut Store, key: &Key) -> Option<Vec<u8>> {
+        match store.find(key)? {
+            Found::Payload(bytes) => Some(bytes),
+            Found::Damaged(why) => panic!("{why}"),
+        }
+    }
+
+    /// Past the entries a hash table holds before they are merged into the
+    /// sorted array: every key found, rewritten in place, or kept whole when
+    /// its first 8 bytes are another's.
+    #[test]
+    fn many_entries_are_merged_and_still_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path().to_path_buf());
+        let n = 3 * RECENT + 5;
+        for i in 0..n {
+            store.append(&key(i), format!("{i}").as_bytes()).unwrap();
+        }
+        assert!(store.index.sorted.len() >= 3 * RECENT);
+        assert!(store.index.sorted.windows(2).all(|w| w[0].0 < w[1].0));
+        // A key of the sorted array written again, and a key sharing the first 8
+        // bytes of one there.
+        store.append(&key(7), b"again").unwrap();
+        let mut twin = key(9).0;
+        twin[31] ^= 1;
+        let twin = Key(twin);
+        store.append(&twin, b"twin").unwrap();
+        let mut next = Store::open(dir.path().to_path_buf());
+        for store in [&mut store, &mut next] {
+            assert_eq!(store.len(), n + 1);
+            for i in (0..n).step_by(97).chain([7, 9, n - 1]) {
+                let want = if i == 7 {
+                    "again".into()
+                } else {
+                    format!("{i}")
+                };
+                assert_eq!(payload(store, &key(i)), Some(want.into_bytes()), "{i}");
+            }
+            assert_eq!(payload(store, &twin).as_deref(), Some(&b"twin"[..]));
+            assert_eq!(payload(store, &key(n)), None);
+        }
+    }
 }
