@@ -837,7 +837,7 @@ mod tests {
         let text = |cache: &Cache, k: &Key| match cache.get(k) {
             Lookup::Hit(found) => Some(found.text),
             Lookup::Miss => None,
-            other => panic!("{other:?}"),
+            unreadable @ Lookup::Unreadable(_) => panic!("{unreadable:?}"),
         };
         // In one process, and in two: each key's own entry, newest first.
         let one = Cache::new(dir.path());

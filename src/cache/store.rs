@@ -253,15 +253,14 @@ impl Store {
 
     /// The newest whole record of `key`, its payload checked.
     pub fn find(&mut self, key: &Key) -> Option<Found> {
-        let (loc, header) = match self.locate(key) {
-            Some(found) => found,
-            None => {
-                if self.rescanned.elapsed() < RESCAN {
-                    return None;
-                }
-                self.rescan();
-                self.locate(key)?
+        let (loc, header) = if let Some(found) = self.locate(key) {
+            found
+        } else {
+            if self.rescanned.elapsed() < RESCAN {
+                return None;
             }
+            self.rescan();
+            self.locate(key)?
         };
         let Ok(header) = header else {
             return Some(Found::Damaged(self.corrupted(loc)));
