@@ -220,14 +220,19 @@ fn grounding(metadata: &Json) -> (Vec<Citation>, u64) {
 
 impl Accumulated {
     fn add(&mut self, chunk: &Json) -> Result<(), String> {
+        // Fields are looked up one by one, not by JSON pointer (which allocates
+        // each segment of its path): a stream has a chunk every few tokens.
+        let candidate = chunk.get("candidates").and_then(|c| c.get(0));
         if let Some(reason) = chunk
-            .pointer("/promptFeedback/blockReason")
+            .get("promptFeedback")
+            .and_then(|f| f.get("blockReason"))
             .and_then(Json::as_str)
         {
             return Err(format!("Gemini blocked the prompt ({reason})"));
         }
-        if let Some(parts) = chunk
-            .pointer("/candidates/0/content/parts")
+        if let Some(parts) = candidate
+            .and_then(|c| c.get("content"))
+            .and_then(|c| c.get("parts"))
             .and_then(Json::as_array)
         {
             for part in parts {
@@ -238,8 +243,8 @@ impl Accumulated {
                     .push_str(part.get("text").and_then(Json::as_str).unwrap_or_default());
             }
         }
-        if let Some(reason) = chunk
-            .pointer("/candidates/0/finishReason")
+        if let Some(reason) = candidate
+            .and_then(|c| c.get("finishReason"))
             .and_then(Json::as_str)
         {
             self.finish = Some(if reason == "MAX_TOKENS" {
@@ -251,7 +256,7 @@ impl Accumulated {
         if let Some(u) = chunk.get("usageMetadata") {
             (self.usage, self.reported) = read_usage(u);
         }
-        if let Some(metadata) = chunk.pointer("/candidates/0/groundingMetadata") {
+        if let Some(metadata) = candidate.and_then(|c| c.get("groundingMetadata")) {
             self.grounding = Some(metadata.clone());
         }
         Ok(())
