@@ -145,6 +145,17 @@ fn serve(dir: tempfile::TempDir, server: &fake::FakeServer) -> ! {
     }
 }
 
+/// One line of the table: `n` rows run `how`, and what the target says of it.
+fn print_run(n: usize, how: &str, m: &Measured, target: &str) {
+    println!(
+        "run --each {n:>7} rows, {how}: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB  {target}",
+        m.wall,
+        m.cpu,
+        m.cpu * 1000.0 / n as f64,
+        m.rss_mb
+    );
+}
+
 fn main() {
     let binary = std::path::PathBuf::from(env!("CARGO_BIN_EXE_byok-flow"));
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -204,13 +215,7 @@ fn main() {
                 ),
                 _ => String::new(),
             };
-            println!(
-                "run --each {n:>7} rows, no cache: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB  {target}",
-                m.wall,
-                m.cpu,
-                m.cpu * 1000.0 / n as f64,
-                m.rss_mb
-            );
+            print_run(n, "no cache", &m, &target);
             rss.push(m.rss_mb);
         }
         let (small, large) = (rss[0], rss[2]);
@@ -275,13 +280,7 @@ fn main() {
                     })
                     .collect(),
             );
-            println!(
-                "run --each {n:>7} rows, cache on: wall {:6.2} s  CPU {:6.2} s ({:.3} ms a row)  peak RSS {:5.1} MB",
-                m.wall,
-                m.cpu,
-                m.cpu * 1000.0 / n as f64,
-                m.rss_mb
-            );
+            print_run(n, "cache on", &m, "");
             rss.push(m.rss_mb);
         }
         println!(

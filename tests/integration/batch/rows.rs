@@ -61,6 +61,15 @@ fn rows(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// `count` result lines, each row in its place and succeeded.
+fn all_succeeded_in_order(told: &[Value], count: usize) {
+    assert_eq!(told.len(), count);
+    for (i, row) in told.iter().enumerate() {
+        assert_eq!(row["row"], i, "{row}");
+        assert_eq!(row["status"], "succeeded", "{row}");
+    }
+}
+
 #[test]
 fn rows_go_one_batch_per_wave_and_come_back_in_row_order() {
     let server = FakeServer::start();
@@ -261,12 +270,7 @@ fn rows_killed_while_polling_are_collected_by_a_rerun_without_submitting_again()
     assert!(out.status.success(), "{}", stderr(&out));
     // The triage batch was waited on, not sent again; only the replies' batch is new.
     assert_eq!(server.batch_count("create"), 2, "{:?}", server.batch_log());
-    let told = rows(&String::from_utf8_lossy(&out.stdout));
-    assert_eq!(told.len(), 12);
-    for (i, row) in told.iter().enumerate() {
-        assert_eq!(row["row"], i);
-        assert_eq!(row["status"], "succeeded", "{row}");
-    }
+    all_succeeded_in_order(&rows(&String::from_utf8_lossy(&out.stdout)), 12);
     assert!(place.state_files().is_empty());
 }
 
@@ -408,12 +412,7 @@ fn detach_submits_the_first_wave_of_every_row_however_many_the_window_holds() {
         .filter(|(id, _)| id.contains("-reply-"))
         .count();
     assert_eq!(replies, 7, "{:?}", server.batch_log());
-    let told = rows_of(&place);
-    assert_eq!(told.len(), 7);
-    for (n, row) in told.iter().enumerate() {
-        assert_eq!(row["row"], n, "{row}");
-        assert_eq!(row["status"], "succeeded", "{row}");
-    }
+    all_succeeded_in_order(&rows_of(&place), 7);
     assert!(place.state_files().is_empty());
 }
 
