@@ -61,6 +61,19 @@ fn rows(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A fake server whose batches take 800 ms (time for a run to detach from them),
+/// and a place with the squad and `rows` rows.
+fn detachable(rows: usize) -> (FakeServer, Place) {
+    let server = FakeServer::start();
+    server.set_batch_knobs(BatchKnobs {
+        delay: Duration::from_millis(800),
+        ..BatchKnobs::default()
+    });
+    let place = Place::new();
+    write(&place, &server, rows);
+    (server, place)
+}
+
 /// `count` result lines, each row in its place and succeeded.
 fn all_succeeded_in_order(told: &[Value], count: usize) {
     assert_eq!(told.len(), count);
@@ -276,13 +289,7 @@ fn rows_killed_while_polling_are_collected_by_a_rerun_without_submitting_again()
 
 #[test]
 fn detached_rows_are_collected_by_runs_resume() {
-    let server = FakeServer::start();
-    server.set_batch_knobs(BatchKnobs {
-        delay: Duration::from_millis(800),
-        ..BatchKnobs::default()
-    });
-    let place = Place::new();
-    write(&place, &server, 6);
+    let (server, place) = detachable(6);
     let out = run(&place, &server, &["--detach", "--out", "out"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let run_id = String::from_utf8(out.stdout.clone())
@@ -346,13 +353,7 @@ fn triage_ids(server: &FakeServer) -> Vec<String> {
 
 #[test]
 fn detach_submits_the_first_wave_of_every_row_however_many_the_window_holds() {
-    let server = FakeServer::start();
-    server.set_batch_knobs(BatchKnobs {
-        delay: Duration::from_millis(800),
-        ..BatchKnobs::default()
-    });
-    let place = Place::new();
-    write(&place, &server, 7);
+    let (server, place) = detachable(7);
     // A window of 3 rows, batches of at most 2 requests: 7 rows are more than a
     // window, as 50,001 rows are with the real limits.
     let env = [
@@ -418,13 +419,7 @@ fn detach_submits_the_first_wave_of_every_row_however_many_the_window_holds() {
 
 #[test]
 fn a_detached_row_keeps_what_its_batch_may_cost_reserved() {
-    let server = FakeServer::start();
-    server.set_batch_knobs(BatchKnobs {
-        delay: Duration::from_millis(800),
-        ..BatchKnobs::default()
-    });
-    let place = Place::new();
-    write(&place, &server, 7);
+    let (server, place) = detachable(7);
     // A triage's worst case at the batch price is $0.0002675: $0.001 holds 3. A row
     // that gives its place in the window once its batch is taken keeps its
     // reservation, so the rows after the third are not submitted. (Rows on stdin:
