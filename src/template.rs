@@ -89,6 +89,20 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 
 /// Parses a template and lists what it refers to.
 pub fn references(text: &str) -> Result<Vec<Reference>, TemplateProblem> {
+    if let Some(tags) = compile::plain_tags(text) {
+        // Only plain paths: what the parser would make of them is known.
+        let mut refs = Vec::new();
+        let mut cursor = 0;
+        for (start, end) in tags {
+            push_raw_path(&text[start + 2..end - 2], text, &mut cursor, 0, &mut refs);
+        }
+        return Ok(refs);
+    }
+    parsed_references(text)
+}
+
+/// [`references`] read from the parsed template.
+fn parsed_references(text: &str) -> Result<Vec<Reference>, TemplateProblem> {
     let cuts = scan::scan(text)?;
     let template = compile::compile(text, &cuts).map_err(|e| match unbalanced(text) {
         Some((offset, message)) => TemplateProblem::new(text, Some(offset), message, SYNTAX_HELP),
@@ -309,14 +323,18 @@ fn raw_path(path: &Path) -> &str {
 }
 
 fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mut Vec<Reference>) {
-    let Path::Relative((_, raw)) = path else {
-        return;
-    };
+    if let Path::Relative((_, raw)) = path {
+        push_raw_path(raw, text, cursor, depth, out);
+    }
+}
+
+/// Adds the reference of a path as written (`agents.writer.output`).
+fn push_raw_path(raw: &str, text: &str, cursor: &mut usize, depth: usize, out: &mut Vec<Reference>) {
     // Paths are met in the order they are written, except a helper's hash
     // arguments (`a=x`), which come after its other arguments; a path not found
     // after the cursor is reported at the cursor, which stays put: moving it by the
     // path's length could leave it inside a multi-byte character.
-    let found = text[*cursor..].find(raw.as_str()).map(|i| *cursor + i);
+    let found = text[*cursor..].find(raw).map(|i| *cursor + i);
     let offset = found.unwrap_or(*cursor);
     if let Some(at) = found {
         *cursor = at + raw.len();
@@ -355,7 +373,7 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
     };
     out.push(Reference {
         target,
-        raw: raw.clone(),
+        raw: raw.to_string(),
         offset,
     });
 }
@@ -363,6 +381,50 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PARTS: &[&str] = &[
+        "text ",
+        "\n",
+        "inputs.topic ",
+        "agents.a.output",
+        "{{inputs.topic}}",
+        "{{inputs.other}}",
+        "{{agents.a.output}}",
+        "{{agents.a-b.json.claims}}",
+        "{{agents.a.outputs}}",
+        "{{agents.a.colour}}",
+        "{{inputs.a.b}}",
+        "{{item.name}}",
+        "{{item}}",
+        "{{nothing.at_all}}",
+        "{{#if inputs.topic}}",
+        "{{/if}}",
+        "{{ inputs.topic }}",
+        "{{",
+        "}}",
+        "}",
+        "\\{{inputs.x}}",
+        "é",
+    ];
+
+    proptest::proptest! {
+        /// A template of plain paths is read without the parser, to the same references.
+        #[test]
+        fn plain_paths_are_read_as_the_parser_reads_them(parts in proptest::collection::vec(proptest::sample::select(PARTS), 0..40)) {
+            let text = parts.concat();
+            if compile::plain_tags(&text).is_some() {
+                proptest::prop_assert_eq!(references(&text), parsed_references(&text), "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_prompt_of_plain_paths_is_read_without_the_parser() {
+        let text = "As the writer, study {{inputs.topic}}.\nNotes:\n{{agents.a-1.output}}\n";
+        assert_eq!(compile::plain_tags(text).map(|t| t.len()), Some(2));
+        assert_eq!(references(text), parsed_references(text));
+        assert_eq!(compile::plain_tags("{{#if inputs.a}}x{{/if}}"), None);
+    }
 
     fn targets(text: &str) -> Vec<Result<Target, String>> {
         references(text)

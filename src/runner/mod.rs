@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use indexmap::IndexMap;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Map, Value as Json};
 
 use crate::cache::{Cache, Endpoint, Entry, Key};
 use crate::catalog::ProviderKind;
@@ -321,7 +321,10 @@ impl AgentRunner {
         for (i, out) in upstream {
             agents.insert(self.names[*i].clone(), map::upstream_entry(out));
         }
-        json!({ "inputs": inputs, "agents": agents })
+        let mut context = Map::new();
+        context.insert("inputs".into(), inputs.clone());
+        context.insert("agents".into(), Json::Object(agents));
+        Json::Object(context)
     }
 
     fn request(&self, agent: usize, context: &Values) -> Result<Request, String> {

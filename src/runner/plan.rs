@@ -194,14 +194,8 @@ fn plan(
             call.lane = limits.len() - 1;
         }
     }
-    // The agents' templates are rendered from the workflow's own texts; the
-    // renderer keeps only the outputs'.
-    for agent in w.agents.values() {
-        Renderer::check(&agent.prompt)?;
-        if let Some(system) = &agent.system {
-            Renderer::check(system)?;
-        }
-    }
+    // The agents' templates are rendered from the workflow's own texts (checked
+    // when the workflow was); the renderer keeps only the outputs'.
     let mut renderer = Renderer::default();
     for (name, text) in &w.outputs {
         renderer.add(&format!("output.{name}"), text.as_str())?;

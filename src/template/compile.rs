@@ -78,39 +78,51 @@ fn push_text(template: &mut Template, first: &TemplateMapping, text: &str, place
     template.mapping.push(at(first, place));
 }
 
+/// Where each tag of `text` is (the byte range of `{{…}}`), when its only tags
+/// are plain paths (`{{inputs.topic}}`, `{{agents.writer.output}}`): such a tag
+/// compiles to the same expression wherever it stands (no block, no white-space
+/// control, no standalone-line rule, no escape), so the text between tags is
+/// raw. `None` when the text needs the parser.
+pub fn plain_tags(text: &str) -> Option<Vec<(usize, usize)>> {
+    if text.contains("\\{{") {
+        return None;
+    }
+    let mut tags = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find("{{") {
+        let start = from + i;
+        let len = text[start + 2..].find("}}")?;
+        let end = start + 2 + len + 2;
+        if !is_plain_path(&text[start + 2..end - 2]) || text[end..].starts_with('}') {
+            return None;
+        }
+        tags.push((start, end));
+        from = end;
+    }
+    Some(tags)
+}
+
 /// Adds `piece` (starting on 0-based `line`) when its only tags are plain paths
-/// (`{{inputs.topic}}`, `{{agents.writer.output}}`): such a tag compiles to the
-/// same expression wherever it stands (no block, no white-space control, no
-/// standalone-line rule, no escape), so the text between tags is raw. False,
-/// with `template` untouched, when the piece needs the parser.
+/// ([`plain_tags`]). False, with `template` untouched, when the piece needs the
+/// parser.
 fn push_plain_tags(template: &mut Template, piece: &str, line: usize) -> bool {
     let Some(first) = FIRST.as_ref() else {
         return false;
     };
-    if piece.contains("\\{{") {
+    let Some(tags) = plain_tags(piece) else {
         return false;
-    }
-    let mut tags = Vec::new();
-    let mut from = 0;
-    while let Some(i) = piece[from..].find("{{") {
-        let start = from + i;
-        let Some(len) = piece[start + 2..].find("}}") else {
-            return false;
-        };
-        let end = start + 2 + len + 2;
-        if !is_plain_path(&piece[start + 2..end - 2]) || piece[end..].starts_with('}') {
-            return false;
-        }
-        let Some(element) = plain_tag(&piece[start + 2..end - 2]) else {
-            return false;
-        };
-        tags.push((start, end, element));
-        from = end;
-    }
+    };
+    let Some(elements) = tags
+        .iter()
+        .map(|&(start, end)| plain_tag(&piece[start + 2..end - 2]))
+        .collect::<Option<Vec<_>>>()
+    else {
+        return false;
+    };
     // Nothing can fail from here on.
     let mut done = 0;
     let mut place = (line, 0);
-    for (start, end, element) in tags {
+    for ((start, end), element) in tags.into_iter().zip(elements) {
         push_text(template, first, &piece[done..start], place);
         place = advance(place, &piece[done..start]);
         template.elements.push(element);

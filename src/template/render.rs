@@ -119,17 +119,14 @@ impl Renderer {
         Ok(())
     }
 
-    /// Whether a template's blocks nest within the limits, as [`Renderer::add`]
-    /// checks, for a template rendered from its text ([`Renderer::render_text`]).
-    pub fn check(text: &str) -> Result<(), String> {
-        scan::scan(text).map(drop).map_err(|p| p.message)
-    }
-
     /// Renders a kept template against a context of `inputs` and `agents`.
     pub fn render(&self, name: &str, values: &Values) -> Result<String, RenderFailure> {
         let Some((text, cuts)) = self.texts.get(name) else {
             return Err(failed(format!("no template named `{name}`")));
         };
+        if let Some(rendered) = self.render_plain(text, values) {
+            return Ok(rendered);
+        }
         self.render_cut(name, text, cuts, values)
     }
 
@@ -142,8 +139,40 @@ impl Renderer {
         text: &str,
         values: &Values,
     ) -> Result<String, RenderFailure> {
+        if let Some(rendered) = self.render_plain(text, values) {
+            return Ok(rendered);
+        }
         let cuts = scan::scan(text).map_err(|p| failed(p.message))?;
         self.render_cut(name, text, &cuts, values)
+    }
+
+    /// What Handlebars renders from a template whose only tags are plain paths
+    /// (most prompts: `{{inputs.topic}}`, `{{agents.writer.output}}`), rendered
+    /// without compiling it, when every path names a string. `None` when the
+    /// template needs Handlebars, or a path names anything else or nothing
+    /// (Handlebars then renders it, or says what is missing and where).
+    fn render_plain(&self, text: &str, values: &Values) -> Option<String> {
+        let tags = compile::plain_tags(text)?;
+        let mut out = String::with_capacity(text.len());
+        let mut done = 0;
+        for (start, end) in tags {
+            let path = &text[start + 2..end - 2];
+            if !path.contains('.') {
+                return None; // `{{len}}` alone calls the helper: no helper's name has a dot
+            }
+            let mut value = values.json();
+            for name in path.split('.') {
+                value = value.as_object()?.get(name)?;
+            }
+            out.push_str(&text[done..start]);
+            out.push_str(value.as_str()?);
+            if out.len() > MAX_RENDERED_BYTES {
+                return None;
+            }
+            done = end;
+        }
+        out.push_str(&text[done..]);
+        (out.len() <= MAX_RENDERED_BYTES).then_some(out)
     }
 
     fn render_cut(
@@ -367,6 +396,57 @@ fn missing_path(tag: &str, context: &Json) -> Option<String> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    const PARTS: &[&str] = &[
+        "text ",
+        "\n",
+        "{{inputs.a}}",
+        "{{inputs.b}}",
+        "{{inputs.n}}",
+        "{{inputs.none}}",
+        "{{inputs.list}}",
+        "{{agents.w-1.output}}",
+        "{{agents.w-1.json.x}}",
+        "{{item}}",
+        "{{len}}",
+        "{{#if inputs.a}}",
+        "{{/if}}",
+        "{{",
+        "}}",
+        "é",
+    ];
+
+    proptest::proptest! {
+        /// A template of plain paths renders without Handlebars to what
+        /// Handlebars renders, or is left to it.
+        #[test]
+        fn plain_paths_render_as_handlebars_renders_them(parts in proptest::collection::vec(proptest::sample::select(PARTS), 0..30)) {
+            let text = parts.concat();
+            let values = Values::from(json!({
+                "inputs": {"a": "x{{y}}\\", "b": "", "n": 3, "list": ["p", "q"]},
+                "agents": {"w-1": {"output": "out é", "json": {"x": "from json"}}},
+                "item": "it",
+            }));
+            let r = Renderer::default();
+            if let Some(plain) = r.render_plain(&text, &values) {
+                let cuts = scan::scan(&text).unwrap();
+                let handlebars = r.render_cut("t", &text, &cuts, &values);
+                proptest::prop_assert_eq!(Ok(plain), handlebars, "{:?}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn a_prompt_of_plain_paths_renders_without_handlebars() {
+        let r = Renderer::default();
+        let values = Values::from(json!({"inputs": {"a": "A"}, "agents": {"w": {"output": "W"}}}));
+        let text = "Study {{inputs.a}}.\nNotes:\n{{agents.w.output}}\n";
+        assert_eq!(r.render_plain(text, &values).as_deref(), Some("Study A.\nNotes:\nW\n"));
+        // A missing value is left to Handlebars, which says where it is.
+        assert_eq!(r.render_plain("{{inputs.b}}", &values), None);
+        let e = r.render_text("t", "x\n {{inputs.b}}", &values).unwrap_err();
+        assert_eq!(e.at, Some((2, 2)));
+    }
 
     #[test]
     fn renders_strictly_without_escaping() {
