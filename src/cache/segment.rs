@@ -140,22 +140,7 @@ pub fn scan(
 /// Reads `len` bytes at `offset` of `file`, without moving anything a scan shares.
 pub fn read_at(file: &File, offset: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut bytes = vec![0; len];
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::FileExt;
-        file.read_exact_at(&mut bytes, offset)?;
-    }
-    #[cfg(windows)]
-    {
-        use std::os::windows::fs::FileExt;
-        let mut done = 0;
-        while done < len {
-            match file.seek_read(&mut bytes[done..], offset + done as u64)? {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n => done += n,
-            }
-        }
-    }
+    crate::read::exact_at(file, &mut bytes, offset)?;
     Ok(bytes)
 }
 

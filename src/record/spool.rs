@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Write};
 
 use super::{AgentRecord, AgentStatus};
 
@@ -40,6 +40,9 @@ enum Place {
 /// The records of a run, kept by `(agent, item)`.
 pub struct Spool {
     file: Option<BufWriter<File>>,
+    /// A write to the file failed: later records are held, and those already
+    /// written are still read back from it.
+    full: bool,
     /// Bytes written to the file so far.
     written: u64,
     slots: Vec<Slot>,
@@ -68,6 +71,7 @@ impl Spool {
     pub fn in_memory() -> Self {
         Spool {
             file: None,
+            full: false,
             written: 0,
             slots: Vec::new(),
             line: Vec::new(),
@@ -84,7 +88,7 @@ impl Spool {
         // When the file fails, records stay in memory from here on; those already
         // written are whole (the writer is flushed before any is read back).
         let place = self.spill(&record).unwrap_or_else(|_| {
-            self.file = None;
+            self.full = true;
             Place::Held(Box::new(record))
         });
         self.slots.push(Slot {
@@ -96,7 +100,7 @@ impl Spool {
     }
 
     fn spill(&mut self, record: &AgentRecord) -> io::Result<Place> {
-        let Some(file) = &mut self.file else {
+        let Some(file) = self.file.as_mut().filter(|_| !self.full) else {
             return Err(io::ErrorKind::Unsupported.into());
         };
         self.line.clear();
@@ -121,17 +125,19 @@ impl Spool {
         mut unreadable: impl FnMut((usize, Option<usize>), AgentStatus, String) -> AgentRecord,
     ) -> Vec<AgentRecord> {
         self.slots.sort_by_key(|s| s.key);
-        let mut file = self
-            .file
-            .take()
-            .map(|writer| writer.into_inner().map_err(io::IntoInnerError::into_error));
+        // What a failed write left unwritten is missing from the file: those
+        // records alone cannot be read back.
+        let file = self.file.take().map(|mut writer| {
+            let _ = writer.flush();
+            writer.into_parts().0
+        });
         let mut buffer = Vec::new();
         let mut records = Vec::with_capacity(self.slots.len());
         for slot in self.slots {
             let record = match slot.place {
                 Place::Held(record) => *record,
                 Place::Spooled { offset, len } => {
-                    match read_back(&mut file, offset, len, &mut buffer) {
+                    match read_back(file.as_ref(), offset, len, &mut buffer) {
                         Ok(mut record) => {
                             record.key_failure = slot.key_failure;
                             // A list read from JSON text grows by doubling (one
@@ -157,19 +163,14 @@ impl Spool {
 }
 
 fn read_back(
-    file: &mut Option<io::Result<File>>,
+    file: Option<&File>,
     offset: u64,
     len: u32,
     buffer: &mut Vec<u8>,
 ) -> io::Result<AgentRecord> {
-    let file = match file {
-        Some(Ok(file)) => file,
-        Some(Err(e)) => return Err(io::Error::new(e.kind(), e.to_string())),
-        None => return Err(io::ErrorKind::NotFound.into()),
-    };
-    file.seek(SeekFrom::Start(offset))?;
+    let file = file.ok_or(io::ErrorKind::NotFound)?;
     buffer.resize(len as usize, 0);
-    file.read_exact(buffer)?;
+    crate::read::exact_at(file, buffer, offset)?;
     Ok(serde_json::from_slice(buffer)?)
 }
 

@@ -122,6 +122,56 @@ fn records_come_back_by_agent_then_item_whatever_order_they_ended_in() {
     }
 }
 
+/// Many records come back in order, spooled and held ones mixed, each with its
+/// own fields.
+#[test]
+fn many_records_come_back_in_order_spooled_or_held() {
+    let n = 10_000;
+    let mut spool = Spool::new();
+    for agent in (0..n).rev() {
+        if agent == n / 2 {
+            // The file fails half-way: every record from here on is held, and
+            // those before are still read back from it.
+            spool.full = true;
+        }
+        let mut record = full(&format!("agent-{agent}"), agent as f64);
+        record.key_failure = agent % 3 == 0;
+        spool.push((agent, None), record);
+    }
+    let back = spool.into_records(|_, _, why| panic!("{why}"));
+    assert_eq!(back.len(), n);
+    for (agent, record) in back.iter().enumerate() {
+        assert_eq!(record.name, format!("agent-{agent}"));
+        assert_eq!(record.seconds, agent as f64);
+        assert_eq!(record.key_failure, agent % 3 == 0);
+    }
+}
+
+/// A write that fails (a full disk) keeps later records in memory; the records
+/// written before it are still read back from the file, not lost.
+#[cfg(target_os = "linux")]
+#[test]
+fn records_written_before_a_failed_write_are_read_back() {
+    use std::os::fd::AsRawFd;
+    let mut spool = Spool::new();
+    spool.push((0, None), full("a", 1.0));
+    spool.push((1, None), full("b", 2.0));
+    // The file can no longer be written (its handle is swapped for a read-only one).
+    let writer = spool.file.as_mut().unwrap();
+    writer.flush().unwrap();
+    let read_only = File::open(format!("/proc/self/fd/{}", writer.get_ref().as_raw_fd())).unwrap();
+    *writer.get_mut() = read_only;
+    let mut long = full("c", 3.0);
+    long.output = Some("x".repeat(64 * 1024)); // past the writer's buffer: it must write
+    spool.push((2, None), long);
+    assert!(spool.full);
+    spool.push((3, None), full("d", 4.0));
+    assert!(matches!(spool.slots[3].place, Place::Held(_)));
+    let back = spool.into_records(|_, _, why| panic!("{why}"));
+    let names: Vec<&str> = back.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["a", "b", "c", "d"]);
+}
+
 #[test]
 fn failed_agents_are_known_without_reading_their_records() {
     let mut spool = Spool::new();
