@@ -329,7 +329,13 @@ fn push_path(path: &Path, text: &str, cursor: &mut usize, depth: usize, out: &mu
 }
 
 /// Adds the reference of a path as written (`agents.writer.output`).
-fn push_raw_path(raw: &str, text: &str, cursor: &mut usize, depth: usize, out: &mut Vec<Reference>) {
+fn push_raw_path(
+    raw: &str,
+    text: &str,
+    cursor: &mut usize,
+    depth: usize,
+    out: &mut Vec<Reference>,
+) {
     // Paths are met in the order they are written, except a helper's hash
     // arguments (`a=x`), which come after its other arguments; a path not found
     // after the cursor is reported at the cursor, which stays put: moving it by the

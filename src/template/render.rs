@@ -124,7 +124,7 @@ impl Renderer {
         let Some((text, cuts)) = self.texts.get(name) else {
             return Err(failed(format!("no template named `{name}`")));
         };
-        if let Some(rendered) = self.render_plain(text, values) {
+        if let Some(rendered) = Self::render_plain(text, values) {
             return Ok(rendered);
         }
         self.render_cut(name, text, cuts, values)
@@ -139,7 +139,7 @@ impl Renderer {
         text: &str,
         values: &Values,
     ) -> Result<String, RenderFailure> {
-        if let Some(rendered) = self.render_plain(text, values) {
+        if let Some(rendered) = Self::render_plain(text, values) {
             return Ok(rendered);
         }
         let cuts = scan::scan(text).map_err(|p| failed(p.message))?;
@@ -151,7 +151,7 @@ impl Renderer {
     /// without compiling it, when every path names a string. `None` when the
     /// template needs Handlebars, or a path names anything else or nothing
     /// (Handlebars then renders it, or says what is missing and where).
-    fn render_plain(&self, text: &str, values: &Values) -> Option<String> {
+    fn render_plain(text: &str, values: &Values) -> Option<String> {
         let tags = compile::plain_tags(text)?;
         let mut out = String::with_capacity(text.len());
         let mut done = 0;
@@ -428,7 +428,7 @@ mod tests {
                 "item": "it",
             }));
             let r = Renderer::default();
-            if let Some(plain) = r.render_plain(&text, &values) {
+            if let Some(plain) = Renderer::render_plain(&text, &values) {
                 let cuts = scan::scan(&text).unwrap();
                 let handlebars = r.render_cut("t", &text, &cuts, &values);
                 proptest::prop_assert_eq!(Ok(plain), handlebars, "{:?}", text);
@@ -441,9 +441,12 @@ mod tests {
         let r = Renderer::default();
         let values = Values::from(json!({"inputs": {"a": "A"}, "agents": {"w": {"output": "W"}}}));
         let text = "Study {{inputs.a}}.\nNotes:\n{{agents.w.output}}\n";
-        assert_eq!(r.render_plain(text, &values).as_deref(), Some("Study A.\nNotes:\nW\n"));
+        assert_eq!(
+            Renderer::render_plain(text, &values).as_deref(),
+            Some("Study A.\nNotes:\nW\n")
+        );
         // A missing value is left to Handlebars, which says where it is.
-        assert_eq!(r.render_plain("{{inputs.b}}", &values), None);
+        assert_eq!(Renderer::render_plain("{{inputs.b}}", &values), None);
         let e = r.render_text("t", "x\n {{inputs.b}}", &values).unwrap_err();
         assert_eq!(e.at, Some((2, 2)));
     }

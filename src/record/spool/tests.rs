@@ -142,7 +142,7 @@ fn many_records_come_back_in_order_spooled_or_held() {
     assert_eq!(back.len(), n);
     for (agent, record) in back.iter().enumerate() {
         assert_eq!(record.name, format!("agent-{agent}"));
-        assert_eq!(record.seconds, agent as f64);
+        assert_eq!(record.seconds.to_bits(), (agent as f64).to_bits());
         assert_eq!(record.key_failure, agent % 3 == 0);
     }
 }
