@@ -48,8 +48,7 @@ impl AgentRunner {
             let entry = upstream
                 .filter(|_| self.lists[agent].is_none())
                 .and_then(|upstream| {
-                    let context = self.context(inputs, &upstream);
-                    let request = self.request(agent, &context.into()).ok()?;
+                    let request = self.request(agent, inputs, &upstream, None).ok()?;
                     // No warning here: the run that follows gives it.
                     self.lookup(agent, self.cache_key(agent, &request).as_ref(), false)
                 });

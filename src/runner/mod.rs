@@ -327,13 +327,59 @@ impl AgentRunner {
         Json::Object(context)
     }
 
-    fn request(&self, agent: usize, context: &Values) -> Result<Request, String> {
+    /// A plain path's text (`inputs.NAME`, `agents.NAME.output`) as the
+    /// template context has it, without building the context.
+    fn plain_value<'a>(
+        &self,
+        inputs: &'a Json,
+        upstream: &'a [(usize, Arc<AgentOutput>)],
+        path: &str,
+    ) -> Option<&'a str> {
+        let mut names = path.split('.');
+        match (names.next()?, names.next()?, names.next(), names.next()) {
+            ("inputs", input, None, None) => inputs.get(input)?.as_str(),
+            ("agents", upstream_name, Some("output"), None) => {
+                let (_, out) = upstream
+                    .iter()
+                    .find(|(i, _)| self.names[*i] == upstream_name)?;
+                // A map agent's context has `outputs`, not `output`.
+                out.items.is_none().then_some(out.text.as_str())
+            }
+            _ => None,
+        }
+    }
+
+    /// The request for `agent`, its templates rendered against `inputs`, its
+    /// upstream agents' outputs and a map agent's item.
+    fn request(
+        &self,
+        agent: usize,
+        inputs: &Json,
+        upstream: &[(usize, Arc<AgentOutput>)],
+        item: Option<(&Json, usize)>,
+    ) -> Result<Request, String> {
         let name = &self.names[agent];
         let spec = &self.checked.workflow.agents[agent];
         let defaults = &self.checked.workflow.defaults;
+        // Most templates only read plain paths: the whole context is built for
+        // those that need more.
+        let values = std::cell::OnceCell::<Values>::new();
         let render = |part: &str, text: &str| {
+            if let Some(rendered) =
+                Renderer::render_plain(text, |path| self.plain_value(inputs, upstream, path))
+            {
+                return Ok(rendered);
+            }
+            let values = values.get_or_init(|| {
+                let mut context = self.context(inputs, upstream);
+                if let (Some((item, index)), Json::Object(map)) = (item, &mut context) {
+                    map.insert("item".into(), item.clone());
+                    map.insert("item_index".into(), Json::from(index));
+                }
+                context.into()
+            });
             self.renderer
-                .render_text(&format!("{name}.{part}"), text, context)
+                .render_text(&format!("{name}.{part}"), text, values)
                 .map_err(|e| format!("cannot render the {part}: {e}"))
         };
         let system = spec
@@ -425,12 +471,8 @@ impl scheduler::Runner for AgentRunner {
     ) -> Result<Prepared, AgentFailure> {
         let agent = task.agent;
         let fail = AgentFailure::before_call;
-        let mut context = self.context(inputs, upstream);
-        if let (Some(item), Some(index), Json::Object(map)) = (item, task.item, &mut context) {
-            map.insert("item".into(), item.clone());
-            map.insert("item_index".into(), Json::from(index));
-        }
-        let request = self.request(agent, &context.into()).map_err(fail)?;
+        let item = item.zip(task.item);
+        let request = self.request(agent, inputs, upstream, item).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
         if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
             return Ok(Prepared {

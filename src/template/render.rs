@@ -69,6 +69,15 @@ impl Values {
     pub fn json(&self) -> &Json {
         self.0.data()
     }
+
+    /// The string at a dotted path (`inputs.topic`), if that is what is there.
+    fn lookup(&self, path: &str) -> Option<&str> {
+        let mut value = self.json();
+        for name in path.split('.') {
+            value = value.as_object()?.get(name)?;
+        }
+        value.as_str()
+    }
 }
 
 impl From<Json> for Values {
@@ -124,7 +133,7 @@ impl Renderer {
         let Some((text, cuts)) = self.texts.get(name) else {
             return Err(failed(format!("no template named `{name}`")));
         };
-        if let Some(rendered) = Self::render_plain(text, values) {
+        if let Some(rendered) = Self::render_plain(text, |path| values.lookup(path)) {
             return Ok(rendered);
         }
         self.render_cut(name, text, cuts, values)
@@ -139,7 +148,7 @@ impl Renderer {
         text: &str,
         values: &Values,
     ) -> Result<String, RenderFailure> {
-        if let Some(rendered) = Self::render_plain(text, values) {
+        if let Some(rendered) = Self::render_plain(text, |path| values.lookup(path)) {
             return Ok(rendered);
         }
         let cuts = scan::scan(text).map_err(|p| failed(p.message))?;
@@ -148,10 +157,14 @@ impl Renderer {
 
     /// What Handlebars renders from a template whose only tags are plain paths
     /// (most prompts: `{{inputs.topic}}`, `{{agents.writer.output}}`), rendered
-    /// without compiling it, when every path names a string. `None` when the
-    /// template needs Handlebars, or a path names anything else or nothing
-    /// (Handlebars then renders it, or says what is missing and where).
-    fn render_plain(text: &str, values: &Values) -> Option<String> {
+    /// without compiling it, when `lookup` gives each path's text as the
+    /// context has it (a string). `None` when the template needs Handlebars, or
+    /// `lookup` gives nothing for a path (Handlebars then renders it from the
+    /// context, or says what is missing and where).
+    pub fn render_plain<'a>(
+        text: &str,
+        lookup: impl Fn(&str) -> Option<&'a str>,
+    ) -> Option<String> {
         let tags = compile::plain_tags(text)?;
         let mut out = String::with_capacity(text.len());
         let mut done = 0;
@@ -160,12 +173,8 @@ impl Renderer {
             if !path.contains('.') {
                 return None; // `{{len}}` alone calls the helper: no helper's name has a dot
             }
-            let mut value = values.json();
-            for name in path.split('.') {
-                value = value.as_object()?.get(name)?;
-            }
             out.push_str(&text[done..start]);
-            out.push_str(value.as_str()?);
+            out.push_str(lookup(path)?);
             if out.len() > MAX_RENDERED_BYTES {
                 return None;
             }
@@ -428,7 +437,7 @@ mod tests {
                 "item": "it",
             }));
             let r = Renderer::default();
-            if let Some(plain) = Renderer::render_plain(&text, &values) {
+            if let Some(plain) = Renderer::render_plain(&text, |p| values.lookup(p)) {
                 let cuts = scan::scan(&text).unwrap();
                 let handlebars = r.render_cut("t", &text, &cuts, &values);
                 proptest::prop_assert_eq!(Ok(plain), handlebars, "{:?}", text);
@@ -442,11 +451,14 @@ mod tests {
         let values = Values::from(json!({"inputs": {"a": "A"}, "agents": {"w": {"output": "W"}}}));
         let text = "Study {{inputs.a}}.\nNotes:\n{{agents.w.output}}\n";
         assert_eq!(
-            Renderer::render_plain(text, &values).as_deref(),
+            Renderer::render_plain(text, |p| values.lookup(p)).as_deref(),
             Some("Study A.\nNotes:\nW\n")
         );
         // A missing value is left to Handlebars, which says where it is.
-        assert_eq!(Renderer::render_plain("{{inputs.b}}", &values), None);
+        assert_eq!(
+            Renderer::render_plain("{{inputs.b}}", |p| values.lookup(p)),
+            None
+        );
         let e = r.render_text("t", "x\n {{inputs.b}}", &values).unwrap_err();
         assert_eq!(e.at, Some((2, 2)));
     }

@@ -737,10 +737,10 @@ impl Checker<'_> {
             Some(a) => d.agent(a),
             None => d,
         };
-        let value_pos = self.index.value(pointer).0;
         let refs = match template::references(text) {
             Ok(refs) => refs,
             Err(problem) => {
+                let value_pos = self.index.value(pointer).0;
                 let pos = problem.at.map_or(value_pos, |(line, col)| {
                     self.in_scalar(value_pos, text, line, col)
                 });
@@ -754,11 +754,9 @@ impl Checker<'_> {
             }
         };
         let mut valid = Vec::new();
-        let text_lines = LineIndex::new(text);
+        // Where a reference is written is needed only to report it.
+        let mut text_lines = None;
         for r in refs {
-            let at = text_lines.pos(text, r.offset);
-            let pos = self.in_scalar(value_pos, text, at.line, at.column);
-            let span = Span::at(pos, r.raw.len());
             let problem = match &r.target {
                 Err(message) => Some((
                     message.clone(),
@@ -816,6 +814,12 @@ impl Checker<'_> {
             };
             match problem {
                 Some((message, help)) => {
+                    let at = text_lines
+                        .get_or_insert_with(|| LineIndex::new(text))
+                        .pos(text, r.offset);
+                    let value_pos = self.index.value(pointer).0;
+                    let pos = self.in_scalar(value_pos, text, at.line, at.column);
+                    let span = Span::at(pos, r.raw.len());
                     self.out
                         .push(tag(Diagnostic::error(code, span, message).help(help)));
                 }

@@ -338,3 +338,66 @@ fn quiet_prints_the_results_and_nothing_else() {
     assert!(!loud.stderr.is_empty());
     assert_eq!(quiet.stdout, loud.stdout);
 }
+
+/// A prompt whose only tags are plain paths is rendered without Handlebars
+/// compiling it; one with blocks, helpers or a map agent's item goes through
+/// Handlebars. Both read inputs and upstream outputs alike, and what only the
+/// whole context has (a map agent's `outputs`, an item) is still there.
+#[test]
+fn plain_and_handlebars_prompts_read_the_same_values() {
+    use crate::providers::{agent, record, run, workflow};
+    let server = crate::support::fake::FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let agents = [
+        "  a: {model: openai/gpt-4o-mini, prompt: \"alpha {{inputs.topic}}\"}",
+        "  plain: {model: openai/gpt-4o-mini, prompt: \"p {{inputs.topic}} / {{agents.a.output}}\"}",
+        "  blocks: {model: openai/gpt-4o-mini, prompt: \"p {{#if inputs.topic}}{{inputs.topic}}{{/if}} / {{agents.a.output}}\"}",
+        "  each: {model: openai/gpt-4o-mini, for_each: inputs.list, max_items: 5, prompt: \"i {{item}} of {{inputs.topic}} after {{agents.a.output}}\"}",
+        "  joined: {model: openai/gpt-4o-mini, prompt: \"j {{#each agents.each.outputs}}[{{this}}]{{/each}} {{agents.plain.output}}\"}",
+        "",
+    ]
+    .join("\n");
+    let yaml = workflow(&server, &agents).replace(
+        "version: 1\n",
+        "version: 1\ninputs:\n  topic: {required: true}\n  list: {required: true}\n",
+    );
+    let out = run(
+        dir.path(),
+        &yaml,
+        &["--input", "topic=T", "--input", "list=[\"x\", \"y\"]"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rec = record(&out);
+    let a = agent(&rec, "a")["output"].as_str().unwrap().to_string();
+    let mut prompts: Vec<String> = server
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.body["messages"].as_array()?.last()?["content"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    prompts.sort();
+    let out_of = |name: &str| agent(&rec, name)["output"].as_str().unwrap().to_string();
+    let mut expected = vec![
+        "alpha T".to_string(),
+        format!("p T / {a}"),
+        format!("p T / {a}"),
+        format!("i x of T after {a}"),
+        format!("i y of T after {a}"),
+        format!(
+            "j [{}][{}] {}",
+            out_of("each[0]"),
+            out_of("each[1]"),
+            out_of("plain")
+        ),
+    ];
+    expected.sort();
+    assert_eq!(prompts, expected);
+}
