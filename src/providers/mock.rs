@@ -107,17 +107,14 @@ pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
         hasher.update(part.as_bytes());
     }
     let digest = hasher.finalize();
-    let hash = digest.iter().take(6).fold(String::new(), |mut s, b| {
-        s.push_str(&format!("{b:02x}"));
-        s
-    });
-    let words: Vec<&str> = request.prompt.split_whitespace().collect();
-    let mut quote = words
-        .iter()
-        .take(QUOTED_WORDS)
-        .copied()
-        .collect::<Vec<_>>()
-        .join(" ");
+    let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    // The first words, and whether there are more (not every word of a long prompt).
+    let words: Vec<&str> = request
+        .prompt
+        .split_whitespace()
+        .take(QUOTED_WORDS + 1)
+        .collect();
+    let mut quote = words[..words.len().min(QUOTED_WORDS)].join(" ");
     if words.len() > QUOTED_WORDS {
         quote.push_str(" …");
     }
