@@ -471,6 +471,7 @@ impl Shared {
                 request: *p.request.take()?,
             })
         }));
+        // Its requests are kept in the state alone, not copied at each write.
         let requests = {
             let mut attempts = lock(&self.attempts);
             part.iter()
@@ -491,13 +492,15 @@ impl Shared {
             key: key.as_ref().map(ToString::to_string),
             model: model.clone(),
             submitted_at: unix_now(),
-            requests,
             ..BatchRecord::default()
         };
         // Its place in the state, taken now: batches are submitted side by side.
         let index = {
             let mut state = lock(&self.state);
-            state.batches.push(record.clone());
+            state.batches.push(BatchRecord {
+                requests,
+                ..record.clone()
+            });
             state.batches.len() - 1
         };
         let fail = |part: Vec<Pending>, error: &AttemptError| {
@@ -548,19 +551,19 @@ impl Shared {
         }
         let run_id = lock(&self.state).run_id.clone();
         lock(&self.watches).insert(record.handle.id.clone(), Watch { joined });
-        // Its requests are in the state: not kept twice while waiting.
-        let record = BatchRecord {
-            requests: Vec::new(),
-            ..record
-        };
         self.wait(api, run_id, Arc::new(record), Some(index)).await;
     }
 
-    /// Writes this run's batch `index` to the state file.
+    /// Writes this run's batch `index` to the state file: `record`, with the
+    /// requests the state holds for it.
     fn record(&self, index: usize, record: &BatchRecord) {
         let mut state = lock(&self.state);
-        if index < state.batches.len() {
-            state.batches[index] = record.clone();
+        if let Some(slot) = state.batches.get_mut(index) {
+            let requests = std::mem::take(&mut slot.requests);
+            *slot = BatchRecord {
+                requests,
+                ..record.clone()
+            };
         } else {
             state.batches.push(record.clone());
         }

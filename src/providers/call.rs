@@ -63,10 +63,12 @@ pub struct Attempt {
 pub trait Meter: Send + Sync {
     /// Before `request` goes to `targets[target]`: `Ok` to send it, or the error
     /// that ends the call without sending it (no room in the budget). It may wait.
+    /// The request is shared, so an attempt in flight can be billed (Ctrl-C)
+    /// without a copy of it.
     fn before<'a>(
         &'a self,
         target: usize,
-        request: &'a Request,
+        request: &'a Arc<Request>,
     ) -> BoxFuture<'a, Result<(), AttemptError>>;
     /// After the attempt: its reply (a reply that failed the JSON check included),
     /// or its error (with what arrived, when it was cut off after it was sent).
@@ -77,7 +79,11 @@ pub trait Meter: Send + Sync {
 pub struct Unmetered;
 
 impl Meter for Unmetered {
-    fn before<'a>(&'a self, _: usize, _: &'a Request) -> BoxFuture<'a, Result<(), AttemptError>> {
+    fn before<'a>(
+        &'a self,
+        _: usize,
+        _: &'a Arc<Request>,
+    ) -> BoxFuture<'a, Result<(), AttemptError>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -103,10 +109,11 @@ pub struct Answer {
 /// The request is changed in place for each model (and for a JSON correction),
 /// not copied, and stays on the heap: a batched call waits hours with this
 /// future, one per request, and a request held in it would be laid out in it
-/// once per await that keeps it.
+/// once per await that keeps it. It is shared with the meter while an attempt
+/// is in flight (no attempt is, when it changes: it is not copied then either).
 pub async fn call(
     targets: &[Target],
-    mut request: Box<Request>,
+    mut request: Arc<Request>,
     policy: &Policy,
     on_failure: &(dyn Fn(&Attempt) + Send + Sync),
     meter: &dyn Meter,
@@ -116,11 +123,12 @@ pub async fn call(
     let begun = Instant::now();
     let mut last = AttemptError::permanent("no model to call".into(), None);
     for (i, target) in targets.iter().enumerate() {
-        request.model.clone_from(&target.model);
-        request.provider.clone_from(&target.provider);
-        request.key.clone_from(&target.key);
+        let this = Arc::make_mut(&mut request);
+        this.model.clone_from(&target.model);
+        this.provider.clone_from(&target.provider);
+        this.key.clone_from(&target.key);
         // Each model is asked the agent's own request, not a correction of another's reply.
-        request.correction = None;
+        this.correction = None;
         let how = Try {
             target,
             index: i,
@@ -180,7 +188,7 @@ struct Try<'a> {
 
 async fn with_retries(
     how: &Try<'_>,
-    request: &mut Request,
+    request: &mut Arc<Request>,
     attempts: &mut Vec<Attempt>,
 ) -> Result<Answer, AttemptError> {
     let Try {
@@ -236,7 +244,7 @@ async fn with_retries(
                         delay_ms: 0,
                     });
                     on_failure(attempts.last().expect("just pushed"));
-                    request.correction = Some((
+                    Arc::make_mut(request).correction = Some((
                         reply.text,
                         format!(
                             "Your reply did not match the required JSON Schema: {problem}. Reply again with only JSON that matches the schema."
