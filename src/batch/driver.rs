@@ -79,7 +79,7 @@ type Answer = oneshot::Sender<(Option<Outcome>, Guard)>;
 /// written; from then on the entry is only where its result goes.
 struct Pending {
     api: Arc<dyn BatchApi>,
-    request: Option<Box<Request>>,
+    request: Option<Arc<Request>>,
     custom_id: String,
     label: String,
     fingerprint: String,
@@ -278,7 +278,16 @@ struct BatchClient {
 }
 
 impl Provider for BatchClient {
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    /// A batch is taken as expired once it has run [`EXPIRY`]; its calls wait
+    /// for it without a timer each.
+    fn own_deadline(&self) -> bool {
+        true
+    }
+
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
             let (answer, reply) = oneshot::channel();
             // A dataset's request names its row (and item); a run's, its agent.
@@ -366,7 +375,7 @@ impl Shared {
         self: Arc<Self>,
         api: Arc<dyn BatchApi>,
         label: &str,
-        request: Request,
+        request: Arc<Request>,
         answer: Answer,
     ) {
         if request.stream {
@@ -380,7 +389,7 @@ impl Shared {
             api,
             custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
             label: label.to_string(),
-            request: Some(Box::new(request)),
+            request: Some(request),
             fingerprint,
             size,
             settled: false,
@@ -468,7 +477,7 @@ impl Shared {
         items.extend(part.iter_mut().filter_map(|p| {
             Some(Item {
                 custom_id: p.custom_id.clone(),
-                request: *p.request.take()?,
+                request: p.request.take()?,
             })
         }));
         // Its requests are kept in the state alone, not copied at each write.
@@ -726,20 +735,22 @@ impl Shared {
                         status.counts.failed,
                         humantime::format_duration(Duration::from_secs(age))
                     ));
-                    if Duration::from_secs(age) > EXPIRY {
-                        break Err(AttemptError::transient(
-                            None,
-                            format!(
-                                "{} batch {id} is still running after 25 hours: taken as expired",
-                                record.provider
-                            ),
-                        ));
-                    }
                 }
                 Err(e) if e.kind == ErrorKind::Transient => {
                     tracing::info!("batch {id}: poll failed, will poll again: {e}");
                 }
                 Err(e) => break Err(e),
+            }
+            // The calls in it wait on this alone (they have no timer of their own).
+            let age = unix_now().saturating_sub(record.submitted_at);
+            if Duration::from_secs(age) > EXPIRY {
+                break Err(AttemptError::transient(
+                    None,
+                    format!(
+                        "{} batch {id} is still running after 25 hours: taken as expired",
+                        record.provider
+                    ),
+                ));
             }
             if !polled {
                 polled = true;

@@ -22,6 +22,8 @@ mod execute;
 mod map;
 mod meter;
 mod plan;
+#[cfg(test)]
+mod tests;
 
 pub use execute::{execute, render_outputs, workflow_name};
 pub use meter::{input_bound, input_count, output_count};
