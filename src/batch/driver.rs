@@ -75,8 +75,8 @@ pub struct Batcher {
 /// The waiting call reads the result: it holds the request.
 type Answer = oneshot::Sender<(Option<Outcome>, Guard)>;
 
-/// A request waiting for its batch. Its body goes with it until the batch is
-/// written; from then on the entry is only where its result goes.
+/// A request waiting for its batch to be made. Once it is in one (or waits on
+/// an earlier run's), only its [`Waiter`] is kept.
 struct Pending {
     api: Arc<dyn BatchApi>,
     request: Option<Arc<Request>>,
@@ -89,6 +89,23 @@ struct Pending {
     answer: Answer,
 }
 
+impl Pending {
+    fn waiter(self) -> Waiter {
+        Waiter {
+            answer: self.answer,
+            settled: self.settled,
+        }
+    }
+}
+
+/// A request in a batch: where its result goes. A wave holds one per request
+/// until its batch ends.
+struct Waiter {
+    answer: Answer,
+    /// Its batch was polled once (or it was answered).
+    settled: bool,
+}
+
 /// A batch of an earlier run that holds a request.
 #[derive(Clone)]
 struct Known {
@@ -99,7 +116,7 @@ struct Known {
 
 /// The requests waiting on one batch, by `custom_id`.
 struct Watch {
-    joined: HashMap<String, Vec<Pending>>,
+    joined: HashMap<String, Vec<Waiter>>,
 }
 
 type Group = (String, Option<KeyRef>, String);
@@ -399,7 +416,7 @@ impl Shared {
         let stashed = lock(&self.stash).remove(&pending.fingerprint);
         if let Some(outcome) = stashed {
             lock(&self.known).remove(&pending.fingerprint);
-            self.answer(pending, Some(outcome));
+            self.answer(pending.waiter(), Some(outcome));
             return;
         }
         // A request an earlier run's batch holds: wait on that batch.
@@ -514,7 +531,7 @@ impl Shared {
         };
         let fail = |part: Vec<Pending>, error: &AttemptError| {
             for p in part {
-                self.answer(p, Some(Outcome::Error(error.clone())));
+                self.answer(p.waiter(), Some(Outcome::Error(error.clone())));
             }
         };
         let file = match api.upload(key.as_ref(), &items).await {
@@ -551,12 +568,12 @@ impl Shared {
             part.len(),
             if part.len() == 1 { "" } else { "s" }
         ));
-        let mut joined: HashMap<String, Vec<Pending>> = HashMap::new();
-        for p in part {
+        let mut joined: HashMap<String, Vec<Waiter>> = HashMap::with_capacity(part.len());
+        for mut p in part {
             joined
-                .entry(p.custom_id.clone())
+                .entry(std::mem::take(&mut p.custom_id))
                 .or_insert_with(|| Vec::with_capacity(1))
-                .push(p);
+                .push(p.waiter());
         }
         let run_id = lock(&self.state).run_id.clone();
         lock(&self.watches).insert(record.handle.id.clone(), Watch { joined });
@@ -647,11 +664,11 @@ impl Shared {
                 .joined
                 .entry(known.custom_id)
                 .or_default()
-                .push(pending);
+                .push(pending.waiter());
             return;
         }
         let mut joined = HashMap::new();
-        joined.insert(known.custom_id.clone(), vec![pending]);
+        joined.insert(known.custom_id.clone(), vec![pending.waiter()]);
         watches.insert(key, Watch { joined });
         drop(watches);
         let this = self.clone();
@@ -918,15 +935,15 @@ impl Shared {
     }
 
     /// Hands a request its result; `None`: the batch returned none for it.
-    fn answer(&self, pending: Pending, outcome: Option<Outcome>) {
-        if !pending.settled {
+    fn answer(&self, waiter: Waiter, outcome: Option<Outcome>) {
+        if !waiter.settled {
             let _ = self
                 .unsettled
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                     Some(n.saturating_sub(1))
                 });
         }
-        let _ = pending.answer.send((outcome, self.busy.guard()));
+        let _ = waiter.answer.send((outcome, self.busy.guard()));
     }
 }
 
