@@ -14,12 +14,15 @@ use super::api::{BatchApi, Counts, Handle, Item, Limits, Outcome, Phase, Status}
 use crate::keys::KeyRef;
 use crate::providers::{AttemptError, BoxFuture, Reply, Request, mock};
 
+/// A batch's requests: (`custom_id`, the call's request).
+pub type Requests = Vec<(String, Arc<Request>)>;
+
 pub struct MockBatches {
     pub provider: String,
     pub delay: Duration,
     pub limits: Limits,
     /// The requests of each batch this process submitted or was told of, by id.
-    pub requests: Mutex<HashMap<String, Vec<(String, Arc<Request>)>>>,
+    pub requests: Mutex<HashMap<String, Requests>>,
 }
 
 impl MockBatches {
@@ -33,7 +36,7 @@ impl MockBatches {
     }
 
     /// A resumed run hands the mock the requests of a batch it did not submit.
-    pub fn remember(&self, id: &str, items: Vec<(String, Arc<Request>)>) {
+    pub fn remember(&self, id: &str, items: Requests) {
         let mut requests = self
             .requests
             .lock()
