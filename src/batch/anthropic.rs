@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    json_list, retryable_kind, server_id,
+    json_list, read_lines, retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -61,7 +61,7 @@ impl BatchApi for AnthropicBatches {
             let default = Request::default();
             let like = items
                 .iter()
-                .map(|i| &i.request)
+                .map(|i| &*i.request)
                 .find(|r| !r.tools.is_empty())
                 .unwrap_or(&default);
             let batch = self
@@ -130,18 +130,14 @@ impl BatchApi for AnthropicBatches {
                 .conn
                 .call(Method::Get, &url, key, Payload::Empty)
                 .await?;
-            Ok(text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .filter_map(|line| {
-                    let Ok(value) = serde_json::from_str::<Json>(line) else {
-                        tracing::warn!("anthropic batch results: a line is not JSON");
-                        return None;
-                    };
-                    let id = value["custom_id"].as_str()?.to_string();
-                    Some((id, outcome(&value["result"])))
-                })
-                .collect())
+            Ok(read_lines(text, |line| {
+                let Ok(value) = serde_json::from_str::<Json>(line) else {
+                    tracing::warn!("anthropic batch results: a line is not JSON");
+                    return None;
+                };
+                let id = value["custom_id"].as_str()?.to_string();
+                Some((id, outcome(&value["result"])))
+            }))
         })
     }
 

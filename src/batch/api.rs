@@ -22,11 +22,12 @@ pub struct Limits {
     pub bytes: usize,
 }
 
-/// One request in a batch: its id there, and the call.
+/// One request in a batch: its id there, and the call (shared with the call
+/// that waits on it).
 #[derive(Debug, Clone)]
 pub struct Item {
     pub custom_id: String,
-    pub request: Request,
+    pub request: Arc<Request>,
 }
 
 /// Where a batch is at the provider: what the state file keeps of it.
@@ -388,6 +389,37 @@ pub fn json_list(
     Ok(bytes)
 }
 
+/// Each non-blank line of a results file (JSONL), in the file's order, each
+/// made into a result by `read` (`None`: skipped). The file is read from its end
+/// and given back as it goes, so a wave's results file and the results made from
+/// it (about its size again) are not held whole at once.
+pub fn read_lines<T>(mut text: String, mut read: impl FnMut(&str) -> Option<T>) -> Vec<T> {
+    /// How much read text is given back at a time.
+    const STEP: usize = 1 << 20;
+    let mut out = Vec::new();
+    let mut kept = text.len();
+    loop {
+        let start = text.rfind('\n').map_or(0, |n| n + 1);
+        let line = &text[start..];
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if !line.trim().is_empty()
+            && let Some(item) = read(line)
+        {
+            out.push(item);
+        }
+        if start == 0 {
+            break;
+        }
+        text.truncate(start - 1);
+        if kept - text.len() >= STEP {
+            text.shrink_to_fit();
+            kept = text.len();
+        }
+    }
+    out.reverse();
+    out
+}
+
 /// A count the provider sent as a number or a string (Gemini's int64).
 pub fn count(value: Option<&Json>) -> u64 {
     match value {
@@ -399,7 +431,24 @@ pub fn count(value: Option<&Json>) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::server_id;
+    use super::{Json, read_lines, server_id};
+
+    #[test]
+    fn results_files_are_read_line_by_line_in_order() {
+        let lines: Vec<String> = (0..200_000).map(|n| format!("{{\"n\":{n}}}")).collect();
+        let text = format!("\n{}\n\n", lines.join("\r\n"));
+        let read = read_lines(text, |line| {
+            let value: Json = serde_json::from_str(line).ok()?;
+            value["n"].as_u64().filter(|n| n % 3 != 0)
+        });
+        let expected: Vec<u64> = (0..200_000).filter(|n| n % 3 != 0).collect();
+        assert_eq!(read, expected);
+        assert_eq!(read_lines(String::new(), |_| Some(())), vec![]);
+        assert_eq!(
+            read_lines("one\r\ntwo".into(), |l| Some(l.to_string())),
+            ["one", "two"]
+        );
+    }
 
     #[test]
     fn server_ids_that_could_reshape_a_url_or_a_terminal_line_are_refused() {

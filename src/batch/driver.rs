@@ -75,11 +75,11 @@ pub struct Batcher {
 /// The waiting call reads the result: it holds the request.
 type Answer = oneshot::Sender<(Option<Outcome>, Guard)>;
 
-/// A request waiting for its batch. Its body goes with it until the batch is
-/// written; from then on the entry is only where its result goes.
+/// A request waiting for its batch to be made. Once it is in one (or waits on
+/// an earlier run's), only its [`Waiter`] is kept.
 struct Pending {
     api: Arc<dyn BatchApi>,
-    request: Option<Box<Request>>,
+    request: Option<Arc<Request>>,
     custom_id: String,
     label: String,
     fingerprint: String,
@@ -87,6 +87,23 @@ struct Pending {
     /// Its batch was polled once (or it was answered).
     settled: bool,
     answer: Answer,
+}
+
+impl Pending {
+    fn waiter(self) -> Waiter {
+        Waiter {
+            answer: self.answer,
+            settled: self.settled,
+        }
+    }
+}
+
+/// A request in a batch: where its result goes. A wave holds one per request
+/// until its batch ends.
+struct Waiter {
+    answer: Answer,
+    /// Its batch was polled once (or it was answered).
+    settled: bool,
 }
 
 /// A batch of an earlier run that holds a request.
@@ -99,7 +116,7 @@ struct Known {
 
 /// The requests waiting on one batch, by `custom_id`.
 struct Watch {
-    joined: HashMap<String, Vec<Pending>>,
+    joined: HashMap<String, Vec<Waiter>>,
 }
 
 type Group = (String, Option<KeyRef>, String);
@@ -278,7 +295,16 @@ struct BatchClient {
 }
 
 impl Provider for BatchClient {
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    /// A batch is taken as expired once it has run [`EXPIRY`]; its calls wait
+    /// for it without a timer each.
+    fn own_deadline(&self) -> bool {
+        true
+    }
+
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
             let (answer, reply) = oneshot::channel();
             // A dataset's request names its row (and item); a run's, its agent.
@@ -366,7 +392,7 @@ impl Shared {
         self: Arc<Self>,
         api: Arc<dyn BatchApi>,
         label: &str,
-        request: Request,
+        request: Arc<Request>,
         answer: Answer,
     ) {
         if request.stream {
@@ -380,7 +406,7 @@ impl Shared {
             api,
             custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
             label: label.to_string(),
-            request: Some(Box::new(request)),
+            request: Some(request),
             fingerprint,
             size,
             settled: false,
@@ -390,7 +416,7 @@ impl Shared {
         let stashed = lock(&self.stash).remove(&pending.fingerprint);
         if let Some(outcome) = stashed {
             lock(&self.known).remove(&pending.fingerprint);
-            self.answer(pending, Some(outcome));
+            self.answer(pending.waiter(), Some(outcome));
             return;
         }
         // A request an earlier run's batch holds: wait on that batch.
@@ -468,9 +494,10 @@ impl Shared {
         items.extend(part.iter_mut().filter_map(|p| {
             Some(Item {
                 custom_id: p.custom_id.clone(),
-                request: *p.request.take()?,
+                request: p.request.take()?,
             })
         }));
+        // Its requests are kept in the state alone, not copied at each write.
         let requests = {
             let mut attempts = lock(&self.attempts);
             part.iter()
@@ -491,18 +518,20 @@ impl Shared {
             key: key.as_ref().map(ToString::to_string),
             model: model.clone(),
             submitted_at: unix_now(),
-            requests,
             ..BatchRecord::default()
         };
         // Its place in the state, taken now: batches are submitted side by side.
         let index = {
             let mut state = lock(&self.state);
-            state.batches.push(record.clone());
+            state.batches.push(BatchRecord {
+                requests,
+                ..record.clone()
+            });
             state.batches.len() - 1
         };
         let fail = |part: Vec<Pending>, error: &AttemptError| {
             for p in part {
-                self.answer(p, Some(Outcome::Error(error.clone())));
+                self.answer(p.waiter(), Some(Outcome::Error(error.clone())));
             }
         };
         let file = match api.upload(key.as_ref(), &items).await {
@@ -539,28 +568,28 @@ impl Shared {
             part.len(),
             if part.len() == 1 { "" } else { "s" }
         ));
-        let mut joined: HashMap<String, Vec<Pending>> = HashMap::new();
-        for p in part {
+        let mut joined: HashMap<String, Vec<Waiter>> = HashMap::with_capacity(part.len());
+        for mut p in part {
             joined
-                .entry(p.custom_id.clone())
+                .entry(std::mem::take(&mut p.custom_id))
                 .or_insert_with(|| Vec::with_capacity(1))
-                .push(p);
+                .push(p.waiter());
         }
         let run_id = lock(&self.state).run_id.clone();
         lock(&self.watches).insert(record.handle.id.clone(), Watch { joined });
-        // Its requests are in the state: not kept twice while waiting.
-        let record = BatchRecord {
-            requests: Vec::new(),
-            ..record
-        };
         self.wait(api, run_id, Arc::new(record), Some(index)).await;
     }
 
-    /// Writes this run's batch `index` to the state file.
+    /// Writes this run's batch `index` to the state file: `record`, with the
+    /// requests the state holds for it.
     fn record(&self, index: usize, record: &BatchRecord) {
         let mut state = lock(&self.state);
-        if index < state.batches.len() {
-            state.batches[index] = record.clone();
+        if let Some(slot) = state.batches.get_mut(index) {
+            let requests = std::mem::take(&mut slot.requests);
+            *slot = BatchRecord {
+                requests,
+                ..record.clone()
+            };
         } else {
             state.batches.push(record.clone());
         }
@@ -635,11 +664,11 @@ impl Shared {
                 .joined
                 .entry(known.custom_id)
                 .or_default()
-                .push(pending);
+                .push(pending.waiter());
             return;
         }
         let mut joined = HashMap::new();
-        joined.insert(known.custom_id.clone(), vec![pending]);
+        joined.insert(known.custom_id.clone(), vec![pending.waiter()]);
         watches.insert(key, Watch { joined });
         drop(watches);
         let this = self.clone();
@@ -723,20 +752,22 @@ impl Shared {
                         status.counts.failed,
                         humantime::format_duration(Duration::from_secs(age))
                     ));
-                    if Duration::from_secs(age) > EXPIRY {
-                        break Err(AttemptError::transient(
-                            None,
-                            format!(
-                                "{} batch {id} is still running after 25 hours: taken as expired",
-                                record.provider
-                            ),
-                        ));
-                    }
                 }
                 Err(e) if e.kind == ErrorKind::Transient => {
                     tracing::info!("batch {id}: poll failed, will poll again: {e}");
                 }
                 Err(e) => break Err(e),
+            }
+            // The calls in it wait on this alone (they have no timer of their own).
+            let age = unix_now().saturating_sub(record.submitted_at);
+            if Duration::from_secs(age) > EXPIRY {
+                break Err(AttemptError::transient(
+                    None,
+                    format!(
+                        "{} batch {id} is still running after 25 hours: taken as expired",
+                        record.provider
+                    ),
+                ));
             }
             if !polled {
                 polled = true;
@@ -904,15 +935,15 @@ impl Shared {
     }
 
     /// Hands a request its result; `None`: the batch returned none for it.
-    fn answer(&self, pending: Pending, outcome: Option<Outcome>) {
-        if !pending.settled {
+    fn answer(&self, waiter: Waiter, outcome: Option<Outcome>) {
+        if !waiter.settled {
             let _ = self
                 .unsettled
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
                     Some(n.saturating_sub(1))
                 });
         }
-        let _ = pending.answer.send((outcome, self.busy.guard()));
+        let _ = waiter.answer.send((outcome, self.busy.guard()));
     }
 }
 

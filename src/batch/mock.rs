@@ -5,7 +5,7 @@
 //! squad's waves, state and resume can be tried in CI for free.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value as Json, json};
@@ -14,12 +14,15 @@ use super::api::{BatchApi, Counts, Handle, Item, Limits, Outcome, Phase, Status}
 use crate::keys::KeyRef;
 use crate::providers::{AttemptError, BoxFuture, Reply, Request, mock};
 
+/// A batch's requests: (`custom_id`, the call's request).
+pub type Requests = Vec<(String, Arc<Request>)>;
+
 pub struct MockBatches {
     pub provider: String,
     pub delay: Duration,
     pub limits: Limits,
     /// The requests of each batch this process submitted or was told of, by id.
-    pub requests: Mutex<HashMap<String, Vec<(String, Request)>>>,
+    pub requests: Mutex<HashMap<String, Requests>>,
 }
 
 impl MockBatches {
@@ -33,7 +36,7 @@ impl MockBatches {
     }
 
     /// A resumed run hands the mock the requests of a batch it did not submit.
-    pub fn remember(&self, id: &str, items: Vec<(String, Request)>) {
+    pub fn remember(&self, id: &str, items: Requests) {
         let mut requests = self
             .requests
             .lock()
@@ -166,7 +169,10 @@ impl BatchApi for MockBatches {
     }
 
     fn adopt(&self, handle: &Handle, custom_id: &str, request: &Request) {
-        self.remember(&handle.id, vec![(custom_id.to_string(), request.clone())]);
+        self.remember(
+            &handle.id,
+            vec![(custom_id.to_string(), Arc::new(request.clone()))],
+        );
     }
 
     fn parse(&self, _request: &Request, _body: &str) -> Result<Reply, String> {

@@ -8,7 +8,7 @@ use serde_json::{Value as Json, json};
 
 use super::api::{
     BatchApi, Conn, Counts, Handle, Item, Limits, Outcome, Phase, Status, count, item_error,
-    retryable_kind, server_id,
+    read_lines, retryable_kind, server_id,
 };
 use crate::keys::KeyRef;
 use crate::providers::http::{Method, Payload};
@@ -177,16 +177,14 @@ impl BatchApi for OpenAiBatches {
                     .conn
                     .call(Method::Get, &url, key, Payload::Empty)
                     .await?;
-                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                out.extend(read_lines(text, |line| {
                     let Ok(value) = serde_json::from_str::<Json>(line) else {
                         tracing::warn!("openai batch results: a line is not JSON");
-                        continue;
+                        return None;
                     };
-                    let Some(id) = value["custom_id"].as_str() else {
-                        continue;
-                    };
-                    out.push((id.to_string(), self.outcome(&value)));
-                }
+                    let id = value["custom_id"].as_str()?;
+                    Some((id.to_string(), self.outcome(&value)))
+                }));
             }
             Ok(out)
         })

@@ -30,7 +30,10 @@ fn checked(yaml: &str) -> Checked {
 struct Fake<F>(F);
 
 impl<F: Fn(&Request) -> Usage + Send + Sync> Provider for Fake<F> {
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         let usage = (self.0)(request);
         Box::pin(async move {
             tokio::task::yield_now().await;
@@ -196,7 +199,10 @@ fn budget_waits_for_running_agents_before_giving_up() {
 struct CutOnce(std::sync::atomic::AtomicBool);
 
 impl Provider for CutOnce {
-    fn attempt<'a>(&'a self, _: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    fn attempt<'a>(
+        &'a self,
+        _: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
         Box::pin(async move {
             if first {

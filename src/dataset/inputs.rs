@@ -75,7 +75,8 @@ impl RowInputs {
             };
             return Err(RowProblem::new(what, self.unknown_hint(first)));
         }
-        let mut inputs = Map::new();
+        // Sized to fit: a batch run holds tens of thousands of rows at once.
+        let mut inputs = Map::with_capacity(self.declared.len());
         let mut missing = Vec::new();
         for (name, input) in &self.declared {
             let value = match fields.remove(name) {

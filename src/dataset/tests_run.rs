@@ -67,7 +67,10 @@ struct Sleepy {
 }
 
 impl Provider for Sleepy {
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         let row = field(&request.prompt, "row");
         let written = self.written.load(Ordering::SeqCst);
         if row >= written + self.window {

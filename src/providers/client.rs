@@ -55,7 +55,10 @@ pub struct HttpProvider {
 }
 
 impl Provider for HttpProvider {
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
             let started = Instant::now();
             let mut seen = Seen::default();

@@ -34,7 +34,10 @@ pub struct Mock {
 }
 
 impl Provider for Mock {
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async move {
             if let Some(tool) = request.tools.first() {
                 request.progress.tool(tool.name);

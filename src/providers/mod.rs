@@ -238,7 +238,17 @@ impl std::fmt::Display for AttemptError {
 /// A model API: one attempt at one call. Retries and fallbacks are `call`'s.
 pub trait Provider: Send + Sync {
     /// Sends one request and waits for the whole reply.
-    fn attempt<'a>(&'a self, request: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>>;
+    /// The request is the call's own, shared (a batch holds it until it is sent).
+    fn attempt<'a>(
+        &'a self,
+        request: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>>;
+
+    /// Whether an attempt ends by a deadline of the client's own, not the
+    /// request's `timeout` (a batch's: it is taken as expired after 25 hours).
+    fn own_deadline(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

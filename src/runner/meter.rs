@@ -78,8 +78,8 @@ impl Tab {
 #[derive(Debug)]
 struct InFlight {
     target: usize,
-    /// On the heap: a tab is kept for each call in flight, most without one.
-    request: Box<Request>,
+    /// The call's own request, shared: a tab is kept for each call in flight.
+    request: Arc<Request>,
     /// Its input as the reservation counted it (with a budget only).
     input: Option<Count>,
     /// Its reservation (with a budget only: an attempt is never sent on an
@@ -104,7 +104,7 @@ impl Meter for AgentMeter<'_> {
     fn before<'a>(
         &'a self,
         target: usize,
-        request: &'a Request,
+        request: &'a Arc<Request>,
     ) -> BoxFuture<'a, Result<(), AttemptError>> {
         Box::pin(async move {
             let (mut input, mut reserved) = (None, None);
@@ -128,7 +128,7 @@ impl Meter for AgentMeter<'_> {
             }
             self.tab().in_flight = Some(InFlight {
                 target,
-                request: Box::new(request.clone()),
+                request: request.clone(),
                 input,
                 reserved,
             });

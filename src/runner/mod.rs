@@ -22,6 +22,8 @@ mod execute;
 mod map;
 mod meter;
 mod plan;
+#[cfg(test)]
+mod tests;
 
 pub use execute::{execute, render_outputs, workflow_name};
 pub use meter::{input_bound, input_count, output_count};
@@ -538,29 +540,30 @@ impl scheduler::Runner for AgentRunner {
             cache_key,
             ..
         } = prepared;
-        let request = Box::new(request);
+        let mut request = request;
+        if self.rows.is_some() {
+            let row = self.file_row(task.row);
+            request.label = Some(format!("r{row}-{}", self.task_name(task)));
+        }
+        let (name, bus) = (self.task_name(task), self.bus.clone());
+        let (tool_name, tool_bus) = (name.clone(), bus.clone());
+        request.progress = Progress::new(move |chars| {
+            bus.emit(&Event::AgentProgress {
+                agent: &name,
+                chars,
+            });
+        })
+        .on_tool(move |tool| {
+            tool_bus.emit(&Event::AgentTool {
+                agent: &tool_name,
+                tool,
+            });
+        });
+        // On the heap, and shared with the meter while an attempt is in flight.
+        let request = Arc::new(request);
         Box::pin(async move {
             let start = Instant::now();
-            let mut request = request;
-            if self.rows.is_some() {
-                let row = self.file_row(task.row);
-                request.label = Some(format!("r{row}-{}", self.task_name(task)));
-            }
             let policy = Policy::new(self.retries[agent]);
-            let (name, bus) = (self.task_name(task), self.bus.clone());
-            let (tool_name, tool_bus) = (name.clone(), bus.clone());
-            request.progress = Progress::new(move |chars| {
-                bus.emit(&Event::AgentProgress {
-                    agent: &name,
-                    chars,
-                });
-            })
-            .on_tool(move |tool| {
-                tool_bus.emit(&Event::AgentTool {
-                    agent: &tool_name,
-                    tool,
-                });
-            });
             let (name, bus) = (self.task_name(task), self.bus.clone());
             let on_failure = move |attempt: &Attempt| {
                 bus.emit(&Event::AttemptFailed {

@@ -383,7 +383,10 @@ pub fn prepare_offline(
 struct Offline;
 
 impl Provider for Offline {
-    fn attempt<'a>(&'a self, _: &'a Request) -> BoxFuture<'a, Result<Reply, AttemptError>> {
+    fn attempt<'a>(
+        &'a self,
+        _: &'a std::sync::Arc<Request>,
+    ) -> BoxFuture<'a, Result<Reply, AttemptError>> {
         Box::pin(async {
             Err(AttemptError::permanent(
                 "no call is made while estimating".into(),

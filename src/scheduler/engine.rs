@@ -21,9 +21,11 @@ use super::{
 use crate::dag::Dag;
 
 /// A task, how its run ended, and its count of busy work (see `busy.rs`), if any.
+/// How it ended is boxed: a task's output is laid out in its spawned task beside
+/// its future, for as long as the task waits (a batched call, hours).
 type Joined<R> = (
     Task,
-    Result<<R as Runner>::Output, <R as Runner>::Error>,
+    Box<Result<<R as Runner>::Output, <R as Runner>::Error>>,
     Option<Guard>,
 );
 
@@ -102,7 +104,9 @@ pub(super) struct Engine<'d, R: Runner, T> {
     pub(super) roots: Vec<usize>,
     /// Tasks ready to start, per lane.
     pub(super) ready: Vec<BTreeSet<Task>>,
-    pub(super) rows: HashMap<u64, RowState<R, T>>,
+    /// Boxed: a batch run holds tens of thousands of rows, and the map's spare
+    /// room would hold a whole row state each.
+    pub(super) rows: HashMap<u64, Box<RowState<R, T>>>,
     /// Tasks prepared but not yet admitted by the gate.
     pub(super) prepared: HashMap<Task, R::Prepared>,
     pub(super) tasks: JoinSet<Joined<R>>,
@@ -176,7 +180,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
             return;
         };
         let state = RowState::new(data, row.tag, self.indegree.clone(), self.outdegree.clone());
-        self.rows.insert(row.index, state);
+        self.rows.insert(row.index, Box::new(state));
         self.make_ready(row.index, self.roots.clone(), ev);
         self.finish_if_done(row.index, ev);
     }
@@ -337,7 +341,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
                     let handle = self.tasks.spawn(
                         async move {
                             let (result, guard) = run.await;
-                            (task, result, guard)
+                            (task, Box::new(result), guard)
                         }
                         .instrument(span.clone()),
                     );
@@ -365,7 +369,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
         let (id, result) = match joined {
             Ok((id, (_, result, guard))) => {
                 self.arrived.extend(guard);
-                (id, Some(result))
+                (id, Some(*result))
             }
             Err(e) => (e.id(), None),
         };
@@ -397,13 +401,13 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
     /// Hands `row` back if nothing of it is queued or running; agents still
     /// waiting were stopped.
     pub(super) fn finish_if_done(&mut self, row: u64, ev: Ev<'_, R, T>) {
-        if !self.rows.get(&row).is_some_and(RowState::idle) {
+        if !self.rows.get(&row).is_some_and(|r| r.idle()) {
             return;
         }
         let Some(r) = self.rows.remove(&row) else {
             return;
         };
-        let done = end_row(r, row, &SkipReason::RunStopped, false, ev);
+        let done = end_row(*r, row, &SkipReason::RunStopped, false, ev);
         ev(Event::RowDone(done));
     }
 
@@ -463,7 +467,7 @@ impl<'d, R: Runner, T: Send> Engine<'d, R, T> {
                     None => State::Skipped(reason.clone()),
                 };
             }
-            let done = end_row(r, row, &reason, true, ev);
+            let done = end_row(*r, row, &reason, true, ev);
             ev(Event::RowDone(done));
         }
         self.prepared.clear();
