@@ -13,6 +13,7 @@
 //! with `pricing:`) shows what caching saves.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -110,7 +111,10 @@ pub fn reply(request: &Request) -> Result<Reply, AttemptError> {
         hasher.update(part.as_bytes());
     }
     let digest = hasher.finalize();
-    let hash: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let hash = digest.iter().take(6).fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
     // The first words, and whether there are more (not every word of a long prompt).
     let words: Vec<&str> = request
         .prompt
