@@ -688,5 +688,20 @@ fn check_batch(checked: &Checked, args: &Args, global: Global) -> Result<()> {
         )
         .hint("add `--batch` (or `batch: true` in the workflow's `defaults`)"));
     }
+    // An agent that is not batched runs now; the run that collects the batches
+    // finds its answer in the cache, or calls (and pays for) it again.
+    let direct = checked
+        .workflow
+        .agents
+        .iter()
+        .find(|(_, a)| !a.batched(&checked.workflow.defaults));
+    if let (true, true, Some((name, _))) = (args.detach, args.no_cache, direct) {
+        return Err(Error::usage(format!(
+            "`--detach` with `--no-cache` would pay for agent `{name}` twice: it is not batched, so it is called now, and the run that collects the batches gets its answer only from the cache"
+        ))
+        .hint(format!(
+            "drop `--no-cache` (or BYOK_FLOW_NO_CACHE), or batch `{name}` too (remove its `batch: false`)"
+        )));
+    }
     Ok(())
 }

@@ -39,6 +39,32 @@ fn write(place: &Place, server: &FakeServer, agents: &str) {
     std::fs::write(place.path().join("flow.yaml"), workflow(server, agents)).unwrap();
 }
 
+/// A detached run calls an agent that is not batched at once; the run that
+/// collects the batches gets its answer from the cache. Without the cache it
+/// would be called and paid for again, so that is refused before any call.
+#[test]
+fn detach_without_the_cache_is_refused_when_an_agent_runs_directly() {
+    let server = FakeServer::start();
+    let place = Place::new();
+    write(
+        &place,
+        &server,
+        &SQUAD.replace("prompt: \"beta\"}", "prompt: \"beta\", batch: false}"),
+    );
+    let out = run(&place, &server, &["--detach", "--no-cache"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`--detach` with `--no-cache` would pay for agent `b` twice"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(server.requests().is_empty(), "nothing is called");
+    // With every agent batched, nothing runs now: `--no-cache` is fine.
+    write(&place, &server, SQUAD);
+    let out = run(&place, &server, &["--detach", "--no-cache"], &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 #[test]
 fn detach_prints_the_run_id_and_the_same_command_collects_without_submitting_again() {
     let server = FakeServer::start();
