@@ -695,12 +695,18 @@ fn check_batch(checked: &Checked, args: &Args, global: Global) -> Result<()> {
         .agents
         .iter()
         .find(|(_, a)| !a.batched(&checked.workflow.defaults));
-    if let (true, true, Some((name, _))) = (args.detach, args.no_cache, direct) {
+    // `--refresh` skips the cache too, and the same command collects the batches.
+    let skips_cache = if args.no_cache {
+        Some("`--no-cache`")
+    } else {
+        (!args.refresh.is_empty()).then_some("`--refresh`")
+    };
+    if let (true, Some(flag), Some((name, _))) = (args.detach, skips_cache, direct) {
         return Err(Error::usage(format!(
-            "`--detach` with `--no-cache` would pay for agent `{name}` twice: it is not batched, so it is called now, and the run that collects the batches gets its answer only from the cache"
+            "`--detach` with {flag} would pay for agent `{name}` twice: it is not batched, so it is called now, and the run that collects the batches gets its answer only from the cache"
         ))
         .hint(format!(
-            "drop `--no-cache` (or BYOK_FLOW_NO_CACHE), or batch `{name}` too (remove its `batch: false`)"
+            "drop {flag}, or batch `{name}` too (remove its `batch: false`)"
         )));
     }
     Ok(())

@@ -40,8 +40,9 @@ fn write(place: &Place, server: &FakeServer, agents: &str) {
 }
 
 /// A detached run calls an agent that is not batched at once; the run that
-/// collects the batches gets its answer from the cache. Without the cache it
-/// would be called and paid for again, so that is refused before any call.
+/// collects the batches gets its answer from the cache. Without the cache
+/// (`--no-cache`, or `--refresh`, which the same command repeats) it would be
+/// called and paid for again, so that is refused before any call.
 #[test]
 fn detach_without_the_cache_is_refused_when_an_agent_runs_directly() {
     let server = FakeServer::start();
@@ -55,6 +56,13 @@ fn detach_without_the_cache_is_refused_when_an_agent_runs_directly() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("`--detach` with `--no-cache` would pay for agent `b` twice"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&place, &server, &["--detach", "--refresh", "a"], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("`--detach` with `--refresh` would pay for agent `b` twice"),
         "{}",
         stderr(&out)
     );
