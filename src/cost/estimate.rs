@@ -397,7 +397,7 @@ impl<'a> Estimator<'a> {
                 if pricing.mock {
                     ProviderKind::Mock
                 } else {
-                    providers::resolve(w, a.provider()).map_or(ProviderKind::Mock, |p| p.kind)
+                    providers::kind(w, a.provider()).unwrap_or(ProviderKind::Mock)
                 }
             })
             .collect();

@@ -139,8 +139,7 @@ fn status(entry: &Entry, today: &str) -> Option<Status> {
 /// a model that is current, unknown to the table, or the mock's.
 pub fn of(pricing: &Pricing, model: &str, today: &str) -> Option<Retirement> {
     let (provider, _) = model.split_once('/')?;
-    let info = providers::resolve(pricing.workflow, provider).ok()?;
-    if info.kind == ProviderKind::Mock {
+    if providers::kind(pricing.workflow, provider).ok()? == ProviderKind::Mock {
         return None;
     }
     let (key, entry) = pricing.table_row(model)?;

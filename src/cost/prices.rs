@@ -519,7 +519,7 @@ impl<'a> Pricing<'a> {
     /// The price of `PROVIDER/MODEL`, or `None` when nothing prices it.
     pub fn resolve(&self, model: &str) -> Option<Resolved> {
         let (provider, id) = model.split_once('/')?;
-        let info = providers::resolve(self.workflow, provider).ok()?;
+        let kind = providers::kind(self.workflow, provider).ok()?;
         if self.mock {
             return Some(Resolved {
                 price: Price::free(),
@@ -528,15 +528,16 @@ impl<'a> Pricing<'a> {
         }
         // Checked before the mock's $0, so a `type: mock` provider with `pricing:`
         // simulates a priced model (to try a budget offline).
-        if let Some(p) = info.pricing.get(id) {
+        let declared = self.workflow.providers.get(provider);
+        if let Some(p) = declared.and_then(|d| d.pricing.get(id)) {
             return Some(Resolved {
-                price: with_default_fees(p.into(), info.kind, id),
+                price: with_default_fees(p.into(), kind, id),
                 source: PriceSource::Workflow {
                     provider: provider.to_string(),
                 },
             });
         }
-        if info.kind == ProviderKind::Mock {
+        if kind == ProviderKind::Mock {
             return Some(Resolved {
                 price: Price::free(),
                 source: PriceSource::Mock,
@@ -544,7 +545,7 @@ impl<'a> Pricing<'a> {
         }
         let (key, entry) = self.table_row(model)?;
         Some(Resolved {
-            price: with_default_fees(entry.price(), info.kind, id),
+            price: with_default_fees(entry.price(), kind, id),
             source: PriceSource::Table {
                 key: key.to_string(),
             },
@@ -556,12 +557,12 @@ impl<'a> Pricing<'a> {
     /// proxy serves that API's models). The workflow's `pricing:` is not consulted.
     pub fn table_row(&self, model: &str) -> Option<(&'a str, &'a Entry)> {
         let (provider, id) = model.split_once('/')?;
-        let info = providers::resolve(self.workflow, provider).ok()?;
-        let id = match info.kind {
+        let kind = providers::kind(self.workflow, provider).ok()?;
+        let id = match kind {
             ProviderKind::Gemini => id.strip_prefix("models/").unwrap_or(id),
             _ => id,
         };
-        let family = match info.kind {
+        let family = match kind {
             ProviderKind::Anthropic => Some("anthropic"),
             ProviderKind::Openai => Some("openai"),
             ProviderKind::Gemini => Some("gemini"),

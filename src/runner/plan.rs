@@ -252,7 +252,7 @@ fn plan(
             return ProviderKind::Mock;
         }
         let provider = model.split_once('/').map_or(model, |(p, _)| p);
-        workflow_providers::resolve(w, provider).map_or(ProviderKind::Mock, |info| info.kind)
+        workflow_providers::kind(w, provider).unwrap_or(ProviderKind::Mock)
     };
     let kinds = w
         .agents

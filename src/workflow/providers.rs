@@ -32,35 +32,26 @@ pub enum ProviderProblem {
 
 /// The provider `name` as this workflow configures it.
 pub fn resolve(workflow: &Workflow, name: &str) -> Result<ProviderInfo, ProviderProblem> {
+    let kind = kind(workflow, name)?;
     let builtin = catalog::builtin(name);
     let declared = workflow.providers.get(name);
-    let (kind, base_url, key) = match (builtin, declared) {
-        (None, None) => return Err(ProviderProblem::Unknown),
-        (Some(b), _) => (
-            b.kind,
-            b.base_url.to_string(),
-            b.keyed.then(|| b.name.to_string()),
-        ),
-        (None, Some(p)) => {
-            let kind = p.kind.ok_or(ProviderProblem::MissingType)?;
-            let base = catalog::default_base_url(kind)
-                .unwrap_or_default()
-                .to_string();
-            (kind, base, Some(name.to_string()))
-        }
-    };
     let empty = Provider::default();
     let p = declared.unwrap_or(&empty);
-    let kind = p.kind.unwrap_or(kind);
-    let base_url = p.base_url.clone().unwrap_or(base_url);
-    if base_url.is_empty() {
-        return Err(ProviderProblem::MissingBaseUrl);
-    }
+    let base_url = match (&p.base_url, builtin) {
+        (Some(url), _) => url.clone(),
+        (None, Some(b)) => b.base_url.to_string(),
+        (None, None) => catalog::default_base_url(kind)
+            .unwrap_or_default()
+            .to_string(),
+    };
     let key = match p.key.as_deref() {
         Some("none") => None,
         Some(k) => Some(k.to_string()),
         None if kind == ProviderKind::Mock => None,
-        None => key,
+        None => match builtin {
+            Some(b) => b.keyed.then(|| b.name.to_string()),
+            None => Some(name.to_string()),
+        },
     };
     Ok(ProviderInfo {
         name: name.to_string(),
@@ -71,6 +62,33 @@ pub fn resolve(workflow: &Workflow, name: &str) -> Result<ProviderInfo, Provider
         latency: p.latency.map(|d| d.0),
         pricing: p.pricing.clone(),
     })
+}
+
+/// The kind (API) of the provider `name`, as [`resolve`] finds it, or why it
+/// cannot be used, without building the rest: price look-ups ask this for every
+/// agent.
+pub fn kind(workflow: &Workflow, name: &str) -> Result<ProviderKind, ProviderProblem> {
+    let builtin = catalog::builtin(name);
+    let declared = workflow.providers.get(name);
+    let kind = match (builtin, declared) {
+        (None, None) => return Err(ProviderProblem::Unknown),
+        (Some(b), _) => b.kind,
+        (None, Some(p)) => p.kind.ok_or(ProviderProblem::MissingType)?,
+    };
+    let kind = declared.and_then(|p| p.kind).unwrap_or(kind);
+    let base_url = match (declared.and_then(|p| p.base_url.as_deref()), builtin) {
+        (Some(url), _) => url,
+        (None, Some(b)) => b.base_url,
+        // The default of the kind the name was declared with, as `resolve` had it.
+        (None, None) => declared
+            .and_then(|p| p.kind)
+            .and_then(catalog::default_base_url)
+            .unwrap_or_default(),
+    };
+    if base_url.is_empty() {
+        return Err(ProviderProblem::MissingBaseUrl);
+    }
+    Ok(kind)
 }
 
 #[cfg(test)]
@@ -88,6 +106,49 @@ mod tests {
             providers: yaml_providers,
             agents: IndexMap::new(),
             outputs: IndexMap::new(),
+        }
+    }
+
+    /// `kind` finds what `resolve` finds, or the same problem, for every way a
+    /// provider can be named: built in or not, declared with or without a type
+    /// and a base URL, a built-in name given another type or an empty URL.
+    #[test]
+    fn kind_agrees_with_resolve() {
+        let kinds = [
+            None,
+            Some(ProviderKind::Anthropic),
+            Some(ProviderKind::Gemini),
+            Some(ProviderKind::OpenaiCompatible),
+            Some(ProviderKind::Mock),
+        ];
+        let urls = [None, Some(""), Some("http://127.0.0.1:1/v1")];
+        let mut names: Vec<&str> = catalog::builtin_names().collect();
+        names.push("custom");
+        for name in names {
+            assert_eq!(
+                kind(&workflow(IndexMap::new()), name),
+                resolve(&workflow(IndexMap::new()), name).map(|i| i.kind),
+                "{name}"
+            );
+            for k in kinds {
+                for url in urls {
+                    let mut ps = IndexMap::new();
+                    ps.insert(
+                        name.to_string(),
+                        Provider {
+                            kind: k,
+                            base_url: url.map(String::from),
+                            ..Provider::default()
+                        },
+                    );
+                    let w = workflow(ps);
+                    assert_eq!(
+                        kind(&w, name),
+                        resolve(&w, name).map(|i| i.kind),
+                        "{name} {k:?} {url:?}"
+                    );
+                }
+            }
         }
     }
 
