@@ -32,18 +32,10 @@ pub enum ProviderProblem {
 
 /// The provider `name` as this workflow configures it.
 pub fn resolve(workflow: &Workflow, name: &str) -> Result<ProviderInfo, ProviderProblem> {
-    let kind = kind(workflow, name)?;
+    let (kind, base_url) = kind_and_base_url(workflow, name)?;
     let builtin = catalog::builtin(name);
-    let declared = workflow.providers.get(name);
     let empty = Provider::default();
-    let p = declared.unwrap_or(&empty);
-    let base_url = match (&p.base_url, builtin) {
-        (Some(url), _) => url.clone(),
-        (None, Some(b)) => b.base_url.to_string(),
-        (None, None) => catalog::default_base_url(kind)
-            .unwrap_or_default()
-            .to_string(),
-    };
+    let p = workflow.providers.get(name).unwrap_or(&empty);
     let key = match p.key.as_deref() {
         Some("none") => None,
         Some(k) => Some(k.to_string()),
@@ -56,7 +48,7 @@ pub fn resolve(workflow: &Workflow, name: &str) -> Result<ProviderInfo, Provider
     Ok(ProviderInfo {
         name: name.to_string(),
         kind,
-        base_url,
+        base_url: base_url.to_string(),
         key,
         max_concurrency: p.max_concurrency,
         latency: p.latency.map(|d| d.0),
@@ -68,6 +60,15 @@ pub fn resolve(workflow: &Workflow, name: &str) -> Result<ProviderInfo, Provider
 /// cannot be used, without building the rest: price look-ups ask this for every
 /// agent.
 pub fn kind(workflow: &Workflow, name: &str) -> Result<ProviderKind, ProviderProblem> {
+    kind_and_base_url(workflow, name).map(|(kind, _)| kind)
+}
+
+/// The provider's kind and base URL (declared, else built in, else the default
+/// of the type it was declared with), or why it cannot be used.
+fn kind_and_base_url<'a>(
+    workflow: &'a Workflow,
+    name: &str,
+) -> Result<(ProviderKind, &'a str), ProviderProblem> {
     let builtin = catalog::builtin(name);
     let declared = workflow.providers.get(name);
     let kind = match (builtin, declared) {
@@ -79,16 +80,12 @@ pub fn kind(workflow: &Workflow, name: &str) -> Result<ProviderKind, ProviderPro
     let base_url = match (declared.and_then(|p| p.base_url.as_deref()), builtin) {
         (Some(url), _) => url,
         (None, Some(b)) => b.base_url,
-        // The default of the kind the name was declared with, as `resolve` had it.
-        (None, None) => declared
-            .and_then(|p| p.kind)
-            .and_then(catalog::default_base_url)
-            .unwrap_or_default(),
+        (None, None) => catalog::default_base_url(kind).unwrap_or_default(),
     };
     if base_url.is_empty() {
         return Err(ProviderProblem::MissingBaseUrl);
     }
-    Ok(kind)
+    Ok((kind, base_url))
 }
 
 #[cfg(test)]
