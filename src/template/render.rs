@@ -139,18 +139,16 @@ impl Renderer {
         self.render_cut(name, text, cuts, values)
     }
 
-    /// Renders a template that is not kept, from its text, named `name` in errors.
-    /// A squad's prompts are rendered this way: a table of 200,000 names and
-    /// cuts would be kept for the whole run for one render each.
+    /// Renders a template that is not kept, from its text, named `name` in errors,
+    /// with Handlebars. A squad's prompts are rendered this way (a table of
+    /// 200,000 names and cuts would be kept for the whole run for one render
+    /// each), once [`Renderer::render_plain`] has found they need it.
     pub fn render_text(
         &self,
         name: &str,
         text: &str,
         values: &Values,
     ) -> Result<String, RenderFailure> {
-        if let Some(rendered) = Self::render_plain(text, |path| values.lookup(path)) {
-            return Ok(rendered);
-        }
         let cuts = scan::scan(text).map_err(|p| failed(p.message))?;
         self.render_cut(name, text, &cuts, values)
     }
