@@ -473,18 +473,22 @@ mod tests {
         }
     }
 
+    fn target(client: Arc<dyn Provider>) -> Target {
+        Target {
+            client,
+            provider: "anthropic".into(),
+            model: "claude-sonnet-4-5".into(),
+            key: None,
+            retirement: None,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_client_with_its_own_deadline_is_not_timed_by_the_request() {
         let policy = Policy::new(0);
         let on_failure = |_: &Attempt| {};
         for own in [false, true] {
-            let target = Target {
-                client: Arc::new(Slow { own }),
-                provider: "anthropic".into(),
-                model: "claude-sonnet-4-5".into(),
-                key: None,
-                retirement: None,
-            };
+            let target = target(Arc::new(Slow { own }));
             let request = Arc::new(Request {
                 timeout: Some(Duration::from_secs(1)),
                 ..Request::default()
@@ -510,13 +514,7 @@ mod tests {
     /// the attempt's record) is kept as long, so it is boxed or made after it.
     #[test]
     fn a_waiting_call_keeps_little() {
-        let target = Target {
-            client: Arc::new(Waits),
-            provider: "anthropic".into(),
-            model: "claude-sonnet-4-5".into(),
-            key: None,
-            retirement: None,
-        };
+        let target = target(Arc::new(Waits));
         let policy = Policy::new(3);
         let on_failure = |_: &Attempt| {};
         let request = Arc::new(Request {

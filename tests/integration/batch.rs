@@ -157,3 +157,11 @@ pub fn agent<'a>(record: &'a Value, name: &str) -> &'a Value {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// What a detached run prints on stdout: its run id.
+pub fn run_id(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone())
+        .expect("the run id is UTF-8")
+        .trim()
+        .to_string()
+}

@@ -4,7 +4,7 @@
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{Place, record, stderr};
+use super::{Place, record, run_id, stderr};
 use crate::providers::workflow;
 use crate::support::fake::FakeServer;
 use crate::support::fake::batch::BatchKnobs;
@@ -84,8 +84,8 @@ fn detach_prints_the_run_id_and_the_same_command_collects_without_submitting_aga
     write(&place, &server, SQUAD);
     let out = run(&place, &server, &["--detach"], &[]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run_id = String::from_utf8(out.stdout.clone()).unwrap();
-    let run_id = run_id.trim();
+    let run_id = run_id(&out);
+    let run_id = run_id.as_str();
     assert!(!run_id.is_empty() && !run_id.contains(' '), "{run_id}");
     assert!(
         stderr(&out).contains("detached: 2 batches submitted"),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Place, stderr};
+use super::{Place, run_id, stderr};
 use crate::providers::workflow;
 use crate::support::fake::batch::BatchKnobs;
 use crate::support::fake::{FakeServer, Fault};
@@ -292,10 +292,7 @@ fn detached_rows_are_collected_by_runs_resume() {
     let (server, place) = detachable(6);
     let out = run(&place, &server, &["--detach", "--out", "out"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run_id = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_string();
+    let run_id = run_id(&out);
     assert!(!run_id.is_empty() && !run_id.contains('\n'), "{run_id}");
     assert!(
         stderr(&out).contains("detached: 1 batch submitted"),
@@ -365,10 +362,7 @@ fn detach_submits_the_first_wave_of_every_row_however_many_the_window_holds() {
     let out = place.command(&detach, &env).output().unwrap();
     place.assert_no_key(&out);
     assert!(out.status.success(), "{}", stderr(&out));
-    let run_id = String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .trim()
-        .to_string();
+    let run_id = run_id(&out);
     assert!(!run_id.is_empty() && !run_id.contains('\n'), "{run_id}");
     // Every row's first agent is in a batch, each row once, none of the second
     // wave yet, and no batch over the limit.
