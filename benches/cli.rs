@@ -156,7 +156,9 @@ fn main() {
     let args = ["run", file, "--mock", "-q", "--input", "topic=benchmarks"];
     let median = median_wall(BIN, &args, 1);
     let once = time_v(&args);
-    let ok = median <= Duration::from_secs(10) && once.is_none_or(|(kb, _)| kb <= 300 * 1024);
+    // `time -v` counts KiB; the goal is 300 MB (300,000,000 bytes).
+    let ok =
+        median <= Duration::from_secs(10) && once.is_none_or(|(kb, _)| kb * 1024 <= 300_000_000);
     row(
         "run --mock -q (100000 agents)",
         1,
