@@ -134,6 +134,11 @@ pub trait BatchApi: Send + Sync {
     fn adopt(&self, _handle: &Handle, _custom_id: &str, _request: &Request) {}
     /// Reads one result's reply body (JSON text).
     fn parse(&self, request: &Request, body: &str) -> Result<Reply, String>;
+    /// The usage a result's reply body that does not parse still shows, if any:
+    /// what it was billed.
+    fn salvage(&self, _body: &str) -> Reply {
+        Reply::default()
+    }
 }
 
 /// A provider's batch endpoints: where they are, its key, its HTTP client.

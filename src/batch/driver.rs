@@ -320,18 +320,25 @@ impl Provider for BatchClient {
                 ));
             };
             busy::keep(guard);
+            // The batch ran: a request without a readable result may have been
+            // processed, and billed, all the same (its bill is unknown).
             match outcome {
-                None => Err(AttemptError::transient(
+                None => Err(AttemptError::cut_off(
                     None,
                     format!(
                         "{} batch: no result came back for this request",
                         self.api.provider()
                     ),
+                    Reply::default(),
                 )),
                 Some(Outcome::Reply(reply)) => Ok(*reply),
                 Some(Outcome::Error(e)) => Err(e),
                 Some(Outcome::Body(body)) => self.api.parse(request, &body).map_err(|e| {
-                    AttemptError::transient(None, format!("malformed result in the batch: {e}"))
+                    AttemptError::cut_off(
+                        None,
+                        format!("malformed result in the batch: {e}"),
+                        self.api.salvage(&body),
+                    )
                 }),
             }
         })
@@ -787,12 +794,12 @@ impl Shared {
                     ),
                     Some("fix what the provider names, then run again".into()),
                 )),
-                _ => {
-                    self.read_results(api.as_ref(), key.as_ref(), &record, &status)
-                        .await
-                }
+                _ => self
+                    .read_results(api.as_ref(), key.as_ref(), &record, &status)
+                    .await
+                    .map_err(bill_unknown),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(bill_unknown(e)),
         };
         if self.stopped() {
             return;
@@ -987,6 +994,13 @@ fn command_of(args: &[String]) -> Vec<&str> {
         kept.push(arg);
     }
     kept
+}
+
+/// A batch that was made, and whose results cannot be had: the provider may have
+/// processed (and billed) every request in it, so each one's bill is unknown.
+fn bill_unknown(mut error: AttemptError) -> AttemptError {
+    error.cut_off.get_or_insert_with(Box::default);
+    error
 }
 
 /// A batch the provider would not take: its requests fail with its error.

@@ -222,6 +222,16 @@ impl BatchApi for OpenAiBatches {
     fn parse(&self, request: &Request, body: &str) -> Result<Reply, String> {
         self.conn.wire.parse(request, body)
     }
+
+    fn salvage(&self, body: &str) -> Reply {
+        let (usage, reported) =
+            crate::providers::wire::salvage_usage(self.conn.wire.as_ref(), body);
+        Reply {
+            usage,
+            reported,
+            ..Reply::default()
+        }
+    }
 }
 
 impl OpenAiBatches {

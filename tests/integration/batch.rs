@@ -3,6 +3,7 @@
 //! the budget, state and resume (kill -9 at every phase), detach, cancel, the
 //! host rule on results URLs, and the canary keys.
 
+mod budget;
 mod resume;
 mod rows;
 mod tools;

@@ -286,8 +286,15 @@ fn result_of(shared: &Shared, api: Api, body: &Value, key: &str) -> Option<ItemR
             .as_ref()
             .map_or_else(|| super::reply_text(api, body), Value::to_string),
     };
-    let input = super::input_tokens(body);
-    let output = (reply_text.len() as u64).div_ceil(4);
+    let billing = *shared.billing.lock().unwrap();
+    let input = billing.input_percent.map_or_else(
+        || super::input_tokens(body),
+        |p| (super::counted_input(api, body) * p).div_ceil(100),
+    );
+    let output = match super::max_tokens_of(body) {
+        Some(max) if billing.output_at_max => max,
+        _ => (reply_text.len() as u64).div_ceil(4),
+    };
     shared.billed.lock().unwrap().push((
         super::model_of(body),
         Bill {
@@ -300,14 +307,23 @@ fn result_of(shared: &Shared, api: Api, body: &Value, key: &str) -> Option<ItemR
             fetches: 0,
         },
     ));
-    Some(Ok(super::whole(
-        api,
-        body,
-        &reply_text,
-        json.as_ref(),
-        (input, output, 0, 0),
-    )))
+    match fault {
+        // Billed, and its result is not a reply byok-flow can read.
+        Some(Fault::Malformed) => Some(Ok(json!("{\"id\": \"broken\", \"content\": ["))),
+        // Billed, and its line of the results is cut off (not JSON).
+        Some(Fault::TruncateStream) => Some(Ok(json!(TRUNCATED))),
+        _ => Some(Ok(super::whole(
+            api,
+            body,
+            &reply_text,
+            json.as_ref(),
+            (input, output, 0, 0),
+        ))),
+    }
 }
+
+/// A result written as a line cut off before its end.
+const TRUNCATED: &str = "truncated line";
 
 async fn create(shared: &Shared, api: Api, path: &str, body: &Value, key: &str) -> Response {
     // A stalled create never makes its batch: the answer is lost, like a dropped connection.
@@ -593,6 +609,9 @@ async fn results_jsonl(shared: &Shared, path: &str) -> Response {
         .map(|(id, r)| {
             let result = match &*r {
                 // Written out, not copied into a new tree.
+                Ok(message) if message == TRUNCATED => {
+                    return format!("{{\"custom_id\":{},\"result\":{{\"type\":\"succ", Value::from(id));
+                }
                 Ok(message) => {
                     let id = Value::from(id);
                     return format!(
@@ -633,6 +652,9 @@ fn file_content(shared: &Shared, path: &str) -> Response {
         .filter(|(_, r)| r.is_err() == want_errors)
         .map(|(custom_id, r)| match &*r {
             // Written out, not copied into a new tree.
+            Ok(body) if body == TRUNCATED => {
+                return format!("{{\"id\":\"batch_req_x\",\"custom_id\":{},\"response\":{{\"status_co", Value::from(custom_id));
+            }
             Ok(body) => {
                 let custom_id = Value::from(custom_id);
                 return format!(

@@ -1,0 +1,98 @@
+//! The ceiling in batch mode (SPEC §6, §9): a batched request is billed when the
+//! provider processes it, whatever happens to its result on the way back, so a
+//! result that cannot be read, or that never comes back from a batch that ran,
+//! keeps its whole reservation as spent, exactly as a direct call cut off does.
+
+use byok_flow::cost::{Usd, rate_per_million};
+use serde_json::Value;
+
+use super::{Place, agent, record, stderr};
+use crate::support::fake::{Billing, FakeServer, Fault};
+
+/// What the fake billed, at these batch prices (dollars per million, in and out).
+fn billed_at(server: &FakeServer, input: f64, output: f64) -> Usd {
+    server
+        .billed()
+        .iter()
+        .map(|(_, b)| {
+            Usd::of_tokens(b.input, rate_per_million(input))
+                + Usd::of_tokens(b.output, rate_per_million(output))
+        })
+        .sum()
+}
+
+/// The estimate's worst case of the one agent of flow.yaml, in a batch.
+fn worst(place: &Place, server: &FakeServer) -> f64 {
+    let host = server.url().trim_start_matches("http://").to_string();
+    let out = place
+        .command(
+            &[
+                "estimate",
+                "flow.yaml",
+                "--batch",
+                "--json",
+                "--allow-host",
+                &host,
+            ],
+            &[],
+        )
+        .output()
+        .unwrap();
+    let estimate: Value = serde_json::from_slice(&out.stdout).unwrap();
+    estimate["agents"][0]["max_usd"].as_f64().unwrap()
+}
+
+/// Hunt: a batch result that is billed and then unreadable (its message does
+/// not parse, or its line of the results file is cut) was charged $0 and its
+/// reservation freed, so each retry spent money the ledger never saw: with every
+/// request billed at its worst case, three attempts went out under a ceiling of
+/// two and a half.
+#[test]
+fn budget_batch_results_billed_and_unreadable_keep_their_reservation() {
+    // Each model with its batch prices: half the regular ones.
+    for (api, input, output) in [
+        ("anthropic/claude-haiku-4-5", 0.5, 2.5),
+        ("openai/gpt-4o-mini", 0.075, 0.3),
+    ] {
+        let server = FakeServer::start();
+        server.set_billing(Billing {
+            input_percent: Some(100),
+            output_at_max: true,
+            omit_usage: false,
+        });
+        server.script("marker-a", [Fault::Malformed, Fault::TruncateStream]);
+        let place = Place::new();
+        let agents = format!(
+            "  a: {{model: {api}, prompt: \"marker-a say hello\", max_tokens: 4000, retries: 3, cache: off}}\n"
+        );
+        std::fs::write(
+            place.path().join("flow.yaml"),
+            crate::providers::workflow(&server, &agents),
+        )
+        .unwrap();
+        let ceiling = worst(&place, &server) * 2.5;
+        let out = place.run(
+            &server,
+            &agents,
+            &["--no-cache", "--max-usd", &format!("{ceiling:.8}")],
+            &[],
+        );
+        let run = record(&out);
+        let spent = billed_at(&server, input, output);
+        let bills = server.billed().len();
+        assert!(
+            spent <= Usd::from_dollars(ceiling),
+            "{api}: the provider billed {spent} for {bills} requests, over the {ceiling} ceiling\n{run}\n{}",
+            stderr(&out)
+        );
+        assert_eq!(bills, 2, "{api}: {run}");
+        let a = agent(&run, "a");
+        assert_ne!(a["status"], "succeeded", "{run}");
+        // The run says the most it may have cost: never less than was billed.
+        let most = run["max_cost_usd"]
+            .as_f64()
+            .or(run["cost_usd"].as_f64())
+            .unwrap();
+        assert!(Usd::from_dollars(most) >= spent, "{most} < {spent}: {run}");
+    }
+}
