@@ -301,6 +301,17 @@ impl Provider for BatchClient {
         true
     }
 
+    /// An earlier run's batch holds it (or its result, read already).
+    fn holds(&self, request: &Request) -> bool {
+        let shared = &self.batcher.shared;
+        if lock(&shared.known).is_empty() && lock(&shared.stash).is_empty() {
+            return false;
+        }
+        let (fingerprint, _) = fingerprint(self.api.as_ref(), request.key.as_ref(), request);
+        lock(&shared.known).contains_key(&fingerprint)
+            || lock(&shared.stash).contains_key(&fingerprint)
+    }
+
     fn attempt<'a>(
         &'a self,
         request: &'a std::sync::Arc<Request>,

@@ -70,10 +70,17 @@ impl Ledger {
     }
 
     /// Reserves `worst` for `agent`'s first attempt if it fits under the ceiling. An
-    /// unknown worst case never fits.
-    pub fn admit(&mut self, agent: Task, worst: Option<Usd>, running: usize) -> Admission {
+    /// unknown worst case never fits. An attempt already `sent` (an earlier run's
+    /// batch holds it) is money spent: it is reserved whatever is left.
+    pub fn admit(
+        &mut self,
+        agent: Task,
+        worst: Option<Usd>,
+        running: usize,
+        sent: bool,
+    ) -> Admission {
         match worst {
-            Some(worst) if self.committed() + worst <= self.ceiling => {
+            Some(worst) if sent || self.committed() + worst <= self.ceiling => {
                 self.reserved.insert(agent, worst);
                 self.active.insert(agent);
                 Admission::Start
@@ -88,12 +95,15 @@ impl Ledger {
     }
 
     /// Makes `agent`'s reservation `worst` (it may hold part of it already, from its
-    /// admission), for its next attempt.
-    pub fn reserve(&mut self, agent: Task, worst: Option<Usd>) -> Result<(), Refusal> {
+    /// admission), for its next attempt; whatever is left when the attempt was
+    /// already `sent` (see [`Ledger::admit`]).
+    pub fn reserve(&mut self, agent: Task, worst: Option<Usd>, sent: bool) -> Result<(), Refusal> {
         let held = self.reserved.get(&agent).copied().unwrap_or_default();
         match worst {
             Some(worst) if worst <= held => Ok(()),
-            Some(worst) if self.committed() + worst.saturating_sub(held) <= self.ceiling => {
+            Some(worst)
+                if sent || self.committed() + worst.saturating_sub(held) <= self.ceiling =>
+            {
                 self.reserved.insert(agent, worst);
                 Ok(())
             }
@@ -167,8 +177,9 @@ impl Budget {
     }
 
     /// Reserves `worst` for `agent`'s next attempt, waiting while another agent runs
-    /// and there is no room; the reason when there is none to be had.
-    pub async fn reserve(&self, agent: Task, worst: Option<Usd>) -> Result<(), String> {
+    /// and there is no room; the reason when there is none to be had. An attempt
+    /// already `sent` is reserved at once.
+    pub async fn reserve(&self, agent: Task, worst: Option<Usd>, sent: bool) -> Result<(), String> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -177,7 +188,7 @@ impl Budget {
                 // One lock for the look and the mark, so two agents never both wait
                 // on each other unseen.
                 let mut ledger = self.ledger();
-                match ledger.reserve(agent, worst) {
+                match ledger.reserve(agent, worst, sent) {
                     Ok(()) => return Ok(()),
                     Err(Refusal::Over(why)) => return Err(why),
                     Err(Refusal::Wait) => ledger.waiting.insert(agent),
@@ -217,7 +228,7 @@ impl Gate<AgentRunner> for BudgetGate {
     fn admit(&mut self, agent: Task, prepared: &Prepared, running: usize) -> Admission {
         let mut ledger = self.budget.ledger();
         let before = ledger.committed();
-        let admission = ledger.admit(agent, prepared.worst, running);
+        let admission = ledger.admit(agent, prepared.worst, running, prepared.sent);
         let worst = prepared
             .worst
             .map_or_else(|| "unknown".to_string(), |w| w.to_string());
@@ -276,26 +287,26 @@ mod tests {
     fn waits_while_others_run_then_gives_up() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(60)), 0),
+            ledger.admit(t(0), Some(Usd::from_pico(60)), 0, false),
             Admission::Start
         );
         assert_eq!(
-            ledger.admit(t(1), Some(Usd::from_pico(60)), 1),
+            ledger.admit(t(1), Some(Usd::from_pico(60)), 1, false),
             Admission::Wait
         );
         ledger.charge(t(0), Some(Usd::from_pico(10)));
         ledger.finish(t(0), false);
         assert_eq!(
-            ledger.admit(t(1), Some(Usd::from_pico(60)), 0),
+            ledger.admit(t(1), Some(Usd::from_pico(60)), 0, false),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(70));
         assert!(matches!(
-            ledger.admit(t(2), Some(Usd::from_pico(31)), 0),
+            ledger.admit(t(2), Some(Usd::from_pico(31)), 0, false),
             Admission::Skip(_)
         ));
         assert_eq!(
-            ledger.admit(t(2), Some(Usd::from_pico(30)), 1),
+            ledger.admit(t(2), Some(Usd::from_pico(30)), 1, false),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(100));
@@ -304,9 +315,12 @@ mod tests {
     #[test]
     fn unknown_costs_count_in_full() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        assert!(matches!(ledger.admit(t(0), None, 0), Admission::Skip(_)));
+        assert!(matches!(
+            ledger.admit(t(0), None, 0, false),
+            Admission::Skip(_)
+        ));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(40)), 0),
+            ledger.admit(t(0), Some(Usd::from_pico(40)), 0, false),
             Admission::Start
         );
         ledger.charge(t(0), None);
@@ -321,52 +335,88 @@ mod tests {
     fn every_attempt_reserves_its_own_worst_case() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(40)), 0),
+            ledger.admit(t(0), Some(Usd::from_pico(40)), 0, false),
             Admission::Start
         );
         // The first attempt uses the admission's reservation.
-        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(40))), Ok(()));
+        assert_eq!(
+            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
+            Ok(())
+        );
         assert_eq!(ledger.committed(), Usd::from_pico(40));
         ledger.charge(t(0), None);
-        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(40))), Ok(()));
+        assert_eq!(
+            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
+            Ok(())
+        );
         ledger.charge(t(0), None);
         assert_eq!(ledger.spent(), Usd::from_pico(80));
         // No room for a third, and nobody else running to make some.
         assert!(matches!(
-            ledger.reserve(t(0), Some(Usd::from_pico(40))),
+            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
             Err(Refusal::Over(_))
         ));
         // With another agent running, it waits instead.
         assert_eq!(
-            ledger.admit(t(1), Some(Usd::from_pico(10)), 1),
+            ledger.admit(t(1), Some(Usd::from_pico(10)), 1, false),
             Admission::Start
         );
         assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(40))),
+            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
             Err(Refusal::Wait)
         );
         // A reservation that grew (a larger input seen) takes only the difference.
         ledger.charge(t(1), Some(Usd::ZERO));
         ledger.finish(t(1), false);
-        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(20))), Ok(()));
+        assert_eq!(
+            ledger.reserve(t(0), Some(Usd::from_pico(20)), false),
+            Ok(())
+        );
         assert_eq!(ledger.committed(), Usd::from_pico(100));
+    }
+
+    /// An attempt already sent (an earlier run's batch holds it) is spent money:
+    /// reserved whatever is left, and then nothing else fits.
+    #[test]
+    fn an_attempt_already_sent_is_reserved_whatever_is_left() {
+        let mut ledger = Ledger::new(Usd::from_pico(100));
+        assert_eq!(
+            ledger.admit(t(0), Some(Usd::from_pico(150)), 0, true),
+            Admission::Start
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(150));
+        assert!(matches!(
+            ledger.admit(t(1), Some(Usd::from_pico(1)), 0, false),
+            Admission::Skip(_)
+        ));
+        assert_eq!(
+            ledger.reserve(t(0), Some(Usd::from_pico(170)), true),
+            Ok(())
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(170));
+        ledger.charge(t(0), Some(Usd::from_pico(120)));
+        assert_eq!(ledger.spent(), Usd::from_pico(120));
+        assert!(matches!(
+            ledger.reserve(t(0), Some(Usd::from_pico(1)), false),
+            Err(Refusal::Over(_))
+        ));
     }
 
     #[test]
     fn agents_waiting_for_each_other_do_not_wait_forever() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        ledger.admit(t(0), Some(Usd::from_pico(50)), 0);
-        ledger.admit(t(1), Some(Usd::from_pico(50)), 1);
+        ledger.admit(t(0), Some(Usd::from_pico(50)), 0, false);
+        ledger.admit(t(1), Some(Usd::from_pico(50)), 1, false);
         ledger.charge(t(0), None);
         ledger.charge(t(1), None);
         assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(50))),
+            ledger.reserve(t(0), Some(Usd::from_pico(50)), false),
             Err(Refusal::Wait)
         );
         ledger.waiting.insert(t(0));
         // 1 sees only 0, which waits itself: nobody can make room.
         assert!(matches!(
-            ledger.reserve(t(1), Some(Usd::from_pico(50))),
+            ledger.reserve(t(1), Some(Usd::from_pico(50)), false),
             Err(Refusal::Over(_))
         ));
     }
@@ -374,12 +424,16 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_attempt_goes_when_another_agent_releases_money() {
         let budget = Budget::new(Usd::from_pico(100));
-        budget.ledger().admit(t(0), Some(Usd::from_pico(60)), 0);
-        budget.ledger().admit(t(1), Some(Usd::from_pico(40)), 1);
+        budget
+            .ledger()
+            .admit(t(0), Some(Usd::from_pico(60)), 0, false);
+        budget
+            .ledger()
+            .admit(t(1), Some(Usd::from_pico(40)), 1, false);
         budget.charge(t(0), Some(Usd::from_pico(30)));
         let waiter = {
             let budget = budget.clone();
-            tokio::spawn(async move { budget.reserve(t(0), Some(Usd::from_pico(60))).await })
+            tokio::spawn(async move { budget.reserve(t(0), Some(Usd::from_pico(60)), false).await })
         };
         tokio::task::yield_now().await;
         budget.charge(t(1), Some(Usd::from_pico(5)));

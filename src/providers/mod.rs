@@ -249,6 +249,13 @@ pub trait Provider: Send + Sync {
     fn own_deadline(&self) -> bool {
         false
     }
+
+    /// Whether `request` was already sent and is billed whatever happens now (a
+    /// batch an earlier run submitted holds it): an attempt of it waits for that
+    /// answer, and what it costs is spent, not a choice the budget can refuse.
+    fn holds(&self, _request: &Request) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

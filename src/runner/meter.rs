@@ -116,7 +116,8 @@ impl Meter for AgentMeter<'_> {
                     _ => self.runner.input_for(agent, target, request),
                 };
                 let worst = self.runner.attempt_worst(agent, target, request, count);
-                let room = budget.reserve(self.task, worst).await;
+                let sent = self.runner.targets[agent][target].client.holds(request);
+                let room = budget.reserve(self.task, worst, sent).await;
                 room.map_err(|why| AttemptError {
                     kind: ErrorKind::Budget,
                     ..AttemptError::permanent(

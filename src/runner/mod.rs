@@ -207,6 +207,9 @@ pub struct Prepared {
     /// Its input: counted exactly (with a budget), or by the bound that needs no BPE.
     pub input: Count,
     pub worst: Option<Usd>,
+    /// Its first attempt was already sent (an earlier run's batch holds it): what
+    /// it costs is spent, whatever the budget has left.
+    pub sent: bool,
     pub exact: bool,
     /// The cached answer, when there is one to use.
     pub cached: Option<Entry>,
@@ -474,13 +477,14 @@ impl scheduler::Runner for AgentRunner {
         let agent = task.agent;
         let fail = AgentFailure::before_call;
         let item = item.zip(task.item);
-        let request = self.request(agent, inputs, upstream, item).map_err(fail)?;
+        let mut request = self.request(agent, inputs, upstream, item).map_err(fail)?;
         let cache_key = self.cache_key(agent, &request);
         if let Some(cached) = self.lookup(agent, cache_key.as_ref(), true) {
             return Ok(Prepared {
                 request,
                 input: Count::default(),
                 worst: Some(Usd::ZERO),
+                sent: false,
                 exact: true,
                 cached: Some(cached),
                 cache_key,
@@ -507,15 +511,25 @@ impl scheduler::Runner for AgentRunner {
             )));
         }
         // The first attempt's reservation; each later one makes its own.
-        let worst = if self.budget.is_some() {
-            self.attempt_worst(agent, 0, &request, input)
+        let (worst, sent) = if self.budget.is_some() {
+            // As its first attempt goes (`call::call` sets the same), so an
+            // earlier run's batch that holds it is found.
+            let first = &self.targets[agent][0];
+            request.model.clone_from(&first.model);
+            request.provider.clone_from(&first.provider);
+            request.key.clone_from(&first.key);
+            (
+                self.attempt_worst(agent, 0, &request, input),
+                first.client.holds(&request),
+            )
         } else {
-            None
+            (None, false)
         };
         Ok(Prepared {
             request,
             input,
             worst,
+            sent,
             exact,
             cached: None,
             cache_key,

@@ -96,3 +96,68 @@ fn budget_batch_results_billed_and_unreadable_keep_their_reservation() {
         assert!(Usd::from_dollars(most) >= spent, "{most} < {spent}: {run}");
     }
 }
+
+/// Hunt: a detached run's batch is at the provider, which bills it whatever
+/// happens next. The run that collects it used to reserve each of its requests
+/// again as if it were about to send it, and, finding no room under its ceiling
+/// (the budget lowered in the file, or room taken by rows admitted first),
+/// refused it: "not sent", counted $0, its result never read, while the provider
+/// billed it. A request a submitted batch holds is spent money: it is reserved
+/// whatever the ceiling, and collected.
+#[test]
+fn budget_resumed_batches_count_what_was_already_sent() {
+    let server = FakeServer::start();
+    server.set_billing(Billing {
+        input_percent: Some(100),
+        output_at_max: true,
+        omit_usage: false,
+    });
+    server.set_batch_knobs(crate::support::fake::batch::BatchKnobs {
+        delay: std::time::Duration::from_millis(300),
+        ..Default::default()
+    });
+    let place = Place::new();
+    let agents = "  a: {model: anthropic/claude-haiku-4-5, prompt: \"alpha\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n  b: {model: anthropic/claude-haiku-4-5, prompt: \"beta {{agents.a.output}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n";
+    let yaml = |budget: f64| {
+        format!(
+            "{}budget: {{max_usd: {budget:.8}}}\n",
+            crate::providers::workflow(&server, agents)
+        )
+    };
+    std::fs::write(place.path().join("flow.yaml"), yaml(1.0)).unwrap();
+    let one = worst(&place, &server);
+    let host = server.url().trim_start_matches("http://").to_string();
+    let args = [
+        "run",
+        "flow.yaml",
+        "--batch",
+        "--json",
+        "--allow-host",
+        &host,
+    ];
+    let detach: Vec<&str> = args.iter().copied().chain(["--detach"]).collect();
+    let out = place.command(&detach, &[]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The ceiling is lowered below what the batch already holds.
+    let ceiling = one * 0.5;
+    std::fs::write(place.path().join("flow.yaml"), yaml(ceiling)).unwrap();
+    let out = place.command(&args, &[]).output().unwrap();
+    let run = record(&out);
+    let spent = billed_at(&server, 0.5, 2.5);
+    assert_eq!(server.billed().len(), 1, "{run}");
+    // The run counts what the provider billed: never less.
+    let most = run["max_cost_usd"]
+        .as_f64()
+        .or(run["cost_usd"].as_f64())
+        .unwrap();
+    assert!(
+        Usd::from_dollars(most) >= spent,
+        "the provider billed {spent}, the run says {most}\n{run}\n{}",
+        stderr(&out)
+    );
+    // What was paid for is collected; nothing more is sent.
+    assert_eq!(agent(&run, "a")["status"], "succeeded", "{run}");
+    // Nothing else fits: `b` is skipped for the budget.
+    assert_eq!(agent(&run, "b")["status"], "skipped", "{run}");
+    assert_eq!(run["status"], "budget_reached", "{run}");
+}
