@@ -208,8 +208,12 @@ impl HttpProvider {
             request.progress.tool(tool.name);
         }
         let response = self.http.post(post).await.map_err(|e| {
-            // Once the request is out, a lost reply may still be billed.
-            let sent = matches!(e, TransportError::FirstByte(_) | TransportError::Body(_));
+            // Once the request is out, a lost reply may still be billed: no head in
+            // time, a body that dropped, or one that stalled after its head.
+            let sent = matches!(
+                e,
+                TransportError::FirstByte(_) | TransportError::Idle(_) | TransportError::Body(_)
+            );
             if sent {
                 AttemptError::cut_off(None, e.to_string(), Reply::default())
             } else {

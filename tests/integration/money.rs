@@ -642,3 +642,51 @@ fn issue13_interrupted_call_keeps_what_it_may_cost() {
     assert_eq!(list[0]["bill_unknown"], true, "{list}");
     assert!(list[0]["max_cost_usd"].as_f64().unwrap() > 0.0, "{list}");
 }
+
+/// Hunt: a whole (not streamed) 200 whose body stalls after its head is billed,
+/// but the time-out that ends the wait was taken as "not sent" (nothing billed,
+/// its reservation freed, retried on the same money), unlike the same stall in a
+/// stream. Whatever stalls after the response head keeps its reservation.
+#[test]
+fn budget_a_whole_reply_stalled_after_its_head_may_be_billed() {
+    use byok_flow::providers::client::HttpProvider;
+    use byok_flow::providers::http::{Http, Timeouts};
+    use byok_flow::providers::openai::OpenAi;
+    use byok_flow::providers::{Provider, Request};
+
+    let server = FakeServer::start();
+    server.script("marker-stall", [Fault::StallBody(Duration::from_secs(5))]);
+    // The idle time-out (a minute by default) made short.
+    let timeouts = Timeouts {
+        idle: Duration::from_millis(300),
+        ..Timeouts::default()
+    };
+    let provider = HttpProvider {
+        name: "sim".into(),
+        wire: Box::new(OpenAi { first_party: false }),
+        base_url: format!("{}/local/v1", server.url()),
+        keys: None,
+        http: Http::new(timeouts).unwrap(),
+        timeouts,
+    };
+    let request = std::sync::Arc::new(Request {
+        provider: "sim".into(),
+        model: "m".into(),
+        prompt: "marker-stall say hello".into(),
+        max_tokens: Some(100),
+        stream: false,
+        ..Request::default()
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let error = runtime
+        .block_on(provider.attempt(&request))
+        .expect_err("the body stalled past the idle time-out");
+    assert_eq!(server.billed().len(), 1, "the fake billed it");
+    assert!(
+        error.cut_off.is_some(),
+        "a stall after the head was taken as never sent: {error:?}"
+    );
+}

@@ -50,6 +50,9 @@ pub enum Fault {
     SlowFirstByte(Duration),
     /// Each stream event comes this long after the one before.
     SlowStream(Duration),
+    /// A whole (not streamed) 200 whose body stalls this long halfway, after
+    /// its head: billed, and read by a client that may give up waiting.
+    StallBody(Duration),
     /// An error event in the middle of a 200 stream.
     ErrorEvent,
     /// A JSON reply that does not match the requested schema.
@@ -964,6 +967,22 @@ async fn respond(
                 &broken_after_usage(api, &reply),
                 &[],
             ),
+            Some(Fault::StallBody(stall)) => {
+                use futures_util::StreamExt as _;
+                let text = reply.to_string();
+                let half = text.len() / 2;
+                let (head, tail) = (text[..half].to_string(), text[half..].to_string());
+                let parts = futures_util::stream::iter([(head, Duration::ZERO), (tail, stall)])
+                    .then(|(part, wait)| async move {
+                        tokio::time::sleep(wait).await;
+                        Ok::<Bytes, std::io::Error>(Bytes::from(part))
+                    });
+                Response::builder()
+                    .status(200)
+                    .header("content-type", "application/json")
+                    .body(Body::from_stream(parts))
+                    .unwrap()
+            }
             _ => json_response(200, &reply, &[]),
         };
     }
