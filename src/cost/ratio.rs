@@ -1,12 +1,15 @@
-//! What providers really bill for input, against what byok-flow counted (SPEC §6).
+//! What providers really bill, against what byok-flow's reservations counted
+//! (SPEC §6).
 //!
 //! A reservation counts a request's input with an upper bound ([`super::tokens`]),
 //! but a server may tokenize differently (an approximated family, a proxy, a
-//! model behind a gateway) and bill more. Each reply that reports its input
-//! teaches the largest billed/counted ratio seen for its `(provider, model)`, and
-//! later reservations for that model scale their count by it, so the ceiling holds
-//! from the first reply on. Only the calls reserved before that first reply rest
-//! on the bound alone (README, "Budgets").
+//! model behind a gateway) and bill more. Its output is bounded by `max_tokens`,
+//! but a server may bill more (a reasoning model whose thinking its server does
+//! not count in the limit). Each reply that reports its tokens teaches the
+//! largest billed/counted ratio seen for its `(provider, model)`, one for input
+//! and one for output, and later reservations for that model scale their counts
+//! by them, so the ceiling holds from the first reply on. Only the calls reserved
+//! before that first reply rest on the bounds alone (README, "Budgets").
 //!
 //! The ratio is kept as the pair of counts it came from, so scaling is exact
 //! integer arithmetic, and a ratio below 1 never lowers a count.
@@ -14,9 +17,10 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// The largest billed/counted input ratio seen per `(provider, model)`.
+/// The largest billed/counted ratio of one kind of token (input, or output)
+/// seen per `(provider, model)`.
 #[derive(Debug, Default)]
-pub struct InputRatios {
+pub struct Ratios {
     seen: Mutex<HashMap<(String, String), Ratio>>,
 }
 
@@ -34,9 +38,9 @@ impl Ratio {
     }
 }
 
-impl InputRatios {
-    /// A reply to `provider/model` billed `billed` input tokens (plain, cache reads
-    /// and cache writes) for a request whose reservation counted `counted`.
+impl Ratios {
+    /// A reply to `provider/model` billed `billed` tokens (for input: plain, cache
+    /// reads and cache writes) where its reservation counted `counted`.
     pub fn learn(&self, provider: &str, model: &str, billed: u64, counted: u64) {
         if counted == 0 || billed <= counted {
             return;
@@ -51,7 +55,7 @@ impl InputRatios {
         }
     }
 
-    /// `counted` input tokens of a request to `provider/model`, scaled by the
+    /// `counted` tokens of a request to `provider/model`, scaled by the
     /// largest ratio seen for it (rounded up); as is when none was above 1.
     pub fn scale(&self, provider: &str, model: &str, counted: u64) -> u64 {
         let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
@@ -72,7 +76,7 @@ mod tests {
 
     #[test]
     fn keeps_the_largest_ratio_per_model_and_never_scales_down() {
-        let ratios = InputRatios::default();
+        let ratios = Ratios::default();
         assert_eq!(ratios.scale("p", "m", 100), 100);
         ratios.learn("p", "m", 90, 100);
         assert_eq!(ratios.scale("p", "m", 100), 100);

@@ -184,9 +184,9 @@ impl AgentRunner {
     }
 
     /// The most an attempt of `request` on `agent`'s `target`th model can cost: its
-    /// input (at the upper bound, scaled by what the provider was seen to bill)
-    /// at the dearest input rate, and its output limit. `None` when unpriced or
-    /// with no output limit.
+    /// input (at the upper bound) at the dearest input rate, and its output limit,
+    /// each scaled by what the provider was seen to bill beyond it. `None` when
+    /// unpriced or with no output limit.
     pub(super) fn attempt_worst(
         &self,
         agent: usize,
@@ -195,7 +195,10 @@ impl AgentRunner {
         input: Count,
     ) -> Option<Usd> {
         let price = self.candidates[agent][target].1.as_deref()?;
-        let output = request.max_tokens.map(u64::from).or(price.max_output)?;
+        let output = output_limit(request, price)?;
+        let output = self
+            .output_ratios
+            .scale(&request.provider, &request.model, output);
         let input = self
             .ratios
             .scale(&request.provider, &request.model, input.bound);
@@ -240,6 +243,14 @@ impl AgentRunner {
             let counted = self.reserved_input(agent, b.target, b.request, counted.bound);
             self.ratios
                 .learn(&b.request.provider, &b.request.model, billed, counted);
+        }
+        if reported.output
+            && b.input.is_some()
+            && let Some(limit) = price.and_then(|p| output_limit(b.request, p))
+        {
+            let billed = received.usage.output;
+            self.output_ratios
+                .learn(&b.request.provider, &b.request.model, billed, limit);
         }
         if reported.all() {
             bill.add(bill::Attempt {
@@ -346,6 +357,12 @@ impl AgentRunner {
         }
         tab.bill.clone()
     }
+}
+
+/// The output tokens a request may be billed as its reservation counts them: its
+/// `max_tokens`, or its model's output limit.
+fn output_limit(request: &Request, price: &Price) -> Option<u64> {
+    request.max_tokens.map(u64::from).or(price.max_output)
 }
 
 /// What the budget charges for a whole reply some of whose counts were not

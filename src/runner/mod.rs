@@ -42,7 +42,7 @@ use crate::catalog::ProviderKind;
 use crate::cost::bill::Bill;
 use crate::cost::budget::{Budget, BudgetGate};
 use crate::cost::prices::{PriceTable, Pricing};
-use crate::cost::ratio::InputRatios;
+use crate::cost::ratio::Ratios;
 use crate::cost::tokens::{Count, Tokenizer};
 use crate::cost::{Price, Usd};
 use crate::events::{Bus, Event};
@@ -255,7 +255,9 @@ pub struct AgentRunner {
     /// The run's budget, if it has one: every attempt reserves from it and pays.
     budget: Option<Arc<Budget>>,
     /// What providers were seen to bill for input beyond the count.
-    ratios: InputRatios,
+    ratios: Ratios,
+    /// What providers were seen to bill for output beyond the limit.
+    output_ratios: Ratios,
     /// Providers already warned about for reporting no usage.
     unreported_warned: Mutex<HashSet<String>>,
     /// The bill of each running task, so one cancelled mid-call still has one.

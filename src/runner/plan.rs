@@ -17,7 +17,7 @@ use crate::cost::budget::Budget;
 use crate::cost::call::cache_minimum;
 use crate::cost::lifecycle;
 use crate::cost::prices::Pricing;
-use crate::cost::ratio::InputRatios;
+use crate::cost::ratio::Ratios;
 use crate::cost::tokens::Tokenizer;
 use crate::events::Bus;
 use crate::keys;
@@ -310,7 +310,8 @@ fn plan(
             caching,
             mock: settings.mock,
             budget: settings.budget().map(Budget::new),
-            ratios: InputRatios::default(),
+            ratios: Ratios::default(),
+            output_ratios: Ratios::default(),
             unreported_warned: Mutex::default(),
             tabs: Mutex::default(),
             cache: settings.cache.clone(),

@@ -126,6 +126,7 @@ fn issue13_malformed_billed_replies_never_pass_the_ceiling() {
         input_percent: Some(100),
         output_at_max: true,
         omit_usage: false,
+        ..Billing::default()
     });
     let prices = "      m: {input: 40, output: 40}\n      dear: {input: 80, output: 80}\n";
     let faults = [
@@ -221,6 +222,7 @@ fn issue13_malformed_billed_reply_keeps_reservation() {
         input_percent: Some(100),
         output_at_max: true,
         omit_usage: false,
+        ..Billing::default()
     });
     server.script("with-usage", [Fault::MalformedWithUsage]);
     server.script("without-usage", [Fault::Malformed]);
@@ -296,6 +298,7 @@ fn issue13_input_billed_above_the_count_is_learned() {
         input_percent: Some(130),
         output_at_max: true,
         omit_usage: false,
+        ..Billing::default()
     });
     // Input is all that costs: the overshoot is all in the input.
     let mut agents = String::new();
@@ -689,4 +692,72 @@ fn budget_a_whole_reply_stalled_after_its_head_may_be_billed() {
         error.cut_off.is_some(),
         "a stall after the head was taken as never sent: {error:?}"
     );
+}
+
+/// Hunt: a server that bills more output than `max_tokens` (a reasoning model
+/// whose server does not count its thinking in the limit: 3 times here). Each
+/// call cost three times its reservation, so the last call admitted under the
+/// ceiling passed it by up to twice its reservation. The first reply now
+/// teaches the ratio of billed output to the limit, as for input, and later
+/// reservations scale by it: with one call at a time the ceiling holds at
+/// every budget after the first call.
+#[test]
+fn budget_output_billed_above_max_tokens_is_learned() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    server.set_billing(Billing {
+        input_percent: Some(100),
+        output_percent: Some(300),
+        ..Billing::default()
+    });
+    // Output is all that costs.
+    let mut agents = String::new();
+    for i in 0..6 {
+        agents.push_str(&format!(
+            "  a{i}:\n    model: sim/m\n    prompt: \"agent-{i}- Think hard, then answer.\"\n    max_tokens: 100\n    expected_output_tokens: 1\n"
+        ));
+    }
+    let yaml = sim(&server, "      m: {input: 0, output: 100}\n", &agents);
+    let one = reservations(dir.path(), &server, &yaml)
+        .into_iter()
+        .fold(0.0, f64::max);
+    let mut skipped = 0;
+    // The first call bills 3 reservations: every ceiling from there on.
+    for step in 0..13 {
+        let ceiling = one * (3.0 + 0.5 * f64::from(step));
+        let before = server.billed().len();
+        let out = run(
+            dir.path(),
+            &server,
+            &yaml,
+            &[
+                "--json",
+                "-q",
+                "--no-cache",
+                "--concurrency",
+                "1",
+                "--max-usd",
+                &format!("{ceiling:.6}"),
+            ],
+        );
+        let record = json(&out);
+        let spent = provider_total(&server.billed()[before..], &[("m", 0.0, 100.0)]);
+        assert!(
+            spent <= Usd::from_dollars(ceiling),
+            "billed {spent} over {ceiling} ({step})\n{}",
+            text(&out.stderr)
+        );
+        assert_eq!(
+            Usd::from_dollars(record["cost_usd"].as_f64().unwrap()),
+            spent,
+            "the record says what was billed"
+        );
+        skipped += record["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["status"] == "skipped")
+            .count();
+    }
+    assert!(skipped > 0);
 }

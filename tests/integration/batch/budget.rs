@@ -59,6 +59,7 @@ fn budget_batch_results_billed_and_unreadable_keep_their_reservation() {
             input_percent: Some(100),
             output_at_max: true,
             omit_usage: false,
+            ..Billing::default()
         });
         server.script("marker-a", [Fault::Malformed, Fault::TruncateStream]);
         let place = Place::new();
@@ -111,6 +112,7 @@ fn budget_resumed_batches_count_what_was_already_sent() {
         input_percent: Some(100),
         output_at_max: true,
         omit_usage: false,
+        ..Billing::default()
     });
     server.set_batch_knobs(crate::support::fake::batch::BatchKnobs {
         delay: std::time::Duration::from_millis(300),

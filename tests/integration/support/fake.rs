@@ -206,6 +206,9 @@ pub struct Billing {
     pub input_percent: Option<u64>,
     /// Bill the request's whole output limit (`max_tokens`), whatever the reply.
     pub output_at_max: bool,
+    /// Bill this percentage of the request's output limit, whatever the reply: a
+    /// reasoning model whose thinking its server does not count in `max_tokens`.
+    pub output_percent: Option<u64>,
     /// Report no usage: an OpenAI-compatible server that ignores
     /// `stream_options.include_usage`, an Anthropic-compatible one without `usage`
     /// in `message_delta` (its `message_start` still reports the input), a Gemini
@@ -926,6 +929,9 @@ async fn respond(
     }
     .saturating_sub(cached);
     let output = match max_tokens_of(body) {
+        Some(max) if billing.output_percent.is_some() => {
+            (max * billing.output_percent.unwrap_or(100)).div_ceil(100)
+        }
         Some(max) if billing.output_at_max => max,
         _ => (text.len() as u64).div_ceil(4),
     };
