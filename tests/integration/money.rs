@@ -761,3 +761,52 @@ fn budget_output_billed_above_max_tokens_is_learned() {
     }
     assert!(skipped > 0);
 }
+
+/// Many calls in flight at once right under the ceiling: a map agent's items
+/// over every row of a dataset, eight at a time, each billed its whole worst
+/// case. Whatever the ceiling, what the fake billed never passes it.
+#[test]
+fn budget_map_items_over_rows_in_flight_at_once_never_pass_the_ceiling() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    server.set_billing(Billing {
+        input_percent: Some(100),
+        output_at_max: true,
+        ..Billing::default()
+    });
+    let agents = "  t:\n    model: sim/m\n    for_each: inputs.topics\n    max_items: 10\n    prompt: \"row {{inputs.n}} item {{item_index}} {{item}}\"\n    max_tokens: 200\n    expected_output_tokens: 1\n";
+    let yaml = sim(&server, "      m: {input: 40, output: 40}\n", agents)
+        .replace("agents:\n", "inputs:\n  n: {}\n  topics: {}\nagents:\n");
+    std::fs::write(dir.path().join("flow.yaml"), &yaml).unwrap();
+    let rows: String = (0..6)
+        .map(|n| format!("{{\"n\": \"{n}\", \"topics\": \"[\\\"otters\\\", \\\"voles\\\", \\\"moles\\\", \\\"shrews\\\", \\\"beavers\\\"]\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
+    // One item's worst case: 200 output tokens and a short prompt at $40 per million.
+    let one = 200.0 * 40e-6 + 40.0 * 40e-6;
+    for share in [2.5, 7.5, 13.0] {
+        let ceiling = one * share;
+        let before = server.billed().len();
+        let out = command(dir.path(), &server)
+            .args([
+                "run",
+                "flow.yaml",
+                "--each",
+                "rows.jsonl",
+                "-q",
+                "--no-cache",
+            ])
+            .args(["--concurrency", "8", "--max-usd", &format!("{ceiling:.6}")])
+            .output()
+            .unwrap();
+        let bills = server.billed()[before..].to_vec();
+        let spent = provider_total(&bills, &[("m", 40.0, 40.0)]);
+        assert!(
+            spent <= Usd::from_dollars(ceiling),
+            "billed {spent} over {ceiling} for {} calls\n{}",
+            bills.len(),
+            text(&out.stderr)
+        );
+        assert!(!bills.is_empty(), "{}", text(&out.stderr));
+    }
+}
