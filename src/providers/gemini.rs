@@ -255,6 +255,11 @@ impl Accumulated {
         }
         if let Some(u) = chunk.get("usageMetadata") {
             (self.usage, self.reported) = read_usage(u);
+            // A reply that ended while thinking (its limit spent on thoughts) has
+            // no `candidatesTokenCount`: its output is its thoughts, all billed.
+            if self.finish.is_some() && u.get("thoughtsTokenCount").is_some() {
+                self.reported.output = true;
+            }
         }
         if let Some(metadata) = candidate.and_then(|c| c.get("groundingMetadata")) {
             self.grounding = Some(metadata.clone());

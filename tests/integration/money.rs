@@ -810,3 +810,55 @@ fn budget_map_items_over_rows_in_flight_at_once_never_pass_the_ceiling() {
         assert!(!bills.is_empty(), "{}", text(&out.stderr));
     }
 }
+
+/// Hunt: a Gemini reply that spent its whole output limit thinking has no text
+/// and no `candidatesTokenCount`, only `thoughtsTokenCount`, which Gemini bills
+/// as output. Its output was taken as unreported and counted from the (empty)
+/// text: the agent cost $0.000003 while Gemini billed $0.0025.
+#[test]
+fn budget_a_gemini_reply_that_only_thought_is_billed_its_thoughts() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let body = serde_json::json!({
+        "candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "MAX_TOKENS", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 10, "totalTokenCount": 1010, "thoughtsTokenCount": 1000},
+        "modelVersion": "gemini-2.5-flash"
+    })
+    .to_string();
+    for stream in [false, true] {
+        let body = if stream {
+            format!("data: {body}\r\n\r\n")
+        } else {
+            body.clone()
+        };
+        let marker = format!("marker-think-{stream}");
+        server.script(&marker, [Fault::Body { code: 200, body }]);
+        let yaml = workflow(
+            &server,
+            &format!(
+                "  a: {{model: gemini/gemini-2.5-flash, prompt: \"{marker} hard\", max_tokens: 1000, stream: {stream}}}\n"
+            ),
+        );
+        let out = run(
+            dir.path(),
+            &server,
+            &yaml,
+            &["--json", "-q", "--no-cache", "--max-usd", "0.05"],
+        );
+        let record = json(&out);
+        // What Gemini bills: 10 input tokens at $0.30 and 1,000 thoughts at $2.50 per million.
+        let billed =
+            Usd::of_tokens(10, rate_per_million(0.3)) + Usd::of_tokens(1000, rate_per_million(2.5));
+        let a = agent(&record, "a");
+        let counted = a["max_cost_usd"]
+            .as_f64()
+            .or(a["cost_usd"].as_f64())
+            .unwrap();
+        assert!(
+            Usd::from_dollars(counted) >= billed,
+            "stream {stream}: counted {counted}, billed {billed}: {record}\n{}",
+            text(&out.stderr)
+        );
+        assert_eq!(a["usage"]["output"], 1000, "{record}");
+    }
+}

@@ -70,7 +70,8 @@ pub enum Fault {
     /// JSON-escaped, as a proxy's page does.
     EchoKeyPlain(u16),
     /// This status with this body, verbatim: what a gateway, proxy or local
-    /// server sends instead of the provider's own error envelope.
+    /// server sends instead of the provider's own error envelope (or, as a 200,
+    /// a reply the fake would not make; `data:` lines are sent as a stream).
     Body { code: u16, body: String },
     /// In a batch: the request expires unprocessed.
     Expired,
@@ -884,6 +885,8 @@ async fn respond(
         Some(Fault::Body { code, body }) => {
             let content_type = if body.trim_start().starts_with('<') {
                 "text/html"
+            } else if body.starts_with("data:") {
+                "text/event-stream"
             } else {
                 "application/json"
             };
