@@ -37,6 +37,9 @@ pub struct Ledger {
     active: HashSet<Task>,
     /// Active tasks waiting for room for their next attempt.
     waiting: HashSet<Task>,
+    /// Tasks whose reservation was taken whatever was left, for an attempt
+    /// already sent: an attempt that turns out not to be must fit like any other.
+    forced: HashSet<Task>,
 }
 
 /// Why an attempt may not be made.
@@ -56,6 +59,7 @@ impl Ledger {
             reserved: HashMap::new(),
             active: HashSet::new(),
             waiting: HashSet::new(),
+            forced: HashSet::new(),
         }
     }
 
@@ -83,6 +87,9 @@ impl Ledger {
             Some(worst) if sent || self.committed() + worst <= self.ceiling => {
                 self.reserved.insert(agent, worst);
                 self.active.insert(agent);
+                if sent {
+                    self.forced.insert(agent);
+                }
                 Admission::Start
             }
             _ if running > 0 => Admission::Wait,
@@ -99,12 +106,16 @@ impl Ledger {
     /// already `sent` (see [`Ledger::admit`]).
     pub fn reserve(&mut self, agent: Task, worst: Option<Usd>, sent: bool) -> Result<(), Refusal> {
         let held = self.reserved.get(&agent).copied().unwrap_or_default();
+        // Held whatever was left, for an attempt that is not sent after all.
+        let forced = !sent && self.forced.contains(&agent);
         match worst {
-            Some(worst) if worst <= held => Ok(()),
+            Some(worst) if !forced && worst <= held => Ok(()),
             Some(worst)
-                if sent || self.committed() + worst.saturating_sub(held) <= self.ceiling =>
+                if sent || self.committed().saturating_sub(held) + worst <= self.ceiling =>
             {
-                self.reserved.insert(agent, worst);
+                self.forced.remove(&agent);
+                self.reserved
+                    .insert(agent, worst.max(if forced { Usd::ZERO } else { held }));
                 Ok(())
             }
             _ if self.others_running(agent) => Err(Refusal::Wait),
@@ -118,6 +129,7 @@ impl Ledger {
     /// Replaces `agent`'s reservation with what its attempt cost; `None` (unknown)
     /// keeps the whole reservation as spent.
     pub fn charge(&mut self, agent: Task, cost: Option<Usd>) {
+        self.forced.remove(&agent);
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
         self.spent += cost.unwrap_or(reserved);
     }
@@ -127,6 +139,7 @@ impl Ledger {
     pub fn finish(&mut self, agent: Task, lost: bool) {
         self.active.remove(&agent);
         self.waiting.remove(&agent);
+        self.forced.remove(&agent);
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
         if lost {
             self.spent += reserved;
@@ -400,6 +413,22 @@ mod tests {
             ledger.reserve(t(0), Some(Usd::from_pico(1)), false),
             Err(Refusal::Over(_))
         ));
+        // Admitted as sent, and then not sent (another task took the batch's
+        // answer): its attempt must fit like any other.
+        let mut ledger = Ledger::new(Usd::from_pico(100));
+        ledger.admit(t(0), Some(Usd::from_pico(80)), 0, true);
+        ledger.admit(t(1), Some(Usd::from_pico(60)), 1, true);
+        assert_eq!(
+            ledger.reserve(t(1), Some(Usd::from_pico(60)), false),
+            Err(Refusal::Wait)
+        );
+        ledger.charge(t(0), Some(Usd::from_pico(10)));
+        ledger.finish(t(0), false);
+        assert_eq!(
+            ledger.reserve(t(1), Some(Usd::from_pico(60)), false),
+            Ok(())
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(70));
     }
 
     #[test]
