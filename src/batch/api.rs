@@ -11,7 +11,7 @@ use serde_json::Value as Json;
 
 use crate::keys::{KeyRef, redact};
 use crate::providers::client::Keys;
-use crate::providers::http::{Body, Call, Http, Method, Payload, Timeouts};
+use crate::providers::http::{Body, Call, Http, Method, Payload, Timeouts, TransportError};
 use crate::providers::wire::Wire;
 use crate::providers::{AttemptError, BoxFuture, ErrorKind, Reply, Request, retry};
 
@@ -222,7 +222,16 @@ impl Conn {
                 method.as_str()
             );
             redact::in_place(&mut message);
-            AttemptError::transient(None, message)
+            // Lost after it was sent: the provider may have done what it asked.
+            let sent = matches!(
+                e,
+                TransportError::FirstByte(_) | TransportError::Idle(_) | TransportError::Body(_)
+            );
+            if sent {
+                AttemptError::cut_off(None, message, Reply::default())
+            } else {
+                AttemptError::transient(None, message)
+            }
         })?;
         let Body::Whole(mut text) = response.body else {
             unreachable!("batch responses are read whole")

@@ -554,7 +554,11 @@ impl Shared {
         };
         let file = match api.upload(key.as_ref(), &items).await {
             Ok(file) => file,
-            Err(e) => return fail(part, &whole_batch(&provider, e)),
+            Err(mut e) => {
+                // An uploaded file is billed nothing, whatever became of it.
+                e.cut_off = None;
+                return fail(part, &whole_batch(&provider, e));
+            }
         };
         if let Some(file) = &file {
             // Uploaded: a run killed now creates the batch from this file when rerun.
@@ -1014,8 +1018,20 @@ fn bill_unknown(mut error: AttemptError) -> AttemptError {
     error
 }
 
-/// A batch the provider would not take: its requests fail with its error.
+/// A batch the provider would not take: its requests fail with its error. One
+/// whose create was sent and its reply lost may have been made, and may run:
+/// its requests' bills are unknown (each keeps its reservation).
 fn whole_batch(provider: &str, mut error: AttemptError) -> AttemptError {
+    if error.cut_off.is_some() {
+        error.message = format!(
+            "the batch may have been made, but the reply to its creation was lost: {}",
+            error.message
+        );
+        error.hint = Some(format!(
+            "{provider} may still run it and bill it; its console lists the batches it holds"
+        ));
+        return error;
+    }
     error.message = format!("the batch was not created: {}", error.message);
     if error.hint.is_none() && error.kind == ErrorKind::Permanent {
         error.hint = Some(format!(

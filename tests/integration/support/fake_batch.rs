@@ -54,6 +54,9 @@ pub struct BatchKnobs {
     pub echo_key_on_create: bool,
     /// Batches end as failed, whole, with this message.
     pub fail_batch: Option<String>,
+    /// Make the next this many batches, then lose the reply to their create (the
+    /// connection drops after the head): made, and billed, but unknown to the client.
+    pub lose_created: usize,
     /// Phases (`upload`, `create`, `poll`, `results`) whose next request waits this long
     /// first (a stalled `create` then fails without making its batch).
     pub stall: Vec<(String, Duration)>,
@@ -444,6 +447,20 @@ async fn create(shared: &Shared, api: Api, path: &str, body: &Value, key: &str) 
     log(shared, format!("create {id} {}", requests.len()));
     let view = view(shared, &batch, &knobs);
     shared.batches.list.lock().unwrap().push(batch);
+    {
+        let mut knobs = shared.batches.knobs.lock().unwrap();
+        if knobs.lose_created > 0 {
+            knobs.lose_created -= 1;
+            let dropped = futures_util::stream::iter([Err::<axum::body::Bytes, _>(
+                std::io::Error::other("connection dropped"),
+            )]);
+            return Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from_stream(dropped))
+                .unwrap();
+        }
+    }
     json_response(200, &view, &[])
 }
 
