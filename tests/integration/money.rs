@@ -778,9 +778,12 @@ fn budget_map_items_over_rows_in_flight_at_once_never_pass_the_ceiling() {
     let yaml = sim(&server, "      m: {input: 40, output: 40}\n", agents)
         .replace("agents:\n", "inputs:\n  n: {}\n  topics: {}\nagents:\n");
     std::fs::write(dir.path().join("flow.yaml"), &yaml).unwrap();
-    let rows: String = (0..6)
-        .map(|n| format!("{{\"n\": \"{n}\", \"topics\": \"[\\\"otters\\\", \\\"voles\\\", \\\"moles\\\", \\\"shrews\\\", \\\"beavers\\\"]\"}}\n"))
-        .collect();
+    let mut rows = String::new();
+    for n in 0..6 {
+        rows.push_str(&format!(
+            "{{\"n\": \"{n}\", \"topics\": \"[\\\"otters\\\", \\\"voles\\\", \\\"moles\\\", \\\"shrews\\\", \\\"beavers\\\"]\"}}\n"
+        ));
+    }
     std::fs::write(dir.path().join("rows.jsonl"), rows).unwrap();
     // One item's worst case: 200 output tokens and a short prompt at $40 per million.
     let one = 200.0 * 40e-6 + 40.0 * 40e-6;
