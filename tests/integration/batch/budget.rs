@@ -105,10 +105,10 @@ fn budget_batch_results_billed_and_unreadable_keep_their_reservation() {
 /// Hunt: a detached run's batch is at the provider, which bills it whatever
 /// happens next. The run that collects it used to reserve each of its requests
 /// again as if it were about to send it, and, finding no room under its ceiling
-/// (the budget lowered in the file, or room taken by rows admitted first),
-/// refused it: "not sent", counted $0, its result never read, while the provider
-/// billed it. A request a submitted batch holds is spent money: it is reserved
-/// whatever the ceiling, and collected.
+/// (here: the budget lowered in the file), refused it: "skipped for the budget",
+/// counted $0, its result never read, while the provider billed it. A request a
+/// submitted batch holds is spent money: it is reserved whatever the ceiling,
+/// and collected.
 #[test]
 fn budget_resumed_batches_count_what_was_already_sent() {
     let server = FakeServer::start();
