@@ -162,13 +162,7 @@ impl BatchApi for AnthropicBatches {
     }
 
     fn salvage(&self, body: &str) -> Reply {
-        let (usage, reported) =
-            crate::providers::wire::salvage_usage(self.conn.wire.as_ref(), body);
-        Reply {
-            usage,
-            reported,
-            ..Reply::default()
-        }
+        self.conn.salvage(body)
     }
 }
 

@@ -160,6 +160,16 @@ fn timeouts() -> Timeouts {
 }
 
 impl Conn {
+    /// The usage a reply body that does not parse still shows, if any.
+    pub fn salvage(&self, body: &str) -> Reply {
+        let (usage, reported) = crate::providers::wire::salvage_usage(self.wire.as_ref(), body);
+        Reply {
+            usage,
+            reported,
+            ..Reply::default()
+        }
+    }
+
     /// The URL of an endpoint under the provider's base URL.
     pub fn url(&self, path: &str) -> String {
         crate::providers::wire::join(&self.base_url, path)

@@ -188,12 +188,6 @@ impl BatchApi for GeminiBatches {
     }
 
     fn salvage(&self, body: &str) -> Reply {
-        let (usage, reported) =
-            crate::providers::wire::salvage_usage(self.conn.wire.as_ref(), body);
-        Reply {
-            usage,
-            reported,
-            ..Reply::default()
-        }
+        self.conn.salvage(body)
     }
 }

@@ -114,8 +114,7 @@ impl Ledger {
                 if sent || self.committed().saturating_sub(held) + worst <= self.ceiling =>
             {
                 self.forced.remove(&agent);
-                self.reserved
-                    .insert(agent, worst.max(if forced { Usd::ZERO } else { held }));
+                self.reserved.insert(agent, worst);
                 Ok(())
             }
             _ if self.others_running(agent) => Err(Refusal::Wait),
