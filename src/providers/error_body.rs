@@ -8,6 +8,8 @@
 
 use serde_json::Value as Json;
 
+use crate::keys::redact;
+
 /// The most a message keeps, in characters.
 const MAX_MESSAGE: usize = 500;
 /// How deep the reading follows nested errors and strings holding JSON.
@@ -192,8 +194,11 @@ fn worth_showing(kind: &str, status: Option<u16>) -> bool {
 }
 
 /// One line, no control characters (a server's text must not drive the terminal),
-/// at most [`MAX_MESSAGE`] characters.
+/// at most [`MAX_MESSAGE`] characters. The run's keys are taken out first: a cut
+/// through a key would leave a piece of it (its first characters, say) that the
+/// redaction of the whole message no longer recognises.
 fn clean(text: &str) -> String {
+    let text = redact::text(text);
     let mut out = String::with_capacity(text.len().min(MAX_MESSAGE + 3));
     let mut space = false;
     for c in text.trim().chars() {
