@@ -264,7 +264,7 @@ impl Http {
     pub fn new(timeouts: Timeouts) -> Result<Self, String> {
         let proxies = Proxies::from_env(|name| std::env::var(name).ok())?;
         for password in proxies.passwords() {
-            crate::keys::redact::register_text("proxy-password", password);
+            crate::keys::redact::register_text("proxy-password", &password);
         }
         let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())

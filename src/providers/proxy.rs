@@ -129,12 +129,19 @@ impl Proxies {
         chosen.as_ref().map(|(url, _)| url)
     }
 
-    /// The proxies' passwords, to keep out of every output.
-    pub fn passwords(&self) -> impl Iterator<Item = &str> {
+    /// The proxies' passwords, to keep out of every output: as they are sent
+    /// (percent-decoded, in `Proxy-Authorization`), which also finds them as
+    /// written in the URL, since the redaction reads `%40` as `@`.
+    pub fn passwords(&self) -> impl Iterator<Item = String> {
         [&self.https, &self.http]
             .into_iter()
             .flatten()
             .filter_map(|(url, _)| url.password())
+            .map(|p| {
+                percent_encoding::percent_decode_str(p)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
     }
 
     /// What `-v` says about them, one line each.
@@ -204,6 +211,10 @@ mod tests {
             Some("http://plain.example:3128/")
         );
         assert_eq!(p.passwords().collect::<Vec<_>>(), ["s3cret"]);
+        // A password is kept as it is sent: percent-decoded.
+        let encoded =
+            proxies(&[("HTTPS_PROXY", "http://me:p%40ss%3Aw0rd@proxy.example:3128")]).unwrap();
+        assert_eq!(encoded.passwords().collect::<Vec<_>>(), ["p@ss:w0rd"]);
         let said = p.describe().join("\n");
         assert!(
             said.contains("tunnel.example:8080") && said.contains("CONNECT"),

@@ -7,6 +7,7 @@ mod errors;
 mod interop;
 mod leaks;
 mod material;
+mod pieces;
 mod runs;
 
 use std::collections::BTreeMap;

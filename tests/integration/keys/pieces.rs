@@ -1,0 +1,162 @@
+//! Siblings of issue 13's first item: a secret that reaches an output in a form
+//! the redaction did not know, because the server's text was cut through it, or
+//! because it was registered in another spelling than the one that travels.
+
+use std::process::Output;
+
+use base64::Engine as _;
+
+use super::Project;
+use crate::support::fake::{FakeServer, Fault};
+
+/// Panics if stdout, stderr or any file of the project holds `piece`.
+fn assert_nowhere(p: &Project, out: &Output, piece: &str) {
+    for (what, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        // In GitHub Actions each key is handed to the runner to mask, on purpose.
+        let text = String::from_utf8_lossy(bytes)
+            .lines()
+            .filter(|l| !l.starts_with("::add-mask::"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!text.contains(piece), "{what} holds `{piece}`:\n{text}");
+    }
+    for (path, bytes) in p.files() {
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(piece),
+            "{} holds `{piece}`:\n{text}",
+            path.display()
+        );
+    }
+}
+
+/// A run of `flow.yaml` at `-vvv` that keeps everything it can: `--json`,
+/// `--out`, the history, the cache, the report, and GitHub's step summary.
+fn run_keeping_everything(p: &Project, allow: &str) -> assert_cmd::Command {
+    let mut cmd = p.cmd(&[
+        "-vvv",
+        "run",
+        "flow.yaml",
+        "--keep-going",
+        "--json",
+        "--out",
+        "out",
+        "--report",
+        "report.html",
+        "--cache-dir",
+        "cache",
+        "--allow-host",
+        allow,
+    ]);
+    cmd.env("BYOK_FLOW_BACKOFF_SCALE", "0")
+        .env("BYOK_FLOW_HISTORY", p.path().join("history.sqlite"))
+        .env("GITHUB_ACTIONS", "true")
+        .env("GITHUB_STEP_SUMMARY", p.path().join("summary.md"))
+        .env("GITHUB_WORKSPACE", p.path())
+        .timeout(std::time::Duration::from_mins(1));
+    cmd
+}
+
+/// An error message is cut at 500 characters; a key that straddles the cut used
+/// to leave its first characters (here `sk-ant-PIECE-0d5b`) in every output,
+/// since the redaction ran on the cut message and no longer saw a whole key.
+#[test]
+fn a_key_cut_off_at_the_end_of_an_error_message_leaves_no_piece() {
+    const KEY: &str = "sk-ant-PIECE-0d5b9e77c1a4f3";
+    let server = FakeServer::start();
+    let p = Project::new();
+    p.init();
+    p.add("anthropic", KEY);
+    // "bad key " and the padding take 484 characters; the cut at 500 falls
+    // inside the key, after `sk-ant-PIECE-0d5b`.
+    let padding = "x".repeat(475);
+    let message = format!("bad key {padding} {KEY} was refused");
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": message},
+    })
+    .to_string();
+    server.script("cut-json", [Fault::Body { code: 400, body }]);
+    server.script(
+        "cut-plain",
+        [Fault::Body {
+            code: 502,
+            body: format!("upstream said: {padding} {KEY} was refused"),
+        }],
+    );
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        format!(
+            "version: 1
+providers:
+  anthropic: {{base_url: \"{url}\"}}
+agents:
+  json: {{model: anthropic/claude-sonnet-4-5, prompt: cut-json hello, retries: 0}}
+  plain: {{model: anthropic/claude-sonnet-4-5, prompt: cut-plain hello, retries: 0}}
+",
+            url = server.url()
+        ),
+    )
+    .unwrap();
+    let out = run_keeping_everything(&p, &server.addr.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Both errors were shown, cut (the marker too, perhaps), and the key's first
+    // characters are in none of them.
+    assert!(stderr.contains("bad key xxxx"), "{stderr}");
+    assert!(stderr.contains("upstream said: xxxx"), "{stderr}");
+    assert_nowhere(&p, &out, "PIECE");
+}
+
+/// A proxy's password is written percent-encoded in `HTTP_PROXY`
+/// (`%40` for `@`), and sent decoded (in `Proxy-Authorization: Basic`). It used to
+/// be kept out of outputs only as written, so a proxy that echoes the credential
+/// (decoded, or the `Basic` blob) put it in every output.
+#[test]
+fn a_proxy_password_is_redacted_as_it_is_sent_not_only_as_written() {
+    let server = FakeServer::start();
+    let p = Project::new();
+    let password = "PIECEpass@w0rd:42";
+    let written = "PIECEpass%40w0rd%3A42";
+    let blob = base64::engine::general_purpose::STANDARD.encode(format!("me:{password}"));
+    // What a debugging proxy says about a request it will not forward.
+    server.script(
+        "proxied",
+        [Fault::Body {
+            code: 502,
+            body: format!(
+                "{{\"error\": {{\"message\": \"upstream down; you sent Proxy-Authorization: Basic {blob} (me:{password})\"}}}}"
+            ),
+        }],
+    );
+    // A plain-http provider that takes no key goes through `HTTP_PROXY`: the
+    // fake server plays the proxy (and, under `/local/`, a server that takes no key).
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        "version: 1
+providers:
+  local: {type: openai-compatible, base_url: \"http://upstream.example/local/v1\", key: none}
+agents:
+  a: {model: local/llama3, prompt: proxied hello, retries: 0}
+",
+    )
+    .unwrap();
+    let out = run_keeping_everything(&p, "upstream.example")
+        .env("HTTP_PROXY", format!("http://me:{written}@{}", server.addr))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // The request went through the proxy, with the decoded credential.
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{stderr}");
+    assert_eq!(
+        requests[0].header("proxy-authorization"),
+        Some(format!("Basic {blob}").as_str())
+    );
+    assert!(stderr.contains("[redacted key proxy-password]"), "{stderr}");
+    assert_nowhere(&p, &out, "PIECE");
+    assert_nowhere(&p, &out, &blob[4..blob.len() - 4]);
+}
