@@ -6,7 +6,7 @@
 //! echoes it, a proxy's error page, a model asked to repeat its headers. So the
 //! text is searched not only for the key itself but for the forms it takes on the
 //! way: JSON-escaped (`\/`, `\u002f`), URL-encoded (`%2F` or `%2f`, any mix),
-//! HTML entities (`&#x2F;`), and base64 (standard or URL-safe; inside a larger
+//! HTML entities (`&#x2F;`, `&amp;`), and base64 (standard or URL-safe; inside a larger
 //! blob, such as a `Basic` header, the key starts at one of three alignments, so
 //! the part of the encoding that depends on the key alone is looked for at each).
 //! A match becomes `[redacted key NAME]`.
@@ -159,7 +159,8 @@ fn match_encoded(text: &[u8], at: usize, want: &[u8], i: usize) -> Option<usize>
 }
 
 /// The ASCII byte an escape at the start of `text` stands for, and its length:
-/// `%2F`, `\/`, `\"`, `\u002F`, `\x2F`, `&#47;`, `&#x2F;` (hex in either case).
+/// `%2F`, `\/`, `\"`, `\u002F`, `\x2F`, `&#47;`, `&#x2F;` (hex in either case),
+/// and the named entities `&amp;`, `&lt;`, `&gt;`, `&quot;`, `&apos;`.
 fn escaped(text: &[u8]) -> Option<(u8, usize)> {
     let hex = |digits: &[u8]| -> Option<u32> {
         if digits.is_empty() || !digits.iter().all(u8::is_ascii_hexdigit) {
@@ -173,6 +174,20 @@ fn escaped(text: &[u8]) -> Option<(u8, usize)> {
         [b'\\', b'u', rest @ ..] => Some((ascii(hex(rest.get(..4)?)?)?, 6)),
         [b'\\', b'x', rest @ ..] => Some((ascii(hex(rest.get(..2)?)?)?, 4)),
         [b'\\', c @ (b'"' | b'\\' | b'/' | b'\''), ..] => Some((*c, 2)),
+        [b'&', rest @ ..] if rest.first() != Some(&b'#') => {
+            // The named entities HTML escapers write (`&amp;`, `&lt;`, ...).
+            const NAMED: [(&[u8], u8); 5] = [
+                (b"amp;", b'&'),
+                (b"lt;", b'<'),
+                (b"gt;", b'>'),
+                (b"quot;", b'"'),
+                (b"apos;", b'\''),
+            ];
+            NAMED
+                .iter()
+                .find(|(name, _)| rest.starts_with(name))
+                .map(|(name, byte)| (*byte, name.len() + 1))
+        }
         [b'&', b'#', rest @ ..] => {
             let end = rest.iter().take(8).position(|&b| b == b';')?;
             let value = match &rest[..end] {
@@ -377,6 +392,20 @@ mod tests {
         short.add("ollama", "ollama");
         assert!(short.is_empty());
         assert_eq!(short.redact("ollama says hi"), "ollama says hi");
+    }
+
+    #[test]
+    fn a_secret_holding_html_characters_is_found_escaped_by_name() {
+        let mut r = Redactor::new();
+        r.add("odd", "sk-<a>&\"b'-7f3a");
+        for case in [
+            "sk-&lt;a&gt;&amp;&quot;b&apos;-7f3a",
+            "sk-&lt;a&gt;&amp;&quot;b&#x27;-7f3a",
+            "sk-&lt;a>&amp;\"b'-7f3a",
+        ] {
+            assert_eq!(r.redact(case), "[redacted key odd]", "{case}");
+        }
+        assert_eq!(r.redact("&amp;&lt; &unknown;"), "&amp;&lt; &unknown;");
     }
 
     #[test]

@@ -160,3 +160,63 @@ agents:
     assert_nowhere(&p, &out, "PIECE");
     assert_nowhere(&p, &out, &blob[4..blob.len() - 4]);
 }
+
+/// A key holding `&`, `<`, `>` or quotes, quoted by a server that escapes HTML
+/// by name (`&amp;`, `&lt;`, `&quot;`), as most escapers do: in an error, and in
+/// a reply that goes on into another agent's prompt.
+#[test]
+fn a_key_quoted_with_named_html_entities_is_redacted() {
+    const KEY: &str = "sk-ant-PIECE<b2&c3>d4\"e5'f6";
+    let escaped = "sk-ant-PIECE&lt;b2&amp;c3&gt;d4&quot;e5&apos;f6";
+    let server = FakeServer::start();
+    let p = Project::new();
+    p.init();
+    p.add("anthropic", KEY);
+    server.script(
+        "html-error",
+        [Fault::Body {
+            code: 401,
+            body: serde_json::json!({
+                "type": "error",
+                "error": {"type": "authentication_error", "message": format!("key {escaped} is not valid")},
+            })
+            .to_string(),
+        }],
+    );
+    server.script(
+        "html-reply",
+        [Fault::Reply(format!("<p>Your key: {escaped}</p>"))],
+    );
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        format!(
+            "version: 1
+providers:
+  anthropic: {{base_url: \"{url}\"}}
+agents:
+  refused: {{model: anthropic/claude-sonnet-4-5, prompt: html-error hello, retries: 0}}
+  quoted: {{model: anthropic/claude-sonnet-4-5, prompt: html-reply hello, stream: false}}
+  after: {{model: anthropic/claude-sonnet-4-5, prompt: \"then {{{{agents.quoted.output}}}}\"}}
+",
+            url = server.url()
+        ),
+    )
+    .unwrap();
+    let out = run_keeping_everything(&p, &server.addr.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("key [redacted key anthropic] is not valid"),
+        "{stderr}"
+    );
+    assert_nowhere(&p, &out, "PIECE");
+    for request in server.requests() {
+        let body = request.body.to_string();
+        assert!(
+            !body.contains("PIECE"),
+            "a request body holds the key: {body}"
+        );
+    }
+}
