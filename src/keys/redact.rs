@@ -76,6 +76,34 @@ impl Redactor {
         self.secrets.is_empty()
     }
 
+    /// The part `range` (byte offsets) of `text`, with every secret that occurs in
+    /// the whole of `text` and overlaps the part replaced by its marker: a quote
+    /// cut out of a longer text (a citation's span of a reply) may hold only a
+    /// piece of a key, which the part alone would not show to be one.
+    pub fn redact_part(&self, text: &str, range: std::ops::Range<usize>) -> String {
+        let mut hits: Vec<(usize, usize, &str)> = Vec::new();
+        for secret in &self.secrets {
+            for (start, end) in secret.find(text) {
+                if start < range.end && end > range.start {
+                    hits.push((start.max(range.start), end.min(range.end), &secret.marker));
+                }
+            }
+        }
+        hits.sort_unstable_by_key(|h| h.0);
+        let mut out = String::with_capacity(range.len());
+        let mut copied = range.start;
+        for (start, end, marker) in hits {
+            if end <= copied {
+                continue;
+            }
+            out.push_str(&text[copied..start.max(copied)]);
+            out.push_str(marker);
+            copied = end;
+        }
+        out.push_str(&text[copied..range.end]);
+        out
+    }
+
     /// `text` with every secret, in any of its forms, replaced by its marker.
     /// Borrowed when there was nothing to replace.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
@@ -92,6 +120,24 @@ impl Redactor {
 impl Secret {
     /// The text with this secret replaced, or `None` if it does not occur.
     fn replace(&self, text: &str) -> Option<String> {
+        let found = self.find(text);
+        if found.is_empty() {
+            return None;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut copied = 0;
+        for (start, end) in found {
+            out.push_str(&text[copied..start]);
+            out.push_str(&self.marker);
+            copied = end;
+        }
+        out.push_str(&text[copied..]);
+        Some(out)
+    }
+
+    /// Where this secret occurs in `text`, in any of its forms: byte ranges, in
+    /// order, overlapping ones merged.
+    fn find(&self, text: &str) -> Vec<(usize, usize)> {
         let bytes = text.as_bytes();
         let mut found: Vec<(usize, usize)> = Vec::new();
         // The plain and escaped forms: every escape starts with `%`, `\` or `&`,
@@ -117,24 +163,16 @@ impl Secret {
                 found.push((start, start + core.len()));
             }
         }
-        if found.is_empty() {
-            return None;
-        }
         found.sort_unstable();
-        let mut out = String::with_capacity(text.len());
-        let mut copied = 0;
+        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(found.len());
         for (start, end) in found {
-            if start < copied {
-                // Overlaps a match already replaced: extend it.
-                copied = copied.max(end);
-                continue;
+            match merged.last_mut() {
+                // Overlaps a match already found: extend it.
+                Some(last) if start < last.1 => last.1 = last.1.max(end),
+                _ => merged.push((start, end)),
             }
-            out.push_str(&text[copied..start]);
-            out.push_str(&self.marker);
-            copied = end;
         }
-        out.push_str(&text[copied..]);
-        Some(out)
+        merged
     }
 }
 
@@ -256,6 +294,14 @@ pub fn text(text: &str) -> Cow<'_, str> {
         Cow::Borrowed(_) => Cow::Borrowed(text),
         Cow::Owned(clean) => Cow::Owned(clean),
     }
+}
+
+/// [`Redactor::redact_part`] with every secret this process has read.
+pub fn part(text: &str, range: std::ops::Range<usize>) -> String {
+    GLOBAL
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .redact_part(text, range)
 }
 
 /// Whether `text` holds a secret this process has read, in any form.
@@ -392,6 +438,23 @@ mod tests {
         short.add("ollama", "ollama");
         assert!(short.is_empty());
         assert_eq!(short.redact("ollama says hi"), "ollama says hi");
+    }
+
+    #[test]
+    fn a_part_of_a_text_shows_no_piece_of_a_key_it_cuts_through() {
+        let r = redactor();
+        let text = format!("one {KEY} two {KEY} three");
+        let marker = "[redacted key anthropic]";
+        let at = text.find("CANARY").unwrap();
+        // From inside the first key to inside the second.
+        let end = text.rfind("CANARY").unwrap();
+        assert_eq!(
+            r.redact_part(&text, at..end),
+            format!("{marker} two {marker}")
+        );
+        assert_eq!(r.redact_part(&text, 0..4), "one ");
+        assert_eq!(r.redact_part(&text, at..at + 3), marker);
+        assert_eq!(r.redact_part(&text, 0..text.len()), r.redact(&text));
     }
 
     #[test]

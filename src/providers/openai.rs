@@ -21,6 +21,7 @@ use super::http::{Auth, SseEvent};
 use super::wire::{self, ApiError, StreamFault, StreamParser, Wire, join};
 use super::{Reply, Reported, Request};
 use crate::catalog::{self, ProviderKind};
+use crate::keys::redact;
 use crate::tools::{Citation, ToolName, add_citation};
 use crate::usage::Usage;
 use crate::workflow::model::OutputKind;
@@ -233,10 +234,16 @@ fn annotations(value: Option<&Json>, text: &str, citations: &mut Vec<Citation>) 
                 .and_then(Json::as_u64)
                 .and_then(|i| usize::try_from(i).ok())
         };
+        // The span is cut out of the reply, which may quote a key: it is
+        // redacted as it reads in the whole reply, so a cut through a key shows
+        // the marker, not a piece of it.
+        let byte = |chars: usize| {
+            text.char_indices()
+                .nth(chars)
+                .map_or(text.len(), |(at, _)| at)
+        };
         let quoted = match (index("start_index"), index("end_index")) {
-            (Some(start), Some(end)) if start < end => {
-                text.chars().skip(start).take(end - start).collect()
-            }
+            (Some(start), Some(end)) if start < end => redact::part(text, byte(start)..byte(end)),
             _ => String::new(),
         };
         add_citation(

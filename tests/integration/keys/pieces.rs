@@ -220,3 +220,84 @@ agents:
         );
     }
 }
+
+/// An OpenAI `url_citation` quotes the span of the reply between two indices; a
+/// span that starts inside a key (the model repeated it) used to keep the rest of
+/// the key, which the redaction of the quote alone could not recognise. The key
+/// comes from `env:` here.
+#[test]
+fn a_citation_span_that_cuts_through_a_key_keeps_no_piece_of_it() {
+    const KEY: &str = "sk-proj-PIECE-4b1d7e0a9c";
+    let server = FakeServer::start();
+    let p = Project::new();
+    let text = format!("Your key is {KEY}, says the page.");
+    let start = text.find("PIECE").unwrap();
+    let reply = serde_json::json!({
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "model": "gpt-4o-search-preview",
+        "choices": [{
+            "index": 0,
+            "finish_reason": "stop",
+            "message": {
+                "role": "assistant",
+                "content": text,
+                "annotations": [{
+                    "type": "url_citation",
+                    "url_citation": {
+                        "url": "https://example.com/page",
+                        "title": "A page",
+                        "start_index": start,
+                        "end_index": text.len(),
+                    },
+                }],
+            },
+        }],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14},
+    });
+    server.script(
+        "cite",
+        [Fault::Body {
+            code: 200,
+            body: reply.to_string(),
+        }],
+    );
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        format!(
+            "version: 1
+providers:
+  openai: {{base_url: \"{url}/v1\", key: \"env:OPENAI_KEY\"}}
+agents:
+  searched: {{model: openai/gpt-4o-search-preview, tools: [web_search], prompt: cite hello, stream: false}}
+  after:
+    model: openai/gpt-4o
+    prompt: |
+      {{{{#each agents.searched.citations}}}}{{{{quoted}}}}{{{{/each}}}}
+",
+            url = server.url()
+        ),
+    )
+    .unwrap();
+    let out = run_keeping_everything(&p, &server.addr.to_string())
+        .env("OPENAI_KEY", KEY)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("out/run.json")).unwrap()).unwrap();
+    let citations = record["agents"][0]["citations"].to_string();
+    assert!(
+        citations.contains("\"quoted\":\"[redacted key env:OPENAI_KEY], says the page.\""),
+        "{citations}"
+    );
+    assert_nowhere(&p, &out, "PIECE");
+    for request in server.requests() {
+        let body = request.body.to_string();
+        assert!(
+            !body.contains("PIECE"),
+            "a request body holds the key: {body}"
+        );
+    }
+}
