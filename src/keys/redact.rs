@@ -31,6 +31,13 @@ use super::secret::ApiKey;
 /// and replacing them everywhere would garble every output.
 pub const MIN_SECRET_LEN: usize = 8;
 
+/// A run of this many characters of a secret, in the clear, is redacted too: a
+/// server or a gateway that cuts its text (an echo cut at 40 characters, a quote
+/// that starts inside a key) leaves a piece that is as good as secret. Shorter
+/// runs are left: they may be a provider's common prefix (`sk-ant-api03-`) or a
+/// masked echo (OpenAI's `sk-proj-abcd****wxyz`), which say nothing of the key.
+pub const PIECE_LEN: usize = 16;
+
 /// One secret and the forms it is looked for in.
 struct Secret {
     marker: String,
@@ -38,6 +45,9 @@ struct Secret {
     raw: Zeroizing<Vec<u8>>,
     /// The parts of its base64 encodings that depend on the secret alone.
     base64: Vec<Zeroizing<Vec<u8>>>,
+    /// Which rolling hashes its [`PIECE_LEN`]-byte runs have, a bit each (see
+    /// [`Pieces`]); `None` for a secret shorter than that.
+    pieces: Option<Pieces>,
 }
 
 /// A set of secrets to take out of text.
@@ -65,6 +75,7 @@ impl Redactor {
             marker: format!("[redacted key {name}]"),
             raw: Zeroizing::new(raw.to_vec()),
             base64: base64_cores(raw),
+            pieces: Pieces::of(raw),
         };
         let at = self
             .secrets
@@ -163,6 +174,9 @@ impl Secret {
                 found.push((start, start + core.len()));
             }
         }
+        if let Some(pieces) = &self.pieces {
+            pieces.find(bytes, &self.raw, &mut found);
+        }
         found.sort_unstable();
         let mut merged: Vec<(usize, usize)> = Vec::with_capacity(found.len());
         for (start, end) in found {
@@ -173,6 +187,75 @@ impl Secret {
             }
         }
         merged
+    }
+}
+
+/// The [`PIECE_LEN`]-byte runs of a secret, as a filter of their rolling hashes:
+/// one pass over a text finds every run of the secret it holds, and only a
+/// window whose hash is in the filter is compared with the secret.
+struct Pieces {
+    bits: Zeroizing<Vec<u64>>,
+}
+
+/// The rolling hash's base, and the filter's size in bits (a power of two).
+const PIECE_BASE: u64 = 0x100_0000_01b3;
+const PIECE_BITS: usize = 1 << 16;
+
+impl Pieces {
+    fn of(raw: &[u8]) -> Option<Pieces> {
+        if raw.len() < PIECE_LEN {
+            return None;
+        }
+        let mut bits = Zeroizing::new(vec![0u64; PIECE_BITS / 64]);
+        Self::windows(raw, |_, hash| {
+            let bit = Self::bit(hash);
+            bits[bit / 64] |= 1 << (bit % 64);
+        });
+        Some(Pieces { bits })
+    }
+
+    fn bit(hash: u64) -> usize {
+        // The high bits mix every byte of the window.
+        usize::try_from(hash >> 48).unwrap_or(0) % PIECE_BITS
+    }
+
+    /// Calls `each(start, hash)` for every [`PIECE_LEN`]-byte window of `bytes`.
+    fn windows(bytes: &[u8], mut each: impl FnMut(usize, u64)) {
+        if bytes.len() < PIECE_LEN {
+            return;
+        }
+        let outgoing = PIECE_BASE.wrapping_pow(u32::try_from(PIECE_LEN).unwrap_or(0));
+        let mut hash = 0u64;
+        for (i, &b) in bytes.iter().enumerate() {
+            hash = hash.wrapping_mul(PIECE_BASE).wrapping_add(u64::from(b) + 1);
+            if i >= PIECE_LEN {
+                hash =
+                    hash.wrapping_sub(outgoing.wrapping_mul(u64::from(bytes[i - PIECE_LEN]) + 1));
+            }
+            if i + 1 >= PIECE_LEN {
+                each(i + 1 - PIECE_LEN, hash.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            }
+        }
+    }
+
+    /// Adds the byte ranges of `text` that are runs of `raw`.
+    fn find(&self, text: &[u8], raw: &[u8], found: &mut Vec<(usize, usize)>) {
+        Self::windows(text, |start, hash| {
+            let bit = Self::bit(hash);
+            if self.bits[bit / 64] & (1 << (bit % 64)) == 0 {
+                return;
+            }
+            let window = &text[start..start + PIECE_LEN];
+            if memchr::memmem::find(raw, window).is_some() {
+                match found.last_mut() {
+                    // The next window of a run already found: extend it.
+                    Some(last) if last.1 >= start + PIECE_LEN - 1 && last.0 <= start => {
+                        last.1 = start + PIECE_LEN;
+                    }
+                    _ => found.push((start, start + PIECE_LEN)),
+                }
+            }
+        });
     }
 }
 
@@ -455,6 +538,39 @@ mod tests {
         assert_eq!(r.redact_part(&text, 0..4), "one ");
         assert_eq!(r.redact_part(&text, at..at + 3), marker);
         assert_eq!(r.redact_part(&text, 0..text.len()), r.redact(&text));
+    }
+
+    #[test]
+    fn a_run_of_sixteen_characters_of_a_key_is_redacted_and_a_shorter_one_is_not() {
+        let r = redactor();
+        let marker = "[redacted key anthropic]";
+        // A prefix, as an echo cut at 20 characters leaves it.
+        assert_eq!(
+            r.redact(&format!("bad key {}...", &KEY[..20])),
+            format!("bad key {marker}...")
+        );
+        // A suffix, and a piece from the middle.
+        assert_eq!(r.redact(&format!("({})", &KEY[5..])), format!("({marker})"));
+        assert_eq!(
+            r.redact(&format!("x{}y", &KEY[3..19])),
+            format!("x{marker}y")
+        );
+        // Two pieces with text between them.
+        assert_eq!(
+            r.redact(&format!("{} and {}", &KEY[..16], &KEY[8..])),
+            format!("{marker} and {marker}")
+        );
+        // Fifteen characters, a common prefix or a masked echo: left as they are.
+        for kept in [
+            &KEY[..15],
+            "sk-ant-api03-...",
+            "sk-ant-C****************7f3a",
+        ] {
+            assert_eq!(r.redact(kept), kept);
+        }
+        // Text of no key, however long, is borrowed.
+        let long = "abcdefghijklmnopqrstuvwxyz0123456789".repeat(100);
+        assert!(matches!(r.redact(&long), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -301,3 +301,61 @@ agents:
         );
     }
 }
+
+/// A server (a gateway's log line, a proxy's page) that cuts its echo of the key
+/// leaves a piece of it: its first 20 characters are as good as secret. A run of
+/// 16 characters of a key is redacted wherever it is; fewer are left (a common
+/// prefix, OpenAI's masked echo).
+#[test]
+fn a_piece_of_a_key_cut_by_the_server_is_redacted() {
+    const KEY: &str = "sk-ant-PIECE-0d5b9e77c1a4f3";
+    let server = FakeServer::start();
+    let p = Project::new();
+    p.init();
+    p.add("anthropic", KEY);
+    let masked = format!("{}****{}", &KEY[..8], &KEY[KEY.len() - 4..]);
+    server.script(
+        "cut-by-server",
+        [Fault::Body {
+            code: 401,
+            body: serde_json::json!({
+                "type": "error",
+                "error": {
+                    "type": "authentication_error",
+                    "message": format!("invalid key {}... ({masked})", &KEY[..20]),
+                },
+            })
+            .to_string(),
+        }],
+    );
+    server.script(
+        "cut-in-reply",
+        [Fault::Reply(format!("It ends in {}.", &KEY[6..]))],
+    );
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        format!(
+            "version: 1
+providers:
+  anthropic: {{base_url: \"{url}\"}}
+agents:
+  refused: {{model: anthropic/claude-sonnet-4-5, prompt: cut-by-server hello, retries: 0}}
+  quoted: {{model: anthropic/claude-sonnet-4-5, prompt: cut-in-reply hello, stream: false}}
+",
+            url = server.url()
+        ),
+    )
+    .unwrap();
+    let out = run_keeping_everything(&p, &server.addr.to_string())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "invalid key [redacted key anthropic]... ({masked})"
+        )),
+        "{stderr}"
+    );
+    assert_nowhere(&p, &out, "PIECE");
+}
