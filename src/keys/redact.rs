@@ -8,8 +8,9 @@
 //! way: JSON-escaped (`\/`, `\u002f`), URL-encoded (`%2F` or `%2f`, any mix),
 //! HTML entities (`&#x2F;`, `&amp;`), and base64 (standard or URL-safe; inside a larger
 //! blob, such as a `Basic` header, the key starts at one of three alignments, so
-//! the part of the encoding that depends on the key alone is looked for at each).
-//! A match becomes `[redacted key NAME]`.
+//! the part of the encoding that depends on the key alone is looked for at each),
+//! and any run of [`PIECE_LEN`] of its characters in the clear (an echo a server
+//! cut short). A match becomes `[redacted key NAME]`.
 //!
 //! [`text`] and [`in_place`] use the process-wide set that [`register`] fills: the
 //! provider client calls them on everything a server sends, and the outputs call
