@@ -129,14 +129,16 @@ impl Proxies {
         chosen.as_ref().map(|(url, _)| url)
     }
 
-    /// The proxies' passwords, to keep out of every output: as they are sent
-    /// (percent-decoded, in `Proxy-Authorization`), which also finds them as
-    /// written in the URL, since the redaction reads `%40` as `@`.
+    /// The proxies' secrets, to keep out of every output: each password, or the
+    /// user name when there is no password (a token, as many proxies take one);
+    /// as they are sent (percent-decoded, in `Proxy-Authorization`), which also
+    /// finds them as written in the URL, since the redaction reads `%40` as `@`.
     pub fn passwords(&self) -> impl Iterator<Item = String> {
         [&self.https, &self.http]
             .into_iter()
             .flatten()
-            .filter_map(|(url, _)| url.password())
+            .map(|(url, _)| url.password().unwrap_or(url.username()))
+            .filter(|secret| !secret.is_empty())
             .map(|p| {
                 percent_encoding::percent_decode_str(p)
                     .decode_utf8_lossy()
@@ -215,6 +217,13 @@ mod tests {
         let encoded =
             proxies(&[("HTTPS_PROXY", "http://me:p%40ss%3Aw0rd@proxy.example:3128")]).unwrap();
         assert_eq!(encoded.passwords().collect::<Vec<_>>(), ["p@ss:w0rd"]);
+        // A user name alone is a token; a proxy with neither has no secret.
+        let token = proxies(&[
+            ("HTTPS_PROXY", "http://tok%2Fen-1@proxy.example:3128"),
+            ("HTTP_PROXY", "http://proxy.example:3128"),
+        ])
+        .unwrap();
+        assert_eq!(token.passwords().collect::<Vec<_>>(), ["tok/en-1"]);
         let said = p.describe().join("\n");
         assert!(
             said.contains("tunnel.example:8080") && said.contains("CONNECT"),

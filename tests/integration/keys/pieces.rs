@@ -111,54 +111,61 @@ agents:
 }
 
 /// A proxy's password is written percent-encoded in `HTTP_PROXY`
-/// (`%40` for `@`), and sent decoded (in `Proxy-Authorization: Basic`). It used to
-/// be kept out of outputs only as written, so a proxy that echoes the credential
-/// (decoded, or the `Basic` blob) put it in every output.
+/// (`%40` for `@`), and sent decoded (in `Proxy-Authorization: Basic`); a proxy
+/// that takes a token takes it as the user name, with no password. Both used to
+/// be kept out of outputs only as a password as written, so a proxy that echoes
+/// the credential (decoded, or the `Basic` blob) put it in every output.
 #[test]
 fn a_proxy_password_is_redacted_as_it_is_sent_not_only_as_written() {
-    let server = FakeServer::start();
-    let p = Project::new();
-    let password = "PIECEpass@w0rd:42";
-    let written = "PIECEpass%40w0rd%3A42";
-    let blob = base64::engine::general_purpose::STANDARD.encode(format!("me:{password}"));
-    // What a debugging proxy says about a request it will not forward.
-    server.script(
-        "proxied",
-        [Fault::Body {
-            code: 502,
-            body: format!(
-                "{{\"error\": {{\"message\": \"upstream down; you sent Proxy-Authorization: Basic {blob} (me:{password})\"}}}}"
-            ),
-        }],
-    );
-    // A plain-http provider that takes no key goes through `HTTP_PROXY`: the
-    // fake server plays the proxy (and, under `/local/`, a server that takes no key).
-    std::fs::write(
-        p.path().join("flow.yaml"),
-        "version: 1
+    // (the URL's user info, the credential as sent)
+    for (written, sent) in [
+        ("me:PIECEpass%40w0rd%3A42", "me:PIECEpass@w0rd:42"),
+        ("PIECE-token%2F9f3e7a", "PIECE-token/9f3e7a:"),
+    ] {
+        let server = FakeServer::start();
+        let p = Project::new();
+        let blob = base64::engine::general_purpose::STANDARD.encode(sent);
+        // What a debugging proxy says about a request it will not forward.
+        server.script(
+            "proxied",
+            [Fault::Body {
+                code: 502,
+                body: format!(
+                    "{{\"error\": {{\"message\": \"upstream down; you sent Proxy-Authorization: Basic {blob} ({sent})\"}}}}"
+                ),
+            }],
+        );
+        // A plain-http provider that takes no key goes through `HTTP_PROXY`: the
+        // fake server plays the proxy (and, under `/local/`, a server that takes no key).
+        std::fs::write(
+            p.path().join("flow.yaml"),
+            "version: 1
 providers:
   local: {type: openai-compatible, base_url: \"http://upstream.example/local/v1\", key: none}
 agents:
   a: {model: local/llama3, prompt: proxied hello, retries: 0}
 ",
-    )
-    .unwrap();
-    let out = run_keeping_everything(&p, "upstream.example")
-        .env("HTTP_PROXY", format!("http://me:{written}@{}", server.addr))
-        .output()
+        )
         .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    // The request went through the proxy, with the decoded credential.
-    let requests = server.requests();
-    assert_eq!(requests.len(), 1, "{stderr}");
-    assert_eq!(
-        requests[0].header("proxy-authorization"),
-        Some(format!("Basic {blob}").as_str())
-    );
-    assert!(stderr.contains("[redacted key proxy-password]"), "{stderr}");
-    assert_nowhere(&p, &out, "PIECE");
-    assert_nowhere(&p, &out, &blob[4..blob.len() - 4]);
+        let out = run_keeping_everything(&p, "upstream.example")
+            .env("HTTP_PROXY", format!("http://{written}@{}", server.addr))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        // The request went through the proxy, with the decoded credential.
+        let requests = server.requests();
+        assert_eq!(requests.len(), 1, "{stderr}");
+        assert_eq!(
+            requests[0].header("proxy-authorization"),
+            Some(format!("Basic {blob}").as_str())
+        );
+        assert!(stderr.contains("[redacted key proxy-password]"), "{stderr}");
+        assert_nowhere(&p, &out, "PIECE");
+        // The blob's characters that encode the secret alone (after `me:`, before the padding).
+        let skip = if sent.starts_with("me:") { 4 } else { 0 };
+        assert_nowhere(&p, &out, &blob[skip..blob.len() - 4]);
+    }
 }
 
 /// A key holding `&`, `<`, `>` or quotes, quoted by a server that escapes HTML
