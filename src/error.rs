@@ -97,6 +97,7 @@ impl From<KeyError> for Error {
     fn from(e: KeyError) -> Self {
         let exit = match &e {
             KeyError::BadName { .. }
+            | KeyError::LooksLikeKey
             | KeyError::BadEnvName { .. }
             | KeyError::IdentityEnv { .. }
             | KeyError::BadRecipientArg { .. }

@@ -44,6 +44,10 @@ pub enum KeyError {
     /// A key name that is not an identifier (could escape `.byok/keys/`).
     #[error("`{name}` is not a key name: use letters, digits, `_` and `-`")]
     BadName { name: String },
+    /// A key name that is, by the look of it, an API key itself (pasted where
+    /// its name goes). Never quoted: the message must not spread it further.
+    #[error("this key name looks like an API key itself, not the name of a key file")]
+    LooksLikeKey,
     /// `env:` followed by something that is not a variable name.
     #[error(
         "`{text}` is not a key reference: after `env:` write a variable name (letters, digits, `_`)"
@@ -170,6 +174,9 @@ impl KeyError {
             }
             KeyError::BadName { .. } | KeyError::BadEnvName { .. } => {
                 "write a key file name like `anthropic`, or `env:VARIABLE`".into()
+            }
+            KeyError::LooksLikeKey => {
+                "a key never goes in a workflow or on the command line: give it a name and add it with `byok-flow keys add NAME` (it reads the key from stdin), then write `key: NAME`; if this file or command was shared, rotate the key at the provider".into()
             }
             KeyError::KeyFileMissing { name, available, .. } => {
                 let have = if available.is_empty() {

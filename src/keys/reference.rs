@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::error::KeyError;
-use crate::workflow::validate::{holds_identity, is_identifier};
+use crate::workflow::validate::{holds_identity, is_identifier, looks_like_a_key};
 
 /// A key a workflow asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,6 +22,9 @@ impl KeyRef {
             return Ok(None);
         }
         if let Some(var) = text.strip_prefix("env:") {
+            if looks_like_a_key(var) {
+                return Err(KeyError::LooksLikeKey);
+            }
             let ok = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
             if ok && holds_identity(var) {
                 return Err(KeyError::IdentityEnv { var: var.into() });
@@ -37,8 +40,13 @@ impl KeyRef {
         KeyRef::file(text).map(Some)
     }
 
-    /// A key file name, checked so it cannot leave `.byok/keys/`.
+    /// A key file name, checked so it cannot leave `.byok/keys/`, and so that it
+    /// is not a key pasted where its name goes (it would be printed in errors,
+    /// and become a file name that is committed).
     pub fn file(name: &str) -> Result<KeyRef, KeyError> {
+        if looks_like_a_key(name) {
+            return Err(KeyError::LooksLikeKey);
+        }
         if is_identifier(name) {
             Ok(KeyRef::File(name.to_string()))
         } else {
@@ -61,6 +69,36 @@ impl fmt::Display for KeyRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_pasted_where_its_name_goes_is_refused_without_quoting_it() {
+        for key in [
+            "sk-ant-api03-Zx8Qw2Lm9Pk3Rt6Yv1Bn4Hj7Gf5Dc0Sa2Xe8Wq3Er6",
+            "sk-proj-Ab3dEf6hIj9kLm2nOp5q",
+            "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY",
+            "gsk_8x7QmLz0Pq2Rt5Yv8Bn1Hj4Gf7Dc0Sa",
+            "Zx8Qw2Lm9Pk3Rt6Yv1Bn4Hj7Gf5Dc0Sa2Xe8Wq3Er6Ty",
+        ] {
+            for text in [key.to_string(), format!("env:{key}")] {
+                let err = KeyRef::parse(&text).unwrap_err();
+                assert!(matches!(err, KeyError::LooksLikeKey), "{text}");
+                assert!(!err.to_string().contains(&key[..8]), "{err}");
+            }
+        }
+        // Names people give keys, long ones too.
+        for name in [
+            "anthropic",
+            "sk-team",
+            "openai-production-2024",
+            "anthropic-research-team-billing-account-01",
+        ] {
+            assert_eq!(
+                KeyRef::parse(name).unwrap(),
+                Some(KeyRef::File(name.into())),
+                "{name}"
+            );
+        }
+    }
 
     #[test]
     fn parses_files_env_and_none() {

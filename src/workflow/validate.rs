@@ -225,6 +225,27 @@ pub fn is_identifier(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// The prefixes providers give their API keys (OpenAI, Anthropic, DeepSeek:
+/// `sk-`; Google: `AIza`; Groq: `gsk_`; xAI: `xai-`; Hugging Face: `hf_`;
+/// Perplexity: `pplx-`; NVIDIA: `nvapi-`).
+const KEY_PREFIXES: [&str; 8] = [
+    "sk-", "sk_", "AIza", "gsk_", "xai-", "hf_", "pplx-", "nvapi-",
+];
+
+/// Whether `text`, given as a key's name, looks like an API key: a provider's
+/// key prefix and 24 characters or more, or 40 characters or more that mix
+/// upper case, lower case and digits. Names people choose are short words
+/// (`anthropic`, `openai-prod`); keys are long and random.
+pub fn looks_like_a_key(text: &str) -> bool {
+    let mixed = || {
+        text.chars().any(|c| c.is_ascii_uppercase())
+            && text.chars().any(|c| c.is_ascii_lowercase())
+            && text.chars().filter(char::is_ascii_digit).count() >= 4
+    };
+    (text.len() >= 24 && KEY_PREFIXES.iter().any(|p| text.starts_with(p)))
+        || (text.len() >= 40 && mixed())
+}
+
 /// Whether the environment variable `var` holds an age identity (one of the
 /// places SPEC §4 reads it from): `key: env:` may never name one, or the secret
 /// that opens every key file would be sent as an API key.
@@ -379,6 +400,20 @@ impl Checker<'_> {
 
     fn key_name(&mut self, pointer: &str, key: &str, agent: Option<&String>) {
         let name = key.strip_prefix("env:").unwrap_or(key);
+        if looks_like_a_key(name) {
+            // Not quoted: the message must not spread it further.
+            let mut d = Diagnostic::error(
+                "workflow::key-pasted",
+                self.value_span(pointer),
+                "this looks like an API key itself, not the name of a key file or variable",
+            )
+            .help("a key never goes in a workflow: add it with `byok-flow keys add NAME` (it reads the key from stdin) and write `key: NAME`; if this file was shared or committed, rotate the key at the provider");
+            if let Some(agent) = agent {
+                d = d.agent(agent);
+            }
+            self.out.push(d);
+            return;
+        }
         let ok = if key.starts_with("env:") {
             !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         } else {

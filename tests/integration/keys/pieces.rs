@@ -366,3 +366,58 @@ agents:
     );
     assert_nowhere(&p, &out, "PIECE");
 }
+
+/// A key pasted where its name goes, in a workflow's `key:` or as `keys add`'s
+/// NAME: it used to pass `validate`, then be quoted by every error (and GitHub
+/// annotation) of `run`, and `keys add` made it a file name (committed with
+/// `.byok/`). Both are refused, without quoting it.
+#[test]
+fn a_key_pasted_where_its_name_goes_is_refused_and_never_quoted() {
+    const KEY: &str = "sk-ant-api03-PIECEx8Qw2Lm9Pk3Rt6Yv1Bn4Hj7Gf5";
+    let p = Project::new();
+    p.init();
+    std::fs::write(
+        p.path().join("flow.yaml"),
+        format!(
+            "version: 1
+providers:
+  anthropic: {{key: {KEY}}}
+agents:
+  a: {{model: anthropic/claude-sonnet-4-5, prompt: hello}}
+  b: {{model: anthropic/claude-sonnet-4-5, prompt: hello, key: \"env:{KEY}\"}}
+"
+        ),
+    )
+    .unwrap();
+    for args in [&["validate", "flow.yaml"][..], &["run", "flow.yaml"]] {
+        let out = p
+            .cmd(args)
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", p.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr
+                .matches(
+                    "this looks like an API key itself, not the name of a key file or variable"
+                )
+                .count(),
+            4,
+            "{args:?}: two problems, each shown and annotated: {stderr}"
+        );
+        // Only the quoted lines of the file itself show it.
+        for line in stderr.lines().filter(|l| l.contains("PIECE")) {
+            assert!(line.contains(" │ "), "{args:?}: {line}");
+        }
+    }
+
+    let before = p.files();
+    let out = p.run_stdin(&["-vvv", "keys", "add", KEY], b"sk-ant-the-real-key-0123\n");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("looks like an API key itself"), "{stderr}");
+    assert!(!stderr.contains("PIECE") && !String::from_utf8_lossy(&out.stdout).contains("PIECE"));
+    assert_eq!(p.files(), before, "no file is written");
+}
