@@ -9,7 +9,6 @@ use super::atomic;
 use super::entry::{self, Entry};
 use super::error::KeyError;
 use super::recipients::{Recipient, RecipientsFile};
-use super::reference::KeyRef;
 use crate::workflow::validate::is_identifier;
 
 /// The folder's name.
@@ -96,7 +95,7 @@ impl KeysDir {
         self.root.join("keys")
     }
 
-    /// `.byok/keys/NAME.age`. `NAME` must be an identifier (see [`KeyRef::file`]).
+    /// `.byok/keys/NAME.age`. `NAME` must be an identifier (see [`KeyRef::file`](super::reference::KeyRef::file)).
     pub fn key_path(&self, name: &str) -> PathBuf {
         self.keys_path().join(format!("{name}.age"))
     }
@@ -105,7 +104,14 @@ impl KeysDir {
     /// folder: never a link (a committed link could send another project's key),
     /// a folder, a pipe or a device.
     pub fn existing_key(&self, name: &str) -> Result<PathBuf, KeyError> {
-        KeyRef::file(name)?;
+        // Only a name that stays in `.byok/keys/`: one that looks like a key is
+        // refused where it is written (`KeyRef::file`), but a file made under
+        // such a name before can still be removed.
+        if !is_identifier(name) {
+            return Err(KeyError::BadName {
+                name: name.to_string(),
+            });
+        }
         let path = self.key_path(name);
         match entry::inspect(&path) {
             Entry::Missing => Err(KeyError::KeyFileMissing {
