@@ -57,7 +57,8 @@ fn run_keeping_everything(p: &Project, allow: &str) -> assert_cmd::Command {
     cmd
 }
 
-/// An error message is cut at 500 characters; a key that straddles the cut used
+/// An error message (a body's, or an error event's in a stream) is cut at 500
+/// characters; a key that straddles the cut used
 /// to leave its first characters (here `sk-ant-PIECE-0d5b`) in every output,
 /// since the redaction ran on the cut message and no longer saw a whole key.
 #[test]
@@ -67,21 +68,44 @@ fn a_key_cut_off_at_the_end_of_an_error_message_leaves_no_piece() {
     let p = Project::new();
     p.init();
     p.add("anthropic", KEY);
-    // "bad key " and the padding take 484 characters; the cut at 500 falls
-    // inside the key, after `sk-ant-PIECE-0d5b`.
-    let padding = "x".repeat(475);
-    let message = format!("bad key {padding} {KEY} was refused");
+    // Each message is padded so that the cut at 500 characters leaves the key's
+    // first 12 characters, `sk-ant-PIECE`: fewer than a piece the redaction
+    // finds anywhere (16), so only redacting before the cut keeps them out.
+    let padding = |said: &str| "x".repeat(500 - 12 - said.len() - 2);
+    let message = format!("bad key {} {KEY} was refused", padding("bad key"));
     let body = serde_json::json!({
         "type": "error",
         "error": {"type": "invalid_request_error", "message": message},
     })
     .to_string();
     server.script("cut-json", [Fault::Body { code: 400, body }]);
+    // An error event in the middle of a stream, as Anthropic sends `overloaded_error`.
+    let event = serde_json::json!({
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": format!("overloaded {} {KEY}", padding("overloaded"))},
+    });
+    server.script(
+        "cut-stream",
+        [Fault::Body {
+            code: 200,
+            body: format!(
+                "event: message_start\ndata: {}\n\nevent: error\ndata: {event}\n\n",
+                serde_json::json!({"type": "message_start", "message": {
+                    "id": "msg_1", "type": "message", "role": "assistant",
+                    "model": "claude-sonnet-4-5", "content": [],
+                    "usage": {"input_tokens": 5, "output_tokens": 1},
+                }})
+            ),
+        }],
+    );
     server.script(
         "cut-plain",
         [Fault::Body {
             code: 502,
-            body: format!("upstream said: {padding} {KEY} was refused"),
+            body: format!(
+                "upstream said: {} {KEY} was refused",
+                padding("upstream said:")
+            ),
         }],
     );
     std::fs::write(
@@ -93,6 +117,7 @@ providers:
 agents:
   json: {{model: anthropic/claude-sonnet-4-5, prompt: cut-json hello, retries: 0}}
   plain: {{model: anthropic/claude-sonnet-4-5, prompt: cut-plain hello, retries: 0}}
+  stream: {{model: anthropic/claude-sonnet-4-5, prompt: cut-stream hello, retries: 0, stream: true}}
 ",
             url = server.url()
         ),
@@ -107,6 +132,10 @@ agents:
     // characters are in none of them.
     assert!(stderr.contains("bad key xxxx"), "{stderr}");
     assert!(stderr.contains("upstream said: xxxx"), "{stderr}");
+    assert!(
+        stderr.contains("overloaded_error (mid-stream): overloaded xxxx"),
+        "{stderr}"
+    );
     assert_nowhere(&p, &out, "PIECE");
 }
 

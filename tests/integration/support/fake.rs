@@ -883,9 +883,10 @@ async fn respond(
             return response;
         }
         Some(Fault::Body { code, body }) => {
-            let content_type = if body.trim_start().starts_with('<') {
+            let start = body.trim_start();
+            let content_type = if start.starts_with('<') {
                 "text/html"
-            } else if body.starts_with("data:") {
+            } else if start.starts_with("event:") || start.starts_with("data:") {
                 "text/event-stream"
             } else {
                 "application/json"
