@@ -6,6 +6,7 @@
 //! (the caller's). It never follows a redirect, so a key never travels to wherever
 //! a response points, and the key header is built here alone and marked sensitive.
 
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -272,7 +273,18 @@ impl Http {
             .user_agent(concat!("byok-flow/", env!("CARGO_PKG_VERSION")))
             // No proxy but the one chosen here: reqwest's own choice would send a
             // loopback request, key and all, through `HTTP_PROXY`.
-            .no_proxy();
+            .no_proxy()
+            // `localhost` is loopback by its name (plain http allowed, no proxy),
+            // so it must not be whatever the system's resolver makes of it (a
+            // broken hosts file, a search domain): it is the loopback addresses.
+            // Port 0: the URL's own port (or its scheme's) is used.
+            .resolve_to_addrs(
+                "localhost",
+                &[
+                    SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                    SocketAddr::from((Ipv6Addr::LOCALHOST, 0)),
+                ],
+            );
         let said = proxies.describe();
         if said.is_empty() {
             tracing::debug!("no proxy: HTTPS_PROXY, HTTP_PROXY and ALL_PROXY are not set");

@@ -411,3 +411,42 @@ fn issue13_refusal_happens_before_the_first_request() {
         assert_nothing_holds_it(&p, &out);
     }
 }
+
+/// `localhost` is loopback by its name: a keyed request goes to it over plain
+/// http and past any proxy, so byok-flow takes it for the loopback addresses
+/// without asking the system's resolver. (That the resolver is not asked cannot
+/// be shown here without changing the system's hosts file.) What this checks:
+/// with that override, a run against `http://localhost:PORT` still reaches the
+/// server on 127.0.0.1 at the URL's port, with its key, and no proxy sees it.
+#[test]
+fn a_localhost_base_url_reaches_the_loopback_server_at_its_port() {
+    let server = FakeServer::start();
+    let proxy = FakeServer::start();
+    let p = project();
+    let url = server.url().replace("127.0.0.1", "localhost");
+    assert!(url.starts_with("http://localhost:"), "{url}");
+    let yaml = format!(
+        "version: 1\nproviders:\n  anthropic: {{base_url: \"{url}\"}}\nagents:\n  a: {{model: anthropic/claude-sonnet-4-5, prompt: hello}}\n"
+    );
+    std::fs::write(p.path().join("flow.yaml"), yaml).unwrap();
+    let allow = url.trim_start_matches("http://").to_string();
+    let out = p
+        .cmd(&["run", "flow.yaml", "--no-cache", "--allow-host", &allow])
+        .env("HTTP_PROXY", proxy.url())
+        .env("ALL_PROXY", proxy.url())
+        .timeout(std::time::Duration::from_mins(1))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let requests = server.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].header("x-api-key"), Some(CANARY));
+    assert!(
+        proxy.requests().is_empty(),
+        "the proxy saw a loopback request"
+    );
+}
