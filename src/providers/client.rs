@@ -322,13 +322,3 @@ impl HttpProvider {
         }
     }
 }
-
-/// The default time-outs, shortened for a call with its own total.
-pub fn timeouts_for(total: Option<Duration>) -> Timeouts {
-    let mut t = Timeouts::default();
-    if let Some(total) = total {
-        t.first_byte = t.first_byte.min(total);
-        t.idle = t.idle.min(total);
-    }
-    t
-}
