@@ -121,19 +121,6 @@ impl Seen {
     }
 }
 
-/// `host[:port]/path` of a URL, without its query or anything else.
-fn endpoint(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => format!(
-            "{}{}{}",
-            u.host_str().unwrap_or_default(),
-            u.port().map_or_else(String::new, |p| format!(":{p}")),
-            u.path()
-        ),
-        Err(_) => "(not a URL)".into(),
-    }
-}
-
 /// Everything a server sent, with every key of the run taken out (SPEC §4): the
 /// one door server text comes in by. A reply is a body too: a model or a proxy
 /// may quote the key, and the reply goes on into other agents' prompts.
@@ -170,7 +157,7 @@ impl HttpProvider {
         let url = self
             .wire
             .url(&self.base_url, &request.model, request.stream);
-        seen.endpoint = endpoint(&url);
+        seen.endpoint = super::http::endpoint(&url);
         // The key is read (once per run) and checked against the destination before anything is sent.
         let key = match (&request.key, &self.keys) {
             (None, _) => None,

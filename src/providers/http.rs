@@ -432,7 +432,8 @@ impl Http {
                 || "direct".to_string(),
                 |p| format!("through the proxy {}", proxy::shown(p)),
             );
-            tracing::debug!("POST {} ({via})", post.url);
+            // Not the URL whole: a `base_url` may carry user info or a query.
+            tracing::debug!("POST {} ({via})", endpoint(post.url));
         }
         let request = self.client.post(post.url).headers(headers).json(post.body);
         let sent = Instant::now();
@@ -570,4 +571,17 @@ where
             }
         },
     )
+}
+
+/// `host[:port]/path` of a URL, without its query or anything else.
+pub(super) fn endpoint(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) => format!(
+            "{}{}{}",
+            u.host_str().unwrap_or_default(),
+            u.port().map_or_else(String::new, |p| format!(":{p}")),
+            u.path()
+        ),
+        Err(_) => "(not a URL)".into(),
+    }
 }

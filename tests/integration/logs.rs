@@ -139,3 +139,38 @@ fn issue11_logs_at_each_verbosity() {
     let hex: String = hit.chars().take_while(char::is_ascii_hexdigit).collect();
     assert_eq!(hex.len(), 12, "{hit}");
 }
+
+/// A `base_url` may carry a query (a gateway's token; user info is refused for
+/// a keyed provider): no log line, at any verbosity, shows it; each names the
+/// host and path only.
+#[test]
+fn logs_show_no_query_of_a_base_url() {
+    let server = FakeServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let host = server.addr.to_string();
+    let file = dir.path().join("flow.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "version: 1\nproviders:\n  anthropic: {{key: env:ANTHROPIC_KEY, base_url: \"http://{host}/?token=gw-token-9c2d\"}}\nagents:\n  a: {{model: anthropic/claude-sonnet-4-5, prompt: hello, max_tokens: 100}}\n"
+        ),
+    )
+    .unwrap();
+    let out = byok_flow(dir.path())
+        .arg("run")
+        .arg(&file)
+        .args(["-vvv", "--allow-host", &host])
+        .env("ANTHROPIC_KEY", ANTHROPIC_KEY)
+        .timeout(std::time::Duration::from_mins(1))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains(&format!("POST {host}/")), "{stderr}");
+    for secret in ["gw-token-9c2d", "token="] {
+        assert!(
+            !stderr.contains(secret),
+            "stderr holds `{secret}`:\n{stderr}"
+        );
+    }
+    assert_clean(&out);
+}
