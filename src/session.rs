@@ -276,17 +276,22 @@ impl Session {
             Some(batcher) => {
                 let clients = batch::clients(batcher, self.options.mock, keys.clone())
                     .map_err(Error::usage)?;
-                runner::prepare_batched(
+                let (runner, limits) = runner::prepare_batched(
                     self.checked.clone(),
                     &self.settings,
                     keys,
                     Some(&*clients),
                     bus,
                 )
+                .map_err(Error::usage)?;
+                if let Some(budget) = runner.budget() {
+                    hold_what_batches_hold(budget, batcher);
+                }
+                Ok((runner, limits))
             }
-            None => runner::prepare(self.checked.clone(), &self.settings, keys, bus),
+            None => runner::prepare(self.checked.clone(), &self.settings, keys, bus)
+                .map_err(Error::usage),
         }
-        .map_err(Error::usage)
     }
 
     /// The subscriber that records the run in the history, with where its record
@@ -360,4 +365,25 @@ fn resolve_cache(options: &Options, global: Global) -> Option<Cache> {
         return None;
     };
     Some(Cache::new(dir))
+}
+
+/// A run that collects batches earlier runs left starts with what each of their
+/// requests may cost counted against its ceiling: the provider bills them
+/// whatever this run does, and a dataset's later rows must not be admitted on
+/// money an earlier row's detached request already took.
+fn hold_what_batches_hold(budget: &crate::cost::budget::Budget, batcher: &Batcher) {
+    let (held, unknown) = batcher.held();
+    if !held.is_empty() {
+        let sum: Usd = held.iter().map(|(_, worst)| *worst).sum();
+        tracing::info!(
+            "budget: {} request(s) in earlier runs' batches may cost {sum}: counted from the start",
+            held.len()
+        );
+    }
+    if unknown > 0 {
+        tracing::warn!(
+            "{unknown} request(s) in batches of an earlier run do not say what they may cost (their state was written by an older byok-flow, or their model has no price): each counts against the budget only when its turn comes, so the run may pass the ceiling by up to what they cost; collect them without a budget first to be sure"
+        );
+    }
+    budget.hold(held);
 }

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, oneshot};
 use super::api::{BatchApi, Item, Outcome, Phase, Status};
 use super::backoff::Backoff;
 use super::state::{BatchRecord, RequestRecord, RunState, StateDir, unix_now};
+use crate::cost::Usd;
 use crate::keys::KeyRef;
 use crate::providers::{AttemptError, BoxFuture, ErrorKind, Provider, Reply, Request};
 use crate::scheduler::Busy;
@@ -84,6 +85,8 @@ struct Pending {
     label: String,
     fingerprint: String,
     size: usize,
+    /// The most its attempt can cost, as the run reserved it (kept in the state).
+    reserved: Option<Usd>,
     /// Its batch was polled once (or it was answered).
     settled: bool,
     answer: Answer,
@@ -134,6 +137,9 @@ struct Shared {
     stash: Mutex<HashMap<String, Outcome>>,
     /// How many times each request went into a batch in this run.
     attempts: Mutex<HashMap<u64, u32>>,
+    /// The worst cases of attempts about to be enqueued, by fingerprint (one per
+    /// attempt: identical requests of two rows each have theirs).
+    reserving: Mutex<HashMap<String, Vec<Usd>>>,
     seq: AtomicU64,
     /// Requests not yet in a batch that was polled once.
     unsettled: AtomicUsize,
@@ -199,6 +205,7 @@ impl Batcher {
                 watches: Mutex::default(),
                 stash: Mutex::default(),
                 attempts: Mutex::default(),
+                reserving: Mutex::default(),
                 seq: AtomicU64::new(0),
                 unsettled: AtomicUsize::new(0),
                 detached: AtomicBool::new(false),
@@ -253,6 +260,31 @@ impl Batcher {
         self.shared.detached.load(Ordering::SeqCst)
     }
 
+    /// What the requests of earlier runs' batches not yet collected may cost, by
+    /// fingerprint (one entry per request), as they were reserved when sent: the
+    /// provider bills them whatever this run does, so its budget counts them from
+    /// its start. With how many such requests have no amount (a state written by
+    /// an older byok-flow, or an unpriced model): each counts only when its
+    /// request comes up, at its worst case computed again.
+    pub fn held(&self) -> (Vec<(String, Usd)>, usize) {
+        let own = lock(&self.shared.state);
+        let earlier = lock(&self.shared.earlier);
+        let mut held = Vec::new();
+        let mut unknown = 0;
+        let pending = own
+            .batches
+            .iter()
+            .chain(earlier.values().flat_map(|s| &s.batches))
+            .filter(|b| b.pending());
+        for r in pending.flat_map(|b| &b.requests) {
+            match r.reserved_pico {
+                Some(pico) => held.push((r.fingerprint.clone(), Usd::from_pico(pico))),
+                None => unknown += 1,
+            }
+        }
+        (held, unknown)
+    }
+
     /// Batches submitted or adopted that have not been collected: (run id, count).
     pub fn pending(&self) -> usize {
         let own = lock(&self.shared.state)
@@ -301,15 +333,28 @@ impl Provider for BatchClient {
         true
     }
 
-    /// An earlier run's batch holds it (or its result, read already).
-    fn holds(&self, request: &Request) -> bool {
+    /// An earlier run's batch holds it (or its result, read already): its fingerprint.
+    fn holds(&self, request: &Request) -> Option<String> {
         let shared = &self.batcher.shared;
         if lock(&shared.known).is_empty() && lock(&shared.stash).is_empty() {
-            return false;
+            return None;
         }
         let (fingerprint, _) = fingerprint(self.api.as_ref(), request.key.as_ref(), request);
-        lock(&shared.known).contains_key(&fingerprint)
-            || lock(&shared.stash).contains_key(&fingerprint)
+        let held = lock(&shared.known).contains_key(&fingerprint)
+            || lock(&shared.stash).contains_key(&fingerprint);
+        held.then_some(fingerprint)
+    }
+
+    /// Kept for the request's line in the state (see [`RequestRecord::reserved_pico`]).
+    fn reserving(&self, request: &Request, worst: &dyn Fn() -> Option<Usd>) {
+        let Some(worst) = worst() else {
+            return;
+        };
+        let (fingerprint, _) = fingerprint(self.api.as_ref(), request.key.as_ref(), request);
+        lock(&self.batcher.shared.reserving)
+            .entry(fingerprint)
+            .or_default()
+            .push(worst);
     }
 
     fn attempt<'a>(
@@ -420,6 +465,14 @@ impl Shared {
         let (fingerprint, size) = fingerprint(api.as_ref(), key.as_ref(), &request);
         let provider = api.provider().to_string();
         self.unsettled.fetch_add(1, Ordering::SeqCst);
+        let reserved = {
+            let mut reserving = lock(&self.reserving);
+            let worst = reserving.get_mut(&fingerprint).and_then(Vec::pop);
+            if reserving.get(&fingerprint).is_some_and(Vec::is_empty) {
+                reserving.remove(&fingerprint);
+            }
+            worst
+        };
         let pending = Pending {
             api,
             custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
@@ -427,6 +480,7 @@ impl Shared {
             request: Some(request),
             fingerprint,
             size,
+            reserved,
             settled: false,
             answer,
         };
@@ -527,6 +581,7 @@ impl Shared {
                         label: p.label.clone(),
                         attempt: *attempt,
                         fingerprint: p.fingerprint.clone(),
+                        reserved_pico: p.reserved.map(Usd::pico),
                     }
                 })
                 .collect()
@@ -1103,6 +1158,60 @@ mod tests {
         assert_eq!(resumed(&states, &shown).unwrap().run_id, "2");
         assert!(resumed(&states[2..3], &args).is_none());
         assert!(resumed(&[], &args).is_none());
+    }
+
+    /// A collecting run counts every request of the batches earlier runs left
+    /// pending (its own run's and others' of the same workflow), as reserved when
+    /// they were sent; a collected or cancelled batch holds nothing more, and a
+    /// request of an older state, without its amount, is told apart.
+    #[test]
+    fn what_earlier_runs_batches_hold_is_counted_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let states = StateDir::in_cache(dir.path());
+        let request = |fingerprint: &str, pico: Option<u64>| RequestRecord {
+            custom_id: format!("{fingerprint}-1"),
+            fingerprint: fingerprint.into(),
+            reserved_pico: pico,
+            ..RequestRecord::default()
+        };
+        let args = ["run", "a.yaml", "--batch"];
+        let mut resumed = state("1", &args, true);
+        resumed.batches[0].requests = vec![request("f1", Some(10)), request("f2", None)];
+        let mut other = state("2", &["run", "a.yaml", "--batch", "--max-usd", "1"], true);
+        other.batches[0].requests = vec![request("f3", Some(5)), request("f3", Some(7))];
+        let mut collected = state("3", &args, false);
+        collected.batches[0].requests = vec![request("f4", Some(100))];
+        let mut cancelled = state("4", &["run", "a.yaml"], true);
+        cancelled.batches[0].cancelled = true;
+        cancelled.batches[0].requests = vec![request("f5", Some(100))];
+        let mut elsewhere = state("5", &args, true);
+        elsewhere.workflow = "b.yaml".into();
+        elsewhere.batches[0].requests = vec![request("f6", Some(100))];
+        elsewhere.version = super::super::state::VERSION;
+        for mut s in [resumed, other, collected, cancelled] {
+            s.workflow = "a.yaml".into();
+            s.version = super::super::state::VERSION;
+            states.save(&s).unwrap();
+        }
+        states.save(&elsewhere).unwrap();
+        let batcher = Batcher::new(Options {
+            states,
+            detach: Detach::No,
+            gather: Duration::ZERO,
+            backoff: Backoff::new(Duration::from_millis(1)),
+            run: RunState {
+                workflow: "a.yaml".into(),
+                args: args.iter().map(ToString::to_string).collect(),
+                ..RunState::default()
+            },
+            note: Arc::new(|_| {}),
+        });
+        assert_eq!(batcher.resumes().as_deref(), Some("1"));
+        let (mut held, unknown) = batcher.held();
+        held.sort();
+        let pico = |f: &str, p| (f.to_string(), Usd::from_pico(p));
+        assert_eq!(held, [pico("f1", 10), pico("f3", 5), pico("f3", 7)]);
+        assert_eq!(unknown, 1);
     }
 
     #[test]

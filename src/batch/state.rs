@@ -1,6 +1,6 @@
 //! A batch run's state: each submitted batch's id, provider, model, key name and
-//! the map from each request's `custom_id` to what it is (its label, attempt and
-//! fingerprint). Written before byok-flow waits on a batch, atomically (a temporary
+//! the map from each request's `custom_id` to what it is (its label, attempt,
+//! fingerprint and worst case). Written before byok-flow waits on a batch, atomically (a temporary
 //! file synced and renamed) with mode 0600, in `batches/` of the cache folder, one
 //! file per run. It names keys, never holds one.
 
@@ -73,6 +73,12 @@ pub struct RequestRecord {
     /// The hash of the provider, model, key name and request body: a rerun's
     /// identical request is answered by this batch instead of a new one.
     pub fingerprint: String,
+    /// The most it can cost, in pico-dollars, as reserved when it was sent (the
+    /// worst case of its attempt): a run that collects its batch counts it
+    /// against the ceiling from its start. Absent in files of older versions,
+    /// and for a request whose worst case is unknown (unpriced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reserved_pico: Option<u64>,
 }
 
 /// Seconds since the Unix epoch.
@@ -214,6 +220,42 @@ mod tests {
         assert!(states.load("../etc").unwrap_err().contains("not a run id"));
         // No temporary file is left beside it.
         assert_eq!(std::fs::read_dir(&states.0).unwrap().count(), 1);
+    }
+
+    /// A request's reservation is kept; a file of an older byok-flow, without
+    /// it, still loads (the amount is unknown).
+    #[test]
+    fn a_request_keeps_its_reservation_and_older_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let states = StateDir::in_cache(dir.path());
+        let state = RunState {
+            version: VERSION,
+            run_id: "1-a".into(),
+            batches: vec![BatchRecord {
+                handle: Handle {
+                    id: "msgbatch_1".into(),
+                    file: None,
+                },
+                requests: vec![RequestRecord {
+                    custom_id: "r0-a-1".into(),
+                    reserved_pico: Some(10_000_000_250),
+                    ..RequestRecord::default()
+                }],
+                ..BatchRecord::default()
+            }],
+            ..RunState::default()
+        };
+        states.save(&state).unwrap();
+        let back = states.load("1-a").unwrap();
+        assert_eq!(
+            back.batches[0].requests[0].reserved_pico,
+            Some(10_000_000_250)
+        );
+        let older = r#"{"version":1,"run_id":"2-b","workflow":"f.yaml","cwd":"/","args":[],"started_at":"","batches":[{"provider":"anthropic","model":"m","id":"msgbatch_2","submitted_at":1,"requests":[{"custom_id":"a-1","label":"a","attempt":1,"fingerprint":"ff"}]}]}"#;
+        std::fs::write(states.path("2-b"), older).unwrap();
+        let back = states.load("2-b").unwrap();
+        assert_eq!(back.batches[0].requests[0].reserved_pico, None);
+        assert!(back.batches[0].pending());
     }
 
     #[cfg(unix)]

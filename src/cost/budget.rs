@@ -14,6 +14,12 @@
 //! An attempt whose bill is unknown (a reply cut off or unreadable after the
 //! request was sent) keeps its whole reservation as spent.
 //!
+//! A run that collects batches an earlier run left (`--detach`, or a run killed
+//! while it waited) starts with every request of theirs counted as held
+//! ([`Budget::hold`]): the provider bills them whatever this run does. When a
+//! task comes up whose request one of them holds, that amount becomes the task's
+//! reservation, and then what its result cost, once.
+//!
 //! The arithmetic is exact ([`Usd`]), so "spend + reservations ≤ ceiling" holds to
 //! the pico-dollar whenever each attempt costs at most its reservation.
 
@@ -40,6 +46,11 @@ pub struct Ledger {
     /// Tasks whose reservation was taken whatever was left, for an attempt
     /// already sent: an attempt that turns out not to be must fit like any other.
     forced: HashSet<Task>,
+    /// What requests earlier runs' batches hold may cost, by fingerprint, until a
+    /// task takes each as its own (one entry per request).
+    held: HashMap<String, Vec<Usd>>,
+    /// The sum of `held`.
+    held_sum: Usd,
 }
 
 /// Why an attempt may not be made.
@@ -60,6 +71,38 @@ impl Ledger {
             active: HashSet::new(),
             waiting: HashSet::new(),
             forced: HashSet::new(),
+            held: HashMap::new(),
+            held_sum: Usd::ZERO,
+        }
+    }
+
+    /// Counts `worst` for a request an earlier run's batch holds (its fingerprint
+    /// `id`) until a task whose attempt it is takes it.
+    pub fn hold(&mut self, id: String, worst: Usd) {
+        self.held.entry(id).or_default().push(worst);
+        self.held_sum += worst;
+    }
+
+    /// What is held for request `id`, taken out of the held (to become a task's).
+    fn take_held(&mut self, id: &str) -> Option<Usd> {
+        let worst = self.held.get_mut(id).and_then(Vec::pop)?;
+        if self.held.get(id).is_some_and(Vec::is_empty) {
+            self.held.remove(id);
+        }
+        self.held_sum = self.held_sum.saturating_sub(worst);
+        Some(worst)
+    }
+
+    /// `worst` for an attempt already `sent`, grown to what the run that sent it
+    /// reserved for it, which `agent` takes over (once: its later reservations
+    /// for the same attempt take nothing more).
+    fn sent_worst(&mut self, agent: Task, worst: Option<Usd>, sent: &str) -> Option<Usd> {
+        if self.forced.contains(&agent) {
+            return worst;
+        }
+        match (worst, self.take_held(sent)) {
+            (Some(w), Some(h)) => Some(w.max(h)),
+            (w, h) => w.or(h),
         }
     }
 
@@ -68,21 +111,28 @@ impl Ledger {
         self.spent
     }
 
-    /// Spent plus what attempts in flight could still cost.
+    /// Spent plus what attempts in flight (and requests held for this run's
+    /// tasks by earlier runs' batches) could still cost.
     pub fn committed(&self) -> Usd {
-        self.spent + self.reserved.values().copied().sum()
+        self.spent + self.held_sum + self.reserved.values().copied().sum()
     }
 
     /// Reserves `worst` for `agent`'s first attempt if it fits under the ceiling. An
     /// unknown worst case never fits. An attempt already `sent` (an earlier run's
-    /// batch holds it) is money spent: it is reserved whatever is left.
+    /// batch holds it: its fingerprint) is money spent: it is reserved whatever
+    /// is left, at least what was held for it.
     pub fn admit(
         &mut self,
         agent: Task,
         worst: Option<Usd>,
         running: usize,
-        sent: bool,
+        sent: Option<&str>,
     ) -> Admission {
+        let worst = match sent {
+            Some(id) => self.sent_worst(agent, worst, id),
+            None => worst,
+        };
+        let sent = sent.is_some();
         match worst {
             Some(worst) if sent || self.committed() + worst <= self.ceiling => {
                 self.reserved.insert(agent, worst);
@@ -104,7 +154,17 @@ impl Ledger {
     /// Makes `agent`'s reservation `worst` (it may hold part of it already, from its
     /// admission), for its next attempt; whatever is left when the attempt was
     /// already `sent` (see [`Ledger::admit`]).
-    pub fn reserve(&mut self, agent: Task, worst: Option<Usd>, sent: bool) -> Result<(), Refusal> {
+    pub fn reserve(
+        &mut self,
+        agent: Task,
+        worst: Option<Usd>,
+        sent: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let worst = match sent {
+            Some(id) => self.sent_worst(agent, worst, id),
+            None => worst,
+        };
+        let sent = sent.is_some();
         let held = self.reserved.get(&agent).copied().unwrap_or_default();
         // Held whatever was left, for an attempt that is not sent after all.
         let forced = !sent && self.forced.contains(&agent);
@@ -153,8 +213,16 @@ impl Ledger {
     }
 
     fn no_room(&self, worst: Usd) -> String {
+        let held = if self.held_sum > Usd::ZERO {
+            format!(
+                " ({} of it held by requests in earlier runs' batches, which the provider bills)",
+                self.held_sum
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "its worst case, {worst}, is more than the {} left of {}",
+            "its worst case, {worst}, is more than the {} left of {}{held}",
             self.ceiling.saturating_sub(self.committed()),
             self.ceiling
         )
@@ -188,10 +256,24 @@ impl Budget {
         self.ledger().spent()
     }
 
+    /// Counts what requests earlier runs' batches hold, by fingerprint, from
+    /// before any task starts (see [`Ledger::hold`]).
+    pub fn hold(&self, held: impl IntoIterator<Item = (String, Usd)>) {
+        let mut ledger = self.ledger();
+        for (id, worst) in held {
+            ledger.hold(id, worst);
+        }
+    }
+
     /// Reserves `worst` for `agent`'s next attempt, waiting while another agent runs
     /// and there is no room; the reason when there is none to be had. An attempt
-    /// already `sent` is reserved at once.
-    pub async fn reserve(&self, agent: Task, worst: Option<Usd>, sent: bool) -> Result<(), String> {
+    /// already `sent` (an earlier run's batch holds it) is reserved at once.
+    pub async fn reserve(
+        &self,
+        agent: Task,
+        worst: Option<Usd>,
+        sent: Option<&str>,
+    ) -> Result<(), String> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -240,7 +322,7 @@ impl Gate<AgentRunner> for BudgetGate {
     fn admit(&mut self, agent: Task, prepared: &Prepared, running: usize) -> Admission {
         let mut ledger = self.budget.ledger();
         let before = ledger.committed();
-        let admission = ledger.admit(agent, prepared.worst, running, prepared.sent);
+        let admission = ledger.admit(agent, prepared.worst, running, prepared.sent.as_deref());
         let worst = prepared
             .worst
             .map_or_else(|| "unknown".to_string(), |w| w.to_string());
@@ -299,26 +381,26 @@ mod tests {
     fn waits_while_others_run_then_gives_up() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(60)), 0, false),
+            ledger.admit(t(0), Some(Usd::from_pico(60)), 0, None),
             Admission::Start
         );
         assert_eq!(
-            ledger.admit(t(1), Some(Usd::from_pico(60)), 1, false),
+            ledger.admit(t(1), Some(Usd::from_pico(60)), 1, None),
             Admission::Wait
         );
         ledger.charge(t(0), Some(Usd::from_pico(10)));
         ledger.finish(t(0), false);
         assert_eq!(
-            ledger.admit(t(1), Some(Usd::from_pico(60)), 0, false),
+            ledger.admit(t(1), Some(Usd::from_pico(60)), 0, None),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(70));
         assert!(matches!(
-            ledger.admit(t(2), Some(Usd::from_pico(31)), 0, false),
+            ledger.admit(t(2), Some(Usd::from_pico(31)), 0, None),
             Admission::Skip(_)
         ));
         assert_eq!(
-            ledger.admit(t(2), Some(Usd::from_pico(30)), 1, false),
+            ledger.admit(t(2), Some(Usd::from_pico(30)), 1, None),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(100));
@@ -328,11 +410,11 @@ mod tests {
     fn unknown_costs_count_in_full() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert!(matches!(
-            ledger.admit(t(0), None, 0, false),
+            ledger.admit(t(0), None, 0, None),
             Admission::Skip(_)
         ));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(40)), 0, false),
+            ledger.admit(t(0), Some(Usd::from_pico(40)), 0, None),
             Admission::Start
         );
         ledger.charge(t(0), None);
@@ -347,43 +429,34 @@ mod tests {
     fn every_attempt_reserves_its_own_worst_case() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(40)), 0, false),
+            ledger.admit(t(0), Some(Usd::from_pico(40)), 0, None),
             Admission::Start
         );
         // The first attempt uses the admission's reservation.
-        assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
-            Ok(())
-        );
+        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(40)), None), Ok(()));
         assert_eq!(ledger.committed(), Usd::from_pico(40));
         ledger.charge(t(0), None);
-        assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
-            Ok(())
-        );
+        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(40)), None), Ok(()));
         ledger.charge(t(0), None);
         assert_eq!(ledger.spent(), Usd::from_pico(80));
         // No room for a third, and nobody else running to make some.
         assert!(matches!(
-            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
+            ledger.reserve(t(0), Some(Usd::from_pico(40)), None),
             Err(Refusal::Over(_))
         ));
         // With another agent running, it waits instead.
         assert_eq!(
-            ledger.admit(t(1), Some(Usd::from_pico(10)), 1, false),
+            ledger.admit(t(1), Some(Usd::from_pico(10)), 1, None),
             Admission::Start
         );
         assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(40)), false),
+            ledger.reserve(t(0), Some(Usd::from_pico(40)), None),
             Err(Refusal::Wait)
         );
         // A reservation that grew (a larger input seen) takes only the difference.
         ledger.charge(t(1), Some(Usd::ZERO));
         ledger.finish(t(1), false);
-        assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(20)), false),
-            Ok(())
-        );
+        assert_eq!(ledger.reserve(t(0), Some(Usd::from_pico(20)), None), Ok(()));
         assert_eq!(ledger.committed(), Usd::from_pico(100));
     }
 
@@ -393,58 +466,110 @@ mod tests {
     fn an_attempt_already_sent_is_reserved_whatever_is_left() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
         assert_eq!(
-            ledger.admit(t(0), Some(Usd::from_pico(150)), 0, true),
+            ledger.admit(t(0), Some(Usd::from_pico(150)), 0, Some("a")),
             Admission::Start
         );
         assert_eq!(ledger.committed(), Usd::from_pico(150));
         assert!(matches!(
-            ledger.admit(t(1), Some(Usd::from_pico(1)), 0, false),
+            ledger.admit(t(1), Some(Usd::from_pico(1)), 0, None),
             Admission::Skip(_)
         ));
         assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(170)), true),
+            ledger.reserve(t(0), Some(Usd::from_pico(170)), Some("a")),
             Ok(())
         );
         assert_eq!(ledger.committed(), Usd::from_pico(170));
         ledger.charge(t(0), Some(Usd::from_pico(120)));
         assert_eq!(ledger.spent(), Usd::from_pico(120));
         assert!(matches!(
-            ledger.reserve(t(0), Some(Usd::from_pico(1)), false),
+            ledger.reserve(t(0), Some(Usd::from_pico(1)), None),
             Err(Refusal::Over(_))
         ));
         // Admitted as sent, and then not sent (another task took the batch's
         // answer): its attempt must fit like any other.
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        ledger.admit(t(0), Some(Usd::from_pico(80)), 0, true);
-        ledger.admit(t(1), Some(Usd::from_pico(60)), 1, true);
+        ledger.admit(t(0), Some(Usd::from_pico(80)), 0, Some("a"));
+        ledger.admit(t(1), Some(Usd::from_pico(60)), 1, Some("a"));
         assert_eq!(
-            ledger.reserve(t(1), Some(Usd::from_pico(60)), false),
+            ledger.reserve(t(1), Some(Usd::from_pico(60)), None),
             Err(Refusal::Wait)
         );
         ledger.charge(t(0), Some(Usd::from_pico(10)));
         ledger.finish(t(0), false);
+        assert_eq!(ledger.reserve(t(1), Some(Usd::from_pico(60)), None), Ok(()));
+        assert_eq!(ledger.committed(), Usd::from_pico(70));
+    }
+
+    /// What earlier runs' batches hold counts from the start; a task whose
+    /// request one of them holds takes its amount over (at least its own worst
+    /// case), once, and its charge replaces it: never counted twice, never lost.
+    #[test]
+    fn requests_held_by_earlier_batches_count_from_the_start_and_once() {
+        let mut ledger = Ledger::new(Usd::from_pico(100));
+        // Two identical requests of two rows, and another.
+        ledger.hold("x".into(), Usd::from_pico(30));
+        ledger.hold("x".into(), Usd::from_pico(30));
+        ledger.hold("y".into(), Usd::from_pico(20));
+        assert_eq!(ledger.committed(), Usd::from_pico(80));
+        // New work fits only in what they leave, and says why it does not.
+        match ledger.admit(t(5), Some(Usd::from_pico(21)), 0, None) {
+            Admission::Skip(why) => assert!(why.contains("held by requests"), "{why}"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
-            ledger.reserve(t(1), Some(Usd::from_pico(60)), false),
+            ledger.admit(t(5), Some(Usd::from_pico(20)), 0, None),
+            Admission::Start
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(100));
+        // A held request comes up: its amount becomes the task's, not added to it.
+        assert_eq!(
+            ledger.admit(t(0), Some(Usd::from_pico(25)), 1, Some("x")),
+            Admission::Start
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(100));
+        // Its attempt reserves again, as sent: nothing more is taken (the other
+        // row's `x` stays held).
+        assert_eq!(
+            ledger.reserve(t(0), Some(Usd::from_pico(25)), Some("x")),
             Ok(())
         );
-        assert_eq!(ledger.committed(), Usd::from_pico(70));
+        assert_eq!(ledger.committed(), Usd::from_pico(100));
+        // Its result is read: the bill replaces the reservation.
+        ledger.charge(t(0), Some(Usd::from_pico(4)));
+        ledger.finish(t(0), false);
+        assert_eq!(ledger.committed(), Usd::from_pico(74));
+        // Held for less than its worst case now: it grows, whatever is left.
+        assert_eq!(
+            ledger.admit(t(1), Some(Usd::from_pico(45)), 1, Some("y")),
+            Admission::Start
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(99));
+        // Its bill unknown: the whole reservation is kept as spent.
+        ledger.charge(t(1), None);
+        ledger.finish(t(1), false);
+        assert_eq!(ledger.spent(), Usd::from_pico(49));
+        assert_eq!(ledger.committed(), Usd::from_pico(99));
+        // A held request nobody takes stays counted: the provider bills it.
+        ledger.charge(t(5), Some(Usd::from_pico(20)));
+        ledger.finish(t(5), false);
+        assert_eq!(ledger.committed(), Usd::from_pico(99));
     }
 
     #[test]
     fn agents_waiting_for_each_other_do_not_wait_forever() {
         let mut ledger = Ledger::new(Usd::from_pico(100));
-        ledger.admit(t(0), Some(Usd::from_pico(50)), 0, false);
-        ledger.admit(t(1), Some(Usd::from_pico(50)), 1, false);
+        ledger.admit(t(0), Some(Usd::from_pico(50)), 0, None);
+        ledger.admit(t(1), Some(Usd::from_pico(50)), 1, None);
         ledger.charge(t(0), None);
         ledger.charge(t(1), None);
         assert_eq!(
-            ledger.reserve(t(0), Some(Usd::from_pico(50)), false),
+            ledger.reserve(t(0), Some(Usd::from_pico(50)), None),
             Err(Refusal::Wait)
         );
         ledger.waiting.insert(t(0));
         // 1 sees only 0, which waits itself: nobody can make room.
         assert!(matches!(
-            ledger.reserve(t(1), Some(Usd::from_pico(50)), false),
+            ledger.reserve(t(1), Some(Usd::from_pico(50)), None),
             Err(Refusal::Over(_))
         ));
     }
@@ -454,14 +579,14 @@ mod tests {
         let budget = Budget::new(Usd::from_pico(100));
         budget
             .ledger()
-            .admit(t(0), Some(Usd::from_pico(60)), 0, false);
+            .admit(t(0), Some(Usd::from_pico(60)), 0, None);
         budget
             .ledger()
-            .admit(t(1), Some(Usd::from_pico(40)), 1, false);
+            .admit(t(1), Some(Usd::from_pico(40)), 1, None);
         budget.charge(t(0), Some(Usd::from_pico(30)));
         let waiter = {
             let budget = budget.clone();
-            tokio::spawn(async move { budget.reserve(t(0), Some(Usd::from_pico(60)), false).await })
+            tokio::spawn(async move { budget.reserve(t(0), Some(Usd::from_pico(60)), None).await })
         };
         tokio::task::yield_now().await;
         budget.charge(t(1), Some(Usd::from_pico(5)));

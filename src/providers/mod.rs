@@ -253,9 +253,16 @@ pub trait Provider: Send + Sync {
     /// Whether `request` was already sent and is billed whatever happens now (a
     /// batch an earlier run submitted holds it): an attempt of it waits for that
     /// answer, and what it costs is spent, not a choice the budget can refuse.
-    fn holds(&self, _request: &Request) -> bool {
-        false
+    /// `Some` names the request in that batch (its fingerprint): the budget may
+    /// hold its reservation since the run began (see `Batcher::held`).
+    fn holds(&self, _request: &Request) -> Option<String> {
+        None
     }
+
+    /// Told, just before `request` is sent, the most its attempt can cost
+    /// (`worst`, asked only by a client that keeps it: a batch's state does, so
+    /// the run that collects a detached batch counts it from its start).
+    fn reserving(&self, _request: &Request, _worst: &dyn Fn() -> Option<crate::cost::Usd>) {}
 }
 
 #[cfg(test)]

@@ -116,8 +116,9 @@ impl Meter for AgentMeter<'_> {
                     _ => self.runner.input_for(agent, target, request),
                 };
                 let worst = self.runner.attempt_worst(agent, target, request, count);
-                let sent = self.runner.targets[agent][target].client.holds(request);
-                let room = budget.reserve(self.task, worst, sent).await;
+                let client = &self.runner.targets[agent][target].client;
+                let sent = client.holds(request);
+                let room = budget.reserve(self.task, worst, sent.as_deref()).await;
                 room.map_err(|why| AttemptError {
                     kind: ErrorKind::Budget,
                     ..AttemptError::permanent(
@@ -125,7 +126,19 @@ impl Meter for AgentMeter<'_> {
                         Some("raise the budget, or lower `max_tokens` or `retries`".into()),
                     )
                 })?;
+                client.reserving(request, &|| worst);
                 (input, reserved) = (Some(count), worst);
+            } else {
+                // No budget here, but a run that collects this attempt's batch
+                // may have one: its worst case, by the bound that needs no BPE.
+                let agent = self.task.agent;
+                self.runner.targets[agent][target]
+                    .client
+                    .reserving(request, &|| {
+                        let tokenizer = &self.runner.candidates[agent][target].0;
+                        let count = input_bound(tokenizer, request);
+                        self.runner.attempt_worst(agent, target, request, count)
+                    });
             }
             self.tab().in_flight = Some(InFlight {
                 target,

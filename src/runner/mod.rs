@@ -207,9 +207,9 @@ pub struct Prepared {
     /// Its input: counted exactly (with a budget), or by the bound that needs no BPE.
     pub input: Count,
     pub worst: Option<Usd>,
-    /// Its first attempt was already sent (an earlier run's batch holds it): what
-    /// it costs is spent, whatever the budget has left.
-    pub sent: bool,
+    /// Its first attempt was already sent (an earlier run's batch holds it, by
+    /// this fingerprint): what it costs is spent, whatever the budget has left.
+    pub sent: Option<String>,
     pub exact: bool,
     /// The cached answer, when there is one to use.
     pub cached: Option<Entry>,
@@ -486,7 +486,7 @@ impl scheduler::Runner for AgentRunner {
                 request,
                 input: Count::default(),
                 worst: Some(Usd::ZERO),
-                sent: false,
+                sent: None,
                 exact: true,
                 cached: Some(cached),
                 cache_key,
@@ -525,7 +525,7 @@ impl scheduler::Runner for AgentRunner {
                 first.client.holds(&request),
             )
         } else {
-            (None, false)
+            (None, None)
         };
         Ok(Prepared {
             request,

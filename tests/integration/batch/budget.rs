@@ -227,3 +227,104 @@ fn budget_a_batch_whose_create_reply_was_lost_keeps_its_reservations() {
         );
     }
 }
+
+/// Hunt: over a dataset, the run that collects a detached run's batches learned
+/// what each detached request holds only when its row came up, so the second
+/// wave of the first rows was admitted on money later rows' detached requests
+/// had already taken, and the provider billed past the ceiling. The collecting
+/// run now starts with every detached request's reservation counted: with room
+/// for the detached wave and less than one more call, no reply is sent. Both
+/// ways a run collects: the same command again, the budget in the file (the
+/// detached run had none: its state keeps each request's worst case all the
+/// same); and another command, `--max-usd` given (the detached run had a budget).
+#[test]
+fn budget_a_collecting_run_over_rows_counts_every_detached_request_from_its_start() {
+    const ROWS: usize = 6;
+    // Room for every detached triage at its worst case ($0.01 of output each,
+    // and a little input), and half a reply more.
+    let ceiling = ROWS as f64 * 0.0101 + 0.005;
+    let max_usd = format!("{ceiling:.8}");
+    for in_file in [true, false] {
+        let server = FakeServer::start();
+        server.set_billing(Billing {
+            input_percent: Some(100),
+            output_at_max: true,
+            omit_usage: false,
+            ..Billing::default()
+        });
+        server.set_batch_knobs(crate::support::fake::batch::BatchKnobs {
+            delay: std::time::Duration::from_millis(300),
+            ..Default::default()
+        });
+        let place = Place::new();
+        let agents = "  triage: {model: anthropic/claude-haiku-4-5, prompt: \"triage ticket {{inputs.ticket}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n  reply: {model: anthropic/claude-haiku-4-5, prompt: \"reply to {{inputs.ticket}} given {{agents.triage.output}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n";
+        let yaml = |budget: Option<f64>| {
+            let flow = crate::providers::workflow(&server, agents).replace(
+                "agents:\n",
+                "inputs:\n  ticket: {required: true}\nagents:\n",
+            );
+            match budget {
+                Some(budget) => format!("{flow}budget: {{max_usd: {budget:.8}}}\n"),
+                None => flow,
+            }
+        };
+        let lines = (0..ROWS).fold(String::new(), |mut s, i| {
+            s.push_str(&format!("{{\"ticket\": \"T{i}x\"}}\n"));
+            s
+        });
+        std::fs::write(place.path().join("rows.jsonl"), lines).unwrap();
+        std::fs::write(place.path().join("flow.yaml"), yaml(None)).unwrap();
+        let host = server.url().trim_start_matches("http://").to_string();
+        let args = [
+            "run",
+            "flow.yaml",
+            "--each",
+            "rows.jsonl",
+            "--batch",
+            "--no-cache",
+            "-vv",
+            "--allow-host",
+            &host,
+        ];
+        // Rows two at a time: the first rows' replies come up before the last rows' triage.
+        let env = [("BYOK_FLOW_BATCH_WINDOW", "2")];
+        let mut detach: Vec<&str> = args.iter().copied().chain(["--detach"]).collect();
+        let mut collect: Vec<&str> = args.to_vec();
+        if !in_file {
+            detach.extend(["--max-usd", "1"]);
+            collect.extend(["--max-usd", &max_usd]);
+        }
+        let out = place.command(&detach, &env).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let created = server.batch_count("create");
+        if in_file {
+            std::fs::write(place.path().join("flow.yaml"), yaml(Some(ceiling))).unwrap();
+        }
+        let out = place.command(&collect, &env).output().unwrap();
+        place.assert_no_key(&out);
+        let spent = billed_at(&server, 0.5, 2.5);
+        let bills = server.billed().len();
+        assert!(
+            spent <= Usd::from_dollars(ceiling),
+            "in_file {in_file}: the provider billed {spent} for {bills} requests, over the {ceiling} ceiling\n{:?}\n{}",
+            server.batch_log(),
+            stderr(&out)
+        );
+        // Every detached request was collected, none submitted again, and no reply fit.
+        assert_eq!(bills, ROWS, "{:?}\n{}", server.batch_log(), stderr(&out));
+        assert_eq!(
+            server.batch_count("create"),
+            created,
+            "{:?}",
+            server.batch_log()
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("held by requests in earlier runs' batches"),
+            "{}",
+            stderr(&out)
+        );
+        // Collected: no state is left to count again.
+        assert!(place.state_files().is_empty(), "in_file {in_file}");
+    }
+}
