@@ -130,11 +130,13 @@ struct Shared {
     state: Mutex<RunState>,
     /// Earlier runs' states, by run id, as they were read (batches marked collected here).
     earlier: Mutex<HashMap<String, RunState>>,
-    known: Mutex<HashMap<String, Known>>,
+    /// The requests earlier runs' batches hold, by fingerprint: one entry per
+    /// request (two rows that ask the same each read their own).
+    known: Mutex<HashMap<String, Vec<Known>>>,
     queues: Mutex<HashMap<Group, Vec<Pending>>>,
     watches: Mutex<HashMap<String, Watch>>,
     /// Results of earlier runs' batches not yet asked for, by fingerprint.
-    stash: Mutex<HashMap<String, Outcome>>,
+    stash: Mutex<HashMap<String, Vec<Outcome>>>,
     /// How many times each request went into a batch in this run.
     attempts: Mutex<HashMap<u64, u32>>,
     /// The worst cases of attempts about to be enqueued, by fingerprint (one per
@@ -181,14 +183,14 @@ impl Batcher {
                 }
                 let record = Arc::new(record.clone());
                 for r in &record.requests {
-                    known.insert(
-                        r.fingerprint.clone(),
-                        Known {
+                    known
+                        .entry(r.fingerprint.clone())
+                        .or_insert_with(Vec::new)
+                        .push(Known {
                             owner: state.run_id.clone(),
                             record: record.clone(),
                             custom_id: r.custom_id.clone(),
-                        },
-                    );
+                        });
                 }
             }
             if Some(&state.run_id) != resumed.as_ref() {
@@ -401,6 +403,15 @@ impl Provider for BatchClient {
     }
 }
 
+/// One of the entries of `key`, taken out.
+fn take_one<T>(map: &mut HashMap<String, Vec<T>>, key: &str) -> Option<T> {
+    let taken = map.get_mut(key).and_then(Vec::pop);
+    if map.get(key).is_some_and(Vec::is_empty) {
+        map.remove(key);
+    }
+    taken
+}
+
 /// The fingerprint of a request as a batch carries it.
 fn fingerprint(api: &dyn BatchApi, key: Option<&KeyRef>, request: &Request) -> (String, usize) {
     let params = api.params(request).to_string();
@@ -484,15 +495,16 @@ impl Shared {
             settled: false,
             answer,
         };
-        // A result an earlier run's batch already holds.
-        let stashed = lock(&self.stash).remove(&pending.fingerprint);
+        // A result an earlier run's batch already holds (its request's entry
+        // goes with it).
+        let stashed = take_one(&mut lock(&self.stash), &pending.fingerprint);
         if let Some(outcome) = stashed {
-            lock(&self.known).remove(&pending.fingerprint);
+            take_one(&mut lock(&self.known), &pending.fingerprint);
             self.answer(pending.waiter(), Some(outcome));
             return;
         }
         // A request an earlier run's batch holds: wait on that batch.
-        let known = lock(&self.known).remove(&pending.fingerprint);
+        let known = take_one(&mut lock(&self.known), &pending.fingerprint);
         if let Some(known) = known {
             tracing::info!(
                 "`{label}`: answered by batch {} of run {}, not submitted again",
@@ -912,7 +924,10 @@ impl Shared {
                             }
                         }
                         None if own.is_none() => {
-                            lock(&self.stash).insert(request.fingerprint.clone(), outcome);
+                            lock(&self.stash)
+                                .entry(request.fingerprint.clone())
+                                .or_default()
+                                .push(outcome);
                         }
                         None => {}
                     }

@@ -51,6 +51,10 @@ pub struct Ledger {
     held: HashMap<String, Vec<Usd>>,
     /// The sum of `held`.
     held_sum: Usd,
+    /// What each task took from `held`, until its attempt is charged: given back
+    /// if the attempt turns out not to be that request's (another task took the
+    /// batch's answer), for the provider bills that request all the same.
+    taken: HashMap<Task, (String, Usd)>,
 }
 
 /// Why an attempt may not be made.
@@ -73,6 +77,7 @@ impl Ledger {
             forced: HashSet::new(),
             held: HashMap::new(),
             held_sum: Usd::ZERO,
+            taken: HashMap::new(),
         }
     }
 
@@ -100,7 +105,11 @@ impl Ledger {
         if self.forced.contains(&agent) {
             return worst;
         }
-        match (worst, self.take_held(sent)) {
+        let held = self.take_held(sent);
+        if let Some(h) = held {
+            self.taken.insert(agent, (sent.to_string(), h));
+        }
+        match (worst, held) {
             (Some(w), Some(h)) => Some(w.max(h)),
             (w, h) => w.or(h),
         }
@@ -165,9 +174,16 @@ impl Ledger {
             None => worst,
         };
         let sent = sent.is_some();
-        let held = self.reserved.get(&agent).copied().unwrap_or_default();
-        // Held whatever was left, for an attempt that is not sent after all.
+        // Held whatever was left, for an attempt that is not sent after all:
+        // what it took from an earlier run's batch goes back.
         let forced = !sent && self.forced.contains(&agent);
+        if forced && let Some((id, h)) = self.taken.remove(&agent) {
+            self.hold(id, h);
+            if let Some(r) = self.reserved.get_mut(&agent) {
+                *r = r.saturating_sub(h);
+            }
+        }
+        let held = self.reserved.get(&agent).copied().unwrap_or_default();
         match worst {
             Some(worst) if !forced && worst <= held => Ok(()),
             Some(worst)
@@ -189,6 +205,7 @@ impl Ledger {
     /// keeps the whole reservation as spent.
     pub fn charge(&mut self, agent: Task, cost: Option<Usd>) {
         self.forced.remove(&agent);
+        self.taken.remove(&agent);
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
         self.spent += cost.unwrap_or(reserved);
     }
@@ -199,6 +216,7 @@ impl Ledger {
         self.active.remove(&agent);
         self.waiting.remove(&agent);
         self.forced.remove(&agent);
+        self.taken.remove(&agent);
         let reserved = self.reserved.remove(&agent).unwrap_or_default();
         if lost {
             self.spent += reserved;
@@ -553,6 +571,42 @@ mod tests {
         ledger.charge(t(5), Some(Usd::from_pico(20)));
         ledger.finish(t(5), false);
         assert_eq!(ledger.committed(), Usd::from_pico(99));
+    }
+
+    /// Two rows with the same request, both in a detached batch: both took a
+    /// held amount; the one whose attempt is not that request after all (the
+    /// other took the batch's answer) gives it back, for the provider billed it.
+    #[test]
+    fn a_held_amount_taken_by_an_attempt_not_sent_after_all_goes_back() {
+        let mut ledger = Ledger::new(Usd::from_pico(100));
+        ledger.hold("x".into(), Usd::from_pico(30));
+        ledger.hold("x".into(), Usd::from_pico(30));
+        assert_eq!(
+            ledger.admit(t(0), Some(Usd::from_pico(20)), 0, Some("x")),
+            Admission::Start
+        );
+        assert_eq!(
+            ledger.admit(t(1), Some(Usd::from_pico(20)), 1, Some("x")),
+            Admission::Start
+        );
+        assert_eq!(ledger.committed(), Usd::from_pico(60));
+        // 1 is sent anew: the 30 it took is held again, and its 20 must fit.
+        assert_eq!(ledger.reserve(t(1), Some(Usd::from_pico(20)), None), Ok(()));
+        assert_eq!(ledger.committed(), Usd::from_pico(80));
+        ledger.charge(t(1), Some(Usd::from_pico(20)));
+        ledger.charge(t(0), Some(Usd::from_pico(30)));
+        // Both bills, and the request nobody read.
+        assert_eq!(ledger.committed(), Usd::from_pico(80));
+        // Without room, the attempt is refused, and the amount stays held.
+        let mut ledger = Ledger::new(Usd::from_pico(50));
+        ledger.hold("x".into(), Usd::from_pico(30));
+        ledger.admit(t(1), Some(Usd::from_pico(25)), 0, Some("x"));
+        assert!(matches!(
+            ledger.reserve(t(1), Some(Usd::from_pico(25)), None),
+            Err(Refusal::Over(_))
+        ));
+        ledger.finish(t(1), false);
+        assert_eq!(ledger.committed(), Usd::from_pico(30));
     }
 
     #[test]

@@ -228,6 +228,101 @@ fn budget_a_batch_whose_create_reply_was_lost_keeps_its_reservations() {
     }
 }
 
+/// What a collecting run left the provider to bill, against its ceiling.
+struct Collected {
+    spent: Usd,
+    bills: usize,
+    out: std::process::Output,
+    log: Vec<String>,
+}
+
+/// A dataset of `tickets` (two agents each, the same model) detached, then
+/// collected under a ceiling with room for every detached request at its worst
+/// case and half a call more: with the budget in the file (the same command
+/// again; the detached run had no budget) or given as `--max-usd` (another
+/// command; the detached run had one). Rows go two at a time, so the first rows'
+/// second wave comes up before the last rows' first.
+fn detach_then_collect(tickets: &[&str], in_file: bool) -> Collected {
+    // A triage's worst case: $0.01 of output, and a little input.
+    let ceiling = tickets.len() as f64 * 0.0101 + 0.005;
+    let max_usd = format!("{ceiling:.8}");
+    let server = FakeServer::start();
+    server.set_billing(Billing {
+        input_percent: Some(100),
+        output_at_max: true,
+        omit_usage: false,
+        ..Billing::default()
+    });
+    server.set_batch_knobs(crate::support::fake::batch::BatchKnobs {
+        delay: std::time::Duration::from_millis(300),
+        ..Default::default()
+    });
+    let place = Place::new();
+    let agents = "  triage: {model: anthropic/claude-haiku-4-5, prompt: \"triage ticket {{inputs.ticket}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n  reply: {model: anthropic/claude-haiku-4-5, prompt: \"reply to {{inputs.ticket}} given {{agents.triage.output}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n";
+    let yaml = |budget: Option<f64>| {
+        let flow = crate::providers::workflow(&server, agents).replace(
+            "agents:\n",
+            "inputs:\n  ticket: {required: true}\nagents:\n",
+        );
+        match budget {
+            Some(budget) => format!("{flow}budget: {{max_usd: {budget:.8}}}\n"),
+            None => flow,
+        }
+    };
+    let lines = tickets.iter().fold(String::new(), |mut s, t| {
+        s.push_str(&format!("{{\"ticket\": \"{t}\"}}\n"));
+        s
+    });
+    std::fs::write(place.path().join("rows.jsonl"), lines).unwrap();
+    std::fs::write(place.path().join("flow.yaml"), yaml(None)).unwrap();
+    let host = server.url().trim_start_matches("http://").to_string();
+    let args = [
+        "run",
+        "flow.yaml",
+        "--each",
+        "rows.jsonl",
+        "--batch",
+        "--no-cache",
+        "-vv",
+        "--allow-host",
+        &host,
+    ];
+    let env = [("BYOK_FLOW_BATCH_WINDOW", "2")];
+    let mut detach: Vec<&str> = args.iter().copied().chain(["--detach"]).collect();
+    let mut collect: Vec<&str> = args.to_vec();
+    if !in_file {
+        detach.extend(["--max-usd", "1"]);
+        collect.extend(["--max-usd", &max_usd]);
+    }
+    let out = place.command(&detach, &env).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let created = server.batch_count("create");
+    if in_file {
+        std::fs::write(place.path().join("flow.yaml"), yaml(Some(ceiling))).unwrap();
+    }
+    let out = place.command(&collect, &env).output().unwrap();
+    place.assert_no_key(&out);
+    // Collected: no state is left to count again.
+    assert!(place.state_files().is_empty(), "in_file {in_file}");
+    let spent = billed_at(&server, 0.5, 2.5);
+    let collected = Collected {
+        spent,
+        bills: server.billed().len(),
+        out,
+        log: server.batch_log(),
+    };
+    assert!(
+        collected.spent <= Usd::from_dollars(ceiling),
+        "in_file {in_file}: the provider billed {spent} for {} requests, over the {ceiling} ceiling\n{:?}\n{}",
+        collected.bills,
+        collected.log,
+        stderr(&collected.out)
+    );
+    // The detached requests were not submitted again.
+    assert_eq!(server.batch_count("create"), created, "{:?}", collected.log);
+    collected
+}
+
 /// Hunt: over a dataset, the run that collects a detached run's batches learned
 /// what each detached request holds only when its row came up, so the second
 /// wave of the first rows was admitted on money later rows' detached requests
@@ -239,92 +334,28 @@ fn budget_a_batch_whose_create_reply_was_lost_keeps_its_reservations() {
 /// same); and another command, `--max-usd` given (the detached run had a budget).
 #[test]
 fn budget_a_collecting_run_over_rows_counts_every_detached_request_from_its_start() {
-    const ROWS: usize = 6;
-    // Room for every detached triage at its worst case ($0.01 of output each,
-    // and a little input), and half a reply more.
-    let ceiling = ROWS as f64 * 0.0101 + 0.005;
-    let max_usd = format!("{ceiling:.8}");
+    let tickets = ["T0x", "T1x", "T2x", "T3x", "T4x", "T5x"];
     for in_file in [true, false] {
-        let server = FakeServer::start();
-        server.set_billing(Billing {
-            input_percent: Some(100),
-            output_at_max: true,
-            omit_usage: false,
-            ..Billing::default()
-        });
-        server.set_batch_knobs(crate::support::fake::batch::BatchKnobs {
-            delay: std::time::Duration::from_millis(300),
-            ..Default::default()
-        });
-        let place = Place::new();
-        let agents = "  triage: {model: anthropic/claude-haiku-4-5, prompt: \"triage ticket {{inputs.ticket}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n  reply: {model: anthropic/claude-haiku-4-5, prompt: \"reply to {{inputs.ticket}} given {{agents.triage.output}}\", max_tokens: 4000, expected_output_tokens: 1, cache: off}\n";
-        let yaml = |budget: Option<f64>| {
-            let flow = crate::providers::workflow(&server, agents).replace(
-                "agents:\n",
-                "inputs:\n  ticket: {required: true}\nagents:\n",
-            );
-            match budget {
-                Some(budget) => format!("{flow}budget: {{max_usd: {budget:.8}}}\n"),
-                None => flow,
-            }
-        };
-        let lines = (0..ROWS).fold(String::new(), |mut s, i| {
-            s.push_str(&format!("{{\"ticket\": \"T{i}x\"}}\n"));
-            s
-        });
-        std::fs::write(place.path().join("rows.jsonl"), lines).unwrap();
-        std::fs::write(place.path().join("flow.yaml"), yaml(None)).unwrap();
-        let host = server.url().trim_start_matches("http://").to_string();
-        let args = [
-            "run",
-            "flow.yaml",
-            "--each",
-            "rows.jsonl",
-            "--batch",
-            "--no-cache",
-            "-vv",
-            "--allow-host",
-            &host,
-        ];
-        // Rows two at a time: the first rows' replies come up before the last rows' triage.
-        let env = [("BYOK_FLOW_BATCH_WINDOW", "2")];
-        let mut detach: Vec<&str> = args.iter().copied().chain(["--detach"]).collect();
-        let mut collect: Vec<&str> = args.to_vec();
-        if !in_file {
-            detach.extend(["--max-usd", "1"]);
-            collect.extend(["--max-usd", &max_usd]);
-        }
-        let out = place.command(&detach, &env).output().unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        let created = server.batch_count("create");
-        if in_file {
-            std::fs::write(place.path().join("flow.yaml"), yaml(Some(ceiling))).unwrap();
-        }
-        let out = place.command(&collect, &env).output().unwrap();
-        place.assert_no_key(&out);
-        let spent = billed_at(&server, 0.5, 2.5);
-        let bills = server.billed().len();
-        assert!(
-            spent <= Usd::from_dollars(ceiling),
-            "in_file {in_file}: the provider billed {spent} for {bills} requests, over the {ceiling} ceiling\n{:?}\n{}",
-            server.batch_log(),
-            stderr(&out)
-        );
+        let c = detach_then_collect(&tickets, in_file);
         // Every detached request was collected, none submitted again, and no reply fit.
-        assert_eq!(bills, ROWS, "{:?}\n{}", server.batch_log(), stderr(&out));
-        assert_eq!(
-            server.batch_count("create"),
-            created,
-            "{:?}",
-            server.batch_log()
-        );
-        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert_eq!(c.bills, tickets.len(), "{:?}\n{}", c.log, stderr(&c.out));
+        assert_eq!(c.out.status.code(), Some(3), "{}", stderr(&c.out));
         assert!(
-            stderr(&out).contains("held by requests in earlier runs' batches"),
+            stderr(&c.out).contains("held by requests in earlier runs' batches"),
             "{}",
-            stderr(&out)
+            stderr(&c.out)
         );
-        // Collected: no state is left to count again.
-        assert!(place.state_files().is_empty(), "in_file {in_file}");
     }
+}
+
+/// Hunt: two rows with the same ticket: both requests were in the detached
+/// batch (and billed), but the collecting run knew one of them by its
+/// fingerprint, so one row read the batch's answer and the other's request was
+/// often submitted again, on a reservation taken as if it were already sent,
+/// past the ceiling. Each row now reads its own.
+#[test]
+fn budget_duplicate_rows_each_read_their_own_detached_request() {
+    let c = detach_then_collect(&["T0x", "T0x", "T1x", "T2x"], true);
+    assert_eq!(c.bills, 4, "{:?}\n{}", c.log, stderr(&c.out));
+    assert_eq!(c.out.status.code(), Some(3), "{}", stderr(&c.out));
 }
