@@ -224,7 +224,7 @@ impl Conn {
             payload,
             timeouts: timeouts(),
         };
-        let endpoint = endpoint(url);
+        let endpoint = crate::providers::http::endpoint(url);
         let response = self.http.send(call).await.map_err(|e| {
             let mut message = format!(
                 "{} batch {} {endpoint}: {e}",
@@ -326,19 +326,6 @@ impl Conn {
                 format!("{} batch API: malformed response: {e}", self.provider),
             )
         })
-    }
-}
-
-/// `host[:port]/path` of a URL: no query, which could hold a key.
-pub fn endpoint(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(u) => format!(
-            "{}{}{}",
-            u.host_str().unwrap_or_default(),
-            u.port().map_or_else(String::new, |p| format!(":{p}")),
-            u.path()
-        ),
-        Err(_) => "(not a URL)".into(),
     }
 }
 

@@ -573,8 +573,9 @@ where
     )
 }
 
-/// `host[:port]/path` of a URL, without its query or anything else.
-pub(super) fn endpoint(url: &str) -> String {
+/// `host[:port]/path` of a URL, without its query (which could hold a token) or
+/// anything else: how a request's URL is logged.
+pub fn endpoint(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(u) => format!(
             "{}{}{}",
