@@ -30,6 +30,17 @@ fn assert_nowhere(p: &Project, out: &Output, piece: &str) {
     }
 }
 
+/// Panics if a request the server received (a later agent's prompt) holds `piece`.
+fn assert_never_sent(server: &FakeServer, piece: &str) {
+    for request in server.requests() {
+        let body = request.body.to_string();
+        assert!(
+            !body.contains(piece),
+            "a request body holds `{piece}`: {body}"
+        );
+    }
+}
+
 /// A run of `flow.yaml` at `-vvv` that keeps everything it can: `--json`,
 /// `--out`, the history, the cache, the report, and GitHub's step summary.
 fn run_keeping_everything(p: &Project, allow: &str) -> assert_cmd::Command {
@@ -248,13 +259,7 @@ agents:
         "{stderr}"
     );
     assert_nowhere(&p, &out, "PIECE");
-    for request in server.requests() {
-        let body = request.body.to_string();
-        assert!(
-            !body.contains("PIECE"),
-            "a request body holds the key: {body}"
-        );
-    }
+    assert_never_sent(&server, "PIECE");
 }
 
 /// An OpenAI `url_citation` quotes the span of the reply between two indices; a
@@ -331,13 +336,7 @@ agents:
         "{citations}"
     );
     assert_nowhere(&p, &out, "PIECE");
-    for request in server.requests() {
-        let body = request.body.to_string();
-        assert!(
-            !body.contains("PIECE"),
-            "a request body holds the key: {body}"
-        );
-    }
+    assert_never_sent(&server, "PIECE");
 }
 
 /// A server (a gateway's log line, a proxy's page) that cuts its echo of the key
