@@ -3,10 +3,10 @@
 //! most it can cost (its known input plus its output limit, at its price) before it
 //! is sent, and none is sent whose reservation could take spend past the ceiling.
 //!
-//! An agent's first reservation is made by the [`BudgetGate`] before it starts:
-//! while other agents run it waits for them to settle, since a settled agent
-//! usually costs less than it reserved; with nothing running and still no room, it
-//! gives the agent up (skipped for budget). A later attempt of a running agent
+//! An agent's first reservation is made before it starts ([`Budget::admit`], the
+//! runner's gate): while other agents run it waits for them to settle, since a
+//! settled agent usually costs less than it reserved; with nothing running and
+//! still no room, it gives the agent up (skipped for budget). A later attempt of a running agent
 //! reserves again ([`Budget::reserve`]) and likewise waits while another agent is
 //! running; with nothing else running, the attempt is not made and the agent fails.
 //!
@@ -29,8 +29,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::Notify;
 
 use super::Usd;
-use crate::runner::{AgentRunner, Prepared};
-use crate::scheduler::{Admission, Gate, Settled, Task};
+use crate::scheduler::{Admission, Task};
 
 /// Money spent and reserved against a ceiling.
 #[derive(Debug, Clone)]
@@ -317,73 +316,42 @@ impl Budget {
         self.changed.notify_waiters();
     }
 
-    fn finish(&self, agent: Task, lost: bool) {
+    /// Whether `agent` may start now with `worst` reserved for its first attempt
+    /// (see [`Ledger::admit`]), and what was committed before and after.
+    pub fn admit(
+        &self,
+        agent: Task,
+        worst: Option<Usd>,
+        running: usize,
+        sent: Option<&str>,
+    ) -> Admitted {
+        let mut ledger = self.ledger();
+        let before = ledger.committed();
+        let admission = ledger.admit(agent, worst, running, sent);
+        Admitted {
+            admission,
+            before,
+            after: ledger.committed(),
+            ceiling: ledger.ceiling,
+        }
+    }
+
+    /// `agent` settled: what it still holds is let go (`lost`: its task was lost,
+    /// and it keeps what it held as spent).
+    pub fn finish(&self, agent: Task, lost: bool) {
         self.ledger().finish(agent, lost);
         self.changed.notify_waiters();
     }
 }
 
-/// The budget gate of a run.
-#[derive(Debug, Clone)]
-pub struct BudgetGate {
-    budget: Arc<Budget>,
-}
-
-impl BudgetGate {
-    /// The gate of the agents that reserve and pay through `budget`.
-    pub fn new(budget: Arc<Budget>) -> Self {
-        BudgetGate { budget }
-    }
-}
-
-impl Gate<AgentRunner> for BudgetGate {
-    fn admit(&mut self, agent: Task, prepared: &Prepared, running: usize) -> Admission {
-        let mut ledger = self.budget.ledger();
-        let before = ledger.committed();
-        let admission = ledger.admit(agent, prepared.worst, running, prepared.sent.as_deref());
-        let worst = prepared
-            .worst
-            .map_or_else(|| "unknown".to_string(), |w| w.to_string());
-        let counted = if prepared.exact {
-            "counted"
-        } else {
-            "bound, no tokenizer"
-        };
-        let input = prepared.input.bound;
-        match &admission {
-            Admission::Start => tracing::debug!(
-                "budget: admitted, reserving {worst} ({input} input tokens, {counted}); committed {before} -> {} of {}",
-                ledger.committed(),
-                ledger.ceiling
-            ),
-            Admission::Wait => tracing::debug!(
-                "budget: waiting for {running} running agent(s) to settle: its worst case {worst} ({input} input tokens, {counted}) does not fit in the {} left",
-                ledger.ceiling.saturating_sub(before)
-            ),
-            Admission::Skip(why) => tracing::info!("budget: skipped: {why}"),
-        }
-        drop(ledger);
-        match admission {
-            Admission::Skip(why) => Admission::Skip(format!(
-                "{why} ({} input tokens at most, `max_tokens` {}); lower its `max_tokens` or raise the budget",
-                prepared.input.bound,
-                prepared
-                    .request
-                    .max_tokens
-                    .map_or_else(|| "unset".to_string(), |m| m.to_string()),
-            )),
-            other => other,
-        }
-    }
-
-    fn settled(
-        &mut self,
-        agent: Task,
-        how: Settled<'_, crate::runner::AgentOutput, crate::runner::AgentFailure>,
-    ) {
-        // Each attempt was paid for as it ended; a lost task keeps what it held.
-        self.budget.finish(agent, matches!(how, Settled::Lost));
-    }
+/// What [`Budget::admit`] decided, with the money committed before and after it
+/// against the ceiling.
+#[derive(Debug)]
+pub struct Admitted {
+    pub admission: Admission,
+    pub before: Usd,
+    pub after: Usd,
+    pub ceiling: Usd,
 }
 
 #[cfg(test)]

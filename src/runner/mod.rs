@@ -19,6 +19,7 @@
 
 mod cached;
 mod execute;
+mod gate;
 mod map;
 mod meter;
 mod plan;
@@ -40,7 +41,7 @@ use serde_json::{Map, Value as Json};
 use crate::cache::{Cache, Endpoint, Entry, Key};
 use crate::catalog::ProviderKind;
 use crate::cost::bill::Bill;
-use crate::cost::budget::{Budget, BudgetGate};
+use crate::cost::budget::Budget;
 use crate::cost::prices::{PriceTable, Pricing};
 use crate::cost::ratio::Ratios;
 use crate::cost::tokens::{Count, Tokenizer};
@@ -281,7 +282,7 @@ impl AgentRunner {
     /// The gate that holds this run's agents to its budget (or none).
     pub fn gate(&self) -> Box<dyn Gate<AgentRunner>> {
         match &self.budget {
-            Some(budget) => Box::new(BudgetGate::new(budget.clone())),
+            Some(budget) => Box::new(gate::BudgetGate::new(budget.clone())),
             None => Box::new(Open),
         }
     }
