@@ -476,14 +476,7 @@ impl Shared {
         let (fingerprint, size) = fingerprint(api.as_ref(), key.as_ref(), &request);
         let provider = api.provider().to_string();
         self.unsettled.fetch_add(1, Ordering::SeqCst);
-        let reserved = {
-            let mut reserving = lock(&self.reserving);
-            let worst = reserving.get_mut(&fingerprint).and_then(Vec::pop);
-            if reserving.get(&fingerprint).is_some_and(Vec::is_empty) {
-                reserving.remove(&fingerprint);
-            }
-            worst
-        };
+        let reserved = take_one(&mut lock(&self.reserving), &fingerprint);
         let pending = Pending {
             api,
             custom_id: custom_id(label, self.seq.fetch_add(1, Ordering::SeqCst) + 1),
