@@ -6,9 +6,10 @@
 //! An agent's first reservation is made before it starts ([`Budget::admit`], the
 //! runner's gate): while other agents run it waits for them to settle, since a
 //! settled agent usually costs less than it reserved; with nothing running and
-//! still no room, it gives the agent up (skipped for budget). A later attempt of a running agent
-//! reserves again ([`Budget::reserve`]) and likewise waits while another agent is
-//! running; with nothing else running, the attempt is not made and the agent fails.
+//! still no room, it gives the agent up (skipped for budget). A later attempt of a
+//! running agent reserves again ([`Budget::reserve`]) and likewise waits while
+//! another agent is running; with nothing else running, the attempt is not made
+//! and the agent fails.
 //!
 //! After each attempt its reservation becomes what it cost ([`Budget::charge`]).
 //! An attempt whose bill is unknown (a reply cut off or unreadable after the
